@@ -1,0 +1,290 @@
+//! `--filter key=value` selection of entries, on the same keys `top` groups
+//! by. Clauses are ANDed; comma-separated values within a clause are ORed;
+//! `key!=value` negates. Parsing is strict: an unknown key or a malformed
+//! value is an error naming it, never a filter that silently matches nothing.
+
+use std::net::IpAddr;
+
+use crate::entry::{Entry, Nat};
+use crate::proto::{L3Proto, L4Proto};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("filter {0:?}: expected key=value (keys: {KEYS})")]
+    Syntax(String),
+    #[error("filter {0:?}: unknown key (keys: {KEYS})")]
+    UnknownKey(String),
+    #[error("filter {clause:?}: bad value {value:?}: {why}")]
+    BadValue {
+        clause: String,
+        value: String,
+        why: &'static str,
+    },
+}
+
+const KEYS: &str = "l3, l4, state, flags, zone, mark, nat, src, dst, sport, dport";
+
+/// An address or a CIDR prefix. Hand-written (a dozen lines) rather than a
+/// crate: only containment of one address is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Prefix {
+    fn parse(s: &str) -> Option<Self> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a.parse().ok()?, Some(l.parse::<u8>().ok()?)),
+            None => (s.parse().ok()?, None),
+        };
+        let max = if matches!(addr, IpAddr::V4(_)) {
+            32
+        } else {
+            128
+        };
+        let len = len.unwrap_or(max);
+        (len <= max).then_some(Self { addr, len })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, len: u8, width: u32) -> u128 {
+            let shift = width - u32::from(len);
+            if shift >= 128 { 0 } else { bits >> shift }
+        }
+        match (self.addr, ip) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => {
+                masked(u32::from(p).into(), self.len, 32)
+                    == masked(u32::from(a).into(), self.len, 32)
+            }
+            (IpAddr::V6(p), IpAddr::V6(a)) => {
+                masked(u128::from(p), self.len, 128) == masked(u128::from(a), self.len, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    L3(L3Proto),
+    L4(L4Proto),
+    /// State name, upper-case.
+    State(String),
+    Flag(FlagValue),
+    Zone(u16),
+    Mark(u32),
+    Nat(Nat),
+    Src(Prefix),
+    Dst(Prefix),
+    Sport(Option<L4Proto>, u16),
+    Dport(Option<L4Proto>, u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlagValue {
+    Assured,
+    Unreplied,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Clause {
+    negate: bool,
+    any_of: Vec<Value>,
+}
+
+/// A conjunction of clauses; the empty filter matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    clauses: Vec<Clause>,
+}
+
+fn parse_l4(s: &str) -> Option<L4Proto> {
+    if let Ok(n) = s.parse::<u8>() {
+        return Some(L4Proto::from_number(n));
+    }
+    (0..=255u8)
+        .map(L4Proto::from_number)
+        .find(|p| p.name() == Some(s))
+}
+
+fn parse_port(s: &str) -> Option<(Option<L4Proto>, u16)> {
+    match s.split_once('/') {
+        Some((proto, port)) => Some((Some(parse_l4(proto)?), port.parse().ok()?)),
+        None => Some((None, s.parse().ok()?)),
+    }
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+impl Filter {
+    /// Parse clauses such as `l4=tcp`, `state=ESTABLISHED,TIME_WAIT`,
+    /// `src=10.0.0.0/8`, `dport=tcp/443`, `flags!=assured`.
+    pub fn parse<S: AsRef<str>>(clauses: &[S]) -> Result<Self, FilterError> {
+        let mut out = Vec::new();
+        for raw in clauses {
+            let raw = raw.as_ref();
+            let (key, negate, values) = match raw.split_once('=') {
+                Some((k, v)) if k.ends_with('!') => (&k[..k.len() - 1], true, v),
+                Some((k, v)) => (k, false, v),
+                None => return Err(FilterError::Syntax(raw.into())),
+            };
+            let key = key.trim().to_ascii_lowercase();
+            let mut any_of = Vec::new();
+            for value in values.split(',') {
+                let value = value.trim();
+                let err = |why| FilterError::BadValue {
+                    clause: raw.into(),
+                    value: value.into(),
+                    why,
+                };
+                let lower = value.to_ascii_lowercase();
+                let v = match key.as_str() {
+                    "l3" => Value::L3(match lower.as_str() {
+                        "ipv4" | "4" => L3Proto::Ipv4,
+                        "ipv6" | "6" => L3Proto::Ipv6,
+                        _ => return Err(err("expected ipv4 or ipv6")),
+                    }),
+                    "l4" | "proto" => Value::L4(
+                        parse_l4(&lower)
+                            .ok_or_else(|| err("expected a protocol name or number"))?,
+                    ),
+                    "state" => {
+                        if value.is_empty() {
+                            return Err(err("expected a state name such as ESTABLISHED"));
+                        }
+                        Value::State(value.to_ascii_uppercase())
+                    }
+                    "flags" => Value::Flag(match lower.as_str() {
+                        "assured" => FlagValue::Assured,
+                        "unreplied" => FlagValue::Unreplied,
+                        "other" => FlagValue::Other,
+                        _ => return Err(err("expected assured, unreplied or other")),
+                    }),
+                    "zone" => Value::Zone(value.parse().map_err(|_| err("expected 0..65535"))?),
+                    "mark" => Value::Mark(
+                        parse_u32(value).ok_or_else(|| err("expected a 32-bit number"))?,
+                    ),
+                    "nat" => Value::Nat(
+                        Nat::ALL
+                            .into_iter()
+                            .find(|n| n.name() == lower || (lower == "both" && *n == Nat::Both))
+                            .ok_or_else(|| err("expected none, snat, dnat or snat+dnat"))?,
+                    ),
+                    "src" => Value::Src(
+                        Prefix::parse(value).ok_or_else(|| err("expected an address or CIDR"))?,
+                    ),
+                    "dst" => Value::Dst(
+                        Prefix::parse(value).ok_or_else(|| err("expected an address or CIDR"))?,
+                    ),
+                    "sport" => {
+                        let (p, n) =
+                            parse_port(&lower).ok_or_else(|| err("expected PORT or PROTO/PORT"))?;
+                        Value::Sport(p, n)
+                    }
+                    "dport" => {
+                        let (p, n) =
+                            parse_port(&lower).ok_or_else(|| err("expected PORT or PROTO/PORT"))?;
+                        Value::Dport(p, n)
+                    }
+                    _ => return Err(FilterError::UnknownKey(raw.into())),
+                };
+                any_of.push(v);
+            }
+            out.push(Clause { negate, any_of });
+        }
+        Ok(Self { clauses: out })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clauses.is_empty()
+    }
+
+    pub fn matches(&self, e: &Entry) -> bool {
+        self.clauses
+            .iter()
+            .all(|c| c.any_of.iter().any(|v| value_matches(v, e)) != c.negate)
+    }
+}
+
+fn value_matches(v: &Value, e: &Entry) -> bool {
+    let l4 = e.l4();
+    let port_matches = |want: &Option<L4Proto>, port: u16, got: Option<u16>| {
+        want.is_none_or(|p| p == l4) && got == Some(port)
+    };
+    match v {
+        Value::L3(p) => e.l3 == Some(*p),
+        Value::L4(p) => l4 == *p,
+        Value::State(s) => e.state_name() == Some(s.as_str()),
+        Value::Flag(FlagValue::Assured) => e.assured(),
+        Value::Flag(FlagValue::Unreplied) => e.unreplied(),
+        Value::Flag(FlagValue::Other) => !e.assured() && !e.unreplied(),
+        Value::Zone(z) => e.zone.unwrap_or(0) == *z,
+        Value::Mark(m) => e.mark.unwrap_or(0) == *m,
+        Value::Nat(n) => e.nat() == *n,
+        Value::Src(p) => p.contains(e.orig.src),
+        Value::Dst(p) => p.contains(e.orig.dst),
+        Value::Sport(want, port) => port_matches(want, *port, e.orig.sport()),
+        Value::Dport(want, port) => port_matches(want, *port, e.orig.dport()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::{Line, parse_line};
+
+    fn entry(line: &str) -> Entry {
+        match parse_line(line.as_bytes()) {
+            Ok(Line::Entry(e)) => *e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const TCP: &str = "tcp 6 95 ESTABLISHED src=10.1.1.1 dst=10.2.2.2 sport=1001 dport=443 src=10.2.2.2 dst=10.1.1.1 sport=443 dport=1001 [ASSURED] mark=7 use=1";
+    const UDP: &str = "udp 17 20 src=192.168.0.9 dst=10.2.2.2 sport=5000 dport=53 [UNREPLIED] src=10.2.2.2 dst=192.168.0.9 sport=53 dport=5000 mark=0 zone=3 use=1";
+
+    #[test]
+    fn clauses() {
+        let (tcp, udp) = (entry(TCP), entry(UDP));
+        let f = |s: &[&str]| Filter::parse(s).expect("valid filter");
+        assert!(f(&[]).matches(&tcp));
+        assert!(f(&["l4=tcp"]).matches(&tcp) && !f(&["l4=tcp"]).matches(&udp));
+        assert!(f(&["l4=tcp,udp", "dport=53"]).matches(&udp));
+        assert!(f(&["dport=tcp/443"]).matches(&tcp) && !f(&["dport=udp/443"]).matches(&tcp));
+        assert!(f(&["src=10.0.0.0/8"]).matches(&tcp) && !f(&["src=10.0.0.0/8"]).matches(&udp));
+        assert!(f(&["src!=10.0.0.0/8"]).matches(&udp));
+        assert!(f(&["state=established"]).matches(&tcp));
+        assert!(f(&["flags=unreplied"]).matches(&udp) && f(&["flags=assured"]).matches(&tcp));
+        assert!(f(&["zone=3"]).matches(&udp) && f(&["zone=0"]).matches(&tcp));
+        assert!(f(&["mark=0x7"]).matches(&tcp));
+        assert!(f(&["nat=none"]).matches(&tcp));
+        assert!(f(&["src=0.0.0.0/0"]).matches(&udp));
+    }
+
+    #[test]
+    fn errors_name_the_clause() {
+        assert!(matches!(
+            Filter::parse(&["colour=red"]),
+            Err(FilterError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            Filter::parse(&["l4"]),
+            Err(FilterError::Syntax(_))
+        ));
+        assert!(matches!(
+            Filter::parse(&["src=10.0.0.0/33"]),
+            Err(FilterError::BadValue { .. })
+        ));
+        assert!(matches!(
+            Filter::parse(&["dport=tcp/70000"]),
+            Err(FilterError::BadValue { .. })
+        ));
+    }
+}

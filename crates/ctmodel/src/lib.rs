@@ -1,0 +1,22 @@
+//! ctmodel: the conntrack entry model, the text dump parser and the table
+//! breakdown. Pure: no I/O beyond reading from a [`std::io::Read`].
+//!
+//! - [`entry`]: [`Entry`], [`Tuple`], [`Status`], [`Nat`]
+//! - [`proto`]: L3/L4 protocol numbers and state names
+//! - [`text`]: one line of `/proc/net/nf_conntrack` or `conntrack -L` output
+//! - [`scan`]: streaming (and parallel) parsing of a whole dump
+//! - [`breakdown`]: aggregation by protocol, state, flags, zone, mark, NAT,
+//!   top sources/destinations/ports and remaining timeout
+//! - [`filter`]: `key=value` selection on the same keys
+
+pub mod breakdown;
+pub mod entry;
+pub mod filter;
+pub mod proto;
+pub mod scan;
+pub mod text;
+
+pub use breakdown::Breakdown;
+pub use entry::{Counters, Entry, L4Tuple, Nat, Status, Tuple};
+pub use filter::Filter;
+pub use proto::{L3Proto, L4Proto, State};
