@@ -1,0 +1,87 @@
+//! Command-line surface (clap derive). Raw arguments only: turning them into
+//! work happens in the command modules, so parsing is testable without I/O.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::top::TopArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ctdoctor",
+    version,
+    about = "Find, explain and fix conntrack table exhaustion (\"nf_conntrack: table full, dropping packet\")",
+    after_help = "Examples:\n  ctdoctor top                       breakdown of the live table (ctnetlink)\n  ctdoctor --netns ctbench top -n 5  the table of another network namespace\n  conntrack -L | ctdoctor top --file -\n  ctdoctor top --file dump.txt --filter l4=tcp --by state,dport --json\n\nExit codes: 0 success, 1 failure (the reason is printed), 2 bad usage."
+)]
+pub struct Cli {
+    /// Run against another network namespace: a name from `ip netns list`,
+    /// a PID, or a path to a namespace file (e.g. /proc/PID/ns/net).
+    #[arg(long, global = true, value_name = "NAME|PATH|PID")]
+    pub netns: Option<String>,
+
+    /// Machine-readable JSON output (stable field names).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Colour in human output (honours NO_COLOR).
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+
+    /// Quiet: no warnings on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Break the conntrack table down by protocol, state, flags, zone, mark,
+    /// NAT, top sources, destinations and ports, and remaining timeout.
+    #[command(
+        after_help = "Examples:\n  ctdoctor top\n  ctdoctor top --source proc -n 20\n  ctdoctor top --file conntrack-L.txt --by src,dport\n  conntrack -L -o extended | ctdoctor top --file - --json\n  ctdoctor top --filter l4=tcp --filter state=SYN_SENT --by src\n  ctdoctor top --filter 'src=10.0.0.0/8' --filter 'dport=tcp/443,tcp/80' --csv\n\nFilter keys: l3, l4, state, flags (assured|unreplied|other), zone, mark,\nnat (none|snat|dnat|snat+dnat), src, dst (address or CIDR), sport, dport\n(PORT or PROTO/PORT). Commas mean OR, repeated --filter means AND, != negates."
+    )]
+    Top(TopArgs),
+}
+
+/// Where `top` reads entries from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// ctnetlink dump (needs CAP_NET_ADMIN; works without /proc/net/nf_conntrack).
+    Netlink,
+    /// /proc/net/nf_conntrack (needs CONFIG_NF_CONNTRACK_PROCFS).
+    Proc,
+}
+
+/// A file argument where `-` means standard input.
+pub fn is_stdin(p: &std::path::Path) -> bool {
+    p == PathBuf::from("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_after_subcommand() {
+        let cli = Cli::try_parse_from(["ctdoctor", "top", "--netns", "x", "--json", "-n", "3"])
+            .expect("parses");
+        assert_eq!(cli.netns.as_deref(), Some("x"));
+        assert!(cli.json);
+    }
+}

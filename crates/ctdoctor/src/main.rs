@@ -1,0 +1,80 @@
+//! ctdoctor: the binary. Parses arguments, enters the requested network
+//! namespace, runs one command and maps the outcome to an exit code. A
+//! closed pipe (`ctdoctor top | head`) is success, not an error.
+
+mod cli;
+mod render;
+mod top;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn run(cli: &Cli) -> Result<()> {
+    if let Some(ns) = &cli.netns {
+        // Before any thread exists: setns changes only the calling thread,
+        // and /proc/net follows the thread group leader.
+        ctnetlink::netns::enter(ns)?;
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match &cli.command {
+        Command::Top(args) => {
+            if args.csv && cli.json {
+                anyhow::bail!("--csv and --json exclude each other");
+            }
+            let mut report = top::run(args)?;
+            if let Some(ns) = &cli.netns {
+                report.source = format!("{} (netns {ns})", report.source);
+            }
+            if !cli.quiet {
+                for e in &report.errors {
+                    if e.line > 0 {
+                        eprintln!("ctdoctor: line {}: skipped: {}", e.line, e.reason);
+                    } else {
+                        eprintln!("ctdoctor: skipped: {}", e.reason);
+                    }
+                }
+                if report.skipped_lines > 0 {
+                    eprintln!(
+                        "ctdoctor: {} of {} lines skipped as malformed",
+                        report.skipped_lines, report.lines
+                    );
+                }
+            }
+            if cli.json {
+                render::json(&report, &mut out)?;
+            } else if args.csv {
+                render::csv(&report, &args.by, &mut out)?;
+            } else {
+                render::table(&report, &args.by, &mut out)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = e.downcast_ref::<ctmodel::filter::FilterError>().is_some();
+            eprintln!("ctdoctor: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Renderers for `top`: an aligned table for people, CSV for spreadsheets,
+//! JSON for scripts. They only format a [`TopReport`]; nothing is computed here.
+
+use std::io::{self, Write};
+
+use serde_json::{Map, Value};
+
+use crate::top::{Group, KeyCount, TopReport};
+
+fn rows_of_map(m: &Map<String, Value>) -> Vec<(String, u64)> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+        .collect()
+}
+
+fn rows_of_list(v: &[KeyCount]) -> Vec<(String, u64)> {
+    v.iter().map(|kc| (kc.key.clone(), kc.count)).collect()
+}
+
+/// The rows of one grouping, with its title.
+pub fn group_rows(r: &TopReport, g: Group) -> (&'static str, Vec<(String, u64)>) {
+    match g {
+        Group::L3 => ("l3", rows_of_map(&r.l3)),
+        Group::L4 => ("l4", rows_of_map(&r.l4)),
+        Group::State => ("tcp_state", rows_of_map(&r.tcp_state)),
+        Group::Flags => ("flags", rows_of_map(&r.flags)),
+        Group::Zone => ("zone", rows_of_map(&r.zone)),
+        Group::Mark => ("mark", rows_of_map(&r.mark)),
+        Group::Nat => ("nat", rows_of_map(&r.nat)),
+        Group::Src => ("top_src", rows_of_list(&r.top_src)),
+        Group::Dst => ("top_dst", rows_of_list(&r.top_dst)),
+        Group::Dport => ("top_dport", rows_of_list(&r.top_dport)),
+        Group::Timeout => ("timeout", rows_of_map(&r.timeout)),
+    }
+}
+
+fn selected(by: &[Group]) -> &[Group] {
+    if by.is_empty() { &Group::ALL } else { by }
+}
+
+pub fn table(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()> {
+    write!(out, "source: {}   entries: {}", r.source, r.entries)?;
+    if r.filtered_out > 0 {
+        write!(out, "   filtered out: {}", r.filtered_out)?;
+    }
+    if r.skipped_lines > 0 {
+        write!(out, "   skipped lines: {}", r.skipped_lines)?;
+    }
+    writeln!(out)?;
+    if r.dump_interrupted {
+        writeln!(
+            out,
+            "note: the table changed during every dump attempt (NLM_F_DUMP_INTR); counts are approximate"
+        )?;
+    }
+    let total = r.entries.max(1) as f64;
+    for g in selected(by) {
+        let (title, rows) = group_rows(r, *g);
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<40} {:>10} {:>7}",
+            title.to_uppercase(),
+            "COUNT",
+            "%"
+        )?;
+        if rows.is_empty() {
+            writeln!(out, "  (none)")?;
+        }
+        for (k, c) in rows {
+            let pct = c as f64 * 100.0 / total;
+            writeln!(out, "  {k:<38} {c:>10} {pct:>6.1}%")?;
+        }
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn csv(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "group,key,count")?;
+    writeln!(out, "entries,all,{}", r.entries)?;
+    for g in selected(by) {
+        let (title, rows) = group_rows(r, *g);
+        for (k, c) in rows {
+            writeln!(out, "{title},{},{c}", csv_field(&k))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn json(value: &impl serde::Serialize, out: &mut impl Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}

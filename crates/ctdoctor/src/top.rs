@@ -1,0 +1,257 @@
+//! `ctdoctor top`: read entries from ctnetlink, /proc or a text dump, fold
+//! them into a [`Breakdown`] and build a [`TopReport`] for the renderers.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use ctmodel::scan::{self, ScanReport};
+use ctmodel::{Breakdown, Filter};
+use ctnetlink::{Conntrack, Family};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cli::{Source, is_stdin};
+
+pub const PROC_CONNTRACK: &str = "/proc/net/nf_conntrack";
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Live source when no --file is given.
+    #[arg(long, value_enum, default_value_t = Source::Netlink)]
+    pub source: Source,
+
+    /// Read a saved dump instead (/proc/net/nf_conntrack text or any
+    /// `conntrack -L` output); `-` reads standard input.
+    #[arg(long, short = 'f', value_name = "PATH|-")]
+    pub file: Option<PathBuf>,
+
+    /// Groupings to show (comma-separated); all by default. JSON always
+    /// carries every grouping.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub by: Vec<Group>,
+
+    /// How many rows in top-N groupings (src, dst, dport, mark).
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub top: usize,
+
+    /// Only count entries matching KEY=VALUE (repeatable, ANDed).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+
+    /// CSV output (group,key,count).
+    #[arg(long)]
+    pub csv: bool,
+
+    /// Parser threads for text input (default: all CPUs).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Group {
+    L3,
+    L4,
+    State,
+    Flags,
+    Zone,
+    Mark,
+    Nat,
+    Src,
+    Dst,
+    Dport,
+    Timeout,
+}
+
+impl Group {
+    pub const ALL: [Group; 11] = [
+        Group::L3,
+        Group::L4,
+        Group::State,
+        Group::Flags,
+        Group::Zone,
+        Group::Mark,
+        Group::Nat,
+        Group::Src,
+        Group::Dst,
+        Group::Dport,
+        Group::Timeout,
+    ];
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeyCount {
+    pub key: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LineErrorOut {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// The result of `top`: field names are the stable JSON contract of DESIGN.md.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopReport {
+    pub source: String,
+    pub entries: u64,
+    pub l3: Map<String, Value>,
+    pub l4: Map<String, Value>,
+    pub tcp_state: Map<String, Value>,
+    pub flags: Map<String, Value>,
+    pub zone: Map<String, Value>,
+    pub mark: Map<String, Value>,
+    pub nat: Map<String, Value>,
+    pub top_src: Vec<KeyCount>,
+    pub top_dst: Vec<KeyCount>,
+    pub top_dport: Vec<KeyCount>,
+    pub timeout: Map<String, Value>,
+    pub skipped_lines: u64,
+    /// Entries rejected by --filter.
+    pub filtered_out: u64,
+    /// Distinct source / destination addresses seen (all counted exactly).
+    pub distinct_src: usize,
+    pub distinct_dst: usize,
+    /// The first malformed lines (text sources) with their reasons.
+    pub errors: Vec<LineErrorOut>,
+    /// ctnetlink reported NLM_F_DUMP_INTR on every attempt: counts may be
+    /// off by the entries that changed during the dump.
+    pub dump_interrupted: bool,
+    #[serde(skip)]
+    pub lines: u64,
+}
+
+fn map<K: ToString>(rows: impl IntoIterator<Item = (K, u64)>) -> Map<String, Value> {
+    rows.into_iter()
+        .map(|(k, c)| (k.to_string(), Value::from(c)))
+        .collect()
+}
+
+fn list<K: ToString>(rows: impl IntoIterator<Item = (K, u64)>) -> Vec<KeyCount> {
+    rows.into_iter()
+        .map(|(k, c)| KeyCount {
+            key: k.to_string(),
+            count: c,
+        })
+        .collect()
+}
+
+impl TopReport {
+    pub fn new(source: String, b: &Breakdown, n: usize) -> Self {
+        let (distinct_src, distinct_dst) = b.distinct();
+        Self {
+            source,
+            entries: b.entries,
+            l3: map(b.l3()),
+            l4: map(b.l4()),
+            tcp_state: map(b.tcp_state()),
+            flags: map([
+                ("assured", b.assured),
+                ("unreplied", b.unreplied),
+                ("other", b.other_flags),
+            ]),
+            zone: map(b.zone()),
+            mark: map(b.mark(n)),
+            nat: map(b.nat()),
+            top_src: list(b.top_src(n)),
+            top_dst: list(b.top_dst(n)),
+            top_dport: list(b.top_dport(n)),
+            timeout: map(b.timeout_histogram()),
+            skipped_lines: 0,
+            filtered_out: b.filtered_out,
+            distinct_src,
+            distinct_dst,
+            errors: Vec::new(),
+            dump_interrupted: false,
+            lines: 0,
+        }
+    }
+
+    fn with_scan(mut self, r: &ScanReport) -> Self {
+        self.skipped_lines = r.skipped;
+        self.lines = r.lines;
+        self.errors = r
+            .first_errors
+            .iter()
+            .map(|e| LineErrorOut {
+                line: e.line,
+                reason: e.error.to_string(),
+            })
+            .collect();
+        self
+    }
+}
+
+fn threads(args: &TopArgs) -> usize {
+    args.threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1)
+}
+
+fn scan_text<R: Read>(
+    reader: R,
+    args: &TopArgs,
+    filter: &Filter,
+    source: String,
+) -> Result<TopReport> {
+    let (b, r) = scan::scan(reader, threads(args), || Breakdown::new(filter.clone()))
+        .with_context(|| format!("reading {source}"))?;
+    Ok(TopReport::new(source, &b, args.top).with_scan(&r))
+}
+
+/// Dump attempts when the kernel flags the dump as interrupted or overrun.
+const DUMP_ATTEMPTS: usize = 3;
+
+fn from_netlink(args: &TopArgs, filter: &Filter) -> Result<TopReport> {
+    let mut ct = Conntrack::open()?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut b = Breakdown::new(filter.clone());
+        match ct.dump(Family::Any, |e| b.add(e)) {
+            Ok(summary) if !summary.interrupted || attempt == DUMP_ATTEMPTS => {
+                let mut report = TopReport::new("netlink".into(), &b, args.top);
+                report.skipped_lines = summary.malformed;
+                if let Some(e) = summary.first_malformed {
+                    report.errors.push(LineErrorOut {
+                        line: 0,
+                        reason: format!("malformed ctnetlink message: {e}"),
+                    });
+                }
+                report.dump_interrupted = summary.interrupted;
+                return Ok(report);
+            }
+            Ok(_) => {}
+            Err(ctnetlink::Error::Overrun { .. }) if attempt < DUMP_ATTEMPTS => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+pub fn run(args: &TopArgs) -> Result<TopReport> {
+    let filter = Filter::parse(&args.filter)?;
+    if let Some(path) = &args.file {
+        if is_stdin(path) {
+            return scan_text(io::stdin().lock(), args, &filter, "stdin".into());
+        }
+        let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        return scan_text(f, args, &filter, format!("file:{}", path.display()));
+    }
+    match args.source {
+        Source::Netlink => from_netlink(args, &filter),
+        Source::Proc => {
+            let f = match File::open(PROC_CONNTRACK) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+                    "{PROC_CONNTRACK} does not exist: the kernel is built without \
+                     CONFIG_NF_CONNTRACK_PROCFS (or conntrack is not loaded); use --source netlink"
+                ),
+                Err(e) => return Err(e).with_context(|| format!("cannot open {PROC_CONNTRACK}")),
+            };
+            scan_text(f, args, &filter, "proc".into())
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! The ctnetlink client: one NETLINK_NETFILTER socket bound to the network
+//! namespace of the thread that opened it (see [`crate::netns`]). Dumps
+//! stream entries to a callback so memory stays flat whatever the table size.
+
+use ctmodel::Entry;
+use netlink_sys::Socket;
+
+use crate::codec::{Message, MessageBuilder, Messages};
+use crate::consts::*;
+use crate::decode::{self, CpuStats, GlobalStats};
+use crate::encode;
+use crate::error::{DecodeError, Error};
+
+/// Which address families a dump covers (`nfgenmsg.nfgen_family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// AF_UNSPEC: IPv4 and IPv6 in one dump.
+    Any,
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    fn number(self) -> u8 {
+        match self {
+            Self::Any => libc::AF_UNSPEC as u8,
+            Self::Ipv4 => libc::AF_INET as u8,
+            Self::Ipv6 => libc::AF_INET6 as u8,
+        }
+    }
+}
+
+/// What a dump saw besides the entries it delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DumpSummary {
+    pub entries: u64,
+    /// Entry messages that did not decode (counted, first error kept).
+    pub malformed: u64,
+    pub first_malformed: Option<DecodeError>,
+    /// NLM_F_DUMP_INTR was set: the table changed while it was walked, so
+    /// the dump may have missed or repeated entries.
+    pub interrupted: bool,
+}
+
+/// Outcome of a batch of create or delete requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub ok: u64,
+    /// (errno, count), e.g. EEXIST for duplicates, ENOSPC for a full chain.
+    pub failed: Vec<(i32, u64)>,
+}
+
+impl BatchReport {
+    fn fail(&mut self, errno: i32) {
+        match self.failed.iter_mut().find(|(e, _)| *e == errno) {
+            Some((_, n)) => *n += 1,
+            None => self.failed.push((errno, 1)),
+        }
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failed.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Requests in one datagram; stays well under the socket send buffer.
+const BATCH: usize = 256;
+const RECV_BUF: usize = 256 * 1024;
+
+pub struct Conntrack {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+/// The errno in an NLMSG_ERROR payload (negative in the kernel's int).
+fn ack_errno(msg: &Message<'_>) -> Result<i32, DecodeError> {
+    let b: [u8; 4] = msg
+        .payload
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(DecodeError::Truncated("nlmsgerr"))?;
+    Ok(-i32::from_ne_bytes(b))
+}
+
+impl Conntrack {
+    /// Open a socket in the calling thread's network namespace.
+    pub fn open() -> Result<Self, Error> {
+        let what = "opening NETLINK_NETFILTER socket";
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| Error::from_io(what, e))?;
+        sock.bind_auto().map_err(|e| Error::from_io(what, e))?;
+        // Best effort: a larger buffer only matters for big create batches.
+        let _ = sock.set_rx_buf_sz(4 << 20);
+        let _ = sock.set_cap_ack(true);
+        Ok(Self {
+            sock,
+            seq: 1,
+            buf: vec![0; RECV_BUF],
+        })
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn send(&self, what: &'static str, bytes: &[u8]) -> Result<(), Error> {
+        self.sock
+            .send(bytes, 0)
+            .map_err(|e| Error::from_io(what, e))?;
+        Ok(())
+    }
+
+    /// Receive datagrams and hand each message of sequence `seq` to `on_msg`
+    /// until it returns `Ok(true)` (done).
+    fn receive(
+        &mut self,
+        what: &'static str,
+        seq: u32,
+        mut on_msg: impl FnMut(&Message<'_>) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = (|| loop {
+            let n = self
+                .sock
+                .recv(&mut &mut buf[..], 0)
+                .map_err(|e| Error::from_io(what, e))?;
+            let data = buf.get(..n).ok_or(Error::Decode {
+                what,
+                source: DecodeError::Truncated("datagram larger than the receive buffer"),
+            })?;
+            for msg in Messages::new(data) {
+                let msg = msg.map_err(|source| Error::Decode { what, source })?;
+                if msg.seq != seq {
+                    continue; // a late answer to an earlier request
+                }
+                if on_msg(&msg)? {
+                    return Ok(());
+                }
+            }
+        })();
+        self.buf = buf;
+        result
+    }
+
+    /// Dump the table of this namespace, calling `f` for every entry.
+    pub fn dump(
+        &mut self,
+        family: Family,
+        mut f: impl FnMut(&Entry),
+    ) -> Result<DumpSummary, Error> {
+        let what = "ctnetlink dump (IPCTNL_MSG_CT_GET)";
+        let seq = self.next_seq();
+        let req = MessageBuilder::new(
+            Vec::new(),
+            ctnl_msg(IPCTNL_MSG_CT_GET),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            family.number(),
+        )
+        .finish();
+        self.send(what, &req)?;
+        let mut summary = DumpSummary::default();
+        self.receive(what, seq, |msg| {
+            if msg.flags & NLM_F_DUMP_INTR != 0 {
+                summary.interrupted = true;
+            }
+            match msg.kind {
+                NLMSG_DONE => {
+                    // NLMSG_DONE carries the dump callback's final int; < 0 is an error.
+                    match ack_errno(msg) {
+                        Ok(errno) if errno > 0 => Err(Error::from_errno(what, errno)),
+                        _ => Ok(true),
+                    }
+                }
+                NLMSG_ERROR => match ack_errno(msg) {
+                    Ok(0) => Ok(true),
+                    Ok(errno) => Err(Error::from_errno(what, errno)),
+                    Err(source) => Err(Error::Decode { what, source }),
+                },
+                NLMSG_NOOP => Ok(false),
+                NLMSG_OVERRUN => Err(Error::Overrun { what }),
+                _ => {
+                    match decode::decode_entry(msg.payload) {
+                        Ok(e) => {
+                            summary.entries += 1;
+                            f(&e);
+                        }
+                        Err(err) => {
+                            summary.malformed += 1;
+                            summary.first_malformed.get_or_insert(err);
+                        }
+                    }
+                    Ok(false)
+                }
+            }
+        })?;
+        Ok(summary)
+    }
+
+    /// Dump into a vector (for tests and small tables).
+    pub fn dump_all(&mut self, family: Family) -> Result<(Vec<Entry>, DumpSummary), Error> {
+        let mut v = Vec::new();
+        let s = self.dump(family, |e| v.push(e.clone()))?;
+        Ok((v, s))
+    }
+
+    /// Bytes of a dump without decoding anything: the kernel's cost, used
+    /// as the floor in benchmarks. Returns (messages, bytes).
+    pub fn dump_raw(&mut self, family: Family) -> Result<(u64, u64), Error> {
+        let what = "ctnetlink dump (IPCTNL_MSG_CT_GET)";
+        let seq = self.next_seq();
+        let req = MessageBuilder::new(
+            Vec::new(),
+            ctnl_msg(IPCTNL_MSG_CT_GET),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            family.number(),
+        )
+        .finish();
+        self.send(what, &req)?;
+        let (mut msgs, mut bytes) = (0u64, 0u64);
+        self.receive(what, seq, |msg| {
+            msgs += 1;
+            bytes += msg.payload.len() as u64;
+            Ok(msg.kind == NLMSG_DONE || msg.kind == NLMSG_ERROR)
+        })?;
+        Ok((msgs, bytes))
+    }
+
+    /// Per-CPU statistics (IPCTNL_MSG_CT_GET_STATS_CPU, a dump: one
+    /// message per possible CPU).
+    pub fn stats_cpu(&mut self) -> Result<Vec<CpuStats>, Error> {
+        let what = "ctnetlink per-CPU stats (IPCTNL_MSG_CT_GET_STATS_CPU)";
+        let seq = self.next_seq();
+        let req = MessageBuilder::new(
+            Vec::new(),
+            ctnl_msg(IPCTNL_MSG_CT_GET_STATS_CPU),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            libc::AF_UNSPEC as u8,
+        )
+        .finish();
+        self.send(what, &req)?;
+        let mut out = Vec::new();
+        self.receive(what, seq, |msg| match msg.kind {
+            NLMSG_DONE => Ok(true),
+            NLMSG_ERROR => match ack_errno(msg) {
+                Ok(0) => Ok(true),
+                Ok(errno) => Err(Error::from_errno(what, errno)),
+                Err(source) => Err(Error::Decode { what, source }),
+            },
+            _ => {
+                out.push(
+                    decode::decode_cpu_stats(msg.payload)
+                        .map_err(|source| Error::Decode { what, source })?,
+                );
+                Ok(false)
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Count of this namespace and the global max (IPCTNL_MSG_CT_GET_STATS,
+    /// kernel 4.18+). Its reply has NLM_F_MULTI but no NLMSG_DONE, so the
+    /// request asks for an ACK and reading stops there.
+    pub fn stats(&mut self) -> Result<GlobalStats, Error> {
+        let what = "ctnetlink stats (IPCTNL_MSG_CT_GET_STATS)";
+        let seq = self.next_seq();
+        let req = MessageBuilder::new(
+            Vec::new(),
+            ctnl_msg(IPCTNL_MSG_CT_GET_STATS),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            libc::AF_UNSPEC as u8,
+        )
+        .finish();
+        self.send(what, &req)?;
+        let mut stats = None;
+        self.receive(what, seq, |msg| match msg.kind {
+            NLMSG_DONE => Ok(true),
+            NLMSG_ERROR => match ack_errno(msg) {
+                Ok(0) => Ok(true),
+                Ok(errno) => Err(Error::from_errno(what, errno)),
+                Err(source) => Err(Error::Decode { what, source }),
+            },
+            _ => {
+                stats = Some(
+                    decode::decode_global_stats(msg.payload)
+                        .map_err(|source| Error::Decode { what, source })?,
+                );
+                Ok(false)
+            }
+        })?;
+        stats.ok_or(Error::Decode {
+            what,
+            source: DecodeError::Missing("IPCTNL_MSG_CT_GET_STATS reply"),
+        })
+    }
+
+    fn batch<'a>(
+        &mut self,
+        what: &'static str,
+        entries: impl IntoIterator<Item = &'a Entry>,
+        encode: fn(Vec<u8>, u32, &Entry) -> Vec<u8>,
+    ) -> Result<BatchReport, Error> {
+        let mut report = BatchReport::default();
+        let mut entries = entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            let first = self.seq.wrapping_add(1);
+            let mut buf = Vec::with_capacity(BATCH * 160);
+            let mut sent = 0u32;
+            for e in entries.by_ref().take(BATCH) {
+                let seq = self.next_seq();
+                buf = encode(buf, seq, e);
+                sent += 1;
+            }
+            self.send(what, &buf)?;
+            let mut pending = sent;
+            // ACKs come back in order, one per request.
+            while pending > 0 {
+                let n = self
+                    .sock
+                    .recv(&mut &mut self.buf[..], 0)
+                    .map_err(|e| Error::from_io(what, e))?;
+                let data = self.buf.get(..n).unwrap_or_default();
+                for msg in Messages::new(data) {
+                    let msg = msg.map_err(|source| Error::Decode { what, source })?;
+                    if msg.kind != NLMSG_ERROR || msg.seq.wrapping_sub(first) >= sent {
+                        continue;
+                    }
+                    match ack_errno(&msg).map_err(|source| Error::Decode { what, source })? {
+                        0 => report.ok += 1,
+                        libc::EPERM => return Err(Error::Permission { what }),
+                        errno => report.fail(errno),
+                    }
+                    pending -= 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Insert entries (IPCTNL_MSG_CT_NEW with NLM_F_CREATE|NLM_F_EXCL), in
+    /// batches. Each entry needs both tuples; a missing timeout becomes 600 s.
+    pub fn create<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a Entry>,
+    ) -> Result<BatchReport, Error> {
+        self.batch(
+            "ctnetlink create (IPCTNL_MSG_CT_NEW)",
+            entries,
+            encode::create_request,
+        )
+    }
+
+    /// Delete entries by original tuple (and zone).
+    pub fn delete<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a Entry>,
+    ) -> Result<BatchReport, Error> {
+        self.batch(
+            "ctnetlink delete (IPCTNL_MSG_CT_DELETE)",
+            entries,
+            encode::delete_request,
+        )
+    }
+
+    /// Delete every entry of this namespace (IPCTNL_MSG_CT_DELETE without a tuple).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let what = "ctnetlink flush (IPCTNL_MSG_CT_DELETE)";
+        let seq = self.next_seq();
+        let req = MessageBuilder::new(
+            Vec::new(),
+            ctnl_msg(IPCTNL_MSG_CT_DELETE),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            libc::AF_UNSPEC as u8,
+        )
+        .finish();
+        self.send(what, &req)?;
+        self.receive(what, seq, |msg| match msg.kind {
+            NLMSG_ERROR => match ack_errno(msg) {
+                Ok(0) => Ok(true),
+                Ok(errno) => Err(Error::from_errno(what, errno)),
+                Err(source) => Err(Error::Decode { what, source }),
+            },
+            _ => Ok(false),
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! Entering a network namespace. setns(2) changes only the calling thread,
+//! and a netlink socket stays bound to the namespace it was created in, so
+//! callers enter first, then open sockets and read /proc. For the whole
+//! process, call [`enter`] from `main` before spawning any thread.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use nix::sched::{CloneFlags, setns};
+
+use crate::error::Error;
+
+/// Where `--netns SPEC` points: a PID (`/proc/PID/ns/net`), a path (anything
+/// with a `/`), or a name made by `ip netns add` (`/run/netns/NAME`).
+pub fn path(spec: &str) -> PathBuf {
+    if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+        PathBuf::from(format!("/proc/{spec}/ns/net"))
+    } else if spec.contains('/') {
+        PathBuf::from(spec)
+    } else {
+        PathBuf::from("/run/netns").join(spec)
+    }
+}
+
+/// Move the calling thread into the network namespace `spec`.
+pub fn enter(spec: &str) -> Result<(), Error> {
+    let p = path(spec);
+    let err = |why: String| Error::Netns {
+        spec: spec.to_string(),
+        why,
+    };
+    let file = File::open(&p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => err(format!(
+            "{} does not exist (name from `ip netns list`, a PID, or a path to a namespace file)",
+            p.display()
+        )),
+        std::io::ErrorKind::PermissionDenied => {
+            err(format!("cannot open {}: permission denied", p.display()))
+        }
+        _ => err(format!("cannot open {}: {e}", p.display())),
+    })?;
+    setns(file, CloneFlags::CLONE_NEWNET).map_err(|e| match e {
+        nix::errno::Errno::EPERM => err("setns: permission denied (needs CAP_SYS_ADMIN)".into()),
+        nix::errno::Errno::EINVAL => err(format!("{} is not a network namespace", p.display())),
+        e => err(format!("setns: {e}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(path("1234"), PathBuf::from("/proc/1234/ns/net"));
+        assert_eq!(path("ctbench"), PathBuf::from("/run/netns/ctbench"));
+        assert_eq!(
+            path("/var/run/docker/netns/abc"),
+            PathBuf::from("/var/run/docker/netns/abc")
+        );
+    }
+}
