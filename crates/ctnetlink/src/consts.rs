@@ -78,6 +78,8 @@ pub const CTA_PROTOINFO_SCTP: u16 = 3;
 pub const CTA_PROTOINFO_TCP_STATE: u16 = 1;
 pub const CTA_PROTOINFO_DCCP_STATE: u16 = 1;
 pub const CTA_PROTOINFO_SCTP_STATE: u16 = 1;
+pub const CTA_PROTOINFO_SCTP_VTAG_ORIGINAL: u16 = 2;
+pub const CTA_PROTOINFO_SCTP_VTAG_REPLY: u16 = 3;
 
 // enum ctattr_counters
 pub const CTA_COUNTERS_PACKETS: u16 = 1;

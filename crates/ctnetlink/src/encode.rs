@@ -83,11 +83,13 @@ pub fn create_request(buf: Vec<u8>, seq: u32, e: &Entry) -> Vec<u8> {
         _ => None,
     };
     if let (Some(nest), Some(State::Code(code))) = (proto_nest, &e.state) {
-        m.begin(CTA_PROTOINFO)
-            .begin(nest)
-            .attr(1, &[*code])
-            .end()
-            .end();
+        m.begin(CTA_PROTOINFO).begin(nest).attr(1, &[*code]);
+        if l4 == L4Proto::Sctp {
+            // nlattr_to_sctp() requires both verification tags with the state.
+            m.attr(CTA_PROTOINFO_SCTP_VTAG_ORIGINAL, &0u32.to_be_bytes())
+                .attr(CTA_PROTOINFO_SCTP_VTAG_REPLY, &0u32.to_be_bytes());
+        }
+        m.end().end();
     }
     let status = e.status | Status::CONFIRMED;
     m.attr(CTA_STATUS, &status.bits().to_be_bytes());
