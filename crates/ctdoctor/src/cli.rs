@@ -1,8 +1,6 @@
 //! Command-line surface (clap derive). Raw arguments only: turning them into
 //! work happens in the command modules, so parsing is testable without I/O.
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::top::TopArgs;
@@ -64,7 +62,7 @@ pub enum Source {
 
 /// A file argument where `-` means standard input.
 pub fn is_stdin(p: &std::path::Path) -> bool {
-    p == PathBuf::from("-")
+    p.as_os_str() == "-"
 }
 
 #[cfg(test)]

@@ -334,3 +334,33 @@ fn top_reports_missing_namespace_and_bad_filter() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown key"), "{err}");
 }
+
+/// Without CAP_NET_ADMIN: a clear message naming the capability, exit 1, no panic.
+#[test]
+fn top_without_privileges_says_what_is_missing() {
+    require_root();
+    for source in ["netlink", "proc"] {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--inh-caps=-all",
+                BIN,
+                "top",
+                "--source",
+                source,
+            ])
+            .output()
+            .expect("setpriv");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{source}: {err}");
+        assert!(!err.contains("panicked"), "{source}: {err}");
+        let hint = if source == "netlink" {
+            "CAP_NET_ADMIN"
+        } else {
+            "Permission denied"
+        };
+        assert!(err.contains(hint), "{source}: {err}");
+    }
+}
