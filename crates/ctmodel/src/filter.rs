@@ -242,7 +242,7 @@ mod tests {
 
     fn entry(line: &str) -> Entry {
         match parse_line(line.as_bytes()) {
-            Ok(Line::Entry(e)) => *e,
+            Ok(Line::Entry(e)) => e,
             other => panic!("{other:?}"),
         }
     }
