@@ -34,6 +34,23 @@ pub fn group_rows(r: &TopReport, g: Group) -> (&'static str, Vec<(String, u64)>)
     }
 }
 
+/// Section heading in the human table.
+fn title(g: Group) -> &'static str {
+    match g {
+        Group::L3 => "ADDRESS FAMILY",
+        Group::L4 => "PROTOCOL",
+        Group::State => "TCP STATE",
+        Group::Flags => "FLAGS",
+        Group::Zone => "ZONE",
+        Group::Mark => "MARK",
+        Group::Nat => "NAT",
+        Group::Src => "TOP SOURCES",
+        Group::Dst => "TOP DESTINATIONS",
+        Group::Dport => "TOP DESTINATION PORTS",
+        Group::Timeout => "TIMEOUT LEFT",
+    }
+}
+
 fn selected(by: &[Group]) -> &[Group] {
     if by.is_empty() { &Group::ALL } else { by }
 }
@@ -55,15 +72,10 @@ pub fn table(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()
     }
     let total = r.entries.max(1) as f64;
     for g in selected(by) {
-        let (title, rows) = group_rows(r, *g);
+        let (_, mut rows) = group_rows(r, *g);
+        rows.retain(|(_, c)| *c > 0);
         writeln!(out)?;
-        writeln!(
-            out,
-            "{:<40} {:>10} {:>7}",
-            title.to_uppercase(),
-            "COUNT",
-            "%"
-        )?;
+        writeln!(out, "{:<40} {:>10} {:>7}", title(*g), "COUNT", "%")?;
         if rows.is_empty() {
             writeln!(out, "  (none)")?;
         }
