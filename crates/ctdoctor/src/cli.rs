@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::check::CheckArgs;
 use crate::top::TopArgs;
 
 #[derive(Debug, Parser)]
@@ -10,7 +11,7 @@ use crate::top::TopArgs;
     name = "ctdoctor",
     version,
     about = "Find, explain and fix conntrack table exhaustion (\"nf_conntrack: table full, dropping packet\")",
-    after_help = "Examples:\n  ctdoctor top                       breakdown of the live table (ctnetlink)\n  ctdoctor --netns ctbench top -n 5  the table of another network namespace\n  conntrack -L | ctdoctor top --file -\n  ctdoctor top --file dump.txt --filter l4=tcp --by state,dport --json\n\nExit codes: 0 success, 1 failure (the reason is printed), 2 bad usage."
+    after_help = "Examples:\n  ctdoctor check                     is conntrack dropping packets here, and why?\n  ctdoctor top                       breakdown of the live table (ctnetlink)\n  ctdoctor --netns ctbench top -n 5  the table of another network namespace\n  conntrack -L | ctdoctor top --file -\n  ctdoctor top --file dump.txt --filter l4=tcp --by state,dport --json\n\nExit codes: top: 0 success, 1 failure (the reason is printed), 2 bad usage.\ncheck: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios plugin convention)."
 )]
 pub struct Cli {
     /// Run against another network namespace: a name from `ip netns list`,
@@ -43,6 +44,13 @@ pub enum Color {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Diagnose conntrack exhaustion on this host: fill, memory, drop
+    /// counters, table-full messages in the kernel log, risky timeouts and
+    /// what turns conntrack on here, each finding with evidence and a fix.
+    #[command(
+        after_help = "Examples:\n  ctdoctor check\n  ctdoctor check --interval 5s          rates: is it dropping right now?\n  ctdoctor check --all-netns            every container / pod namespace too\n  ctdoctor --netns ctd-x check --json\n  journalctl -k --since yesterday | ctdoctor check --kernel-log -\n\nExit codes (Nagios/Icinga plugin): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN\n(including bad usage)."
+    )]
+    Check(CheckArgs),
     /// Break the conntrack table down by protocol, state, flags, zone, mark,
     /// NAT, top sources, destinations and ports, and remaining timeout.
     #[command(

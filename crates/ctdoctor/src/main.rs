@@ -2,6 +2,7 @@
 //! namespace, runs one command and maps the outcome to an exit code. A
 //! closed pipe (`ctdoctor top | head`) is success, not an error.
 
+mod check;
 mod cli;
 mod render;
 mod top;
@@ -14,7 +15,8 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
-fn run(cli: &Cli) -> Result<()> {
+/// Run the command; `Ok` carries the process exit code.
+fn run(cli: &Cli) -> Result<u8> {
     if let Some(ns) = &cli.netns {
         // Before any thread exists: setns changes only the calling thread,
         // and /proc/net follows the thread group leader.
@@ -23,6 +25,16 @@ fn run(cli: &Cli) -> Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match &cli.command {
+        Command::Check(args) => {
+            let report = check::run(args)?;
+            if cli.json {
+                render::json(&report, &mut out)?;
+            } else {
+                check::render(&report, check::use_color(cli.color), &mut out)?;
+            }
+            out.flush()?;
+            return Ok(report.exit_code);
+        }
         Command::Top(args) => {
             if args.csv && cli.json {
                 anyhow::bail!("--csv and --json exclude each other");
@@ -56,7 +68,7 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     out.flush()?;
-    Ok(())
+    Ok(0)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -66,15 +78,38 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// `check` is a monitoring plugin: anything that stops it from judging,
+/// bad usage included, is UNKNOWN (3), never a misleading 1 or 2.
+const CHECK_UNKNOWN: u8 = 3;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let is_check = std::env::args().any(|a| a == "check");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ if is_check => CHECK_UNKNOWN,
+                _ => 2,
+            };
+            return ExitCode::from(code);
+        }
+    };
+    let check = matches!(cli.command, Command::Check(_));
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = e.downcast_ref::<ctmodel::filter::FilterError>().is_some();
             eprintln!("ctdoctor: {e:#}");
-            ExitCode::from(if usage { 2 } else { 1 })
+            ExitCode::from(if check {
+                CHECK_UNKNOWN
+            } else if usage {
+                2
+            } else {
+                1
+            })
         }
     }
 }

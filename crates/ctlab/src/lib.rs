@@ -6,5 +6,5 @@
 pub mod mix;
 pub mod netns;
 
-pub use mix::{Mix, generate};
+pub use mix::{Mix, fill, generate};
 pub use netns::Netns;

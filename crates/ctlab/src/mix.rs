@@ -259,3 +259,46 @@ mod tests {
         assert_eq!(tuples.len(), 2000);
     }
 }
+
+/// `n` TCP entries that are all ASSURED ESTABLISHED (`assured`), or all
+/// unreplied SYN_SENT: the two ways a table fills. Unique tuples from
+/// 10.0.0.0/8 to 172.16.0.1:443; timeouts of an hour and more.
+pub fn fill(n: usize, assured: bool) -> Vec<Entry> {
+    (0..n)
+        .map(|i| {
+            let i = i as u32;
+            let src = IpAddr::V4(Ipv4Addr::from((10 << 24) | (i >> 14)));
+            let dst = IpAddr::V4(Ipv4Addr::new(172, 16, 0, 1));
+            let sport = 1024 + (i & 0x3fff) as u16;
+            let (state, status) = if assured {
+                ("ESTABLISHED", Status::SEEN_REPLY | Status::ASSURED)
+            } else {
+                ("SYN_SENT", Status::empty())
+            };
+            Entry {
+                l3: Some(L3Proto::Ipv4),
+                l4: Some(L4Proto::Tcp),
+                timeout: Some(3600 + (i % 600)),
+                state: Some(State::from_name(L4Proto::Tcp, state)),
+                orig: Tuple {
+                    src,
+                    dst,
+                    l4: L4Tuple::Ports { sport, dport: 443 },
+                    zone: None,
+                },
+                reply: Tuple {
+                    src: dst,
+                    dst: src,
+                    l4: L4Tuple::Ports {
+                        sport: 443,
+                        dport: sport,
+                    },
+                    zone: None,
+                },
+                status,
+                mark: Some(0),
+                ..Entry::default()
+            }
+        })
+        .collect()
+}

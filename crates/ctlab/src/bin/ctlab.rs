@@ -1,5 +1,6 @@
 //! ctlab: build and measure real conntrack tables for the benchmark script.
 //!   ctlab populate N [SEED]   insert the benchmark mix into this namespace
+//!   ctlab fill N [assured|unassured]  fill with one kind of TCP entry
 //!   ctlab bare-dump           dump the table, decode nothing (the kernel's floor)
 //!   ctlab flush               delete every entry of this namespace
 
@@ -39,12 +40,23 @@ fn main() -> Result<()> {
                 t.elapsed().as_secs_f64()
             );
         }
+        Some("fill") => {
+            let n: usize = args.get(1).context("fill N assured|unassured")?.parse()?;
+            let assured = args.get(2).map(String::as_str) != Some("unassured");
+            let r = ct.create(&ctlab::fill(n, assured))?;
+            eprintln!(
+                "inserted {} entries; failed (errno, count): {:?}",
+                r.ok, r.failed
+            );
+        }
         Some("bare-dump") => {
             let (msgs, bytes) = ct.dump_raw(Family::Any)?;
             println!("{msgs} messages, {bytes} bytes");
         }
         Some("flush") => ct.flush()?,
-        _ => bail!("usage: ctlab populate N [SEED] | bare-dump | flush"),
+        _ => {
+            bail!("usage: ctlab populate N [SEED] | fill N [assured|unassured] | bare-dump | flush")
+        }
     }
     Ok(())
 }

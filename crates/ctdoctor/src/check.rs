@@ -1,0 +1,189 @@
+//! `ctdoctor check`: gather host facts, diagnose, and print a one-screen
+//! report whose exit code is a Nagios/Icinga plugin status.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use clap::Args;
+use cthost::diagnose::{self, Finding, Report, Severity, Thresholds, Verdict};
+use cthost::gather::{self, LogInput, Options};
+
+use crate::cli::{Color, is_stdin};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Sample the kernel counters twice this far apart and report rates
+    /// (e.g. 5s, 500ms): a non-zero drop rate means it is happening now.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+
+    /// Read the kernel log from a file (dmesg, dmesg -T, journalctl -k,
+    /// /var/log/kern.log or messages) or `-` for stdin, instead of /dev/kmsg.
+    #[arg(long, value_name = "FILE|-")]
+    pub kernel_log: Option<PathBuf>,
+
+    /// Fill percentage of nf_conntrack_max for WARNING.
+    #[arg(long, default_value_t = 75.0, value_name = "PERCENT")]
+    pub warn: f64,
+
+    /// Fill percentage of nf_conntrack_max for CRITICAL.
+    #[arg(long, default_value_t = 90.0, value_name = "PERCENT")]
+    pub crit: f64,
+
+    /// Also count every network namespace on the host: each one's count
+    /// is compared with the global max on its own.
+    #[arg(long)]
+    pub all_netns: bool,
+
+    /// Do not dump the table (faster on huge tables; no evictable share,
+    /// no idle-entry analysis).
+    #[arg(long)]
+    pub no_dump: bool,
+}
+
+pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
+    if !(0.0..=100.0).contains(&args.warn)
+        || !(0.0..=100.0).contains(&args.crit)
+        || args.warn > args.crit
+    {
+        anyhow::bail!(
+            "--warn and --crit are percentages with warn <= crit (got {} / {})",
+            args.warn,
+            args.crit
+        );
+    }
+    let opts = Options {
+        kernel_log: match &args.kernel_log {
+            None => LogInput::Kmsg,
+            Some(p) if is_stdin(p) => LogInput::Stdin,
+            Some(p) => LogInput::File(p.clone()),
+        },
+        interval: args.interval,
+        all_netns: args.all_netns,
+        no_dump: args.no_dump,
+        ..Options::default()
+    };
+    let facts = gather::gather(&opts);
+    Ok(diagnose::diagnose(
+        &facts,
+        &Thresholds {
+            warn: args.warn,
+            crit: args.crit,
+        },
+    ))
+}
+
+/// Whether to colour: `auto` means a terminal and no NO_COLOR.
+pub fn use_color(choice: Color) -> bool {
+    match choice {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
+fn style(sev: Severity) -> Style {
+    let c = match sev {
+        Severity::Critical => AnsiColor::Red,
+        Severity::Warning => AnsiColor::Yellow,
+        Severity::Ok => AnsiColor::Green,
+        Severity::Info => AnsiColor::Blue,
+    };
+    Style::new().fg_color(Some(c.into())).bold()
+}
+
+fn verdict_style(v: Verdict) -> Style {
+    match v {
+        Verdict::Ok => style(Severity::Ok),
+        Verdict::Warning => style(Severity::Warning),
+        Verdict::Critical => style(Severity::Critical),
+        Verdict::Unknown => Style::new()
+            .fg_color(Some(AnsiColor::Magenta.into()))
+            .bold(),
+    }
+}
+
+const WIDTH: usize = 80;
+
+fn wrapped(out: &mut impl Write, first: &str, rest: &str, text: &str) -> io::Result<()> {
+    let opts = textwrap::Options::new(WIDTH)
+        .initial_indent(first)
+        .subsequent_indent(rest);
+    for line in textwrap::wrap(text, opts) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn finding(out: &mut impl Write, f: &Finding, color: bool) -> io::Result<()> {
+    let label = f.severity.label();
+    let s = style(f.severity);
+    if color {
+        writeln!(out, "{}[{label}]{} {}", s.render(), s.render_reset(), f.id)?;
+    } else {
+        writeln!(out, "[{label}] {}", f.id)?;
+    }
+    wrapped(out, "  ", "  ", &f.title)?;
+    for e in &f.evidence {
+        wrapped(out, "  - ", "    ", e)?;
+    }
+    for fix in &f.fix {
+        wrapped(out, "  fix: ", "       ", fix)?;
+    }
+    Ok(())
+}
+
+pub fn render(r: &Report, color: bool, out: &mut impl Write) -> io::Result<()> {
+    let v = verdict_style(r.verdict);
+    let head = format!("{}: {}", r.verdict.label(), r.headline);
+    if color {
+        write!(out, "{}", v.render())?;
+        wrapped(out, "", "  ", &head)?;
+        write!(out, "{}", v.render_reset())?;
+    } else {
+        wrapped(out, "", "  ", &head)?;
+    }
+    let s = &r.summary;
+    let mut facts = Vec::new();
+    match (&r.netns, r.netns_inode) {
+        (Some(n), Some(i)) => facts.push(format!("netns {n} ({i})")),
+        (None, Some(i)) => facts.push(format!("netns {i}")),
+        _ => {}
+    }
+    if let Some(k) = &r.kernel {
+        facts.push(format!("kernel {k}"));
+    }
+    if let (Some(c), Some(m)) = (s.count, s.max) {
+        facts.push(format!(
+            "{c}/{m} entries ({:.1}%)",
+            s.fill_percent.unwrap_or(0.0)
+        ));
+    }
+    if let Some(b) = s.buckets {
+        facts.push(format!("{b} buckets"));
+    }
+    if let (Some(now), Some(at_max)) = (s.memory_now, s.memory_at_max) {
+        facts.push(format!(
+            "{} now, {} at max",
+            diagnose::mib(now),
+            diagnose::mib(at_max)
+        ));
+    }
+    wrapped(out, "", "", &facts.join(" | "))?;
+    for f in &r.findings {
+        writeln!(out)?;
+        finding(out, f, color)?;
+    }
+    if !r.unreadable.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Could not read (the report above is partial):")?;
+        for u in &r.unreadable {
+            wrapped(out, "  - ", "    ", &u.to_string())?;
+        }
+    }
+    Ok(())
+}

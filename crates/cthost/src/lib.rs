@@ -1,0 +1,22 @@
+//! cthost: facts about the host that bear on conntrack exhaustion, and the
+//! rules that turn them into findings.
+//!
+//! - pure parsers: [`slab`] (/proc/slabinfo, /proc/meminfo), [`stat`]
+//!   (/proc/net/stat/nf_conntrack), [`kernel_log`] (every table-full text in
+//!   every log format), [`ruleset`] (nft JSON, iptables-save), [`cloud`]
+//!   (`ethtool -S` of ENA NICs)
+//! - readers: [`source`] (paths under a configurable root, classified
+//!   errors), [`services`], [`namespaces`], [`gather`] (all of it into
+//!   [`gather::Facts`])
+//! - [`diagnose`]: pure rules from facts to findings and a verdict.
+
+pub mod cloud;
+pub mod diagnose;
+pub mod gather;
+pub mod kernel_log;
+pub mod namespaces;
+pub mod ruleset;
+pub mod services;
+pub mod slab;
+pub mod source;
+pub mod stat;

@@ -1,0 +1,95 @@
+//! Network namespaces of the host, from /run/netns (named by `ip netns`) and
+//! /proc/PID/ns/net (every process), de-duplicated by inode: the number the
+//! kernel prints in `table full in netns N`.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use crate::source::Root;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Namespace {
+    pub inode: u64,
+    /// `ip netns` name, or `pid N (comm)` of the lowest process inside.
+    pub name: String,
+    /// A path that enters it (for setns).
+    pub path: PathBuf,
+}
+
+/// The inode of the calling thread's network namespace.
+pub fn current_inode() -> Option<u64> {
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The initial namespace's inode: PID 1's, or, where PID 1 is protected
+/// (containers, sandboxes), that of kthreadd (PID 2), a kernel thread that
+/// always lives in the initial namespace.
+pub fn init_inode(root: &Root) -> Option<u64> {
+    let ino = |pid: u32| {
+        std::fs::metadata(root.path(&format!("/proc/{pid}/ns/net")))
+            .ok()
+            .map(|m| m.ino())
+    };
+    ino(1).or_else(|| {
+        let comm = std::fs::read_to_string(root.path("/proc/2/comm")).ok()?;
+        (comm.trim() == "kthreadd").then(|| ino(2)).flatten()
+    })
+}
+
+/// Every distinct network namespace, named where possible; the initial
+/// one is called `init`.
+pub fn list(root: &Root) -> Vec<Namespace> {
+    let mut by_inode: BTreeMap<u64, Namespace> = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir(root.path("/run/netns")) {
+        for e in dir.flatten() {
+            if let Ok(m) = std::fs::metadata(e.path()) {
+                by_inode.entry(m.ino()).or_insert_with(|| Namespace {
+                    inode: m.ino(),
+                    name: e.file_name().to_string_lossy().into_owned(),
+                    path: e.path(),
+                });
+            }
+        }
+    }
+    let mut pids: Vec<u32> = std::fs::read_dir(root.path("/proc"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    if let Some(init) = init_inode(root) {
+        by_inode.entry(init).or_insert_with(|| Namespace {
+            inode: init,
+            name: "init".into(),
+            path: root.path("/proc/2/ns/net"),
+        });
+    }
+    for pid in pids {
+        let path = root.path(&format!("/proc/{pid}/ns/net"));
+        let Ok(m) = std::fs::metadata(&path) else {
+            continue;
+        };
+        by_inode.entry(m.ino()).or_insert_with(|| {
+            let comm = std::fs::read_to_string(root.path(&format!("/proc/{pid}/comm")))
+                .unwrap_or_default();
+            Namespace {
+                inode: m.ino(),
+                name: format!("pid {pid} ({})", comm.trim()),
+                path,
+            }
+        });
+    }
+    by_inode.into_values().collect()
+}
+
+/// Name of the namespace with `inode`, if it still exists.
+pub fn name_of(all: &[Namespace], inode: u64) -> Option<&str> {
+    all.iter()
+        .find(|n| n.inode == inode)
+        .map(|n| n.name.as_str())
+}

@@ -1,0 +1,140 @@
+//! Reading the host: every path goes through a [`Root`] so tests can point
+//! ctdoctor at a fake tree, and every failure is classified ("not present",
+//! "permission denied (needs X)", "malformed") so a report can say exactly
+//! what could not be read and why, instead of failing as a whole.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Filesystem roots; `Root::default()` is the real system.
+#[derive(Debug, Clone)]
+pub struct Root {
+    pub prefix: PathBuf,
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Self {
+            prefix: PathBuf::from("/"),
+        }
+    }
+}
+
+impl Root {
+    pub fn under(prefix: impl Into<PathBuf>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// `path` (absolute, e.g. "/proc/slabinfo") under this root.
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.prefix.join(path.trim_start_matches('/'))
+    }
+
+    pub fn read(&self, path: &str, needs: &'static str) -> Result<String, Unreadable> {
+        std::fs::read_to_string(self.path(path)).map_err(|e| Unreadable::io(path, needs, &e))
+    }
+
+    pub fn read_u64(&self, path: &str, needs: &'static str) -> Result<u64, Unreadable> {
+        let text = self.read(path, needs)?;
+        text.trim().parse().map_err(|_| Unreadable {
+            what: path.to_string(),
+            why: Why::Malformed(format!("{:?} is not a number", text.trim())),
+        })
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.path(path).exists()
+    }
+}
+
+/// Why something could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum Why {
+    NotPresent,
+    /// Permission denied; the privilege that would allow it.
+    Permission(String),
+    Malformed(String),
+    Failed(String),
+}
+
+/// One source that could not be read, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unreadable {
+    pub what: String,
+    pub why: Why,
+}
+
+impl Unreadable {
+    pub fn io(what: impl Into<String>, needs: &'static str, e: &io::Error) -> Self {
+        let why = match e.kind() {
+            io::ErrorKind::NotFound => Why::NotPresent,
+            io::ErrorKind::PermissionDenied => Why::Permission(needs.to_string()),
+            _ if e.raw_os_error() == Some(libc::EPERM) => Why::Permission(needs.to_string()),
+            _ => Why::Failed(e.to_string()),
+        };
+        Self {
+            what: what.into(),
+            why,
+        }
+    }
+
+    pub fn netlink(what: impl Into<String>, e: &ctnetlink::Error) -> Self {
+        let why = if e.is_permission() {
+            Why::Permission("CAP_NET_ADMIN".into())
+        } else {
+            Why::Failed(e.to_string())
+        };
+        Self {
+            what: what.into(),
+            why,
+        }
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.why {
+            Why::NotPresent => write!(f, "{}: not present", self.what),
+            Why::Permission(cap) => write!(f, "{}: permission denied (needs {cap})", self.what),
+            Why::Malformed(m) => write!(f, "{}: malformed: {m}", self.what),
+            Why::Failed(m) => write!(f, "{}: {m}", self.what),
+        }
+    }
+}
+
+/// Whether `program` is on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| is_executable(&d.join(program))))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Run a program and return its stdout; a non-zero exit is an error that
+/// carries its stderr.
+pub fn run(program: &str, args: &[&str], needs: &'static str) -> Result<String, Unreadable> {
+    let what = format!("{program} {}", args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Unreadable::io(what.clone(), needs, &e))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let why = if err.contains("ermission denied") || err.contains("Operation not permitted") {
+            Why::Permission(needs.to_string())
+        } else {
+            Why::Failed(err.trim().lines().next().unwrap_or("failed").to_string())
+        };
+        return Err(Unreadable { what, why });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,81 @@
+//! /proc/net/stat/nf_conntrack: one `%08x` row per possible CPU under a
+//! header naming the columns (which changed across kernels, so the header
+//! is read, never assumed). The `entries` column is the namespace total
+//! repeated on every row: it is taken once, not summed.
+
+use std::collections::BTreeMap;
+
+/// Counters summed over CPUs, by the header's column names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatTable {
+    pub cpus: usize,
+    pub entries: Option<u64>,
+    pub counters: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatError {
+    #[error("empty file")]
+    Empty,
+    #[error("row {row}: {why}")]
+    Row { row: usize, why: String },
+}
+
+pub fn parse_stat(text: &str) -> Result<StatTable, StatError> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or(StatError::Empty)?
+        .split_whitespace()
+        .collect();
+    let mut t = StatTable::default();
+    for (i, line) in lines.enumerate() {
+        let values: Vec<&str> = line.split_whitespace().collect();
+        if values.len() != header.len() {
+            return Err(StatError::Row {
+                row: i + 1,
+                why: format!("{} columns, header has {}", values.len(), header.len()),
+            });
+        }
+        t.cpus += 1;
+        for (name, v) in header.iter().zip(values) {
+            let v = u64::from_str_radix(v, 16).map_err(|_| StatError::Row {
+                row: i + 1,
+                why: format!("{name}={v:?} is not hex"),
+            })?;
+            if *name == "entries" {
+                t.entries = Some(v);
+            } else {
+                *t.counters.entry((*name).to_string()).or_insert(0) += v;
+            }
+        }
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixture_and_sums() {
+        let t = parse_stat(include_str!("../tests/fixtures/stat.txt")).expect("parses");
+        assert_eq!(t.cpus, 2);
+        assert_eq!(t.counters.get("drop"), Some(&0));
+        assert!(t.counters.contains_key("search_restart"));
+        let t = parse_stat(
+            "entries drop early_drop\n0000000a 00000001 000000ff\n0000000a 00000002 00000001\n",
+        )
+        .expect("parses");
+        assert_eq!(t.entries, Some(10));
+        assert_eq!(t.counters["drop"], 3);
+        assert_eq!(t.counters["early_drop"], 256);
+    }
+
+    #[test]
+    fn malformed() {
+        assert_eq!(parse_stat(""), Err(StatError::Empty));
+        assert!(parse_stat("entries drop\n1\n").is_err());
+        assert!(parse_stat("entries drop\nzz 1\n").is_err());
+    }
+}
