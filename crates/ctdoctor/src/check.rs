@@ -110,9 +110,12 @@ fn verdict_style(v: Verdict) -> Style {
 const WIDTH: usize = 80;
 
 fn wrapped(out: &mut impl Write, first: &str, rest: &str, text: &str) -> io::Result<()> {
+    // Break only at spaces, never inside a path or a command word.
     let opts = textwrap::Options::new(WIDTH)
         .initial_indent(first)
-        .subsequent_indent(rest);
+        .subsequent_indent(rest)
+        .word_separator(textwrap::WordSeparator::AsciiSpace)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
     for line in textwrap::wrap(text, opts) {
         writeln!(out, "{line}")?;
     }

@@ -162,15 +162,17 @@ fn suggested_max(n: u64) -> u64 {
 fn raise_fix(f: &Facts, new_max: u64, entry_bytes: u64) -> Vec<String> {
     let cost = new_max * entry_bytes + new_max * 8;
     let mut fix = vec![
+        format!("sysctl -w net.netfilter.nf_conntrack_max={new_max}"),
+        format!("echo {new_max} > /sys/module/nf_conntrack/parameters/hashsize"),
         format!(
-            "sysctl -w net.netfilter.nf_conntrack_max={new_max}   # up to {} at {entry_bytes} B/entry + buckets",
+            "that is up to {} at {entry_bytes} B per entry plus 8 B per bucket, with an average chain of 2 (the 5.15+ default ratio)",
             mib(cost)
         ),
         format!(
-            "echo {new_max} > /sys/module/nf_conntrack/parameters/hashsize   # average chain 2 (the 5.15+ default ratio)"
+            "persist in /etc/sysctl.d/90-conntrack.conf: net.netfilter.nf_conntrack_max = {new_max}"
         ),
         format!(
-            "persist: echo 'net.netfilter.nf_conntrack_max = {new_max}' > /etc/sysctl.d/90-conntrack.conf; echo 'options nf_conntrack hashsize={new_max}' > /etc/modprobe.d/nf_conntrack.conf"
+            "persist in /etc/modprobe.d/nf_conntrack.conf: options nf_conntrack hashsize={new_max}"
         ),
     ];
     if f.netns_inode.is_some() && f.netns_inode != f.init_netns_inode {
@@ -312,7 +314,12 @@ fn memory(s: &Summary) -> Option<Finding> {
     })
 }
 
-fn counters(f: &Facts, s: &Summary) -> Vec<Finding> {
+/// Whether the table is at least `p` percent full (so table.fill has a fix).
+fn fill_at_least(s: &Summary, p: f64) -> bool {
+    s.fill_percent.is_some_and(|x| x >= p)
+}
+
+fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let Some(c) = &f.counters else { return vec![] };
     let get = |k: &str| c.values.get(k).copied().unwrap_or(0);
     let rate = |k: &str| f.rates.as_ref().and_then(|r| r.get(k).copied());
@@ -341,11 +348,11 @@ fn counters(f: &Facts, s: &Summary) -> Vec<Finding> {
                 format!("{drop} packets were dropped because the conntrack table was full")
             },
             evidence: evidence.clone(),
-            fix: raise_fix(
-                f,
-                suggested_max(s.count.unwrap_or(0).max(s.max.unwrap_or(0))),
-                s.entry_bytes,
-            ),
+            fix: if fill_at_least(s, t.warn) {
+                vec!["raise the limit with the commands under table.fill, then find what fills the table: ctdoctor top".into()]
+            } else {
+                raise_fix(f, suggested_max(s.count.unwrap_or(0).max(s.max.unwrap_or(0))), s.entry_bytes)
+            },
         });
     }
     let early = get("early_drop");
@@ -641,7 +648,7 @@ fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
         .iter()
         .filter_map(|n| Some((n.count?, n.name.as_str(), n.inode)))
         .collect();
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut out = Vec::new();
     for &(count, name, inode) in &rows {
         let path = f
@@ -764,7 +771,7 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         });
     } else {
         findings.extend(table_fill(f, &summary, t));
-        findings.extend(counters(f, &summary));
+        findings.extend(counters(f, &summary, t));
         findings.extend(kernel_log(f));
         findings.extend(namespaces(f, &summary, t));
         findings.extend(cloud(f));
@@ -774,7 +781,7 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         findings.extend(who(f, &summary, t));
     }
     // Stable sort: most severe first, rule order within a severity.
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings.sort_by_key(|x| std::cmp::Reverse(x.severity));
     let worst = findings.first().map_or(Severity::Ok, |x| x.severity);
     let verdict = match worst {
         Severity::Critical => Verdict::Critical,
@@ -798,5 +805,349 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         summary,
         findings,
         unreadable: f.unreadable.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gather::{Counters, Mix};
+    use crate::kernel_log;
+    use crate::slab::SlabCache;
+
+    /// A healthy host: init namespace on 6.18, 10% full, nothing logged.
+    fn healthy() -> Facts {
+        Facts {
+            kernel: Some("6.18.44".into()),
+            netns_inode: Some(1000),
+            init_netns_inode: Some(1000),
+            conntrack_loaded: true,
+            count: Some(26_214),
+            max: Some(262_144),
+            buckets: Some(262_144),
+            mix: Some(Mix {
+                entries: 26_214,
+                assured: 20_000,
+                ..Mix::default()
+            }),
+            slab: Some(SlabCache {
+                active_objs: 1,
+                num_objs: 1,
+                objsize: 256,
+            }),
+            mem_total: Some(24 << 30),
+            counters: Some(Counters {
+                source: "test".into(),
+                values: [("drop".to_string(), 0)].into(),
+            }),
+            kernel_log: Some(kernel_log::scan(["[ 1.0] booting"])),
+            kernel_log_source: Some("test".into()),
+            rule_sources: vec!["nft -j list ruleset".into()],
+            rules: crate::ruleset::RuleUse {
+                stateful: vec!["inet filter input: ct".into()],
+                ..Default::default()
+            },
+            ..Facts::default()
+        }
+    }
+
+    fn ids(r: &Report) -> Vec<(&str, Severity)> {
+        r.findings
+            .iter()
+            .map(|f| (f.id.as_str(), f.severity))
+            .collect()
+    }
+
+    fn find<'a>(r: &'a Report, id: &str) -> &'a Finding {
+        r.findings
+            .iter()
+            .find(|f| f.id == id)
+            .unwrap_or_else(|| panic!("no {id} in {:?}", ids(r)))
+    }
+
+    #[test]
+    fn not_loaded_is_ok() {
+        let r = diagnose(&Facts::default(), &Thresholds::default());
+        assert_eq!((r.verdict, r.exit_code), (Verdict::Ok, 0));
+        assert_eq!(ids(&r), vec![("conntrack.unused", Severity::Ok)]);
+    }
+
+    #[test]
+    fn healthy_is_ok_with_numbers() {
+        let r = diagnose(&healthy(), &Thresholds::default());
+        assert_eq!(r.verdict, Verdict::Ok, "{:?}", ids(&r));
+        assert_eq!(
+            r.summary.fill_percent.map(|p| (p * 10.0).round()),
+            Some(100.0)
+        );
+        // 26214 x 2 / 262144
+        assert_eq!(
+            r.summary.average_chain.map(|c| (c * 1000.0).round()),
+            Some(200.0)
+        );
+        assert_eq!(r.summary.memory_now, Some(26_214 * 256 + 262_144 * 8));
+        assert_eq!(r.summary.memory_at_max, Some(262_144 * 256 + 262_144 * 8));
+        assert_eq!(r.summary.evictable, Some(6_214));
+    }
+
+    #[test]
+    fn full_of_assured_entries_is_critical() {
+        let mut f = healthy();
+        f.count = Some(262_144);
+        f.mix = Some(Mix {
+            entries: 262_144,
+            assured: 262_144,
+            ..Mix::default()
+        });
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!((r.verdict, r.exit_code), (Verdict::Critical, 2));
+        let fill = find(&r, "table.fill");
+        assert_eq!(fill.severity, Severity::Critical);
+        assert!(
+            fill.fix[0].contains("nf_conntrack_max=524288"),
+            "{:?}",
+            fill.fix
+        );
+    }
+
+    #[test]
+    fn full_of_unassured_entries_is_pressure_not_critical() {
+        let mut f = healthy();
+        f.count = Some(262_000);
+        f.mix = Some(Mix {
+            entries: 262_000,
+            assured: 1_000,
+            unreplied: 261_000,
+            ..Mix::default()
+        });
+        f.counters = Some(Counters {
+            source: "t".into(),
+            values: [("drop".into(), 0), ("early_drop".into(), 57)].into(),
+        });
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(r.verdict, Verdict::Warning, "{:?}", ids(&r));
+        assert_eq!(find(&r, "table.fill").severity, Severity::Warning);
+        assert_eq!(find(&r, "counters.early_drop").severity, Severity::Warning);
+        assert!(!r.findings.iter().any(|x| x.severity == Severity::Critical));
+    }
+
+    #[test]
+    fn thresholds_are_configurable() {
+        let mut f = healthy();
+        f.count = Some(200_000); // 76%
+        assert_eq!(
+            diagnose(&f, &Thresholds::default()).verdict,
+            Verdict::Warning
+        );
+        assert_eq!(
+            diagnose(
+                &f,
+                &Thresholds {
+                    warn: 80.0,
+                    crit: 95.0
+                }
+            )
+            .verdict,
+            Verdict::Ok
+        );
+        assert_eq!(
+            diagnose(
+                &f,
+                &Thresholds {
+                    warn: 50.0,
+                    crit: 70.0
+                }
+            )
+            .verdict,
+            Verdict::Critical
+        );
+    }
+
+    #[test]
+    fn past_drops_are_critical_on_an_empty_table() {
+        let mut f = healthy();
+        f.count = Some(10);
+        f.counters = Some(Counters {
+            source: "t".into(),
+            values: [("drop".into(), 3)].into(),
+        });
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(r.verdict, Verdict::Critical);
+        assert!(
+            find(&r, "counters.drop")
+                .title
+                .starts_with("3 packets were dropped")
+        );
+    }
+
+    #[test]
+    fn drop_rate_says_now() {
+        let mut f = healthy();
+        f.counters = Some(Counters {
+            source: "t".into(),
+            values: [("drop".into(), 50)].into(),
+        });
+        f.rates = Some([("drop".to_string(), 12.5)].into());
+        f.interval_secs = Some(2.0);
+        let r = diagnose(&f, &Thresholds::default());
+        let d = find(&r, "counters.drop");
+        assert!(
+            d.title.contains("dropped now") && d.title.contains("12.5/s"),
+            "{}",
+            d.title
+        );
+    }
+
+    #[test]
+    fn kernel_log_own_namespace_critical_other_warning() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/kernel-log-historical.txt"
+        ))
+        .expect("fixture");
+        let mut f = healthy();
+        f.kernel_log = Some(kernel_log::scan(text.lines()));
+        // In the initial namespace: the unnamed messages are ours.
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(find(&r, "log.table_full").severity, Severity::Critical);
+        assert_eq!(
+            find(&r, "log.table_full.4026532177").severity,
+            Severity::Warning
+        );
+        assert!(
+            find(&r, "log.table_full")
+                .evidence
+                .iter()
+                .any(|e| e.contains("2418 rate-limited"))
+        );
+        assert_eq!(find(&r, "log.vmalloc").severity, Severity::Info);
+        // Inside namespace 4026532177 on 6.18: its own lines are critical,
+        // the unnamed (initial namespace) ones are not ours.
+        f.netns_inode = Some(4_026_532_177);
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(
+            find(&r, "log.table_full.4026532177").severity,
+            Severity::Critical
+        );
+        assert_eq!(find(&r, "log.table_full").severity, Severity::Warning);
+        // Before 6.17 no message names its namespace: unnamed ones count.
+        f.kernel = Some("5.15.0".into());
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(find(&r, "log.table_full").severity, Severity::Critical);
+    }
+
+    #[test]
+    fn idle_established_and_time_wait() {
+        let mut f = healthy();
+        f.count = Some(150_000);
+        f.timeouts = [
+            ("nf_conntrack_tcp_timeout_established".to_string(), 432_000),
+            ("nf_conntrack_tcp_timeout_time_wait".to_string(), 120),
+        ]
+        .into();
+        f.mix = Some(Mix {
+            entries: 150_000,
+            assured: 150_000,
+            established_idle_1h: 60_000,
+            tcp_state: [
+                ("ESTABLISHED".to_string(), 80_000),
+                ("TIME_WAIT".to_string(), 50_000),
+            ]
+            .into(),
+            ..Mix::default()
+        });
+        let r = diagnose(&f, &Thresholds::default());
+        let est = find(&r, "timeouts.tcp_established");
+        assert_eq!(est.severity, Severity::Warning);
+        assert!(est.fix[0].contains("=7440"));
+        assert_eq!(
+            find(&r, "timeouts.tcp_time_wait").severity,
+            Severity::Warning
+        );
+        // The same mix in a nearly empty table is not worth a warning.
+        f.count = Some(1_000);
+        let r = diagnose(&f, &Thresholds::default());
+        assert!(!r.findings.iter().any(|x| x.id == "timeouts.tcp_time_wait"));
+    }
+
+    #[test]
+    fn who_needs_it() {
+        let mut f = healthy();
+        f.rules = crate::ruleset::RuleUse::default();
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(find(&r, "who.unneeded").severity, Severity::Info);
+        f.count = Some(250_000);
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(find(&r, "who.unneeded").severity, Severity::Warning);
+        // Unread rulesets never claim "nothing needs it".
+        f.rule_sources.clear();
+        let r = diagnose(&f, &Thresholds::default());
+        assert!(!r.findings.iter().any(|x| x.id == "who.unneeded"));
+    }
+
+    #[test]
+    fn unknown_without_count() {
+        let mut f = healthy();
+        f.count = None;
+        f.unreadable.push(Unreadable {
+            what: "x".into(),
+            why: crate::source::Why::Permission("CAP_NET_ADMIN".into()),
+        });
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!((r.verdict, r.exit_code), (Verdict::Unknown, 3));
+        assert_eq!(r.unreadable.len(), 1);
+    }
+
+    #[test]
+    fn memory_and_estimate() {
+        let mut f = healthy();
+        f.slab = None;
+        f.mem_total = Some(512 << 20);
+        f.max = Some(1_048_576);
+        let r = diagnose(&f, &Thresholds::default());
+        let m = find(&r, "memory");
+        assert_eq!(m.severity, Severity::Warning);
+        assert!(m.evidence[0].contains("estimate"));
+    }
+
+    #[test]
+    fn cloud_allowance() {
+        let mut f = healthy();
+        f.cloud = vec![crate::cloud::Allowance {
+            interface: "eth0".into(),
+            exceeded: 9,
+            available: None,
+        }];
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(find(&r, "cloud.ena.eth0").severity, Severity::Critical);
+    }
+
+    #[test]
+    fn all_netns() {
+        let mut f = healthy();
+        f.namespaces = vec![crate::namespaces::Namespace {
+            inode: 7,
+            name: "pod-a".into(),
+            path: "/run/netns/pod-a".into(),
+        }];
+        f.netns_counts = Some(vec![
+            crate::gather::NetnsCount {
+                inode: 7,
+                name: "pod-a".into(),
+                count: Some(262_144),
+                error: None,
+            },
+            crate::gather::NetnsCount {
+                inode: 1000,
+                name: "init".into(),
+                count: Some(10),
+                error: None,
+            },
+        ]);
+        let r = diagnose(&f, &Thresholds::default());
+        let pod = find(&r, "netns.7");
+        assert_eq!(pod.severity, Severity::Critical);
+        assert_eq!(pod.fix, vec!["ctdoctor --netns /run/netns/pod-a check"]);
+        assert_eq!(r.verdict, Verdict::Critical);
     }
 }

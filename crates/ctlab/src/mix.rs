@@ -246,20 +246,6 @@ pub fn generate(n: usize, seed: u64, mix: Mix) -> Vec<Entry> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deterministic_and_unique() {
-        let a = generate(2000, 9, Mix::default());
-        assert_eq!(a, generate(2000, 9, Mix::default()));
-        assert_eq!(a.len(), 2000);
-        let tuples: HashSet<_> = a.iter().map(|e| (e.orig, e.zone)).collect();
-        assert_eq!(tuples.len(), 2000);
-    }
-}
-
 /// `n` TCP entries that are all ASSURED ESTABLISHED (`assured`), or all
 /// unreplied SYN_SENT: the two ways a table fills. Unique tuples from
 /// 10.0.0.0/8 to 172.16.0.1:443; timeouts of an hour and more.
@@ -301,4 +287,18 @@ pub fn fill(n: usize, assured: bool) -> Vec<Entry> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_unique() {
+        let a = generate(2000, 9, Mix::default());
+        assert_eq!(a, generate(2000, 9, Mix::default()));
+        assert_eq!(a.len(), 2000);
+        let tuples: HashSet<_> = a.iter().map(|e| (e.orig, e.zone)).collect();
+        assert_eq!(tuples.len(), 2000);
+    }
 }
