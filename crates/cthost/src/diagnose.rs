@@ -791,6 +791,12 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
     };
     let headline = match verdict {
         Verdict::Unknown => "cannot read the conntrack count or max (see below)".to_string(),
+        // Nothing wrong: the headline is the fill, not the first note.
+        Verdict::Ok => findings
+            .iter()
+            .find(|x| x.id == "table.fill" || x.id == "conntrack.unused")
+            .or(findings.first())
+            .map_or_else(String::new, |x| x.title.clone()),
         _ => findings
             .first()
             .map_or_else(String::new, |x| x.title.clone()),
@@ -876,6 +882,7 @@ mod tests {
     fn healthy_is_ok_with_numbers() {
         let r = diagnose(&healthy(), &Thresholds::default());
         assert_eq!(r.verdict, Verdict::Ok, "{:?}", ids(&r));
+        assert_eq!(r.headline, "conntrack table 10.0% full (26214/262144)");
         assert_eq!(
             r.summary.fill_percent.map(|p| (p * 10.0).round()),
             Some(100.0)
