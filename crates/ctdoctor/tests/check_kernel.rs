@@ -130,7 +130,14 @@ fn full_table_of_unassured_entries_early_drops_and_check_warns() {
     // table-full lines of an earlier namespace that had this inode (earlier
     // runs on the same boot). "No drops" is proven by this namespace's own
     // drop counter; the log is given empty so history cannot interfere.
-    let (code, v, _) = check(&["--netns", ns.name(), "check", "--json", "--kernel-log", "/dev/null"]);
+    let (code, v, _) = check(&[
+        "--netns",
+        ns.name(),
+        "check",
+        "--json",
+        "--kernel-log",
+        "/dev/null",
+    ]);
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(v["verdict"], "WARNING");
     let early = finding(&v, "counters.early_drop").expect("early_drop finding");
@@ -153,17 +160,7 @@ fn full_table_of_unassured_entries_early_drops_and_check_warns() {
 
 #[test]
 fn check_without_privileges_is_partial_not_a_crash() {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all",
-            BIN,
-            "check",
-        ])
-        .output()
-        .expect("setpriv");
+    let out = ctlab::run_unprivileged(BIN, &["check"]).expect("setpriv");
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");

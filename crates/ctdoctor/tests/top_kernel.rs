@@ -340,19 +340,7 @@ fn top_reports_missing_namespace_and_bad_filter() {
 fn top_without_privileges_says_what_is_missing() {
     require_root();
     for source in ["netlink", "proc"] {
-        let out = Command::new("setpriv")
-            .args([
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "--inh-caps=-all",
-                BIN,
-                "top",
-                "--source",
-                source,
-            ])
-            .output()
-            .expect("setpriv");
+        let out = ctlab::run_unprivileged(BIN, &["top", "--source", source]).expect("setpriv");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{source}: {err}");
         assert!(!err.contains("panicked"), "{source}: {err}");

@@ -8,3 +8,20 @@ pub mod netns;
 
 pub use mix::{Mix, fill, generate};
 pub use netns::Netns;
+
+/// Run `program` as `nobody` with no capabilities (setpriv), for tests of
+/// what an unprivileged user sees.
+pub fn run_unprivileged(program: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    use anyhow::Context;
+    std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            program,
+        ])
+        .args(args)
+        .output()
+        .context("running setpriv")
+}

@@ -83,6 +83,28 @@ fn ack_errno(msg: &Message<'_>) -> Result<i32, DecodeError> {
     Ok(-i32::from_ne_bytes(b))
 }
 
+/// The netlink control messages that end or fail a request, handled the
+/// same way for every request: `Some(Ok(true))` done (NLMSG_DONE or an ACK),
+/// `Some(Err)` the kernel's error, `Some(Ok(false))` skip (NLMSG_NOOP),
+/// `None` a data message for the caller.
+fn control(what: &'static str, msg: &Message<'_>) -> Option<Result<bool, Error>> {
+    Some(match msg.kind {
+        // NLMSG_DONE carries the dump callback's final int; < 0 is an error.
+        NLMSG_DONE => match ack_errno(msg) {
+            Ok(errno) if errno > 0 => Err(Error::from_errno(what, errno)),
+            _ => Ok(true),
+        },
+        NLMSG_ERROR => match ack_errno(msg) {
+            Ok(0) => Ok(true),
+            Ok(errno) => Err(Error::from_errno(what, errno)),
+            Err(source) => Err(Error::Decode { what, source }),
+        },
+        NLMSG_NOOP => Ok(false),
+        NLMSG_OVERRUN => Err(Error::Overrun { what }),
+        _ => return None,
+    })
+}
+
 /// Whether a datagram holds the last message of request `seq` (its
 /// NLMSG_DONE or NLMSG_ERROR), or cannot be read at all.
 fn ends_request(data: &[u8], seq: u32) -> bool {
@@ -111,6 +133,20 @@ impl Conntrack {
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq
+    }
+
+    /// Build and send a request without attributes; returns its sequence number.
+    fn request(
+        &mut self,
+        what: &'static str,
+        msg: u16,
+        flags: u16,
+        family: u8,
+    ) -> Result<u32, Error> {
+        let seq = self.next_seq();
+        let req = MessageBuilder::new(Vec::new(), ctnl_msg(msg), flags, seq, family).finish();
+        self.send(what, &req)?;
+        Ok(seq)
     }
 
     fn send(&self, what: &'static str, bytes: &[u8]) -> Result<(), Error> {
@@ -205,50 +241,31 @@ impl Conntrack {
         mut f: impl FnMut(&Entry),
     ) -> Result<DumpSummary, Error> {
         let what = "ctnetlink dump (IPCTNL_MSG_CT_GET)";
-        let seq = self.next_seq();
-        let req = MessageBuilder::new(
-            Vec::new(),
-            ctnl_msg(IPCTNL_MSG_CT_GET),
+        let seq = self.request(
+            what,
+            IPCTNL_MSG_CT_GET,
             NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
             family.number(),
-        )
-        .finish();
-        self.send(what, &req)?;
+        )?;
         let mut summary = DumpSummary::default();
         self.receive_pipelined(what, seq, |msg| {
             if msg.flags & NLM_F_DUMP_INTR != 0 {
                 summary.interrupted = true;
             }
-            match msg.kind {
-                NLMSG_DONE => {
-                    // NLMSG_DONE carries the dump callback's final int; < 0 is an error.
-                    match ack_errno(msg) {
-                        Ok(errno) if errno > 0 => Err(Error::from_errno(what, errno)),
-                        _ => Ok(true),
-                    }
+            if let Some(done) = control(what, msg) {
+                return done;
+            }
+            match decode::decode_entry(msg.payload) {
+                Ok(e) => {
+                    summary.entries += 1;
+                    f(&e);
                 }
-                NLMSG_ERROR => match ack_errno(msg) {
-                    Ok(0) => Ok(true),
-                    Ok(errno) => Err(Error::from_errno(what, errno)),
-                    Err(source) => Err(Error::Decode { what, source }),
-                },
-                NLMSG_NOOP => Ok(false),
-                NLMSG_OVERRUN => Err(Error::Overrun { what }),
-                _ => {
-                    match decode::decode_entry(msg.payload) {
-                        Ok(e) => {
-                            summary.entries += 1;
-                            f(&e);
-                        }
-                        Err(err) => {
-                            summary.malformed += 1;
-                            summary.first_malformed.get_or_insert(err);
-                        }
-                    }
-                    Ok(false)
+                Err(err) => {
+                    summary.malformed += 1;
+                    summary.first_malformed.get_or_insert(err);
                 }
             }
+            Ok(false)
         })?;
         Ok(summary)
     }
@@ -264,16 +281,12 @@ impl Conntrack {
     /// as the floor in benchmarks. Returns (messages, bytes).
     pub fn dump_raw(&mut self, family: Family) -> Result<(u64, u64), Error> {
         let what = "ctnetlink dump (IPCTNL_MSG_CT_GET)";
-        let seq = self.next_seq();
-        let req = MessageBuilder::new(
-            Vec::new(),
-            ctnl_msg(IPCTNL_MSG_CT_GET),
+        let seq = self.request(
+            what,
+            IPCTNL_MSG_CT_GET,
             NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
             family.number(),
-        )
-        .finish();
-        self.send(what, &req)?;
+        )?;
         let (mut msgs, mut bytes) = (0u64, 0u64);
         self.receive(what, seq, |msg| {
             msgs += 1;
@@ -287,31 +300,21 @@ impl Conntrack {
     /// message per possible CPU).
     pub fn stats_cpu(&mut self) -> Result<Vec<CpuStats>, Error> {
         let what = "ctnetlink per-CPU stats (IPCTNL_MSG_CT_GET_STATS_CPU)";
-        let seq = self.next_seq();
-        let req = MessageBuilder::new(
-            Vec::new(),
-            ctnl_msg(IPCTNL_MSG_CT_GET_STATS_CPU),
+        let seq = self.request(
+            what,
+            IPCTNL_MSG_CT_GET_STATS_CPU,
             NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
             libc::AF_UNSPEC as u8,
-        )
-        .finish();
-        self.send(what, &req)?;
+        )?;
         let mut out = Vec::new();
-        self.receive(what, seq, |msg| match msg.kind {
-            NLMSG_DONE => Ok(true),
-            NLMSG_ERROR => match ack_errno(msg) {
-                Ok(0) => Ok(true),
-                Ok(errno) => Err(Error::from_errno(what, errno)),
-                Err(source) => Err(Error::Decode { what, source }),
-            },
-            _ => {
-                out.push(
-                    decode::decode_cpu_stats(msg.payload)
-                        .map_err(|source| Error::Decode { what, source })?,
-                );
-                Ok(false)
+        self.receive(what, seq, |msg| {
+            if let Some(done) = control(what, msg) {
+                return done;
             }
+            let s = decode::decode_cpu_stats(msg.payload)
+                .map_err(|source| Error::Decode { what, source })?;
+            out.push(s);
+            Ok(false)
         })?;
         Ok(out)
     }
@@ -321,31 +324,21 @@ impl Conntrack {
     /// request asks for an ACK and reading stops there.
     pub fn stats(&mut self) -> Result<GlobalStats, Error> {
         let what = "ctnetlink stats (IPCTNL_MSG_CT_GET_STATS)";
-        let seq = self.next_seq();
-        let req = MessageBuilder::new(
-            Vec::new(),
-            ctnl_msg(IPCTNL_MSG_CT_GET_STATS),
+        let seq = self.request(
+            what,
+            IPCTNL_MSG_CT_GET_STATS,
             NLM_F_REQUEST | NLM_F_ACK,
-            seq,
             libc::AF_UNSPEC as u8,
-        )
-        .finish();
-        self.send(what, &req)?;
+        )?;
         let mut stats = None;
-        self.receive(what, seq, |msg| match msg.kind {
-            NLMSG_DONE => Ok(true),
-            NLMSG_ERROR => match ack_errno(msg) {
-                Ok(0) => Ok(true),
-                Ok(errno) => Err(Error::from_errno(what, errno)),
-                Err(source) => Err(Error::Decode { what, source }),
-            },
-            _ => {
-                stats = Some(
-                    decode::decode_global_stats(msg.payload)
-                        .map_err(|source| Error::Decode { what, source })?,
-                );
-                Ok(false)
+        self.receive(what, seq, |msg| {
+            if let Some(done) = control(what, msg) {
+                return done;
             }
+            let s = decode::decode_global_stats(msg.payload)
+                .map_err(|source| Error::Decode { what, source })?;
+            stats = Some(s);
+            Ok(false)
         })?;
         stats.ok_or(Error::Decode {
             what,
@@ -424,23 +417,14 @@ impl Conntrack {
     /// Delete every entry of this namespace (IPCTNL_MSG_CT_DELETE without a tuple).
     pub fn flush(&mut self) -> Result<(), Error> {
         let what = "ctnetlink flush (IPCTNL_MSG_CT_DELETE)";
-        let seq = self.next_seq();
-        let req = MessageBuilder::new(
-            Vec::new(),
-            ctnl_msg(IPCTNL_MSG_CT_DELETE),
+        let seq = self.request(
+            what,
+            IPCTNL_MSG_CT_DELETE,
             NLM_F_REQUEST | NLM_F_ACK,
-            seq,
             libc::AF_UNSPEC as u8,
-        )
-        .finish();
-        self.send(what, &req)?;
-        self.receive(what, seq, |msg| match msg.kind {
-            NLMSG_ERROR => match ack_errno(msg) {
-                Ok(0) => Ok(true),
-                Ok(errno) => Err(Error::from_errno(what, errno)),
-                Err(source) => Err(Error::Decode { what, source }),
-            },
-            _ => Ok(false),
+        )?;
+        self.receive(what, seq, |msg| {
+            Ok(control(what, msg).transpose()?.unwrap_or(false))
         })
     }
 }
