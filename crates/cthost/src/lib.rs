@@ -10,11 +10,13 @@
 //!   [`gather::Facts`])
 //! - [`diagnose`]: pure rules from facts to findings and a verdict.
 
+pub mod apply;
 pub mod cloud;
 pub mod diagnose;
 pub mod gather;
 pub mod kernel_log;
 pub mod namespaces;
+pub mod plan;
 pub mod ruleset;
 pub mod services;
 pub mod slab;

@@ -1,0 +1,954 @@
+//! `plan`: sizing nf_conntrack_max and the hash table, per-state timeouts
+//! and NOTRACK rules, for the kernel actually targeted. Pure: inputs in,
+//! a [`Plan`] out, every number with its reason; renderers produce the
+//! sysctl.d, modprobe.d, nftables and iptables files.
+
+use std::collections::BTreeMap;
+
+use crate::gather::Mix;
+
+/// A kernel version, `major.minor`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Kernel {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl Kernel {
+    /// From `5.15.0-91-generic`, `6.18.44-fc-v657`, `4.19`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty());
+        Some(Self {
+            major: it.next()?.parse().ok()?,
+            minor: it.next().and_then(|m| m.parse().ok()).unwrap_or(0),
+        })
+    }
+}
+
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+const GIB: u64 = 1 << 30;
+
+/// Buckets are allocated in whole pages of 8-byte heads: the kernel rounds
+/// the size up to a multiple of PAGE_SIZE / 8 = 512 (nf_ct_alloc_hashtable).
+pub fn round_buckets(n: u64) -> u64 {
+    n.div_ceil(512).max(1) * 512
+}
+
+/// What the kernel chooses by itself (nf_conntrack_init_start, 64-bit):
+/// (buckets, max). `hashsize` is an explicit module/boot parameter, which
+/// makes max 8 x buckets in every version.
+pub fn kernel_default(ram: u64, k: Kernel, hashsize: Option<u64>) -> (u64, u64) {
+    if let Some(h) = hashsize {
+        let b = round_buckets(h);
+        return (b, 8 * b);
+    }
+    let formula = ram / 16384 / 8;
+    let (buckets, factor) = if k
+        >= (Kernel {
+            major: 5,
+            minor: 15,
+        }) {
+        // commit d532bcd0b269: average chain length 2 instead of 8.
+        let b = if ram > 4 * GIB {
+            262_144
+        } else if ram > GIB {
+            65_536
+        } else {
+            formula.max(1024)
+        };
+        (b, 1)
+    } else if k.major >= 4 {
+        let b = if ram > 4 * GIB {
+            65_536
+        } else if ram > GIB {
+            16_384
+        } else {
+            formula.max(32)
+        };
+        (b, 4)
+    } else {
+        (if ram > GIB { 16_384 } else { formula.max(32) }, 4)
+    };
+    let b = round_buckets(buckets);
+    (b, factor * b)
+}
+
+/// What the host does, which sets the timeout policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// Serves connections itself: no NAT, clients should keep alive.
+    Web,
+    /// Translates for others: RFC 5382/4787/5508 minimums apply.
+    NatGateway,
+    /// Kubernetes node: kube-proxy's own defaults (it sets these itself).
+    K8sNode,
+    /// Forwards (and often NATs) for others: like a NAT gateway.
+    Router,
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "web" => Ok(Self::Web),
+            "nat-gateway" => Ok(Self::NatGateway),
+            "k8s-node" => Ok(Self::K8sNode),
+            "router" => Ok(Self::Router),
+            _ => Err(format!(
+                "unknown profile {s:?} (web, nat-gateway, k8s-node, router)"
+            )),
+        }
+    }
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::NatGateway => "nat-gateway",
+            Self::K8sNode => "k8s-node",
+            Self::Router => "router",
+        }
+    }
+
+    fn nat(self) -> bool {
+        matches!(self, Self::NatGateway | Self::Router)
+    }
+}
+
+/// A memory budget: a share of RAM or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Budget {
+    Percent(f64),
+    Bytes(u64),
+}
+
+impl Budget {
+    pub fn bytes(self, ram: u64) -> u64 {
+        match self {
+            Self::Percent(p) => (ram as f64 * p / 100.0) as u64,
+            Self::Bytes(b) => b,
+        }
+    }
+}
+
+/// Parse `8GiB`, `512M`, `1048576`, `2.5G` (K/M/G/T are powers of 1024 too,
+/// as sysadmins mean them for RAM).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with an optional unit"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        u => {
+            return Err(format!(
+                "{s:?}: unknown unit {u:?} (K, M, G, T, KiB, MiB, GiB, TiB)"
+            ));
+        }
+    };
+    if !n.is_finite() || n < 0.0 {
+        return Err(format!("{s:?}: must be positive"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// `2%` or a size.
+pub fn parse_budget(s: &str) -> Result<Budget, String> {
+    match s.trim().strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?}: expected PERCENT%"))?;
+            if !(0.0..=100.0).contains(&p) || p == 0.0 {
+                return Err(format!("{s:?}: percent must be in (0, 100]"));
+            }
+            Ok(Budget::Percent(p))
+        }
+        None => parse_size(s).map(Budget::Bytes),
+    }
+}
+
+/// A port to exempt from tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Port {
+    pub port: u16,
+    pub udp: bool,
+}
+
+impl Port {
+    /// `80`, `443/tcp`, `53/udp`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (num, proto) = s.trim().split_once('/').unwrap_or((s.trim(), "tcp"));
+        let port: u16 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: expected PORT or PORT/tcp|udp"))?;
+        if port == 0 {
+            return Err(format!("{s:?}: port 0"));
+        }
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            _ => return Err(format!("{s:?}: protocol must be tcp or udp")),
+        };
+        Ok(Self { port, udp })
+    }
+
+    fn proto(self) -> &'static str {
+        if self.udp { "udp" } else { "tcp" }
+    }
+}
+
+/// Everything a plan is computed from.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inputs {
+    pub ram: u64,
+    pub cpus: u32,
+    pub kernel: Kernel,
+    /// Peak number of entries to size for, and where it came from.
+    pub peak: u64,
+    pub peak_source: String,
+    pub headroom: f64,
+    pub profile: Profile,
+    pub budget: Option<Budget>,
+    /// Bytes per entry (slab object size), and whether it is an estimate.
+    pub entry_bytes: u64,
+    pub entry_bytes_estimated: bool,
+    /// Current timeouts (sysctl name -> seconds), when planning for this host.
+    pub current_timeouts: BTreeMap<String, u64>,
+    /// The observed mix, when known.
+    pub mix: Option<Mix>,
+    pub notrack_ports: Vec<Port>,
+    pub notrack_loopback: bool,
+}
+
+/// The values `apply` writes: the machine-readable core of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    pub nf_conntrack_max: u64,
+    pub hashsize: u64,
+    /// sysctl file name under /proc/sys/net/netfilter -> seconds.
+    pub timeouts: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimeoutPlan {
+    pub sysctl: String,
+    pub current: Option<u64>,
+    pub value: u64,
+    pub floor: u64,
+    pub floor_source: &'static str,
+    pub reason: String,
+    /// Expected steady-state effect, when the mix is known.
+    pub effect: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub settings: Settings,
+    pub kernel_default_buckets: u64,
+    pub kernel_default_max: u64,
+    /// Bytes at max: max x entry size + 8 x buckets.
+    pub memory_at_max: u64,
+    pub memory_share_percent: f64,
+    pub sizing: Vec<String>,
+    pub warnings: Vec<String>,
+    pub timeouts: Vec<TimeoutPlan>,
+    pub notrack_ports: Vec<Port>,
+    pub notrack_loopback: bool,
+    pub inputs: Inputs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "the memory budget ({budget} bytes) holds at most {cap} entries, below the peak of {peak}: raise --max-memory, or lower the peak with NOTRACK rules"
+    )]
+    BudgetBelowPeak { budget: u64, cap: u64, peak: u64 },
+    #[error("--headroom must be at least 1 (got {0})")]
+    Headroom(String),
+}
+
+/// The largest value the kernel's int sysctl accepts.
+const INT_MAX: u64 = i32::MAX as u64;
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+/// (sysctl, web, nat-gateway/router, k8s-node, floor, floor source, why)
+type TimeoutRule = (&'static str, u64, u64, u64, u64, &'static str, &'static str);
+
+const TIMEOUTS: &[TimeoutRule] = &[
+    (
+        "nf_conntrack_tcp_timeout_established",
+        3600,
+        7440,
+        86_400,
+        600,
+        "NAT: RFC 5382 REQ-5 (2 h 4 min); hosts: above the applications' idle time (TCP keepalive starts at 7200 s by default)",
+        "idle flows are the bulk of a full table; 432000 s (5 days) keeps dead peers for days",
+    ),
+    (
+        "nf_conntrack_tcp_timeout_time_wait",
+        120,
+        120,
+        120,
+        120,
+        "2 x MSL: the kernel's TIME_WAIT is 2 x 60 s (TCP_TIMEWAIT_LEN)",
+        "shorter lets late segments of an old connection hit a new one",
+    ),
+    (
+        "nf_conntrack_tcp_timeout_close_wait",
+        60,
+        60,
+        3600,
+        60,
+        "kernel default 60 s; kube-proxy sets 3600 s (--conntrack-tcp-timeout-close-wait)",
+        "half-closed connections whose application has not closed yet",
+    ),
+    (
+        "nf_conntrack_tcp_timeout_fin_wait",
+        120,
+        120,
+        120,
+        60,
+        "kernel default 120 s",
+        "closing connections waiting for the peer's FIN",
+    ),
+    (
+        "nf_conntrack_tcp_timeout_syn_sent",
+        60,
+        120,
+        120,
+        60,
+        "covers 5 SYN retransmissions (1+2+4+8+16+32 s); kernel default 120 s",
+        "unanswered SYNs (scans, dead backends) hold entries this long",
+    ),
+    (
+        "nf_conntrack_tcp_timeout_syn_recv",
+        60,
+        60,
+        60,
+        60,
+        "kernel default 60 s",
+        "SYN floods fill the table with these",
+    ),
+    (
+        "nf_conntrack_udp_timeout",
+        30,
+        30,
+        30,
+        30,
+        "kernel default 30 s",
+        "one-shot UDP (DNS): unreplied or single exchanges",
+    ),
+    (
+        "nf_conntrack_udp_timeout_stream",
+        120,
+        120,
+        120,
+        120,
+        "NAT: RFC 4787 REQ-5 (UDP mappings at least 2 min)",
+        "UDP flows with traffic both ways",
+    ),
+    (
+        "nf_conntrack_icmp_timeout",
+        30,
+        60,
+        30,
+        30,
+        "NAT: RFC 5508 REQ-1 (ICMP query mappings at least 60 s); kernel default 30 s",
+        "echo requests and replies",
+    ),
+];
+
+/// The TCP state whose count a timeout governs, for the effect estimate.
+fn state_of(sysctl: &str) -> Option<&'static str> {
+    Some(match sysctl {
+        "nf_conntrack_tcp_timeout_established" => "ESTABLISHED",
+        "nf_conntrack_tcp_timeout_time_wait" => "TIME_WAIT",
+        "nf_conntrack_tcp_timeout_close_wait" => "CLOSE_WAIT",
+        "nf_conntrack_tcp_timeout_fin_wait" => "FIN_WAIT",
+        "nf_conntrack_tcp_timeout_syn_sent" => "SYN_SENT",
+        "nf_conntrack_tcp_timeout_syn_recv" => "SYN_RECV",
+        _ => return None,
+    })
+}
+
+fn plan_timeouts(i: &Inputs) -> Vec<TimeoutPlan> {
+    TIMEOUTS
+        .iter()
+        .map(|&(sysctl, web, nat, k8s, floor, floor_source, why)| {
+            let current = i.current_timeouts.get(sysctl).copied();
+            let profile_value = match i.profile {
+                Profile::Web => web,
+                Profile::NatGateway | Profile::Router => nat,
+                Profile::K8sNode => k8s,
+            };
+            let floor = if i.profile.nat() && sysctl.contains("established") { 7440 } else { floor };
+            let mut value = profile_value.max(floor);
+            let mut reason = format!("{} profile: {why}", i.profile.name());
+            // Established: lowering pays only where idle entries are many.
+            if sysctl == "nf_conntrack_tcp_timeout_established"
+                && let (Some(mix), Some(cur)) = (&i.mix, current)
+                && cur > value
+            {
+                let share = mix.established_idle_1h as f64 * 100.0 / mix.entries.max(1) as f64;
+                if share < 5.0 {
+                    value = cur;
+                    reason = format!(
+                        "kept: only {share:.1}% of entries are ESTABLISHED and idle for over an hour, lowering frees little"
+                    );
+                } else {
+                    reason = format!("{share:.0}% of the table is ESTABLISHED and idle for over an hour: {why}");
+                }
+            }
+            let effect = match (&i.mix, current, state_of(sysctl)) {
+                (Some(mix), Some(cur), Some(state)) if cur > 0 => {
+                    let n = mix.state(state);
+                    let rate = n as f64 / cur as f64;
+                    let after = (rate * value as f64).min(n.max(1) as f64 * value as f64 / cur as f64);
+                    Some(format!(
+                        "{state}: {n} now; arrivals <= {n}/{cur} s = {rate:.2}/s, steady state <= {rate:.2}/s x {value} s = {after:.0}"
+                    ))
+                }
+                _ => None,
+            };
+            TimeoutPlan { sysctl: sysctl.to_string(), current, value, floor, floor_source, reason, effect }
+        })
+        .collect()
+}
+
+/// Compute a plan.
+pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
+    if !(i.headroom >= 1.0) {
+        return Err(PlanError::Headroom(i.headroom.to_string()));
+    }
+    let (def_b, def_max) = kernel_default(i.ram, i.kernel, None);
+    let per_entry = i.entry_bytes + 8; // one bucket per entry at chain length 2
+    let mut sizing = Vec::new();
+    let mut warnings = Vec::new();
+    let wanted = ((i.peak as f64) * i.headroom).ceil() as u64;
+    sizing.push(format!(
+        "peak {} ({}) x headroom {} = {wanted}",
+        i.peak, i.peak_source, i.headroom
+    ));
+    sizing.push(format!(
+        "kernel {} with {} RAM would choose {def_b} buckets and max {def_max} by itself{}",
+        i.kernel,
+        mib(i.ram),
+        if i.kernel
+            >= (Kernel {
+                major: 5,
+                minor: 15
+            })
+        {
+            " (5.15+: max = buckets, average chain 2)"
+        } else {
+            " (before 5.15: max = 4 x buckets, average chain 8)"
+        }
+    ));
+    let mut max = wanted.max(def_max);
+    if max == def_max && wanted < def_max {
+        sizing.push(format!(
+            "the kernel default {def_max} already covers it: never plan below the default"
+        ));
+    }
+    if let Some(budget) = i.budget {
+        let b = budget.bytes(i.ram);
+        let cap = (b / per_entry) / 512 * 512;
+        if max > cap {
+            if cap < i.peak {
+                return Err(PlanError::BudgetBelowPeak {
+                    budget: b,
+                    cap,
+                    peak: i.peak,
+                });
+            }
+            warnings.push(format!(
+                "capped by the memory budget {}: {max} entries would need {}",
+                mib(b),
+                mib(max * per_entry)
+            ));
+            max = cap;
+        }
+    }
+    let buckets = round_buckets(max).min(INT_MAX / 512 * 512);
+    let max = buckets.min(INT_MAX);
+    sizing.push(format!(
+        "max = buckets = {max}: a multiple of 512 (the kernel rounds buckets up to whole pages), average chain length 2 when full (each entry is hashed twice)"
+    ));
+    sizing.push(
+        "hashsize set explicitly makes the kernel's own default max 8 x buckets at the next boot; the sysctl.d file sets max itself, so the ratio stays 1"
+            .to_string(),
+    );
+    let memory_at_max = max * i.entry_bytes + buckets * 8;
+    let share = memory_at_max as f64 * 100.0 / i.ram.max(1) as f64;
+    sizing.push(format!(
+        "memory at max: {max} x {} B{} + {buckets} x 8 B = {} ({share:.2}% of RAM)",
+        i.entry_bytes,
+        if i.entry_bytes_estimated {
+            " (estimate: slabinfo unreadable)"
+        } else {
+            " (slab object size)"
+        },
+        mib(memory_at_max)
+    ));
+    if i.budget.is_none() && share > 10.0 {
+        warnings.push(format!(
+            "a full table would take {share:.0}% of RAM: consider --max-memory"
+        ));
+    }
+    let timeouts = plan_timeouts(&i);
+    let settings = Settings {
+        nf_conntrack_max: max,
+        hashsize: buckets,
+        timeouts: timeouts
+            .iter()
+            .map(|t| (t.sysctl.clone(), t.value))
+            .collect(),
+    };
+    Ok(Plan {
+        settings,
+        kernel_default_buckets: def_b,
+        kernel_default_max: def_max,
+        memory_at_max,
+        memory_share_percent: share,
+        sizing,
+        warnings,
+        timeouts,
+        notrack_ports: i.notrack_ports.clone(),
+        notrack_loopback: i.notrack_loopback,
+        inputs: i,
+    })
+}
+
+fn header(p: &Plan, file: &str) -> String {
+    format!(
+        "# {file}: written by ctdoctor plan (profile {}, kernel {}, {} RAM, peak {} x {})\n",
+        p.inputs.profile.name(),
+        p.inputs.kernel,
+        mib(p.inputs.ram),
+        p.inputs.peak,
+        p.inputs.headroom
+    )
+}
+
+/// Body of /etc/sysctl.d/90-conntrack.conf.
+pub fn render_sysctl(p: &Plan) -> String {
+    let mut s = header(p, "/etc/sysctl.d/90-conntrack.conf");
+    s.push_str(&format!(
+        "net.netfilter.nf_conntrack_max = {}\n",
+        p.settings.nf_conntrack_max
+    ));
+    s.push_str("# resizes the hash table at boot (initial namespace; also works when nf_conntrack is built in)\n");
+    s.push_str(&format!(
+        "net.netfilter.nf_conntrack_buckets = {}\n",
+        p.settings.hashsize
+    ));
+    for t in &p.timeouts {
+        s.push_str(&format!("net.netfilter.{} = {}\n", t.sysctl, t.value));
+    }
+    s
+}
+
+/// Body of /etc/modprobe.d/nf_conntrack.conf.
+pub fn render_modprobe(p: &Plan) -> String {
+    let mut s = header(p, "/etc/modprobe.d/nf_conntrack.conf");
+    s.push_str(
+        "# Buckets set at runtime are lost at reboot, and the buckets sysctl is read-only\n",
+    );
+    s.push_str("# outside the initial namespace. When nf_conntrack is built into the kernel,\n");
+    s.push_str(&format!(
+        "# use the boot parameter nf_conntrack.hashsize={} instead.\n",
+        p.settings.hashsize
+    ));
+    s.push_str(&format!(
+        "options nf_conntrack hashsize={}\n",
+        p.settings.hashsize
+    ));
+    s
+}
+
+const NOTRACK_CAVEATS: &str = "# Caveats: untracked packets cannot be NATed, bypass conntrack helpers, and no\n\
+# longer match \"ct state established\" (they are \"untracked\"): accept them\n\
+# before any stateful rule, in every filter chain that drops by state.\n";
+
+fn ports_of(p: &Plan, udp: bool) -> Vec<u16> {
+    p.notrack_ports
+        .iter()
+        .filter(|x| x.udp == udp)
+        .map(|x| x.port)
+        .collect()
+}
+
+/// A loadable nftables file (`nft -c -f` then `nft -f`).
+pub fn render_nft(p: &Plan) -> String {
+    let mut s = header(p, "NOTRACK rules (nftables)");
+    s.push_str(NOTRACK_CAVEATS);
+    s.push_str(
+        "# notrack must run before conntrack (priority -200): these chains use raw (-300).\n",
+    );
+    s.push_str(
+        "# In an existing stateful chain, also add first: ct state untracked accept, e.g.\n",
+    );
+    s.push_str("#   nft insert rule inet filter input ct state untracked accept\n");
+    s.push_str("table inet ctdoctor_notrack {\n");
+    for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
+        s.push_str(&format!(
+            "\tchain {chain} {{\n\t\ttype filter hook {hook} priority raw; policy accept;\n"
+        ));
+        if p.notrack_loopback {
+            let dev = if hook == "output" { "oif" } else { "iif" };
+            s.push_str(&format!("\t\t{dev} \"lo\" notrack\n"));
+        }
+        for (proto, udp) in [("tcp", false), ("udp", true)] {
+            let ports = ports_of(p, udp);
+            if ports.is_empty() {
+                continue;
+            }
+            let set = ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Both directions and both roles: requests to the port and its replies.
+            s.push_str(&format!("\t\t{proto} dport {{ {set} }} notrack\n"));
+            s.push_str(&format!("\t\t{proto} sport {{ {set} }} notrack\n"));
+        }
+        s.push_str("\t}\n");
+    }
+    s.push_str("\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n\t\tct state untracked accept\n\t}\n");
+    s.push_str("}\n");
+    s
+}
+
+/// An iptables-restore file. Load with --noflush: a plain iptables-restore
+/// would flush the tables it names.
+pub fn render_iptables(p: &Plan) -> String {
+    let mut s = header(p, "NOTRACK rules (iptables-restore --noflush)");
+    s.push_str(NOTRACK_CAVEATS);
+    s.push_str(
+        "# Load with: iptables-restore --test --noflush FILE && iptables-restore --noflush FILE\n",
+    );
+    s.push_str("*raw\n");
+    for (chain, dev) in [("PREROUTING", "-i"), ("OUTPUT", "-o")] {
+        if p.notrack_loopback {
+            s.push_str(&format!("-A {chain} {dev} lo -j CT --notrack\n"));
+        }
+        for port in &p.notrack_ports {
+            let proto = port.proto();
+            for dir in ["--dport", "--sport"] {
+                s.push_str(&format!(
+                    "-A {chain} -p {proto} -m {proto} {dir} {} -j CT --notrack\n",
+                    port.port
+                ));
+            }
+        }
+    }
+    s.push_str("COMMIT\n*filter\n");
+    for chain in ["INPUT", "FORWARD", "OUTPUT"] {
+        s.push_str(&format!(
+            "-I {chain} 1 -m conntrack --ctstate UNTRACKED -j ACCEPT\n"
+        ));
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
+/// The plan explained, for people.
+pub fn render_text(p: &Plan) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "Plan for a {} host: kernel {}, {} RAM, {} CPUs\n\n",
+        p.inputs.profile.name(),
+        p.inputs.kernel,
+        mib(p.inputs.ram),
+        p.inputs.cpus
+    ));
+    s.push_str(&format!(
+        "nf_conntrack_max = {}   hashsize (buckets) = {}   memory at max = {}\n",
+        p.settings.nf_conntrack_max,
+        p.settings.hashsize,
+        mib(p.memory_at_max)
+    ));
+    for line in &p.sizing {
+        s.push_str(&format!("  - {line}\n"));
+    }
+    for w in &p.warnings {
+        s.push_str(&format!("  ! {w}\n"));
+    }
+    s.push_str("\nTimeouts (seconds):\n");
+    for t in &p.timeouts {
+        let cur = t.current.map_or_else(|| "?".to_string(), |c| c.to_string());
+        s.push_str(&format!("  {:<40} {cur:>7} -> {:<7}\n", t.sysctl, t.value));
+        s.push_str(&format!("      why: {}\n", t.reason));
+        s.push_str(&format!("      floor {} s: {}\n", t.floor, t.floor_source));
+        if let Some(e) = &t.effect {
+            s.push_str(&format!("      effect: {e}\n"));
+        }
+    }
+    if p.notrack_loopback || !p.notrack_ports.is_empty() {
+        s.push_str("\nNOTRACK: ");
+        let mut what: Vec<String> = p
+            .notrack_ports
+            .iter()
+            .map(|x| format!("{}/{}", x.port, x.proto()))
+            .collect();
+        if p.notrack_loopback {
+            what.insert(0, "loopback".into());
+        }
+        s.push_str(&what.join(", "));
+        s.push_str(" (ctdoctor plan --format nft | iptables for the rules)\n");
+    }
+    s.push_str("\nFiles: ctdoctor plan --format sysctl | modprobe | nft | iptables | json\n");
+    s.push_str(
+        "Apply live, with a journal and rollback: ctdoctor apply (same flags) --yes [--persist]\n",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn k(s: &str) -> Kernel {
+        Kernel::parse(s).expect("version")
+    }
+
+    #[test]
+    fn kernel_defaults_by_version_and_ram() {
+        // (RAM, kernel, buckets, max): read off nf_conntrack_init_start of
+        // each version (64-bit), buckets rounded up to 512.
+        let cases = [
+            (512 * MIB, "4.19", 4096, 16_384),
+            (512 * MIB, "5.10", 4096, 16_384),
+            (512 * MIB, "5.15", 4096, 4096),
+            (512 * MIB, "6.18", 4096, 4096),
+            (2 * GIB, "4.19", 16_384, 65_536),
+            (2 * GIB, "5.10", 16_384, 65_536),
+            (2 * GIB, "5.15", 65_536, 65_536),
+            (2 * GIB, "6.1", 65_536, 65_536),
+            (8 * GIB, "4.19", 65_536, 262_144),
+            (8 * GIB, "5.10", 65_536, 262_144),
+            (8 * GIB, "5.15", 262_144, 262_144),
+            (8 * GIB, "6.18", 262_144, 262_144),
+            (64 * GIB, "5.10", 65_536, 262_144),
+            (64 * GIB, "6.18", 262_144, 262_144),
+            (512 * GIB, "4.19", 65_536, 262_144),
+            (512 * GIB, "5.15", 262_144, 262_144),
+            (100 * MIB, "6.18", 1024, 1024), // formula 800, minimum 1024
+            (100 * MIB, "5.10", 1024, 4096), // formula 800 -> rounded to 1024
+            (8 * GIB, "3.10", 16_384, 65_536), // no 4 GiB tier before 4.x
+        ];
+        for (ram, v, b, m) in cases {
+            assert_eq!(
+                kernel_default(ram, k(v), None),
+                (b, m),
+                "{} MiB on {v}",
+                ram / MIB
+            );
+        }
+        // An explicit hashsize= makes max 8 x buckets, rounded to 512.
+        assert_eq!(
+            kernel_default(8 * GIB, k("6.18"), Some(100_000)),
+            (100_352, 802_816)
+        );
+    }
+
+    fn inputs(ram: u64, kernel: &str, peak: u64) -> Inputs {
+        Inputs {
+            ram,
+            cpus: 4,
+            kernel: k(kernel),
+            peak,
+            peak_source: "--peak".into(),
+            headroom: 2.0,
+            profile: Profile::Web,
+            budget: None,
+            entry_bytes: 256,
+            entry_bytes_estimated: false,
+            current_timeouts: BTreeMap::new(),
+            mix: None,
+            notrack_ports: vec![],
+            notrack_loopback: false,
+        }
+    }
+
+    #[test]
+    fn sizing_follows_peak_and_never_goes_below_the_default() {
+        // (RAM, kernel, peak, expected max = buckets)
+        let cases = [
+            (512 * MIB, "4.19", 1_000, 16_384), // default max 16384 covers 2000
+            (512 * MIB, "6.18", 1_000, 4_096),
+            (2 * GIB, "5.10", 100_000, 200_192), // 200000 rounded up to 512
+            (8 * GIB, "5.15", 100_000, 262_144), // default covers 200000
+            (64 * GIB, "6.18", 1_000_000, 2_000_384),
+            (512 * GIB, "6.18", 10_000_000, 20_000_256),
+        ];
+        for (ram, v, peak, want) in cases {
+            let p = plan(inputs(ram, v, peak)).expect("plan");
+            assert_eq!(
+                (p.settings.nf_conntrack_max, p.settings.hashsize),
+                (want, want),
+                "{v} peak {peak}"
+            );
+            assert_eq!(p.memory_at_max, want * 256 + want * 8);
+        }
+    }
+
+    #[test]
+    fn budget_caps_or_refuses() {
+        let mut i = inputs(8 * GIB, "6.18", 1_000_000);
+        i.budget = Some(Budget::Bytes(400 * MIB));
+        let p = plan(i.clone()).expect("capped");
+        // 400 MiB / 264 B = 1588751 -> down to a multiple of 512
+        assert_eq!(p.settings.nf_conntrack_max, 1_588_736);
+        assert_eq!(p.warnings.len(), 1);
+        i.budget = Some(Budget::Percent(1.0)); // 85.9 MB: 325,000 entries < peak
+        assert!(matches!(plan(i), Err(PlanError::BudgetBelowPeak { .. })));
+    }
+
+    #[test]
+    fn timeouts_by_profile_respect_floors() {
+        let get = |p: &Plan, name: &str| p.settings.timeouts[name];
+        let mut i = inputs(8 * GIB, "6.18", 1000);
+        let web = plan(i.clone()).expect("plan");
+        assert_eq!(get(&web, "nf_conntrack_tcp_timeout_established"), 3600);
+        assert_eq!(get(&web, "nf_conntrack_icmp_timeout"), 30);
+        i.profile = Profile::NatGateway;
+        let nat = plan(i.clone()).expect("plan");
+        assert_eq!(get(&nat, "nf_conntrack_tcp_timeout_established"), 7440); // RFC 5382
+        assert_eq!(get(&nat, "nf_conntrack_udp_timeout_stream"), 120); // RFC 4787
+        assert_eq!(get(&nat, "nf_conntrack_icmp_timeout"), 60); // RFC 5508
+        i.profile = Profile::K8sNode;
+        let k8s = plan(i.clone()).expect("plan");
+        assert_eq!(get(&k8s, "nf_conntrack_tcp_timeout_established"), 86_400);
+        assert_eq!(get(&k8s, "nf_conntrack_tcp_timeout_close_wait"), 3600);
+        for p in [&web, &nat, &k8s] {
+            assert!(p.timeouts.iter().all(|t| t.value >= t.floor));
+            assert_eq!(get(p, "nf_conntrack_tcp_timeout_time_wait"), 120);
+        }
+    }
+
+    #[test]
+    fn mix_decides_established_and_effect() {
+        let mut i = inputs(8 * GIB, "6.18", 100_000);
+        i.current_timeouts = [
+            ("nf_conntrack_tcp_timeout_established".to_string(), 432_000),
+            ("nf_conntrack_tcp_timeout_time_wait".to_string(), 120),
+        ]
+        .into();
+        i.mix = Some(Mix {
+            entries: 100_000,
+            established_idle_1h: 60_000,
+            tcp_state: [
+                ("ESTABLISHED".to_string(), 80_000),
+                ("TIME_WAIT".to_string(), 12_000),
+            ]
+            .into(),
+            ..Mix::default()
+        });
+        let p = plan(i.clone()).expect("plan");
+        let est = &p.timeouts[0];
+        assert_eq!(est.value, 3600);
+        assert!(est.reason.starts_with("60% of the table"), "{}", est.reason);
+        // Little's law: 80000 / 432000 s = 0.19/s; x 3600 s = 667
+        assert!(
+            est.effect.as_deref().is_some_and(|e| e.ends_with("= 667")),
+            "{:?}",
+            est.effect
+        );
+        // Few idle entries: keep the current value.
+        if let Some(m) = i.mix.as_mut() {
+            m.established_idle_1h = 1_000;
+        }
+        assert_eq!(plan(i).expect("plan").timeouts[0].value, 432_000);
+    }
+
+    #[test]
+    fn parsers() {
+        assert_eq!(parse_size("8GiB"), Ok(8 * GIB));
+        assert_eq!(parse_size("512M"), Ok(512 * MIB));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("8 parsecs").is_err());
+        assert_eq!(parse_budget("2%"), Ok(Budget::Percent(2.0)));
+        assert!(parse_budget("0%").is_err());
+        assert_eq!(
+            Port::parse("53/udp"),
+            Ok(Port {
+                port: 53,
+                udp: true
+            })
+        );
+        assert_eq!(
+            Port::parse("443"),
+            Ok(Port {
+                port: 443,
+                udp: false
+            })
+        );
+        assert!(Port::parse("70000").is_err() && Port::parse("80/sctp").is_err());
+        assert_eq!(
+            k("5.15.0-91-generic"),
+            Kernel {
+                major: 5,
+                minor: 15
+            }
+        );
+    }
+
+    #[test]
+    fn renderers() {
+        let mut i = inputs(8 * GIB, "6.18", 100_000);
+        i.notrack_ports = vec![
+            Port {
+                port: 80,
+                udp: false,
+            },
+            Port {
+                port: 53,
+                udp: true,
+            },
+        ];
+        i.notrack_loopback = true;
+        let p = plan(i).expect("plan");
+        let sysctl = render_sysctl(&p);
+        assert!(sysctl.contains("net.netfilter.nf_conntrack_max = 262144\n"));
+        assert!(sysctl.contains("net.netfilter.nf_conntrack_tcp_timeout_established = 3600\n"));
+        assert!(render_modprobe(&p).contains("\noptions nf_conntrack hashsize=262144\n"));
+        let nft = render_nft(&p);
+        assert!(
+            nft.contains("priority raw;")
+                && nft.contains("iif \"lo\" notrack")
+                && nft.contains("udp dport { 53 } notrack")
+        );
+        assert!(nft.contains("ct state untracked accept"));
+        let ipt = render_iptables(&p);
+        assert!(ipt.contains("-A PREROUTING -p tcp -m tcp --dport 80 -j CT --notrack\n"));
+        assert!(ipt.contains("-I INPUT 1 -m conntrack --ctstate UNTRACKED -j ACCEPT\n"));
+        assert!(render_text(&p).contains("nf_conntrack_max = 262144"));
+    }
+}
