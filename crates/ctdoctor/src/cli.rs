@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::CheckArgs;
+use crate::plan::{ApplyArgs, PlanArgs, RollbackArgs};
 use crate::top::TopArgs;
 
 #[derive(Debug, Parser)]
@@ -57,6 +58,18 @@ pub enum Command {
         after_help = "Examples:\n  ctdoctor top\n  ctdoctor top --source proc -n 20\n  ctdoctor top --file conntrack-L.txt --by src,dport\n  conntrack -L -o extended | ctdoctor top --file - --json\n  ctdoctor top --filter l4=tcp --filter state=SYN_SENT --by src\n  ctdoctor top --filter 'src=10.0.0.0/8' --filter 'dport=tcp/443,tcp/80' --csv\n\nFilter keys: l3, l4, state, flags (assured|unreplied|other), zone, mark,\nnat (none|snat|dnat|snat+dnat), src, dst (address or CIDR), sport, dport\n(PORT or PROTO/PORT). Commas mean OR, repeated --filter means AND, != negates."
     )]
     Top(TopArgs),
+
+    /// Size nf_conntrack_max, the hash table and timeouts from RAM, kernel
+    /// and observed load; print sysctl.d, modprobe.d and NOTRACK rule files.
+    #[command(after_help = "Examples:\n  ctdoctor plan\n  ctdoctor plan --profile nat-gateway --max-memory 2%\n  ctdoctor plan --memory 8GiB --cpus 4 --kernel 5.10.0 --peak 300000\n  ctdoctor plan --format sysctl > /etc/sysctl.d/90-conntrack.conf\n  ctdoctor plan --notrack-port 80,443 --format nft > notrack.nft")]
+    Plan(PlanArgs),
+
+    /// Apply a plan live (journal first, read-back, rollback on failure).
+    #[command(after_help = "Examples:\n  ctdoctor apply                       show what would change\n  ctdoctor apply --yes --persist       change live values and write the config files\n  ctdoctor plan --format json > p.json && ctdoctor apply --plan p.json --yes\n  ctdoctor --netns pod apply --timeouts-only --yes\n\nExit codes: 0 applied (or dry run), 1 refused or failed (everything restored), 2 bad usage.")]
+    Apply(ApplyArgs),
+
+    /// Restore exactly what the last apply changed (idempotent).
+    Rollback(RollbackArgs),
 }
 
 /// Where `top` reads entries from.

@@ -4,6 +4,7 @@
 
 mod check;
 mod cli;
+mod plan;
 mod render;
 mod top;
 
@@ -35,6 +36,18 @@ fn run(cli: &Cli) -> Result<u8> {
             out.flush()?;
             return Ok(report.exit_code);
         }
+        Command::Plan(args) => {
+            let p = plan::make_plan(args)?;
+            let format = if cli.json { plan::Format::Json } else { args.format };
+            plan::render(&p, format, &mut out)?;
+            for w in &p.warnings {
+                if !cli.quiet && format != plan::Format::Text {
+                    eprintln!("ctdoctor: warning: {w}");
+                }
+            }
+        }
+        Command::Apply(args) => plan::run_apply(args, &mut out)?,
+        Command::Rollback(args) => plan::run_rollback(args, &mut out)?,
         Command::Top(args) => {
             if args.csv && cli.json {
                 anyhow::bail!("--csv and --json exclude each other");

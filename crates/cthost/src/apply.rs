@@ -17,7 +17,10 @@ pub const NF: &str = "/proc/sys/net/netfilter";
 pub const HASHSIZE: &str = "/sys/module/nf_conntrack/parameters/hashsize";
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-conntrack.conf";
 pub const MODPROBE_FILE: &str = "/etc/modprobe.d/nf_conntrack.conf";
-pub const JOURNAL: &str = "/var/lib/ctdoctor/journal.json";
+/// Default directory of the journal (under the root).
+pub const STATE_DIR: &str = "/var/lib/ctdoctor";
+/// The journal file name inside the state directory.
+pub const JOURNAL_FILE: &str = "journal.json";
 
 /// One live value: its path (without the root prefix), old and new text.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -216,26 +219,28 @@ fn restore_file(root: &Root, f: &FileChange) -> Result<(), String> {
     }
 }
 
-fn journal_path(root: &Root) -> PathBuf {
-    root.path(JOURNAL)
+/// Where the journal lives: `state_dir` as given, else the default under the root.
+pub fn journal_path(root: &Root, state_dir: Option<&Path>) -> PathBuf {
+    match state_dir {
+        Some(d) => d.join(JOURNAL_FILE),
+        None => root.path(STATE_DIR).join(JOURNAL_FILE),
+    }
 }
 
-fn save_journal(root: &Root, j: &Journal) -> Result<(), ApplyError> {
-    let path = journal_path(root);
+fn save_journal(path: &Path, j: &Journal) -> Result<(), ApplyError> {
     let text = serde_json::to_string_pretty(j).map_err(|e| ApplyError::Journal {
-        path: JOURNAL.into(),
+        path: path.display().to_string(),
         why: e.to_string(),
     })?;
-    write_atomic(&path, &text).map_err(|e| ApplyError::Journal {
+    write_atomic(path, &text).map_err(|e| ApplyError::Journal {
         path: path.display().to_string(),
         why: e.to_string(),
     })
 }
 
-pub fn load_journal(root: &Root) -> Result<Journal, ApplyError> {
-    let path = journal_path(root);
+pub fn load_journal(path: &Path) -> Result<Journal, ApplyError> {
     let text =
-        fs::read_to_string(&path).map_err(|_| ApplyError::NoJournal(path.display().to_string()))?;
+        fs::read_to_string(path).map_err(|_| ApplyError::NoJournal(path.display().to_string()))?;
     serde_json::from_str(&text).map_err(|e| ApplyError::Journal {
         path: path.display().to_string(),
         why: e.to_string(),
@@ -266,14 +271,14 @@ pub struct Fault {
 }
 
 /// Apply `d`: journal first, then values (each read back), then files.
-pub fn apply(root: &Root, d: &Diff, fault: Fault) -> Result<Journal, ApplyError> {
+pub fn apply(root: &Root, journal: &Path, d: &Diff, fault: Fault) -> Result<Journal, ApplyError> {
     let mut j = Journal {
         created: chrono::Utc::now().to_rfc3339(),
         values: d.values.clone(),
         files: d.files.clone(),
         state: "applying".into(),
     };
-    save_journal(root, &j)?;
+    save_journal(journal, &j)?;
     let mut writes = 0usize;
     let injected = |writes: usize| fault.after_writes.is_some_and(|n| writes >= n);
     let fail =
@@ -287,8 +292,9 @@ pub fn apply(root: &Root, d: &Diff, fault: Fault) -> Result<Journal, ApplyError>
                 )
             } else {
                 format!(
-                    "RESTORE FAILED for: {} (the journal at {JOURNAL} has the old values)",
-                    errors.join("; ")
+                    "RESTORE FAILED for: {} (the journal at {} has the old values)",
+                    errors.join("; "),
+                    journal.display()
                 )
             };
             ApplyError::Failed {
@@ -334,19 +340,19 @@ pub fn apply(root: &Root, d: &Diff, fault: Fault) -> Result<Journal, ApplyError>
         writes += 1;
     }
     j.state = "applied".into();
-    save_journal(root, &j)?;
+    save_journal(journal, &j)?;
     Ok(j)
 }
 
 /// Restore the last journal exactly (values and files). Idempotent.
-pub fn rollback(root: &Root) -> Result<Journal, ApplyError> {
-    let mut j = load_journal(root)?;
+pub fn rollback(root: &Root, journal: &Path) -> Result<Journal, ApplyError> {
+    let mut j = load_journal(journal)?;
     let errors = restore(root, &j.values, &j.files);
     if !errors.is_empty() {
         return Err(ApplyError::Rollback(errors.join("; ")));
     }
     j.state = "rolled-back".into();
-    save_journal(root, &j)?;
+    save_journal(journal, &j)?;
     Ok(j)
 }
 
@@ -449,7 +455,8 @@ mod tests {
         assert_eq!(d.values.len(), 3);
         assert_eq!(d.files.len(), 2);
         assert_eq!(d.count, Some(1000));
-        let j = apply(&t.root(), &d, Fault::default()).expect("apply");
+        let jp = journal_path(&t.root(), None);
+        let j = apply(&t.root(), &jp, &d, Fault::default()).expect("apply");
         assert_eq!(j.state, "applied");
         let after = t.snapshot();
         assert_eq!(
@@ -460,13 +467,13 @@ mod tests {
             after[&t.dir.join("etc/modprobe.d/nf_conntrack.conf")],
             b"options nf_conntrack hashsize=524288\n"
         );
-        assert_eq!(load_journal(&t.root()).expect("journal").state, "applied");
-        let r = rollback(&t.root()).expect("rollback");
+        assert_eq!(load_journal(&jp).expect("journal").state, "applied");
+        let r = rollback(&t.root(), &jp).expect("rollback");
         assert_eq!(r.state, "rolled-back");
         // Values are restored as text with a newline, as the kernel prints them.
         assert_eq!(t.snapshot(), before);
         // Idempotent.
-        rollback(&t.root()).expect("second rollback");
+        rollback(&t.root(), &jp).expect("second rollback");
         assert_eq!(t.snapshot(), before);
     }
 
@@ -478,6 +485,7 @@ mod tests {
             let d = diff(&t.root(), &settings(), false, &files()).expect("diff");
             let err = apply(
                 &t.root(),
+                &journal_path(&t.root(), None),
                 &d,
                 Fault {
                     after_writes: Some(n),
@@ -525,7 +533,7 @@ mod tests {
         fs::create_dir(&p).expect("dir");
         let mut before = before;
         before.remove(&p);
-        let err = apply(&t.root(), &d, Fault::default()).expect_err("must fail");
+        let err = apply(&t.root(), &journal_path(&t.root(), None), &d, Fault::default()).expect_err("must fail");
         assert!(
             err.to_string()
                 .contains("writing /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established"),
@@ -544,7 +552,7 @@ mod tests {
         // Replace the file by a link to /dev/null: writes vanish, reads are empty.
         fs::remove_file(&hs).expect("rm");
         std::os::unix::fs::symlink("/dev/null", &hs).expect("symlink");
-        let err = apply(&t.root(), &d, Fault::default()).expect_err("rejected");
+        let err = apply(&t.root(), &journal_path(&t.root(), None), &d, Fault::default()).expect_err("rejected");
         assert!(err.to_string().contains("did not take it"), "{err}");
         // Restore the regular file to compare the rest of the tree.
         fs::remove_file(&hs).expect("rm link");

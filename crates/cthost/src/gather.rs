@@ -239,7 +239,8 @@ fn read_kmsg(root: &Root) -> Result<(Vec<String>, bool), Unreadable> {
     Ok((lines, truncated))
 }
 
-fn timeouts(root: &Root) -> BTreeMap<String, u64> {
+/// Every nf_conntrack_*timeout* sysctl and its value.
+pub fn timeouts(root: &Root) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     if let Ok(dir) = std::fs::read_dir(root.path(NF)) {
         for e in dir.flatten() {

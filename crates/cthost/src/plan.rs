@@ -382,6 +382,9 @@ const TIMEOUTS: &[TimeoutRule] = &[
     ),
 ];
 
+/// Below this many entries the mix says nothing about idle flows.
+const MIX_MIN_ENTRIES: u64 = 1000;
+
 /// The TCP state whose count a timeout governs, for the effect estimate.
 fn state_of(sysctl: &str) -> Option<&'static str> {
     Some(match sysctl {
@@ -412,6 +415,7 @@ fn plan_timeouts(i: &Inputs) -> Vec<TimeoutPlan> {
             if sysctl == "nf_conntrack_tcp_timeout_established"
                 && let (Some(mix), Some(cur)) = (&i.mix, current)
                 && cur > value
+                && mix.entries >= MIX_MIN_ENTRIES
             {
                 let share = mix.established_idle_1h as f64 * 100.0 / mix.entries.max(1) as f64;
                 if share < 5.0 {
@@ -424,7 +428,7 @@ fn plan_timeouts(i: &Inputs) -> Vec<TimeoutPlan> {
                 }
             }
             let effect = match (&i.mix, current, state_of(sysctl)) {
-                (Some(mix), Some(cur), Some(state)) if cur > 0 => {
+                (Some(mix), Some(cur), Some(state)) if cur > 0 && mix.state(state) > 0 => {
                     let n = mix.state(state);
                     let rate = n as f64 / cur as f64;
                     let after = (rate * value as f64).min(n.max(1) as f64 * value as f64 / cur as f64);
@@ -556,37 +560,32 @@ fn header(p: &Plan, file: &str) -> String {
 
 /// Body of /etc/sysctl.d/90-conntrack.conf.
 pub fn render_sysctl(p: &Plan) -> String {
-    let mut s = header(p, "/etc/sysctl.d/90-conntrack.conf");
-    s.push_str(&format!(
-        "net.netfilter.nf_conntrack_max = {}\n",
-        p.settings.nf_conntrack_max
-    ));
+    sysctl_body(&header(p, "/etc/sysctl.d/90-conntrack.conf"), &p.settings)
+}
+
+/// The sysctl.d body for `settings`, after a comment `header`.
+pub fn sysctl_body(header: &str, settings: &Settings) -> String {
+    let mut s = header.to_string();
+    s.push_str(&format!("net.netfilter.nf_conntrack_max = {}\n", settings.nf_conntrack_max));
     s.push_str("# resizes the hash table at boot (initial namespace; also works when nf_conntrack is built in)\n");
-    s.push_str(&format!(
-        "net.netfilter.nf_conntrack_buckets = {}\n",
-        p.settings.hashsize
-    ));
-    for t in &p.timeouts {
-        s.push_str(&format!("net.netfilter.{} = {}\n", t.sysctl, t.value));
+    s.push_str(&format!("net.netfilter.nf_conntrack_buckets = {}\n", settings.hashsize));
+    for (name, v) in &settings.timeouts {
+        s.push_str(&format!("net.netfilter.{name} = {v}\n"));
     }
     s
 }
 
 /// Body of /etc/modprobe.d/nf_conntrack.conf.
 pub fn render_modprobe(p: &Plan) -> String {
-    let mut s = header(p, "/etc/modprobe.d/nf_conntrack.conf");
-    s.push_str(
-        "# Buckets set at runtime are lost at reboot, and the buckets sysctl is read-only\n",
-    );
+    modprobe_body(&header(p, "/etc/modprobe.d/nf_conntrack.conf"), &p.settings)
+}
+
+pub fn modprobe_body(header: &str, settings: &Settings) -> String {
+    let mut s = header.to_string();
+    s.push_str("# Buckets set at runtime are lost at reboot, and the buckets sysctl is read-only\n");
     s.push_str("# outside the initial namespace. When nf_conntrack is built into the kernel,\n");
-    s.push_str(&format!(
-        "# use the boot parameter nf_conntrack.hashsize={} instead.\n",
-        p.settings.hashsize
-    ));
-    s.push_str(&format!(
-        "options nf_conntrack hashsize={}\n",
-        p.settings.hashsize
-    ));
+    s.push_str(&format!("# use the boot parameter nf_conntrack.hashsize={} instead.\n", settings.hashsize));
+    s.push_str(&format!("options nf_conntrack hashsize={}\n", settings.hashsize));
     s
 }
 

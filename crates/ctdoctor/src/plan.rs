@@ -1,0 +1,346 @@
+//! `ctdoctor plan`, `apply` and `rollback`: turn host facts (or the machine
+//! described by flags) into a plan, render it, and apply or roll it back
+//! through cthost's journaled writer.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use ctmodel::scan::{self, Accumulate};
+use ctmodel::Entry;
+use cthost::apply::{self, Diff, Fault, MODPROBE_FILE, SYSCTL_FILE};
+use cthost::gather::{self, Mix};
+use cthost::plan::{self, Budget, Inputs, Kernel, Plan, Port, Profile, Settings};
+use cthost::slab;
+use cthost::source::Root;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Sysctl,
+    Modprobe,
+    Nft,
+    Iptables,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Total RAM of the target machine (bytes, or K/M/G/T, KiB/MiB/GiB);
+    /// default: this machine's.
+    #[arg(long, value_name = "SIZE", value_parser = plan::parse_size)]
+    pub memory: Option<u64>,
+
+    /// CPUs of the target machine; default: this machine's.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+
+    /// Kernel version of the target machine (e.g. 5.10.0); default: this one's.
+    #[arg(long, value_name = "VERSION")]
+    pub kernel: Option<String>,
+
+    /// Peak number of entries to size for; default: the live count (or the
+    /// entries in --file).
+    #[arg(long, value_name = "N")]
+    pub peak: Option<u64>,
+
+    /// Take the state mix (and the peak, unless --peak) from a saved
+    /// `conntrack -L` or /proc/net/nf_conntrack dump.
+    #[arg(long, short = 'f', value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// What the host does: web, nat-gateway, k8s-node, router.
+    #[arg(long, default_value = "web", value_parser = str::parse::<Profile>)]
+    pub profile: Profile,
+
+    /// Multiply the peak by this (at least 1).
+    #[arg(long, default_value_t = 2.0)]
+    pub headroom: f64,
+
+    /// Memory budget for a full table: a share of RAM (2%) or a size.
+    #[arg(long, value_name = "PERCENT%|SIZE", value_parser = plan::parse_budget)]
+    pub max_memory: Option<Budget>,
+
+    /// Bytes per entry (default: the slab object size from /proc/slabinfo,
+    /// else 256 as on 6.x).
+    #[arg(long, value_name = "BYTES")]
+    pub entry_bytes: Option<u64>,
+
+    /// Ports to exempt from tracking (NOTRACK rules): 80,443,53/udp.
+    #[arg(long, value_delimiter = ',', value_name = "PORT[/udp]", value_parser = Port::parse)]
+    pub notrack_port: Vec<Port>,
+
+    /// Exempt loopback traffic from tracking too.
+    #[arg(long)]
+    pub notrack_loopback: bool,
+
+    /// Output: text explains; sysctl, modprobe, nft and iptables print
+    /// loadable files; json is what `apply --plan` reads.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+struct MixAcc {
+    mix: Mix,
+    established: Option<u64>,
+}
+
+impl Accumulate for MixAcc {
+    fn add(&mut self, e: &Entry) {
+        self.mix.add(e, self.established);
+    }
+    fn merge(&mut self, o: Self) {
+        let m = &mut self.mix;
+        m.entries += o.mix.entries;
+        m.assured += o.mix.assured;
+        m.unreplied += o.mix.unreplied;
+        m.tcp += o.mix.tcp;
+        m.udp += o.mix.udp;
+        m.established_idle_1h += o.mix.established_idle_1h;
+        for (k, v) in o.mix.tcp_state {
+            *m.tcp_state.entry(k).or_insert(0) += v;
+        }
+    }
+}
+
+/// Build the plan inputs from flags and, where they are silent, this host.
+pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
+    let root = Root::default();
+    let ram = match a.memory {
+        Some(m) => m,
+        None => root
+            .read("/proc/meminfo", "")
+            .ok()
+            .and_then(|t| slab::parse_memtotal(&t))
+            .context("cannot read MemTotal from /proc/meminfo: pass --memory")?,
+    };
+    let kernel_text = match &a.kernel {
+        Some(k) => k.clone(),
+        None => root.read("/proc/sys/kernel/osrelease", "").map_err(|e| anyhow::anyhow!("{e}: pass --kernel"))?,
+    };
+    let kernel = Kernel::parse(&kernel_text).with_context(|| format!("cannot parse kernel version {kernel_text:?}"))?;
+    let cpus = a.cpus.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let planning_here = a.memory.is_none() && a.kernel.is_none();
+    let current_timeouts = if planning_here { gather::timeouts(&root) } else { Default::default() };
+    let established = current_timeouts.get("nf_conntrack_tcp_timeout_established").copied();
+    let (entry_bytes, estimated) = match a.entry_bytes {
+        Some(b) => (b, false),
+        None => match root.read("/proc/slabinfo", "root").ok().and_then(|t| slab::parse_slabinfo(&t)) {
+            Some(s) if planning_here => (s.objsize, false),
+            _ => (cthost::diagnose::ESTIMATED_ENTRY_BYTES, true),
+        },
+    };
+    let mut mix = None;
+    let mut peak = a.peak.map(|p| (p, "--peak".to_string()));
+    if let Some(path) = &a.file {
+        let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let (acc, report) = scan::scan(f, threads, || MixAcc { mix: Mix::default(), established })
+            .with_context(|| format!("reading {}", path.display()))?;
+        if report.skipped > 0 {
+            eprintln!("ctdoctor: {} of {} lines of {} skipped as malformed", report.skipped, report.lines, path.display());
+        }
+        peak.get_or_insert((acc.mix.entries, format!("entries in {}", path.display())));
+        mix = Some(acc.mix);
+    } else if planning_here {
+        if let Ok(mut ct) = ctnetlink::Conntrack::open() {
+            let mut m = Mix::default();
+            if ct.dump(ctnetlink::Family::Any, |e| m.add(e, established)).is_ok() {
+                peak.get_or_insert((m.entries, "live count".into()));
+                mix = Some(m);
+            }
+        }
+        if peak.is_none()
+            && let Ok(c) = root.read_u64("/proc/sys/net/netfilter/nf_conntrack_count", "")
+        {
+            peak = Some((c, "live count".into()));
+        }
+    }
+    let (peak, peak_source) = peak.context("no peak: pass --peak N (or --file DUMP), or run as root on the host")?;
+    Ok(Inputs {
+        ram,
+        cpus,
+        kernel,
+        peak,
+        peak_source,
+        headroom: a.headroom,
+        profile: a.profile,
+        budget: a.max_memory,
+        entry_bytes,
+        entry_bytes_estimated: estimated,
+        current_timeouts,
+        mix,
+        notrack_ports: a.notrack_port.clone(),
+        notrack_loopback: a.notrack_loopback,
+    })
+}
+
+pub fn make_plan(a: &PlanArgs) -> Result<Plan> {
+    Ok(plan::plan(inputs(a)?)?)
+}
+
+pub fn render(p: &Plan, format: Format, out: &mut impl Write) -> Result<()> {
+    let text = match format {
+        Format::Text => plan::render_text(p),
+        Format::Sysctl => plan::render_sysctl(p),
+        Format::Modprobe => plan::render_modprobe(p),
+        Format::Nft => plan::render_nft(p),
+        Format::Iptables => plan::render_iptables(p),
+        Format::Json => serde_json::to_string_pretty(p)? + "\n",
+    };
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    /// Apply this plan (`ctdoctor plan --format json` output, or any JSON
+    /// with a "settings" object) instead of planning from flags.
+    #[arg(long = "plan", value_name = "FILE")]
+    pub plan_file: Option<PathBuf>,
+
+    /// Really change the system (without it: show the diff only).
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Also write /etc/sysctl.d/90-conntrack.conf and
+    /// /etc/modprobe.d/nf_conntrack.conf (atomically, old ones journaled).
+    #[arg(long)]
+    pub persist: bool,
+
+    /// Apply values the safety checks refuse.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Change only the timeouts (the only part writable inside a network
+    /// namespace).
+    #[arg(long)]
+    pub timeouts_only: bool,
+
+    /// Prefix every path (proc, sys, etc, var) with DIR: a fake tree for tests.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Directory of the journal (default /var/lib/ctdoctor under the root).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Test hook: fail after N writes, as a crash between writes would.
+    #[arg(long, hide = true)]
+    pub fail_after: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Prefix every path with DIR (as given to apply).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Directory of the journal (as given to apply).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(serde::Deserialize)]
+struct PlanFile {
+    settings: Settings,
+}
+
+fn root_of(dir: &Option<PathBuf>) -> Root {
+    dir.as_ref().map_or_else(Root::default, Root::under)
+}
+
+fn print_diff(d: &Diff, out: &mut impl Write) -> std::io::Result<()> {
+    if d.values.is_empty() && d.files.is_empty() {
+        writeln!(out, "nothing to change: the live values already match the plan")?;
+    }
+    for v in &d.values {
+        writeln!(out, "  {:<62} {} -> {}", v.path, v.old, v.new)?;
+    }
+    for f in &d.files {
+        let what = if f.old.is_some() { "replace" } else { "create" };
+        writeln!(out, "  {:<62} {what}", f.path)?;
+    }
+    Ok(())
+}
+
+/// Run apply; the exit code is 0 when applied (or nothing to do or a dry
+/// run), and an error otherwise.
+pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
+    let root = root_of(&a.root);
+    let (settings, header, budget) = match &a.plan_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let pf: PlanFile = serde_json::from_str(&text).with_context(|| format!("{}: not a plan (no \"settings\")", path.display()))?;
+            (pf.settings, format!("# written by ctdoctor apply --plan {}\n", path.display()), None)
+        }
+        None => {
+            let p = make_plan(&a.plan)?;
+            let budget = p.inputs.budget.map(|b| b.bytes(p.inputs.ram));
+            (p.settings.clone(), format!("# written by ctdoctor apply (profile {})\n", p.inputs.profile.name()), budget)
+        }
+    };
+    if !a.timeouts_only
+        && a.root.is_none()
+        && let (Some(here), Some(init)) = (cthost::namespaces::current_inode(), cthost::namespaces::init_inode(&root))
+        && here != init
+    {
+        return Err(apply::ApplyError::NotInitNamespace("nf_conntrack_max or hashsize".into()).into());
+    }
+    let files = if a.persist {
+        vec![
+            (SYSCTL_FILE.to_string(), plan::sysctl_body(&header, &settings)),
+            (MODPROBE_FILE.to_string(), plan::modprobe_body(&header, &settings)),
+        ]
+    } else {
+        vec![]
+    };
+    let d = apply::diff(&root, &settings, a.timeouts_only, &files)?;
+    let entry = cthost::diagnose::ESTIMATED_ENTRY_BYTES;
+    let memory = settings.nf_conntrack_max * entry + settings.hashsize * 8;
+    let refusals = if a.timeouts_only { vec![] } else { apply::safety(&settings, d.count, memory, budget) };
+    writeln!(out, "changes:")?;
+    print_diff(&d, out)?;
+    if !refusals.is_empty() && !a.force {
+        return Err(apply::ApplyError::Unsafe(refusals).into());
+    }
+    if !a.yes {
+        writeln!(out, "dry run: nothing changed; pass --yes to apply")?;
+        return Ok(());
+    }
+    if d.values.is_empty() && d.files.is_empty() {
+        return Ok(());
+    }
+    let journal = apply::journal_path(&root, a.state_dir.as_deref());
+    let j = apply::apply(&root, &journal, &d, Fault { after_writes: a.fail_after })?;
+    writeln!(
+        out,
+        "applied {} values and {} files; journal {} (ctdoctor rollback restores them)",
+        j.values.len(),
+        j.files.len(),
+        journal.display()
+    )?;
+    Ok(())
+}
+
+pub fn run_rollback(a: &RollbackArgs, out: &mut impl Write) -> Result<()> {
+    let root = root_of(&a.root);
+    let j = apply::rollback(&root, &apply::journal_path(&root, a.state_dir.as_deref()))?;
+    for v in &j.values {
+        writeln!(out, "  {:<62} {}", v.path, v.old)?;
+    }
+    for f in &j.files {
+        let what = if f.old.is_some() { "restored" } else { "removed" };
+        writeln!(out, "  {:<62} {what}", f.path)?;
+    }
+    writeln!(out, "rolled back the journal of {} ({} values, {} files)", j.created, j.values.len(), j.files.len())?;
+    if j.values.is_empty() && j.files.is_empty() {
+        bail!("the journal was empty");
+    }
+    Ok(())
+}
