@@ -61,11 +61,15 @@ pub enum Command {
 
     /// Size nf_conntrack_max, the hash table and timeouts from RAM, kernel
     /// and observed load; print sysctl.d, modprobe.d and NOTRACK rule files.
-    #[command(after_help = "Examples:\n  ctdoctor plan\n  ctdoctor plan --profile nat-gateway --max-memory 2%\n  ctdoctor plan --memory 8GiB --cpus 4 --kernel 5.10.0 --peak 300000\n  ctdoctor plan --format sysctl > /etc/sysctl.d/90-conntrack.conf\n  ctdoctor plan --notrack-port 80,443 --format nft > notrack.nft")]
+    #[command(
+        after_help = "Examples:\n  ctdoctor plan\n  ctdoctor plan --profile nat-gateway --max-memory 2%\n  ctdoctor plan --memory 8GiB --cpus 4 --kernel 5.10.0 --peak 300000\n  ctdoctor plan --format sysctl > /etc/sysctl.d/90-conntrack.conf\n  ctdoctor plan --notrack-port 80,443 --format nft > notrack.nft"
+    )]
     Plan(PlanArgs),
 
     /// Apply a plan live (journal first, read-back, rollback on failure).
-    #[command(after_help = "Examples:\n  ctdoctor apply                       show what would change\n  ctdoctor apply --yes --persist       change live values and write the config files\n  ctdoctor plan --format json > p.json && ctdoctor apply --plan p.json --yes\n  ctdoctor --netns pod apply --timeouts-only --yes\n\nExit codes: 0 applied (or dry run), 1 refused or failed (everything restored), 2 bad usage.")]
+    #[command(
+        after_help = "Examples:\n  ctdoctor apply                       show what would change\n  ctdoctor apply --yes --persist       change live values and write the config files\n  ctdoctor plan --format json > p.json && ctdoctor apply --plan p.json --yes\n  ctdoctor --netns pod apply --timeouts-only --yes\n\nExit codes: 0 applied (or dry run), 1 refused or failed (everything restored), 2 bad usage."
+    )]
     Apply(ApplyArgs),
 
     /// Restore exactly what the last apply changed (idempotent).

@@ -38,7 +38,11 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         Command::Plan(args) => {
             let p = plan::make_plan(args)?;
-            let format = if cli.json { plan::Format::Json } else { args.format };
+            let format = if cli.json {
+                plan::Format::Json
+            } else {
+                args.format
+            };
             plan::render(&p, format, &mut out)?;
             for w in &p.warnings {
                 if !cli.quiet && format != plan::Format::Text {

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use ctmodel::scan::{self, Accumulate};
-use ctmodel::Entry;
 use cthost::apply::{self, Diff, Fault, MODPROBE_FILE, SYSCTL_FILE};
 use cthost::gather::{self, Mix};
 use cthost::plan::{self, Budget, Inputs, Kernel, Plan, Port, Profile, Settings};
 use cthost::slab;
 use cthost::source::Root;
+use ctmodel::Entry;
+use ctmodel::scan::{self, Accumulate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -118,16 +118,31 @@ pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
     };
     let kernel_text = match &a.kernel {
         Some(k) => k.clone(),
-        None => root.read("/proc/sys/kernel/osrelease", "").map_err(|e| anyhow::anyhow!("{e}: pass --kernel"))?,
+        None => root
+            .read("/proc/sys/kernel/osrelease", "")
+            .map_err(|e| anyhow::anyhow!("{e}: pass --kernel"))?,
     };
-    let kernel = Kernel::parse(&kernel_text).with_context(|| format!("cannot parse kernel version {kernel_text:?}"))?;
-    let cpus = a.cpus.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let kernel = Kernel::parse(&kernel_text)
+        .with_context(|| format!("cannot parse kernel version {kernel_text:?}"))?;
+    let cpus = a
+        .cpus
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let planning_here = a.memory.is_none() && a.kernel.is_none();
-    let current_timeouts = if planning_here { gather::timeouts(&root) } else { Default::default() };
-    let established = current_timeouts.get("nf_conntrack_tcp_timeout_established").copied();
+    let current_timeouts = if planning_here {
+        gather::timeouts(&root)
+    } else {
+        Default::default()
+    };
+    let established = current_timeouts
+        .get("nf_conntrack_tcp_timeout_established")
+        .copied();
     let (entry_bytes, estimated) = match a.entry_bytes {
         Some(b) => (b, false),
-        None => match root.read("/proc/slabinfo", "root").ok().and_then(|t| slab::parse_slabinfo(&t)) {
+        None => match root
+            .read("/proc/slabinfo", "root")
+            .ok()
+            .and_then(|t| slab::parse_slabinfo(&t))
+        {
             Some(s) if planning_here => (s.objsize, false),
             _ => (cthost::diagnose::ESTIMATED_ENTRY_BYTES, true),
         },
@@ -137,17 +152,28 @@ pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
     if let Some(path) = &a.file {
         let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let (acc, report) = scan::scan(f, threads, || MixAcc { mix: Mix::default(), established })
-            .with_context(|| format!("reading {}", path.display()))?;
+        let (acc, report) = scan::scan(f, threads, || MixAcc {
+            mix: Mix::default(),
+            established,
+        })
+        .with_context(|| format!("reading {}", path.display()))?;
         if report.skipped > 0 {
-            eprintln!("ctdoctor: {} of {} lines of {} skipped as malformed", report.skipped, report.lines, path.display());
+            eprintln!(
+                "ctdoctor: {} of {} lines of {} skipped as malformed",
+                report.skipped,
+                report.lines,
+                path.display()
+            );
         }
         peak.get_or_insert((acc.mix.entries, format!("entries in {}", path.display())));
         mix = Some(acc.mix);
     } else if planning_here {
         if let Ok(mut ct) = ctnetlink::Conntrack::open() {
             let mut m = Mix::default();
-            if ct.dump(ctnetlink::Family::Any, |e| m.add(e, established)).is_ok() {
+            if ct
+                .dump(ctnetlink::Family::Any, |e| m.add(e, established))
+                .is_ok()
+            {
                 peak.get_or_insert((m.entries, "live count".into()));
                 mix = Some(m);
             }
@@ -158,7 +184,8 @@ pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
             peak = Some((c, "live count".into()));
         }
     }
-    let (peak, peak_source) = peak.context("no peak: pass --peak N (or --file DUMP), or run as root on the host")?;
+    let (peak, peak_source) =
+        peak.context("no peak: pass --peak N (or --file DUMP), or run as root on the host")?;
     Ok(Inputs {
         ram,
         cpus,
@@ -257,7 +284,10 @@ fn root_of(dir: &Option<PathBuf>) -> Root {
 
 fn print_diff(d: &Diff, out: &mut impl Write) -> std::io::Result<()> {
     if d.values.is_empty() && d.files.is_empty() {
-        writeln!(out, "nothing to change: the live values already match the plan")?;
+        writeln!(
+            out,
+            "nothing to change: the live values already match the plan"
+        )?;
     }
     for v in &d.values {
         writeln!(out, "  {:<62} {} -> {}", v.path, v.old, v.new)?;
@@ -275,27 +305,51 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     let root = root_of(&a.root);
     let (settings, header, budget) = match &a.plan_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let pf: PlanFile = serde_json::from_str(&text).with_context(|| format!("{}: not a plan (no \"settings\")", path.display()))?;
-            (pf.settings, format!("# written by ctdoctor apply --plan {}\n", path.display()), None)
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let pf: PlanFile = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a plan (no \"settings\")", path.display()))?;
+            (
+                pf.settings,
+                format!("# written by ctdoctor apply --plan {}\n", path.display()),
+                None,
+            )
         }
         None => {
             let p = make_plan(&a.plan)?;
             let budget = p.inputs.budget.map(|b| b.bytes(p.inputs.ram));
-            (p.settings.clone(), format!("# written by ctdoctor apply (profile {})\n", p.inputs.profile.name()), budget)
+            (
+                p.settings.clone(),
+                format!(
+                    "# written by ctdoctor apply (profile {})\n",
+                    p.inputs.profile.name()
+                ),
+                budget,
+            )
         }
     };
     if !a.timeouts_only
         && a.root.is_none()
-        && let (Some(here), Some(init)) = (cthost::namespaces::current_inode(), cthost::namespaces::init_inode(&root))
+        && let (Some(here), Some(init)) = (
+            cthost::namespaces::current_inode(),
+            cthost::namespaces::init_inode(&root),
+        )
         && here != init
     {
-        return Err(apply::ApplyError::NotInitNamespace("nf_conntrack_max or hashsize".into()).into());
+        return Err(
+            apply::ApplyError::NotInitNamespace("nf_conntrack_max or hashsize".into()).into(),
+        );
     }
     let files = if a.persist {
         vec![
-            (SYSCTL_FILE.to_string(), plan::sysctl_body(&header, &settings)),
-            (MODPROBE_FILE.to_string(), plan::modprobe_body(&header, &settings)),
+            (
+                SYSCTL_FILE.to_string(),
+                plan::sysctl_body(&header, &settings),
+            ),
+            (
+                MODPROBE_FILE.to_string(),
+                plan::modprobe_body(&header, &settings),
+            ),
         ]
     } else {
         vec![]
@@ -303,7 +357,11 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     let d = apply::diff(&root, &settings, a.timeouts_only, &files)?;
     let entry = cthost::diagnose::ESTIMATED_ENTRY_BYTES;
     let memory = settings.nf_conntrack_max * entry + settings.hashsize * 8;
-    let refusals = if a.timeouts_only { vec![] } else { apply::safety(&settings, d.count, memory, budget) };
+    let refusals = if a.timeouts_only {
+        vec![]
+    } else {
+        apply::safety(&settings, d.count, memory, budget)
+    };
     writeln!(out, "changes:")?;
     print_diff(&d, out)?;
     if !refusals.is_empty() && !a.force {
@@ -317,7 +375,14 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
         return Ok(());
     }
     let journal = apply::journal_path(&root, a.state_dir.as_deref());
-    let j = apply::apply(&root, &journal, &d, Fault { after_writes: a.fail_after })?;
+    let j = apply::apply(
+        &root,
+        &journal,
+        &d,
+        Fault {
+            after_writes: a.fail_after,
+        },
+    )?;
     writeln!(
         out,
         "applied {} values and {} files; journal {} (ctdoctor rollback restores them)",
@@ -335,10 +400,20 @@ pub fn run_rollback(a: &RollbackArgs, out: &mut impl Write) -> Result<()> {
         writeln!(out, "  {:<62} {}", v.path, v.old)?;
     }
     for f in &j.files {
-        let what = if f.old.is_some() { "restored" } else { "removed" };
+        let what = if f.old.is_some() {
+            "restored"
+        } else {
+            "removed"
+        };
         writeln!(out, "  {:<62} {what}", f.path)?;
     }
-    writeln!(out, "rolled back the journal of {} ({} values, {} files)", j.created, j.values.len(), j.files.len())?;
+    writeln!(
+        out,
+        "rolled back the journal of {} ({} values, {} files)",
+        j.created,
+        j.values.len(),
+        j.files.len()
+    )?;
     if j.values.is_empty() && j.files.is_empty() {
         bail!("the journal was empty");
     }

@@ -533,7 +533,13 @@ mod tests {
         fs::create_dir(&p).expect("dir");
         let mut before = before;
         before.remove(&p);
-        let err = apply(&t.root(), &journal_path(&t.root(), None), &d, Fault::default()).expect_err("must fail");
+        let err = apply(
+            &t.root(),
+            &journal_path(&t.root(), None),
+            &d,
+            Fault::default(),
+        )
+        .expect_err("must fail");
         assert!(
             err.to_string()
                 .contains("writing /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established"),
@@ -552,7 +558,13 @@ mod tests {
         // Replace the file by a link to /dev/null: writes vanish, reads are empty.
         fs::remove_file(&hs).expect("rm");
         std::os::unix::fs::symlink("/dev/null", &hs).expect("symlink");
-        let err = apply(&t.root(), &journal_path(&t.root(), None), &d, Fault::default()).expect_err("rejected");
+        let err = apply(
+            &t.root(),
+            &journal_path(&t.root(), None),
+            &d,
+            Fault::default(),
+        )
+        .expect_err("rejected");
         assert!(err.to_string().contains("did not take it"), "{err}");
         // Restore the regular file to compare the rest of the tree.
         fs::remove_file(&hs).expect("rm link");

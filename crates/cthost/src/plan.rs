@@ -445,7 +445,8 @@ fn plan_timeouts(i: &Inputs) -> Vec<TimeoutPlan> {
 
 /// Compute a plan.
 pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
-    if !(i.headroom >= 1.0) {
+    // Also rejects NaN.
+    if i.headroom.partial_cmp(&1.0).is_none_or(|o| o.is_lt()) {
         return Err(PlanError::Headroom(i.headroom.to_string()));
     }
     let (def_b, def_max) = kernel_default(i.ram, i.kernel, None);
@@ -566,9 +567,15 @@ pub fn render_sysctl(p: &Plan) -> String {
 /// The sysctl.d body for `settings`, after a comment `header`.
 pub fn sysctl_body(header: &str, settings: &Settings) -> String {
     let mut s = header.to_string();
-    s.push_str(&format!("net.netfilter.nf_conntrack_max = {}\n", settings.nf_conntrack_max));
+    s.push_str(&format!(
+        "net.netfilter.nf_conntrack_max = {}\n",
+        settings.nf_conntrack_max
+    ));
     s.push_str("# resizes the hash table at boot (initial namespace; also works when nf_conntrack is built in)\n");
-    s.push_str(&format!("net.netfilter.nf_conntrack_buckets = {}\n", settings.hashsize));
+    s.push_str(&format!(
+        "net.netfilter.nf_conntrack_buckets = {}\n",
+        settings.hashsize
+    ));
     for (name, v) in &settings.timeouts {
         s.push_str(&format!("net.netfilter.{name} = {v}\n"));
     }
@@ -582,10 +589,18 @@ pub fn render_modprobe(p: &Plan) -> String {
 
 pub fn modprobe_body(header: &str, settings: &Settings) -> String {
     let mut s = header.to_string();
-    s.push_str("# Buckets set at runtime are lost at reboot, and the buckets sysctl is read-only\n");
+    s.push_str(
+        "# Buckets set at runtime are lost at reboot, and the buckets sysctl is read-only\n",
+    );
     s.push_str("# outside the initial namespace. When nf_conntrack is built into the kernel,\n");
-    s.push_str(&format!("# use the boot parameter nf_conntrack.hashsize={} instead.\n", settings.hashsize));
-    s.push_str(&format!("options nf_conntrack hashsize={}\n", settings.hashsize));
+    s.push_str(&format!(
+        "# use the boot parameter nf_conntrack.hashsize={} instead.\n",
+        settings.hashsize
+    ));
+    s.push_str(&format!(
+        "options nf_conntrack hashsize={}\n",
+        settings.hashsize
+    ));
     s
 }
 

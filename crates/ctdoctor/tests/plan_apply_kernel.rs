@@ -1,0 +1,335 @@
+//! plan / apply / rollback end to end: on a fake `--root` tree (success,
+//! a crash between writes, byte-for-byte rollback), on the real kernel in a
+//! test namespace (per-namespace timeouts), and the generated NOTRACK rules
+//! loaded into namespaces: only traffic to other ports is tracked.
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ctlab::Netns;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run ctdoctor")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct TempDir(PathBuf);
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl TempDir {
+    /// A fresh directory, unique per call (tests of one process run in parallel).
+    fn new(tag: &str) -> Self {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("ctdoctor-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        Self(d)
+    }
+
+    fn put(&self, path: &str, body: &str) {
+        let p = self.0.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+
+    fn s(&self) -> &str {
+        self.0.to_str().expect("utf8 path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every file under `dir` (except the journal) and its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(d: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if !p.to_string_lossy().contains("var/lib/ctdoctor") {
+                out.insert(p.clone(), std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, &mut out);
+    out
+}
+
+fn fake_tree() -> TempDir {
+    let t = TempDir::new("tree");
+    let nf = "/proc/sys/net/netfilter";
+    t.put(&format!("{nf}/nf_conntrack_count"), "5000\n");
+    t.put(&format!("{nf}/nf_conntrack_max"), "65536\n");
+    t.put("/sys/module/nf_conntrack/parameters/hashsize", "65536\n");
+    t.put(
+        &format!("{nf}/nf_conntrack_tcp_timeout_established"),
+        "432000\n",
+    );
+    t.put(&format!("{nf}/nf_conntrack_icmp_timeout"), "30\n");
+    t.put(
+        "/etc/sysctl.d/90-conntrack.conf",
+        "net.netfilter.nf_conntrack_max = 65536\n",
+    );
+    t
+}
+
+const PLAN: &str = r#"{"settings": {"nf_conntrack_max": 262144, "hashsize": 262144,
+  "timeouts": {"nf_conntrack_tcp_timeout_established": 7440, "nf_conntrack_icmp_timeout": 60}}}"#;
+
+#[test]
+fn apply_and_rollback_on_a_fake_tree() {
+    let t = fake_tree();
+    let plan = TempDir::new("planfile");
+    plan.put("/plan.json", PLAN);
+    let plan_file = format!("{}/plan.json", plan.s());
+    let before = snapshot(&t.0);
+
+    // Without --yes: the diff, nothing changed.
+    let o = run(&["apply", "--root", t.s(), "--plan", &plan_file, "--persist"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("nf_conntrack_max") && text(&o).contains("65536 -> 262144"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("dry run"));
+    assert_eq!(snapshot(&t.0), before);
+
+    // A crash after each number of writes leaves the tree as it was.
+    for n in 0..6 {
+        let o = run(&[
+            "apply",
+            "--root",
+            t.s(),
+            "--plan",
+            &plan_file,
+            "--persist",
+            "--yes",
+            "--fail-after",
+            &n.to_string(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains("the system is as before"), "{}", text(&o));
+        assert_eq!(snapshot(&t.0), before, "fault after {n} writes");
+    }
+
+    let o = run(&[
+        "apply",
+        "--root",
+        t.s(),
+        "--plan",
+        &plan_file,
+        "--persist",
+        "--yes",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let read = |p: &str| std::fs::read_to_string(t.0.join(p)).expect("read");
+    assert_eq!(read("proc/sys/net/netfilter/nf_conntrack_max"), "262144\n");
+    assert_eq!(
+        read("sys/module/nf_conntrack/parameters/hashsize"),
+        "262144\n"
+    );
+    assert_eq!(
+        read("proc/sys/net/netfilter/nf_conntrack_icmp_timeout"),
+        "60\n"
+    );
+    assert!(
+        read("etc/sysctl.d/90-conntrack.conf")
+            .contains("net.netfilter.nf_conntrack_max = 262144\n")
+    );
+    assert!(
+        read("etc/modprobe.d/nf_conntrack.conf").contains("options nf_conntrack hashsize=262144\n")
+    );
+
+    for _ in 0..2 {
+        let o = run(&["rollback", "--root", t.s()]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            snapshot(&t.0),
+            before,
+            "rollback restores byte for byte, every time"
+        );
+    }
+}
+
+#[test]
+fn apply_refuses_unsafe_values_unless_forced() {
+    let t = fake_tree();
+    let plan = TempDir::new("unsafe");
+    plan.put(
+        "/plan.json",
+        r#"{"settings": {"nf_conntrack_max": 1000, "hashsize": 1024, "timeouts": {}}}"#,
+    );
+    let plan_file = format!("{}/plan.json", plan.s());
+    let before = snapshot(&t.0);
+    let o = run(&["apply", "--root", t.s(), "--plan", &plan_file, "--yes"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("below the current count 5000"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(snapshot(&t.0), before);
+    let o = run(&[
+        "apply",
+        "--root",
+        t.s(),
+        "--plan",
+        &plan_file,
+        "--yes",
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+fn ns_sysctl(ns: &Netns, key: &str) -> String {
+    let o = ns.exec("sysctl", &["-n", key]).expect("sysctl");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn apply_timeouts_in_a_namespace_then_roll_back() {
+    let ns = Netns::create("apply").expect("netns");
+    let state = TempDir::new("state");
+    let keys = [
+        "net.netfilter.nf_conntrack_tcp_timeout_established",
+        "net.netfilter.nf_conntrack_icmp_timeout",
+        "net.netfilter.nf_conntrack_udp_timeout_stream",
+    ];
+    let originals: Vec<String> = keys.iter().map(|k| ns_sysctl(&ns, k)).collect();
+    let host_before =
+        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_icmp_timeout").expect("host");
+
+    // max and hashsize are read-only in a namespace: refused clearly.
+    let o = run(&[
+        "--netns",
+        ns.name(),
+        "apply",
+        "--peak",
+        "10000000",
+        "--yes",
+        "--state-dir",
+        state.s(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot be changed from inside a network namespace"),
+        "{}",
+        text(&o)
+    );
+
+    let o = run(&[
+        "--netns",
+        ns.name(),
+        "apply",
+        "--timeouts-only",
+        "--profile",
+        "nat-gateway",
+        "--peak",
+        "1000",
+        "--yes",
+        "--state-dir",
+        state.s(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(ns_sysctl(&ns, keys[0]), "7440");
+    assert_eq!(ns_sysctl(&ns, keys[1]), "60");
+    assert_eq!(ns_sysctl(&ns, keys[2]), "120");
+    // The host's own values are untouched (timeouts are per namespace).
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_icmp_timeout").expect("host"),
+        host_before
+    );
+
+    let o = run(&["--netns", ns.name(), "rollback", "--state-dir", state.s()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let after: Vec<String> = keys.iter().map(|k| ns_sysctl(&ns, k)).collect();
+    assert_eq!(after, originals);
+}
+
+/// Load NOTRACK rules into a namespace with a stateful rule, send loopback
+/// traffic to the exempted port and to another, and look at the table.
+fn notrack_case(tag: &str, format: &str, load: &[&[&str]]) {
+    let ns = Netns::create(tag).expect("netns");
+    ns.track_loopback().expect("stateful rule");
+    let dir = TempDir::new(tag);
+    let file = format!("{}/rules", dir.s());
+    let o = run(&[
+        "plan",
+        "--peak",
+        "1000",
+        "--memory",
+        "8GiB",
+        "--kernel",
+        "6.18",
+        "--notrack-port",
+        "18080",
+        "--format",
+        format,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(&file, &o.stdout).expect("write rules");
+    for cmd in load {
+        let mut args: Vec<&str> = cmd.to_vec();
+        args.push(&file);
+        let (prog, rest) = args.split_first().expect("program");
+        ns.exec(prog, rest)
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    }
+    let _conns = ns
+        .run(|| {
+            let mut keep = Vec::new();
+            for port in [18080, 18081] {
+                let l = TcpListener::bind(("127.0.0.1", port)).expect("bind");
+                let c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                let (s, _) = l.accept().expect("accept");
+                keep.push((l, c, s));
+            }
+            keep
+        })
+        .expect("traffic");
+    let out = ns.exec("conntrack", &["-L"]).expect("conntrack -L");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("dport=18081"),
+        "the other port is tracked:\n{table}"
+    );
+    assert!(
+        !table.contains("18080"),
+        "the exempted port is not:\n{table}"
+    );
+}
+
+#[test]
+fn nft_notrack_rules_stop_tracking() {
+    notrack_case("nft", "nft", &[&["nft", "-c", "-f"], &["nft", "-f"]]);
+}
+
+#[test]
+fn iptables_notrack_rules_stop_tracking() {
+    notrack_case(
+        "ipt",
+        "iptables",
+        &[
+            &["iptables-restore", "--test", "--noflush"],
+            &["iptables-restore", "--noflush"],
+        ],
+    );
+}
