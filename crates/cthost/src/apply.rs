@@ -36,6 +36,28 @@ pub struct FileChange {
     pub path: String,
     pub old: Option<String>,
     pub new: String,
+    /// Directories that did not exist and that writing the file creates,
+    /// outermost first: rollback removes them again.
+    #[serde(default)]
+    pub created_dirs: Vec<String>,
+}
+
+/// The ancestors of `path` that do not exist under `root`, outermost first.
+fn missing_dirs(root: &Root, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = Path::new(path).parent();
+    while let Some(dir) = p {
+        if dir.as_os_str().is_empty()
+            || dir == Path::new("/")
+            || root.path(&dir.to_string_lossy()).exists()
+        {
+            break;
+        }
+        out.push(dir.to_string_lossy().into_owned());
+        p = dir.parent();
+    }
+    out.reverse();
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -129,6 +151,7 @@ pub fn diff(
                 path: path.clone(),
                 old,
                 new: new.clone(),
+                created_dirs: missing_dirs(root, path),
             });
         }
     }
@@ -209,14 +232,19 @@ fn write_value(root: &Root, path: &str, value: &str) -> Result<(), String> {
 
 fn restore_file(root: &Root, f: &FileChange) -> Result<(), String> {
     let p = root.path(&f.path);
-    match &f.old {
+    let restored = match &f.old {
         Some(old) => write_atomic(&p, old).map_err(|e| format!("{}: {e}", f.path)),
         None => match fs::remove_file(&p) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(format!("{}: {e}", f.path)),
         },
+    };
+    // Directories apply created, innermost first; only while empty.
+    for dir in f.created_dirs.iter().rev() {
+        let _ = fs::remove_dir(root.path(dir));
     }
+    restored
 }
 
 /// Where the journal lives: `state_dir` as given, else the default under the root.
@@ -472,6 +500,8 @@ mod tests {
         assert_eq!(r.state, "rolled-back");
         // Values are restored as text with a newline, as the kernel prints them.
         assert_eq!(t.snapshot(), before);
+        // The directory apply created for the modprobe file is gone again.
+        assert!(!t.dir.join("etc/modprobe.d").exists());
         // Idempotent.
         rollback(&t.root(), &jp).expect("second rollback");
         assert_eq!(t.snapshot(), before);

@@ -295,8 +295,18 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
 }
 
-/// (sysctl, web, nat-gateway/router, k8s-node, floor, floor source, why)
-type TimeoutRule = (&'static str, u64, u64, u64, u64, &'static str, &'static str);
+/// (sysctl, web, nat-gateway/router, k8s-node, floor for hosts, floor for
+/// NAT profiles, floor source, why)
+type TimeoutRule = (
+    &'static str,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    &'static str,
+    &'static str,
+);
 
 const TIMEOUTS: &[TimeoutRule] = &[
     (
@@ -305,11 +315,13 @@ const TIMEOUTS: &[TimeoutRule] = &[
         7440,
         86_400,
         600,
+        7440,
         "NAT: RFC 5382 REQ-5 (2 h 4 min); hosts: above the applications' idle time (TCP keepalive starts at 7200 s by default)",
         "idle flows are the bulk of a full table; 432000 s (5 days) keeps dead peers for days",
     ),
     (
         "nf_conntrack_tcp_timeout_time_wait",
+        120,
         120,
         120,
         120,
@@ -323,6 +335,7 @@ const TIMEOUTS: &[TimeoutRule] = &[
         60,
         3600,
         60,
+        60,
         "kernel default 60 s; kube-proxy sets 3600 s (--conntrack-tcp-timeout-close-wait)",
         "half-closed connections whose application has not closed yet",
     ),
@@ -331,6 +344,7 @@ const TIMEOUTS: &[TimeoutRule] = &[
         120,
         120,
         120,
+        60,
         60,
         "kernel default 120 s",
         "closing connections waiting for the peer's FIN",
@@ -341,11 +355,13 @@ const TIMEOUTS: &[TimeoutRule] = &[
         120,
         120,
         60,
+        60,
         "covers 5 SYN retransmissions (1+2+4+8+16+32 s); kernel default 120 s",
         "unanswered SYNs (scans, dead backends) hold entries this long",
     ),
     (
         "nf_conntrack_tcp_timeout_syn_recv",
+        60,
         60,
         60,
         60,
@@ -359,6 +375,7 @@ const TIMEOUTS: &[TimeoutRule] = &[
         30,
         30,
         30,
+        30,
         "kernel default 30 s",
         "one-shot UDP (DNS): unreplied or single exchanges",
     ),
@@ -368,7 +385,8 @@ const TIMEOUTS: &[TimeoutRule] = &[
         120,
         120,
         120,
-        "NAT: RFC 4787 REQ-5 (UDP mappings at least 2 min)",
+        120,
+        "NAT: RFC 4787 REQ-5 (UDP mappings at least 2 min); kernel default 120 s",
         "UDP flows with traffic both ways",
     ),
     (
@@ -377,6 +395,7 @@ const TIMEOUTS: &[TimeoutRule] = &[
         60,
         30,
         30,
+        60,
         "NAT: RFC 5508 REQ-1 (ICMP query mappings at least 60 s); kernel default 30 s",
         "echo requests and replies",
     ),
@@ -401,14 +420,14 @@ fn state_of(sysctl: &str) -> Option<&'static str> {
 fn plan_timeouts(i: &Inputs) -> Vec<TimeoutPlan> {
     TIMEOUTS
         .iter()
-        .map(|&(sysctl, web, nat, k8s, floor, floor_source, why)| {
+        .map(|&(sysctl, web, nat, k8s, host_floor, nat_floor, floor_source, why)| {
             let current = i.current_timeouts.get(sysctl).copied();
             let profile_value = match i.profile {
                 Profile::Web => web,
                 Profile::NatGateway | Profile::Router => nat,
                 Profile::K8sNode => k8s,
             };
-            let floor = if i.profile.nat() && sysctl.contains("established") { 7440 } else { floor };
+            let floor = if i.profile.nat() { nat_floor } else { host_floor };
             let mut value = profile_value.max(floor);
             let mut reason = format!("{} profile: {why}", i.profile.name());
             // Established: lowering pays only where idle entries are many.
@@ -428,12 +447,19 @@ fn plan_timeouts(i: &Inputs) -> Vec<TimeoutPlan> {
                 }
             }
             let effect = match (&i.mix, current, state_of(sysctl)) {
+                (Some(mix), Some(_), Some("ESTABLISHED")) if mix.state("ESTABLISHED") > 0 => Some(format!(
+                    "ESTABLISHED: {} now, {} of them idle for over an hour; traffic refreshes the others, so only entries idle longer than {value} s expire sooner",
+                    mix.state("ESTABLISHED"),
+                    mix.established_idle_1h
+                )),
                 (Some(mix), Some(cur), Some(state)) if cur > 0 && mix.state(state) > 0 => {
+                    // Entries leave these states by timing out, so by Little's
+                    // law (N = arrivals x time in state) arrivals = N / T.
                     let n = mix.state(state);
                     let rate = n as f64 / cur as f64;
-                    let after = (rate * value as f64).min(n.max(1) as f64 * value as f64 / cur as f64);
                     Some(format!(
-                        "{state}: {n} now; arrivals <= {n}/{cur} s = {rate:.2}/s, steady state <= {rate:.2}/s x {value} s = {after:.0}"
+                        "{state}: {n} now = {rate:.2} arrivals/s x {cur} s; steady state {rate:.2}/s x {value} s = {:.0}",
+                        rate * value as f64
                     ))
                 }
                 _ => None,
@@ -769,10 +795,14 @@ mod tests {
             (8 * GIB, "5.10", 65_536, 262_144),
             (8 * GIB, "5.15", 262_144, 262_144),
             (8 * GIB, "6.18", 262_144, 262_144),
+            (64 * GIB, "4.19", 65_536, 262_144),
             (64 * GIB, "5.10", 65_536, 262_144),
+            (64 * GIB, "5.15", 262_144, 262_144),
             (64 * GIB, "6.18", 262_144, 262_144),
             (512 * GIB, "4.19", 65_536, 262_144),
+            (512 * GIB, "5.10", 65_536, 262_144),
             (512 * GIB, "5.15", 262_144, 262_144),
+            (512 * GIB, "6.1", 262_144, 262_144),
             (100 * MIB, "6.18", 1024, 1024), // formula 800, minimum 1024
             (100 * MIB, "5.10", 1024, 4096), // formula 800 -> rounded to 1024
             (8 * GIB, "3.10", 16_384, 65_536), // no 4 GiB tier before 4.x
@@ -857,6 +887,11 @@ mod tests {
         assert_eq!(get(&nat, "nf_conntrack_tcp_timeout_established"), 7440); // RFC 5382
         assert_eq!(get(&nat, "nf_conntrack_udp_timeout_stream"), 120); // RFC 4787
         assert_eq!(get(&nat, "nf_conntrack_icmp_timeout"), 60); // RFC 5508
+        assert!(
+            nat.timeouts
+                .iter()
+                .any(|t| t.sysctl == "nf_conntrack_icmp_timeout" && t.floor == 60)
+        );
         i.profile = Profile::K8sNode;
         let k8s = plan(i.clone()).expect("plan");
         assert_eq!(get(&k8s, "nf_conntrack_tcp_timeout_established"), 86_400);
@@ -889,11 +924,21 @@ mod tests {
         let est = &p.timeouts[0];
         assert_eq!(est.value, 3600);
         assert!(est.reason.starts_with("60% of the table"), "{}", est.reason);
-        // Little's law: 80000 / 432000 s = 0.19/s; x 3600 s = 667
         assert!(
-            est.effect.as_deref().is_some_and(|e| e.ends_with("= 667")),
+            est.effect
+                .as_deref()
+                .is_some_and(|e| e.starts_with("ESTABLISHED: 80000 now, 60000 of them idle")),
             "{:?}",
             est.effect
+        );
+        // Little's law for TIME_WAIT: 12000 / 120 s = 100/s; x 120 s = 12000.
+        let tw = &p.timeouts[1];
+        assert!(
+            tw.effect
+                .as_deref()
+                .is_some_and(|e| e.ends_with("steady state 100.00/s x 120 s = 12000")),
+            "{:?}",
+            tw.effect
         );
         // Few idle entries: keep the current value.
         if let Some(m) = i.mix.as_mut() {
