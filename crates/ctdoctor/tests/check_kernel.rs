@@ -110,6 +110,26 @@ fn full_table_of_assured_entries_drops_and_check_says_critical() {
         Some("critical".into())
     );
 
+    // From the host, --all-netns finds the full namespace although the
+    // host's own table is not full: each namespace meets the max alone.
+    let (code, v, _) = check(&[
+        "check",
+        "--all-netns",
+        "--json",
+        "--kernel-log",
+        "/dev/null",
+    ]);
+    let ns_finding =
+        finding(&v, &format!("netns.{inode}")).unwrap_or_else(|| panic!("no netns.{inode}: {v:#}"));
+    assert_eq!(ns_finding["severity"], "critical");
+    assert!(
+        ns_finding["title"]
+            .as_str()
+            .is_some_and(|t| t.contains(ns.name())),
+        "{ns_finding:#}"
+    );
+    assert_eq!(code, 2);
+
     // The human report says the same, verdict first.
     let out = Command::new(BIN)
         .args(["--netns", ns.name(), "check"])

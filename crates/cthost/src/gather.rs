@@ -299,27 +299,34 @@ fn rulesets(f: &mut Facts) {
     }
 }
 
+/// Namespaces counted at once (one thread each: setns moves only the
+/// calling thread).
+const NETNS_BATCH: usize = 16;
+
 fn netns_counts(namespaces: &[Namespace]) -> Vec<NetnsCount> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = namespaces
-            .iter()
-            .map(|ns| {
-                s.spawn(move || {
-                    let path = ns.path.to_string_lossy().into_owned();
-                    let r = ctnetlink::netns::enter(&path)
-                        .and_then(|()| Conntrack::open())
-                        .and_then(|mut ct| ct.stats());
-                    NetnsCount {
-                        inode: ns.inode,
-                        name: ns.name.clone(),
-                        count: r.as_ref().ok().map(|s| u64::from(s.entries)),
-                        error: r.err().map(|e| e.to_string()),
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    })
+    let count_one = |ns: &Namespace| {
+        let path = ns.path.to_string_lossy().into_owned();
+        let r = ctnetlink::netns::enter(&path)
+            .and_then(|()| Conntrack::open())
+            .and_then(|mut ct| ct.stats());
+        NetnsCount {
+            inode: ns.inode,
+            name: ns.name.clone(),
+            count: r.as_ref().ok().map(|s| u64::from(s.entries)),
+            error: r.err().map(|e| e.to_string()),
+        }
+    };
+    let mut out = Vec::with_capacity(namespaces.len());
+    for batch in namespaces.chunks(NETNS_BATCH) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|ns| s.spawn(move || count_one(ns)))
+                .collect();
+            out.extend(handles.into_iter().filter_map(|h| h.join().ok()));
+        });
+    }
+    out
 }
 
 /// Gather every fact this process can read, in its current namespace.
