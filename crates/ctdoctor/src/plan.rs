@@ -92,16 +92,7 @@ impl Accumulate for MixAcc {
         self.mix.add(e, self.established);
     }
     fn merge(&mut self, o: Self) {
-        let m = &mut self.mix;
-        m.entries += o.mix.entries;
-        m.assured += o.mix.assured;
-        m.unreplied += o.mix.unreplied;
-        m.tcp += o.mix.tcp;
-        m.udp += o.mix.udp;
-        m.established_idle_1h += o.mix.established_idle_1h;
-        for (k, v) in o.mix.tcp_state {
-            *m.tcp_state.entry(k).or_insert(0) += v;
-        }
+        self.mix.merge(o.mix);
     }
 }
 

@@ -90,6 +90,19 @@ impl Mix {
         }
     }
 
+    /// Add another partial mix (from a parallel scan).
+    pub fn merge(&mut self, o: Mix) {
+        self.entries += o.entries;
+        self.assured += o.assured;
+        self.unreplied += o.unreplied;
+        self.tcp += o.tcp;
+        self.udp += o.udp;
+        self.established_idle_1h += o.established_idle_1h;
+        for (k, v) in o.tcp_state {
+            *self.tcp_state.entry(k).or_insert(0) += v;
+        }
+    }
+
     pub fn state(&self, name: &str) -> u64 {
         self.tcp_state.get(name).copied().unwrap_or(0)
     }

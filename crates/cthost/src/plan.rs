@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::diagnose::mib;
 use crate::gather::Mix;
 
 /// A kernel version, `major.minor`.
@@ -290,10 +291,6 @@ pub enum PlanError {
 
 /// The largest value the kernel's int sysctl accepts.
 const INT_MAX: u64 = i32::MAX as u64;
-
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-}
 
 /// (sysctl, web, nat-gateway/router, k8s-node, floor for hosts, floor for
 /// NAT profiles, floor source, why)
