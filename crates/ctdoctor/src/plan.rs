@@ -206,7 +206,7 @@ pub fn render(p: &Plan, format: Format, out: &mut impl Write) -> Result<()> {
         Format::Modprobe => plan::render_modprobe(p),
         Format::Nft => plan::render_nft(p),
         Format::Iptables => plan::render_iptables(p),
-        Format::Json => serde_json::to_string_pretty(p)? + "\n",
+        Format::Json => return Ok(crate::render::json(p, out)?),
     };
     out.write_all(text.as_bytes())?;
     Ok(())
@@ -294,7 +294,8 @@ fn print_diff(d: &Diff, out: &mut impl Write) -> std::io::Result<()> {
 /// run), and an error otherwise.
 pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     let root = root_of(&a.root);
-    let (settings, header, budget) = match &a.plan_file {
+    // (settings, file header, budget, memory of a full table when the plan knows it)
+    let (settings, header, budget, planned_memory) = match &a.plan_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -304,11 +305,13 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
                 pf.settings,
                 format!("# written by ctdoctor apply --plan {}\n", path.display()),
                 None,
+                None,
             )
         }
         None => {
             let p = make_plan(&a.plan)?;
             let budget = p.inputs.budget.map(|b| b.bytes(p.inputs.ram));
+            let memory = Some(p.memory_at_max);
             (
                 p.settings.clone(),
                 format!(
@@ -316,6 +319,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
                     p.inputs.profile.name()
                 ),
                 budget,
+                memory,
             )
         }
     };
@@ -346,8 +350,10 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
         vec![]
     };
     let d = apply::diff(&root, &settings, a.timeouts_only, &files)?;
-    let entry = cthost::diagnose::ESTIMATED_ENTRY_BYTES;
-    let memory = settings.nf_conntrack_max * entry + settings.hashsize * 8;
+    // A plan file carries no entry size: estimate as check does.
+    let memory = planned_memory.unwrap_or(
+        settings.nf_conntrack_max * cthost::diagnose::ESTIMATED_ENTRY_BYTES + settings.hashsize * 8,
+    );
     let refusals = if a.timeouts_only {
         vec![]
     } else {

@@ -226,25 +226,6 @@ fn is_digits(t: &[u8]) -> bool {
     !t.is_empty() && t.iter().all(u8::is_ascii_digit)
 }
 
-fn parse_u64(t: &[u8]) -> Option<u64> {
-    if t.is_empty() || t.len() > 20 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &b in t {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
-    }
-    Some(v)
-}
-
-fn parse_num<T: TryFrom<u64>>(t: &[u8]) -> Option<T> {
-    parse_u64(t).and_then(|v| T::try_from(v).ok())
-}
-
 /// GRE keys print as `0x1`; accept decimal too.
 fn parse_key(t: &[u8]) -> Option<u32> {
     match t.strip_prefix(b"0x") {
@@ -252,7 +233,7 @@ fn parse_key(t: &[u8]) -> Option<u32> {
             u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
         }
         Some(_) => None,
-        None => parse_num(t),
+        None => number(t),
     }
 }
 
