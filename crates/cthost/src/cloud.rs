@@ -2,14 +2,8 @@
 //! in `ethtool -S` when the hypervisor's own connection tracking drops
 //! packets, which looks exactly like a full kernel table from inside.
 
+pub use crate::facts::Allowance;
 use crate::source::{Root, Unreadable, on_path, run};
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Allowance {
-    pub interface: String,
-    pub exceeded: u64,
-    pub available: Option<u64>,
-}
 
 /// Parse `ethtool -S IFACE` output.
 pub fn parse_ethtool_stats(interface: &str, text: &str) -> Option<Allowance> {

@@ -4,9 +4,9 @@
 //! drop counter, table-full log lines) is CRITICAL even when the table is
 //! not full now: it was.
 
-use crate::gather::Facts;
+use crate::facts::Facts;
+use crate::facts::Unreadable;
 use crate::kernel_log::{Stamp, TableFull};
-use crate::source::Unreadable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -817,7 +817,7 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gather::{Counters, Mix};
+    use crate::facts::{Counters, Mix};
     use crate::kernel_log;
     use crate::slab::SlabCache;
 
@@ -1120,7 +1120,7 @@ mod tests {
     #[test]
     fn cloud_allowance() {
         let mut f = healthy();
-        f.cloud = vec![crate::cloud::Allowance {
+        f.cloud = vec![crate::facts::Allowance {
             interface: "eth0".into(),
             exceeded: 9,
             available: None,
@@ -1132,19 +1132,19 @@ mod tests {
     #[test]
     fn all_netns() {
         let mut f = healthy();
-        f.namespaces = vec![crate::namespaces::Namespace {
+        f.namespaces = vec![crate::facts::Namespace {
             inode: 7,
             name: "pod-a".into(),
             path: "/run/netns/pod-a".into(),
         }];
         f.netns_counts = Some(vec![
-            crate::gather::NetnsCount {
+            crate::facts::NetnsCount {
                 inode: 7,
                 name: "pod-a".into(),
                 count: Some(262_144),
                 error: None,
             },
-            crate::gather::NetnsCount {
+            crate::facts::NetnsCount {
                 inode: 1000,
                 name: "init".into(),
                 count: Some(10),

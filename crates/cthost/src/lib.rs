@@ -8,11 +8,13 @@
 //! - readers: [`source`] (paths under a configurable root, classified
 //!   errors), [`services`], [`namespaces`], [`gather`] (all of it into
 //!   [`gather::Facts`])
+//! - [`facts`]: the plain values readers fill and rules take
 //! - [`diagnose`]: pure rules from facts to findings and a verdict.
 
 pub mod apply;
 pub mod cloud;
 pub mod diagnose;
+pub mod facts;
 pub mod gather;
 pub mod kernel_log;
 pub mod namespaces;

@@ -4,18 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 
+pub use crate::facts::Namespace;
 use crate::source::Root;
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Namespace {
-    pub inode: u64,
-    /// `ip netns` name, or `pid N (comm)` of the lowest process inside.
-    pub name: String,
-    /// A path that enters it (for setns).
-    pub path: PathBuf,
-}
 
 /// The inode of the calling thread's network namespace.
 pub fn current_inode() -> Option<u64> {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::diagnose::mib;
-use crate::gather::Mix;
+use crate::facts::Mix;
 
 /// A kernel version, `major.minor`.
 #[derive(

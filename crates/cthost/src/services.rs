@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::facts::Service;
 use crate::source::Root;
 
 /// (process name, unit name, display name, why it needs conntrack)
@@ -63,14 +64,6 @@ const KNOWN: &[(&str, &str, &str, &str)] = &[
         "only flows with ct() actions",
     ),
 ];
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Service {
-    pub name: String,
-    /// How it was seen: `running (pid N)`, `unit enabled`, `ufw.conf ENABLED=yes`.
-    pub seen: String,
-    pub uses_conntrack_for: String,
-}
 
 /// Scan processes, enabled units and ufw's configuration.
 pub fn detect(root: &Root) -> Vec<Service> {

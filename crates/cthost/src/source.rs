@@ -7,6 +7,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use crate::facts::{Unreadable, Why};
+
 /// Filesystem roots; `Root::default()` is the real system.
 #[derive(Debug, Clone)]
 pub struct Root {
@@ -48,24 +50,6 @@ impl Root {
     pub fn exists(&self, path: &str) -> bool {
         self.path(path).exists()
     }
-}
-
-/// Why something could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
-pub enum Why {
-    NotPresent,
-    /// Permission denied; the privilege that would allow it.
-    Permission(String),
-    Malformed(String),
-    Failed(String),
-}
-
-/// One source that could not be read, for the report.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Unreadable {
-    pub what: String,
-    pub why: Why,
 }
 
 impl Unreadable {

@@ -1,0 +1,160 @@
+//! Facts about one host and namespace, as plain values: what [`crate::gather`]
+//! reads and what the pure rules ([`crate::diagnose`], [`crate::plan`]) take.
+//! No I/O here; readers fill these, tests build them by hand.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ctmodel::{Entry, L4Proto};
+
+use crate::kernel_log::LogScan;
+use crate::ruleset::RuleUse;
+use crate::slab::SlabCache;
+
+/// Why something could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum Why {
+    NotPresent,
+    /// Permission denied; the privilege that would allow it.
+    Permission(String),
+    Malformed(String),
+    Failed(String),
+}
+
+/// One source that could not be read, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unreadable {
+    pub what: String,
+    pub why: Why,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Namespace {
+    pub inode: u64,
+    /// `ip netns` name, or `pid N (comm)` of the lowest process inside.
+    pub name: String,
+    /// A path that enters it (for setns).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Service {
+    pub name: String,
+    /// How it was seen: `running (pid N)`, `unit enabled`, `ufw.conf ENABLED=yes`.
+    pub seen: String,
+    pub uses_conntrack_for: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Allowance {
+    pub interface: String,
+    pub exceeded: u64,
+    pub available: Option<u64>,
+}
+
+/// What the table holds, from one dump.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Mix {
+    pub entries: u64,
+    pub assured: u64,
+    pub unreplied: u64,
+    pub tcp: u64,
+    pub udp: u64,
+    pub tcp_state: BTreeMap<String, u64>,
+    /// ESTABLISHED entries idle for more than an hour (remaining timeout at
+    /// least 3600 s below tcp_timeout_established).
+    pub established_idle_1h: u64,
+}
+
+impl Mix {
+    pub fn add(&mut self, e: &Entry, established_timeout: Option<u64>) {
+        self.entries += 1;
+        self.assured += u64::from(e.assured());
+        self.unreplied += u64::from(e.unreplied());
+        match e.l4() {
+            L4Proto::Tcp => {
+                self.tcp += 1;
+                let state = e.state_name().unwrap_or("NONE");
+                *self.tcp_state.entry(state.to_string()).or_insert(0) += 1;
+                if state == "ESTABLISHED"
+                    && let (Some(full), Some(left)) = (established_timeout, e.timeout)
+                    && u64::from(left) + 3600 <= full
+                {
+                    self.established_idle_1h += 1;
+                }
+            }
+            L4Proto::Udp | L4Proto::Udplite => self.udp += 1,
+            _ => {}
+        }
+    }
+
+    /// Add another partial mix (from a parallel scan).
+    pub fn merge(&mut self, o: Mix) {
+        self.entries += o.entries;
+        self.assured += o.assured;
+        self.unreplied += o.unreplied;
+        self.tcp += o.tcp;
+        self.udp += o.udp;
+        self.established_idle_1h += o.established_idle_1h;
+        for (k, v) in o.tcp_state {
+            *self.tcp_state.entry(k).or_insert(0) += v;
+        }
+    }
+
+    pub fn state(&self, name: &str) -> u64 {
+        self.tcp_state.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// Kernel counters summed over CPUs, and where they came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub source: String,
+    pub values: BTreeMap<String, u64>,
+}
+
+/// The count of one namespace, for `--all-netns`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NetnsCount {
+    pub inode: u64,
+    pub name: String,
+    pub count: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Facts {
+    pub kernel: Option<String>,
+    pub netns_inode: Option<u64>,
+    pub netns_name: Option<String>,
+    /// The initial namespace's inode (that of PID 1), to tell whether a
+    /// table-full message without a namespace is about this one.
+    pub init_netns_inode: Option<u64>,
+    /// nf_conntrack is loaded (its sysctls exist).
+    pub conntrack_loaded: bool,
+    pub count: Option<u64>,
+    pub max: Option<u64>,
+    pub buckets: Option<u64>,
+    pub count_source: Option<String>,
+    pub mix: Option<Mix>,
+    pub slab: Option<SlabCache>,
+    pub mem_total: Option<u64>,
+    pub counters: Option<Counters>,
+    /// Per-second rates over `--interval`.
+    pub rates: Option<BTreeMap<String, f64>>,
+    pub interval_secs: Option<f64>,
+    pub kernel_log: Option<LogScan>,
+    pub kernel_log_source: Option<String>,
+    /// /dev/kmsg had already overwritten its oldest records.
+    pub kernel_log_truncated: bool,
+    pub boot_time: Option<i64>,
+    pub timeouts: BTreeMap<String, u64>,
+    pub rules: RuleUse,
+    pub rule_sources: Vec<String>,
+    pub services: Vec<Service>,
+    pub namespaces: Vec<Namespace>,
+    pub netns_counts: Option<Vec<NetnsCount>>,
+    pub cloud: Vec<Allowance>,
+    pub unreadable: Vec<Unreadable>,
+}
