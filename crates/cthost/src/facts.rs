@@ -44,6 +44,9 @@ pub struct Service {
     /// How it was seen: `running (pid N)`, `unit enabled`, `ufw.conf ENABLED=yes`.
     pub seen: String,
     pub uses_conntrack_for: String,
+    /// The network namespace its process runs in; `None` for an enabled
+    /// unit or a configuration file, which act in the initial namespace.
+    pub netns_inode: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -150,6 +153,9 @@ pub struct Facts {
     pub kernel_log_truncated: bool,
     pub boot_time: Option<i64>,
     pub timeouts: BTreeMap<String, u64>,
+    /// nf_conntrack is built into the kernel (no module to unload); `None`
+    /// when /sys/module does not say.
+    pub conntrack_builtin: Option<bool>,
     pub rules: RuleUse,
     pub rule_sources: Vec<String>,
     pub services: Vec<Service>,

@@ -167,10 +167,19 @@ fn rulesets(f: &mut Facts) {
     let mut nft_ok = false;
     if on_path("nft") {
         match run("nft", &["-j", "list", "ruleset"], "CAP_NET_ADMIN") {
-            Ok(json) => match ruleset::parse_nft_json(&json) {
-                Ok(r) => {
-                    f.rules.extend(r);
+            Ok(json) => match ruleset::read_nft_json(&json) {
+                Ok(nft) => {
                     f.rule_sources.push("nft -j list ruleset".into());
+                    let saves = if nft.has_xt() {
+                        iptables_nft_saves(f)
+                    } else {
+                        Vec::new()
+                    };
+                    let saves: Vec<_> = saves
+                        .iter()
+                        .map(|(family, tool, text)| ruleset::IptablesSave { family, tool, text })
+                        .collect();
+                    f.rules.extend(nft.with_iptables(&saves));
                     nft_ok = true;
                 }
                 Err(e) => f.unreadable.push(Unreadable {
@@ -187,7 +196,9 @@ fn rulesets(f: &mut Facts) {
         });
     }
     // iptables-nft rules live in the nf_tables ruleset that nft already
-    // listed; read their iptables form only when nft could not be read.
+    // listed (their iptables form was read above when they held xt
+    // statements); read the nft-backend saves here only when nft could not
+    // be read.
     let mut tools = vec!["iptables-legacy-save", "ip6tables-legacy-save"];
     if !nft_ok {
         tools.extend(["iptables-nft-save", "ip6tables-nft-save"]);
@@ -204,6 +215,32 @@ fn rulesets(f: &mut Facts) {
             Err(e) => f.unreadable.push(e),
         }
     }
+}
+
+/// The iptables form of iptables-nft's tables, as (nft family, tool,
+/// output): iptables-nft stores what nf_tables cannot express natively as
+/// xt statements, which `nft -j` names without their options (issue 7
+/// section 4). Where only `iptables-save` exists (RHEL 8), it is used when
+/// its header says it is the nf_tables backend.
+fn iptables_nft_saves(f: &mut Facts) -> Vec<(&'static str, &'static str, String)> {
+    let mut out = Vec::new();
+    for (family, tools) in [
+        ("ip", ["iptables-nft-save", "iptables-save"]),
+        ("ip6", ["ip6tables-nft-save", "ip6tables-save"]),
+    ] {
+        let Some(tool) = tools.into_iter().find(|t| on_path(t)) else {
+            continue;
+        };
+        match run(tool, &[], "CAP_NET_ADMIN (root)") {
+            Ok(text) if tool.contains("-nft-") || text.contains("(nf_tables)") => {
+                f.rule_sources.push(tool.to_string());
+                out.push((family, tool, text));
+            }
+            Ok(_) => {}
+            Err(e) => f.unreadable.push(e),
+        }
+    }
+    out
 }
 
 /// Namespaces counted at once (one thread each: setns moves only the

@@ -1,17 +1,24 @@
 //! What in the firewall makes conntrack necessary: nftables rules using
 //! `ct` expressions or NAT statements (`nft -j list ruleset`), iptables
-//! rules using the state/conntrack matches or NAT targets (`iptables-save`
+//! rules using the conntrack-family matches or NAT targets (`iptables-save`
 //! output, legacy and nf_tables backends alike), and NOTRACK exemptions.
+//! Rules that iptables-nft made show in `nft -j` as bare `xt` statements
+//! (name only); they are described in their iptables form from
+//! `iptables-nft-save` when it was read (issue 7 section 4).
 //! Pure: text in, rule descriptions out.
+
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-/// Rules found, each described as `family table chain: what`.
+/// Rules found, each described as `family table chain: what` (nft) or as
+/// the iptables command that would add it (`iptables-nft -t nat -A ...`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RuleUse {
-    /// Rules matching on conntrack state (stateful filtering).
+    /// Rules matching on conntrack state (stateful filtering) or otherwise
+    /// using the entry (connmark, connlimit, helpers, zones).
     pub stateful: Vec<String>,
-    /// NAT rules (SNAT, DNAT, masquerade, redirect): need conntrack to work.
+    /// NAT rules (SNAT, DNAT, masquerade, redirect, netmap): need conntrack.
     pub nat: Vec<String>,
     /// NOTRACK / CT --notrack rules: traffic already exempted.
     pub notrack: Vec<String>,
@@ -30,17 +37,82 @@ impl RuleUse {
         self.notrack.extend(other.notrack);
         self.rules += other.rules;
     }
+
+    fn add(&mut self, class: Class, what: String) {
+        self.rules += 1;
+        match class {
+            Class::Nat => self.nat.push(what),
+            Class::Stateful => self.stateful.push(what),
+            Class::Notrack => self.notrack.push(what),
+            Class::Neutral => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("nft JSON: {0}")]
 pub struct NftError(String);
 
-fn walk<'a>(v: &'a Value, found: &mut Vec<&'a str>) {
+/// What one rule means for conntrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Nat,
+    Stateful,
+    Notrack,
+    /// Needs nothing: stateless, or the `ct state untracked accept`
+    /// companion of a NOTRACK rule (it matches only packets conntrack
+    /// skipped, so it is part of the exemption, not stateful filtering).
+    Neutral,
+}
+
+/// xt targets (iptables-nft's compat statements) that make NAT bindings.
+const XT_NAT: &[&str] = &["SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP"];
+/// xt matches that read the conntrack entry (`state` is implemented by the
+/// `conntrack` match on iptables-nft, which shows it as such).
+const XT_CT_MATCHES: &[&str] = &[
+    "conntrack",
+    "state",
+    "connmark",
+    "connlimit",
+    "connbytes",
+    "connlabel",
+    "helper",
+];
+/// xt targets that write to the conntrack entry or need one.
+const XT_CT_TARGETS: &[&str] = &["CONNMARK", "CONNSECMARK", "SYNPROXY"];
+
+/// One nft rule, with where it lives and what it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NftRule {
+    family: String,
+    table: String,
+    chain: String,
+    class: Class,
+    what: String,
+    xt: bool,
+}
+
+/// `nft -j list ruleset`, parsed into what each rule means for conntrack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NftRuleset {
+    rules: Vec<NftRule>,
+}
+
+/// One `iptables-nft-save` / `ip6tables-nft-save` output and the nft
+/// family its tables live in (`ip` or `ip6`).
+#[derive(Debug, Clone, Copy)]
+pub struct IptablesSave<'a> {
+    pub family: &'a str,
+    /// The program that printed it: names the command in descriptions.
+    pub tool: &'a str,
+    pub text: &'a str,
+}
+
+fn walk<'a>(v: &'a Value, found: &mut Vec<(&'a str, &'a Value)>) {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                found.push(k.as_str());
+                found.push((k.as_str(), child));
                 walk(child, found);
             }
         }
@@ -49,45 +121,201 @@ fn walk<'a>(v: &'a Value, found: &mut Vec<&'a str>) {
     }
 }
 
-/// Analyse `nft -j list ruleset`.
+/// `ct state untracked` (alone, matched positively): the NOTRACK companion.
+fn is_untracked_match(v: &Value) -> bool {
+    let m = &v["match"];
+    let positive = matches!(m["op"].as_str(), Some("==" | "in"));
+    let on_state = m["left"]["ct"]["key"].as_str() == Some("state");
+    let only_untracked = match &m["right"] {
+        Value::String(s) => s == "untracked",
+        Value::Array(a) => a.len() == 1 && a[0].as_str() == Some("untracked"),
+        _ => false,
+    };
+    positive && on_state && only_untracked
+}
+
+fn classify_nft(expr: &Value) -> (Class, String, bool) {
+    let mut keys = Vec::new();
+    walk(expr, &mut keys);
+    let xt: Vec<(&str, &str)> = keys
+        .iter()
+        .filter(|(k, _)| *k == "xt")
+        .map(|(_, v)| {
+            (
+                v["type"].as_str().unwrap_or("?"),
+                v["name"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    let has_xt = !xt.is_empty();
+    let xt_named = |kind: &str, names: &[&str]| {
+        xt.iter()
+            .find(|(t, n)| *t == kind && names.contains(n))
+            .map(|(t, n)| format!("xt {t} {n}"))
+    };
+    if keys.iter().any(|(k, _)| *k == "notrack") {
+        return (Class::Notrack, "notrack".into(), has_xt);
+    }
+    // NOTRACK and CT --notrack are both the CT target on iptables-nft; so is
+    // CT --helper/--zone, which only the iptables form tells apart.
+    if let Some(w) = xt_named("target", &["NOTRACK", "CT"]) {
+        return (
+            Class::Notrack,
+            format!("{w} (NOTRACK, or CT --helper/--zone: see iptables-nft-save)"),
+            true,
+        );
+    }
+    if let Some((k, _)) = keys
+        .iter()
+        .find(|(k, _)| matches!(*k, "snat" | "dnat" | "masquerade" | "redirect"))
+    {
+        return (Class::Nat, (*k).to_string(), has_xt);
+    }
+    if let Some(w) = xt_named("target", XT_NAT) {
+        return (Class::Nat, w, true);
+    }
+    if let Some(w) = xt_named("match", XT_CT_MATCHES).or_else(|| xt_named("target", XT_CT_TARGETS))
+    {
+        return (Class::Stateful, w, true);
+    }
+    let uses_ct = keys
+        .iter()
+        .any(|(k, _)| *k == "ct" || k.starts_with("ct ") || matches!(*k, "flow" | "synproxy"));
+    if uses_ct {
+        let ct_uses = keys.iter().filter(|(k, _)| *k == "ct").count();
+        let untracked = match expr {
+            Value::Array(items) => items.iter().filter(|i| is_untracked_match(i)).count(),
+            _ => 0,
+        };
+        if ct_uses == untracked && !keys.iter().any(|(k, _)| k.starts_with("ct ")) {
+            return (Class::Neutral, "ct state untracked".into(), has_xt);
+        }
+        return (Class::Stateful, "ct expression".into(), has_xt);
+    }
+    (Class::Neutral, String::new(), has_xt)
+}
+
+/// Analyse `nft -j list ruleset` on its own (xt statements by name only).
 pub fn parse_nft_json(text: &str) -> Result<RuleUse, NftError> {
+    read_nft_json(text).map(|r| r.rule_use())
+}
+
+/// Parse `nft -j list ruleset`, keeping where each rule lives so that
+/// iptables-nft's tables can be described from their save output.
+pub fn read_nft_json(text: &str) -> Result<NftRuleset, NftError> {
     let doc: Value = serde_json::from_str(text).map_err(|e| NftError(e.to_string()))?;
     let items = doc["nftables"]
         .as_array()
         .ok_or_else(|| NftError("no \"nftables\" array".into()))?;
-    let mut out = RuleUse::default();
-    for item in items {
-        let Some(rule) = item.get("rule") else {
-            continue;
-        };
-        out.rules += 1;
-        let place = format!(
-            "{} {} {}",
-            rule["family"].as_str().unwrap_or("?"),
-            rule["table"].as_str().unwrap_or("?"),
-            rule["chain"].as_str().unwrap_or("?")
-        );
-        let mut keys = Vec::new();
-        walk(&rule["expr"], &mut keys);
-        if keys.contains(&"notrack") {
-            out.notrack.push(format!("{place}: notrack"));
-        }
-        if let Some(k) = keys
-            .iter()
-            .find(|k| matches!(**k, "snat" | "dnat" | "masquerade" | "redirect"))
-        {
-            out.nat.push(format!("{place}: {k}"));
-        }
-        if keys.contains(&"ct") && !keys.contains(&"notrack") {
-            out.stateful.push(format!("{place}: ct expression"));
-        }
-    }
-    Ok(out)
+    let rules = items
+        .iter()
+        .filter_map(|item| item.get("rule"))
+        .map(|rule| {
+            let name = |k: &str| rule[k].as_str().unwrap_or("?").to_string();
+            let (class, what, xt) = classify_nft(&rule["expr"]);
+            NftRule {
+                family: name("family"),
+                table: name("table"),
+                chain: name("chain"),
+                class,
+                what,
+                xt,
+            }
+        })
+        .collect();
+    Ok(NftRuleset { rules })
 }
 
-/// Analyse `iptables-save` / `ip6tables-save` output.
+impl NftRuleset {
+    /// Some rule holds an xt statement: iptables-nft made it, and only
+    /// `iptables-nft-save` can say what it does in full.
+    pub fn has_xt(&self) -> bool {
+        self.rules.iter().any(|r| r.xt)
+    }
+
+    /// What the rules need, from nft's view alone.
+    pub fn rule_use(&self) -> RuleUse {
+        self.with_iptables(&[])
+    }
+
+    /// What the rules need, taking the rules of every table that an
+    /// iptables-nft save lists from that save (their iptables form) and
+    /// all other rules from nft, so no rule is counted twice.
+    pub fn with_iptables(&self, saves: &[IptablesSave]) -> RuleUse {
+        let covered: BTreeSet<(&str, &str)> = saves
+            .iter()
+            .flat_map(|s| save_tables(s.text).map(move |t| (s.family, t)))
+            .collect();
+        let mut out = RuleUse::default();
+        for r in &self.rules {
+            if covered.contains(&(r.family.as_str(), r.table.as_str())) {
+                continue;
+            }
+            let place = format!("{} {} {}", r.family, r.table, r.chain);
+            out.add(r.class, format!("{place}: {}", r.what));
+        }
+        for s in saves {
+            out.extend(parse_iptables_save(s.text, s.tool));
+        }
+        out
+    }
+}
+
+/// The tables an `iptables-save` output lists (`*nat`, ...).
+fn save_tables(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix('*'))
+        .map(str::trim)
+}
+
+/// The value after `flag` in an iptables rule, and whether `!` negates it.
+fn flag_value<'a>(words: &[&'a str], flag: &str) -> Option<(&'a str, bool)> {
+    let i = words.iter().position(|w| *w == flag)?;
+    let negated = i > 0 && words[i - 1] == "!";
+    words.get(i + 1).map(|v| (*v, negated))
+}
+
+fn classify_iptables(words: &[&str]) -> Class {
+    let target = flag_value(words, "-j").map_or("", |(t, _)| t);
+    let has_match = |names: &[&str]| {
+        words
+            .windows(2)
+            .any(|w| w[0] == "-m" && names.contains(&w[1]))
+    };
+    if target == "NOTRACK" || (target == "CT" && words.contains(&"--notrack")) {
+        return Class::Notrack;
+    }
+    if XT_NAT.contains(&target) {
+        return Class::Nat;
+    }
+    // CT --helper / --zone / --timeout: the entry gets a helper, zone or
+    // timeout policy, so it needs conntrack.
+    if XT_CT_TARGETS.contains(&target) || target == "CT" {
+        return Class::Stateful;
+    }
+    if !has_match(XT_CT_MATCHES) {
+        return Class::Neutral;
+    }
+    // `-m conntrack --ctstate UNTRACKED -j ACCEPT` (or `-m state`) alone is
+    // the NOTRACK companion: it matches only what conntrack skipped.
+    let only_untracked =
+        |flag| flag_value(words, flag).is_some_and(|(v, negated)| v == "UNTRACKED" && !negated);
+    let other_ct = words
+        .windows(2)
+        .filter(|w| w[0] == "-m" && XT_CT_MATCHES.contains(&w[1]))
+        .count();
+    if other_ct == 1 && (only_untracked("--ctstate") || only_untracked("--state")) {
+        return Class::Neutral;
+    }
+    Class::Stateful
+}
+
+/// Analyse `iptables-save` / `ip6tables-save` output (any backend); each
+/// rule is described as the command that adds it, named after `tool`
+/// without `-save` (`iptables-nft -t nat -A POSTROUTING ... -j MASQUERADE`).
 pub fn parse_iptables_save(text: &str, tool: &str) -> RuleUse {
     let mut out = RuleUse::default();
+    let command = tool.strip_suffix("-save").unwrap_or(tool);
     let mut table = "";
     for line in text.lines() {
         if let Some(t) = line.strip_prefix('*') {
@@ -97,29 +325,16 @@ pub fn parse_iptables_save(text: &str, tool: &str) -> RuleUse {
         let Some(rule) = line.strip_prefix("-A ") else {
             continue;
         };
-        out.rules += 1;
-        let chain = rule.split_whitespace().next().unwrap_or("?");
-        let place = format!("{tool} {table} {chain}");
         let words: Vec<&str> = rule.split_whitespace().collect();
-        let target = words
-            .iter()
-            .position(|w| *w == "-j")
-            .and_then(|i| words.get(i + 1))
-            .copied()
-            .unwrap_or("");
-        if target == "NOTRACK" || (target == "CT" && words.contains(&"--notrack")) {
-            out.notrack.push(format!("{place}: {}", rule.trim()));
-        } else if matches!(
-            target,
-            "SNAT" | "DNAT" | "MASQUERADE" | "REDIRECT" | "NETMAP"
-        ) {
-            out.nat.push(format!("{place}: {}", rule.trim()));
-        } else if words
-            .windows(2)
-            .any(|w| w[0] == "-m" && matches!(w[1], "state" | "conntrack"))
-        {
-            out.stateful.push(format!("{place}: {}", rule.trim()));
-        }
+        let t = if table == "filter" {
+            String::new()
+        } else {
+            format!(" -t {table}")
+        };
+        out.add(
+            classify_iptables(&words),
+            format!("{command}{t} -A {}", rule.trim()),
+        );
     }
     out
 }
@@ -157,15 +372,138 @@ mod tests {
 
     #[test]
     fn iptables_both_backends() {
-        let r = parse_iptables_save(&read("iptables-save-nft.txt"), "iptables");
+        let r = parse_iptables_save(&read("iptables-save-nft.txt"), "iptables-save");
         assert_eq!(r.rules, 4);
         assert_eq!(r.stateful.len(), 2);
         assert_eq!(
             r.nat,
-            vec!["iptables nat POSTROUTING: POSTROUTING -o eth0 -j MASQUERADE"]
+            vec!["iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE"]
         );
-        assert_eq!(r.notrack.len(), 1);
-        let r = parse_iptables_save(&read("iptables-legacy-save.txt"), "iptables-legacy");
+        assert_eq!(
+            r.notrack,
+            vec!["iptables -t raw -A PREROUTING -p udp -m udp --dport 53 -j CT --notrack"]
+        );
+        let r = parse_iptables_save(&read("iptables-legacy-save.txt"), "iptables-legacy-save");
         assert_eq!((r.rules, r.needs_conntrack()), (1, false));
+    }
+
+    /// Issue 7 section 4: iptables-nft rules show in `nft -j` as bare xt
+    /// statements; before, none of them counted.
+    #[test]
+    fn xt_statements_of_iptables_nft_need_conntrack() {
+        let r = parse_nft_json(&read("nft-iptables-nft.json")).expect("parses");
+        assert_eq!(r.rules, 21);
+        assert_eq!(
+            r.nat,
+            vec![
+                "ip nat POSTROUTING: xt target MASQUERADE",
+                "ip nat POSTROUTING: xt target SNAT",
+                "ip nat PREROUTING: xt target DNAT",
+                "ip nat PREROUTING: xt target NETMAP",
+                "ip nat OUTPUT: xt target REDIRECT",
+                "ip6 nat POSTROUTING: xt target MASQUERADE",
+            ]
+        );
+        assert_eq!(
+            r.stateful,
+            vec![
+                "ip filter FORWARD: xt match conntrack",
+                "ip filter INPUT: xt match conntrack",
+                // `--ctstate UNTRACKED`: nft -j cannot tell; the save can.
+                "ip filter INPUT: xt match conntrack",
+                "ip filter INPUT: xt match connlimit",
+                "ip filter INPUT: xt match connmark",
+                "ip filter INPUT: xt match helper",
+                "ip mangle PREROUTING: xt target CONNMARK",
+                "ip6 filter FORWARD: xt match conntrack",
+            ]
+        );
+        assert_eq!(r.notrack.len(), 4, "{:?}", r.notrack);
+        assert_eq!(r.notrack[3], "inet exempt pre: notrack");
+        assert!(r.notrack[0].starts_with("ip raw PREROUTING: xt target CT"));
+    }
+
+    /// With the saves read, iptables-nft's tables are described as the
+    /// iptables commands that made them, each rule once.
+    #[test]
+    fn xt_rules_are_described_in_their_iptables_form() {
+        let nft = read_nft_json(&read("nft-iptables-nft.json")).expect("parses");
+        assert!(nft.has_xt());
+        let v4 = read("iptables-nft-save.txt");
+        let v6 = read("ip6tables-nft-save.txt");
+        let saves = [
+            IptablesSave {
+                family: "ip",
+                tool: "iptables-nft-save",
+                text: &v4,
+            },
+            IptablesSave {
+                family: "ip6",
+                tool: "ip6tables-nft-save",
+                text: &v6,
+            },
+        ];
+        let r = nft.with_iptables(&saves);
+        assert_eq!(r.rules, 21);
+        assert_eq!(
+            r.nat,
+            vec![
+                "iptables-nft -t nat -A PREROUTING -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
+                "iptables-nft -t nat -A PREROUTING -d 198.51.100.0/24 -j NETMAP --to 10.9.0.0/24",
+                "iptables-nft -t nat -A OUTPUT -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 3128",
+                "iptables-nft -t nat -A POSTROUTING -s 172.17.0.0/16 -j MASQUERADE",
+                "iptables-nft -t nat -A POSTROUTING -o eth0 -j SNAT --to-source 192.0.2.1",
+                "ip6tables-nft -t nat -A POSTROUTING -s fd00::/64 -j MASQUERADE",
+            ]
+        );
+        assert_eq!(
+            r.stateful,
+            vec![
+                "iptables-nft -t mangle -A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff",
+                "iptables-nft -t raw -A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp",
+                "iptables-nft -A INPUT -m state --state ESTABLISHED -j ACCEPT",
+                "iptables-nft -A INPUT -p tcp -m tcp --dport 22 -m connlimit --connlimit-above 10 --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable",
+                "iptables-nft -A INPUT -m connmark --mark 0x1 -j ACCEPT",
+                "iptables-nft -A INPUT -m helper --helper ftp -j ACCEPT",
+                "iptables-nft -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                "ip6tables-nft -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            ]
+        );
+        assert_eq!(
+            r.notrack,
+            vec![
+                "inet exempt pre: notrack",
+                "iptables-nft -t raw -A PREROUTING -p udp -m udp --dport 53 -j CT --notrack",
+                "iptables-nft -t raw -A OUTPUT -p udp -m udp --sport 53 -j NOTRACK",
+            ]
+        );
+    }
+
+    /// `ct state untracked accept` (and its iptables form) only accepts what
+    /// NOTRACK exempted: not a reason conntrack is needed.
+    #[test]
+    fn untracked_accept_is_an_exemption_not_stateful_filtering() {
+        let r = parse_nft_json(&read("nft-iptables-nft.json")).expect("parses");
+        assert!(
+            !r.stateful.iter().any(|s| s.starts_with("inet exempt")),
+            "{:?}",
+            r.stateful
+        );
+        let only = |right: &str| {
+            format!(
+                r#"{{"nftables": [{{"rule": {{"family": "inet", "table": "t", "chain": "c", "expr": [{{"match": {{"op": "in", "left": {{"ct": {{"key": "state"}}}}, "right": {right}}}}}, {{"accept": null}}]}}}}]}}"#
+            )
+        };
+        let r = parse_nft_json(&only(r#""untracked""#)).expect("parses");
+        assert_eq!((r.rules, r.needs_conntrack()), (1, false));
+        let r = parse_nft_json(&only(r#"["established", "untracked"]"#)).expect("parses");
+        assert_eq!(r.stateful, vec!["inet t c: ct expression"]);
+        let save = "*filter\n-A INPUT -m conntrack --ctstate UNTRACKED -j ACCEPT\n-A INPUT -m state --state UNTRACKED -j ACCEPT\n-A INPUT -m conntrack ! --ctstate UNTRACKED -j DROP\nCOMMIT\n";
+        let r = parse_iptables_save(save, "iptables-nft-save");
+        assert_eq!(r.rules, 3);
+        assert_eq!(
+            r.stateful,
+            vec!["iptables-nft -A INPUT -m conntrack ! --ctstate UNTRACKED -j DROP"]
+        );
     }
 }

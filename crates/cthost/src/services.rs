@@ -1,8 +1,11 @@
 //! Services known to depend on conntrack, detected from running processes
 //! (/proc/PID/comm) and enabled systemd units (symlinks under
-//! /etc/systemd/system/*.wants), with what each uses conntrack for.
+//! /etc/systemd/system/*.wants), with what each uses conntrack for and, for
+//! a process, the network namespace it runs in: /proc shows the host's
+//! processes whatever namespace ctdoctor entered with `--netns`.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 
 pub use crate::facts::Service;
 use crate::source::Root;
@@ -67,7 +70,9 @@ const KNOWN: &[(&str, &str, &str, &str)] = &[
 
 /// Scan processes, enabled units and ufw's configuration.
 pub fn detect(root: &Root) -> Vec<Service> {
-    let mut found: BTreeMap<&str, Service> = BTreeMap::new();
+    // Keyed by namespace too: the same service may run on the host and in
+    // a container, and only one of them is in the namespace checked.
+    let mut found: BTreeMap<(&str, Option<u64>), Service> = BTreeMap::new();
     if let Ok(dir) = std::fs::read_dir(root.path("/proc")) {
         for e in dir.flatten() {
             let name = e.file_name();
@@ -82,11 +87,17 @@ pub fn detect(root: &Root) -> Vec<Service> {
             };
             let comm = comm.trim();
             if let Some((_, _, display, why)) = KNOWN.iter().find(|k| k.0 == comm) {
-                found.entry(display).or_insert_with(|| Service {
-                    name: (*display).to_string(),
-                    seen: format!("running (pid {pid})"),
-                    uses_conntrack_for: (*why).to_string(),
-                });
+                let netns_inode = std::fs::metadata(e.path().join("ns/net"))
+                    .ok()
+                    .map(|m| m.ino());
+                found
+                    .entry((display, netns_inode))
+                    .or_insert_with(|| Service {
+                        name: (*display).to_string(),
+                        seen: format!("running (pid {pid})"),
+                        uses_conntrack_for: (*why).to_string(),
+                        netns_inode,
+                    });
             }
         }
     }
@@ -101,10 +112,11 @@ pub fn detect(root: &Root) -> Vec<Service> {
             for unit in units.flatten() {
                 let unit = unit.file_name().to_string_lossy().into_owned();
                 if let Some((_, _, display, why)) = KNOWN.iter().find(|k| k.1 == unit) {
-                    found.entry(display).or_insert_with(|| Service {
+                    found.entry((display, None)).or_insert_with(|| Service {
                         name: (*display).to_string(),
                         seen: format!("unit {unit} enabled"),
                         uses_conntrack_for: (*why).to_string(),
+                        netns_inode: None,
                     });
                 }
             }
@@ -114,11 +126,12 @@ pub fn detect(root: &Root) -> Vec<Service> {
         && conf.lines().any(|l| l.trim() == "ENABLED=yes")
     {
         found.insert(
-            "ufw",
+            ("ufw", None),
             Service {
                 name: "ufw".into(),
                 seen: "ufw.conf ENABLED=yes".into(),
                 uses_conntrack_for: "stateful rules (ctstate RELATED,ESTABLISHED)".into(),
+                netns_inode: None,
             },
         );
     }
@@ -159,6 +172,50 @@ mod tests {
                 ("ufw", "ufw.conf ENABLED=yes")
             ]
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 7 section 4: /proc shows every process of the host, so each
+    /// carries the namespace it runs in (here a fake tree: the inode of
+    /// the file standing for /proc/PID/ns/net), once per namespace.
+    #[test]
+    fn a_service_is_reported_per_network_namespace() {
+        let dir = std::env::temp_dir().join(format!("cthost-svc-ns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mk = |p: &str, body: &str| {
+            let p = dir.join(p);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, body).expect("write");
+            std::fs::metadata(&p).expect("stat").ino()
+        };
+        mk("proc/10/comm", "dockerd\n");
+        let host = mk("proc/10/ns/net", "");
+        mk("proc/20/comm", "dockerd\n");
+        let container = mk("proc/20/ns/net", "");
+        mk(
+            "etc/systemd/system/multi-user.target.wants/kubelet.service",
+            "",
+        );
+        let mut s: Vec<(String, String, Option<u64>)> = detect(&Root::under(&dir))
+            .into_iter()
+            .map(|s| (s.name, s.seen, s.netns_inode))
+            .collect();
+        s.sort();
+        let mut want = vec![
+            (
+                "Docker".to_string(),
+                "running (pid 10)".to_string(),
+                Some(host),
+            ),
+            ("Docker".into(), "running (pid 20)".into(), Some(container)),
+            (
+                "kubelet".into(),
+                "unit kubelet.service enabled".into(),
+                None,
+            ),
+        ];
+        want.sort();
+        assert_eq!(s, want);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
