@@ -564,6 +564,38 @@ fn timeouts(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     out
 }
 
+/// The service acts in the namespace checked: its process runs there, or,
+/// for an enabled unit or ufw's configuration (which act in the initial
+/// namespace), this is the initial namespace. With `--netns`, /proc still
+/// lists the host's processes (issue 7 section 4). Unknown counts as here.
+fn service_here(f: &Facts, svc: &crate::facts::Service) -> bool {
+    match (svc.netns_inode.or(f.init_netns_inode), f.netns_inode) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => true,
+    }
+}
+
+fn services_evidence(f: &Facts, list: &[&crate::facts::Service]) -> Vec<String> {
+    list.iter()
+        .map(|s| {
+            let ns = s.netns_inode.or(f.init_netns_inode);
+            let place = match ns {
+                Some(i) if Some(i) == f.init_netns_inode => format!(", host netns {i}"),
+                Some(i) => format!(", {}", ns_label(f, Some(i))),
+                None => String::new(),
+            };
+            format!("{} ({}{place}): {}", s.name, s.seen, s.uses_conntrack_for)
+        })
+        .collect()
+}
+
+fn names(list: &[&crate::facts::Service]) -> String {
+    list.iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let mut out = Vec::new();
     let r = &f.rules;
@@ -598,43 +630,76 @@ fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             fix: vec![],
         });
     }
-    if !f.services.is_empty() {
+    let (here, elsewhere): (Vec<_>, Vec<_>) =
+        f.services.iter().partition(|svc| service_here(f, svc));
+    if !here.is_empty() {
         out.push(Finding {
             id: "who.services".into(),
             severity: Severity::Info,
-            title: format!(
-                "services that use conntrack: {}",
-                f.services
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            evidence: f
-                .services
-                .iter()
-                .map(|s| format!("{} ({}): {}", s.name, s.seen, s.uses_conntrack_for))
-                .collect(),
+            title: format!("services that use conntrack: {}", names(&here)),
+            evidence: services_evidence(f, &here),
             fix: vec![],
         });
     }
-    if rules_read && !r.needs_conntrack() && f.services.is_empty() && s.count.unwrap_or(0) > 0 {
+    if !elsewhere.is_empty() {
+        let on_host = elsewhere
+            .iter()
+            .all(|svc| svc.netns_inode.or(f.init_netns_inode) == f.init_netns_inode);
+        out.push(Finding {
+            id: "who.host_services".into(),
+            severity: Severity::Info,
+            title: format!(
+                "{} use conntrack in {}, not in this namespace",
+                names(&elsewhere),
+                if on_host {
+                    "the host's namespace"
+                } else {
+                    "other namespaces"
+                }
+            ),
+            evidence: services_evidence(f, &elsewhere),
+            fix: vec![],
+        });
+    }
+    if rules_read && !r.needs_conntrack() && here.is_empty() {
+        let count = s.count.unwrap_or(0);
         let full = match (s.count, s.max) {
             (Some(c), Some(m)) if m > 0 => pct(c, m) >= t.warn,
             _ => false,
         };
+        // Said on an empty table too: nf_conntrack is loaded or built in
+        // (its sysctls exist), and nothing here explains why.
+        let how = match f.conntrack_builtin {
+            Some(true) => "nf_conntrack is built into the kernel",
+            Some(false) => "nf_conntrack is loaded as a module",
+            None => "nf_conntrack is loaded or built in",
+        };
+        let title = if count > 0 {
+            format!("nothing found here needs conntrack, yet it tracks {count} flows")
+        } else {
+            format!("nothing found here needs conntrack, yet {how} (table empty)")
+        };
+        let mut fix = vec![
+            "runbook fix A: remove what loads conntrack (a leftover rule, an unused Docker/firewalld) or, if it is built in, NOTRACK the busy traffic in the raw table".into(),
+        ];
+        if f.conntrack_builtin == Some(false) {
+            fix.push("then unload it: modprobe -r nf_conntrack (lsmod | grep nf_conntrack lists what still holds it)".into());
+        }
+        fix.push("check again after removing: ctdoctor check".into());
         out.push(Finding {
             id: "who.unneeded".into(),
-            severity: if full { Severity::Warning } else { Severity::Info },
-            title: "nothing found here needs conntrack, yet it tracks flows".into(),
+            severity: if full {
+                Severity::Warning
+            } else {
+                Severity::Info
+            },
+            title,
             evidence: vec![
                 format!("no NAT or stateful rules in: {}", f.rule_sources.join(", ")),
-                "no known conntrack-dependent service running or enabled".into(),
+                "no known conntrack-dependent service running or enabled in this namespace".into(),
+                format!("{how} ({count} entries here)"),
             ],
-            fix: vec![
-                "runbook fix A: remove what loads conntrack (a leftover rule, an unused Docker/firewalld) or, if it is built in, NOTRACK the busy traffic in the raw table".into(),
-                "check again after removing: ctdoctor check".into(),
-            ],
+            fix,
         });
     }
     out
@@ -1089,6 +1154,76 @@ mod tests {
         // Unread rulesets never claim "nothing needs it".
         f.rule_sources.clear();
         let r = diagnose(&f, &Thresholds::default());
+        assert!(!r.findings.iter().any(|x| x.id == "who.unneeded"));
+    }
+
+    /// Issue 7 section 4: an empty table used to hide who.unneeded.
+    #[test]
+    fn who_unneeded_is_said_on_an_empty_table() {
+        let mut f = healthy();
+        f.rules = crate::ruleset::RuleUse::default();
+        f.count = Some(0);
+        f.mix = None;
+        f.conntrack_builtin = Some(true);
+        let r = diagnose(&f, &Thresholds::default());
+        let w = find(&r, "who.unneeded");
+        assert_eq!(w.severity, Severity::Info);
+        assert_eq!(
+            w.title,
+            "nothing found here needs conntrack, yet nf_conntrack is built into the kernel (table empty)"
+        );
+        assert_eq!(r.verdict, Verdict::Ok);
+        f.conntrack_builtin = Some(false);
+        let r = diagnose(&f, &Thresholds::default());
+        let w = find(&r, "who.unneeded");
+        assert!(
+            w.title
+                .ends_with("yet nf_conntrack is loaded as a module (table empty)")
+        );
+        assert!(w.fix.iter().any(|x| x.contains("modprobe -r nf_conntrack")));
+    }
+
+    /// Issue 7 section 4: with `--netns`, /proc shows the host's dockerd
+    /// and enabled units act in the initial namespace: they are the host's.
+    #[test]
+    fn host_services_are_not_this_namespaces() {
+        let svc = |name: &str, seen: &str, netns_inode| crate::facts::Service {
+            name: name.into(),
+            seen: seen.into(),
+            uses_conntrack_for: "NAT".into(),
+            netns_inode,
+        };
+        let mut f = healthy();
+        f.netns_inode = Some(2000);
+        f.rules = crate::ruleset::RuleUse::default();
+        f.services = vec![
+            svc("Docker", "running (pid 10)", Some(1000)),
+            svc("kubelet", "unit kubelet.service enabled", None),
+        ];
+        let r = diagnose(&f, &Thresholds::default());
+        assert!(!r.findings.iter().any(|x| x.id == "who.services"), "{r:#?}");
+        let h = find(&r, "who.host_services");
+        assert_eq!(
+            h.title,
+            "Docker, kubelet use conntrack in the host's namespace, not in this namespace"
+        );
+        assert_eq!(
+            h.evidence,
+            vec![
+                "Docker (running (pid 10), host netns 1000): NAT",
+                "kubelet (unit kubelet.service enabled, host netns 1000): NAT"
+            ]
+        );
+        // Nothing in this namespace needs conntrack.
+        assert!(r.findings.iter().any(|x| x.id == "who.unneeded"));
+        // The same dockerd seen from the host is this namespace's.
+        f.netns_inode = Some(1000);
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(
+            find(&r, "who.services").title,
+            "services that use conntrack: Docker, kubelet"
+        );
+        assert!(!r.findings.iter().any(|x| x.id == "who.host_services"));
         assert!(!r.findings.iter().any(|x| x.id == "who.unneeded"));
     }
 

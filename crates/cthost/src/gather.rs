@@ -217,6 +217,14 @@ fn rulesets(f: &mut Facts) {
     }
 }
 
+/// Whether nf_conntrack is built in: /sys/module/NAME exists for a built-in
+/// with parameters too (kernel/params.c param_sysfs_builtin), but only a
+/// loadable module gets `initstate` (kernel/module/main.c modinfo_attrs).
+fn conntrack_builtin(root: &Root) -> Option<bool> {
+    root.exists("/sys/module/nf_conntrack")
+        .then(|| !root.exists("/sys/module/nf_conntrack/initstate"))
+}
+
 /// The iptables form of iptables-nft's tables, as (nft family, tool,
 /// output): iptables-nft stores what nf_tables cannot express natively as
 /// xt statements, which `nft -j` names without their options (issue 7
@@ -421,6 +429,7 @@ pub fn gather(opts: &Options) -> Facts {
 
     rulesets(&mut f);
     f.services = services::detect(root);
+    f.conntrack_builtin = conntrack_builtin(root);
     let (cloud, cloud_errors) = cloud::ena_allowances(root);
     f.cloud = cloud;
     f.unreadable.extend(cloud_errors);
