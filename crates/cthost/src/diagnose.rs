@@ -662,7 +662,6 @@ fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
         });
     }
     if rules_read && !r.needs_conntrack() && here.is_empty() {
-        let count = s.count.unwrap_or(0);
         let full = match (s.count, s.max) {
             (Some(c), Some(m)) if m > 0 => pct(c, m) >= t.warn,
             _ => false,
@@ -674,10 +673,19 @@ fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             Some(false) => "nf_conntrack is loaded as a module",
             None => "nf_conntrack is loaded or built in",
         };
-        let title = if count > 0 {
-            format!("nothing found here needs conntrack, yet it tracks {count} flows")
-        } else {
-            format!("nothing found here needs conntrack, yet {how} (table empty)")
+        let (title, entries) = match s.count {
+            Some(c) if c > 0 => (
+                format!("nothing found here needs conntrack, yet it tracks {c} flows"),
+                format!("{c} entries here"),
+            ),
+            Some(_) => (
+                format!("nothing found here needs conntrack, yet {how} (table empty)"),
+                "0 entries here".to_string(),
+            ),
+            None => (
+                format!("nothing found here needs conntrack, yet {how}"),
+                "count unknown".to_string(),
+            ),
         };
         let mut fix = vec![
             "runbook fix A: remove what loads conntrack (a leftover rule, an unused Docker/firewalld) or, if it is built in, NOTRACK the busy traffic in the raw table".into(),
@@ -697,7 +705,7 @@ fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             evidence: vec![
                 format!("no NAT or stateful rules in: {}", f.rule_sources.join(", ")),
                 "no known conntrack-dependent service running or enabled in this namespace".into(),
-                format!("{how} ({count} entries here)"),
+                format!("{how} ({entries})"),
             ],
             fix,
         });

@@ -506,4 +506,30 @@ mod tests {
             vec!["iptables-nft -A INPUT -m conntrack ! --ctstate UNTRACKED -j DROP"]
         );
     }
+
+    /// Bad input gives an error or a partial answer, never a panic.
+    #[test]
+    fn truncated_and_odd_input_never_panics() {
+        let json = read("nft-iptables-nft.json");
+        for end in (0..json.len()).filter(|i| json.is_char_boundary(*i)) {
+            let _ = read_nft_json(&json[..end]);
+        }
+        let odd = r#"{"nftables": [{"rule": {"expr": [{"xt": 1}, {"match": {"left": {"ct": 2}, "right": [3]}}, {"ct": null}]}}, {"rule": 5}]}"#;
+        let r = parse_nft_json(odd).expect("parses");
+        assert_eq!(r.rules, 2);
+        let save = read("iptables-nft-save.txt");
+        for end in (0..save.len()).filter(|i| save.is_char_boundary(*i)) {
+            let _ = parse_iptables_save(&save[..end], "iptables-nft-save");
+        }
+        for line in [
+            "-A",
+            "-A X -j",
+            "-A X ! --ctstate",
+            "-A X -m",
+            "-A X -m conntrack --ctstate",
+            "*",
+        ] {
+            let _ = parse_iptables_save(line, "t");
+        }
+    }
 }
