@@ -290,9 +290,8 @@ fn host_services_are_reported_as_the_hosts_with_netns() {
     let away =
         finding(&v, "who.host_services").unwrap_or_else(|| panic!("no who.host_services: {v:#}"));
     assert!(
-        away["title"].as_str().is_some_and(
-            |t| t.ends_with("use conntrack in the host's namespace, not in this namespace")
-        ),
+        away["title"].as_str().is_some_and(|t| t
+            .starts_with("services that use conntrack in the host's namespace, not in this one: ")),
         "{away:#}"
     );
     // One line for the host's dockerd (the first found, should the host

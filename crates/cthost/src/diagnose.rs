@@ -579,7 +579,9 @@ fn services_evidence(f: &Facts, list: &[&crate::facts::Service]) -> Vec<String> 
     list.iter()
         .map(|s| {
             let ns = s.netns_inode.or(f.init_netns_inode);
+            // Where it runs matters only when checking another namespace.
             let place = match ns {
+                _ if f.netns_inode == f.init_netns_inode => String::new(),
                 Some(i) if Some(i) == f.init_netns_inode => format!(", host netns {i}"),
                 Some(i) => format!(", {}", ns_label(f, Some(i))),
                 None => String::new(),
@@ -649,13 +651,13 @@ fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             id: "who.host_services".into(),
             severity: Severity::Info,
             title: format!(
-                "{} use conntrack in {}, not in this namespace",
-                names(&elsewhere),
+                "services that use conntrack in {}, not in this one: {}",
                 if on_host {
                     "the host's namespace"
                 } else {
                     "other namespaces"
-                }
+                },
+                names(&elsewhere)
             ),
             evidence: services_evidence(f, &elsewhere),
             fix: vec![],
@@ -1213,7 +1215,7 @@ mod tests {
         let h = find(&r, "who.host_services");
         assert_eq!(
             h.title,
-            "Docker, kubelet use conntrack in the host's namespace, not in this namespace"
+            "services that use conntrack in the host's namespace, not in this one: Docker, kubelet"
         );
         assert_eq!(
             h.evidence,
@@ -1227,10 +1229,9 @@ mod tests {
         // The same dockerd seen from the host is this namespace's.
         f.netns_inode = Some(1000);
         let r = diagnose(&f, &Thresholds::default());
-        assert_eq!(
-            find(&r, "who.services").title,
-            "services that use conntrack: Docker, kubelet"
-        );
+        let here = find(&r, "who.services");
+        assert_eq!(here.title, "services that use conntrack: Docker, kubelet");
+        assert_eq!(here.evidence[0], "Docker (running (pid 10)): NAT");
         assert!(!r.findings.iter().any(|x| x.id == "who.host_services"));
         assert!(!r.findings.iter().any(|x| x.id == "who.unneeded"));
     }
