@@ -689,13 +689,22 @@ fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
                 "count unknown".to_string(),
             ),
         };
-        let mut fix = vec![
-            "runbook fix A: remove what loads conntrack (a leftover rule, an unused Docker/firewalld) or, if it is built in, NOTRACK the busy traffic in the raw table".into(),
-        ];
-        if f.conntrack_builtin == Some(false) {
-            fix.push("then unload it: modprobe -r nf_conntrack (lsmod | grep nf_conntrack lists what still holds it)".into());
-        }
-        fix.push("check again after removing: ctdoctor check".into());
+        let unload = "unload it: modprobe -r nf_conntrack (lsmod | grep nf_conntrack lists what still holds it)";
+        let fix = match (s.count, f.conntrack_builtin) {
+            // Empty and built in: nothing here to remove or unload.
+            (Some(0), Some(true)) => vec![],
+            (Some(0), Some(false)) => vec![unload.to_string()],
+            (_, builtin) => {
+                let mut fix = vec![
+                    "runbook fix A: remove what loads conntrack (a leftover rule, an unused Docker/firewalld) or, if it is built in, NOTRACK the busy traffic in the raw table".to_string(),
+                ];
+                if builtin == Some(false) {
+                    fix.push(format!("then {unload}"));
+                }
+                fix.push("check again after removing: ctdoctor check".into());
+                fix
+            }
+        };
         out.push(Finding {
             id: "who.unneeded".into(),
             severity: if full {
@@ -1183,6 +1192,7 @@ mod tests {
             "nothing found here needs conntrack, yet nf_conntrack is built into the kernel (table empty)"
         );
         assert_eq!(r.verdict, Verdict::Ok);
+        assert!(w.fix.is_empty(), "built in and empty: nothing to do");
         f.conntrack_builtin = Some(false);
         let r = diagnose(&f, &Thresholds::default());
         let w = find(&r, "who.unneeded");
@@ -1190,7 +1200,12 @@ mod tests {
             w.title
                 .ends_with("yet nf_conntrack is loaded as a module (table empty)")
         );
-        assert!(w.fix.iter().any(|x| x.contains("modprobe -r nf_conntrack")));
+        assert_eq!(
+            w.fix,
+            vec![
+                "unload it: modprobe -r nf_conntrack (lsmod | grep nf_conntrack lists what still holds it)"
+            ]
+        );
     }
 
     /// Issue 7 section 4: with `--netns`, /proc shows the host's dockerd
