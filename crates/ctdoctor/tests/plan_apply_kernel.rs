@@ -473,6 +473,76 @@ fn a_hashsize_the_kernel_rounds_up_is_no_change() {
     assert!(!text(&o).contains("hashsize"), "{}", text(&o));
 }
 
+/// Run apply with `full` (a directory under the tree) on a 64 KiB tmpfs
+/// filled to the last byte, in a private mount namespace (gone, with the
+/// tmpfs, when the script ends). Returns apply's output and the listing of
+/// the full directory before and after.
+fn apply_on_a_full_disk(t: &TempDir, full: &str, extra: &str) -> (String, String, String) {
+    let (_p, plan) = plan_file(PLAN);
+    let report = TempDir::new("enospc-report");
+    let script = r#"
+d="$1/$5"
+mkdir -p "$d"
+mount -t tmpfs -o size=64k tmpfs "$d" || exit 90
+[ "$5" = etc/sysctl.d ] && printf 'net.netfilter.nf_conntrack_max = 65536\n' > "$d/90-conntrack.conf"
+dd if=/dev/zero of="$d/filler" bs=1k 2>/dev/null
+(ls -A "$d"; cat "$d"/*.conf; wc -c < "$d/filler") > "$4/before" 2>&1
+"$2" apply --root "$1" --plan "$3" --persist --yes $6 > "$4/out" 2>&1
+echo $? >> "$4/out"
+(ls -A "$d"; cat "$d"/*.conf; wc -c < "$d/filler") > "$4/after" 2>&1
+"#;
+    let o = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args([t.s(), BIN, &plan, report.s(), full, extra])
+        .output()
+        .expect("unshare");
+    assert!(o.status.success(), "{}", text(&o));
+    let read = |f: &str| std::fs::read_to_string(report.0.join(f)).expect(f);
+    (read("out"), read("before"), read("after"))
+}
+
+#[test]
+fn a_really_full_disk_leaves_the_tree_as_it_was() {
+    // The config directory is full: the temp file cannot be written.
+    let t = fake_tree();
+    let before = snapshot(&t.0);
+    let (out, full_before, full_after) = apply_on_a_full_disk(&t, "etc/sysctl.d", "");
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(out.contains("the system is as before"), "{out}");
+    assert!(!out.contains("RESTORE FAILED"), "{out}");
+    assert!(out.ends_with("1\n"), "{out}");
+    assert_eq!(full_after, full_before, "the full directory");
+    assert_eq!(snapshot(&t.0), before, "the rest of the tree");
+
+    // The state directory is full: the journal cannot be written.
+    let t = fake_tree();
+    let before = snapshot(&t.0);
+    let state = format!("{}/state", t.s());
+    let (out, full_before, full_after) =
+        apply_on_a_full_disk(&t, "state", &format!("--state-dir={state}"));
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert!(out.ends_with("1\n"), "{out}");
+    // The (empty) lock file stays by design: removing a lock file races
+    // with a second run that opened it. No journal and no temp file.
+    assert_eq!(
+        full_after.replace("lock\n", ""),
+        full_before,
+        "the full state directory"
+    );
+    let mut after = snapshot(&t.0);
+    after.retain(|p, _| !p.starts_with(&state));
+    assert_eq!(after, before, "the rest of the tree");
+}
+
 fn ns_sysctl(ns: &Netns, key: &str) -> String {
     let o = ns.exec("sysctl", &["-n", key]).expect("sysctl");
     String::from_utf8_lossy(&o.stdout).trim().to_string()

@@ -105,7 +105,11 @@ fn restore(
         if let Err(e) = write::remove_temp(p) {
             errors.push(format!("{} (temp file): {e}", f.path));
         }
+        // A file already as it was is left alone: rewriting it would need
+        // space, which a full disk (the reason for this restore) lacks.
+        let unchanged = f.old.is_some() && write::read_nofollow(p).ok() == f.old;
         let r = match &f.old {
+            Some(_) if unchanged => Ok(()),
             Some(old) => write::write_atomic(p, old.as_bytes(), 0o644, steps),
             None => match fs::remove_file(p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
