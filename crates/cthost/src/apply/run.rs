@@ -187,7 +187,13 @@ pub fn apply(
         } else if nv + nf == 0 {
             "nothing was changed; the system is as before".to_string()
         } else {
-            format!("restored {nv} values and {nf} files; the system is as before")
+            let plural =
+                |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+            format!(
+                "restored {} and {}; the system is as before",
+                plural(nv, "value"),
+                plural(nf, "file")
+            )
         };
         if errors.is_empty() && journal_written {
             if let Err(h) = journal::save(journal_path, &put_back, &mut quiet) {
