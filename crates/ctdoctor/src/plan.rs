@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use cthost::apply::{self, Diff, Fault, MODPROBE_FILE, SYSCTL_FILE};
+use cthost::apply::{self, Diff, Fault, FaultKind, MODPROBE_FILE, RolledBack, SYSCTL_FILE};
 use cthost::gather::{self, Mix};
 use cthost::plan::{self, Budget, Inputs, Kernel, Plan, Port, Profile, Settings};
 use cthost::slab;
@@ -248,9 +248,25 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Test hook: fail after N writes, as a crash between writes would.
+    /// Test hook: inject --fault at write N (journal, values, temp files
+    /// and renames counted from 0).
     #[arg(long, hide = true)]
     pub fail_after: Option<usize>,
+
+    /// Test hook: what --fail-after injects: error, nospace (ENOSPC),
+    /// kill (stop dead, as SIGKILL), signal (SIGTERM to itself).
+    #[arg(long, hide = true, default_value = "error", value_parser = parse_fault)]
+    pub fault: FaultKind,
+}
+
+fn parse_fault(s: &str) -> Result<FaultKind, String> {
+    Ok(match s {
+        "error" => FaultKind::Error,
+        "nospace" => FaultKind::NoSpace,
+        "kill" => FaultKind::Kill,
+        "signal" => FaultKind::Signal,
+        _ => return Err("expected error, nospace, kill or signal".into()),
+    })
 }
 
 #[derive(Debug, Args)]
@@ -294,8 +310,9 @@ fn print_diff(d: &Diff, out: &mut impl Write) -> std::io::Result<()> {
 /// run), and an error otherwise.
 pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     let root = root_of(&a.root);
-    // (settings, file header, budget, memory of a full table when the plan knows it)
-    let (settings, header, budget, planned_memory) = match &a.plan_file {
+    // (settings, file header, budget, memory of a full table when the plan
+    // knows it, RAM when the plan knows it)
+    let (settings, header, budget, planned_memory, planned_ram) = match &a.plan_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -306,10 +323,15 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
                 format!("# written by ctdoctor apply --plan {}\n", path.display()),
                 None,
                 None,
+                None,
             )
         }
         None => {
             let p = make_plan(&a.plan)?;
+            // The plan's warnings matter as much when applying it.
+            for w in &p.warnings {
+                writeln!(out, "warning: {w}")?;
+            }
             let budget = p.inputs.budget.map(|b| b.bytes(p.inputs.ram));
             let memory = Some(p.memory_at_max);
             (
@@ -320,6 +342,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
                 ),
                 budget,
                 memory,
+                Some(p.inputs.ram),
             )
         }
     };
@@ -352,12 +375,28 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     let d = apply::diff(&root, &settings, a.timeouts_only, &files)?;
     // A plan file carries no entry size: estimate as check does.
     let memory = planned_memory.unwrap_or(
-        settings.nf_conntrack_max * cthost::diagnose::ESTIMATED_ENTRY_BYTES + settings.hashsize * 8,
+        settings
+            .nf_conntrack_max
+            .saturating_mul(cthost::diagnose::ESTIMATED_ENTRY_BYTES)
+            .saturating_add(settings.hashsize.saturating_mul(8)),
     );
+    // Without a plan, the target is the machine under the root.
+    let ram = planned_ram.or_else(|| {
+        root.read("/proc/meminfo", "")
+            .ok()
+            .and_then(|t| slab::parse_memtotal(&t))
+    });
+    if ram.is_none() && !a.timeouts_only {
+        writeln!(
+            out,
+            "warning: MemTotal unreadable under the root: the {}%-of-RAM check is skipped",
+            apply::SAFE_RAM_PERCENT
+        )?;
+    }
     let refusals = if a.timeouts_only {
         vec![]
     } else {
-        apply::safety(&settings, d.count, memory, budget)
+        apply::safety(&settings, d.count, memory, budget, ram)
     };
     writeln!(out, "changes:")?;
     print_diff(&d, out)?;
@@ -372,19 +411,24 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
         return Ok(());
     }
     let journal = apply::journal_path(&root, a.state_dir.as_deref());
-    let j = apply::apply(
-        &root,
-        &journal,
-        &d,
-        Fault {
-            after_writes: a.fail_after,
-        },
-    )?;
+    let fault = Fault {
+        at: a.fail_after,
+        kind: a.fault,
+    };
+    let done = apply::apply(&root, &journal, &d, fault)?;
+    let j = &done.journal;
+    if done.stacked {
+        writeln!(
+            out,
+            "stacked on the journal of {} (not rolled back): rollback returns to the values from before it",
+            j.created
+        )?;
+    }
     writeln!(
         out,
         "applied {} values and {} files; journal {} (ctdoctor rollback restores them)",
-        j.values.len(),
-        j.files.len(),
+        d.values.len(),
+        d.files.len(),
         journal.display()
     )?;
     Ok(())
@@ -392,7 +436,19 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
 
 pub fn run_rollback(a: &RollbackArgs, out: &mut impl Write) -> Result<()> {
     let root = root_of(&a.root);
-    let j = apply::rollback(&root, &apply::journal_path(&root, a.state_dir.as_deref()))?;
+    let path = apply::journal_path(&root, a.state_dir.as_deref());
+    let j = match apply::rollback(&root, &path, Fault::default())? {
+        RolledBack::Done(j) => j,
+        RolledBack::AlreadyDone(j) => {
+            writeln!(
+                out,
+                "nothing to roll back: the journal of {} was rolled back at {}; nothing changed",
+                j.created,
+                j.rolled_back.as_deref().unwrap_or("an earlier run")
+            )?;
+            return Ok(());
+        }
+    };
     for v in &j.values {
         writeln!(out, "  {:<62} {}", v.path, v.old)?;
     }

@@ -199,6 +199,350 @@ fn apply_refuses_unsafe_values_unless_forced() {
     assert!(o.status.success(), "{}", text(&o));
 }
 
+fn plan_file(body: &str) -> (TempDir, String) {
+    let dir = TempDir::new("planfile");
+    dir.put("/plan.json", body);
+    let path = format!("{}/plan.json", dir.s());
+    (dir, path)
+}
+
+fn apply_plan(t: &TempDir, plan: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "apply",
+        "--root",
+        t.s(),
+        "--plan",
+        plan,
+        "--persist",
+        "--yes",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn a_plan_whose_timeouts_name_other_paths_changes_nothing() {
+    let t = fake_tree();
+    let victim = TempDir::new("victim");
+    victim.put("/x", "precious\n");
+    let before = snapshot(&t.0);
+    // The issue's example, aimed at a file outside the root.
+    let (_p, plan) = plan_file(&format!(
+        r#"{{"settings": {{"nf_conntrack_max": 262144, "hashsize": 262144,
+          "timeouts": {{"../../../../../../../..{}/x": 7, "nf_conntrack_max": 5}}}}}}"#,
+        victim.s()
+    ));
+    let o = apply_plan(&t, &plan, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not a conntrack timeout sysctl"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(snapshot(&t.0), before);
+    assert_eq!(
+        std::fs::read_to_string(victim.0.join("x")).expect("victim"),
+        "precious\n"
+    );
+}
+
+#[test]
+fn a_journal_naming_other_paths_is_refused_by_rollback() {
+    let t = fake_tree();
+    let victim = TempDir::new("victim");
+    victim.put("/x", "precious\n");
+    let escape = format!("/../../../../../../..{}/x", victim.s());
+    t.put(
+        "/var/lib/ctdoctor/journal.json",
+        &format!(
+            r#"{{"created": "x", "state": "applied", "values": [],
+              "files": [{{"path": "{escape}", "old": null, "new": ""}}]}}"#
+        ),
+    );
+    let o = run(&["rollback", "--root", t.s()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("names a path apply never writes"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(victim.0.join("x")).expect("victim"),
+        "precious\n"
+    );
+}
+
+#[test]
+fn sigterm_during_apply_restores_before_exiting() {
+    let t = fake_tree();
+    let (_p, plan) = plan_file(PLAN);
+    let before = snapshot(&t.0);
+    // 2 journal writes, 4 values, 2 files x 2, 2 journal writes.
+    for n in 0..12 {
+        let o = apply_plan(
+            &t,
+            &plan,
+            &["--fail-after", &n.to_string(), "--fault", "signal"],
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains("interrupted by a signal"),
+            "{n}: {}",
+            text(&o)
+        );
+        assert!(
+            text(&o).contains("the system is as before"),
+            "{n}: {}",
+            text(&o)
+        );
+        assert_eq!(snapshot(&t.0), before, "SIGTERM before write {n}");
+    }
+}
+
+#[test]
+fn enospc_at_every_write_leaves_the_tree_as_it_was() {
+    let t = fake_tree();
+    let (_p, plan) = plan_file(PLAN);
+    let before = snapshot(&t.0);
+    for n in 0..12 {
+        let o = apply_plan(
+            &t,
+            &plan,
+            &["--fail-after", &n.to_string(), "--fault", "nospace"],
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let out = text(&o);
+        assert!(out.contains("No space left on device"), "{n}: {out}");
+        assert!(out.contains("the system is as before"), "{n}: {out}");
+        assert!(!out.contains("RESTORE FAILED"), "{n}: {out}");
+        assert_eq!(snapshot(&t.0), before, "ENOSPC at write {n}");
+    }
+}
+
+#[test]
+fn an_apply_after_a_killed_apply_keeps_the_original_values() {
+    let (_p, plan) = plan_file(PLAN);
+    let (_p2, plan2) = plan_file(
+        r#"{"settings": {"nf_conntrack_max": 524288, "hashsize": 524288,
+          "timeouts": {"nf_conntrack_icmp_timeout": 10}}}"#,
+    );
+    for n in [3, 5, 8] {
+        let t = fake_tree();
+        let before = snapshot(&t.0);
+        let o = apply_plan(
+            &t,
+            &plan,
+            &["--fail-after", &n.to_string(), "--fault", "kill"],
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let o = apply_plan(&t, &plan2, &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("stacked on the journal"), "{}", text(&o));
+        let o = run(&["rollback", "--root", t.s()]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(snapshot(&t.0), before, "killed before write {n}");
+    }
+}
+
+#[test]
+fn a_second_apply_or_rollback_refuses_while_one_holds_the_lock() {
+    let t = fake_tree();
+    let (_p, plan) = plan_file(PLAN);
+    let before = snapshot(&t.0);
+    let lock = t.0.join("var/lib/ctdoctor/lock");
+    std::fs::create_dir_all(lock.parent().expect("dir")).expect("mkdir");
+    // flock(1) holds the lock while the second ctdoctor runs.
+    for cmd in [
+        vec!["apply", "--root", t.s(), "--plan", &plan, "--yes"],
+        vec!["rollback", "--root", t.s()],
+    ] {
+        let o = Command::new("flock")
+            .arg(&lock)
+            .arg(BIN)
+            .args(&cmd)
+            .output()
+            .expect("flock");
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains("another ctdoctor apply or rollback holds it"),
+            "{}",
+            text(&o)
+        );
+    }
+    assert_eq!(snapshot(&t.0), before);
+}
+
+#[test]
+fn a_second_rollback_says_nothing_to_roll_back_and_changes_nothing() {
+    let t = fake_tree();
+    let (_p, plan) = plan_file(PLAN);
+    let o = apply_plan(&t, &plan, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["rollback", "--root", t.s()]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The admin writes the modprobe file by hand since.
+    t.put(
+        "/etc/modprobe.d/nf_conntrack.conf",
+        "options nf_conntrack hashsize=4096\n",
+    );
+    let before = snapshot(&t.0);
+    let o = run(&["rollback", "--root", t.s()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("nothing to roll back"), "{}", text(&o));
+    assert_eq!(snapshot(&t.0), before);
+}
+
+#[test]
+fn a_corrupt_journal_is_reported_with_its_position() {
+    let t = fake_tree();
+    t.put(
+        "/var/lib/ctdoctor/journal.json",
+        "{\"created\": \"x\",\n  \"values\": [1",
+    );
+    let o = run(&["rollback", "--root", t.s()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is corrupt") && text(&o).contains("line 2 column"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("no journal"), "{}", text(&o));
+}
+
+#[test]
+fn apply_refuses_a_table_above_a_quarter_of_ram_and_prints_plan_warnings() {
+    let t = fake_tree();
+    for name in [
+        "icmp_timeout",
+        "tcp_timeout_close_wait",
+        "tcp_timeout_established",
+        "tcp_timeout_fin_wait",
+        "tcp_timeout_syn_recv",
+        "tcp_timeout_syn_sent",
+        "tcp_timeout_time_wait",
+        "udp_timeout",
+        "udp_timeout_stream",
+    ] {
+        t.put(
+            &format!("/proc/sys/net/netfilter/nf_conntrack_{name}"),
+            "60\n",
+        );
+    }
+    let before = snapshot(&t.0);
+    // 2M peak x 2 on 1 GiB: a full table needs about 1 GiB.
+    let args = [
+        "apply",
+        "--root",
+        t.s(),
+        "--memory",
+        "1GiB",
+        "--kernel",
+        "6.18",
+        "--peak",
+        "2000000",
+        "--yes",
+    ];
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("above 25% of RAM"), "{}", text(&o));
+    assert!(
+        text(&o).contains("warning: a full table would take"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(snapshot(&t.0), before);
+    // A plan file is checked against the MemTotal under the root.
+    t.put("/proc/meminfo", "MemTotal:        1048576 kB\n");
+    let (_p, plan) = plan_file(
+        r#"{"settings": {"nf_conntrack_max": 4194304, "hashsize": 4194304, "timeouts": {}}}"#,
+    );
+    let o = run(&["apply", "--root", t.s(), "--plan", &plan, "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("above 25% of RAM"), "{}", text(&o));
+}
+
+#[test]
+fn a_hashsize_the_kernel_rounds_up_is_no_change() {
+    let t = fake_tree();
+    t.put("/sys/module/nf_conntrack/parameters/hashsize", "263168\n");
+    let (_p, plan) = plan_file(
+        r#"{"settings": {"nf_conntrack_max": 262144, "hashsize": 262657, "timeouts": {}}}"#,
+    );
+    let o = run(&["apply", "--root", t.s(), "--plan", &plan]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("hashsize"), "{}", text(&o));
+}
+
+/// Run apply with `full` (a directory under the tree) on a 64 KiB tmpfs
+/// filled to the last byte, in a private mount namespace (gone, with the
+/// tmpfs, when the script ends). Returns apply's output and the listing of
+/// the full directory before and after.
+fn apply_on_a_full_disk(t: &TempDir, full: &str, extra: &str) -> (String, String, String) {
+    let (_p, plan) = plan_file(PLAN);
+    let report = TempDir::new("enospc-report");
+    let script = r#"
+d="$1/$5"
+mkdir -p "$d"
+mount -t tmpfs -o size=64k tmpfs "$d" || exit 90
+[ "$5" = etc/sysctl.d ] && printf 'net.netfilter.nf_conntrack_max = 65536\n' > "$d/90-conntrack.conf"
+dd if=/dev/zero of="$d/filler" bs=1k 2>/dev/null
+(ls -A "$d"; cat "$d"/*.conf; wc -c < "$d/filler") > "$4/before" 2>&1
+"$2" apply --root "$1" --plan "$3" --persist --yes $6 > "$4/out" 2>&1
+echo $? >> "$4/out"
+(ls -A "$d"; cat "$d"/*.conf; wc -c < "$d/filler") > "$4/after" 2>&1
+"#;
+    let o = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args([t.s(), BIN, &plan, report.s(), full, extra])
+        .output()
+        .expect("unshare");
+    assert!(o.status.success(), "{}", text(&o));
+    let read = |f: &str| std::fs::read_to_string(report.0.join(f)).expect(f);
+    (read("out"), read("before"), read("after"))
+}
+
+#[test]
+fn a_really_full_disk_leaves_the_tree_as_it_was() {
+    // The config directory is full: the temp file cannot be written.
+    let t = fake_tree();
+    let before = snapshot(&t.0);
+    let (out, full_before, full_after) = apply_on_a_full_disk(&t, "etc/sysctl.d", "");
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(out.contains("the system is as before"), "{out}");
+    assert!(!out.contains("RESTORE FAILED"), "{out}");
+    assert!(out.ends_with("1\n"), "{out}");
+    assert_eq!(full_after, full_before, "the full directory");
+    assert_eq!(snapshot(&t.0), before, "the rest of the tree");
+
+    // The state directory is full: the journal cannot be written.
+    let t = fake_tree();
+    let before = snapshot(&t.0);
+    let state = format!("{}/state", t.s());
+    let (out, full_before, full_after) =
+        apply_on_a_full_disk(&t, "state", &format!("--state-dir={state}"));
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert!(out.ends_with("1\n"), "{out}");
+    // The (empty) lock file stays by design: removing a lock file races
+    // with a second run that opened it. No journal and no temp file.
+    assert_eq!(
+        full_after.replace("lock\n", ""),
+        full_before,
+        "the full state directory"
+    );
+    let mut after = snapshot(&t.0);
+    after.retain(|p, _| !p.starts_with(&state));
+    assert_eq!(after, before, "the rest of the tree");
+}
+
 fn ns_sysctl(ns: &Netns, key: &str) -> String {
     let o = ns.exec("sysctl", &["-n", key]).expect("sysctl");
     String::from_utf8_lossy(&o.stdout).trim().to_string()
