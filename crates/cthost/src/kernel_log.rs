@@ -557,4 +557,181 @@ mod tests {
         ]);
         assert_eq!((s.lines, s.total_full()), (3, 0));
     }
+
+    /// 2026-11-26 14:00:00 UTC.
+    const NOW: f64 = 1_795_701_600.0;
+
+    fn at(line: &str, ctx: Context) -> Option<f64> {
+        let s = scan_with([line], ctx);
+        s.table_full[0].last.as_ref().and_then(|s| s.at)
+    }
+
+    #[test]
+    fn every_dated_format_gives_a_wall_clock_time() {
+        let ctx = Context {
+            now: Some(NOW),
+            boot_time: Some(NOW - 3600.0),
+            utc_offset: 0,
+            this_boot: false,
+        };
+        let msg = "nf_conntrack: nf_conntrack: table full, dropping packet";
+        let t1340 = NOW - 1200.0;
+        for (line, want) in [
+            (format!("[Thu Nov 26 13:40:00 2026] {msg}"), Some(t1340)),
+            (format!("Nov 26 13:40:00 gw kernel: {msg}"), Some(t1340)),
+            (
+                format!("Nov 26 13:40:00.250000 gw kernel: {msg}"),
+                Some(t1340 + 0.25),
+            ),
+            (
+                format!("2026-11-26T13:40:00+0000 gw kernel: {msg}"),
+                Some(t1340),
+            ),
+            (
+                format!("2026-11-26T15:40:00+02:00 gw kernel: {msg}"),
+                Some(t1340),
+            ),
+            (
+                format!("2026-11-26T13:40:00.5Z gw kernel: {msg}"),
+                Some(t1340 + 0.5),
+            ),
+            // Plain dmesg in a file: uptime of an unknown boot.
+            (format!("[ 2400.000000] {msg}"), None),
+            (format!("4,1,2400000000,-;{msg}"), None),
+        ] {
+            assert_eq!(at(&line, ctx), want, "{line}");
+        }
+        // Local-time formats follow the given offset (UTC+1 here).
+        let cet = Context {
+            utc_offset: 3600,
+            ..ctx
+        };
+        assert_eq!(
+            at(&format!("[Thu Nov 26 14:40:00 2026] {msg}"), cet),
+            Some(t1340)
+        );
+        assert_eq!(
+            at(&format!("Nov 26 14:40:00 gw kernel: {msg}"), cet),
+            Some(t1340)
+        );
+        // This boot's own log: uptime stamps are dated from the boot time.
+        let kmsg = Context {
+            this_boot: true,
+            ..ctx
+        };
+        assert_eq!(
+            at(&format!("4,1,2400000000,-;{msg}"), kmsg),
+            Some(NOW - 1200.0)
+        );
+        assert_eq!(
+            at(&format!("[ 2400.000000] {msg}"), kmsg),
+            Some(NOW - 1200.0)
+        );
+    }
+
+    #[test]
+    fn syslog_line_without_a_year_is_last_year_when_this_year_is_ahead() {
+        let ctx = Context {
+            now: Some(NOW),
+            ..Context::default()
+        };
+        let msg = "nf_conntrack: table full, dropping packet.";
+        // Dec 31 of 2026 is a month ahead of now: it was 2025-12-31.
+        assert_eq!(
+            at(&format!("Dec 31 23:00:00 gw kernel: {msg}"), ctx),
+            Some(1_767_222_000.0)
+        );
+        // Earlier this year: this year.
+        assert_eq!(
+            at(&format!("Jan  2 00:00:00 gw kernel: {msg}"), ctx),
+            Some(1_767_312_000.0)
+        );
+        // Without a clock there is no year to give it.
+        assert_eq!(
+            at(
+                &format!("Jan  2 00:00:00 gw kernel: {msg}"),
+                Context::default()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn lines_split_into_this_boot_and_others_with_their_suppressed_drops() {
+        let ctx = Context {
+            now: Some(NOW),
+            boot_time: Some(NOW - 600.0),
+            utc_offset: 0,
+            this_boot: false,
+        };
+        let s = scan_with(
+            [
+                "Nov 26 13:00:00 gw kernel: nf_conntrack: nf_conntrack: table full in netns 9, dropping packet",
+                "Nov 26 13:00:01 gw kernel: net_ratelimit: 7 callbacks suppressed",
+                "Nov 26 13:55:00 gw kernel: nf_conntrack: nf_conntrack: table full in netns 9, dropping packet",
+                "Nov 26 13:55:01 gw kernel: net_ratelimit: 3 callbacks suppressed",
+                "[ 12.5] nf_conntrack: nf_conntrack: table full in netns 9, dropping packet",
+            ],
+            ctx,
+        );
+        let g = &s.table_full[0];
+        assert_eq!((g.count, g.suppressed), (3, 10));
+        assert_eq!(
+            (
+                g.this_boot.lines,
+                g.this_boot.suppressed,
+                g.this_boot.undated
+            ),
+            (1, 3, 0)
+        );
+        assert_eq!(
+            g.this_boot.newest.as_ref().and_then(|s| s.at),
+            Some(NOW - 300.0)
+        );
+        assert_eq!(
+            (g.other.lines, g.other.suppressed, g.other.undated),
+            (2, 7, 1)
+        );
+        assert_eq!(
+            g.other.newest.as_ref().and_then(|s| s.at),
+            Some(NOW - 3600.0)
+        );
+        assert_eq!(g.this_boot.implied_drops(), 4);
+    }
+
+    const FULL_LINE: &str = "[ 1.0] nf_conntrack: nf_conntrack: table full, dropping packet\n";
+
+    #[test]
+    fn over_long_line_is_skipped_and_the_next_line_still_counts() {
+        let mut input = FULL_LINE.as_bytes().to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE + 1));
+        input.push(b'\n');
+        input.extend_from_slice(FULL_LINE.as_bytes());
+        // No newline at the end: the last line still counts.
+        input.extend_from_slice(FULL_LINE.trim_end().as_bytes());
+        let s = scan_reader(io::Cursor::new(input), Context::default()).expect("scan");
+        assert_eq!((s.skipped_long, s.first_skipped), (1, Some(2)));
+        assert_eq!((s.lines, s.total_full()), (3, 3));
+    }
+
+    #[test]
+    fn endless_line_is_an_error_not_unbounded_memory() {
+        // `--kernel-log /dev/zero`: never a line break.
+        let e = scan_reader(io::BufReader::new(io::repeat(0)), Context::default())
+            .expect_err("not a text log");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            e.to_string(),
+            "line 1: over 256 MiB without a line break: not a text log"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_and_nul_runs_are_read_as_text() {
+        let mut input = vec![0u8; 5000];
+        input.extend_from_slice(b"\xff\xfe\n");
+        input.extend_from_slice(FULL_LINE.as_bytes());
+        let s = scan_reader(io::Cursor::new(input), Context::default()).expect("scan");
+        assert_eq!((s.lines, s.total_full(), s.skipped_long), (2, 1, 0));
+    }
 }
