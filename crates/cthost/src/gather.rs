@@ -256,6 +256,49 @@ fn netns_counts(namespaces: &[Namespace]) -> Vec<NetnsCount> {
     out
 }
 
+/// Scan the kernel log into `f`; a log the user named that cannot be read
+/// is recorded as `kernel_log_error` (the check is then UNKNOWN).
+fn kernel_log(f: &mut Facts, opts: &Options) {
+    let root = &opts.root;
+    // Local time of `dmesg -T`, syslog and journal stamps; the offset of
+    // now (a line from the other side of a DST change is an hour off).
+    let ctx = kernel_log::Context {
+        now: f.now,
+        boot_time: f.boot_time.map(|b| b as f64),
+        utc_offset: chrono::Local::now().offset().local_minus_utc(),
+        this_boot: matches!(opts.kernel_log, LogInput::Kmsg),
+    };
+    let log = match &opts.kernel_log {
+        LogInput::Kmsg => read_kmsg(root, ctx).map(|(scan, truncated)| {
+            f.kernel_log_truncated = truncated;
+            ("/dev/kmsg".to_string(), scan)
+        }),
+        LogInput::File(p) => {
+            let what = p.display().to_string();
+            std::fs::File::open(p)
+                .map_err(|e| Unreadable::io(what.clone(), "read permission", &e))
+                .and_then(|file| read_log(&what, file, ctx))
+                .map(|scan| (what, scan))
+        }
+        LogInput::Stdin => {
+            read_log("stdin", std::io::stdin().lock(), ctx).map(|scan| ("stdin".to_string(), scan))
+        }
+    };
+    match log {
+        Ok((source, scan)) => {
+            f.kernel_log = Some(scan);
+            f.kernel_log_source = Some(source);
+        }
+        Err(e) => {
+            // A log the user named is what they asked about: UNKNOWN.
+            if !matches!(opts.kernel_log, LogInput::Kmsg) {
+                f.kernel_log_error = Some(e.clone());
+            }
+            f.unreadable.push(e);
+        }
+    }
+}
+
 /// Gather every fact this process can read, in its current namespace.
 pub fn gather(opts: &Options) -> Facts {
     let root = &opts.root;
@@ -283,6 +326,9 @@ pub fn gather(opts: &Options) -> Facts {
         s.lines()
             .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))
     });
+    // Before the early return: an unreadable `--kernel-log` is UNKNOWN
+    // even where conntrack is not loaded.
+    kernel_log(&mut f, opts);
     if !f.conntrack_loaded {
         return f;
     }
@@ -371,44 +417,6 @@ pub fn gather(opts: &Options) -> Facts {
         .read("/proc/meminfo", "")
         .ok()
         .and_then(|t| slab::parse_memtotal(&t));
-
-    // Local time of `dmesg -T`, syslog and journal stamps; the offset of
-    // now (a line from the other side of a DST change is an hour off).
-    let ctx = kernel_log::Context {
-        now: f.now,
-        boot_time: f.boot_time.map(|b| b as f64),
-        utc_offset: chrono::Local::now().offset().local_minus_utc(),
-        this_boot: matches!(opts.kernel_log, LogInput::Kmsg),
-    };
-    let log = match &opts.kernel_log {
-        LogInput::Kmsg => read_kmsg(root, ctx).map(|(scan, truncated)| {
-            f.kernel_log_truncated = truncated;
-            ("/dev/kmsg".to_string(), scan)
-        }),
-        LogInput::File(p) => {
-            let what = p.display().to_string();
-            std::fs::File::open(p)
-                .map_err(|e| Unreadable::io(what.clone(), "read permission", &e))
-                .and_then(|file| read_log(&what, file, ctx))
-                .map(|scan| (what, scan))
-        }
-        LogInput::Stdin => {
-            read_log("stdin", std::io::stdin().lock(), ctx).map(|scan| ("stdin".to_string(), scan))
-        }
-    };
-    match log {
-        Ok((source, scan)) => {
-            f.kernel_log = Some(scan);
-            f.kernel_log_source = Some(source);
-        }
-        Err(e) => {
-            // A log the user named is what they asked about: UNKNOWN.
-            if !matches!(opts.kernel_log, LogInput::Kmsg) {
-                f.kernel_log_error = Some(e.clone());
-            }
-            f.unreadable.push(e);
-        }
-    }
 
     rulesets(&mut f);
     f.services = services::detect(root);
