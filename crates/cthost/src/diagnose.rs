@@ -194,6 +194,10 @@ fn drop_counter(f: &Facts) -> Option<u64> {
 /// nf_conntrack_in counts `drop`; ../shared/KERNEL.md section 3). The kernel
 /// reuses inode numbers, so a namespace's inode may carry lines of an
 /// earlier namespace; and before 6.17 no line names its namespace at all.
+/// The namespace's creation time is not used to sort lines: the kernel does
+/// not expose it (the nsfs inode's times are set when the inode is first
+/// instantiated, fs/nsfs.c, possibly long after; a process may be older
+/// than its namespace after unshare/setns), and the counter is exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
     /// The counter is unknown or explains every line.

@@ -170,8 +170,9 @@ fn local(t: NaiveDateTime, ctx: &Context) -> f64 {
 }
 
 /// `Nov 20 03:12:01[.123456]` (syslog, journalctl short): this year, or
-/// the year before when this year would be more than a day ahead of now
-/// (a day of slack for clocks that disagree).
+/// the year before when this year would be more than a day ahead of now (a
+/// day of slack: another host's clock or time zone may differ from ours,
+/// and a few hours ahead is that, not last year).
 fn syslog_time(text: &str, ctx: &Context) -> Option<f64> {
     let now = ctx.now?;
     let year = DateTime::from_timestamp(now as i64 + i64::from(ctx.utc_offset), 0)?.year();
