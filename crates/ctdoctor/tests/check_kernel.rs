@@ -447,3 +447,44 @@ fn check_reads_dev_zero_as_a_log_without_exhausting_memory() {
         "{text}"
     );
 }
+
+#[test]
+fn kernel_log_path_dev_kmsg_is_read_like_the_default() {
+    // A blocking read of /dev/kmsg fails (EINVAL for a small buffer) or
+    // waits for the next message; the path is read like the default source.
+    let ns = Netns::create("kmsgpath").expect("netns");
+    let (code, v, _) = check(&[
+        "--netns",
+        ns.name(),
+        "check",
+        "--json",
+        "--no-dump",
+        "--kernel-log",
+        "/dev/kmsg",
+    ]);
+    assert!(matches!(code, 0..=2), "{v:#}");
+    assert!(
+        v["unreadable"]
+            .as_array()
+            .is_some_and(|u| !u.iter().any(|e| e["what"] == "/dev/kmsg")),
+        "{v:#}"
+    );
+    let log = v["findings"]
+        .as_array()
+        .and_then(|f| {
+            f.iter().find(|f| {
+                f["id"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("log.table_full"))
+            })
+        })
+        .unwrap_or_else(|| panic!("no log finding: {v:#}"));
+    assert!(
+        log["evidence"]
+            .as_array()
+            .and_then(|e| e.last())
+            .and_then(|e| e.as_str())
+            .is_some_and(|e| e.starts_with("/dev/kmsg: ")),
+        "{log:#}"
+    );
+}
