@@ -24,6 +24,12 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE|-")]
     pub kernel_log: Option<PathBuf>,
 
+    /// Table-full lines younger than this (or of unknown age) mean packets
+    /// are dropped now: CRITICAL; older drops are WARNING, so a monitoring
+    /// check recovers (e.g. 1h, 30m, 2h30m).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub recent: Duration,
+
     /// Fill percentage of nf_conntrack_max for WARNING.
     #[arg(long, default_value_t = 75.0, value_name = "PERCENT")]
     pub warn: f64,
@@ -58,6 +64,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
         kernel_log: match &args.kernel_log {
             None => LogInput::Kmsg,
             Some(p) if is_stdin(p) => LogInput::Stdin,
+            // Read like the default: without blocking at the ring's end.
+            Some(p) if p.as_path() == std::path::Path::new("/dev/kmsg") => LogInput::Kmsg,
             Some(p) => LogInput::File(p.clone()),
         },
         interval: args.interval,
@@ -71,6 +79,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
         &Thresholds {
             warn: args.warn,
             crit: args.crit,
+            recent: args.recent,
         },
     ))
 }

@@ -1,12 +1,18 @@
 //! The diagnosis: pure rules from [`Facts`] to [`Finding`]s and a verdict
 //! with Nagios/Icinga exit codes. Every finding carries a stable id, the
-//! numbers behind it and a concrete fix. Evidence of past exhaustion (the
-//! drop counter, table-full log lines) is CRITICAL even when the table is
-//! not full now: it was.
+//! numbers behind it and a concrete fix. CRITICAL means packets are dropped
+//! now or recently (issue 7 section 3): a table-full line younger than
+//! [`Thresholds::recent`] or of unknown age, a positive drop rate, or a drop
+//! counter no readable log can date; older drops are WARNING, so a Nagios
+//! check recovers. Which table-full lines are this namespace's is decided by
+//! its own drop counter, since the kernel reuses namespace inode numbers
+//! (issue 7 section 2). The clock comes in with the facts ([`Facts::now`]).
+
+use std::time::Duration;
 
 use crate::facts::Facts;
 use crate::facts::Unreadable;
-use crate::kernel_log::{Stamp, TableFull};
+use crate::kernel_log::{self, Stamp, TableFull, Tally};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,11 +73,14 @@ pub struct Finding {
     pub fix: Vec<String>,
 }
 
-/// Fill thresholds in percent of nf_conntrack_max.
+/// Fill thresholds in percent of nf_conntrack_max, and how long ago a
+/// table-full line still counts as "now".
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
     pub warn: f64,
     pub crit: f64,
+    /// Drops logged within this long are CRITICAL; older ones WARNING.
+    pub recent: Duration,
 }
 
 impl Default for Thresholds {
@@ -79,6 +88,7 @@ impl Default for Thresholds {
         Self {
             warn: 75.0,
             crit: 90.0,
+            recent: Duration::from_secs(3600),
         }
     }
 }
@@ -138,19 +148,80 @@ fn pct(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// A log timestamp for people: wall clock when the boot time is known.
-pub fn when(stamp: &Option<Stamp>, boot_time: Option<i64>) -> String {
+/// A log timestamp for people: wall clock when it is known, else the
+/// stamp as printed (an uptime of an unknown boot says so).
+pub fn when(stamp: &Option<Stamp>) -> String {
     let Some(s) = stamp else {
         return "unknown time".into();
     };
-    match (s.since_boot, boot_time) {
-        (Some(secs), Some(boot)) => {
-            let t = boot + secs as i64;
-            chrono::DateTime::from_timestamp(t, 0)
-                .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .unwrap_or_else(|| s.text.clone())
-        }
-        _ => s.text.clone(),
+    match s.at {
+        Some(t) => chrono::DateTime::from_timestamp(t as i64, 0)
+            .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| s.text.clone()),
+        None if s.since_boot.is_some() => format!("{} s after an unknown boot", s.text),
+        None => s.text.clone(),
+    }
+}
+
+/// Whether a line logged at `at` is younger than `--recent`; a line whose
+/// time cannot be known counts as recent (issue 7 section 3).
+fn is_recent(at: Option<f64>, f: &Facts, t: &Thresholds) -> bool {
+    match (at, f.now) {
+        (Some(at), Some(now)) => now - at <= t.recent.as_secs_f64(),
+        _ => true,
+    }
+}
+
+/// Whether any line of the tally is recent (or undated).
+fn tally_recent(p: &Tally, f: &Facts, t: &Thresholds) -> bool {
+    p.lines > 0 && (p.undated > 0 || is_recent(p.newest.as_ref().and_then(|s| s.at), f, t))
+}
+
+/// `--recent` for people: `1h`, `30m`, `1s`.
+fn window(t: &Thresholds) -> String {
+    humantime::format_duration(t.recent).to_string()
+}
+
+/// This namespace's `drop` counter, when it could be read.
+fn drop_counter(f: &Facts) -> Option<u64> {
+    f.counters.as_ref()?.values.get("drop").copied()
+}
+
+/// Whose this boot's table-full lines (of a group that names this
+/// namespace, or names none) are. Every logged table-full drop increments
+/// the `drop` counter of the namespace it happened in, and that counter
+/// starts at 0 when the namespace is created (__nf_conntrack_alloc fails,
+/// nf_conntrack_in counts `drop`; ../shared/KERNEL.md section 3). The kernel
+/// reuses inode numbers, so a namespace's inode may carry lines of an
+/// earlier namespace; and before 6.17 no line names its namespace at all.
+/// The namespace's creation time is not used to sort lines: the kernel does
+/// not expose it (the nsfs inode's times are set when the inode is first
+/// instantiated, fs/nsfs.c, possibly long after; a process may be older
+/// than its namespace after unshare/setns), and the counter is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The counter is unknown or explains every line.
+    Ours,
+    /// The counter (this value) is below the drops the lines prove: the
+    /// newest lines are this namespace's, the others older.
+    PartlyOlder(u64),
+    /// The counter is 0: none of them.
+    Earlier,
+}
+
+fn owner(f: &Facts, g: &TableFull) -> Owner {
+    match drop_counter(f) {
+        Some(0) => Owner::Earlier,
+        Some(d) if d < g.this_boot.implied_drops() => Owner::PartlyOlder(d),
+        _ => Owner::Ours,
+    }
+}
+
+/// The newest of two stamps by wall-clock time.
+fn newer<'a>(a: Option<&'a Stamp>, b: Option<&'a Stamp>) -> Option<&'a Stamp> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.at > x.at { y } else { x }),
+        (x, y) => x.or(y),
     }
 }
 
@@ -319,6 +390,60 @@ fn fill_at_least(s: &Summary, p: f64) -> bool {
     s.fill_percent.is_some_and(|x| x >= p)
 }
 
+/// How recent a non-zero drop counter is, from the newest table-full line
+/// of this boot that can be this namespace's: while drops go on the kernel
+/// logs up to 10 lines every 5 s (net_ratelimit), so the newest line dates
+/// the last drop. No such line (log unreadable, overwritten, or another
+/// boot's) leaves the drops undated, which is CRITICAL (issue 7 section 3).
+fn drops_dated(
+    f: &Facts,
+    t: &Thresholds,
+    drop: u64,
+    evidence: &mut Vec<String>,
+) -> (Severity, String) {
+    let dropped = format!("{drop} packets were dropped because the conntrack table was full");
+    let mut newest: Option<&Stamp> = None;
+    let mut undated = false;
+    if let Some(log) = &f.kernel_log {
+        for g in log.table_full.iter().filter(|g| relevant(f, g)) {
+            undated |= g.this_boot.undated > 0;
+            newest = newer(newest, g.this_boot.newest.as_ref());
+        }
+    }
+    match newest {
+        Some(s) if !undated && !is_recent(s.at, f, t) => {
+            evidence.push(format!(
+                "the newest table-full line of this boot for this namespace is from {}, older than --recent {}",
+                when(&Some(s.clone())),
+                window(t)
+            ));
+            (
+                Severity::Warning,
+                format!(
+                    "{dropped}, the last at {}; none in the last {}",
+                    when(&Some(s.clone())),
+                    window(t)
+                ),
+            )
+        }
+        Some(s) if !undated => (
+            Severity::Critical,
+            format!("{dropped}, the last at {}", when(&Some(s.clone()))),
+        ),
+        _ if undated => (Severity::Critical, dropped),
+        _ => {
+            evidence.push(format!(
+                "no table-full line of this boot for this namespace in {}: the drops cannot be dated, so they may be recent",
+                f.kernel_log_source.as_deref().unwrap_or("any readable kernel log")
+            ));
+            (
+                Severity::Critical,
+                format!("{dropped}; no readable log dates them"),
+            )
+        }
+    }
+}
+
 fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let Some(c) = &f.counters else { return vec![] };
     let get = |k: &str| c.values.get(k).copied().unwrap_or(0);
@@ -336,16 +461,17 @@ fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     }
     if drop > 0 || rate("drop").is_some_and(|r| r > 0.0) {
         let now = rate("drop").is_some_and(|r| r > 0.0);
+        let (severity, title) = drops_dated(f, t, drop, &mut evidence);
         out.push(Finding {
             id: "counters.drop".into(),
-            severity: Severity::Critical,
+            severity: if now { Severity::Critical } else { severity },
             title: if now {
                 format!(
                     "packets are being dropped now: the table is full ({:.1}/s)",
                     rate("drop").unwrap_or(0.0)
                 )
             } else {
-                format!("{drop} packets were dropped because the conntrack table was full")
+                title
             },
             evidence: evidence.clone(),
             fix: if fill_at_least(s, t.warn) {
@@ -423,67 +549,168 @@ fn kernel_names_netns(f: &Facts) -> bool {
     (major, minor) >= (6, 17)
 }
 
-fn kernel_log(f: &Facts) -> Vec<Finding> {
+/// One namespace's table-full lines, judged (issue 7 sections 2 and 3):
+/// this boot's lines that name this namespace (or none) are weighed against
+/// its drop counter; the others (another boot or host, unknown date) by
+/// their age alone. Mine and recent is CRITICAL, mine and older WARNING, an
+/// earlier namespace's INFO; another namespace's WARNING while recent.
+fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) -> Finding {
+    let mine = relevant(f, g);
+    let who = ns_label(f, g.netns_inode);
+    let (tb, other) = (&g.this_boot, &g.other);
+    let owner = (mine && tb.lines > 0).then(|| owner(f, g));
+    let tb_recent = tally_recent(tb, f, t);
+    let other_recent = tally_recent(other, f, t);
+    let mut severity = Severity::Info;
+    if mine {
+        if tb.lines > 0 && owner != Some(Owner::Earlier) {
+            severity = severity.max(if tb_recent {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            });
+        }
+        if other.lines > 0 {
+            severity = severity.max(if other_recent {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            });
+        }
+    } else if tb_recent || other_recent {
+        severity = Severity::Warning;
+    }
+    let newest = newer(tb.newest.as_ref(), other.newest.as_ref()).cloned();
+    let last = if tb.undated + other.undated > 0 {
+        &g.last
+    } else {
+        &newest
+    };
+    let (n, window) = (g.count, window(t));
+    let title = match (mine, severity, g.netns_inode) {
+        (_, Severity::Critical, _) | (false, Severity::Warning, _) => format!(
+            "kernel log: table full, packets dropped in {who}, last at {}",
+            when(last)
+        ),
+        (true, Severity::Info, Some(i)) => format!(
+            "kernel log: an earlier namespace with inode {i} was full at {} ({n} lines); not this one, whose drop counter is 0",
+            when(last)
+        ),
+        (true, Severity::Info, None) => format!(
+            "kernel log: a table was full at {} ({n} lines) in a namespace the message does not name; not this one, whose drop counter is 0",
+            when(last)
+        ),
+        _ => format!(
+            "kernel log: table was full in {who} at {}, {n} lines; none in the last {window}",
+            when(last)
+        ),
+    };
+    let mut evidence = vec![
+        format!("{} x \"{}\"", g.count, g.text),
+        format!("first {}, last {}", when(&g.first), when(&g.last)),
+    ];
+    if g.suppressed > 0 {
+        evidence.push(format!(
+            "plus {} rate-limited (net_ratelimit: callbacks suppressed)",
+            g.suppressed
+        ));
+    }
+    match owner {
+        Some(Owner::Earlier) => evidence.push(format!(
+            "this namespace's drop counter is 0, and every logged table-full drop increments the counter of its own namespace, which starts at 0 when the namespace is created: these {} lines of this boot are another or an earlier namespace's (the kernel reuses inode numbers{})",
+            tb.lines,
+            if g.netns_inode.is_none() {
+                "; before 6.17 the message does not name the namespace"
+            } else {
+                ""
+            }
+        )),
+        Some(Owner::PartlyOlder(d)) => evidence.push(format!(
+            "this namespace's drop counter is {d}, but the {} lines of this boot{} prove at least {} drops: some lines are older, from an earlier namespace with the same inode; the newest are this one's",
+            tb.lines,
+            if tb.suppressed > 0 {
+                format!(" and {} suppressed", tb.suppressed)
+            } else {
+                String::new()
+            },
+            tb.implied_drops()
+        )),
+        _ => {}
+    }
+    if other.lines > 0 {
+        evidence.push(format!(
+            "{} lines not known to be from this boot ({} of unknown age, counted as recent): judged by their age, not by this host's counters",
+            other.lines, other.undated
+        ));
+    }
+    evidence.push(reach.to_string());
+    let fix = if !mine {
+        let target = f
+            .namespaces
+            .iter()
+            .find(|ns| Some(ns.inode) == g.netns_inode)
+            .map_or_else(
+                || "NAME|PID".to_string(),
+                |ns| ns.path.display().to_string(),
+            );
+        vec![format!(
+            "ctdoctor --netns {target} check   # or: ctdoctor check --all-netns"
+        )]
+    } else if severity >= Severity::Warning {
+        vec!["raise nf_conntrack_max (see table.fill) and find what fills it: ctdoctor top".into()]
+    } else {
+        vec![]
+    };
+    Finding {
+        id: match g.netns_inode {
+            Some(i) => format!("log.table_full.{i}"),
+            None => "log.table_full".into(),
+        },
+        severity,
+        title,
+        evidence,
+        fix,
+    }
+}
+
+fn kernel_log(f: &Facts, t: &Thresholds) -> Vec<Finding> {
     let Some(log) = &f.kernel_log else {
         return vec![];
     };
     let source = f.kernel_log_source.clone().unwrap_or_default();
-    let reach = format!(
+    let mut reach = format!(
         "{source}: {} lines from {}{}",
         log.lines,
-        when(&log.first, f.boot_time),
+        when(&log.first),
         if f.kernel_log_truncated {
             " (older records already overwritten)"
         } else {
             ""
         }
     );
+    if log.skipped_long > 0 {
+        reach.push_str(&format!(
+            "; {} lines over {} KiB skipped (the first is line {})",
+            log.skipped_long,
+            kernel_log::MAX_LINE / 1024,
+            log.first_skipped.unwrap_or(0)
+        ));
+    }
     let mut out = Vec::new();
     for g in &log.table_full {
-        let mine = relevant(f, g);
-        let who = ns_label(f, g.netns_inode);
-        let mut evidence = vec![
-            format!("{} x \"{}\"", g.count, g.text),
-            format!(
-                "first {}, last {}",
-                when(&g.first, f.boot_time),
-                when(&g.last, f.boot_time)
-            ),
-        ];
-        if g.suppressed > 0 {
-            evidence.push(format!(
-                "plus {} rate-limited (net_ratelimit: callbacks suppressed)",
-                g.suppressed
-            ));
-        }
-        evidence.push(reach.clone());
+        out.push(table_full(f, t, g, &reach));
+    }
+    if log.ungrouped > 0 {
         out.push(Finding {
-            id: match g.netns_inode {
-                Some(i) => format!("log.table_full.{i}"),
-                None => "log.table_full".into(),
-            },
-            severity: if mine {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            },
-            title: format!("kernel log: table full, packets dropped in {who}"),
-            evidence,
-            fix: if mine {
-                vec![
-                    "raise nf_conntrack_max (see table.fill) and find what fills it: ctdoctor top"
-                        .into(),
-                ]
-            } else {
-                let target = f
-                    .namespaces
-                    .iter()
-                    .find(|n| Some(n.inode) == g.netns_inode)
-                    .map_or_else(|| "NAME|PID".to_string(), |n| n.path.display().to_string());
-                vec![format!(
-                    "ctdoctor --netns {target} check   # or: ctdoctor check --all-netns"
-                )]
-            },
+            id: "log.table_full.more".into(),
+            severity: Severity::Warning,
+            title: format!(
+                "kernel log: {} more table-full lines in over {} other namespaces",
+                log.ungrouped,
+                kernel_log::MAX_GROUPS
+            ),
+            evidence: vec![reach.clone()],
+            fix: vec!["ctdoctor check --all-netns".into()],
         });
     }
     if log.table_full.is_empty() {
@@ -500,7 +727,7 @@ fn kernel_log(f: &Facts) -> Vec<Finding> {
             id: "log.vmalloc".into(),
             severity: Severity::Info,
             title: "the bucket array was allocated with vmalloc (nf_conntrack: falling back to vmalloc)".into(),
-            evidence: vec![format!("{} times, last {}", log.vmalloc_fallbacks, when(&log.last_vmalloc, f.boot_time))],
+            evidence: vec![format!("{} times, last {}", log.vmalloc_fallbacks, when(&log.last_vmalloc))],
             fix: vec![],
         });
     }
@@ -856,7 +1083,7 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
     } else {
         findings.extend(table_fill(f, &summary, t));
         findings.extend(counters(f, &summary, t));
-        findings.extend(kernel_log(f));
+        findings.extend(kernel_log(f, t));
         findings.extend(namespaces(f, &summary, t));
         findings.extend(cloud(f));
         findings.extend(chains(&summary));
@@ -873,7 +1100,18 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         _ if f.conntrack_loaded && (f.count.is_none() || f.max.is_none()) => Verdict::Unknown,
         _ => Verdict::Ok,
     };
+    // The log the user asked about could not be read: whatever else was
+    // found, the question was not answered (issue 7 section 5).
+    let verdict = if f.kernel_log_error.is_some() {
+        Verdict::Unknown
+    } else {
+        verdict
+    };
     let headline = match verdict {
+        Verdict::Unknown if f.kernel_log_error.is_some() => f
+            .kernel_log_error
+            .as_ref()
+            .map_or_else(String::new, |u| format!("cannot read the kernel log: {u}")),
         Verdict::Unknown => "cannot read the conntrack count or max (see below)".to_string(),
         // Nothing wrong: the headline is the fill, not the first note.
         Verdict::Ok => findings
@@ -1035,7 +1273,8 @@ mod tests {
                 &f,
                 &Thresholds {
                     warn: 80.0,
-                    crit: 95.0
+                    crit: 95.0,
+                    ..Thresholds::default()
                 }
             )
             .verdict,
@@ -1046,7 +1285,8 @@ mod tests {
                 &f,
                 &Thresholds {
                     warn: 50.0,
-                    crit: 70.0
+                    crit: 70.0,
+                    ..Thresholds::default()
                 }
             )
             .verdict,
@@ -1089,42 +1329,259 @@ mod tests {
         );
     }
 
+    /// Boot at 1,000,000 (Unix), now 10,000 s later.
+    const BOOT: i64 = 1_000_000;
+    const NOW: f64 = 1_010_000.0;
+
+    /// /dev/kmsg as the scanner sees it on this boot.
+    fn kmsg_ctx() -> kernel_log::Context {
+        kernel_log::Context {
+            now: Some(NOW),
+            boot_time: Some(BOOT as f64),
+            utc_offset: 0,
+            this_boot: true,
+        }
+    }
+
+    /// Raw /dev/kmsg table-full records at these uptimes (seconds).
+    fn kmsg_full(netns: Option<u64>, uptimes: &[u64]) -> Vec<String> {
+        uptimes
+            .iter()
+            .enumerate()
+            .map(|(seq, up)| match netns {
+                Some(i) => format!(
+                    "4,{seq},{},-;nf_conntrack: nf_conntrack: table full in netns {i}, dropping packet",
+                    up * 1_000_000
+                ),
+                None => format!(
+                    "4,{seq},{},-;nf_conntrack: nf_conntrack: table full, dropping packet",
+                    up * 1_000_000
+                ),
+            })
+            .collect()
+    }
+
+    /// A namespace (inode 7777, not the initial one) on 6.18, dated at
+    /// NOW, whose /dev/kmsg holds these lines and whose drop counter is `drop`.
+    fn pod(lines: &[String], drop: u64) -> Facts {
+        let mut f = healthy();
+        f.netns_inode = Some(7777);
+        f.now = Some(NOW);
+        f.boot_time = Some(BOOT);
+        f.kernel_log = Some(kernel_log::scan_with(
+            lines.iter().map(String::as_str),
+            kmsg_ctx(),
+        ));
+        f.kernel_log_source = Some("/dev/kmsg".into());
+        f.counters = Some(Counters {
+            source: "t".into(),
+            values: [("drop".to_string(), drop)].into(),
+        });
+        f
+    }
+
     #[test]
-    fn kernel_log_own_namespace_critical_other_warning() {
+    fn reused_inode_with_zero_drop_counter_is_info_not_critical() {
+        // An earlier namespace with inode 7777 was full 100 s ago; this one
+        // is new and has dropped nothing.
+        let f = pod(&kmsg_full(Some(7777), &[9_898, 9_899, 9_900]), 0);
+        let r = diagnose(&f, &Thresholds::default());
+        let log = find(&r, "log.table_full.7777");
+        assert_eq!(log.severity, Severity::Info, "{log:?}");
+        assert!(
+            log.title
+                .starts_with("kernel log: an earlier namespace with inode 7777 was full at 1970-01-12 16:31:40 UTC (3 lines)"),
+            "{}",
+            log.title
+        );
+        assert!(log.evidence.iter().any(|e| e.contains("drop counter is 0")));
+        assert_eq!(r.verdict, Verdict::Ok, "{:?}", ids(&r));
+    }
+
+    #[test]
+    fn drop_counter_below_the_logged_lines_says_some_are_older() {
+        // 5 lines, 40 suppressed: at least 45 drops; the counter says 2.
+        let mut lines = kmsg_full(Some(7777), &[9_000, 9_001, 9_002, 9_003, 9_900]);
+        lines.insert(
+            3,
+            "4,9,9002500000,-;net_ratelimit: 40 callbacks suppressed".into(),
+        );
+        let r = diagnose(&pod(&lines, 2), &Thresholds::default());
+        let log = find(&r, "log.table_full.7777");
+        assert_eq!(log.severity, Severity::Critical);
+        assert!(
+            log.evidence.iter().any(|e| e
+                == "this namespace's drop counter is 2, but the 5 lines of this boot and 40 suppressed prove at least 45 drops: some lines are older, from an earlier namespace with the same inode; the newest are this one's"),
+            "{:?}",
+            log.evidence
+        );
+    }
+
+    #[test]
+    fn unnamed_lines_before_6_17_do_not_make_a_clean_namespace_critical() {
+        let lines = kmsg_full(None, &[9_990]);
+        let mut f = pod(&lines, 0);
+        f.kernel = Some("5.15.0".into());
+        let r = diagnose(&f, &Thresholds::default());
+        let log = find(&r, "log.table_full");
+        assert_eq!(log.severity, Severity::Info, "{log:?}");
+        assert!(log.title.contains("not this one, whose drop counter is 0"));
+        assert_eq!(r.verdict, Verdict::Ok);
+        // The same lines with drops counted here are this namespace's.
+        let mut f = pod(&lines, 1);
+        f.kernel = Some("5.15.0".into());
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(find(&r, "log.table_full").severity, Severity::Critical);
+        // In the initial namespace of 6.18, too, unnamed lines are weighed.
+        let mut f = pod(&lines, 0);
+        f.netns_inode = f.init_netns_inode;
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(find(&r, "log.table_full").severity, Severity::Info);
+    }
+
+    #[test]
+    fn table_full_lines_older_than_recent_are_warning_so_the_check_recovers() {
+        // Full 8000 s ago (uptime 2000 s), 12 drops counted, nothing since.
+        let f = pod(&kmsg_full(Some(7777), &[1_999, 2_000]), 12);
+        let r = diagnose(&f, &Thresholds::default());
+        let log = find(&r, "log.table_full.7777");
+        assert_eq!(log.severity, Severity::Warning);
+        assert_eq!(
+            log.title,
+            "kernel log: table was full in netns 7777 (no longer exists) at 1970-01-12 14:20:00 UTC, 2 lines; none in the last 1h"
+        );
+        let drop = find(&r, "counters.drop");
+        assert_eq!(drop.severity, Severity::Warning);
+        assert_eq!(
+            drop.title,
+            "12 packets were dropped because the conntrack table was full, the last at 1970-01-12 14:20:00 UTC; none in the last 1h"
+        );
+        assert_eq!((r.verdict, r.exit_code), (Verdict::Warning, 1));
+        // With --recent 3h the same lines are recent.
+        let t = Thresholds {
+            recent: Duration::from_secs(3 * 3600),
+            ..Thresholds::default()
+        };
+        let r = diagnose(&f, &t);
+        assert_eq!(find(&r, "log.table_full.7777").severity, Severity::Critical);
+        assert_eq!(find(&r, "counters.drop").severity, Severity::Critical);
+        // A positive drop rate is now, whatever the log says.
+        let mut f = f;
+        f.rates = Some([("drop".to_string(), 0.5)].into());
+        f.interval_secs = Some(2.0);
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(find(&r, "counters.drop").severity, Severity::Critical);
+    }
+
+    #[test]
+    fn drop_counter_that_no_log_dates_is_critical() {
+        let mut f = pod(&[], 4);
+        f.kernel_log_truncated = true;
+        let r = diagnose(&f, &Thresholds::default());
+        let drop = find(&r, "counters.drop");
+        assert_eq!(drop.severity, Severity::Critical);
+        assert_eq!(
+            drop.title,
+            "4 packets were dropped because the conntrack table was full; no readable log dates them"
+        );
+    }
+
+    #[test]
+    fn kernel_log_file_of_another_boot_is_judged_by_age_not_counters() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/kernel-log-historical.txt"
         ))
         .expect("fixture");
+        // Read on 2026-11-26 14:00 UTC, this host booted at 13:50: every
+        // line of the file (Nov 20 to Nov 26 13:41) is from before.
+        let now = 1_795_701_600.0;
+        let ctx = kernel_log::Context {
+            now: Some(now),
+            boot_time: Some(now - 600.0),
+            utc_offset: 0,
+            this_boot: false,
+        };
         let mut f = healthy();
-        f.kernel_log = Some(kernel_log::scan(text.lines()));
-        // In the initial namespace: the unnamed messages are ours.
+        f.now = Some(now);
+        f.kernel_log = Some(kernel_log::scan_with(text.lines(), ctx));
+        // In the initial namespace with drop=0: the unnamed lines are not
+        // weighed against this boot's counter but judged by their age: the
+        // newest (Nov 23 19:20:17) is days old: WARNING, with when.
         let r = diagnose(&f, &Thresholds::default());
-        assert_eq!(find(&r, "log.table_full").severity, Severity::Critical);
+        let init = find(&r, "log.table_full");
+        assert_eq!(init.severity, Severity::Warning, "{init:?}");
+        assert_eq!(
+            init.title,
+            "kernel log: table was full in the initial namespace (or an older kernel that does not say) at 2026-11-23 19:20:17 UTC, 6 lines; none in the last 1h"
+        );
+        assert!(
+            init.evidence
+                .iter()
+                .any(|e| e.contains("2418 rate-limited")),
+            "{init:?}"
+        );
+        // With --recent 7d they are recent: CRITICAL.
+        let week = Thresholds {
+            recent: Duration::from_secs(7 * 86_400),
+            ..Thresholds::default()
+        };
+        assert_eq!(
+            find(&diagnose(&f, &week), "log.table_full").severity,
+            Severity::Critical
+        );
+        // Another namespace's lines (13:35, 25 minutes old): WARNING while
+        // recent, INFO once older than --recent.
         assert_eq!(
             find(&r, "log.table_full.4026532177").severity,
             Severity::Warning
         );
-        assert!(
-            find(&r, "log.table_full")
-                .evidence
-                .iter()
-                .any(|e| e.contains("2418 rate-limited"))
-        );
         assert_eq!(find(&r, "log.vmalloc").severity, Severity::Info);
-        // Inside namespace 4026532177 on 6.18: its own lines are critical,
-        // the unnamed (initial namespace) ones are not ours.
+        let ten_minutes = Thresholds {
+            recent: Duration::from_secs(600),
+            ..Thresholds::default()
+        };
+        assert_eq!(
+            find(&diagnose(&f, &ten_minutes), "log.table_full.4026532177").severity,
+            Severity::Info
+        );
+        // Inside namespace 4026532177 on 6.18 with drop=0: its own lines
+        // are another boot's, 25 minutes old: CRITICAL by age; the unnamed
+        // (initial namespace) ones are not ours and old: INFO.
         f.netns_inode = Some(4_026_532_177);
         let r = diagnose(&f, &Thresholds::default());
         assert_eq!(
             find(&r, "log.table_full.4026532177").severity,
             Severity::Critical
         );
-        assert_eq!(find(&r, "log.table_full").severity, Severity::Warning);
-        // Before 6.17 no message names its namespace: unnamed ones count.
-        f.kernel = Some("5.15.0".into());
-        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!(find(&r, "log.table_full").severity, Severity::Info);
+        // Plain dmesg uptime stamps in a file cannot be dated: recent.
+        let mut f = healthy();
+        f.now = Some(now);
+        f.kernel_log = Some(kernel_log::scan_with(
+            ["[ 5.0] nf_conntrack: nf_conntrack: table full, dropping packet"],
+            ctx,
+        ));
+        let r = diagnose(&f, &ten_minutes);
         assert_eq!(find(&r, "log.table_full").severity, Severity::Critical);
+    }
+
+    #[test]
+    fn unreadable_kernel_log_given_by_the_user_is_unknown() {
+        let mut f = healthy();
+        let e = Unreadable {
+            what: "/var/log/kern.log".into(),
+            why: crate::source::Why::NotPresent,
+        };
+        f.kernel_log = None;
+        f.kernel_log_error = Some(e.clone());
+        f.unreadable.push(e);
+        let r = diagnose(&f, &Thresholds::default());
+        assert_eq!((r.verdict, r.exit_code), (Verdict::Unknown, 3));
+        assert_eq!(
+            r.headline,
+            "cannot read the kernel log: /var/log/kern.log: not present"
+        );
     }
 
     #[test]

@@ -151,7 +151,12 @@ pub struct Facts {
     pub kernel_log_source: Option<String>,
     /// /dev/kmsg had already overwritten its oldest records.
     pub kernel_log_truncated: bool,
+    /// The kernel log the user named (`--kernel-log FILE|-`) could not be
+    /// read: the check cannot judge what was asked (UNKNOWN).
+    pub kernel_log_error: Option<Unreadable>,
     pub boot_time: Option<i64>,
+    /// Unix time the facts were gathered: the diagnosis's clock.
+    pub now: Option<f64>,
     pub timeouts: BTreeMap<String, u64>,
     /// nf_conntrack is built into the kernel (no module to unload); `None`
     /// when /sys/module does not say.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ctnetlink::{Conntrack, Family};
 
 pub use crate::facts::{Counters, Facts, Mix, NetnsCount};
-use crate::kernel_log;
+use crate::kernel_log::{self, LogScan};
 use crate::namespaces::{self, Namespace};
 use crate::ruleset;
 use crate::services;
@@ -114,27 +114,34 @@ fn counters_proc(root: &Root) -> Result<Counters, Unreadable> {
     })
 }
 
-fn read_kmsg(root: &Root) -> Result<(Vec<String>, bool), Unreadable> {
+/// Scan /dev/kmsg record by record without blocking (O_NONBLOCK: EAGAIN at
+/// the end of the ring buffer); returns the scan and whether older records
+/// were already overwritten.
+fn read_kmsg(root: &Root, ctx: kernel_log::Context) -> Result<(LogScan, bool), Unreadable> {
     let path = root.path("/dev/kmsg");
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(&path)
         .map_err(|e| Unreadable::io("/dev/kmsg", "CAP_SYSLOG (root)", &e))?;
-    let mut lines = Vec::new();
+    let mut scanner = kernel_log::Scanner::new(ctx);
+    // One read returns one record; records are at most 8 KiB (printk's
+    // PRINTK_MESSAGE_MAX plus the dictionary).
     let mut buf = vec![0u8; 16 * 1024];
     let mut truncated = false;
+    let mut first = true;
     loop {
         match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 let rec = String::from_utf8_lossy(&buf[..n]);
-                if lines.is_empty() {
+                if first {
                     // The first record's sequence number: above 0, older
                     // records were overwritten in the ring buffer.
                     truncated = rec.split(',').nth(1).is_some_and(|s| s != "0");
+                    first = false;
                 }
-                lines.push(rec.lines().next().unwrap_or_default().to_string());
+                scanner.line(rec.lines().next().unwrap_or_default());
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
             // EPIPE: a record was overwritten while reading; the next read continues.
@@ -143,7 +150,20 @@ fn read_kmsg(root: &Root) -> Result<(Vec<String>, bool), Unreadable> {
             Err(e) => return Err(Unreadable::io("/dev/kmsg", "CAP_SYSLOG (root)", &e)),
         }
     }
-    Ok((lines, truncated))
+    Ok((scanner.finish(), truncated))
+}
+
+/// Scan a log file or stdin as a stream (bounded memory whatever its size).
+fn read_log(what: &str, input: impl Read, ctx: kernel_log::Context) -> Result<LogScan, Unreadable> {
+    kernel_log::scan_reader(std::io::BufReader::with_capacity(64 * 1024, input), ctx).map_err(|e| {
+        match e.kind() {
+            std::io::ErrorKind::InvalidData => Unreadable {
+                what: what.to_string(),
+                why: Why::Malformed(e.to_string()),
+            },
+            _ => Unreadable::io(what, "read permission", &e),
+        }
+    })
 }
 
 /// Every nf_conntrack_*timeout* sysctl and its value.
@@ -281,6 +301,49 @@ fn netns_counts(namespaces: &[Namespace]) -> Vec<NetnsCount> {
     out
 }
 
+/// Scan the kernel log into `f`; a log the user named that cannot be read
+/// is recorded as `kernel_log_error` (the check is then UNKNOWN).
+fn kernel_log(f: &mut Facts, opts: &Options) {
+    let root = &opts.root;
+    // Local time of `dmesg -T`, syslog and journal stamps; the offset of
+    // now (a line from the other side of a DST change is an hour off).
+    let ctx = kernel_log::Context {
+        now: f.now,
+        boot_time: f.boot_time.map(|b| b as f64),
+        utc_offset: chrono::Local::now().offset().local_minus_utc(),
+        this_boot: matches!(opts.kernel_log, LogInput::Kmsg),
+    };
+    let log = match &opts.kernel_log {
+        LogInput::Kmsg => read_kmsg(root, ctx).map(|(scan, truncated)| {
+            f.kernel_log_truncated = truncated;
+            ("/dev/kmsg".to_string(), scan)
+        }),
+        LogInput::File(p) => {
+            let what = p.display().to_string();
+            std::fs::File::open(p)
+                .map_err(|e| Unreadable::io(what.clone(), "read permission", &e))
+                .and_then(|file| read_log(&what, file, ctx))
+                .map(|scan| (what, scan))
+        }
+        LogInput::Stdin => {
+            read_log("stdin", std::io::stdin().lock(), ctx).map(|scan| ("stdin".to_string(), scan))
+        }
+    };
+    match log {
+        Ok((source, scan)) => {
+            f.kernel_log = Some(scan);
+            f.kernel_log_source = Some(source);
+        }
+        Err(e) => {
+            // A log the user named is what they asked about: UNKNOWN.
+            if !matches!(opts.kernel_log, LogInput::Kmsg) {
+                f.kernel_log_error = Some(e.clone());
+            }
+            f.unreadable.push(e);
+        }
+    }
+}
+
 /// Gather every fact this process can read, in its current namespace.
 pub fn gather(opts: &Options) -> Facts {
     let root = &opts.root;
@@ -292,6 +355,10 @@ pub fn gather(opts: &Options) -> Facts {
             .map(|s| s.trim().to_string()),
         netns_inode: namespaces::current_inode(),
         conntrack_loaded: root.exists(&format!("{NF}/nf_conntrack_max")),
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs_f64()),
         ..Facts::default()
     };
     f.namespaces = namespaces::list(root);
@@ -304,6 +371,9 @@ pub fn gather(opts: &Options) -> Facts {
         s.lines()
             .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))
     });
+    // Before the early return: an unreadable `--kernel-log` is UNKNOWN
+    // even where conntrack is not loaded.
+    kernel_log(&mut f, opts);
     if !f.conntrack_loaded {
         return f;
     }
@@ -392,40 +462,6 @@ pub fn gather(opts: &Options) -> Facts {
         .read("/proc/meminfo", "")
         .ok()
         .and_then(|t| slab::parse_memtotal(&t));
-
-    let log = match &opts.kernel_log {
-        LogInput::Kmsg => read_kmsg(root).map(|(lines, truncated)| {
-            f.kernel_log_truncated = truncated;
-            ("/dev/kmsg".to_string(), lines.join("\n"))
-        }),
-        LogInput::File(p) => std::fs::read(p)
-            .map(|b| {
-                (
-                    p.display().to_string(),
-                    String::from_utf8_lossy(&b).into_owned(),
-                )
-            })
-            .map_err(|e| Unreadable::io(p.display().to_string(), "read permission", &e)),
-        LogInput::Stdin => {
-            let mut b = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut b)
-                .map(|_| {
-                    (
-                        "stdin".to_string(),
-                        String::from_utf8_lossy(&b).into_owned(),
-                    )
-                })
-                .map_err(|e| Unreadable::io("stdin", "", &e))
-        }
-    };
-    match log {
-        Ok((source, text)) => {
-            f.kernel_log = Some(kernel_log::scan(text.lines()));
-            f.kernel_log_source = Some(source);
-        }
-        Err(e) => f.unreadable.push(e),
-    }
 
     rulesets(&mut f);
     f.services = services::detect(root);

@@ -1,19 +1,85 @@
 //! Scanning kernel logs for conntrack exhaustion, in every historical text
 //! (../shared/KERNEL.md section 3) and every log format an operator has:
-//! raw /dev/kmsg records, `dmesg`, `dmesg -T`, `journalctl -k` (short and
-//! short-iso), syslog kern.log / messages. Pure: lines in, counts out.
+//! raw /dev/kmsg records, `dmesg`, `dmesg -T`, `journalctl -k` (short,
+//! short-precise, short-iso) and syslog kern.log / messages. Pure: lines (or
+//! any `BufRead`) in, counts out; the clock and the boot time come in as a
+//! [`Context`]. Memory stays bounded whatever the input: lines are streamed,
+//! over-long ones skipped, and a "line" without end (`/dev/zero`) is an error.
 
 use std::collections::BTreeMap;
+use std::io::{self, BufRead};
 use std::sync::LazyLock;
 
+use chrono::{DateTime, Datelike, NaiveDateTime};
 use regex::Regex;
 
-/// When a line was logged: the text as the log printed it, and seconds since
-/// boot when the format carries them (kmsg, plain dmesg).
+/// What the scanner needs to know to date lines; all of it passed in, so
+/// the scan stays pure.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Context {
+    /// Unix time now: a syslog stamp has no year, and it is this year
+    /// unless that puts it in the future.
+    pub now: Option<f64>,
+    /// Unix time this host booted (/proc/stat btime): uptime stamps of this
+    /// boot's own log become wall-clock times, and dated lines of a file
+    /// are this boot's when they come after it.
+    pub boot_time: Option<f64>,
+    /// Seconds east of UTC, for the formats printed in local time (`dmesg
+    /// -T`, syslog, `journalctl` short).
+    pub utc_offset: i32,
+    /// The log is this boot's own (/dev/kmsg): every line is from this boot
+    /// and its uptime stamps can be dated. Uptime stamps in a file may come
+    /// from any boot, so their age is unknown.
+    pub this_boot: bool,
+}
+
+/// When a line was logged: the text as the log printed it, seconds since
+/// boot when the format carries them (kmsg, plain dmesg), and the Unix time
+/// when it can be known.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Stamp {
     pub text: String,
     pub since_boot: Option<f64>,
+    pub at: Option<f64>,
+}
+
+/// Part of a group's lines: how many, the rate-limited drops after them,
+/// and how recent the newest is.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Tally {
+    pub lines: u64,
+    /// `net_ratelimit: N callbacks suppressed` right after these lines.
+    pub suppressed: u64,
+    /// Lines whose wall-clock time cannot be known (uptime stamps in a file,
+    /// or no stamp at all).
+    pub undated: u64,
+    /// The newest dated line.
+    pub newest: Option<Stamp>,
+}
+
+impl Tally {
+    fn add(&mut self, stamp: Option<&Stamp>) {
+        self.lines += 1;
+        match stamp.and_then(|s| s.at.map(|at| (s, at))) {
+            Some((s, at)) => {
+                if self
+                    .newest
+                    .as_ref()
+                    .and_then(|n| n.at)
+                    .is_none_or(|n| at >= n)
+                {
+                    self.newest = Some(s.clone());
+                }
+            }
+            None => self.undated += 1,
+        }
+    }
+
+    /// Drops these lines prove: each logged line is one dropped packet, each
+    /// suppressed callback one more (net_ratelimit, KERNEL.md section 3).
+    pub fn implied_drops(&self) -> u64 {
+        self.lines.saturating_add(self.suppressed)
+    }
 }
 
 /// Table-full messages of one network namespace (`None`: the message did
@@ -29,6 +95,13 @@ pub struct TableFull {
     pub last: Option<Stamp>,
     /// The message as printed, e.g. `nf_conntrack: table full, dropping packet.`
     pub text: String,
+    /// Lines known to be from this boot: all of /dev/kmsg, and lines of a
+    /// file dated after this boot started. Only these can be weighed
+    /// against this boot's drop counters.
+    pub this_boot: Tally,
+    /// The others (an earlier boot, another host, or of unknown date):
+    /// judged by their own age.
+    pub other: Tally,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -41,6 +114,12 @@ pub struct LogScan {
     /// large for contiguous memory.
     pub vmalloc_fallbacks: u64,
     pub last_vmalloc: Option<Stamp>,
+    /// Lines longer than [`MAX_LINE`], skipped unread, and the first one's
+    /// line number.
+    pub skipped_long: u64,
+    pub first_skipped: Option<u64>,
+    /// Table-full lines of namespaces beyond [`MAX_GROUPS`], counted only.
+    pub ungrouped: u64,
 }
 
 impl LogScan {
@@ -48,6 +127,16 @@ impl LogScan {
         self.table_full.iter().map(|t| t.count).sum()
     }
 }
+
+/// The longest line read: kernel messages are at most 1 KiB (printk's
+/// PRINTKRB_RECORD_MAX), syslog and journal add a prefix; longer lines are
+/// not kernel messages and are skipped.
+pub const MAX_LINE: usize = 64 * 1024;
+/// A "line" this long is not text (e.g. `--kernel-log /dev/zero`): stop.
+pub const MAX_RUN: u64 = 256 << 20;
+/// Distinct namespaces tracked; more (a log crafted to exhaust memory) are
+/// only counted.
+pub const MAX_GROUPS: usize = 4096;
 
 #[allow(clippy::expect_used)] // constant patterns, checked by the tests
 fn re(pattern: &str) -> Regex {
@@ -61,7 +150,7 @@ static DMESG_T: LazyLock<Regex> = LazyLock::new(|| {
 });
 static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ kernel: (?:\[\s*(\d+\.\d+)\] )?(.*)$",
+        r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\S+) \S+ kernel: (?:\[\s*(\d+\.\d+)\] )?(.*)$",
     )
 });
 static FULL: LazyLock<Regex> = LazyLock::new(|| {
@@ -73,101 +162,313 @@ static RATELIMIT: LazyLock<Regex> =
     LazyLock::new(|| re(r"^net_ratelimit: (\d+) callbacks suppressed"));
 static VMALLOC: LazyLock<Regex> = LazyLock::new(|| re(r"^nf_conntrack: falling back to vmalloc"));
 
-/// Split a log line into its timestamp and the kernel's message.
-fn split(line: &str) -> (Option<Stamp>, &str) {
-    if let Some(c) = KMSG.captures(line) {
-        let usec: f64 = c[3].parse().unwrap_or(0.0);
-        let secs = usec / 1e6;
-        let msg = c.get(4).map_or("", |m| m.as_str());
-        return (
-            Some(Stamp {
+/// Unix seconds of a naive local time.
+fn local(t: NaiveDateTime, ctx: &Context) -> f64 {
+    let utc = t.and_utc();
+    utc.timestamp() as f64 + f64::from(utc.timestamp_subsec_micros()) / 1e6
+        - f64::from(ctx.utc_offset)
+}
+
+/// `Nov 20 03:12:01[.123456]` (syslog, journalctl short): this year, or
+/// the year before when this year would be more than a day ahead of now (a
+/// day of slack: another host's clock or time zone may differ from ours,
+/// and a few hours ahead is that, not last year).
+fn syslog_time(text: &str, ctx: &Context) -> Option<f64> {
+    let now = ctx.now?;
+    let year = DateTime::from_timestamp(now as i64 + i64::from(ctx.utc_offset), 0)?.year();
+    let parse = |y: i32| {
+        NaiveDateTime::parse_from_str(&format!("{y} {text}"), "%Y %b %e %H:%M:%S%.f")
+            .ok()
+            .map(|t| local(t, ctx))
+    };
+    let this_year = parse(year)?;
+    if this_year > now + 86_400.0 {
+        parse(year - 1)
+    } else {
+        Some(this_year)
+    }
+}
+
+/// `2026-11-26T13:40:00[.123456](+0000|+00:00|Z|)` (journalctl short-iso,
+/// rsyslog's RFC 3339 format); without an offset, local time.
+fn iso_time(text: &str, ctx: &Context) -> Option<f64> {
+    let secs = |d: DateTime<chrono::FixedOffset>| {
+        d.timestamp() as f64 + f64::from(d.timestamp_subsec_micros()) / 1e6
+    };
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .or_else(|| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z").ok())
+        .map(secs)
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| local(t, ctx))
+        })
+}
+
+/// An uptime stamp's Unix time, only for this boot's own log.
+fn uptime_time(secs: f64, ctx: &Context) -> Option<f64> {
+    ctx.this_boot
+        .then_some(ctx.boot_time)
+        .flatten()
+        .map(|b| b + secs)
+}
+
+/// A line's timestamp as printed, dated only when needed (most lines are
+/// not about conntrack, and parsing dates is the costly part).
+#[derive(Debug, Clone, Copy)]
+enum Raw<'a> {
+    /// Seconds since boot: /dev/kmsg's microseconds.
+    Kmsg(f64),
+    /// Seconds since boot as plain dmesg printed them.
+    Uptime(&'a str, f64),
+    /// `dmesg -T`.
+    Ctime(&'a str),
+    /// syslog / journal, with the kernel's uptime stamp when present.
+    Syslog(&'a str, Option<f64>),
+}
+
+impl Raw<'_> {
+    fn stamp(self, ctx: &Context) -> Stamp {
+        match self {
+            Raw::Kmsg(secs) => Stamp {
                 text: format!("{secs:.6}"),
                 since_boot: Some(secs),
-            }),
-            msg,
-        );
+                at: uptime_time(secs, ctx),
+            },
+            Raw::Uptime(text, secs) => Stamp {
+                text: text.to_string(),
+                since_boot: Some(secs),
+                at: uptime_time(secs, ctx),
+            },
+            Raw::Ctime(text) => Stamp {
+                text: text.to_string(),
+                since_boot: None,
+                at: NaiveDateTime::parse_from_str(text, "%a %b %e %H:%M:%S %Y")
+                    .ok()
+                    .map(|t| local(t, ctx)),
+            },
+            Raw::Syslog(text, since_boot) => Stamp {
+                text: text.to_string(),
+                since_boot,
+                at: if text.contains('T') {
+                    iso_time(text, ctx)
+                } else {
+                    syslog_time(text, ctx)
+                },
+            },
+        }
+    }
+}
+
+/// Split a log line into its timestamp and the kernel's message.
+fn split(line: &str) -> (Option<Raw<'_>>, &str) {
+    if let Some(c) = KMSG.captures(line) {
+        let usec: f64 = c[3].parse().unwrap_or(0.0);
+        let msg = c.get(4).map_or("", |m| m.as_str());
+        return (Some(Raw::Kmsg(usec / 1e6)), msg);
     }
     if let Some(c) = DMESG.captures(line) {
         let secs: f64 = c[1].parse().unwrap_or(0.0);
         let msg = c.get(2).map_or("", |m| m.as_str());
-        return (
-            Some(Stamp {
-                text: c[1].to_string(),
-                since_boot: Some(secs),
-            }),
-            msg,
-        );
+        let text = c.get(1).map_or("", |m| m.as_str());
+        return (Some(Raw::Uptime(text, secs)), msg);
     }
     if let Some(c) = DMESG_T.captures(line) {
         let msg = c.get(2).map_or("", |m| m.as_str());
-        return (
-            Some(Stamp {
-                text: c[1].to_string(),
-                since_boot: None,
-            }),
-            msg,
-        );
+        let text = c.get(1).map_or("", |m| m.as_str());
+        return (Some(Raw::Ctime(text)), msg);
     }
     if let Some(c) = SYSLOG.captures(line) {
         let since_boot = c.get(2).and_then(|m| m.as_str().parse().ok());
         let msg = c.get(3).map_or("", |m| m.as_str());
-        return (
-            Some(Stamp {
-                text: c[1].to_string(),
-                since_boot,
-            }),
-            msg,
-        );
+        let text = c.get(1).map_or("", |m| m.as_str());
+        return (Some(Raw::Syslog(text, since_boot)), msg);
     }
     (None, line)
 }
 
-/// Scan log lines (any of the supported formats, even mixed).
-pub fn scan<'a>(lines: impl IntoIterator<Item = &'a str>) -> LogScan {
-    let mut out = LogScan::default();
-    let mut groups: BTreeMap<Option<u64>, TableFull> = BTreeMap::new();
-    // The group whose message was the previous kernel line, for attributing
-    // a following `net_ratelimit` line.
-    let mut previous: Option<Option<u64>> = None;
-    for line in lines {
+/// Streams log lines into a [`LogScan`].
+#[derive(Debug)]
+pub struct Scanner {
+    ctx: Context,
+    out: LogScan,
+    groups: BTreeMap<Option<u64>, TableFull>,
+    /// The group and part (this boot or not) of the previous kernel line,
+    /// for attributing a following `net_ratelimit` line.
+    previous: Option<(Option<u64>, bool)>,
+}
+
+impl Scanner {
+    pub fn new(ctx: Context) -> Self {
+        Self {
+            ctx,
+            out: LogScan::default(),
+            groups: BTreeMap::new(),
+            previous: None,
+        }
+    }
+
+    /// Whether a line stamped so is known to be from this boot.
+    fn of_this_boot(&self, stamp: Option<&Stamp>) -> bool {
+        if self.ctx.this_boot {
+            return true;
+        }
+        match (stamp.and_then(|s| s.at), self.ctx.boot_time) {
+            (Some(at), Some(boot)) => at >= boot,
+            _ => false,
+        }
+    }
+
+    pub fn line(&mut self, line: &str) {
         // kmsg continuation lines (" SUBSYSTEM=...") and blank lines.
         if line.starts_with(' ') || line.trim().is_empty() {
-            continue;
+            return;
         }
-        out.lines += 1;
-        let (stamp, msg) = split(line.trim_end());
-        if out.first.is_none() {
-            out.first.clone_from(&stamp);
+        self.out.lines += 1;
+        let (raw, msg) = split(line.trim_end());
+        let ctx = self.ctx;
+        let stamp = || raw.map(|r| r.stamp(&ctx));
+        if self.out.first.is_none() {
+            self.out.first = stamp();
         }
         if let Some(c) = FULL.captures(msg) {
+            let stamp = stamp();
             let netns = c.get(1).and_then(|m| m.as_str().parse().ok());
-            let g = groups.entry(netns).or_insert_with(|| TableFull {
+            let this_boot = self.of_this_boot(stamp.as_ref());
+            if !self.groups.contains_key(&netns) && self.groups.len() >= MAX_GROUPS {
+                self.out.ungrouped += 1;
+                self.previous = None;
+                return;
+            }
+            let g = self.groups.entry(netns).or_insert_with(|| TableFull {
                 netns_inode: netns,
                 count: 0,
                 suppressed: 0,
                 first: stamp.clone(),
                 last: None,
                 text: msg.to_string(),
+                this_boot: Tally::default(),
+                other: Tally::default(),
             });
             g.count += 1;
+            if this_boot {
+                g.this_boot.add(stamp.as_ref());
+            } else {
+                g.other.add(stamp.as_ref());
+            }
             g.last = stamp;
-            previous = Some(netns);
+            self.previous = Some((netns, this_boot));
         } else if let Some(c) = RATELIMIT.captures(msg) {
-            if let Some(key) = previous
-                && let Some(g) = groups.get_mut(&key)
+            if let Some((key, this_boot)) = self.previous
+                && let Some(g) = self.groups.get_mut(&key)
             {
-                g.suppressed += c[1].parse::<u64>().unwrap_or(0);
+                let n = c[1].parse::<u64>().unwrap_or(0);
+                g.suppressed = g.suppressed.saturating_add(n);
+                let part = if this_boot {
+                    &mut g.this_boot
+                } else {
+                    &mut g.other
+                };
+                part.suppressed = part.suppressed.saturating_add(n);
             }
         } else {
             if VMALLOC.is_match(msg) {
-                out.vmalloc_fallbacks += 1;
-                out.last_vmalloc = stamp;
+                self.out.vmalloc_fallbacks += 1;
+                self.out.last_vmalloc = stamp();
             }
-            previous = None;
+            self.previous = None;
         }
     }
-    out.table_full = groups.into_values().collect();
-    out
+
+    /// A line longer than [`MAX_LINE`] (1-based number), skipped unread.
+    pub fn skipped(&mut self, line_number: u64) {
+        self.out.skipped_long += 1;
+        self.out.first_skipped.get_or_insert(line_number);
+        self.previous = None;
+    }
+
+    pub fn finish(mut self) -> LogScan {
+        self.out.table_full = self.groups.into_values().collect();
+        self.out
+    }
+}
+
+/// Scan log lines (any of the supported formats, even mixed) of unknown
+/// origin and date.
+pub fn scan<'a>(lines: impl IntoIterator<Item = &'a str>) -> LogScan {
+    scan_with(lines, Context::default())
+}
+
+/// Scan log lines, dated with `ctx`.
+pub fn scan_with<'a>(lines: impl IntoIterator<Item = &'a str>, ctx: Context) -> LogScan {
+    let mut s = Scanner::new(ctx);
+    for line in lines {
+        s.line(line);
+    }
+    s.finish()
+}
+
+/// Scan a log as a stream: memory stays bounded by [`MAX_LINE`] whatever
+/// the input's size. Lines longer than that are skipped and counted; a run
+/// of [`MAX_RUN`] bytes without a line break is an error (not a text log).
+pub fn scan_reader(mut r: impl BufRead, ctx: Context) -> io::Result<LogScan> {
+    let mut s = Scanner::new(ctx);
+    let mut line: Vec<u8> = Vec::with_capacity(1024);
+    let mut overlong = false;
+    let mut run: u64 = 0;
+    let mut number: u64 = 0;
+    let end = |s: &mut Scanner, line: &mut Vec<u8>, overlong: bool, number: u64| {
+        if overlong {
+            s.skipped(number);
+        } else {
+            s.line(&String::from_utf8_lossy(line));
+        }
+        line.clear();
+    };
+    loop {
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            if !line.is_empty() || overlong {
+                end(&mut s, &mut line, overlong, number + 1);
+            }
+            break;
+        }
+        let newline = buf.iter().position(|&b| b == b'\n');
+        let chunk = &buf[..newline.unwrap_or(buf.len())];
+        run += chunk.len() as u64;
+        if !overlong {
+            if line.len() + chunk.len() > MAX_LINE {
+                overlong = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = chunk.len() + usize::from(newline.is_some());
+        r.consume(used);
+        if run > MAX_RUN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "line {}: over {} MiB without a line break: not a text log",
+                    number + 1,
+                    MAX_RUN >> 20
+                ),
+            ));
+        }
+        if newline.is_some() {
+            number += 1;
+            end(&mut s, &mut line, overlong, number);
+            overlong = false;
+            run = 0;
+        }
+    }
+    Ok(s.finish())
 }
 
 #[cfg(test)]
@@ -256,5 +557,182 @@ mod tests {
             "\u{fffd}\u{0}[[[",
         ]);
         assert_eq!((s.lines, s.total_full()), (3, 0));
+    }
+
+    /// 2026-11-26 14:00:00 UTC.
+    const NOW: f64 = 1_795_701_600.0;
+
+    fn at(line: &str, ctx: Context) -> Option<f64> {
+        let s = scan_with([line], ctx);
+        s.table_full[0].last.as_ref().and_then(|s| s.at)
+    }
+
+    #[test]
+    fn every_dated_format_gives_a_wall_clock_time() {
+        let ctx = Context {
+            now: Some(NOW),
+            boot_time: Some(NOW - 3600.0),
+            utc_offset: 0,
+            this_boot: false,
+        };
+        let msg = "nf_conntrack: nf_conntrack: table full, dropping packet";
+        let t1340 = NOW - 1200.0;
+        for (line, want) in [
+            (format!("[Thu Nov 26 13:40:00 2026] {msg}"), Some(t1340)),
+            (format!("Nov 26 13:40:00 gw kernel: {msg}"), Some(t1340)),
+            (
+                format!("Nov 26 13:40:00.250000 gw kernel: {msg}"),
+                Some(t1340 + 0.25),
+            ),
+            (
+                format!("2026-11-26T13:40:00+0000 gw kernel: {msg}"),
+                Some(t1340),
+            ),
+            (
+                format!("2026-11-26T15:40:00+02:00 gw kernel: {msg}"),
+                Some(t1340),
+            ),
+            (
+                format!("2026-11-26T13:40:00.5Z gw kernel: {msg}"),
+                Some(t1340 + 0.5),
+            ),
+            // Plain dmesg in a file: uptime of an unknown boot.
+            (format!("[ 2400.000000] {msg}"), None),
+            (format!("4,1,2400000000,-;{msg}"), None),
+        ] {
+            assert_eq!(at(&line, ctx), want, "{line}");
+        }
+        // Local-time formats follow the given offset (UTC+1 here).
+        let cet = Context {
+            utc_offset: 3600,
+            ..ctx
+        };
+        assert_eq!(
+            at(&format!("[Thu Nov 26 14:40:00 2026] {msg}"), cet),
+            Some(t1340)
+        );
+        assert_eq!(
+            at(&format!("Nov 26 14:40:00 gw kernel: {msg}"), cet),
+            Some(t1340)
+        );
+        // This boot's own log: uptime stamps are dated from the boot time.
+        let kmsg = Context {
+            this_boot: true,
+            ..ctx
+        };
+        assert_eq!(
+            at(&format!("4,1,2400000000,-;{msg}"), kmsg),
+            Some(NOW - 1200.0)
+        );
+        assert_eq!(
+            at(&format!("[ 2400.000000] {msg}"), kmsg),
+            Some(NOW - 1200.0)
+        );
+    }
+
+    #[test]
+    fn syslog_line_without_a_year_is_last_year_when_this_year_is_ahead() {
+        let ctx = Context {
+            now: Some(NOW),
+            ..Context::default()
+        };
+        let msg = "nf_conntrack: table full, dropping packet.";
+        // Dec 31 of 2026 is a month ahead of now: it was 2025-12-31.
+        assert_eq!(
+            at(&format!("Dec 31 23:00:00 gw kernel: {msg}"), ctx),
+            Some(1_767_222_000.0)
+        );
+        // Earlier this year: this year.
+        assert_eq!(
+            at(&format!("Jan  2 00:00:00 gw kernel: {msg}"), ctx),
+            Some(1_767_312_000.0)
+        );
+        // Without a clock there is no year to give it.
+        assert_eq!(
+            at(
+                &format!("Jan  2 00:00:00 gw kernel: {msg}"),
+                Context::default()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn lines_split_into_this_boot_and_others_with_their_suppressed_drops() {
+        let ctx = Context {
+            now: Some(NOW),
+            boot_time: Some(NOW - 600.0),
+            utc_offset: 0,
+            this_boot: false,
+        };
+        let s = scan_with(
+            [
+                "Nov 26 13:00:00 gw kernel: nf_conntrack: nf_conntrack: table full in netns 9, dropping packet",
+                "Nov 26 13:00:01 gw kernel: net_ratelimit: 7 callbacks suppressed",
+                "Nov 26 13:55:00 gw kernel: nf_conntrack: nf_conntrack: table full in netns 9, dropping packet",
+                "Nov 26 13:55:01 gw kernel: net_ratelimit: 3 callbacks suppressed",
+                "[ 12.5] nf_conntrack: nf_conntrack: table full in netns 9, dropping packet",
+            ],
+            ctx,
+        );
+        let g = &s.table_full[0];
+        assert_eq!((g.count, g.suppressed), (3, 10));
+        assert_eq!(
+            (
+                g.this_boot.lines,
+                g.this_boot.suppressed,
+                g.this_boot.undated
+            ),
+            (1, 3, 0)
+        );
+        assert_eq!(
+            g.this_boot.newest.as_ref().and_then(|s| s.at),
+            Some(NOW - 300.0)
+        );
+        assert_eq!(
+            (g.other.lines, g.other.suppressed, g.other.undated),
+            (2, 7, 1)
+        );
+        assert_eq!(
+            g.other.newest.as_ref().and_then(|s| s.at),
+            Some(NOW - 3600.0)
+        );
+        assert_eq!(g.this_boot.implied_drops(), 4);
+    }
+
+    const FULL_LINE: &str = "[ 1.0] nf_conntrack: nf_conntrack: table full, dropping packet\n";
+
+    #[test]
+    fn over_long_line_is_skipped_and_the_next_line_still_counts() {
+        let mut input = FULL_LINE.as_bytes().to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE + 1));
+        input.push(b'\n');
+        input.extend_from_slice(FULL_LINE.as_bytes());
+        // No newline at the end: the last line still counts.
+        input.extend_from_slice(FULL_LINE.trim_end().as_bytes());
+        let s = scan_reader(io::Cursor::new(input), Context::default()).expect("scan");
+        assert_eq!((s.skipped_long, s.first_skipped), (1, Some(2)));
+        assert_eq!((s.lines, s.total_full()), (3, 3));
+    }
+
+    #[test]
+    fn endless_line_is_an_error_not_unbounded_memory() {
+        // `--kernel-log /dev/zero`: never a line break.
+        let e = scan_reader(io::BufReader::new(io::repeat(0)), Context::default())
+            .expect_err("not a text log");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            e.to_string(),
+            "line 1: over 256 MiB without a line break: not a text log"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_and_nul_runs_are_read_as_text() {
+        let mut input = vec![0u8; 5000];
+        input.extend_from_slice(b"\xff\xfe\n");
+        input.extend_from_slice(FULL_LINE.as_bytes());
+        let s = scan_reader(io::Cursor::new(input), Context::default()).expect("scan");
+        assert_eq!((s.lines, s.total_full(), s.skipped_long), (2, 1, 0));
     }
 }
