@@ -195,3 +195,30 @@ pub struct Facts {
     pub cloud: Vec<Allowance>,
     pub unreadable: Vec<Unreadable>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctmodel::text::{Line, parse_line};
+
+    #[test]
+    fn mix_counts_entries_that_carry_an_extension_area() {
+        // 14 entries captured on 6.18 with nf_conntrack_acct=1: every one
+        // shows counters; one SNAT, one DNAT, one in zone 7.
+        let text = include_str!("../../ctmodel/tests/fixtures/extended.txt");
+        let mut mix = Mix::default();
+        for line in text.lines() {
+            if let Ok(Line::Entry(e)) = parse_line(line.as_bytes()) {
+                mix.add(&e, None);
+            }
+        }
+        assert_eq!(
+            (mix.entries, mix.counters, mix.nat, mix.zones, mix.labels),
+            (14, 14, 2, 1, 0)
+        );
+        assert_eq!(mix.with_extension, 14);
+        let mut twice = mix.clone();
+        twice.merge(mix);
+        assert_eq!((twice.nat, twice.with_extension), (4, 28));
+    }
+}

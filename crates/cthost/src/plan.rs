@@ -132,6 +132,36 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// The smallest RAM `--memory` accepts: below this no kernel boots with
+/// conntrack, and 0 would make every share of RAM meaningless.
+pub const MIN_MEMORY: u64 = 1 << 20;
+
+/// `--memory`: a size of at least 1 MiB.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < MIN_MEMORY {
+        return Err(format!(
+            "{s:?}: RAM must be at least 1 MiB ({MIN_MEMORY} bytes)"
+        ));
+    }
+    Ok(n)
+}
+
+/// `--headroom`: a finite number of at least 1 (a peak x headroom that
+/// exceeds the kernel's limit is clamped and reported by the plan).
+pub fn parse_headroom(s: &str) -> Result<f64, String> {
+    let h: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number of at least 1 (e.g. 1.5, 2)"))?;
+    if !h.is_finite() || h < 1.0 {
+        return Err(format!(
+            "{s:?}: must be a finite number of at least 1 (1 = exactly the peak)"
+        ));
+    }
+    Ok(h)
+}
+
 /// `2%` or a size.
 pub fn parse_budget(s: &str) -> Result<Budget, String> {
     match s.trim().strip_suffix('%') {
@@ -1095,5 +1125,167 @@ mod tests {
         assert!(ipt.contains("-A PREROUTING -p tcp -m tcp --dport 80 -j CT --notrack\n"));
         assert!(ipt.contains("-I INPUT 1 -m conntrack --ctstate UNTRACKED -j ACCEPT\n"));
         assert!(render_text(&p).contains("nf_conntrack_max = 262144"));
+    }
+
+    /// A 6.18 host with 24 GiB, 256-byte slab objects and the given table.
+    fn host(count: u64, max: u64, drops: u64) -> Facts {
+        Facts {
+            kernel: Some("6.18.44-fc-v657".into()),
+            netns_inode: Some(1),
+            init_netns_inode: Some(1),
+            conntrack_loaded: true,
+            count: Some(count),
+            max: Some(max),
+            buckets: Some(max),
+            mix: Some(Mix {
+                entries: count,
+                assured: count,
+                ..Mix::default()
+            }),
+            slab: Some(crate::slab::SlabCache {
+                active_objs: count,
+                num_objs: count,
+                objsize: 256,
+            }),
+            mem_total: Some(24 * GIB),
+            counters: Some(crate::facts::Counters {
+                source: "test".into(),
+                values: [("drop".to_string(), drops)].into(),
+            }),
+            ..Facts::default()
+        }
+    }
+
+    fn check_suggests(f: &Facts) -> u64 {
+        let r = crate::diagnose::diagnose(f, &crate::diagnose::Thresholds::default());
+        let fill = r
+            .findings
+            .iter()
+            .find(|x| x.id == "table.fill")
+            .expect("table.fill");
+        let cmd = fill
+            .fix
+            .iter()
+            .find_map(|l| l.strip_prefix("sysctl -w net.netfilter.nf_conntrack_max="))
+            .expect("a sysctl fix");
+        cmd.parse().expect("a number")
+    }
+
+    #[test]
+    fn check_and_plan_suggest_the_same_max_for_the_same_facts() {
+        // (count, max, drops): 88% full without drops; full with drops;
+        // a big table whose default is far below the need.
+        for (count, max, drops) in [
+            (230_000, 262_144, 0),
+            (262_144, 262_144, 5_000),
+            (1_900_000, 2_000_000, 0),
+            (900, 1_000, 3),
+        ] {
+            let f = host(count, max, drops);
+            let p = plan(host_inputs(&f, 4).expect("inputs")).expect("plan");
+            assert_eq!(
+                check_suggests(&f),
+                p.settings.nf_conntrack_max,
+                "count {count} max {max} drops {drops}"
+            );
+        }
+        // The figures themselves, written out: 230000 x 2 rounded up to 512;
+        // a full table (drops) sizes from max.
+        let f = host(230_000, 262_144, 0);
+        assert_eq!(check_suggests(&f), 460_288);
+        assert_eq!(check_suggests(&host(262_144, 262_144, 1)), 524_288);
+        assert_eq!(check_suggests(&host(900, 1_000, 3)), 262_144); // the kernel default
+    }
+
+    #[test]
+    fn check_memory_counts_the_extension_area_of_nat_entries() {
+        let mut f = host(1_000, 262_144, 0);
+        let r = crate::diagnose::diagnose(&f, &crate::diagnose::Thresholds::default());
+        assert_eq!(r.summary.extension.bytes, 0);
+        assert_eq!(r.summary.memory_at_max, Some(262_144 * 256 + 262_144 * 8));
+        if let Some(m) = f.mix.as_mut() {
+            m.nat = 40;
+            m.with_extension = 40;
+        }
+        let r = crate::diagnose::diagnose(&f, &crate::diagnose::Thresholds::default());
+        assert_eq!(r.summary.extension.bytes, 128);
+        assert_eq!(
+            r.summary.memory_at_max,
+            Some(262_144 * (256 + 128) + 262_144 * 8)
+        );
+        let mem = r
+            .findings
+            .iter()
+            .find(|x| x.id == "memory")
+            .expect("memory");
+        assert!(
+            mem.evidence.iter().any(|e| e
+                == "+ 128 B extension area per entry: 40 of 1000 entries in the table carry one (40 NAT)"),
+            "{:?}",
+            mem.evidence
+        );
+        // The sysctl alone is enough, with the table not dumped.
+        f.mix = None;
+        f.extension_sysctls = [("nf_conntrack_acct".to_string(), 1)].into();
+        let r = crate::diagnose::diagnose(&f, &crate::diagnose::Thresholds::default());
+        assert_eq!(r.summary.extension.reasons, ["nf_conntrack_acct=1"]);
+        // plan explains the same assumption.
+        let mut f = host(1_000, 262_144, 0);
+        f.extension_sysctls = [("nf_conntrack_timestamp".to_string(), 1)].into();
+        let p = plan(host_inputs(&f, 4).expect("inputs")).expect("plan");
+        assert_eq!(p.memory_at_max, 262_144 * (256 + 128) + 262_144 * 8);
+        assert!(
+            p.sizing.iter().any(|l| l.contains(
+                "(256 B slab object size, + 128 B extension area per entry: nf_conntrack_timestamp=1)"
+            )),
+            "{:?}",
+            p.sizing
+        );
+    }
+
+    #[test]
+    fn plan_clamps_absurd_peaks_and_says_the_peak_cannot_be_covered() {
+        for (peak, headroom) in [
+            (u64::MAX, 2.0),
+            (9_223_372_036_854_775_808, 2.0),
+            (1_000, 1e30),
+            (1_000, f64::INFINITY),
+        ] {
+            let mut i = inputs(8 * GIB, "6.18", peak);
+            i.headroom = headroom;
+            let p = plan(i).expect("plan");
+            assert_eq!(
+                p.settings.nf_conntrack_max, 2_147_483_136,
+                "{peak} x {headroom}"
+            );
+            assert_eq!(p.settings.hashsize, 268_434_944);
+            assert!(p.memory_at_max > 0);
+        }
+        let p = plan(inputs(8 * GIB, "6.18", u64::MAX)).expect("plan");
+        assert!(
+            p.warnings.iter().any(
+                |w| w.starts_with("the peak of 18446744073709551615 entries cannot be covered")
+            ),
+            "{:?}",
+            p.warnings
+        );
+        let mut i = inputs(8 * GIB, "6.18", 1_000);
+        i.headroom = f64::NAN;
+        assert!(matches!(plan(i), Err(PlanError::Headroom(_))));
+    }
+
+    #[test]
+    fn usage_parsers_reject_zero_and_non_finite() {
+        assert!(parse_memory("0").is_err());
+        assert!(parse_memory("1M").is_ok());
+        for bad in ["0", "-1", "0.5", "inf", "nan", "NaN", "x"] {
+            assert!(parse_headroom(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_headroom("1e30"), Ok(1e30));
+        assert_eq!(slab_memtotal_saturates(), Some(u64::MAX));
+    }
+
+    fn slab_memtotal_saturates() -> Option<u64> {
+        crate::slab::parse_memtotal("MemTotal: 18446744073709551615 kB\n")
     }
 }
