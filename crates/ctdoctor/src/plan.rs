@@ -171,8 +171,8 @@ pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
             bytes: 0,
             reasons: vec!["included in --entry-bytes".into()],
         },
-        (None, Some(f)) => plan::extension(mix.as_ref(), &f.extension_sysctls),
-        (None, None) if mix.is_some() => plan::extension(mix.as_ref(), &Default::default()),
+        (None, Some(f)) => plan::extension(mix.as_ref(), &f.extension_sysctls, &f.rules.nat),
+        (None, None) if mix.is_some() => plan::extension(mix.as_ref(), &Default::default(), &[]),
         (None, None) => plan::profile_extension(a.profile),
     };
     // A NAT profile NATs every forwarded connection, seen yet or not.

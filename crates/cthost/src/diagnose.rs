@@ -287,9 +287,13 @@ fn memory(s: &Summary) -> Option<Finding> {
             s.entry_bytes
         )
     };
+    let ext = match s.extension.bytes {
+        0 => String::new(),
+        b => format!(" + {b} B extension area"),
+    };
     let mut evidence = vec![
         format!(
-            "now: {} ({label}, plus 8 B per bucket)",
+            "now: {} ({label}{ext}, plus 8 B per bucket)",
             mib(s.memory_now.unwrap_or(0))
         ),
         s.extension.describe(),
@@ -746,7 +750,7 @@ impl Summary {
 /// Summarise the facts into headline numbers.
 pub fn summarize(f: &Facts) -> Summary {
     let (entry_bytes, estimated) = crate::plan::object_bytes(f);
-    let extension = crate::plan::extension(f.mix.as_ref(), &f.extension_sysctls);
+    let extension = crate::plan::extension(f.mix.as_ref(), &f.extension_sysctls, &f.rules.nat);
     let per_entry = entry_bytes.saturating_add(extension.bytes);
     let buckets_bytes = f.buckets.map(|b| b.saturating_mul(8));
     Summary {

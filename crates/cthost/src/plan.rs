@@ -531,7 +531,7 @@ pub fn host_inputs(f: &Facts, cpus: u32) -> Option<Inputs> {
         budget: None,
         entry_bytes,
         entry_bytes_estimated,
-        extension: extension(f.mix.as_ref(), &f.extension_sysctls),
+        extension: extension(f.mix.as_ref(), &f.extension_sysctls, &f.rules.nat),
         current_timeouts: f.timeouts.clone(),
         mix: f.mix.clone(),
         notrack_ports: vec![],
