@@ -651,7 +651,7 @@ pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
         i.entry_total(),
         i.entry_bytes,
         if i.entry_bytes_estimated {
-            "estimate: slabinfo unreadable"
+            "estimate: another machine, or slabinfo unreadable"
         } else {
             "slab object size"
         },
