@@ -269,7 +269,7 @@ fn chains(s: &Summary) -> Option<Finding> {
         evidence: vec![format!("{} entries hashed twice into {buckets} buckets", s.count.unwrap_or(0))],
         fix: vec![format!(
             "echo {} > /sys/module/nf_conntrack/parameters/hashsize   # initial namespace; resizing rehashes live",
-            max.max(buckets * 4)
+            max.max(buckets.saturating_mul(4))
         )],
     })
 }
