@@ -28,13 +28,13 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Total RAM of the target machine (bytes, or K/M/G/T, KiB/MiB/GiB);
-    /// default: this machine's.
-    #[arg(long, value_name = "SIZE", value_parser = plan::parse_size)]
+    /// Total RAM of the target machine (bytes, or K/M/G/T, KiB/MiB/GiB;
+    /// at least 1 MiB); default: this machine's.
+    #[arg(long, value_name = "SIZE", value_parser = plan::parse_memory)]
     pub memory: Option<u64>,
 
-    /// CPUs of the target machine; default: this machine's.
-    #[arg(long, value_name = "N")]
+    /// CPUs of the target machine (1 to 65536); default: this machine's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub cpus: Option<u32>,
 
     /// Kernel version of the target machine (e.g. 5.10.0); default: this one's.
@@ -55,17 +55,23 @@ pub struct PlanArgs {
     #[arg(long, default_value = "web", value_parser = str::parse::<Profile>)]
     pub profile: Profile,
 
-    /// Multiply the peak by this (at least 1).
-    #[arg(long, default_value_t = 2.0)]
+    /// Multiply the peak by this (a finite number, at least 1).
+    #[arg(
+        long,
+        default_value_t = plan::DEFAULT_HEADROOM,
+        value_parser = plan::parse_headroom,
+        allow_negative_numbers = true
+    )]
     pub headroom: f64,
 
     /// Memory budget for a full table: a share of RAM (2%) or a size.
     #[arg(long, value_name = "PERCENT%|SIZE", value_parser = plan::parse_budget)]
     pub max_memory: Option<Budget>,
 
-    /// Bytes per entry (default: the slab object size from /proc/slabinfo,
-    /// else 256 as on 6.x).
-    #[arg(long, value_name = "BYTES")]
+    /// Bytes per entry, extension area included (64 to 65536; default: the
+    /// slab object size from /proc/slabinfo, else 256 as on 6.x, plus 128
+    /// when NAT, accounting, timestamps, labels, zones or helpers are in use).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(64..=65536))]
     pub entry_bytes: Option<u64>,
 
     /// Ports to exempt from tracking (NOTRACK rules): 80,443,53/udp.
@@ -97,11 +103,16 @@ impl Accumulate for MixAcc {
 }
 
 /// Build the plan inputs from flags and, where they are silent, this host.
+/// On this host the facts are the ones `check` reads (gather), turned into
+/// inputs by the same function (`plan::host_inputs`), so that check's
+/// suggested max and this plan agree (issue 7 section 7).
 pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
     let root = Root::default();
-    let ram = match a.memory {
-        Some(m) => m,
-        None => root
+    let planning_here = a.memory.is_none() && a.kernel.is_none();
+    let facts = planning_here.then(|| gather::gather(&gather::Options::default()));
+    let ram = match (a.memory, facts.as_ref().and_then(|f| f.mem_total)) {
+        (Some(m), _) | (None, Some(m)) => m,
+        (None, None) => root
             .read("/proc/meminfo", "")
             .ok()
             .and_then(|t| slab::parse_memtotal(&t))
@@ -115,30 +126,22 @@ pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
     };
     let kernel = Kernel::parse(&kernel_text)
         .with_context(|| format!("cannot parse kernel version {kernel_text:?}"))?;
-    let cpus = a
-        .cpus
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
-    let planning_here = a.memory.is_none() && a.kernel.is_none();
-    let current_timeouts = if planning_here {
-        gather::timeouts(&root)
-    } else {
-        Default::default()
-    };
+    let cpus = a.cpus.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+    });
+    let current_timeouts = facts
+        .as_ref()
+        .map(|f| f.timeouts.clone())
+        .unwrap_or_default();
     let established = current_timeouts
         .get("nf_conntrack_tcp_timeout_established")
         .copied();
-    let (entry_bytes, estimated) = match a.entry_bytes {
-        Some(b) => (b, false),
-        None => match root
-            .read("/proc/slabinfo", "root")
-            .ok()
-            .and_then(|t| slab::parse_slabinfo(&t))
-        {
-            Some(s) if planning_here => (s.objsize, false),
-            _ => (cthost::diagnose::ESTIMATED_ENTRY_BYTES, true),
-        },
+    let (entry_bytes, estimated) = match &facts {
+        Some(f) => plan::object_bytes(f),
+        None => (cthost::diagnose::ESTIMATED_ENTRY_BYTES, true),
     };
-    let mut mix = None;
+    let mut mix = facts.as_ref().and_then(|f| f.mix.clone());
     let mut peak = a.peak.map(|p| (p, "--peak".to_string()));
     if let Some(path) = &a.file {
         let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -158,25 +161,27 @@ pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
         }
         peak.get_or_insert((acc.mix.entries, format!("entries in {}", path.display())));
         mix = Some(acc.mix);
-    } else if planning_here {
-        if let Ok(mut ct) = ctnetlink::Conntrack::open() {
-            let mut m = Mix::default();
-            if ct
-                .dump(ctnetlink::Family::Any, |e| m.add(e, established))
-                .is_ok()
-            {
-                peak.get_or_insert((m.entries, "live count".into()));
-                mix = Some(m);
-            }
-        }
-        if peak.is_none()
-            && let Ok(c) = root.read_u64("/proc/sys/net/netfilter/nf_conntrack_count", "")
-        {
-            peak = Some((c, "live count".into()));
-        }
+    } else if let Some(f) = &facts {
+        peak = peak.or_else(|| plan::observed_peak(f));
     }
     let (peak, peak_source) =
         peak.context("no peak: pass --peak N (or --file DUMP), or run as root on the host")?;
+    let extension = match (a.entry_bytes, &facts) {
+        (Some(_), _) => plan::Extension {
+            bytes: 0,
+            reasons: vec!["included in --entry-bytes".into()],
+        },
+        (None, Some(f)) => plan::extension(mix.as_ref(), &f.extension_sysctls, &f.rules.nat),
+        (None, None) if mix.is_some() => plan::extension(mix.as_ref(), &Default::default(), &[]),
+        (None, None) => plan::profile_extension(a.profile),
+    };
+    // A NAT profile NATs every forwarded connection, seen yet or not.
+    let extension = if extension.bytes == 0 && a.entry_bytes.is_none() && a.profile != Profile::Web
+    {
+        plan::profile_extension(a.profile)
+    } else {
+        extension
+    };
     Ok(Inputs {
         ram,
         cpus,
@@ -186,8 +191,9 @@ pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
         headroom: a.headroom,
         profile: a.profile,
         budget: a.max_memory,
-        entry_bytes,
-        entry_bytes_estimated: estimated,
+        entry_bytes: a.entry_bytes.unwrap_or(entry_bytes),
+        entry_bytes_estimated: a.entry_bytes.is_none() && estimated,
+        extension,
         current_timeouts,
         mix,
         notrack_ports: a.notrack_port.clone(),

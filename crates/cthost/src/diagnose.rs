@@ -107,6 +107,8 @@ pub struct Summary {
     pub entry_bytes: u64,
     /// Whether `entry_bytes` is an estimate (slabinfo unreadable).
     pub entry_bytes_estimated: bool,
+    /// The extension area counted on top of `entry_bytes`, and why.
+    pub extension: crate::plan::Extension,
     pub memory_now: Option<u64>,
     pub memory_at_max: Option<u64>,
     pub mem_total: Option<u64>,
@@ -225,25 +227,30 @@ fn newer<'a>(a: Option<&'a Stamp>, b: Option<&'a Stamp>) -> Option<&'a Stamp> {
     }
 }
 
-/// The next power of two at least twice `n`, with a floor of 65536.
-fn suggested_max(n: u64) -> u64 {
-    (n.saturating_mul(2)).max(65_536).next_power_of_two()
+/// The new max and buckets: the one sizing policy `plan` uses (issue 7
+/// section 7), so check and plan never disagree on the same host.
+fn suggested(f: &Facts) -> Option<crate::plan::TableSize> {
+    crate::plan::suggest(f)
 }
 
-fn raise_fix(f: &Facts, new_max: u64, entry_bytes: u64) -> Vec<String> {
-    let cost = new_max * entry_bytes + new_max * 8;
+fn raise_fix(f: &Facts, size: Option<crate::plan::TableSize>, entry_bytes: u64) -> Vec<String> {
+    let Some(size) = size else {
+        return vec!["size a new limit with: ctdoctor plan".into()];
+    };
+    let (new_max, buckets) = (size.max, size.buckets);
     let mut fix = vec![
         format!("sysctl -w net.netfilter.nf_conntrack_max={new_max}"),
-        format!("echo {new_max} > /sys/module/nf_conntrack/parameters/hashsize"),
+        format!("echo {buckets} > /sys/module/nf_conntrack/parameters/hashsize"),
         format!(
-            "that is up to {} at {entry_bytes} B per entry plus 8 B per bucket, with an average chain of 2 (the 5.15+ default ratio)",
-            mib(cost)
+            "that is up to {} at {entry_bytes} B per entry plus 8 B per bucket, with an average chain of 2 (the 5.15+ default ratio); the same figures as ctdoctor plan (peak x {}, never below the kernel default)",
+            mib(size.memory_at_max),
+            crate::plan::DEFAULT_HEADROOM
         ),
         format!(
             "persist in /etc/sysctl.d/90-conntrack.conf: net.netfilter.nf_conntrack_max = {new_max}"
         ),
         format!(
-            "persist in /etc/modprobe.d/nf_conntrack.conf: options nf_conntrack hashsize={new_max}"
+            "persist in /etc/modprobe.d/nf_conntrack.conf: options nf_conntrack hashsize={buckets}"
         ),
     ];
     if f.netns_inode.is_some() && f.netns_inode != f.init_netns_inode {
@@ -311,7 +318,7 @@ fn table_fill(f: &Facts, s: &Summary, t: &Thresholds) -> Option<Finding> {
         )
     };
     let fix = if severity > Severity::Ok {
-        raise_fix(f, suggested_max(count.max(max)), s.entry_bytes)
+        raise_fix(f, suggested(f), s.entry_total())
     } else {
         vec![]
     };
@@ -333,7 +340,7 @@ fn chains(s: &Summary) -> Option<Finding> {
         evidence: vec![format!("{} entries hashed twice into {buckets} buckets", s.count.unwrap_or(0))],
         fix: vec![format!(
             "echo {} > /sys/module/nf_conntrack/parameters/hashsize   # initial namespace; resizing rehashes live",
-            max.max(buckets * 4)
+            max.max(buckets.saturating_mul(4))
         )],
     })
 }
@@ -351,11 +358,16 @@ fn memory(s: &Summary) -> Option<Finding> {
             s.entry_bytes
         )
     };
+    let ext = match s.extension.bytes {
+        0 => String::new(),
+        b => format!(" + {b} B extension area"),
+    };
     let mut evidence = vec![
         format!(
-            "now: {} ({label}, plus 8 B per bucket)",
+            "now: {} ({label}{ext}, plus 8 B per bucket)",
             mib(s.memory_now.unwrap_or(0))
         ),
+        s.extension.describe(),
         format!("at max: {}", mib(at_max)),
     ];
     let share = s.mem_total.map(|m| pct(at_max, m));
@@ -477,7 +489,7 @@ fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             fix: if fill_at_least(s, t.warn) {
                 vec!["raise the limit with the commands under table.fill, then find what fills the table: ctdoctor top".into()]
             } else {
-                raise_fix(f, suggested_max(s.count.unwrap_or(0).max(s.max.unwrap_or(0))), s.entry_bytes)
+                raise_fix(f, suggested(f), s.entry_total())
             },
         });
     }
@@ -1039,13 +1051,19 @@ fn cloud(f: &Facts) -> Vec<Finding> {
         .collect()
 }
 
+impl Summary {
+    /// Bytes per entry: slab object plus extension area.
+    pub fn entry_total(&self) -> u64 {
+        self.entry_bytes.saturating_add(self.extension.bytes)
+    }
+}
+
 /// Summarise the facts into headline numbers.
 pub fn summarize(f: &Facts) -> Summary {
-    let (entry_bytes, estimated) = match f.slab {
-        Some(s) => (s.objsize, false),
-        None => (ESTIMATED_ENTRY_BYTES, true),
-    };
-    let buckets_bytes = f.buckets.map(|b| b * 8);
+    let (entry_bytes, estimated) = crate::plan::object_bytes(f);
+    let extension = crate::plan::extension(f.mix.as_ref(), &f.extension_sysctls, &f.rules.nat);
+    let per_entry = entry_bytes.saturating_add(extension.bytes);
+    let buckets_bytes = f.buckets.map(|b| b.saturating_mul(8));
     Summary {
         count: f.count,
         max: f.max,
@@ -1061,10 +1079,15 @@ pub fn summarize(f: &Facts) -> Summary {
         evictable: f.mix.as_ref().map(|m| m.entries - m.assured.min(m.entries)),
         entry_bytes,
         entry_bytes_estimated: estimated,
-        memory_now: f
-            .count
-            .map(|c| c * entry_bytes + buckets_bytes.unwrap_or(0)),
-        memory_at_max: f.max.map(|m| m * entry_bytes + buckets_bytes.unwrap_or(0)),
+        extension,
+        memory_now: f.count.map(|c| {
+            c.saturating_mul(per_entry)
+                .saturating_add(buckets_bytes.unwrap_or(0))
+        }),
+        memory_at_max: f.max.map(|m| {
+            m.saturating_mul(per_entry)
+                .saturating_add(buckets_bytes.unwrap_or(0))
+        }),
         mem_total: f.mem_total,
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use ctmodel::{Entry, L4Proto};
+use ctmodel::{Entry, L4Proto, Nat, Status};
 
 use crate::kernel_log::LogScan;
 use crate::ruleset::RuleUse;
@@ -68,6 +68,16 @@ pub struct Mix {
     /// ESTABLISHED entries idle for more than an hour (remaining timeout at
     /// least 3600 s below tcp_timeout_established).
     pub established_idle_1h: u64,
+    /// Entries that show an extension area (issue 7 section 7): NATed,
+    /// with counters (acct), timestamps, labels, a zone, or a helper /
+    /// sequence adjustment; `with_extension` counts each entry once.
+    pub nat: u64,
+    pub counters: u64,
+    pub timestamps: u64,
+    pub labels: u64,
+    pub zones: u64,
+    pub helpers: u64,
+    pub with_extension: u64,
 }
 
 impl Mix {
@@ -90,6 +100,23 @@ impl Mix {
             L4Proto::Udp | L4Proto::Udplite => self.udp += 1,
             _ => {}
         }
+        // Each of these lives in the entry's extension area
+        // (nf_conntrack_extend.h); a zone did before it moved into nf_conn.
+        let nat = e.nat() != Nat::None;
+        let counters = e.counters_orig.is_some() || e.counters_reply.is_some();
+        let timestamps = e.timestamp_start.is_some();
+        let labels = e.labels.is_some();
+        let zone = e.zone.is_some_and(|z| z != 0)
+            || e.orig.zone.is_some_and(|z| z != 0)
+            || e.reply.zone.is_some_and(|z| z != 0);
+        let helper = e.status.intersects(Status::HELPER | Status::SEQ_ADJUST);
+        self.nat += u64::from(nat);
+        self.counters += u64::from(counters);
+        self.timestamps += u64::from(timestamps);
+        self.labels += u64::from(labels);
+        self.zones += u64::from(zone);
+        self.helpers += u64::from(helper);
+        self.with_extension += u64::from(nat || counters || timestamps || labels || zone || helper);
     }
 
     /// Add another partial mix (from a parallel scan).
@@ -100,6 +127,13 @@ impl Mix {
         self.tcp += o.tcp;
         self.udp += o.udp;
         self.established_idle_1h += o.established_idle_1h;
+        self.nat += o.nat;
+        self.counters += o.counters;
+        self.timestamps += o.timestamps;
+        self.labels += o.labels;
+        self.zones += o.zones;
+        self.helpers += o.helpers;
+        self.with_extension += o.with_extension;
         for (k, v) in o.tcp_state {
             *self.tcp_state.entry(k).or_insert(0) += v;
         }
@@ -161,6 +195,9 @@ pub struct Facts {
     /// nf_conntrack is built into the kernel (no module to unload); `None`
     /// when /sys/module does not say.
     pub conntrack_builtin: Option<bool>,
+    /// nf_conntrack_acct, nf_conntrack_timestamp, nf_conntrack_events:
+    /// the sysctls that attach an extension area to new entries.
+    pub extension_sysctls: BTreeMap<String, u64>,
     pub rules: RuleUse,
     pub rule_sources: Vec<String>,
     pub services: Vec<Service>,
@@ -168,4 +205,31 @@ pub struct Facts {
     pub netns_counts: Option<Vec<NetnsCount>>,
     pub cloud: Vec<Allowance>,
     pub unreadable: Vec<Unreadable>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctmodel::text::{Line, parse_line};
+
+    #[test]
+    fn mix_counts_entries_that_carry_an_extension_area() {
+        // 14 entries captured on 6.18 with nf_conntrack_acct=1: every one
+        // shows counters; one SNAT, one DNAT, one in zone 7.
+        let text = include_str!("../../ctmodel/tests/fixtures/extended.txt");
+        let mut mix = Mix::default();
+        for line in text.lines() {
+            if let Ok(Line::Entry(e)) = parse_line(line.as_bytes()) {
+                mix.add(&e, None);
+            }
+        }
+        assert_eq!(
+            (mix.entries, mix.counters, mix.nat, mix.zones, mix.labels),
+            (14, 14, 2, 1, 0)
+        );
+        assert_eq!(mix.with_extension, 14);
+        let mut twice = mix.clone();
+        twice.merge(mix);
+        assert_eq!((twice.nat, twice.with_extension), (4, 28));
+    }
 }

@@ -378,6 +378,15 @@ pub fn gather(opts: &Options) -> Facts {
         return f;
     }
     f.timeouts = timeouts(root);
+    for name in [
+        "nf_conntrack_acct",
+        "nf_conntrack_timestamp",
+        "nf_conntrack_events",
+    ] {
+        if let Ok(v) = root.read_u64(&format!("{NF}/{name}"), "") {
+            f.extension_sysctls.insert(name.to_string(), v);
+        }
+    }
     f.buckets = root
         .read_u64(&format!("{NF}/nf_conntrack_buckets"), "")
         .ok();

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::diagnose::mib;
-use crate::facts::Mix;
+use crate::diagnose::{ESTIMATED_ENTRY_BYTES, mib};
+use crate::facts::{Facts, Mix};
 
 /// A kernel version, `major.minor`.
 #[derive(
@@ -36,52 +36,12 @@ impl std::fmt::Display for Kernel {
     }
 }
 
-const GIB: u64 = 1 << 30;
+pub mod sizing;
 
-/// Buckets are allocated in whole pages of 8-byte heads: the kernel rounds
-/// the size up to a multiple of PAGE_SIZE / 8 = 512 (nf_ct_alloc_hashtable).
-pub fn round_buckets(n: u64) -> u64 {
-    n.div_ceil(512).max(1) * 512
-}
-
-/// What the kernel chooses by itself (nf_conntrack_init_start, 64-bit):
-/// (buckets, max). `hashsize` is an explicit module/boot parameter, which
-/// makes max 8 x buckets in every version.
-pub fn kernel_default(ram: u64, k: Kernel, hashsize: Option<u64>) -> (u64, u64) {
-    if let Some(h) = hashsize {
-        let b = round_buckets(h);
-        return (b, 8 * b);
-    }
-    let formula = ram / 16384 / 8;
-    let (buckets, factor) = if k
-        >= (Kernel {
-            major: 5,
-            minor: 15,
-        }) {
-        // commit d532bcd0b269: average chain length 2 instead of 8.
-        let b = if ram > 4 * GIB {
-            262_144
-        } else if ram > GIB {
-            65_536
-        } else {
-            formula.max(1024)
-        };
-        (b, 1)
-    } else if k.major >= 4 {
-        let b = if ram > 4 * GIB {
-            65_536
-        } else if ram > GIB {
-            16_384
-        } else {
-            formula.max(32)
-        };
-        (b, 4)
-    } else {
-        (if ram > GIB { 16_384 } else { formula.max(32) }, 4)
-    };
-    let b = round_buckets(buckets);
-    (b, factor * b)
-}
+pub use sizing::{
+    DEFAULT_HEADROOM, Demand, Extension, Limit, TableSize, extension, kernel_default,
+    round_buckets, size,
+};
 
 /// What the host does, which sets the timeout policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -172,6 +132,36 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// The smallest RAM `--memory` accepts: below this no kernel boots with
+/// conntrack, and 0 would make every share of RAM meaningless.
+pub const MIN_MEMORY: u64 = 1 << 20;
+
+/// `--memory`: a size of at least 1 MiB.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < MIN_MEMORY {
+        return Err(format!(
+            "{s:?}: RAM must be at least 1 MiB ({MIN_MEMORY} bytes)"
+        ));
+    }
+    Ok(n)
+}
+
+/// `--headroom`: a finite number of at least 1 (a peak x headroom that
+/// exceeds the kernel's limit is clamped and reported by the plan).
+pub fn parse_headroom(s: &str) -> Result<f64, String> {
+    let h: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number of at least 1 (e.g. 1.5, 2)"))?;
+    if !h.is_finite() || h < 1.0 {
+        return Err(format!(
+            "{s:?}: must be a finite number of at least 1 (1 = exactly the peak)"
+        ));
+    }
+    Ok(h)
+}
+
 /// `2%` or a size.
 pub fn parse_budget(s: &str) -> Result<Budget, String> {
     match s.trim().strip_suffix('%') {
@@ -234,6 +224,8 @@ pub struct Inputs {
     /// Bytes per entry (slab object size), and whether it is an estimate.
     pub entry_bytes: u64,
     pub entry_bytes_estimated: bool,
+    /// The extension area added to every entry, and why.
+    pub extension: Extension,
     /// Current timeouts (sysctl name -> seconds), when planning for this host.
     pub current_timeouts: BTreeMap<String, u64>,
     /// The observed mix, when known.
@@ -271,6 +263,8 @@ pub struct Plan {
     /// Bytes at max: max x entry size + 8 x buckets.
     pub memory_at_max: u64,
     pub memory_share_percent: f64,
+    /// The sizing policy's numbers: wanted, limits, whether the peak fits.
+    pub table: TableSize,
     pub sizing: Vec<String>,
     pub warnings: Vec<String>,
     pub timeouts: Vec<TimeoutPlan>,
@@ -288,9 +282,6 @@ pub enum PlanError {
     #[error("--headroom must be at least 1 (got {0})")]
     Headroom(String),
 }
-
-/// The largest value the kernel's int sysctl accepts.
-const INT_MAX: u64 = i32::MAX as u64;
 
 /// (sysctl, web, nat-gateway/router, k8s-node, floor for hosts, floor for
 /// NAT profiles, floor source, why)
@@ -466,20 +457,123 @@ fn plan_timeouts(i: &Inputs) -> Vec<TimeoutPlan> {
         .collect()
 }
 
+impl Inputs {
+    /// Bytes per entry: slab object plus extension area (saturating).
+    pub fn entry_total(&self) -> u64 {
+        self.entry_bytes.saturating_add(self.extension.bytes)
+    }
+
+    /// What the one sizing policy takes from these inputs.
+    pub fn demand(&self) -> Demand {
+        Demand {
+            peak: self.peak,
+            headroom: self.headroom,
+            ram: self.ram,
+            kernel: self.kernel,
+            entry_bytes: self.entry_total(),
+            budget: self.budget.map(|b| b.bytes(self.ram)),
+        }
+    }
+}
+
+/// The kernel assumed when the host's version is unreadable: the 5.15+
+/// sizing rules, current on every supported distribution.
+const FALLBACK_KERNEL: Kernel = Kernel {
+    major: 5,
+    minor: 15,
+};
+
+/// The peak a host's facts show: the live count, or max when the drop
+/// counter says the table has been full (demand reached at least max).
+pub fn observed_peak(f: &Facts) -> Option<(u64, String)> {
+    let count = f.count.or(f.mix.as_ref().map(|m| m.entries))?;
+    let drops = f
+        .counters
+        .as_ref()
+        .and_then(|c| c.values.get("drop"))
+        .copied()
+        .unwrap_or(0);
+    Some(match f.max {
+        Some(max) if drops > 0 && max > count => (
+            max,
+            format!("nf_conntrack_max: the table has been full ({drops} packets dropped)"),
+        ),
+        _ => (count, "live count".into()),
+    })
+}
+
+/// Slab object size from the facts, or the estimate, and whether estimated.
+pub fn object_bytes(f: &Facts) -> (u64, bool) {
+    match f.slab {
+        Some(s) => (s.objsize, false),
+        None => (ESTIMATED_ENTRY_BYTES, true),
+    }
+}
+
+/// Plan inputs for the host the facts describe (web profile, default
+/// headroom, no budget, no NOTRACK): what `check` sizes with, and what
+/// `plan` starts from before its flags. `None` without a count.
+pub fn host_inputs(f: &Facts, cpus: u32) -> Option<Inputs> {
+    let (peak, peak_source) = observed_peak(f)?;
+    let (entry_bytes, entry_bytes_estimated) = object_bytes(f);
+    Some(Inputs {
+        ram: f.mem_total.unwrap_or(0),
+        cpus,
+        kernel: f
+            .kernel
+            .as_deref()
+            .and_then(Kernel::parse)
+            .unwrap_or(FALLBACK_KERNEL),
+        peak,
+        peak_source,
+        headroom: DEFAULT_HEADROOM,
+        profile: Profile::Web,
+        budget: None,
+        entry_bytes,
+        entry_bytes_estimated,
+        extension: extension(f.mix.as_ref(), &f.extension_sysctls, &f.rules.nat),
+        current_timeouts: f.timeouts.clone(),
+        mix: f.mix.clone(),
+        notrack_ports: vec![],
+        notrack_loopback: false,
+    })
+}
+
+/// The new max `check` suggests: the same policy and inputs as `plan` run
+/// without flags on this host, so the two never disagree.
+pub fn suggest(f: &Facts) -> Option<TableSize> {
+    host_inputs(f, 1).map(|i| size(&i.demand()))
+}
+
+/// The extension area assumed for a profile when the table cannot be
+/// seen (planning for another machine): NAT profiles NAT every forwarded
+/// connection, and kube-proxy NATs every service connection.
+pub fn profile_extension(profile: Profile) -> Extension {
+    match profile {
+        Profile::Web => Extension {
+            bytes: 0,
+            reasons: vec!["web profile: no NAT, accounting or timestamps assumed".into()],
+        },
+        p => Extension {
+            bytes: sizing::EXTENSION_BYTES,
+            reasons: vec![format!("{} profile: NAT assumed on every entry", p.name())],
+        },
+    }
+}
+
 /// Compute a plan.
 pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
     // Also rejects NaN.
     if i.headroom.partial_cmp(&1.0).is_none_or(|o| o.is_lt()) {
         return Err(PlanError::Headroom(i.headroom.to_string()));
     }
-    let (def_b, def_max) = kernel_default(i.ram, i.kernel, None);
-    let per_entry = i.entry_bytes + 8; // one bucket per entry at chain length 2
+    let t = size(&i.demand());
+    let (def_b, def_max) = (t.default_buckets, t.default_max);
     let mut sizing = Vec::new();
     let mut warnings = Vec::new();
-    let wanted = ((i.peak as f64) * i.headroom).ceil() as u64;
     sizing.push(format!(
-        "peak {} ({}) x headroom {} = {wanted}",
-        i.peak, i.peak_source, i.headroom
+        "peak {} ({}) x headroom {} = {}",
+        i.peak, i.peak_source, i.headroom, t.wanted
     ));
     sizing.push(format!(
         "kernel {} with {} RAM would choose {def_b} buckets and max {def_max} by itself{}",
@@ -496,16 +590,14 @@ pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
             " (before 5.15: max = 4 x buckets, average chain 8)"
         }
     ));
-    let mut max = wanted.max(def_max);
-    if max == def_max && wanted < def_max {
+    if t.wanted < def_max {
         sizing.push(format!(
             "the kernel default {def_max} already covers it: never plan below the default"
         ));
     }
-    if let Some(budget) = i.budget {
-        let b = budget.bytes(i.ram);
-        let cap = (b / per_entry) / 512 * 512;
-        if max > cap {
+    match t.limit {
+        Some(Limit::Budget { cap }) => {
+            let b = i.budget.map_or(0, |b| b.bytes(i.ram));
             if cap < i.peak {
                 return Err(PlanError::BudgetBelowPeak {
                     budget: b,
@@ -514,32 +606,56 @@ pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
                 });
             }
             warnings.push(format!(
-                "capped by the memory budget {}: {max} entries would need {}",
+                "capped by the memory budget {}: {} entries would need {}",
                 mib(b),
-                mib(max * per_entry)
+                t.wanted.max(def_max),
+                mib(t
+                    .wanted
+                    .max(def_max)
+                    .saturating_mul(i.entry_total().saturating_add(8)))
             ));
-            max = cap;
         }
+        Some(Limit::Kernel) if !t.covers_peak => warnings.push(format!(
+            "the peak of {} entries cannot be covered: nf_conntrack_max is an int, at most {} (as a multiple of 512); planned that limit: exempt traffic from tracking (--notrack-port) or spread it over more hosts",
+            i.peak,
+            sizing::MAX_MAX
+        )),
+        Some(Limit::Kernel) => warnings.push(format!(
+            "peak x headroom = {} is above the kernel's limit (nf_conntrack_max is an int): planned {}, which leaves a headroom of only {:.2} over the peak",
+            t.wanted,
+            t.max,
+            t.max as f64 / i.peak.max(1) as f64
+        )),
+        None => {}
     }
-    let buckets = round_buckets(max).min(INT_MAX / 512 * 512);
-    let max = buckets.min(INT_MAX);
-    sizing.push(format!(
-        "max = buckets = {max}: a multiple of 512 (the kernel rounds buckets up to whole pages), average chain length 2 when full (each entry is hashed twice)"
-    ));
+    let (max, buckets) = (t.max, t.buckets);
+    if buckets == max {
+        sizing.push(format!(
+            "max = buckets = {max}: a multiple of 512 (the kernel rounds buckets up to whole pages), average chain length 2 when full (each entry is hashed twice)"
+        ));
+    } else {
+        sizing.push(format!(
+            "max = {max}, buckets = {buckets}: the kernel allocates at most {} buckets (nf_ct_alloc_hashtable), so chains average {:.1} when full",
+            sizing::MAX_BUCKETS,
+            max as f64 * 2.0 / buckets as f64
+        ));
+    }
     sizing.push(
         "hashsize set explicitly makes the kernel's own default max 8 x buckets at the next boot; the sysctl.d file sets max itself, so the ratio stays 1"
             .to_string(),
     );
-    let memory_at_max = max * i.entry_bytes + buckets * 8;
-    let share = memory_at_max as f64 * 100.0 / i.ram.max(1) as f64;
+    let memory_at_max = t.memory_at_max;
+    let share = sizing::share_of(memory_at_max, i.ram);
     sizing.push(format!(
-        "memory at max: {max} x {} B{} + {buckets} x 8 B = {} ({share:.2}% of RAM)",
+        "memory at max: {max} x {} B ({} B {}, {}) + {buckets} x 8 B = {} ({share:.2}% of RAM)",
+        i.entry_total(),
         i.entry_bytes,
         if i.entry_bytes_estimated {
-            " (estimate: slabinfo unreadable)"
+            "estimate: another machine, or slabinfo unreadable"
         } else {
-            " (slab object size)"
+            "slab object size"
         },
+        i.extension.describe(),
         mib(memory_at_max)
     ));
     if i.budget.is_none() && share > 10.0 {
@@ -562,6 +678,7 @@ pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
         kernel_default_max: def_max,
         memory_at_max,
         memory_share_percent: share,
+        table: t,
         sizing,
         warnings,
         timeouts,
@@ -770,6 +887,7 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
 
     fn k(s: &str) -> Kernel {
         Kernel::parse(s).expect("version")
@@ -831,6 +949,7 @@ mod tests {
             budget: None,
             entry_bytes: 256,
             entry_bytes_estimated: false,
+            extension: Extension::default(),
             current_timeouts: BTreeMap::new(),
             mix: None,
             notrack_ports: vec![],
@@ -1006,5 +1125,167 @@ mod tests {
         assert!(ipt.contains("-A PREROUTING -p tcp -m tcp --dport 80 -j CT --notrack\n"));
         assert!(ipt.contains("-I INPUT 1 -m conntrack --ctstate UNTRACKED -j ACCEPT\n"));
         assert!(render_text(&p).contains("nf_conntrack_max = 262144"));
+    }
+
+    /// A 6.18 host with 24 GiB, 256-byte slab objects and the given table.
+    fn host(count: u64, max: u64, drops: u64) -> Facts {
+        Facts {
+            kernel: Some("6.18.44-fc-v657".into()),
+            netns_inode: Some(1),
+            init_netns_inode: Some(1),
+            conntrack_loaded: true,
+            count: Some(count),
+            max: Some(max),
+            buckets: Some(max),
+            mix: Some(Mix {
+                entries: count,
+                assured: count,
+                ..Mix::default()
+            }),
+            slab: Some(crate::slab::SlabCache {
+                active_objs: count,
+                num_objs: count,
+                objsize: 256,
+            }),
+            mem_total: Some(24 * GIB),
+            counters: Some(crate::facts::Counters {
+                source: "test".into(),
+                values: [("drop".to_string(), drops)].into(),
+            }),
+            ..Facts::default()
+        }
+    }
+
+    fn check_suggests(f: &Facts) -> u64 {
+        let r = crate::diagnose::diagnose(f, &crate::diagnose::Thresholds::default());
+        let fill = r
+            .findings
+            .iter()
+            .find(|x| x.id == "table.fill")
+            .expect("table.fill");
+        let cmd = fill
+            .fix
+            .iter()
+            .find_map(|l| l.strip_prefix("sysctl -w net.netfilter.nf_conntrack_max="))
+            .expect("a sysctl fix");
+        cmd.parse().expect("a number")
+    }
+
+    #[test]
+    fn check_and_plan_suggest_the_same_max_for_the_same_facts() {
+        // (count, max, drops): 88% full without drops; full with drops;
+        // a big table whose default is far below the need.
+        for (count, max, drops) in [
+            (230_000, 262_144, 0),
+            (262_144, 262_144, 5_000),
+            (1_900_000, 2_000_000, 0),
+            (900, 1_000, 3),
+        ] {
+            let f = host(count, max, drops);
+            let p = plan(host_inputs(&f, 4).expect("inputs")).expect("plan");
+            assert_eq!(
+                check_suggests(&f),
+                p.settings.nf_conntrack_max,
+                "count {count} max {max} drops {drops}"
+            );
+        }
+        // The figures themselves, written out: 230000 x 2 rounded up to 512;
+        // a full table (drops) sizes from max.
+        let f = host(230_000, 262_144, 0);
+        assert_eq!(check_suggests(&f), 460_288);
+        assert_eq!(check_suggests(&host(262_144, 262_144, 1)), 524_288);
+        assert_eq!(check_suggests(&host(900, 1_000, 3)), 262_144); // the kernel default
+    }
+
+    #[test]
+    fn check_memory_counts_the_extension_area_of_nat_entries() {
+        let mut f = host(1_000, 262_144, 0);
+        let r = crate::diagnose::diagnose(&f, &crate::diagnose::Thresholds::default());
+        assert_eq!(r.summary.extension.bytes, 0);
+        assert_eq!(r.summary.memory_at_max, Some(262_144 * 256 + 262_144 * 8));
+        if let Some(m) = f.mix.as_mut() {
+            m.nat = 40;
+            m.with_extension = 40;
+        }
+        let r = crate::diagnose::diagnose(&f, &crate::diagnose::Thresholds::default());
+        assert_eq!(r.summary.extension.bytes, 128);
+        assert_eq!(
+            r.summary.memory_at_max,
+            Some(262_144 * (256 + 128) + 262_144 * 8)
+        );
+        let mem = r
+            .findings
+            .iter()
+            .find(|x| x.id == "memory")
+            .expect("memory");
+        assert!(
+            mem.evidence.iter().any(|e| e
+                == "+ 128 B extension area per entry: 40 of 1000 entries in the table carry one (40 NAT)"),
+            "{:?}",
+            mem.evidence
+        );
+        // The sysctl alone is enough, with the table not dumped.
+        f.mix = None;
+        f.extension_sysctls = [("nf_conntrack_acct".to_string(), 1)].into();
+        let r = crate::diagnose::diagnose(&f, &crate::diagnose::Thresholds::default());
+        assert_eq!(r.summary.extension.reasons, ["nf_conntrack_acct=1"]);
+        // plan explains the same assumption.
+        let mut f = host(1_000, 262_144, 0);
+        f.extension_sysctls = [("nf_conntrack_timestamp".to_string(), 1)].into();
+        let p = plan(host_inputs(&f, 4).expect("inputs")).expect("plan");
+        assert_eq!(p.memory_at_max, 262_144 * (256 + 128) + 262_144 * 8);
+        assert!(
+            p.sizing.iter().any(|l| l.contains(
+                "(256 B slab object size, + 128 B extension area per entry: nf_conntrack_timestamp=1)"
+            )),
+            "{:?}",
+            p.sizing
+        );
+    }
+
+    #[test]
+    fn plan_clamps_absurd_peaks_and_says_the_peak_cannot_be_covered() {
+        for (peak, headroom) in [
+            (u64::MAX, 2.0),
+            (9_223_372_036_854_775_808, 2.0),
+            (1_000, 1e30),
+            (1_000, f64::INFINITY),
+        ] {
+            let mut i = inputs(8 * GIB, "6.18", peak);
+            i.headroom = headroom;
+            let p = plan(i).expect("plan");
+            assert_eq!(
+                p.settings.nf_conntrack_max, 2_147_483_136,
+                "{peak} x {headroom}"
+            );
+            assert_eq!(p.settings.hashsize, 268_434_944);
+            assert!(p.memory_at_max > 0);
+        }
+        let p = plan(inputs(8 * GIB, "6.18", u64::MAX)).expect("plan");
+        assert!(
+            p.warnings.iter().any(
+                |w| w.starts_with("the peak of 18446744073709551615 entries cannot be covered")
+            ),
+            "{:?}",
+            p.warnings
+        );
+        let mut i = inputs(8 * GIB, "6.18", 1_000);
+        i.headroom = f64::NAN;
+        assert!(matches!(plan(i), Err(PlanError::Headroom(_))));
+    }
+
+    #[test]
+    fn usage_parsers_reject_zero_and_non_finite() {
+        assert!(parse_memory("0").is_err());
+        assert!(parse_memory("1M").is_ok());
+        for bad in ["0", "-1", "0.5", "inf", "nan", "NaN", "x"] {
+            assert!(parse_headroom(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_headroom("1e30"), Ok(1e30));
+        assert_eq!(slab_memtotal_saturates(), Some(u64::MAX));
+    }
+
+    fn slab_memtotal_saturates() -> Option<u64> {
+        crate::slab::parse_memtotal("MemTotal: 18446744073709551615 kB\n")
     }
 }

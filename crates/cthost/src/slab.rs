@@ -33,7 +33,8 @@ pub fn parse_memtotal(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let mut f = line.split_whitespace().skip(1);
     let kib: u64 = f.next()?.parse().ok()?;
-    (f.next() == Some("kB")).then_some(kib * 1024)
+    // A corrupt or absurd value must not wrap (issue 8 section 3).
+    (f.next() == Some("kB")).then(|| kib.saturating_mul(1024))
 }
 
 #[cfg(test)]

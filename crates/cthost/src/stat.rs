@@ -46,7 +46,9 @@ pub fn parse_stat(text: &str) -> Result<StatTable, StatError> {
             if *name == "entries" {
                 t.entries = Some(v);
             } else {
-                *t.counters.entry((*name).to_string()).or_insert(0) += v;
+                // Per-CPU values summed: a corrupt row must not wrap (issue 8 section 3).
+                let sum = t.counters.entry((*name).to_string()).or_insert(0);
+                *sum = sum.saturating_add(v);
             }
         }
     }
@@ -70,6 +72,13 @@ mod tests {
         assert_eq!(t.entries, Some(10));
         assert_eq!(t.counters["drop"], 3);
         assert_eq!(t.counters["early_drop"], 256);
+    }
+
+    #[test]
+    fn per_cpu_sums_saturate_instead_of_wrapping() {
+        let t =
+            parse_stat("entries drop\n0 ffffffffffffffff\n0 ffffffffffffffff\n").expect("parses");
+        assert_eq!(t.counters["drop"], u64::MAX);
     }
 
     #[test]
