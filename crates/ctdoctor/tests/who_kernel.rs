@@ -238,13 +238,24 @@ impl FakeService {
         let exe = dir.0.join("dockerd");
         std::fs::copy("/bin/sleep", &exe).expect("copy sleep");
         let exe = exe.to_string_lossy().into_owned();
-        let child = match ns {
+        // Another test thread may fork while the copy's write descriptor is
+        // open; exec then fails with ETXTBSY until that child has exec'd.
+        let spawn = || match ns {
             None => Command::new(&exe).arg("120").spawn(),
             Some(ns) => Command::new("ip")
                 .args(["netns", "exec", ns.name(), &exe, "120"])
                 .spawn(),
-        }
-        .expect("spawn");
+        };
+        let mut tries = 0;
+        let child = loop {
+            match spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.expect("spawn"),
+            }
+        };
         // `ip netns exec` execs the program: wait until the pid is dockerd.
         let comm = format!("/proc/{}/comm", child.id());
         for _ in 0..200 {
