@@ -126,12 +126,12 @@ fn parse_chunk<A: Accumulate>(chunk: &[u8], max_line: usize, acc: &mut A) -> Sca
     r
 }
 
-/// Read until `buf` holds at least `chunk` bytes or the input ends.
-fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, chunk: usize) -> io::Result<bool> {
+/// Read until `buf` holds at least `len` bytes or the input ends.
+fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, len: usize) -> io::Result<bool> {
     let mut eof = false;
-    while buf.len() < chunk {
+    while buf.len() < len {
         let old = buf.len();
-        buf.resize(old + chunk, 0);
+        buf.resize(len, 0);
         match reader.read(&mut buf[old..]) {
             Ok(0) => {
                 buf.truncate(old);
@@ -237,7 +237,10 @@ where
                 .unwrap_or_else(|_| Vec::with_capacity(2 * chunk));
             buf.extend_from_slice(&carry);
             carry.clear();
-            let eof = match fill(&mut reader, &mut buf, chunk) {
+            // Always read new bytes, even when the carried partial line is
+            // longer than a chunk (possible when max_line >= chunk).
+            let want = buf.len() + chunk;
+            let eof = match fill(&mut reader, &mut buf, want) {
                 Ok(eof) => eof,
                 Err(e) => break Err(e),
             };

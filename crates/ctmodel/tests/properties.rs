@@ -244,7 +244,7 @@ proptest! {
         let mut text = Vec::new();
         let mut expected = Vec::new(); // per line: Ok(is_entry) or Err(error)
         for (i, p) in pieces.iter().enumerate() {
-            let line = bytes_of(p, &lines);
+            let line = bytes_of(p, lines);
             text.extend_from_slice(&line);
             if i + 1 < pieces.len() || last_newline {
                 text.push(b'\n');
