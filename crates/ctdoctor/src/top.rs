@@ -190,22 +190,6 @@ impl TopReport {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::threads;
-
-    #[test]
-    fn threads_are_bounded_by_the_cpus() {
-        assert_eq!(threads(None, 4), (4, None));
-        assert_eq!(threads(Some(2), 4), (2, None));
-        assert_eq!(threads(Some(0), 4), (1, None));
-        let (n, note) = threads(Some(usize::MAX), 4);
-        assert_eq!(n, 4);
-        assert!(note.is_some_and(|n| n.contains("18446744073709551615 lowered to 4")));
-        assert_eq!(threads(Some(20_000), 0).0, 1);
-    }
-}
-
 /// Parser threads: --threads bounded to 1..=CPUs (issue 7 §6: 20000 threads
 /// aborted the process, 2^64-1 overflowed), and the note when it was lowered.
 fn threads(asked: Option<usize>, cpus: usize) -> (usize, Option<String>) {
@@ -219,22 +203,6 @@ fn threads(asked: Option<usize>, cpus: usize) -> (usize, Option<String>) {
             )),
         ),
         Some(n) => (n.max(1), None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::threads;
-
-    #[test]
-    fn threads_are_bounded_by_the_cpus() {
-        assert_eq!(threads(None, 4), (4, None));
-        assert_eq!(threads(Some(2), 4), (2, None));
-        assert_eq!(threads(Some(0), 4), (1, None));
-        let (n, note) = threads(Some(usize::MAX), 4);
-        assert_eq!(n, 4);
-        assert!(note.is_some_and(|n| n.contains("18446744073709551615 lowered to 4")));
-        assert_eq!(threads(Some(20_000), 0).0, 1);
     }
 }
 
@@ -259,22 +227,6 @@ impl std::fmt::Display for NothingParsed {
             write!(f, "\n  line {}: {}", e.line, e.reason)?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::threads;
-
-    #[test]
-    fn threads_are_bounded_by_the_cpus() {
-        assert_eq!(threads(None, 4), (4, None));
-        assert_eq!(threads(Some(2), 4), (2, None));
-        assert_eq!(threads(Some(0), 4), (1, None));
-        let (n, note) = threads(Some(usize::MAX), 4);
-        assert_eq!(n, 4);
-        assert!(note.is_some_and(|n| n.contains("18446744073709551615 lowered to 4")));
-        assert_eq!(threads(Some(20_000), 0).0, 1);
     }
 }
 
@@ -329,22 +281,6 @@ fn from_netlink(args: &TopArgs, filter: &Filter) -> Result<TopReport> {
             Err(ctnetlink::Error::Overrun { .. }) if attempt < DUMP_ATTEMPTS => {}
             Err(e) => return Err(e.into()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::threads;
-
-    #[test]
-    fn threads_are_bounded_by_the_cpus() {
-        assert_eq!(threads(None, 4), (4, None));
-        assert_eq!(threads(Some(2), 4), (2, None));
-        assert_eq!(threads(Some(0), 4), (1, None));
-        let (n, note) = threads(Some(usize::MAX), 4);
-        assert_eq!(n, 4);
-        assert!(note.is_some_and(|n| n.contains("18446744073709551615 lowered to 4")));
-        assert_eq!(threads(Some(20_000), 0).0, 1);
     }
 }
 

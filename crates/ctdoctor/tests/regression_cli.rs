@@ -49,7 +49,7 @@ fn run(args: &[&str]) -> Output {
 
 /// Run with stdout a pipe whose read end is already closed.
 fn run_closed_stdout(args: &[&str]) -> Output {
-    let (reader, writer) = std::io::pipe().expect("pipe");
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
     drop(reader);
     Command::new(BIN)
         .args(args)
