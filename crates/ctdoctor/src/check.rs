@@ -84,13 +84,16 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
     ))
 }
 
-/// Whether to colour: `auto` means a terminal and no NO_COLOR.
+/// Whether to colour: `auto` means a terminal, no NO_COLOR, and a TERM
+/// other than `dumb` (a terminal that cannot show escape codes).
 pub fn use_color(choice: Color) -> bool {
     match choice {
         Color::Always => true,
         Color::Never => false,
         Color::Auto => {
-            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
         }
     }
 }

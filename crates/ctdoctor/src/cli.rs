@@ -85,6 +85,32 @@ pub enum Source {
     Proc,
 }
 
+/// Parse the command line with `--color` applied to clap's own messages
+/// too: a usage error under `--color never` has no escape codes (issue 7 §6).
+/// The flag is read before parsing because the error comes from parsing.
+pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut choice = clap::ColorChoice::Auto;
+    let mut words = args.iter().skip(1).map(|a| a.to_str());
+    while let Some(word) = words.next() {
+        let value = match word {
+            Some("--") => break,
+            Some("--color") => words.next().flatten(),
+            Some(w) => w.strip_prefix("--color="),
+            None => None,
+        };
+        match value {
+            Some("never") => choice = clap::ColorChoice::Never,
+            Some("always") => choice = clap::ColorChoice::Always,
+            Some("auto") => choice = clap::ColorChoice::Auto,
+            _ => {}
+        }
+    }
+    let mut cmd = Cli::command().color(choice);
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
 /// A file argument where `-` means standard input.
 pub fn is_stdin(p: &std::path::Path) -> bool {
     p.as_os_str() == "-"

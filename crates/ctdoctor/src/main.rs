@@ -1,6 +1,8 @@
 //! ctdoctor: the binary. Parses arguments, enters the requested network
 //! namespace, runs one command and maps the outcome to an exit code. A
-//! closed pipe (`ctdoctor top | head`) is success, not an error.
+//! closed pipe (`ctdoctor top | head`) is success, not an error; for
+//! `check` it keeps the verdict's exit code (`check | true` must still say
+//! CRITICAL to the shell, issue 7 §6).
 
 mod check;
 mod cli;
@@ -12,8 +14,6 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
-
 use cli::{Cli, Command};
 
 /// Run the command; `Ok` carries the process exit code.
@@ -28,13 +28,17 @@ fn run(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Check(args) => {
             let report = check::run(args)?;
-            if cli.json {
-                render::json(&report, &mut out)?;
+            let written = if cli.json {
+                render::json(&report, &mut out)
             } else {
-                check::render(&report, check::use_color(cli.color), &mut out)?;
+                check::render(&report, check::use_color(cli.color), &mut out)
             }
-            out.flush()?;
-            return Ok(report.exit_code);
+            .and_then(|()| out.flush());
+            match written {
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
+                // Nobody reads the report: the verdict still counts.
+                _ => return Ok(report.exit_code),
+            }
         }
         Command::Plan(args) => {
             let p = plan::make_plan(args)?;
@@ -61,6 +65,9 @@ fn run(cli: &Cli) -> Result<u8> {
                 report.source = format!("{} (netns {ns})", report.source);
             }
             if !cli.quiet {
+                for n in &report.notes {
+                    eprintln!("ctdoctor: note: {n}");
+                }
                 for e in &report.errors {
                     if e.line > 0 {
                         eprintln!("ctdoctor: line {}: skipped: {}", e.line, e.reason);
@@ -88,6 +95,21 @@ fn run(cli: &Cli) -> Result<u8> {
     Ok(0)
 }
 
+/// The error and its causes, each said once: many errors already include
+/// their source in their own message (`cannot read X: {source}`), and
+/// anyhow's `{:#}` would print it again.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
@@ -100,8 +122,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 const CHECK_UNKNOWN: u8 = 3;
 
 fn main() -> ExitCode {
-    let is_check = std::env::args().any(|a| a == "check");
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let is_check = args.iter().any(|a| a == "check");
+    let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -119,7 +142,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = e.downcast_ref::<ctmodel::filter::FilterError>().is_some();
-            eprintln!("ctdoctor: {e:#}");
+            eprintln!("ctdoctor: {}", error_text(&e));
             ExitCode::from(if check {
                 CHECK_UNKNOWN
             } else if usage {

@@ -45,7 +45,8 @@ pub struct TopArgs {
     #[arg(long)]
     pub csv: bool,
 
-    /// Parser threads for text input (default: all CPUs).
+    /// Parser threads for text input (default: all CPUs). At most the
+    /// number of CPUs available: a larger N is lowered to it, with a note.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -122,6 +123,9 @@ pub struct TopReport {
     pub dump_interrupted: bool,
     #[serde(skip)]
     pub lines: u64,
+    /// Notes for stderr (e.g. --threads lowered), not part of the JSON.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 fn map<K: ToString>(rows: impl IntoIterator<Item = (K, u64)>) -> Map<String, Value> {
@@ -167,6 +171,7 @@ impl TopReport {
             errors: Vec::new(),
             dump_interrupted: false,
             lines: 0,
+            notes: Vec::new(),
         }
     }
 
@@ -185,11 +190,47 @@ impl TopReport {
     }
 }
 
-fn threads(args: &TopArgs) -> usize {
-    args.threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-        .max(1)
+/// Parser threads: --threads bounded to 1..=CPUs (issue 7 §6: 20000 threads
+/// aborted the process, 2^64-1 overflowed), and the note when it was lowered.
+fn threads(asked: Option<usize>, cpus: usize) -> (usize, Option<String>) {
+    let cpus = cpus.max(1);
+    match asked {
+        None => (cpus, None),
+        Some(n) if n > cpus => (
+            cpus,
+            Some(format!(
+                "--threads {n} lowered to {cpus}, the number of CPUs available"
+            )),
+        ),
+        Some(n) => (n.max(1), None),
+    }
 }
+
+/// Why a text source gave nothing: every line that was not blank or a
+/// conntrack-tools message is malformed (issue 7 §6), so the input is not
+/// conntrack text and an empty table would be a wrong answer.
+#[derive(Debug)]
+struct NothingParsed {
+    source: String,
+    skipped: u64,
+    first: Vec<LineErrorOut>,
+}
+
+impl std::fmt::Display for NothingParsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no conntrack entry in {}: {} malformed lines and not one valid entry",
+            self.source, self.skipped
+        )?;
+        for e in &self.first {
+            write!(f, "\n  line {}: {}", e.line, e.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NothingParsed {}
 
 fn scan_text<R: Read>(
     reader: R,
@@ -197,9 +238,21 @@ fn scan_text<R: Read>(
     filter: &Filter,
     source: String,
 ) -> Result<TopReport> {
-    let (b, r) = scan::scan(reader, threads(args), || Breakdown::new(filter.clone()))
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let (threads, note) = threads(args.threads, cpus);
+    let (b, r) = scan::scan(reader, threads, || Breakdown::new(filter.clone()))
         .with_context(|| format!("reading {source}"))?;
-    Ok(TopReport::new(source, &b, args.top).with_scan(&r))
+    let mut report = TopReport::new(source, &b, args.top).with_scan(&r);
+    if r.entries == 0 && r.skipped > 0 {
+        return Err(NothingParsed {
+            source: report.source,
+            skipped: r.skipped,
+            first: report.errors,
+        }
+        .into());
+    }
+    report.notes.extend(note);
+    Ok(report)
 }
 
 /// Dump attempts when the kernel flags the dump as interrupted or overrun.
@@ -253,5 +306,21 @@ pub fn run(args: &TopArgs) -> Result<TopReport> {
             };
             scan_text(f, args, &filter, "proc".into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::threads;
+
+    #[test]
+    fn threads_are_bounded_by_the_cpus() {
+        assert_eq!(threads(None, 4), (4, None));
+        assert_eq!(threads(Some(2), 4), (2, None));
+        assert_eq!(threads(Some(0), 4), (1, None));
+        let (n, note) = threads(Some(usize::MAX), 4);
+        assert_eq!(n, 4);
+        assert!(note.is_some_and(|n| n.contains("18446744073709551615 lowered to 4")));
+        assert_eq!(threads(Some(20_000), 0).0, 1);
     }
 }

@@ -159,11 +159,15 @@ const K_BR_ASS: u32 = k4(b"[ASS");
 const K_BR_OFF: u32 = k4(b"[OFF");
 const K_BR_HW: u32 = k4(b"[HW_");
 
-/// Up to 19 decimal digits (cannot overflow a u64).
+/// A decimal u64, up to 18446744073709551615: the kernel prints packet and
+/// byte counters as full u64s (`packets=%llu bytes=%llu` in nf_conntrack_standalone.c
+/// seq_print_acct(), and conntrack-tools likewise),
+/// so every value up to u64::MAX is valid (issue 7 §6).
 #[inline(always)]
 fn digits(v: &[u8]) -> Option<u64> {
+    // Up to 19 digits cannot overflow: the fast path, without checks.
     if v.is_empty() || v.len() > 19 {
-        return None;
+        return digits_checked(v);
     }
     let mut n = 0u64;
     for &b in v {
@@ -174,6 +178,21 @@ fn digits(v: &[u8]) -> Option<u64> {
         n = n * 10 + u64::from(d);
     }
     Some(n)
+}
+
+/// Longer numbers (20 digits, or leading zeros), refusing an overflow.
+#[cold]
+fn digits_checked(v: &[u8]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
 }
 
 #[inline(always)]
@@ -629,6 +648,37 @@ mod tests {
             "tcp      6 95 ESTABLISHED src=10.1.1.1 dst=10.2.2.2 sport=1002 dport=80 src=10.9.9.9 dst=10.1.1.1 sport=8080 dport=1002 [ASSURED] mark=0 use=1",
         );
         assert_eq!(dnat.nat(), Nat::Dnat);
+    }
+
+    #[test]
+    fn counters_up_to_u64_max_are_valid() {
+        // The kernel's counters are u64 (%llu); 20 digits are not malformed.
+        let e = entry(
+            "ipv4     2 udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=53 packets=18446744073709551615 bytes=10000000000000000000 src=10.0.0.2 dst=10.0.0.1 sport=53 dport=1 packets=00000000000000000000001 bytes=0 mark=0 zone=0 delta-time=18446744073709551615 use=2",
+        );
+        let orig = e.counters_orig.expect("counters");
+        assert_eq!(
+            (orig.packets, orig.bytes),
+            (u64::MAX, 10_000_000_000_000_000_000)
+        );
+        assert_eq!(e.counters_reply.expect("counters").packets, 1);
+        assert_eq!(e.delta_time, Some(u64::MAX));
+        for too_big in [
+            "18446744073709551616",
+            "99999999999999999999",
+            "184467440737095516150",
+        ] {
+            let line = format!(
+                "tcp 6 10 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 packets={too_big} bytes=0 src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1"
+            );
+            assert!(
+                matches!(
+                    parse_line(line.as_bytes()),
+                    Err(ParseError::BadValue { .. })
+                ),
+                "{too_big}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Property tests: random bytes and mutated real lines never panic the
 //! parser, and a scan accounts for every line it reads.
 
-use ctmodel::scan::{Accumulate, scan};
+use ctmodel::scan::{Accumulate, Sizes, scan, scan_sized};
+use ctmodel::text::ParseError;
 use ctmodel::text::{Line, parse_line};
 use ctmodel::{Breakdown, Entry};
 use proptest::prelude::*;
@@ -80,6 +81,68 @@ fn apply(line: &mut Vec<u8>, m: &Mutation) {
     }
 }
 
+/// A reader that hands out the input in pieces of the given sizes, so chunk
+/// boundaries fall at random places.
+struct Jagged<'a> {
+    data: &'a [u8],
+    sizes: Vec<usize>,
+    i: usize,
+}
+
+impl std::io::Read for Jagged<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = self.sizes[self.i % self.sizes.len()];
+        self.i += 1;
+        let n = want.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// One line of a generated dump.
+#[derive(Debug, Clone)]
+enum Piece {
+    Fixture(prop::sample::Index),
+    /// A real line with both counters at u64::MAX.
+    MaxCounters,
+    Garbage,
+    Blank,
+    /// A line of this many bytes (often longer than the test's limit).
+    Long(usize),
+    CrLf(prop::sample::Index),
+}
+
+fn piece() -> impl Strategy<Value = Piece> {
+    prop_oneof![
+        4 => any::<prop::sample::Index>().prop_map(Piece::Fixture),
+        1 => Just(Piece::MaxCounters),
+        1 => Just(Piece::Garbage),
+        1 => Just(Piece::Blank),
+        1 => (0usize..2000).prop_map(Piece::Long),
+        1 => any::<prop::sample::Index>().prop_map(Piece::CrLf),
+    ]
+}
+
+const MAX_COUNTERS: &[u8] = b"ipv4     2 tcp      6 95 ESTABLISHED src=10.1.1.1 dst=10.2.2.2 sport=1001 dport=443 packets=18446744073709551615 bytes=18446744073709551615 src=10.2.2.2 dst=10.1.1.1 sport=443 dport=1001 packets=18446744073709551615 bytes=18446744073709551615 [ASSURED] mark=0 zone=0 use=2";
+
+fn bytes_of(p: &Piece, lines: &[Vec<u8>]) -> Vec<u8> {
+    match p {
+        Piece::Fixture(i) => lines[i.index(lines.len())].clone(),
+        Piece::MaxCounters => MAX_COUNTERS.to_vec(),
+        Piece::Garbage => b"this is not conntrack output".to_vec(),
+        Piece::Blank => Vec::new(),
+        Piece::Long(n) => vec![b'x'; *n],
+        Piece::CrLf(i) => {
+            let mut l = lines[i.index(lines.len())].clone();
+            l.push(b'\r');
+            l
+        }
+    }
+}
+
+static FIXTURE: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+
 #[derive(Default)]
 struct Count(u64);
 impl Accumulate for Count {
@@ -157,5 +220,64 @@ fn every_fixture_line_parses() {
             "{}",
             String::from_utf8_lossy(&line)
         );
+    }
+}
+
+proptest! {
+    // Each case scans up to ~200 KiB with small chunks: fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever the chunk size, read sizes and line lengths, every line is
+    /// counted once with its own number: a line over the limit is one
+    /// malformed line (never split into phantom lines), and counters up to
+    /// u64::MAX parse.
+    #[test]
+    fn scan_matches_line_by_line_parse_at_any_chunk_boundary(
+        pieces in prop::collection::vec(piece(), 0..120),
+        last_newline in any::<bool>(),
+        chunk in 32usize..700,
+        max_line in 200usize..600,
+        reads in prop::collection::vec(1usize..900, 1..8),
+        threads in 1usize..4,
+    ) {
+        let lines = FIXTURE.get_or_init(fixture_lines);
+        let mut text = Vec::new();
+        let mut expected = Vec::new(); // per line: Ok(is_entry) or Err(error)
+        for (i, p) in pieces.iter().enumerate() {
+            let line = bytes_of(p, lines);
+            text.extend_from_slice(&line);
+            if i + 1 < pieces.len() || last_newline {
+                text.push(b'\n');
+            } else if line.is_empty() {
+                // A last empty line without a newline is no line at all.
+                break;
+            }
+            let bare = line.strip_suffix(b"\r").unwrap_or(&line);
+            expected.push(if bare.len() > max_line {
+                Err(ParseError::TooLong(max_line))
+            } else {
+                match parse_line(&line) {
+                    Ok(Line::Entry(_)) => Ok(true),
+                    Ok(Line::Ignored) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+        let reader = Jagged { data: &text, sizes: reads, i: 0 };
+        let (count, r) = scan_sized(reader, threads, Count::default, Sizes { chunk, max_line })
+            .expect("scan");
+        let entries = expected.iter().filter(|e| matches!(e, Ok(true))).count() as u64;
+        let errors: Vec<(u64, ParseError)> = expected
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.clone().err().map(|e| (i as u64 + 1, e)))
+            .collect();
+        prop_assert_eq!(r.lines, expected.len() as u64);
+        prop_assert_eq!(r.entries, entries);
+        prop_assert_eq!(count.0, entries);
+        prop_assert_eq!(r.skipped, errors.len() as u64);
+        let got: Vec<(u64, ParseError)> =
+            r.first_errors.iter().map(|e| (e.line, e.error.clone())).collect();
+        prop_assert_eq!(got, errors.into_iter().take(5).collect::<Vec<_>>());
     }
 }

@@ -1,0 +1,306 @@
+//! Regression tests for issue 7 §6 (exit codes and input edge cases), each
+//! running the real binary. `check` runs in a throwaway network namespace
+//! holding a known number of entries, so its verdict does not depend on the
+//! host; a closed pipe is made before the child starts (the read end is
+//! dropped first), so every write fails with EPIPE, deterministically.
+//! Colour on a terminal is observed through a real pty made by util-linux
+//! `script`.
+
+use std::process::{Command, Output, Stdio};
+
+use ctlab::Netns;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
+
+/// A /proc/net/nf_conntrack line (kernel 6.18, nf_conntrack_acct=1).
+const LINE: &str = "ipv4     2 tcp      6 95 ESTABLISHED src=10.1.1.1 dst=10.2.2.2 sport=1001 dport=443 packets=3 bytes=180 src=10.2.2.2 dst=10.1.1.1 sport=443 dport=1001 packets=2 bytes=120 [ASSURED] mark=0 zone=0 use=2\n";
+
+/// The same with both directions' counters at u64::MAX.
+const MAX_COUNTERS: &str = "ipv4     2 udp      17 29 src=10.1.1.1 dst=10.2.2.2 sport=5000 dport=53 packets=18446744073709551615 bytes=18446744073709551615 src=10.2.2.2 dst=10.1.1.1 sport=53 dport=5000 packets=18446744073709551615 bytes=18446744073709551615 mark=0 zone=0 use=2\n";
+
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, content: &[u8]) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("ctdoctor-regression-{tag}-{}", std::process::id()));
+        std::fs::write(&path, content).expect("write temp file");
+        Self(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run ctdoctor")
+}
+
+/// Run with stdout a pipe whose read end is already closed.
+fn run_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run ctdoctor")
+}
+
+/// Run a shell command line under a pseudo-terminal; returns what the
+/// terminal showed and the exit status of `script` (the command's).
+fn run_on_tty(cmdline: &str, term: &str) -> (String, Option<i32>) {
+    let out = Command::new("script")
+        .args(["-qec", cmdline, "/dev/null"])
+        .env("TERM", term)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("util-linux script (needed for a pty)");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+    )
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}); stderr: {}", stderr(o)))
+}
+
+/// A namespace with `n` entries, and an empty kernel log, so that check's
+/// verdict comes from the fill thresholds alone.
+fn namespace_with_entries(tag: &str, n: usize) -> Netns {
+    let ns = Netns::create(tag).expect("netns");
+    ns.insert(&ctlab::fill(n, true)).expect("insert entries");
+    ns
+}
+
+#[test]
+fn check_verdict_exit_code_survives_a_closed_stdout() {
+    let ns = namespace_with_entries("pipe", 200);
+    let log = TempFile::new("pipe-log", b"");
+    // 200 entries are far above 0.0001% of any nf_conntrack_max: WARNING.
+    let args = [
+        "--netns",
+        ns.name(),
+        "check",
+        "--no-dump",
+        "--kernel-log",
+        log.path(),
+        "--warn",
+        "0.0001",
+        "--crit",
+        "100",
+    ];
+    let open = run(&args);
+    let code = open.status.code();
+    assert_eq!(code, Some(1), "{}", String::from_utf8_lossy(&open.stdout));
+    // Old code: the write failed with EPIPE and main called that success (0).
+    let closed = run_closed_stdout(&args);
+    assert_eq!(closed.status.code(), code, "text: {}", stderr(&closed));
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let closed = run_closed_stdout(&json_args);
+    assert_eq!(closed.status.code(), code, "json: {}", stderr(&closed));
+}
+
+#[test]
+fn top_with_a_closed_stdout_is_success() {
+    let dump = TempFile::new("pipe-top", LINE.repeat(50).as_bytes());
+    let out = run_closed_stdout(&["top", "--file", dump.path()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn top_threads_beyond_the_cpus_are_lowered_with_a_note() {
+    let dump = TempFile::new("threads", LINE.repeat(100).as_bytes());
+    // Old code: 20000 aborted (thread spawn failed), 2^64-1 panicked.
+    for n in ["20000", "18446744073709551615"] {
+        let out = run(&["top", "--file", dump.path(), "--threads", n, "--json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "--threads {n}: {}",
+            stderr(&out)
+        );
+        assert_eq!(json(&out)["entries"], 100);
+        assert!(
+            stderr(&out).contains(&format!("note: --threads {n} lowered to")),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn top_line_longer_than_a_chunk_is_one_malformed_line() {
+    // A 3 MiB line between two entries: old code cut it at every 1 MiB chunk
+    // into phantom lines, so the count and line numbers after it were wrong.
+    let mut text = LINE.as_bytes().to_vec();
+    text.extend(std::iter::repeat_n(b'x', 3 << 20));
+    text.push(b'\n');
+    text.extend_from_slice(b"garbage\n");
+    text.extend_from_slice(LINE.as_bytes());
+    let dump = TempFile::new("long", &text);
+    let out = run(&["top", "--file", dump.path(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["entries"], 2);
+    assert_eq!(v["skipped_lines"], 2);
+    let lines: Vec<&Value> = v["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| &e["line"])
+        .collect();
+    assert_eq!(lines, [2, 3]);
+    assert_eq!(v["errors"][0]["reason"], "line longer than 16384 bytes");
+    assert!(
+        stderr(&out).contains("2 of 4 lines skipped"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn top_counters_up_to_u64_max_are_not_malformed() {
+    let dump = TempFile::new("u64", MAX_COUNTERS.repeat(3).as_bytes());
+    let out = run(&["top", "--file", dump.path(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!((&v["entries"], &v["skipped_lines"]), (&3.into(), &0.into()));
+    assert_eq!(v["l4"]["udp"], 3);
+}
+
+#[test]
+fn top_file_of_only_malformed_lines_exits_1_with_the_first_reasons() {
+    let dump = TempFile::new("garbage", b"hello world\n\nnot conntrack output\n");
+    let out = run(&["top", "--file", dump.path()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "no table for unreadable input");
+    let err = stderr(&out);
+    assert!(err.contains("no conntrack entry in file:"), "{err}");
+    assert!(err.contains("line 1: expected a protocol number"), "{err}");
+    assert!(err.contains("line 3: expected a protocol number"), "{err}");
+    // Quiet mode still says why it failed.
+    let out = run(&["-q", "top", "--file", dump.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 1:"), "{}", stderr(&out));
+}
+
+#[test]
+fn top_empty_file_is_an_empty_table_not_an_error() {
+    let dump = TempFile::new("empty", b"");
+    let out = run(&["top", "--file", dump.path(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["entries"], 0);
+    // conntrack -L on an empty table prints only its summary line.
+    let dump = TempFile::new(
+        "summary",
+        b"conntrack v1.4.8 (conntrack-tools): 0 flow entries have been shown.\n",
+    );
+    let out = run(&["top", "--file", dump.path(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn usage_error_under_color_never_has_no_escape_codes() {
+    // Old code: clap chose colour from the terminal, ignoring --color.
+    let (shown, code) = run_on_tty(
+        &format!("{BIN} --color never top --no-such-flag"),
+        "xterm-256color",
+    );
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(shown.contains("--no-such-flag"), "{shown}");
+    assert!(!shown.contains('\x1b'), "escape codes: {shown:?}");
+    // Control: without --color never the same terminal gets colour.
+    let (shown, _) = run_on_tty(&format!("{BIN} top --no-such-flag"), "xterm-256color");
+    assert!(
+        shown.contains('\x1b'),
+        "no colour on a colour terminal: {shown:?}"
+    );
+}
+
+#[test]
+fn usage_error_under_color_always_is_coloured_in_a_pipe() {
+    let out = run(&["--color", "always", "top", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains('\x1b'), "{:?}", stderr(&out));
+    let out = run(&["check", "--color=never", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(3), "check: bad usage is UNKNOWN");
+    assert!(!stderr(&out).contains('\x1b'));
+}
+
+#[test]
+fn check_on_a_dumb_terminal_has_no_colour() {
+    let ns = namespace_with_entries("dumb", 10);
+    let log = TempFile::new("dumb-log", b"");
+    let cmd = format!(
+        "{BIN} --netns {} check --no-dump --kernel-log {}",
+        ns.name(),
+        log.path()
+    );
+    // Old code: TERM=dumb still got escape codes.
+    let (shown, _) = run_on_tty(&cmd, "dumb");
+    assert!(shown.contains("OK") || shown.contains("WARNING"), "{shown}");
+    assert!(!shown.contains('\x1b'), "escape codes: {shown:?}");
+    // Control: the same terminal type as xterm is coloured.
+    let (shown, _) = run_on_tty(&cmd, "xterm-256color");
+    assert!(shown.contains('\x1b'), "no colour on xterm: {shown:?}");
+}
+
+#[test]
+fn error_cause_is_printed_once() {
+    // An empty root has no /proc/sys: the read error names its cause once.
+    let root =
+        std::env::temp_dir().join(format!("ctdoctor-regression-root-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let out = run(&[
+        "apply",
+        "--root",
+        root.to_str().expect("utf-8"),
+        "--memory",
+        "8GiB",
+        "--cpus",
+        "2",
+        "--kernel",
+        "6.1.0",
+        "--peak",
+        "1000",
+    ]);
+    let _ = std::fs::remove_dir_all(&root);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot read /proc/sys/net/netfilter/nf_conntrack_max"),
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+#[test]
+fn non_utf8_argument_is_bad_usage_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(BIN)
+        .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
