@@ -195,14 +195,15 @@ pub fn apply(
                 plural(nf, "file")
             )
         };
-        if errors.is_empty() && journal_written {
-            if let Err(h) = journal::save(journal_path, &put_back, &mut quiet) {
-                restored.push_str(&format!(
+        if errors.is_empty()
+            && journal_written
+            && let Err(h) = journal::save(journal_path, &put_back, &mut quiet)
+        {
+            restored.push_str(&format!(
                     " (but the journal {} could not be put back: {}; it still lists these changes, and `ctdoctor rollback` is harmless)",
                     journal_path.display(),
                     halt_text(&h)
                 ));
-            }
         }
         match h {
             Halt::Interrupted => ApplyError::Interrupted { step, restored },

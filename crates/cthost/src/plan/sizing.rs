@@ -427,7 +427,7 @@ mod tests {
             let s = size(&d);
             prop_assert!(s.max >= 512 && s.max <= INT_MAX);
             prop_assert_eq!(s.max % 512, 0);
-            prop_assert!(s.buckets >= 512 && s.buckets % 512 == 0 && s.buckets <= MAX_BUCKETS);
+            prop_assert!(s.buckets >= 512 && s.buckets.is_multiple_of(512) && s.buckets <= MAX_BUCKETS);
             prop_assert_eq!(s.covers_peak, s.max >= peak);
             // Without a budget the plan covers the peak whenever the kernel can.
             if budget.is_none() && peak <= MAX_MAX {
