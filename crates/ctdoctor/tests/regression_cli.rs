@@ -288,10 +288,7 @@ fn error_cause_is_printed_once() {
     let _ = std::fs::remove_dir_all(&root);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("cannot read /proc/sys/net/netfilter/nf_conntrack_max"),
-        "{err}"
-    );
+    assert!(err.contains("/proc/sys/net/netfilter"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
