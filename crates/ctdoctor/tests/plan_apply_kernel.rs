@@ -272,51 +272,39 @@ fn a_journal_naming_other_paths_is_refused_by_rollback() {
     );
 }
 
-#[test]
-fn sigterm_during_apply_restores_before_exiting() {
+/// Inject `fault` before each write of an apply in turn (2 journal writes,
+/// 4 values, 2 files x 2, 2 journal writes): every run must fail with
+/// `says`, restore, and leave the tree exactly as it was.
+fn fault_at_every_write_leaves_the_tree_as_it_was(fault: &str, says: &str) {
     let t = fake_tree();
     let (_p, plan) = plan_file(PLAN);
     let before = snapshot(&t.0);
-    // 2 journal writes, 4 values, 2 files x 2, 2 journal writes.
     for n in 0..12 {
         let o = apply_plan(
             &t,
             &plan,
-            &["--fail-after", &n.to_string(), "--fault", "signal"],
+            &["--fail-after", &n.to_string(), "--fault", fault],
         );
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let out = text(&o);
+        assert!(out.contains(says), "{fault} at {n}: {out}");
         assert!(
-            text(&o).contains("interrupted by a signal"),
-            "{n}: {}",
-            text(&o)
+            out.contains("the system is as before"),
+            "{fault} at {n}: {out}"
         );
-        assert!(
-            text(&o).contains("the system is as before"),
-            "{n}: {}",
-            text(&o)
-        );
-        assert_eq!(snapshot(&t.0), before, "SIGTERM before write {n}");
+        assert!(!out.contains("RESTORE FAILED"), "{fault} at {n}: {out}");
+        assert_eq!(snapshot(&t.0), before, "{fault} before write {n}");
     }
 }
 
 #[test]
+fn sigterm_during_apply_restores_before_exiting() {
+    fault_at_every_write_leaves_the_tree_as_it_was("signal", "interrupted by a signal");
+}
+
+#[test]
 fn enospc_at_every_write_leaves_the_tree_as_it_was() {
-    let t = fake_tree();
-    let (_p, plan) = plan_file(PLAN);
-    let before = snapshot(&t.0);
-    for n in 0..12 {
-        let o = apply_plan(
-            &t,
-            &plan,
-            &["--fail-after", &n.to_string(), "--fault", "nospace"],
-        );
-        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-        let out = text(&o);
-        assert!(out.contains("No space left on device"), "{n}: {out}");
-        assert!(out.contains("the system is as before"), "{n}: {out}");
-        assert!(!out.contains("RESTORE FAILED"), "{n}: {out}");
-        assert_eq!(snapshot(&t.0), before, "ENOSPC at write {n}");
-    }
+    fault_at_every_write_leaves_the_tree_as_it_was("nospace", "No space left on device");
 }
 
 #[test]
