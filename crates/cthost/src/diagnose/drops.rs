@@ -1,0 +1,412 @@
+//! The drop rules: the kernel's `drop` counter and the table-full lines of
+//! the kernel log, weighed against each other (whose lines are they?) and
+//! dated against `--recent` (is it happening now?).
+
+use super::*;
+use crate::kernel_log::{TableFull, Tally};
+
+/// Whether a line logged at `at` is younger than `--recent`; a line whose
+/// time cannot be known counts as recent (issue 7 section 3).
+pub(super) fn is_recent(at: Option<f64>, f: &Facts, t: &Thresholds) -> bool {
+    match (at, f.now) {
+        (Some(at), Some(now)) => now - at <= t.recent.as_secs_f64(),
+        _ => true,
+    }
+}
+
+/// Whether any line of the tally is recent (or undated).
+pub(super) fn tally_recent(p: &Tally, f: &Facts, t: &Thresholds) -> bool {
+    p.lines > 0 && (p.undated > 0 || is_recent(p.newest.as_ref().and_then(|s| s.at), f, t))
+}
+
+/// `--recent` for people: `1h`, `30m`, `1s`.
+pub(super) fn window(t: &Thresholds) -> String {
+    humantime::format_duration(t.recent).to_string()
+}
+
+/// This namespace's `drop` counter, when it could be read.
+pub(super) fn drop_counter(f: &Facts) -> Option<u64> {
+    f.counters.as_ref()?.values.get("drop").copied()
+}
+
+/// Whose this boot's table-full lines (of a group that names this
+/// namespace, or names none) are. Every logged table-full drop increments
+/// the `drop` counter of the namespace it happened in, and that counter
+/// starts at 0 when the namespace is created (__nf_conntrack_alloc fails,
+/// nf_conntrack_in counts `drop`; ../shared/KERNEL.md section 3). The kernel
+/// reuses inode numbers, so a namespace's inode may carry lines of an
+/// earlier namespace; and before 6.17 no line names its namespace at all.
+/// The namespace's creation time is not used to sort lines: the kernel does
+/// not expose it (the nsfs inode's times are set when the inode is first
+/// instantiated, fs/nsfs.c, possibly long after; a process may be older
+/// than its namespace after unshare/setns), and the counter is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// The counter is unknown or explains every line.
+    Ours,
+    /// The counter (this value) is below the drops the lines prove: the
+    /// newest lines are this namespace's, the others older.
+    PartlyOlder(u64),
+    /// The counter is 0: none of them.
+    Earlier,
+}
+
+pub(super) fn owner(f: &Facts, g: &TableFull) -> Owner {
+    match drop_counter(f) {
+        Some(0) => Owner::Earlier,
+        Some(d) if d < g.this_boot.implied_drops() => Owner::PartlyOlder(d),
+        _ => Owner::Ours,
+    }
+}
+
+/// The newest of two stamps by wall-clock time.
+pub(super) fn newer<'a>(a: Option<&'a Stamp>, b: Option<&'a Stamp>) -> Option<&'a Stamp> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.at > x.at { y } else { x }),
+        (x, y) => x.or(y),
+    }
+}
+
+/// How recent a non-zero drop counter is, from the newest table-full line
+/// of this boot that can be this namespace's: while drops go on the kernel
+/// logs up to 10 lines every 5 s (net_ratelimit), so the newest line dates
+/// the last drop. No such line (log unreadable, overwritten, or another
+/// boot's) leaves the drops undated, which is CRITICAL (issue 7 section 3).
+pub(super) fn drops_dated(
+    f: &Facts,
+    t: &Thresholds,
+    drop: u64,
+    evidence: &mut Vec<String>,
+) -> (Severity, String) {
+    let dropped = format!("{drop} packets were dropped because the conntrack table was full");
+    let mut newest: Option<&Stamp> = None;
+    let mut undated = false;
+    if let Some(log) = &f.kernel_log {
+        for g in log.table_full.iter().filter(|g| relevant(f, g)) {
+            undated |= g.this_boot.undated > 0;
+            newest = newer(newest, g.this_boot.newest.as_ref());
+        }
+    }
+    match newest {
+        Some(s) if !undated && !is_recent(s.at, f, t) => {
+            evidence.push(format!(
+                "the newest table-full line of this boot for this namespace is from {}, older than --recent {}",
+                when(&Some(s.clone())),
+                window(t)
+            ));
+            (
+                Severity::Warning,
+                format!(
+                    "{dropped}, the last at {}; none in the last {}",
+                    when(&Some(s.clone())),
+                    window(t)
+                ),
+            )
+        }
+        Some(s) if !undated => (
+            Severity::Critical,
+            format!("{dropped}, the last at {}", when(&Some(s.clone()))),
+        ),
+        _ if undated => (Severity::Critical, dropped),
+        _ => {
+            evidence.push(format!(
+                "no table-full line of this boot for this namespace in {}: the drops cannot be dated, so they may be recent",
+                f.kernel_log_source.as_deref().unwrap_or("any readable kernel log")
+            ));
+            (
+                Severity::Critical,
+                format!("{dropped}; no readable log dates them"),
+            )
+        }
+    }
+}
+
+pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
+    let Some(c) = &f.counters else { return vec![] };
+    let get = |k: &str| c.values.get(k).copied().unwrap_or(0);
+    let rate = |k: &str| f.rates.as_ref().and_then(|r| r.get(k).copied());
+    let mut out = Vec::new();
+    let drop = get("drop");
+    let mut evidence = vec![format!(
+        "drop={drop} early_drop={} insert_failed={} (summed over CPUs, from {})",
+        get("early_drop"),
+        get("insert_failed"),
+        c.source
+    )];
+    if let (Some(r), Some(secs)) = (rate("drop"), f.interval_secs) {
+        evidence.push(format!("drop rate over {secs:.1} s: {r:.1}/s"));
+    }
+    if drop > 0 || rate("drop").is_some_and(|r| r > 0.0) {
+        let now = rate("drop").is_some_and(|r| r > 0.0);
+        let (severity, title) = drops_dated(f, t, drop, &mut evidence);
+        out.push(Finding {
+            id: "counters.drop".into(),
+            severity: if now { Severity::Critical } else { severity },
+            title: if now {
+                format!(
+                    "packets are being dropped now: the table is full ({:.1}/s)",
+                    rate("drop").unwrap_or(0.0)
+                )
+            } else {
+                title
+            },
+            evidence: evidence.clone(),
+            fix: if fill_at_least(s, t.warn) {
+                vec!["raise the limit with the commands under table.fill, then find what fills the table: ctdoctor top".into()]
+            } else {
+                raise_fix(f, suggested(f), s.entry_total())
+            },
+        });
+    }
+    let early = get("early_drop");
+    if early > 0 {
+        out.push(Finding {
+            id: "counters.early_drop".into(),
+            severity: Severity::Warning,
+            title: format!("{early} unassured entries were evicted to make room (early_drop): the table has been full"),
+            evidence: vec![format!("early_drop={early}{}", rate("early_drop").map(|r| format!(" ({r:.1}/s now)")).unwrap_or_default())],
+            fix: vec!["look for scans / SYN floods / unanswered UDP with: ctdoctor top --filter flags=unreplied --by src,dport".into()],
+        });
+    }
+    let failed = get("insert_failed");
+    let toolong = get("chaintoolong");
+    if failed > 0 {
+        out.push(Finding {
+            id: "counters.insert_failed".into(),
+            severity: Severity::Warning,
+            title: format!("{failed} packets dropped at insert (clashes or hash chains too long)"),
+            evidence: vec![format!("insert_failed={failed} chaintoolong={toolong} clash_resolve={}", get("clash_resolve"))],
+            fix: if toolong > 0 {
+                vec!["chains are too long: raise hashsize (echo N > /sys/module/nf_conntrack/parameters/hashsize) or look for a hash-chain flood".into()]
+            } else {
+                vec!["usually UDP races (DNS A/AAAA in parallel from one socket); see insert_failed in the kernel docs".into()]
+            },
+        });
+    }
+    if out.is_empty() {
+        out.push(Finding {
+            id: "counters.drop".into(),
+            severity: Severity::Ok,
+            title: "no packets dropped for a full table (drop counter is 0)".into(),
+            evidence,
+            fix: vec![],
+        });
+    }
+    out
+}
+
+pub(super) fn ns_label(f: &Facts, inode: Option<u64>) -> String {
+    match inode {
+        None => "the initial namespace (or an older kernel that does not say)".into(),
+        Some(i) => match f.namespaces.iter().find(|n| n.inode == i) {
+            Some(n) => format!("netns {i} ({})", n.name),
+            None => format!("netns {i} (no longer exists)"),
+        },
+    }
+}
+
+pub(super) fn relevant(f: &Facts, g: &TableFull) -> bool {
+    match g.netns_inode {
+        Some(i) => Some(i) == f.netns_inode,
+        // Without a namespace in the text: the initial namespace on 6.17+,
+        // any namespace before. Only a non-init namespace can rule it out.
+        None => {
+            f.netns_inode.is_none() || f.netns_inode == f.init_netns_inode || !kernel_names_netns(f)
+        }
+    }
+}
+
+/// 6.17 added `in netns N` to the message for non-initial namespaces.
+pub(super) fn kernel_names_netns(f: &Facts) -> bool {
+    let Some(k) = &f.kernel else { return false };
+    let mut it = k
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (major, minor) >= (6, 17)
+}
+
+/// One namespace's table-full lines, judged (issue 7 sections 2 and 3):
+/// this boot's lines that name this namespace (or none) are weighed against
+/// its drop counter; the others (another boot or host, unknown date) by
+/// their age alone. Mine and recent is CRITICAL, mine and older WARNING, an
+/// earlier namespace's INFO; another namespace's WARNING while recent.
+pub(super) fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) -> Finding {
+    let mine = relevant(f, g);
+    let who = ns_label(f, g.netns_inode);
+    let (tb, other) = (&g.this_boot, &g.other);
+    let owner = (mine && tb.lines > 0).then(|| owner(f, g));
+    let tb_recent = tally_recent(tb, f, t);
+    let other_recent = tally_recent(other, f, t);
+    let mut severity = Severity::Info;
+    if mine {
+        if tb.lines > 0 && owner != Some(Owner::Earlier) {
+            severity = severity.max(if tb_recent {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            });
+        }
+        if other.lines > 0 {
+            severity = severity.max(if other_recent {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            });
+        }
+    } else if tb_recent || other_recent {
+        severity = Severity::Warning;
+    }
+    let newest = newer(tb.newest.as_ref(), other.newest.as_ref()).cloned();
+    let last = if tb.undated + other.undated > 0 {
+        &g.last
+    } else {
+        &newest
+    };
+    let (n, window) = (g.count, window(t));
+    let title = match (mine, severity, g.netns_inode) {
+        (_, Severity::Critical, _) | (false, Severity::Warning, _) => format!(
+            "kernel log: table full, packets dropped in {who}, last at {}",
+            when(last)
+        ),
+        (true, Severity::Info, Some(i)) => format!(
+            "kernel log: an earlier namespace with inode {i} was full at {} ({n} lines); not this one, whose drop counter is 0",
+            when(last)
+        ),
+        (true, Severity::Info, None) => format!(
+            "kernel log: a table was full at {} ({n} lines) in a namespace the message does not name; not this one, whose drop counter is 0",
+            when(last)
+        ),
+        _ => format!(
+            "kernel log: table was full in {who} at {}, {n} lines; none in the last {window}",
+            when(last)
+        ),
+    };
+    let mut evidence = vec![
+        format!("{} x \"{}\"", g.count, g.text),
+        format!("first {}, last {}", when(&g.first), when(&g.last)),
+    ];
+    if g.suppressed > 0 {
+        evidence.push(format!(
+            "plus {} rate-limited (net_ratelimit: callbacks suppressed)",
+            g.suppressed
+        ));
+    }
+    match owner {
+        Some(Owner::Earlier) => evidence.push(format!(
+            "this namespace's drop counter is 0, and every logged table-full drop increments the counter of its own namespace, which starts at 0 when the namespace is created: these {} lines of this boot are another or an earlier namespace's (the kernel reuses inode numbers{})",
+            tb.lines,
+            if g.netns_inode.is_none() {
+                "; before 6.17 the message does not name the namespace"
+            } else {
+                ""
+            }
+        )),
+        Some(Owner::PartlyOlder(d)) => evidence.push(format!(
+            "this namespace's drop counter is {d}, but the {} lines of this boot{} prove at least {} drops: some lines are older, from an earlier namespace with the same inode; the newest are this one's",
+            tb.lines,
+            if tb.suppressed > 0 {
+                format!(" and {} suppressed", tb.suppressed)
+            } else {
+                String::new()
+            },
+            tb.implied_drops()
+        )),
+        _ => {}
+    }
+    if other.lines > 0 {
+        evidence.push(format!(
+            "{} lines not known to be from this boot ({} of unknown age, counted as recent): judged by their age, not by this host's counters",
+            other.lines, other.undated
+        ));
+    }
+    evidence.push(reach.to_string());
+    let fix = if !mine {
+        let target = f
+            .namespaces
+            .iter()
+            .find(|ns| Some(ns.inode) == g.netns_inode)
+            .map_or_else(
+                || "NAME|PID".to_string(),
+                |ns| ns.path.display().to_string(),
+            );
+        vec![format!(
+            "ctdoctor --netns {target} check   # or: ctdoctor check --all-netns"
+        )]
+    } else if severity >= Severity::Warning {
+        vec!["raise nf_conntrack_max (see table.fill) and find what fills it: ctdoctor top".into()]
+    } else {
+        vec![]
+    };
+    Finding {
+        id: match g.netns_inode {
+            Some(i) => format!("log.table_full.{i}"),
+            None => "log.table_full".into(),
+        },
+        severity,
+        title,
+        evidence,
+        fix,
+    }
+}
+
+pub(super) fn kernel_log(f: &Facts, t: &Thresholds) -> Vec<Finding> {
+    let Some(log) = &f.kernel_log else {
+        return vec![];
+    };
+    let source = f.kernel_log_source.clone().unwrap_or_default();
+    let mut reach = format!(
+        "{source}: {} lines from {}{}",
+        log.lines,
+        when(&log.first),
+        if f.kernel_log_truncated {
+            " (older records already overwritten)"
+        } else {
+            ""
+        }
+    );
+    if log.skipped_long > 0 {
+        reach.push_str(&format!(
+            "; {} lines over {} KiB skipped (the first is line {})",
+            log.skipped_long,
+            kernel_log::MAX_LINE / 1024,
+            log.first_skipped.unwrap_or(0)
+        ));
+    }
+    let mut out = Vec::new();
+    for g in &log.table_full {
+        out.push(table_full(f, t, g, &reach));
+    }
+    if log.ungrouped > 0 {
+        out.push(Finding {
+            id: "log.table_full.more".into(),
+            severity: Severity::Warning,
+            title: format!(
+                "kernel log: {} more table-full lines in over {} other namespaces",
+                log.ungrouped,
+                kernel_log::MAX_GROUPS
+            ),
+            evidence: vec![reach.clone()],
+            fix: vec!["ctdoctor check --all-netns".into()],
+        });
+    }
+    if log.table_full.is_empty() {
+        out.push(Finding {
+            id: "log.table_full".into(),
+            severity: Severity::Ok,
+            title: "kernel log: no \"table full, dropping packet\" messages".into(),
+            evidence: vec![reach],
+            fix: vec![],
+        });
+    }
+    if log.vmalloc_fallbacks > 0 {
+        out.push(Finding {
+            id: "log.vmalloc".into(),
+            severity: Severity::Info,
+            title: "the bucket array was allocated with vmalloc (nf_conntrack: falling back to vmalloc)".into(),
+            evidence: vec![format!("{} times, last {}", log.vmalloc_fallbacks, when(&log.last_vmalloc))],
+            fix: vec![],
+        });
+    }
+    out
+}

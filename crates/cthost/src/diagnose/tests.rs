@@ -1,0 +1,637 @@
+//! Rule tests on hand-built facts.
+
+use super::*;
+use crate::facts::{Counters, Mix};
+use crate::kernel_log;
+use crate::slab::SlabCache;
+
+/// A healthy host: init namespace on 6.18, 10% full, nothing logged.
+fn healthy() -> Facts {
+    Facts {
+        kernel: Some("6.18.44".into()),
+        netns_inode: Some(1000),
+        init_netns_inode: Some(1000),
+        conntrack_loaded: true,
+        count: Some(26_214),
+        max: Some(262_144),
+        buckets: Some(262_144),
+        mix: Some(Mix {
+            entries: 26_214,
+            assured: 20_000,
+            ..Mix::default()
+        }),
+        slab: Some(SlabCache {
+            active_objs: 1,
+            num_objs: 1,
+            objsize: 256,
+        }),
+        mem_total: Some(24 << 30),
+        counters: Some(Counters {
+            source: "test".into(),
+            values: [("drop".to_string(), 0)].into(),
+        }),
+        kernel_log: Some(kernel_log::scan(["[ 1.0] booting"])),
+        kernel_log_source: Some("test".into()),
+        rule_sources: vec!["nft -j list ruleset".into()],
+        rules: crate::ruleset::RuleUse {
+            stateful: vec!["inet filter input: ct".into()],
+            ..Default::default()
+        },
+        ..Facts::default()
+    }
+}
+
+fn ids(r: &Report) -> Vec<(&str, Severity)> {
+    r.findings
+        .iter()
+        .map(|f| (f.id.as_str(), f.severity))
+        .collect()
+}
+
+fn find<'a>(r: &'a Report, id: &str) -> &'a Finding {
+    r.findings
+        .iter()
+        .find(|f| f.id == id)
+        .unwrap_or_else(|| panic!("no {id} in {:?}", ids(r)))
+}
+
+#[test]
+fn not_loaded_is_ok() {
+    let r = diagnose(&Facts::default(), &Thresholds::default());
+    assert_eq!((r.verdict, r.exit_code), (Verdict::Ok, 0));
+    assert_eq!(ids(&r), vec![("conntrack.unused", Severity::Ok)]);
+}
+
+#[test]
+fn healthy_is_ok_with_numbers() {
+    let r = diagnose(&healthy(), &Thresholds::default());
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", ids(&r));
+    assert_eq!(r.headline, "conntrack table 10.0% full (26214/262144)");
+    assert_eq!(
+        r.summary.fill_percent.map(|p| (p * 10.0).round()),
+        Some(100.0)
+    );
+    // 26214 x 2 / 262144
+    assert_eq!(
+        r.summary.average_chain.map(|c| (c * 1000.0).round()),
+        Some(200.0)
+    );
+    assert_eq!(r.summary.memory_now, Some(26_214 * 256 + 262_144 * 8));
+    assert_eq!(r.summary.memory_at_max, Some(262_144 * 256 + 262_144 * 8));
+    assert_eq!(r.summary.evictable, Some(6_214));
+}
+
+#[test]
+fn full_of_assured_entries_is_critical() {
+    let mut f = healthy();
+    f.count = Some(262_144);
+    f.mix = Some(Mix {
+        entries: 262_144,
+        assured: 262_144,
+        ..Mix::default()
+    });
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!((r.verdict, r.exit_code), (Verdict::Critical, 2));
+    let fill = find(&r, "table.fill");
+    assert_eq!(fill.severity, Severity::Critical);
+    assert!(
+        fill.fix[0].contains("nf_conntrack_max=524288"),
+        "{:?}",
+        fill.fix
+    );
+}
+
+#[test]
+fn full_of_unassured_entries_is_pressure_not_critical() {
+    let mut f = healthy();
+    f.count = Some(262_000);
+    f.mix = Some(Mix {
+        entries: 262_000,
+        assured: 1_000,
+        unreplied: 261_000,
+        ..Mix::default()
+    });
+    f.counters = Some(Counters {
+        source: "t".into(),
+        values: [("drop".into(), 0), ("early_drop".into(), 57)].into(),
+    });
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(r.verdict, Verdict::Warning, "{:?}", ids(&r));
+    assert_eq!(find(&r, "table.fill").severity, Severity::Warning);
+    assert_eq!(find(&r, "counters.early_drop").severity, Severity::Warning);
+    assert!(!r.findings.iter().any(|x| x.severity == Severity::Critical));
+}
+
+#[test]
+fn thresholds_are_configurable() {
+    let mut f = healthy();
+    f.count = Some(200_000); // 76%
+    assert_eq!(
+        diagnose(&f, &Thresholds::default()).verdict,
+        Verdict::Warning
+    );
+    assert_eq!(
+        diagnose(
+            &f,
+            &Thresholds {
+                warn: 80.0,
+                crit: 95.0,
+                ..Thresholds::default()
+            }
+        )
+        .verdict,
+        Verdict::Ok
+    );
+    assert_eq!(
+        diagnose(
+            &f,
+            &Thresholds {
+                warn: 50.0,
+                crit: 70.0,
+                ..Thresholds::default()
+            }
+        )
+        .verdict,
+        Verdict::Critical
+    );
+}
+
+#[test]
+fn past_drops_are_critical_on_an_empty_table() {
+    let mut f = healthy();
+    f.count = Some(10);
+    f.counters = Some(Counters {
+        source: "t".into(),
+        values: [("drop".into(), 3)].into(),
+    });
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(r.verdict, Verdict::Critical);
+    assert!(
+        find(&r, "counters.drop")
+            .title
+            .starts_with("3 packets were dropped")
+    );
+}
+
+#[test]
+fn drop_rate_says_now() {
+    let mut f = healthy();
+    f.counters = Some(Counters {
+        source: "t".into(),
+        values: [("drop".into(), 50)].into(),
+    });
+    f.rates = Some([("drop".to_string(), 12.5)].into());
+    f.interval_secs = Some(2.0);
+    let r = diagnose(&f, &Thresholds::default());
+    let d = find(&r, "counters.drop");
+    assert!(
+        d.title.contains("dropped now") && d.title.contains("12.5/s"),
+        "{}",
+        d.title
+    );
+}
+
+/// Boot at 1,000,000 (Unix), now 10,000 s later.
+const BOOT: i64 = 1_000_000;
+const NOW: f64 = 1_010_000.0;
+
+/// /dev/kmsg as the scanner sees it on this boot.
+fn kmsg_ctx() -> kernel_log::Context {
+    kernel_log::Context {
+        now: Some(NOW),
+        boot_time: Some(BOOT as f64),
+        utc_offset: 0,
+        this_boot: true,
+    }
+}
+
+/// Raw /dev/kmsg table-full records at these uptimes (seconds).
+fn kmsg_full(netns: Option<u64>, uptimes: &[u64]) -> Vec<String> {
+    uptimes
+        .iter()
+        .enumerate()
+        .map(|(seq, up)| match netns {
+            Some(i) => format!(
+                "4,{seq},{},-;nf_conntrack: nf_conntrack: table full in netns {i}, dropping packet",
+                up * 1_000_000
+            ),
+            None => format!(
+                "4,{seq},{},-;nf_conntrack: nf_conntrack: table full, dropping packet",
+                up * 1_000_000
+            ),
+        })
+        .collect()
+}
+
+/// A namespace (inode 7777, not the initial one) on 6.18, dated at
+/// NOW, whose /dev/kmsg holds these lines and whose drop counter is `drop`.
+fn pod(lines: &[String], drop: u64) -> Facts {
+    let mut f = healthy();
+    f.netns_inode = Some(7777);
+    f.now = Some(NOW);
+    f.boot_time = Some(BOOT);
+    f.kernel_log = Some(kernel_log::scan_with(
+        lines.iter().map(String::as_str),
+        kmsg_ctx(),
+    ));
+    f.kernel_log_source = Some("/dev/kmsg".into());
+    f.counters = Some(Counters {
+        source: "t".into(),
+        values: [("drop".to_string(), drop)].into(),
+    });
+    f
+}
+
+#[test]
+fn reused_inode_with_zero_drop_counter_is_info_not_critical() {
+    // An earlier namespace with inode 7777 was full 100 s ago; this one
+    // is new and has dropped nothing.
+    let f = pod(&kmsg_full(Some(7777), &[9_898, 9_899, 9_900]), 0);
+    let r = diagnose(&f, &Thresholds::default());
+    let log = find(&r, "log.table_full.7777");
+    assert_eq!(log.severity, Severity::Info, "{log:?}");
+    assert!(
+        log.title
+            .starts_with("kernel log: an earlier namespace with inode 7777 was full at 1970-01-12 16:31:40 UTC (3 lines)"),
+        "{}",
+        log.title
+    );
+    assert!(log.evidence.iter().any(|e| e.contains("drop counter is 0")));
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", ids(&r));
+}
+
+#[test]
+fn drop_counter_below_the_logged_lines_says_some_are_older() {
+    // 5 lines, 40 suppressed: at least 45 drops; the counter says 2.
+    let mut lines = kmsg_full(Some(7777), &[9_000, 9_001, 9_002, 9_003, 9_900]);
+    lines.insert(
+        3,
+        "4,9,9002500000,-;net_ratelimit: 40 callbacks suppressed".into(),
+    );
+    let r = diagnose(&pod(&lines, 2), &Thresholds::default());
+    let log = find(&r, "log.table_full.7777");
+    assert_eq!(log.severity, Severity::Critical);
+    assert!(
+        log.evidence.iter().any(|e| e
+            == "this namespace's drop counter is 2, but the 5 lines of this boot and 40 suppressed prove at least 45 drops: some lines are older, from an earlier namespace with the same inode; the newest are this one's"),
+        "{:?}",
+        log.evidence
+    );
+}
+
+#[test]
+fn unnamed_lines_before_6_17_do_not_make_a_clean_namespace_critical() {
+    let lines = kmsg_full(None, &[9_990]);
+    let mut f = pod(&lines, 0);
+    f.kernel = Some("5.15.0".into());
+    let r = diagnose(&f, &Thresholds::default());
+    let log = find(&r, "log.table_full");
+    assert_eq!(log.severity, Severity::Info, "{log:?}");
+    assert!(log.title.contains("not this one, whose drop counter is 0"));
+    assert_eq!(r.verdict, Verdict::Ok);
+    // The same lines with drops counted here are this namespace's.
+    let mut f = pod(&lines, 1);
+    f.kernel = Some("5.15.0".into());
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(find(&r, "log.table_full").severity, Severity::Critical);
+    // In the initial namespace of 6.18, too, unnamed lines are weighed.
+    let mut f = pod(&lines, 0);
+    f.netns_inode = f.init_netns_inode;
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(find(&r, "log.table_full").severity, Severity::Info);
+}
+
+#[test]
+fn table_full_lines_older_than_recent_are_warning_so_the_check_recovers() {
+    // Full 8000 s ago (uptime 2000 s), 12 drops counted, nothing since.
+    let f = pod(&kmsg_full(Some(7777), &[1_999, 2_000]), 12);
+    let r = diagnose(&f, &Thresholds::default());
+    let log = find(&r, "log.table_full.7777");
+    assert_eq!(log.severity, Severity::Warning);
+    assert_eq!(
+        log.title,
+        "kernel log: table was full in netns 7777 (no longer exists) at 1970-01-12 14:20:00 UTC, 2 lines; none in the last 1h"
+    );
+    let drop = find(&r, "counters.drop");
+    assert_eq!(drop.severity, Severity::Warning);
+    assert_eq!(
+        drop.title,
+        "12 packets were dropped because the conntrack table was full, the last at 1970-01-12 14:20:00 UTC; none in the last 1h"
+    );
+    assert_eq!((r.verdict, r.exit_code), (Verdict::Warning, 1));
+    // With --recent 3h the same lines are recent.
+    let t = Thresholds {
+        recent: Duration::from_secs(3 * 3600),
+        ..Thresholds::default()
+    };
+    let r = diagnose(&f, &t);
+    assert_eq!(find(&r, "log.table_full.7777").severity, Severity::Critical);
+    assert_eq!(find(&r, "counters.drop").severity, Severity::Critical);
+    // A positive drop rate is now, whatever the log says.
+    let mut f = f;
+    f.rates = Some([("drop".to_string(), 0.5)].into());
+    f.interval_secs = Some(2.0);
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(find(&r, "counters.drop").severity, Severity::Critical);
+}
+
+#[test]
+fn drop_counter_that_no_log_dates_is_critical() {
+    let mut f = pod(&[], 4);
+    f.kernel_log_truncated = true;
+    let r = diagnose(&f, &Thresholds::default());
+    let drop = find(&r, "counters.drop");
+    assert_eq!(drop.severity, Severity::Critical);
+    assert_eq!(
+        drop.title,
+        "4 packets were dropped because the conntrack table was full; no readable log dates them"
+    );
+}
+
+#[test]
+fn kernel_log_file_of_another_boot_is_judged_by_age_not_counters() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/kernel-log-historical.txt"
+    ))
+    .expect("fixture");
+    // Read on 2026-11-26 14:00 UTC, this host booted at 13:50: every
+    // line of the file (Nov 20 to Nov 26 13:41) is from before.
+    let now = 1_795_701_600.0;
+    let ctx = kernel_log::Context {
+        now: Some(now),
+        boot_time: Some(now - 600.0),
+        utc_offset: 0,
+        this_boot: false,
+    };
+    let mut f = healthy();
+    f.now = Some(now);
+    f.kernel_log = Some(kernel_log::scan_with(text.lines(), ctx));
+    // In the initial namespace with drop=0: the unnamed lines are not
+    // weighed against this boot's counter but judged by their age: the
+    // newest (Nov 23 19:20:17) is days old: WARNING, with when.
+    let r = diagnose(&f, &Thresholds::default());
+    let init = find(&r, "log.table_full");
+    assert_eq!(init.severity, Severity::Warning, "{init:?}");
+    assert_eq!(
+        init.title,
+        "kernel log: table was full in the initial namespace (or an older kernel that does not say) at 2026-11-23 19:20:17 UTC, 6 lines; none in the last 1h"
+    );
+    assert!(
+        init.evidence
+            .iter()
+            .any(|e| e.contains("2418 rate-limited")),
+        "{init:?}"
+    );
+    // With --recent 7d they are recent: CRITICAL.
+    let week = Thresholds {
+        recent: Duration::from_secs(7 * 86_400),
+        ..Thresholds::default()
+    };
+    assert_eq!(
+        find(&diagnose(&f, &week), "log.table_full").severity,
+        Severity::Critical
+    );
+    // Another namespace's lines (13:35, 25 minutes old): WARNING while
+    // recent, INFO once older than --recent.
+    assert_eq!(
+        find(&r, "log.table_full.4026532177").severity,
+        Severity::Warning
+    );
+    assert_eq!(find(&r, "log.vmalloc").severity, Severity::Info);
+    let ten_minutes = Thresholds {
+        recent: Duration::from_secs(600),
+        ..Thresholds::default()
+    };
+    assert_eq!(
+        find(&diagnose(&f, &ten_minutes), "log.table_full.4026532177").severity,
+        Severity::Info
+    );
+    // Inside namespace 4026532177 on 6.18 with drop=0: its own lines
+    // are another boot's, 25 minutes old: CRITICAL by age; the unnamed
+    // (initial namespace) ones are not ours and old: INFO.
+    f.netns_inode = Some(4_026_532_177);
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(
+        find(&r, "log.table_full.4026532177").severity,
+        Severity::Critical
+    );
+    assert_eq!(find(&r, "log.table_full").severity, Severity::Info);
+    // Plain dmesg uptime stamps in a file cannot be dated: recent.
+    let mut f = healthy();
+    f.now = Some(now);
+    f.kernel_log = Some(kernel_log::scan_with(
+        ["[ 5.0] nf_conntrack: nf_conntrack: table full, dropping packet"],
+        ctx,
+    ));
+    let r = diagnose(&f, &ten_minutes);
+    assert_eq!(find(&r, "log.table_full").severity, Severity::Critical);
+}
+
+#[test]
+fn unreadable_kernel_log_given_by_the_user_is_unknown() {
+    let mut f = healthy();
+    let e = Unreadable {
+        what: "/var/log/kern.log".into(),
+        why: crate::source::Why::NotPresent,
+    };
+    f.kernel_log = None;
+    f.kernel_log_error = Some(e.clone());
+    f.unreadable.push(e);
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!((r.verdict, r.exit_code), (Verdict::Unknown, 3));
+    assert_eq!(
+        r.headline,
+        "cannot read the kernel log: /var/log/kern.log: not present"
+    );
+}
+
+#[test]
+fn idle_established_and_time_wait() {
+    let mut f = healthy();
+    f.count = Some(150_000);
+    f.timeouts = [
+        ("nf_conntrack_tcp_timeout_established".to_string(), 432_000),
+        ("nf_conntrack_tcp_timeout_time_wait".to_string(), 120),
+    ]
+    .into();
+    f.mix = Some(Mix {
+        entries: 150_000,
+        assured: 150_000,
+        established_idle_1h: 60_000,
+        tcp_state: [
+            ("ESTABLISHED".to_string(), 80_000),
+            ("TIME_WAIT".to_string(), 50_000),
+        ]
+        .into(),
+        ..Mix::default()
+    });
+    let r = diagnose(&f, &Thresholds::default());
+    let est = find(&r, "timeouts.tcp_established");
+    assert_eq!(est.severity, Severity::Warning);
+    assert!(est.fix[0].contains("=7440"));
+    assert_eq!(
+        find(&r, "timeouts.tcp_time_wait").severity,
+        Severity::Warning
+    );
+    // The same mix in a nearly empty table is not worth a warning.
+    f.count = Some(1_000);
+    let r = diagnose(&f, &Thresholds::default());
+    assert!(!r.findings.iter().any(|x| x.id == "timeouts.tcp_time_wait"));
+}
+
+#[test]
+fn who_needs_it() {
+    let mut f = healthy();
+    f.rules = crate::ruleset::RuleUse::default();
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(find(&r, "who.unneeded").severity, Severity::Info);
+    f.count = Some(250_000);
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(find(&r, "who.unneeded").severity, Severity::Warning);
+    // Unread rulesets never claim "nothing needs it".
+    f.rule_sources.clear();
+    let r = diagnose(&f, &Thresholds::default());
+    assert!(!r.findings.iter().any(|x| x.id == "who.unneeded"));
+}
+
+/// Issue 7 section 4: an empty table used to hide who.unneeded.
+#[test]
+fn who_unneeded_is_said_on_an_empty_table() {
+    let mut f = healthy();
+    f.rules = crate::ruleset::RuleUse::default();
+    f.count = Some(0);
+    f.mix = None;
+    f.conntrack_builtin = Some(true);
+    let r = diagnose(&f, &Thresholds::default());
+    let w = find(&r, "who.unneeded");
+    assert_eq!(w.severity, Severity::Info);
+    assert_eq!(
+        w.title,
+        "nothing found here needs conntrack, yet nf_conntrack is built into the kernel (table empty)"
+    );
+    assert_eq!(r.verdict, Verdict::Ok);
+    assert!(w.fix.is_empty(), "built in and empty: nothing to do");
+    f.conntrack_builtin = Some(false);
+    let r = diagnose(&f, &Thresholds::default());
+    let w = find(&r, "who.unneeded");
+    assert!(
+        w.title
+            .ends_with("yet nf_conntrack is loaded as a module (table empty)")
+    );
+    assert_eq!(
+        w.fix,
+        vec![
+            "unload it: modprobe -r nf_conntrack (lsmod | grep nf_conntrack lists what still holds it)"
+        ]
+    );
+}
+
+/// Issue 7 section 4: with `--netns`, /proc shows the host's dockerd
+/// and enabled units act in the initial namespace: they are the host's.
+#[test]
+fn host_services_are_not_this_namespaces() {
+    let svc = |name: &str, seen: &str, netns_inode| crate::facts::Service {
+        name: name.into(),
+        seen: seen.into(),
+        uses_conntrack_for: "NAT".into(),
+        netns_inode,
+    };
+    let mut f = healthy();
+    f.netns_inode = Some(2000);
+    f.rules = crate::ruleset::RuleUse::default();
+    f.services = vec![
+        svc("Docker", "running (pid 10)", Some(1000)),
+        svc("kubelet", "unit kubelet.service enabled", None),
+    ];
+    let r = diagnose(&f, &Thresholds::default());
+    assert!(!r.findings.iter().any(|x| x.id == "who.services"), "{r:#?}");
+    let h = find(&r, "who.host_services");
+    assert_eq!(
+        h.title,
+        "services that use conntrack in the host's namespace, not in this one: Docker, kubelet"
+    );
+    assert_eq!(
+        h.evidence,
+        vec![
+            "Docker (running (pid 10), host netns 1000): NAT",
+            "kubelet (unit kubelet.service enabled, host netns 1000): NAT"
+        ]
+    );
+    // Nothing in this namespace needs conntrack.
+    assert!(r.findings.iter().any(|x| x.id == "who.unneeded"));
+    // The same dockerd seen from the host is this namespace's.
+    f.netns_inode = Some(1000);
+    let r = diagnose(&f, &Thresholds::default());
+    let here = find(&r, "who.services");
+    assert_eq!(here.title, "services that use conntrack: Docker, kubelet");
+    assert_eq!(here.evidence[0], "Docker (running (pid 10)): NAT");
+    assert!(!r.findings.iter().any(|x| x.id == "who.host_services"));
+    assert!(!r.findings.iter().any(|x| x.id == "who.unneeded"));
+}
+
+#[test]
+fn unknown_without_count() {
+    let mut f = healthy();
+    f.count = None;
+    f.unreadable.push(Unreadable {
+        what: "x".into(),
+        why: crate::source::Why::Permission("CAP_NET_ADMIN".into()),
+    });
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!((r.verdict, r.exit_code), (Verdict::Unknown, 3));
+    assert_eq!(r.unreadable.len(), 1);
+}
+
+#[test]
+fn memory_and_estimate() {
+    let mut f = healthy();
+    f.slab = None;
+    f.mem_total = Some(512 << 20);
+    f.max = Some(1_048_576);
+    let r = diagnose(&f, &Thresholds::default());
+    let m = find(&r, "memory");
+    assert_eq!(m.severity, Severity::Warning);
+    assert!(m.evidence[0].contains("estimate"));
+}
+
+#[test]
+fn cloud_allowance() {
+    let mut f = healthy();
+    f.cloud = vec![crate::facts::Allowance {
+        interface: "eth0".into(),
+        exceeded: 9,
+        available: None,
+    }];
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(find(&r, "cloud.ena.eth0").severity, Severity::Critical);
+}
+
+#[test]
+fn all_netns() {
+    let mut f = healthy();
+    f.namespaces = vec![crate::facts::Namespace {
+        inode: 7,
+        name: "pod-a".into(),
+        path: "/run/netns/pod-a".into(),
+    }];
+    f.netns_counts = Some(vec![
+        crate::facts::NetnsCount {
+            inode: 7,
+            name: "pod-a".into(),
+            count: Some(262_144),
+            error: None,
+        },
+        crate::facts::NetnsCount {
+            inode: 1000,
+            name: "init".into(),
+            count: Some(10),
+            error: None,
+        },
+    ]);
+    let r = diagnose(&f, &Thresholds::default());
+    let pod = find(&r, "netns.7");
+    assert_eq!(pod.severity, Severity::Critical);
+    assert_eq!(pod.fix, vec!["ctdoctor --netns /run/netns/pod-a check"]);
+    assert_eq!(r.verdict, Verdict::Critical);
+}
