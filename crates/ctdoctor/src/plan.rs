@@ -380,12 +380,11 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     };
     let d = apply::diff(&root, &settings, a.timeouts_only, &files)?;
     // A plan file carries no entry size: estimate as check does.
-    let memory = planned_memory.unwrap_or(
-        settings
-            .nf_conntrack_max
-            .saturating_mul(cthost::diagnose::ESTIMATED_ENTRY_BYTES)
-            .saturating_add(settings.hashsize.saturating_mul(8)),
-    );
+    let memory = planned_memory.unwrap_or(plan::sizing::table_memory(
+        settings.nf_conntrack_max,
+        settings.hashsize,
+        cthost::diagnose::ESTIMATED_ENTRY_BYTES,
+    ));
     // Without a plan, the target is the machine under the root.
     let ram = planned_ram.or_else(|| {
         root.read("/proc/meminfo", "")

@@ -505,7 +505,8 @@ pub fn summarize(f: &Facts) -> Summary {
     let (entry_bytes, estimated) = crate::plan::object_bytes(f);
     let extension = crate::plan::extension(f.mix.as_ref(), &f.extension_sysctls, &f.rules.nat);
     let per_entry = entry_bytes.saturating_add(extension.bytes);
-    let buckets_bytes = f.buckets.map(|b| b.saturating_mul(8));
+    let buckets = f.buckets.unwrap_or(0);
+    let table = |entries: u64| crate::plan::sizing::table_memory(entries, buckets, per_entry);
     Summary {
         count: f.count,
         max: f.max,
@@ -522,14 +523,8 @@ pub fn summarize(f: &Facts) -> Summary {
         entry_bytes,
         entry_bytes_estimated: estimated,
         extension,
-        memory_now: f.count.map(|c| {
-            c.saturating_mul(per_entry)
-                .saturating_add(buckets_bytes.unwrap_or(0))
-        }),
-        memory_at_max: f.max.map(|m| {
-            m.saturating_mul(per_entry)
-                .saturating_add(buckets_bytes.unwrap_or(0))
-        }),
+        memory_now: f.count.map(table),
+        memory_at_max: f.max.map(table),
         mem_total: f.mem_total,
     }
 }

@@ -52,6 +52,14 @@ pub fn round_buckets(n: u64) -> u64 {
         .unwrap_or(u64::MAX - u64::MAX % PAGE_BUCKETS)
 }
 
+/// Bytes of a table of `entries` entries of `entry_bytes` each (slab object
+/// plus extension area) and `buckets` bucket heads, saturating.
+pub fn table_memory(entries: u64, buckets: u64, entry_bytes: u64) -> u64 {
+    entries
+        .saturating_mul(entry_bytes)
+        .saturating_add(buckets.saturating_mul(BUCKET_BYTES))
+}
+
 /// Round down to a multiple of 512.
 fn round_down(n: u64) -> u64 {
     n.checked_rem(PAGE_BUCKETS)
@@ -279,9 +287,7 @@ pub fn size(d: &Demand) -> TableSize {
         limit = Some(Limit::Kernel);
     }
     let buckets = max.min(MAX_BUCKETS);
-    let memory_at_max = max
-        .saturating_mul(d.entry_bytes)
-        .saturating_add(buckets.saturating_mul(BUCKET_BYTES));
+    let memory_at_max = table_memory(max, buckets, d.entry_bytes);
     TableSize {
         wanted,
         max,
