@@ -350,15 +350,16 @@ pub fn read_nft_json(text: &str) -> Result<NftRuleset, NftError> {
             // Only said when every base chain reaching the rule is known.
             if class == Class::Notrack {
                 let key = (name("family"), name("table"), name("chain"));
-                if let Some(Some(hooks)) = reach.get(&key) {
-                    if !hooks.is_empty() && !hooks.iter().any(Hook::before_conntrack) {
-                        class = Class::NotrackTooLate;
-                        let from: Vec<String> = hooks.iter().map(Hook::describe).collect();
-                        what = format!(
-                            "{what} in a chain run at {}, after conntrack (priority -200): does nothing",
-                            from.join(", ")
-                        );
-                    }
+                if let Some(Some(hooks)) = reach.get(&key)
+                    && !hooks.is_empty()
+                    && !hooks.iter().any(Hook::before_conntrack)
+                {
+                    class = Class::NotrackTooLate;
+                    let from: Vec<String> = hooks.iter().map(Hook::describe).collect();
+                    what = format!(
+                        "{what} in a chain run at {}, after conntrack (priority -200): does nothing",
+                        from.join(", ")
+                    );
                 }
             }
             NftRule {
@@ -676,10 +677,7 @@ mod tests {
         let r = parse_nft_json(&read("nft-ct-objects-notrack-prio.json")).expect("parses");
         assert_eq!(
             r.notrack,
-            vec![
-                "ip t rawpre: notrack",
-                "ip t out2: notrack",
-            ]
+            vec!["ip t rawpre: notrack", "ip t out2: notrack",]
         );
         assert_eq!(
             r.notrack_ineffective,
@@ -743,7 +741,9 @@ mod tests {
         let r = parse_iptables_save(&read("iptables-nft-save-cluster.txt"), "iptables-nft-save");
         assert_eq!(
             r.stateful,
-            vec!["iptables-nft -A INPUT -m cluster --cluster-local-nodemask 0x00000001 --cluster-total-nodes 2 --cluster-hash-seed 0xdeadbeef -j ACCEPT"]
+            vec![
+                "iptables-nft -A INPUT -m cluster --cluster-local-nodemask 0x00000001 --cluster-total-nodes 2 --cluster-hash-seed 0xdeadbeef -j ACCEPT"
+            ]
         );
         // `flow add @ft` (flowtable offload: nft_flow_offload_init takes
         // conntrack), as libnftables-json(5) spells it: this kernel has no
