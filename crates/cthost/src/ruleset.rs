@@ -2,7 +2,7 @@
 //! `ct` expressions or NAT statements (`nft -j list ruleset`), iptables
 //! rules using the conntrack-family matches or NAT targets (`iptables-save`
 //! output, legacy and nf_tables backends alike), nft `ct helper` / `ct
-//! timeout` / `ct expectation` objects, and NOTRACK exemptions, telling
+//! timeout` / `ct expectation` / `synproxy` objects, and NOTRACK exemptions, telling
 //! an nft `notrack` that runs too late to do anything from one that works.
 //! Rules that iptables-nft made show in `nft -j` as bare `xt` statements
 //! (name only); they are described in their iptables form from
@@ -29,7 +29,7 @@ pub struct RuleUse {
     /// tracked all the same.
     pub notrack_ineffective: Vec<String>,
     /// nft objects that turn conntrack on without any rule using them
-    /// (`ct helper`, `ct timeout`, `ct expectation`: nft_ct.c's object
+    /// (`ct helper`, `ct timeout`, `ct expectation`, `synproxy`: their object
     /// init calls nf_ct_netns_get; measured: a namespace holding only one
     /// tracks its loopback traffic).
     pub objects: Vec<String>,
@@ -112,7 +112,10 @@ struct NftRule {
 }
 
 /// nft object kinds whose creation turns conntrack on in the namespace.
-const NFT_CT_OBJECTS: &[&str] = &["ct helper", "ct timeout", "ct expectation"];
+/// nft_synproxy.c's object init takes conntrack like its statement does
+/// (measured: a namespace holding only `synproxy sp { mss 1460; wscale 7; }`
+/// tracks its loopback traffic).
+const NFT_CT_OBJECTS: &[&str] = &["ct helper", "ct timeout", "ct expectation", "synproxy"];
 
 /// `nft -j list ruleset`, parsed into what each rule means for conntrack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -738,6 +741,11 @@ mod tests {
         let only_objects = r#"{"nftables": [{"ct helper": {"family": "ip", "name": "h", "table": "t", "type": "ftp"}}]}"#;
         let r = parse_nft_json(only_objects).expect("parses");
         assert_eq!((r.rules, r.needs_conntrack()), (0, true));
+        // `nft -j list ruleset` after `table ip x { synproxy sp { mss 1460;
+        // wscale 7; } }`, nothing else.
+        let synproxy_object = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "ip", "name": "x", "handle": 1}}, {"synproxy": {"family": "ip", "name": "sp", "table": "x", "handle": 1, "mss": 1460, "wscale": 7}}]}"#;
+        let r = parse_nft_json(synproxy_object).expect("parses");
+        assert_eq!(r.objects, vec!["ip x: synproxy sp"]);
         let r = parse_iptables_save(&read("iptables-nft-save-cluster.txt"), "iptables-nft-save");
         assert_eq!(
             r.stateful,
