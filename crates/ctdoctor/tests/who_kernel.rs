@@ -194,6 +194,68 @@ fn notrack_with_untracked_accept_is_not_a_reason_for_conntrack() {
     assert!(finding(&v, "who.unneeded").is_some(), "{v:#}");
 }
 
+/// Send one UDP datagram to 127.0.0.1:9 from inside the namespace.
+fn udp_to_discard(ns: &Netns) {
+    ns.run(|| {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.send_to(b"x", "127.0.0.1:9").expect("send");
+    })
+    .expect("in netns");
+}
+
+/// KERNEL.md section 10: nft accepts `notrack` in a chain at priority 0,
+/// where it runs after conntrack and does nothing: the kernel tracks the
+/// flow all the same. Before, check reported it as an exemption.
+#[test]
+fn notrack_after_conntrack_priority_is_reported_as_doing_nothing() {
+    let ns = Netns::create("latenotrack").expect("netns");
+    ns.nft(
+        "table inet late {\n\
+         chain out { type filter hook output priority 0; udp dport 9 notrack; }\n\
+         chain in { type filter hook input priority 0; ct state established accept; }\n\
+         }\n",
+    )
+    .expect("nft");
+    udp_to_discard(&ns);
+
+    let v = check(&ns);
+    // The kernel's answer: the "exempted" flow has an entry.
+    assert!(v["summary"]["count"].as_u64() >= Some(1), "{v:#}");
+    assert!(finding(&v, "who.notrack").is_none(), "{v:#}");
+    let late = finding(&v, "who.notrack_ineffective")
+        .unwrap_or_else(|| panic!("no who.notrack_ineffective: {v:#}"));
+    assert_eq!(late["severity"], "warning");
+    assert_eq!(
+        evidence(late),
+        vec![
+            "inet late out: notrack in a chain run at hook output priority 0, after conntrack (priority -200): does nothing"
+        ]
+    );
+    assert!(
+        late["fix"][0]
+            .as_str()
+            .is_some_and(|f| f.contains("priority raw")),
+        "{late:#}"
+    );
+}
+
+/// An nft `ct helper` object alone turns conntrack on in its namespace
+/// (the kernel tracks loopback traffic there); before, check said
+/// "nothing found here needs conntrack".
+#[test]
+fn ct_helper_object_alone_is_a_reason_for_conntrack() {
+    let ns = Netns::create("cthelper").expect("netns");
+    ns.nft("table ip t {\n ct helper ftph { type \"ftp\" protocol tcp; }\n}\n")
+        .expect("nft");
+    udp_to_discard(&ns);
+
+    let v = check(&ns);
+    assert!(v["summary"]["count"].as_u64() >= Some(1), "{v:#}");
+    assert!(finding(&v, "who.unneeded").is_none(), "{v:#}");
+    let rules = finding(&v, "who.rules").unwrap_or_else(|| panic!("no who.rules: {v:#}"));
+    assert_eq!(evidence(rules), vec!["ip t: ct helper ftph"]);
+}
+
 /// nf_conntrack is built in on this machine's kernel, and a new namespace
 /// tracks nothing: check still says that nothing here needs it.
 #[test]

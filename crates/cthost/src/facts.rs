@@ -157,6 +157,10 @@ pub struct NetnsCount {
     pub inode: u64,
     pub name: String,
     pub count: Option<u64>,
+    /// Packets this namespace dropped because its table was full (the
+    /// ctnetlink GET_STATS_CPU `drop` counter summed over CPUs, read in
+    /// the namespace with `count`); `None` when it could not be read.
+    pub drop: Option<u64>,
     pub error: Option<String>,
 }
 

@@ -278,13 +278,25 @@ const NETNS_BATCH: usize = 16;
 fn netns_counts(namespaces: &[Namespace]) -> Vec<NetnsCount> {
     let count_one = |ns: &Namespace| {
         let path = ns.path.to_string_lossy().into_owned();
+        // The namespace's own `drop` counter (table full, KERNEL.md section
+        // 3) is read with its count, on the same socket: it says whether
+        // *this* namespace dropped, which a kernel log line naming an inode
+        // cannot (inodes are reused).
         let r = ctnetlink::netns::enter(&path)
             .and_then(|()| Conntrack::open())
-            .and_then(|mut ct| ct.stats());
+            .and_then(|mut ct| {
+                let stats = ct.stats()?;
+                let drop = ct
+                    .stats_cpu()
+                    .ok()
+                    .and_then(|cpus| cpus.iter().map(|c| c.drop.map(u64::from)).sum());
+                Ok((stats, drop))
+            });
         NetnsCount {
             inode: ns.inode,
             name: ns.name.clone(),
-            count: r.as_ref().ok().map(|s| u64::from(s.entries)),
+            count: r.as_ref().ok().map(|(s, _)| u64::from(s.entries)),
+            drop: r.as_ref().ok().and_then(|(_, d)| *d),
             error: r.err().map(|e| e.to_string()),
         }
     };

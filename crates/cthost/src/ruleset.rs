@@ -1,7 +1,9 @@
 //! What in the firewall makes conntrack necessary: nftables rules using
 //! `ct` expressions or NAT statements (`nft -j list ruleset`), iptables
 //! rules using the conntrack-family matches or NAT targets (`iptables-save`
-//! output, legacy and nf_tables backends alike), and NOTRACK exemptions.
+//! output, legacy and nf_tables backends alike), nft `ct helper` / `ct
+//! timeout` / `ct expectation` / `synproxy` objects, and NOTRACK exemptions, telling
+//! an nft `notrack` that runs too late to do anything from one that works.
 //! Rules that iptables-nft made show in `nft -j` as bare `xt` statements
 //! (name only); they are described in their iptables form from
 //! `iptables-nft-save` when it was read (issue 7 section 4).
@@ -22,19 +24,30 @@ pub struct RuleUse {
     pub nat: Vec<String>,
     /// NOTRACK / CT --notrack rules: traffic already exempted.
     pub notrack: Vec<String>,
+    /// nft `notrack` rules that do nothing: every base chain reaching them
+    /// runs after conntrack (KERNEL.md section 10), so the traffic is
+    /// tracked all the same.
+    pub notrack_ineffective: Vec<String>,
+    /// nft objects that turn conntrack on without any rule using them
+    /// (`ct helper`, `ct timeout`, `ct expectation`, `synproxy`: their object
+    /// init calls nf_ct_netns_get; measured: a namespace holding only one
+    /// tracks its loopback traffic).
+    pub objects: Vec<String>,
     /// Total rules read.
     pub rules: usize,
 }
 
 impl RuleUse {
     pub fn needs_conntrack(&self) -> bool {
-        !self.stateful.is_empty() || !self.nat.is_empty()
+        !self.stateful.is_empty() || !self.nat.is_empty() || !self.objects.is_empty()
     }
 
     pub fn extend(&mut self, other: RuleUse) {
         self.stateful.extend(other.stateful);
         self.nat.extend(other.nat);
         self.notrack.extend(other.notrack);
+        self.notrack_ineffective.extend(other.notrack_ineffective);
+        self.objects.extend(other.objects);
         self.rules += other.rules;
     }
 
@@ -44,6 +57,7 @@ impl RuleUse {
             Class::Nat => self.nat.push(what),
             Class::Stateful => self.stateful.push(what),
             Class::Notrack => self.notrack.push(what),
+            Class::NotrackTooLate => self.notrack_ineffective.push(what),
             Class::Neutral => {}
         }
     }
@@ -59,6 +73,9 @@ enum Class {
     Nat,
     Stateful,
     Notrack,
+    /// An nft `notrack` only reached from base chains that run after
+    /// conntrack: it does nothing.
+    NotrackTooLate,
     /// Needs nothing: stateless, or the `ct state untracked accept`
     /// companion of a NOTRACK rule (it matches only packets conntrack
     /// skipped, so it is part of the exemption, not stateful filtering).
@@ -77,6 +94,8 @@ const XT_CT_MATCHES: &[&str] = &[
     "connbytes",
     "connlabel",
     "helper",
+    // xt_cluster.c checkentry calls nf_ct_netns_get: it hashes the entry.
+    "cluster",
 ];
 /// xt targets that write to the conntrack entry or need one.
 const XT_CT_TARGETS: &[&str] = &["CONNMARK", "CONNSECMARK", "SYNPROXY"];
@@ -92,10 +111,117 @@ struct NftRule {
     xt: bool,
 }
 
+/// nft object kinds whose creation turns conntrack on in the namespace.
+/// nft_synproxy.c's object init takes conntrack like its statement does
+/// (measured: a namespace holding only `synproxy sp { mss 1460; wscale 7; }`
+/// tracks its loopback traffic).
+const NFT_CT_OBJECTS: &[&str] = &["ct helper", "ct timeout", "ct expectation", "synproxy"];
+
 /// `nft -j list ruleset`, parsed into what each rule means for conntrack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NftRuleset {
     rules: Vec<NftRule>,
+    /// `family table: ct helper NAME` for each conntrack object.
+    objects: Vec<String>,
+}
+
+/// Conntrack's own hook priority (NF_IP_PRI_CONNTRACK, -200): a `notrack`
+/// must run before it, at a lower number (`priority raw` is -300).
+const CONNTRACK_PRIO: i64 = -200;
+
+/// Where a base chain hooks in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hook {
+    hook: String,
+    prio: i64,
+}
+
+impl Hook {
+    /// A `notrack` here runs before conntrack looks at the packet. The
+    /// entry is made at prerouting and output (priority -200); ingress
+    /// (netdev, inet) runs before prerouting; input, forward and
+    /// postrouting see packets that are tracked already.
+    fn before_conntrack(&self) -> bool {
+        match self.hook.as_str() {
+            "ingress" => true,
+            "prerouting" | "output" => self.prio < CONNTRACK_PRIO,
+            _ => false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("hook {} priority {}", self.hook, self.prio)
+    }
+}
+
+/// For each chain (family, table, name): the base chains that reach it,
+/// itself included, through `jump` / `goto` in rules (depth-first).
+/// `None` when something the walk cannot follow (a named verdict map)
+/// may jump to it, or no base chain reaches it: unknown.
+fn reaching_hooks(
+    items: &[Value],
+) -> std::collections::BTreeMap<(String, String, String), Option<Vec<Hook>>> {
+    use std::collections::BTreeMap;
+    type Key = (String, String, String);
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut hooks: BTreeMap<Key, Option<Hook>> = BTreeMap::new();
+    let mut edges: BTreeMap<Key, Vec<Key>> = BTreeMap::new();
+    let mut unknown: BTreeSet<Key> = BTreeSet::new();
+    let targets = |v: &Value| {
+        let mut keys = Vec::new();
+        walk(v, &mut keys);
+        keys.into_iter()
+            .filter(|(k, _)| matches!(*k, "jump" | "goto"))
+            .filter_map(|(_, t)| t["target"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    for item in items {
+        if let Some(c) = item.get("chain") {
+            let key = (s(&c["family"]), s(&c["table"]), s(&c["name"]));
+            let hook = match (c["hook"].as_str(), c["prio"].as_i64()) {
+                (Some(h), Some(p)) => Some(Hook {
+                    hook: h.to_string(),
+                    prio: p,
+                }),
+                _ => None,
+            };
+            hooks.insert(key, hook);
+        } else if let Some(r) = item.get("rule") {
+            let from = (s(&r["family"]), s(&r["table"]), s(&r["chain"]));
+            for t in targets(&r["expr"]) {
+                let to = (from.0.clone(), from.1.clone(), t);
+                edges.entry(from.clone()).or_default().push(to);
+            }
+        } else if let Some(obj) = item.as_object() {
+            // Verdict maps and sets can hold `jump` too; which chain uses
+            // them is not followed: their targets stay unknown.
+            for v in obj.values() {
+                for t in targets(v) {
+                    unknown.insert((s(&v["family"]), s(&v["table"]), t));
+                }
+            }
+        }
+    }
+    let mut reached: BTreeMap<Key, Vec<Hook>> = BTreeMap::new();
+    for (base, hook) in &hooks {
+        let Some(hook) = hook else { continue };
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![base.clone()];
+        while let Some(k) = stack.pop() {
+            if !seen.insert(k.clone()) {
+                continue;
+            }
+            reached.entry(k.clone()).or_default().push(hook.clone());
+            stack.extend(edges.get(&k).into_iter().flatten().cloned());
+        }
+    }
+    hooks
+        .keys()
+        .map(|k| {
+            let r = reached.get(k).filter(|_| !unknown.contains(k)).cloned();
+            (k.clone(), r)
+        })
+        .collect()
 }
 
 /// One `iptables-nft-save` / `ip6tables-nft-save` output and the nft
@@ -178,16 +304,25 @@ fn classify_nft(expr: &Value) -> (Class, String, bool) {
     {
         return (Class::Stateful, w, true);
     }
-    let uses_ct = keys
+    // Statements that take conntrack by themselves: `synproxy`
+    // (nft_synproxy.c), `flow add @ft` (nft_flow_offload.c), and the `ct
+    // helper` / `ct timeout` / `ct expectation` / `ct count` statements
+    // (nft_ct.c, nft_connlimit.c), all calling nf_ct_netns_get.
+    if let Some((k, _)) = keys
         .iter()
-        .any(|(k, _)| *k == "ct" || k.starts_with("ct ") || matches!(*k, "flow" | "synproxy"));
+        .find(|(k, _)| k.starts_with("ct ") || matches!(*k, "flow" | "synproxy"))
+    {
+        let what = if *k == "flow" { "flow offload" } else { k };
+        return (Class::Stateful, what.to_string(), has_xt);
+    }
+    let uses_ct = keys.iter().any(|(k, _)| *k == "ct");
     if uses_ct {
         let ct_uses = keys.iter().filter(|(k, _)| *k == "ct").count();
         let untracked = match expr {
             Value::Array(items) => items.iter().filter(|i| is_untracked_match(i)).count(),
             _ => 0,
         };
-        if ct_uses == untracked && !keys.iter().any(|(k, _)| k.starts_with("ct ")) {
+        if ct_uses == untracked {
             return (Class::Neutral, "ct state untracked".into(), has_xt);
         }
         return (Class::Stateful, "ct expression".into(), has_xt);
@@ -207,12 +342,29 @@ pub fn read_nft_json(text: &str) -> Result<NftRuleset, NftError> {
     let items = doc["nftables"]
         .as_array()
         .ok_or_else(|| NftError("no \"nftables\" array".into()))?;
+    let reach = reaching_hooks(items);
     let rules = items
         .iter()
         .filter_map(|item| item.get("rule"))
         .map(|rule| {
             let name = |k: &str| rule[k].as_str().unwrap_or("?").to_string();
-            let (class, what, xt) = classify_nft(&rule["expr"]);
+            let (mut class, mut what, xt) = classify_nft(&rule["expr"]);
+            // KERNEL.md section 10: a notrack after conntrack does nothing.
+            // Only said when every base chain reaching the rule is known.
+            if class == Class::Notrack {
+                let key = (name("family"), name("table"), name("chain"));
+                if let Some(Some(hooks)) = reach.get(&key)
+                    && !hooks.is_empty()
+                    && !hooks.iter().any(Hook::before_conntrack)
+                {
+                    class = Class::NotrackTooLate;
+                    let from: Vec<String> = hooks.iter().map(Hook::describe).collect();
+                    what = format!(
+                        "{what} in a chain run at {}, after conntrack (priority -200): does nothing",
+                        from.join(", ")
+                    );
+                }
+            }
             NftRule {
                 family: name("family"),
                 table: name("table"),
@@ -223,7 +375,17 @@ pub fn read_nft_json(text: &str) -> Result<NftRuleset, NftError> {
             }
         })
         .collect();
-    Ok(NftRuleset { rules })
+    let objects = items
+        .iter()
+        .filter_map(|item| item.as_object())
+        .flat_map(|obj| obj.iter())
+        .filter(|(k, _)| NFT_CT_OBJECTS.contains(&k.as_str()))
+        .map(|(k, o)| {
+            let name = |f: &str| o[f].as_str().unwrap_or("?").to_string();
+            format!("{} {}: {k} {}", name("family"), name("table"), name("name"))
+        })
+        .collect();
+    Ok(NftRuleset { rules, objects })
 }
 
 impl NftRuleset {
@@ -246,7 +408,10 @@ impl NftRuleset {
             .iter()
             .flat_map(|s| save_tables(s.text).map(move |t| (s.family, t)))
             .collect();
-        let mut out = RuleUse::default();
+        let mut out = RuleUse {
+            objects: self.objects.clone(),
+            ..RuleUse::default()
+        };
         for r in &self.rules {
             if covered.contains(&(r.family.as_str(), r.table.as_str())) {
                 continue;
@@ -505,6 +670,94 @@ mod tests {
             r.stateful,
             vec!["iptables-nft -A INPUT -m conntrack ! --ctstate UNTRACKED -j DROP"]
         );
+    }
+
+    /// KERNEL.md section 10: `notrack` in a chain at priority >= -200, or
+    /// in a regular chain only reached from one, runs after conntrack made
+    /// the entry and does nothing; before, it counted as an exemption.
+    #[test]
+    fn notrack_after_conntrack_priority_is_ineffective_not_an_exemption() {
+        let r = parse_nft_json(&read("nft-ct-objects-notrack-prio.json")).expect("parses");
+        assert_eq!(
+            r.notrack,
+            vec!["ip t rawpre: notrack", "ip t out2: notrack",]
+        );
+        assert_eq!(
+            r.notrack_ineffective,
+            vec![
+                "ip t out: notrack in a chain run at hook output priority 0, after conntrack (priority -200): does nothing",
+                "ip t out3: notrack in a chain run at hook output priority -200, after conntrack (priority -200): does nothing",
+                "ip t nochain: notrack in a chain run at hook forward priority 0, after conntrack (priority -200): does nothing",
+            ]
+        );
+        // A regular chain no base chain reaches, or one a verdict map may
+        // jump to, is not judged.
+        let doc = |extra: &str| {
+            format!(
+                r#"{{"nftables": [{{"chain": {{"family": "ip", "table": "t", "name": "c"}}}}{extra}, {{"rule": {{"family": "ip", "table": "t", "chain": "c", "expr": [{{"notrack": null}}]}}}}]}}"#
+            )
+        };
+        let r = parse_nft_json(&doc("")).expect("parses");
+        assert_eq!((r.notrack.len(), r.notrack_ineffective.len()), (1, 0));
+        let vmap = r#", {"chain": {"family": "ip", "table": "t", "name": "b", "hook": "output", "prio": 0}}, {"rule": {"family": "ip", "table": "t", "chain": "b", "expr": [{"jump": {"target": "c"}}]}}"#;
+        let r = parse_nft_json(&doc(vmap)).expect("parses");
+        assert_eq!((r.notrack.len(), r.notrack_ineffective.len()), (0, 1));
+        let map = r#", {"map": {"family": "ip", "table": "t", "name": "m", "elem": [[1, {"jump": {"target": "c"}}]]}}"#;
+        let r = parse_nft_json(&doc(&format!("{vmap}{map}"))).expect("parses");
+        assert_eq!((r.notrack.len(), r.notrack_ineffective.len()), (1, 0));
+        // A notrack that does nothing exempts nothing, and needs nothing.
+        let r = parse_nft_json(&doc(vmap)).expect("parses");
+        assert!(!r.needs_conntrack());
+    }
+
+    /// nft `ct helper` / `ct timeout` / `ct expectation` objects turn
+    /// conntrack on by existing; `ct helper set`, `synproxy`, `ct count`,
+    /// `ct original`, `ct timeout set`, `ct expectation set`, `flow add`
+    /// and iptables' `-m cluster` need it too. Before, the objects,
+    /// `synproxy`, `flow add` and `-m cluster` were missed.
+    #[test]
+    fn ct_objects_synproxy_and_cluster_need_conntrack() {
+        let r = parse_nft_json(&read("nft-ct-objects-notrack-prio.json")).expect("parses");
+        assert_eq!(
+            r.objects,
+            vec![
+                "ip t: ct helper ftph",
+                "ip t: ct timeout tmo",
+                "ip t: ct expectation ex",
+            ]
+        );
+        assert_eq!(
+            r.stateful,
+            vec![
+                "ip t fw: ct helper",
+                "ip t fw: synproxy",
+                "ip t fw: ct count",
+                "ip t fw: ct expression",
+                "ip t fw: ct timeout",
+                "ip t fw: ct expectation",
+                "ip filter INPUT: xt match cluster",
+            ]
+        );
+        let only_objects = r#"{"nftables": [{"ct helper": {"family": "ip", "name": "h", "table": "t", "type": "ftp"}}]}"#;
+        let r = parse_nft_json(only_objects).expect("parses");
+        assert_eq!((r.rules, r.needs_conntrack()), (0, true));
+        // `nft -j list ruleset` after `table ip x { synproxy sp { mss 1460;
+        // wscale 7; } }`, nothing else.
+        let synproxy_object = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "ip", "name": "x", "handle": 1}}, {"synproxy": {"family": "ip", "name": "sp", "table": "x", "handle": 1, "mss": 1460, "wscale": 7}}]}"#;
+        let r = parse_nft_json(synproxy_object).expect("parses");
+        assert_eq!(r.objects, vec!["ip x: synproxy sp"]);
+        let r = parse_iptables_save(&read("iptables-nft-save-cluster.txt"), "iptables-nft-save");
+        assert_eq!(
+            r.stateful,
+            vec![
+                "iptables-nft -A INPUT -m cluster --cluster-local-nodemask 0x00000001 --cluster-total-nodes 2 --cluster-hash-seed 0xdeadbeef -j ACCEPT"
+            ]
+        );
+        // `flow add @ft` (flowtable offload: nft_flow_offload_init takes
+        // conntrack), as libnftables-json(5) spells it: this kernel has no
+        // CONFIG_NF_FLOW_TABLE, so it cannot be captured here.
+        let flow = r#"{"nftables": [{"rule": {"family": "ip", "table": "t", "chain": "c", "expr": [{"flow": {"op": "add", "flowtable": "@ft"}}]}}]}"#;
+        assert!(parse_nft_json(flow).expect("parses").needs_conntrack());
     }
 
     /// Bad input gives an error or a partial answer, never a panic.

@@ -414,6 +414,16 @@ fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
         .filter_map(|n| Some((n.count?, n.name.as_str(), n.inode)))
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    // Each namespace's own `drop` counter, read in it with its count: it
+    // belongs to the namespace that has the inode now, unlike a kernel log
+    // line naming the inode (inodes are reused).
+    let drop_of = |inode: u64| {
+        counts
+            .iter()
+            .find(|n| n.inode == inode)
+            .and_then(|n| n.drop)
+    };
+    let with_drop = |inode: u64| drop_of(inode).map_or_else(String::new, |d| format!(", drop {d}"));
     let mut out = Vec::new();
     for &(count, name, inode) in &rows {
         let path = f
@@ -433,10 +443,15 @@ fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             id: format!("netns.{inode}"),
             severity,
             title: format!("netns {name}: {fill:.0}% full ({count}/{max})"),
-            evidence: vec![
+            evidence: [
                 "each namespace's count is compared with the global nf_conntrack_max on its own"
-                    .into(),
-            ],
+                    .to_string(),
+            ]
+            .into_iter()
+            .chain(drop_of(inode).map(|d| {
+                format!("drop counter of this namespace: {d} packets dropped, table full")
+            }))
+            .collect(),
             fix: vec![format!("ctdoctor --netns {path} check")],
         });
     }
@@ -444,8 +459,16 @@ fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let mut evidence: Vec<String> = rows
         .iter()
         .take(10)
-        .map(|(c, n, i)| format!("{n} (inode {i}): {c}"))
+        .map(|&(c, n, i)| format!("{n} (inode {i}): {c}{}", with_drop(i)))
         .collect();
+    // Namespaces that dropped, even if not among the fullest now.
+    let dropped: Vec<String> = rows
+        .iter()
+        .skip(10)
+        .filter(|r| drop_of(r.2).is_some_and(|d| d > 0))
+        .map(|&(c, n, i)| format!("{n} (inode {i}): {c}{}", with_drop(i)))
+        .collect();
+    evidence.extend(dropped);
     if unreadable > 0 {
         evidence.push(format!("{unreadable} namespaces could not be read"));
     }

@@ -44,19 +44,35 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let r = &f.rules;
     let rules_read = !f.rule_sources.is_empty();
     if r.needs_conntrack() {
-        let mut evidence: Vec<String> = r.nat.iter().chain(&r.stateful).take(8).cloned().collect();
-        let more = r.nat.len() + r.stateful.len();
+        let mut evidence: Vec<String> = r
+            .nat
+            .iter()
+            .chain(&r.stateful)
+            .chain(&r.objects)
+            .take(8)
+            .cloned()
+            .collect();
+        let more = r.nat.len() + r.stateful.len() + r.objects.len();
         if more > 8 {
             evidence.push(format!("... {} more", more - 8));
         }
         out.push(Finding {
             id: "who.rules".into(),
             severity: Severity::Info,
-            title: format!(
-                "firewall rules need conntrack: {} NAT, {} stateful",
-                r.nat.len(),
-                r.stateful.len()
-            ),
+            title: if r.objects.is_empty() {
+                format!(
+                    "firewall rules need conntrack: {} NAT, {} stateful",
+                    r.nat.len(),
+                    r.stateful.len()
+                )
+            } else {
+                format!(
+                    "firewall rules need conntrack: {} NAT, {} stateful, {} ct objects",
+                    r.nat.len(),
+                    r.stateful.len(),
+                    r.objects.len()
+                )
+            },
             evidence,
             fix: vec![],
         });
@@ -71,6 +87,22 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             ),
             evidence: r.notrack.iter().take(8).cloned().collect(),
             fix: vec![],
+        });
+    }
+    // KERNEL.md section 10: nft runs a notrack at priority >= -200 after
+    // conntrack made the entry; it is accepted and silently does nothing.
+    if !r.notrack_ineffective.is_empty() {
+        out.push(Finding {
+            id: "who.notrack_ineffective".into(),
+            severity: Severity::Warning,
+            title: format!(
+                "{} notrack rules do nothing: they run after conntrack",
+                r.notrack_ineffective.len()
+            ),
+            evidence: r.notrack_ineffective.iter().take(8).cloned().collect(),
+            fix: vec![
+                "move each rule to a chain hooked at prerouting or output with priority raw (-300), e.g. nft add chain inet raw pre '{ type filter hook prerouting priority raw; }' and nft add chain inet raw out '{ type filter hook output priority raw; }', then delete the old rule".into(),
+            ],
         });
     }
     let (here, elsewhere): (Vec<_>, Vec<_>) =
@@ -155,7 +187,10 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             },
             title,
             evidence: vec![
-                format!("no NAT or stateful rules in: {}", f.rule_sources.join(", ")),
+                format!(
+                    "no NAT or stateful rules or ct objects in: {}",
+                    f.rule_sources.join(", ")
+                ),
                 "no known conntrack-dependent service running or enabled in this namespace".into(),
                 format!("{how} ({entries})"),
             ],
