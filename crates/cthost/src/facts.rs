@@ -207,6 +207,10 @@ pub struct Facts {
     pub services: Vec<Service>,
     pub namespaces: Vec<Namespace>,
     pub netns_counts: Option<Vec<NetnsCount>>,
+    /// Count and `drop` counter of each live namespace that this boot's
+    /// table-full lines name (other than this one): whether the lines can
+    /// be its own, since inode numbers are reused.
+    pub log_netns: Vec<NetnsCount>,
     pub cloud: Vec<Allowance>,
     pub unreadable: Vec<Unreadable>,
 }

@@ -313,6 +313,33 @@ fn netns_counts(namespaces: &[Namespace]) -> Vec<NetnsCount> {
     out
 }
 
+/// The live namespaces, other than this one, that this boot's table-full
+/// lines name, with their drop counters (from `--all-netns` when read).
+fn log_netns(f: &Facts) -> Vec<NetnsCount> {
+    let named: Vec<u64> = f
+        .kernel_log
+        .iter()
+        .flat_map(|l| &l.table_full)
+        .filter(|g| g.this_boot.lines > 0)
+        .filter_map(|g| g.netns_inode)
+        .filter(|i| Some(*i) != f.netns_inode)
+        .collect();
+    if let Some(all) = &f.netns_counts {
+        return all
+            .iter()
+            .filter(|c| named.contains(&c.inode))
+            .cloned()
+            .collect();
+    }
+    let live: Vec<Namespace> = f
+        .namespaces
+        .iter()
+        .filter(|n| named.contains(&n.inode))
+        .cloned()
+        .collect();
+    netns_counts(&live)
+}
+
 /// Scan the kernel log into `f`; a log the user named that cannot be read
 /// is recorded as `kernel_log_error` (the check is then UNKNOWN).
 fn kernel_log(f: &mut Facts, opts: &Options) {
@@ -493,6 +520,7 @@ pub fn gather(opts: &Options) -> Facts {
     if opts.all_netns {
         f.netns_counts = Some(netns_counts(&f.namespaces));
     }
+    f.log_netns = log_netns(&f);
 
     if let Some(interval) = opts.interval {
         let left = interval.saturating_sub(started.elapsed());
