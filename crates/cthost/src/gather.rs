@@ -312,6 +312,7 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
         boot_time: f.boot_time.map(|b| b as f64),
         utc_offset: chrono::Local::now().offset().local_minus_utc(),
         this_boot: matches!(opts.kernel_log, LogInput::Kmsg),
+        netns_inode: f.netns_inode,
     };
     let log = match &opts.kernel_log {
         LogInput::Kmsg => read_kmsg(root, ctx).map(|(scan, truncated)| {

@@ -202,6 +202,7 @@ fn kmsg_ctx() -> kernel_log::Context {
         boot_time: Some(BOOT as f64),
         utc_offset: 0,
         this_boot: true,
+        netns_inode: None,
     }
 }
 
@@ -363,6 +364,7 @@ fn kernel_log_file_of_another_boot_is_judged_by_age_not_counters() {
         boot_time: Some(now - 600.0),
         utc_offset: 0,
         this_boot: false,
+        netns_inode: None,
     };
     let mut f = healthy();
     f.now = Some(now);
