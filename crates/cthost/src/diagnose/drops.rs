@@ -27,11 +27,16 @@ pub(super) fn tally_recent(p: &Tally, f: &Facts, t: &Thresholds) -> bool {
 /// drops go unlogged, and `N callbacks suppressed` is printed only when a
 /// later message passes the limit: these drops have no date. `gather`
 /// samples the counters when this is positive and no --interval was given
-/// (issue 7).
+/// (issue 7). 0 also when /dev/kmsg's oldest records were overwritten.
 pub fn undated_excess(f: &Facts) -> u64 {
     let (Some(drop), Some(log)) = (drop_counter(f), &f.kernel_log) else {
         return 0;
     };
+    // Records overwritten in the ring may hold them: not known to be
+    // rate-limited, left to "no readable log dates them".
+    if f.kernel_log_truncated {
+        return 0;
+    }
     let logged = log
         .table_full
         .iter()
