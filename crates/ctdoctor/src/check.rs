@@ -83,6 +83,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
         interval: args.interval,
         all_netns: args.all_netns,
         no_dump: args.no_dump,
+        sample_undated: true,
         ..Options::default()
     };
     let facts = gather::gather(&opts);

@@ -45,6 +45,9 @@ pub struct Options {
     pub all_netns: bool,
     /// Do not dump the table (no mix: evictable share, idle entries).
     pub no_dump: bool,
+    /// Without `interval`, sample the counters for [`AUTO_SAMPLE`] when
+    /// drops are not in the log (`check`; not `plan`, which needs no date).
+    pub sample_undated: bool,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             interval: None,
             all_netns: false,
             no_dump: false,
+            sample_undated: false,
         }
     }
 }
@@ -554,7 +558,9 @@ pub fn gather(opts: &Options) -> Facts {
     // them; the decision is diagnose's, over the facts read so far.
     let (from, interval) = match opts.interval {
         Some(i) => (started, Some(i)),
-        None if crate::diagnose::undated_excess(&f) > 0 => (counted, Some(AUTO_SAMPLE)),
+        None if opts.sample_undated && crate::diagnose::undated_excess(&f) > 0 => {
+            (counted, Some(AUTO_SAMPLE))
+        }
         None => (started, None),
     };
     if let Some(interval) = interval {
