@@ -1,7 +1,10 @@
 //! Scanning kernel logs for conntrack exhaustion, in every historical text
 //! (../shared/KERNEL.md section 3) and every log format an operator has:
-//! raw /dev/kmsg records, `dmesg`, `dmesg -T`, `journalctl -k` (short,
-//! short-precise, short-iso) and syslog kern.log / messages. Pure: lines (or
+//! raw /dev/kmsg records, `dmesg` (plain, -T, -x, -r, --time-format iso),
+//! `journalctl -k` (short, short-precise, short-iso, short-monotonic,
+//! short-full, short-unix), syslog kern.log / messages and RFC 5424; the
+//! message is matched anywhere in a line, so an unknown prefix leaves it
+//! undated, not unseen. Pure: lines (or
 //! any `BufRead`) in, counts out; the clock and the boot time come in as a
 //! [`Context`]. Memory stays bounded whatever the input: lines are streamed,
 //! over-long ones skipped, and a "line" without end (`/dev/zero`) is an error.
