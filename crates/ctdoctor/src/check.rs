@@ -60,6 +60,18 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
             args.crit
         );
     }
+    // 0 divides by zero, 1000y never ends: a rate needs at least a few
+    // packets' time, and a monitoring check must finish (issue 7).
+    const INTERVAL: std::ops::RangeInclusive<Duration> =
+        Duration::from_millis(100)..=Duration::from_secs(3600);
+    if let Some(i) = args.interval
+        && !INTERVAL.contains(&i)
+    {
+        anyhow::bail!(
+            "--interval must be between 100ms and 1h (got {})",
+            humantime::format_duration(i)
+        );
+    }
     let opts = Options {
         kernel_log: match &args.kernel_log {
             None => LogInput::Kmsg,
@@ -71,6 +83,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
         interval: args.interval,
         all_netns: args.all_netns,
         no_dump: args.no_dump,
+        sample_undated: true,
         ..Options::default()
     };
     let facts = gather::gather(&opts);

@@ -347,7 +347,10 @@ fn check_recovers_once_the_drops_are_older_than_recent() {
     assert!(
         drop["title"]
             .as_str()
-            .is_some_and(|t| t.ends_with("; none in the last 1s")),
+            // Or, when net_ratelimit (global) swallowed one of the drops,
+            // dated by check's own sample (see the test below).
+            .is_some_and(|t| t.ends_with("; none in the last 1s")
+                || t.contains("drops are not in the log (rate-limited); none in a 1.0 s sample")),
         "{drop:#}"
     );
 }
@@ -360,7 +363,7 @@ fn check_with_a_missing_or_unreadable_kernel_log_is_unknown() {
             "/nonexistent/kern.log",
             "/nonexistent/kern.log: not present",
         ),
-        ("/", "/: Is a directory (os error 21)"),
+        ("/", "/: malformed: a directory, not a log"),
     ] {
         let out = Command::new(BIN)
             .args([
@@ -434,18 +437,137 @@ fn check_streams_a_200_mb_log_in_bounded_memory() {
 }
 
 #[test]
-fn check_reads_dev_zero_as_a_log_without_exhausting_memory() {
+fn check_reads_endless_zeros_from_a_pipe_without_exhausting_memory() {
+    use std::io::Write;
     let ns = Netns::create("zero").expect("netns");
-    let out = check_limited(&ns, 256 * 1024, "/dev/zero")
-        .wait_with_output()
-        .expect("wait");
+    let mut child = check_limited(&ns, 256 * 1024, "-");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let zeros = vec![0u8; 1 << 20];
+        // Until check stops reading (broken pipe), at most 300 MiB.
+        for _ in 0..300 {
+            if stdin.write_all(&zeros).is_err() {
+                break;
+            }
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(
-        text.starts_with("UNKNOWN: cannot read the kernel log: /dev/zero: malformed: line 1:")
+        text.starts_with("UNKNOWN: cannot read the kernel log: stdin: malformed: line 1:")
             && text.contains("not a text log"),
         "{text}"
     );
+}
+
+#[test]
+fn kernel_log_device_that_never_ends_is_refused_as_unknown() {
+    let ns = Netns::create("urand").expect("netns");
+    for (log, what) in [
+        (
+            "/dev/urandom",
+            "/dev/urandom: malformed: a character device",
+        ),
+        ("- < /dev/zero", "stdin: malformed: a character device"),
+    ] {
+        let out = check_limited(&ns, 256 * 1024, log)
+            .wait_with_output()
+            .expect("wait");
+        // The report wraps at 80 columns.
+        let text = String::from_utf8_lossy(&out.stdout).replace("\n  ", " ");
+        assert_eq!(out.status.code(), Some(3), "{log}: {text}");
+        assert!(
+            text.starts_with(&format!(
+                "UNKNOWN: cannot read the kernel log: {what}, not a log"
+            )),
+            "{log}: {text}"
+        );
+    }
+}
+
+#[test]
+fn interval_out_of_range_is_bad_usage() {
+    for arg in ["0s", "50ms", "2h", "1000y"] {
+        let out = Command::new(BIN)
+            .args(["check", "--no-dump", "--interval", arg])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{arg}: {err}");
+        assert!(
+            err.contains("--interval must be between 100ms and 1h"),
+            "{arg}: {err}"
+        );
+    }
+}
+
+/// Rate-limited drops (more than net_ratelimit's 10 per 5 s) leave this
+/// namespace's counter above what its log lines explain: once the logged
+/// ones are older than --recent, check samples the counters itself and
+/// says what it knows instead of "none in the last X" (issue 7).
+#[test]
+fn drops_not_in_the_log_are_dated_by_a_sample_not_called_old() {
+    let _one_at_a_time = filling();
+    // A namespace whose inode carries no earlier namespace's lines: those
+    // (and their suppressed counts) would explain the new drops. Held
+    // namespaces keep their inodes, so each try gets another.
+    let mut held = Vec::new();
+    let ns = loop {
+        let ns = Netns::create("ratelim").expect("netns");
+        if logged_for(inode_of(&ns)) == 0 {
+            break ns;
+        }
+        assert!(
+            held.len() < 50,
+            "50 namespaces, all on inodes with table-full lines"
+        );
+        held.push(ns);
+    };
+    drop(held);
+    ns.track_loopback().expect("nft ct rule");
+    ns.insert(&ctlab::fill(global_max(), true))
+        .expect("fill to max");
+    ns.run(|| {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        for port in 0..200u16 {
+            // Each datagram is a new connection, dropped: the table is full.
+            let _ = s.send_to(b"x", ("127.0.0.1", 20_000 + port));
+        }
+    })
+    .expect("thread in netns");
+    ns.exec("conntrack", &["-F"]).expect("conntrack -F");
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, v, _) = check(&["--netns", ns.name(), "check", "--json", "--recent", "1s"]);
+    let drop = finding(&v, "counters.drop").expect("drop finding");
+    assert_eq!(drop["severity"], "warning", "{drop:#}");
+    let title = drop["title"].as_str().unwrap_or_default();
+    let honest = regex_lite(title);
+    assert!(honest, "{drop:#}");
+    assert!(
+        drop["evidence"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|l| l.as_str() == Some("drop rate over 1.0 s: 0.0/s"))),
+        "{drop:#}"
+    );
+    assert_eq!(code, 1, "{v:#}");
+}
+
+/// `N of D drops are not in the log (rate-limited); none in a 1.0 s
+/// sample; the last logged at T` (or `none logged this boot`), N > 0.
+fn regex_lite(title: &str) -> bool {
+    let Some((counts, rest)) = title.split_once(" drops are not in the log (rate-limited); ")
+    else {
+        return false;
+    };
+    let Some((n, d)) = counts.split_once(" of ") else {
+        return false;
+    };
+    n.parse::<u64>().is_ok_and(|n| n > 0)
+        && d.parse::<u64>().is_ok()
+        && (rest.starts_with("none in a 1.0 s sample; the last logged at ")
+            || rest == "none in a 1.0 s sample; none logged this boot")
 }
 
 #[test]

@@ -22,6 +22,11 @@ use crate::{cloud, stat};
 
 const NF: &str = "/proc/sys/net/netfilter";
 
+/// How long `check` samples the counters itself when drops cannot be dated
+/// by the log: long enough for a table that is full now to drop a packet
+/// (any new connection is dropped), short enough for a monitoring check.
+pub const AUTO_SAMPLE: Duration = Duration::from_secs(1);
+
 /// Where to read the kernel log from.
 #[derive(Debug, Clone)]
 pub enum LogInput {
@@ -40,6 +45,9 @@ pub struct Options {
     pub all_netns: bool,
     /// Do not dump the table (no mix: evictable share, idle entries).
     pub no_dump: bool,
+    /// Without `interval`, sample the counters for [`AUTO_SAMPLE`] when
+    /// drops are not in the log (`check`; not `plan`, which needs no date).
+    pub sample_undated: bool,
 }
 
 impl Default for Options {
@@ -50,6 +58,7 @@ impl Default for Options {
             interval: None,
             all_netns: false,
             no_dump: false,
+            sample_undated: false,
         }
     }
 }
@@ -340,6 +349,38 @@ fn log_netns(f: &Facts) -> Vec<NetnsCount> {
     netns_counts(&live)
 }
 
+/// Whether a `--kernel-log` input can be read to its end: a regular file, a
+/// pipe (`-`, process substitution) or /dev/kmsg (char 1:11, read without
+/// blocking: `Ok(true)`). Other devices never end (`/dev/urandom`, a
+/// terminal) and sockets are no log: refused (issue 7), the check is UNKNOWN.
+fn log_kind(what: &str, m: &std::fs::Metadata) -> Result<bool, Unreadable> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let t = m.file_type();
+    let kind = if t.is_file() || t.is_fifo() {
+        return Ok(false);
+    } else if t.is_char_device() {
+        // makedev(1, 11): drivers/char/mem.c devlist "kmsg".
+        if m.rdev() == libc::makedev(1, 11) {
+            return Ok(true);
+        }
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    };
+    Err(Unreadable {
+        what: what.to_string(),
+        why: Why::Malformed(format!(
+            "{kind}, not a log: give a regular file, /dev/kmsg, or - / a pipe"
+        )),
+    })
+}
+
 /// Scan the kernel log into `f`; a log the user named that cannot be read
 /// is recorded as `kernel_log_error` (the check is then UNKNOWN).
 fn kernel_log(f: &mut Facts, opts: &Options) {
@@ -351,6 +392,7 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
         boot_time: f.boot_time.map(|b| b as f64),
         utc_offset: chrono::Local::now().offset().local_minus_utc(),
         this_boot: matches!(opts.kernel_log, LogInput::Kmsg),
+        netns_inode: f.netns_inode,
     };
     let log = match &opts.kernel_log {
         LogInput::Kmsg => read_kmsg(root, ctx).map(|(scan, truncated)| {
@@ -359,13 +401,33 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
         }),
         LogInput::File(p) => {
             let what = p.display().to_string();
-            std::fs::File::open(p)
+            std::fs::metadata(p)
                 .map_err(|e| Unreadable::io(what.clone(), "read permission", &e))
-                .and_then(|file| read_log(&what, file, ctx))
+                .and_then(|m| log_kind(&what, &m))
+                .and_then(|kmsg| {
+                    if kmsg {
+                        return read_kmsg(root, ctx).map(|(scan, truncated)| {
+                            f.kernel_log_truncated = truncated;
+                            scan
+                        });
+                    }
+                    std::fs::File::open(p)
+                        .map_err(|e| Unreadable::io(what.clone(), "read permission", &e))
+                        .and_then(|file| read_log(&what, file, ctx))
+                })
                 .map(|scan| (what, scan))
         }
         LogInput::Stdin => {
-            read_log("stdin", std::io::stdin().lock(), ctx).map(|scan| ("stdin".to_string(), scan))
+            use std::os::fd::AsFd;
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(std::fs::File::from)
+                .and_then(|file| file.metadata())
+                .map_err(|e| Unreadable::io("stdin", "", &e))
+                .and_then(|m| log_kind("stdin", &m))
+                .and_then(|_| read_log("stdin", std::io::stdin().lock(), ctx))
+                .map(|scan| ("stdin".to_string(), scan))
         }
     };
     match log {
@@ -466,6 +528,7 @@ pub fn gather(opts: &Options) -> Facts {
     }
 
     let mut first_cpus = None;
+    let counted = Instant::now();
     match ct.as_mut().map(counters_netlink) {
         Some(Ok((c, cpus))) => {
             f.counters = Some(c);
@@ -522,10 +585,20 @@ pub fn gather(opts: &Options) -> Facts {
     }
     f.log_netns = log_netns(&f);
 
-    if let Some(interval) = opts.interval {
-        let left = interval.saturating_sub(started.elapsed());
+    // Drops the log cannot date (rate-limited, issue 7): without
+    // --interval, sample the counters for AUTO_SAMPLE so the rate dates
+    // them; the decision is diagnose's, over the facts read so far.
+    let (from, interval) = match opts.interval {
+        Some(i) => (started, Some(i)),
+        None if opts.sample_undated && crate::diagnose::undated_excess(&f) > 0 => {
+            (counted, Some(AUTO_SAMPLE))
+        }
+        None => (started, None),
+    };
+    if let Some(interval) = interval {
+        let left = interval.saturating_sub(from.elapsed());
         std::thread::sleep(left);
-        let secs = started.elapsed().as_secs_f64();
+        let secs = from.elapsed().as_secs_f64();
         let second = match (ct.as_mut(), &first_cpus) {
             (Some(c), Some(_)) => c.stats_cpu().ok().map(|cpus| (sum_cpus(&cpus), cpus)),
             _ => counters_proc(root).ok().map(|c| (c, Vec::new())),

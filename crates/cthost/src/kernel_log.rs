@@ -1,7 +1,10 @@
 //! Scanning kernel logs for conntrack exhaustion, in every historical text
 //! (../shared/KERNEL.md section 3) and every log format an operator has:
-//! raw /dev/kmsg records, `dmesg`, `dmesg -T`, `journalctl -k` (short,
-//! short-precise, short-iso) and syslog kern.log / messages. Pure: lines (or
+//! raw /dev/kmsg records, `dmesg` (plain, -T, -x, -r, --time-format iso),
+//! `journalctl -k` (short, short-precise, short-iso, short-monotonic,
+//! short-full, short-unix), syslog kern.log / messages and RFC 5424; the
+//! message is matched anywhere in a line, so an unknown prefix leaves it
+//! undated, not unseen. Pure: lines (or
 //! any `BufRead`) in, counts out; the clock and the boot time come in as a
 //! [`Context`]. Memory stays bounded whatever the input: lines are streamed,
 //! over-long ones skipped, and a "line" without end (`/dev/zero`) is an error.
@@ -31,7 +34,17 @@ pub struct Context {
     /// and its uptime stamps can be dated. Uptime stamps in a file may come
     /// from any boot, so their age is unknown.
     pub this_boot: bool,
+    /// The inode of the namespace being checked: its lines (and those that
+    /// name no namespace) are always grouped, whatever [`MAX_GROUPS`].
+    pub netns_inode: Option<u64>,
 }
+
+/// How far after `now` a line may be dated and still count: a log written
+/// just before an NTP step back, or by a host whose clock runs a little
+/// ahead, is minutes off, not years. A line dated later than that is clock
+/// skew (or a forged line): its date says nothing about now, and counting
+/// it as recent would keep a check CRITICAL until that date (issue 7).
+pub const FUTURE_SLACK: f64 = 300.0;
 
 /// When a line was logged: the text as the log printed it, seconds since
 /// boot when the format carries them (kmsg, plain dmesg), and the Unix time
@@ -55,12 +68,16 @@ pub struct Tally {
     pub undated: u64,
     /// The newest dated line.
     pub newest: Option<Stamp>,
+    /// Lines dated more than [`FUTURE_SLACK`] after now (clock skew):
+    /// neither recent nor undated, and never the newest.
+    pub future: u64,
 }
 
 impl Tally {
-    fn add(&mut self, stamp: Option<&Stamp>) {
+    fn add(&mut self, stamp: Option<&Stamp>, now: Option<f64>) {
         self.lines += 1;
         match stamp.and_then(|s| s.at.map(|at| (s, at))) {
+            Some((_, at)) if now.is_some_and(|n| at > n + FUTURE_SLACK) => self.future += 1,
             Some((s, at)) => {
                 if self
                     .newest
@@ -120,6 +137,11 @@ pub struct LogScan {
     pub first_skipped: Option<u64>,
     /// Table-full lines of namespaces beyond [`MAX_GROUPS`], counted only.
     pub ungrouped: u64,
+    /// Table-full lines whose `in netns N` is no inode (too big for u64, or
+    /// a leading zero the kernel's %u never prints): some namespace's, but
+    /// not a known one, and never an unnamed line. Counted, also in
+    /// `ungrouped`.
+    pub malformed_netns: u64,
 }
 
 impl LogScan {
@@ -144,7 +166,25 @@ fn re(pattern: &str) -> Regex {
 }
 
 static KMSG: LazyLock<Regex> = LazyLock::new(|| re(r"^(\d+),(\d+),(\d+),[^;]*;(.*)$"));
-static DMESG: LazyLock<Regex> = LazyLock::new(|| re(r"^\[\s*(\d+\.\d+)\]\s?(.*)$"));
+/// Uptime stamps: plain `dmesg`, `dmesg -x` (`kern  :warn  : [..]`),
+/// `dmesg -r` (`<4>[..]`) and `journalctl -o short-monotonic`
+/// (`[..] host kernel: `).
+static DMESG: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^(?:<\d+>|[a-z]+\s*:\s*[a-z]+\s*: )?\[\s*(\d+\.\d+)\]\s?(?:\S+ kernel: )?(.*)$")
+});
+/// `dmesg --time-format iso`: `2026-11-26T18:00:00,123456+00:00 msg`.
+static ISO_LEAD: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) (.*)$")
+});
+/// RFC 5424 syslog: `<4>1 2026-11-26T18:00:00Z host kernel - - - msg`.
+static RFC5424: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^<\d+>1 (\S+) \S+ \S+ \S+ \S+ (?:\S+|\[.*?\]) ?(.*)$"));
+/// `journalctl -o short-full`: `Thu 2026-11-26 18:00:00 UTC host kernel: msg`.
+static SHORT_FULL: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^[A-Z][a-z]{2} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (\S+) \S+ kernel: (.*)$")
+});
+/// `journalctl -o short-unix`: `1764180000.123456 host kernel: msg`.
+static SHORT_UNIX: LazyLock<Regex> = LazyLock::new(|| re(r"^(\d{9,}(?:\.\d+)?) \S+ kernel: (.*)$"));
 static DMESG_T: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^\[([A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4})\]\s?(.*)$")
 });
@@ -155,12 +195,15 @@ static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
 });
 static FULL: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:ip|nf)_conntrack: (?:nf_conntrack: )?table full(?:,| in netns (\d+),) dropping packet\.?\s*$",
+        // Anywhere in the line: a prefix this scanner does not know (a
+        // log format, a relay's header) must not hide the message.
+        r"(?:^|[^a-z_])(?P<m>(?:ip|nf)_conntrack: (?:nf_conntrack: )?table full(?:,| in netns (?P<ns>\d+),) dropping packet\.?)\s*$",
     )
 });
 static RATELIMIT: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^net_ratelimit: (\d+) callbacks suppressed"));
-static VMALLOC: LazyLock<Regex> = LazyLock::new(|| re(r"^nf_conntrack: falling back to vmalloc"));
+    LazyLock::new(|| re(r"(?:^|[^a-z_])net_ratelimit: (\d+) callbacks suppressed"));
+static VMALLOC: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?:^|[^a-z_])nf_conntrack: falling back to vmalloc"));
 
 /// Unix seconds of a naive local time.
 fn local(t: NaiveDateTime, ctx: &Context) -> f64 {
@@ -181,11 +224,34 @@ fn syslog_time(text: &str, ctx: &Context) -> Option<f64> {
             .ok()
             .map(|t| local(t, ctx))
     };
-    let this_year = parse(year)?;
-    if this_year > now + 86_400.0 {
-        parse(year - 1)
+    // The latest year that puts the stamp no more than a day ahead; going
+    // back up to 8 years finds the last leap year for `Feb 29` (issue 7:
+    // logged on 29 Feb 2024, read in 2025).
+    (year - 8..=year)
+        .rev()
+        .filter_map(parse)
+        .find(|&t| t <= now + 86_400.0)
+}
+
+/// `dmesg -T`'s `Thu Nov 26 18:00:00 2026`: the weekday is ignored (a
+/// mismatched one, e.g. from a clock set wrongly when the line was printed
+/// and fixed since, must not leave the line undated); the date is used.
+fn ctime_time(text: &str, ctx: &Context) -> Option<f64> {
+    let date = text.get(4..)?;
+    NaiveDateTime::parse_from_str(date, "%b %e %H:%M:%S %Y")
+        .ok()
+        .map(|t| local(t, ctx))
+}
+
+/// `journalctl -o short-full`'s `2026-11-26 18:00:00` and zone: UTC/GMT
+/// are known; any other abbreviation is taken as this host's local time.
+fn full_time(text: &str, zone: &str, ctx: &Context) -> Option<f64> {
+    let t = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+    if matches!(zone, "UTC" | "GMT" | "Z") {
+        let utc = t.and_utc();
+        Some(utc.timestamp() as f64 + f64::from(utc.timestamp_subsec_micros()) / 1e6)
     } else {
-        Some(this_year)
+        Some(local(t, ctx))
     }
 }
 
@@ -226,6 +292,12 @@ enum Raw<'a> {
     Ctime(&'a str),
     /// syslog / journal, with the kernel's uptime stamp when present.
     Syslog(&'a str, Option<f64>),
+    /// RFC 3339 at the start (`dmesg --time-format iso`, RFC 5424).
+    Iso(&'a str),
+    /// `journalctl -o short-full`: date-time and zone.
+    Full(&'a str, &'a str),
+    /// `journalctl -o short-unix`: Unix seconds.
+    Unix(&'a str),
 }
 
 impl Raw<'_> {
@@ -244,9 +316,22 @@ impl Raw<'_> {
             Raw::Ctime(text) => Stamp {
                 text: text.to_string(),
                 since_boot: None,
-                at: NaiveDateTime::parse_from_str(text, "%a %b %e %H:%M:%S %Y")
-                    .ok()
-                    .map(|t| local(t, ctx)),
+                at: ctime_time(text, ctx),
+            },
+            Raw::Iso(text) => Stamp {
+                text: text.to_string(),
+                since_boot: None,
+                at: iso_time(&text.replace(',', "."), ctx),
+            },
+            Raw::Full(text, zone) => Stamp {
+                text: format!("{text} {zone}"),
+                since_boot: None,
+                at: full_time(text, zone, ctx),
+            },
+            Raw::Unix(text) => Stamp {
+                text: text.to_string(),
+                since_boot: None,
+                at: text.parse().ok(),
             },
             Raw::Syslog(text, since_boot) => Stamp {
                 text: text.to_string(),
@@ -262,7 +347,7 @@ impl Raw<'_> {
 }
 
 /// Split a log line into its timestamp and the kernel's message.
-fn split(line: &str) -> (Option<Raw<'_>>, &str) {
+fn split<'a>(line: &'a str) -> (Option<Raw<'a>>, &'a str) {
     if let Some(c) = KMSG.captures(line) {
         let usec: f64 = c[3].parse().unwrap_or(0.0);
         let msg = c.get(4).map_or("", |m| m.as_str());
@@ -285,6 +370,28 @@ fn split(line: &str) -> (Option<Raw<'_>>, &str) {
         let text = c.get(1).map_or("", |m| m.as_str());
         return (Some(Raw::Syslog(text, since_boot)), msg);
     }
+    let two = |c: regex::Captures<'a>| {
+        (
+            c.get(1).map_or("", |m| m.as_str()),
+            c.get(2).map_or("", |m| m.as_str()),
+        )
+    };
+    if let Some(c) = SHORT_FULL.captures(line) {
+        let msg = c.get(3).map_or("", |m| m.as_str());
+        let (text, zone) = two(c);
+        return (Some(Raw::Full(text, zone)), msg);
+    }
+    if let Some((text, msg)) = SHORT_UNIX.captures(line).map(two) {
+        return (Some(Raw::Unix(text)), msg);
+    }
+    if let Some((text, msg)) = RFC5424.captures(line).map(two) {
+        return (Some(Raw::Iso(text)), msg);
+    }
+    if let Some((text, msg)) = ISO_LEAD.captures(line).map(two) {
+        return (Some(Raw::Iso(text)), msg);
+    }
+    // Unknown formats: the message is still found anywhere in the line,
+    // undated (counted as recent, issue 7 section 3).
     (None, line)
 }
 
@@ -334,9 +441,27 @@ impl Scanner {
         }
         if let Some(c) = FULL.captures(msg) {
             let stamp = stamp();
-            let netns = c.get(1).and_then(|m| m.as_str().parse().ok());
+            let text = c.name("m").map_or(msg, |m| m.as_str());
+            // `in netns N` as the kernel prints it (%u of an inode): a
+            // leading zero or a number beyond u64 is no inode, yet names
+            // some namespace: never this one, never the unnamed group.
+            let netns = match c.name("ns").map(|m| m.as_str()) {
+                None => None,
+                Some(n) => match n.parse::<u64>() {
+                    Ok(i) if !(n.starts_with('0') && n.len() > 1) => Some(i),
+                    _ => {
+                        self.out.malformed_netns += 1;
+                        self.out.ungrouped += 1;
+                        self.previous = None;
+                        return;
+                    }
+                },
+            };
             let this_boot = self.of_this_boot(stamp.as_ref());
-            if !self.groups.contains_key(&netns) && self.groups.len() >= MAX_GROUPS {
+            // This namespace's lines and unnamed ones are always grouped:
+            // a log crafted with many namespaces must not hide them.
+            let always = netns.is_none() || netns == self.ctx.netns_inode;
+            if !always && !self.groups.contains_key(&netns) && self.groups.len() >= MAX_GROUPS {
                 self.out.ungrouped += 1;
                 self.previous = None;
                 return;
@@ -347,15 +472,15 @@ impl Scanner {
                 suppressed: 0,
                 first: stamp.clone(),
                 last: None,
-                text: msg.to_string(),
+                text: text.to_string(),
                 this_boot: Tally::default(),
                 other: Tally::default(),
             });
             g.count += 1;
             if this_boot {
-                g.this_boot.add(stamp.as_ref());
+                g.this_boot.add(stamp.as_ref(), ctx.now);
             } else {
-                g.other.add(stamp.as_ref());
+                g.other.add(stamp.as_ref(), ctx.now);
             }
             g.last = stamp;
             self.previous = Some((netns, this_boot));
@@ -418,6 +543,9 @@ pub fn scan_reader(mut r: impl BufRead, ctx: Context) -> io::Result<LogScan> {
     let mut overlong = false;
     let mut run: u64 = 0;
     let mut number: u64 = 0;
+    // A line ends at LF, CR (old Mac / some relays: a CR-only log is one
+    // endless "line" otherwise) or CRLF (the LF after a CR is skipped).
+    let mut after_cr = false;
     let end = |s: &mut Scanner, line: &mut Vec<u8>, overlong: bool, number: u64| {
         if overlong {
             s.skipped(number);
@@ -438,7 +566,14 @@ pub fn scan_reader(mut r: impl BufRead, ctx: Context) -> io::Result<LogScan> {
             }
             break;
         }
-        let newline = buf.iter().position(|&b| b == b'\n');
+        if after_cr && buf[0] == b'\n' {
+            after_cr = false;
+            r.consume(1);
+            continue;
+        }
+        after_cr = false;
+        let newline = buf.iter().position(|&b| b == b'\n' || b == b'\r');
+        let cr = newline.is_some_and(|i| buf[i] == b'\r');
         let chunk = &buf[..newline.unwrap_or(buf.len())];
         run += chunk.len() as u64;
         if !overlong {
@@ -462,6 +597,7 @@ pub fn scan_reader(mut r: impl BufRead, ctx: Context) -> io::Result<LogScan> {
             ));
         }
         if newline.is_some() {
+            after_cr = cr;
             number += 1;
             end(&mut s, &mut line, overlong, number);
             overlong = false;
@@ -574,6 +710,7 @@ mod tests {
             boot_time: Some(NOW - 3600.0),
             utc_offset: 0,
             this_boot: false,
+            netns_inode: None,
         };
         let msg = "nf_conntrack: nf_conntrack: table full, dropping packet";
         let t1340 = NOW - 1200.0;
@@ -618,6 +755,7 @@ mod tests {
         // This boot's own log: uptime stamps are dated from the boot time.
         let kmsg = Context {
             this_boot: true,
+            netns_inode: None,
             ..ctx
         };
         assert_eq!(
@@ -664,6 +802,7 @@ mod tests {
             boot_time: Some(NOW - 600.0),
             utc_offset: 0,
             this_boot: false,
+            netns_inode: None,
         };
         let s = scan_with(
             [
@@ -734,5 +873,151 @@ mod tests {
         input.extend_from_slice(FULL_LINE.as_bytes());
         let s = scan_reader(io::Cursor::new(input), Context::default()).expect("scan");
         assert_eq!((s.lines, s.total_full(), s.skipped_long), (2, 1, 0));
+    }
+
+    // 2026-11-26T18:00:00Z
+    const NOW2: f64 = 1_795_716_000.0;
+
+    fn ctx_now() -> Context {
+        Context {
+            now: Some(NOW2),
+            ..Context::default()
+        }
+    }
+
+    #[test]
+    fn table_full_found_in_every_log_format_and_dated_where_possible() {
+        let msg = "nf_conntrack: table full, dropping packet";
+        let cases: [(String, Option<f64>); 7] = [
+            (format!("kern  :warn  : [    1.200000] {msg}"), None),
+            (format!("<4>[    1.200000] {msg}"), None),
+            (
+                format!("2026-11-26T17:00:00,123456+00:00 {msg}"),
+                Some(NOW2 - 3600.0 + 0.123456),
+            ),
+            (format!("[ 1234.567890] host kernel: {msg}"), None),
+            (
+                format!("Thu 2026-11-26 17:00:00 UTC host kernel: {msg}"),
+                Some(NOW2 - 3600.0),
+            ),
+            (
+                format!("1795712400.500000 host kernel: {msg}"),
+                Some(NOW2 - 3599.5),
+            ),
+            (
+                format!("<4>1 2026-11-26T17:00:00Z host kernel - - - {msg}"),
+                Some(NOW2 - 3600.0),
+            ),
+        ];
+        for (line, at) in cases {
+            let s = scan_with([line.as_str()], ctx_now());
+            assert_eq!(s.total_full(), 1, "{line}");
+            let g = &s.table_full[0];
+            assert_eq!(g.netns_inode, None, "{line}");
+            assert_eq!(
+                g.text, "nf_conntrack: table full, dropping packet",
+                "{line}"
+            );
+            let got = g.last.as_ref().and_then(|t| t.at);
+            match at {
+                Some(at) => assert!(
+                    got.is_some_and(|g| (g - at).abs() < 1e-3),
+                    "{line}: {got:?}"
+                ),
+                None => assert_eq!(got, None, "{line}"),
+            }
+        }
+    }
+
+    #[test]
+    fn lone_cr_ends_a_line() {
+        let log = "[1.0] a\r[2.0] nf_conntrack: table full, dropping packet\r[3.0] b\r\n[4.0] nf_conntrack: table full, dropping packet\r\n";
+        let s = scan_reader(log.as_bytes(), Context::default()).expect("scan");
+        assert_eq!(s.lines, 4);
+        assert_eq!(s.total_full(), 2);
+    }
+
+    #[test]
+    fn own_namespace_and_unnamed_lines_tracked_beyond_group_cap() {
+        let mut lines: Vec<String> = (1..=MAX_GROUPS as u64 + 10)
+            .map(|i| format!("nf_conntrack: table full in netns {i}, dropping packet"))
+            .collect();
+        lines.push("nf_conntrack: table full in netns 999999999, dropping packet".into());
+        lines.push("nf_conntrack: table full, dropping packet".into());
+        let ctx = Context {
+            netns_inode: Some(999_999_999),
+            ..Context::default()
+        };
+        let s = scan_with(lines.iter().map(String::as_str), ctx);
+        assert!(
+            s.table_full
+                .iter()
+                .any(|g| g.netns_inode == Some(999_999_999))
+        );
+        assert!(s.table_full.iter().any(|g| g.netns_inode.is_none()));
+        assert_eq!(s.ungrouped, 10);
+    }
+
+    #[test]
+    fn future_dated_lines_are_skew_not_recent() {
+        let s = scan_with(
+            [
+                "2030-01-01T00:00:00Z nf_conntrack: table full, dropping packet",
+                "9999-01-01T00:00:00Z nf_conntrack: table full, dropping packet",
+                "2026-11-26T18:04:00Z nf_conntrack: table full, dropping packet",
+            ],
+            ctx_now(),
+        );
+        let g = &s.table_full[0];
+        assert_eq!(g.count, 3);
+        assert_eq!(g.other.future, 2);
+        assert_eq!(g.other.undated, 0);
+        // Within the slack: a clock a few minutes ahead, still dated.
+        assert_eq!(
+            g.other.newest.as_ref().and_then(|t| t.at),
+            Some(NOW2 + 240.0)
+        );
+    }
+
+    #[test]
+    fn malformed_netns_is_not_unnamed() {
+        let s = scan([
+            "nf_conntrack: table full in netns 99999999999999999999999, dropping packet",
+            "nf_conntrack: table full in netns 007, dropping packet",
+        ]);
+        assert!(s.table_full.is_empty(), "{:?}", s.table_full);
+        assert_eq!(s.malformed_netns, 2);
+        assert_eq!(s.ungrouped, 2);
+    }
+
+    #[test]
+    fn syslog_feb_29_dates_to_last_leap_year() {
+        // Now: 2027-03-01T00:00:00Z (2027 is not a leap year; nor is 2026 or 2025).
+        let ctx = Context {
+            now: Some(1_803_859_200.0),
+            ..Context::default()
+        };
+        let s = scan_with(
+            ["Feb 29 12:00:00 host kernel: nf_conntrack: table full, dropping packet"],
+            ctx,
+        );
+        // 2024-02-29T12:00:00Z
+        assert_eq!(
+            s.table_full[0].last.as_ref().and_then(|t| t.at),
+            Some(1_709_208_000.0)
+        );
+    }
+
+    #[test]
+    fn dmesg_t_wrong_weekday_uses_the_date() {
+        // 2026-11-26 is a Thursday; the line says Monday.
+        let s = scan_with(
+            ["[Mon Nov 26 17:00:00 2026] nf_conntrack: table full, dropping packet"],
+            ctx_now(),
+        );
+        assert_eq!(
+            s.table_full[0].last.as_ref().and_then(|t| t.at),
+            Some(NOW2 - 3600.0)
+        );
     }
 }

@@ -16,6 +16,7 @@ fn ctx() -> Context {
         boot_time: Some(1_795_700_000.0),
         utc_offset: 0,
         this_boot: false,
+        netns_inode: None,
     }
 }
 

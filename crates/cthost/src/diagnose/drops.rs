@@ -16,7 +16,68 @@ pub(super) fn is_recent(at: Option<f64>, f: &Facts, t: &Thresholds) -> bool {
 
 /// Whether any line of the tally is recent (or undated).
 pub(super) fn tally_recent(p: &Tally, f: &Facts, t: &Thresholds) -> bool {
-    p.lines > 0 && (p.undated > 0 || is_recent(p.newest.as_ref().and_then(|s| s.at), f, t))
+    // Lines dated in the future (clock skew) are neither: not recent.
+    p.lines > 0 && (p.undated > 0 || p.newest.as_ref().is_some_and(|s| is_recent(s.at, f, t)))
+}
+
+/// Drops of this namespace's `drop` counter that its this-boot table-full
+/// lines do not explain (each line and each suppressed callback is one
+/// drop): 0 when the counter or the log is unknown. net_ratelimit is global
+/// (net/core/utils.c: one state for every namespace and every caller), so
+/// drops go unlogged, and `N callbacks suppressed` is printed only when a
+/// later message passes the limit: these drops have no date. `gather`
+/// samples the counters when this is positive and no --interval was given
+/// (issue 7). 0 also when /dev/kmsg's oldest records were overwritten.
+pub fn undated_excess(f: &Facts) -> u64 {
+    let (Some(drop), Some(log)) = (drop_counter(f), &f.kernel_log) else {
+        return 0;
+    };
+    // Records overwritten in the ring may hold them: not known to be
+    // rate-limited, left to "no readable log dates them".
+    if f.kernel_log_truncated {
+        return 0;
+    }
+    let logged = log
+        .table_full
+        .iter()
+        .filter(|g| relevant(f, g))
+        .map(|g| g.this_boot.implied_drops())
+        .fold(0, u64::saturating_add);
+    drop.saturating_sub(logged)
+}
+
+/// Drops the log cannot date, dated by the counters' rate instead: a
+/// positive rate is CRITICAL in `counters`; here the rate is 0 (WARNING,
+/// saying exactly what is known) or unknown (CRITICAL: they may be now).
+fn undated_by_rate(
+    f: &Facts,
+    drop: u64,
+    excess: u64,
+    newest: Option<&Stamp>,
+    evidence: &mut Vec<String>,
+) -> (Severity, String) {
+    let last = newest.map_or_else(
+        || "none logged this boot".to_string(),
+        |s| format!("the last logged at {}", when(&Some(s.clone()))),
+    );
+    evidence.push(format!(
+        "{excess} of the {drop} drops are not in the log: the kernel logs at most 10 table-full lines per 5 s (net_ratelimit, one limit shared by every namespace and every caller), so they cannot be dated by the log"
+    ));
+    let rate = f.rates.as_ref().and_then(|r| r.get("drop").copied());
+    match (rate, f.interval_secs) {
+        (Some(r), Some(secs)) if r <= 0.0 => (
+            Severity::Warning,
+            format!(
+                "{excess} of {drop} drops are not in the log (rate-limited); none in a {secs:.1} s sample; {last}"
+            ),
+        ),
+        _ => (
+            Severity::Critical,
+            format!(
+                "{drop} packets were dropped because the conntrack table was full; {excess} are not in the log (rate-limited) and no sample dates them; {last}"
+            ),
+        ),
+    }
 }
 
 /// `--recent` for people: `1h`, `30m`, `1s`.
@@ -87,7 +148,12 @@ pub(super) fn drops_dated(
             newest = newer(newest, g.this_boot.newest.as_ref());
         }
     }
+    let excess = undated_excess(f);
     match newest {
+        Some(s) if !undated && !is_recent(s.at, f, t) && excess > 0 => {
+            undated_by_rate(f, drop, excess, Some(s), evidence)
+        }
+        None if !undated && excess > 0 => undated_by_rate(f, drop, excess, None, evidence),
         Some(s) if !undated && !is_recent(s.at, f, t) => {
             evidence.push(format!(
                 "the newest table-full line of this boot for this namespace is from {}, older than --recent {}",
@@ -314,6 +380,13 @@ pub(super) fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) 
         )),
         _ => {}
     }
+    let future = tb.future + other.future;
+    if future > 0 {
+        evidence.push(format!(
+            "{future} lines dated more than {} min after now: clock skew, not counted as recent",
+            kernel_log::FUTURE_SLACK / 60.0
+        ));
+    }
     if other.lines > 0 {
         evidence.push(format!(
             "{} lines not known to be from this boot ({} of unknown age, counted as recent): judged by their age, not by this host's counters",
@@ -382,11 +455,17 @@ pub(super) fn kernel_log(f: &Facts, t: &Thresholds) -> Vec<Finding> {
             id: "log.table_full.more".into(),
             severity: Severity::Warning,
             title: format!(
-                "kernel log: {} more table-full lines in over {} other namespaces",
+                "kernel log: {} more table-full lines in other namespaces (over {}, or not a valid inode)",
                 log.ungrouped,
                 kernel_log::MAX_GROUPS
             ),
-            evidence: vec![reach.clone()],
+            evidence: vec![
+                format!(
+                    "{} of them name a namespace that is no inode (too big, or a leading zero)",
+                    log.malformed_netns
+                ),
+                reach.clone(),
+            ],
             fix: vec!["ctdoctor check --all-netns".into()],
         });
     }

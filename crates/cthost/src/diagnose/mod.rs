@@ -19,6 +19,7 @@ mod drops;
 mod tests;
 mod who;
 
+pub use drops::undated_excess;
 use drops::{counters, kernel_log};
 use who::who;
 

@@ -202,6 +202,7 @@ fn kmsg_ctx() -> kernel_log::Context {
         boot_time: Some(BOOT as f64),
         utc_offset: 0,
         this_boot: true,
+        netns_inode: None,
     }
 }
 
@@ -303,8 +304,8 @@ fn unnamed_lines_before_6_17_do_not_make_a_clean_namespace_critical() {
 
 #[test]
 fn table_full_lines_older_than_recent_are_warning_so_the_check_recovers() {
-    // Full 8000 s ago (uptime 2000 s), 12 drops counted, nothing since.
-    let f = pod(&kmsg_full(Some(7777), &[1_999, 2_000]), 12);
+    // Full 8000 s ago (uptime 2000 s), 2 drops counted, nothing since.
+    let f = pod(&kmsg_full(Some(7777), &[1_999, 2_000]), 2);
     let r = diagnose(&f, &Thresholds::default());
     let log = find(&r, "log.table_full.7777");
     assert_eq!(log.severity, Severity::Warning);
@@ -316,7 +317,7 @@ fn table_full_lines_older_than_recent_are_warning_so_the_check_recovers() {
     assert_eq!(drop.severity, Severity::Warning);
     assert_eq!(
         drop.title,
-        "12 packets were dropped because the conntrack table was full, the last at 1970-01-12 14:20:00 UTC; none in the last 1h"
+        "2 packets were dropped because the conntrack table was full, the last at 1970-01-12 14:20:00 UTC; none in the last 1h"
     );
     assert_eq!((r.verdict, r.exit_code), (Verdict::Warning, 1));
     // With --recent 3h the same lines are recent.
@@ -333,6 +334,65 @@ fn table_full_lines_older_than_recent_are_warning_so_the_check_recovers() {
     f.interval_secs = Some(2.0);
     let r = diagnose(&f, &Thresholds::default());
     assert_eq!(find(&r, "counters.drop").severity, Severity::Critical);
+}
+
+#[test]
+fn drops_beyond_the_logged_lines_are_dated_by_the_rate_not_called_old() {
+    // 2 lines 8000 s ago, but 12 drops: 10 went unlogged (net_ratelimit
+    // is global) and may be now.
+    let mut f = pod(&kmsg_full(Some(7777), &[1_999, 2_000]), 12);
+    assert_eq!(undated_excess(&f), 10);
+    let r = diagnose(&f, &Thresholds::default());
+    let drop = find(&r, "counters.drop");
+    assert_eq!(drop.severity, Severity::Critical, "{drop:?}");
+    assert_eq!(
+        drop.title,
+        "12 packets were dropped because the conntrack table was full; 10 are not in the log (rate-limited) and no sample dates them; the last logged at 1970-01-12 14:20:00 UTC"
+    );
+    // check's own 1 s sample: nothing dropped in it.
+    f.rates = Some([("drop".to_string(), 0.0)].into());
+    f.interval_secs = Some(1.0);
+    let r = diagnose(&f, &Thresholds::default());
+    let drop = find(&r, "counters.drop");
+    assert_eq!(drop.severity, Severity::Warning, "{drop:?}");
+    assert_eq!(
+        drop.title,
+        "10 of 12 drops are not in the log (rate-limited); none in a 1.0 s sample; the last logged at 1970-01-12 14:20:00 UTC"
+    );
+    assert!(!drop.title.contains("none in the last"));
+    // Dropping in the sample: now.
+    f.rates = Some([("drop".to_string(), 3.0)].into());
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(find(&r, "counters.drop").severity, Severity::Critical);
+    // Lines and suppressed callbacks that explain every drop: no excess.
+    let mut lines = kmsg_full(Some(7777), &[1_999, 2_000]);
+    lines.push("4,9,2000500000,-;net_ratelimit: 10 callbacks suppressed".into());
+    assert_eq!(undated_excess(&pod(&lines, 12)), 0);
+}
+
+#[test]
+fn future_dated_lines_are_not_recent() {
+    // Clock skew: a line dated a year after now, and a drop counter the
+    // lines explain. Without the skew rule it would be recent forever.
+    let mut f = pod(&[], 1);
+    f.kernel_log = Some(kernel_log::scan_with(
+        ["2030-01-01T00:00:00Z nf_conntrack: table full in netns 7777, dropping packet"],
+        kernel_log::Context {
+            this_boot: false,
+            ..kmsg_ctx()
+        },
+    ));
+    let r = diagnose(&f, &Thresholds::default());
+    let log = find(&r, "log.table_full.7777");
+    assert_eq!(log.severity, Severity::Warning, "{log:?}");
+    assert!(
+        log.evidence
+            .iter()
+            .any(|e| e
+                == "1 lines dated more than 5 min after now: clock skew, not counted as recent"),
+        "{:?}",
+        log.evidence
+    );
 }
 
 #[test]
@@ -363,6 +423,7 @@ fn kernel_log_file_of_another_boot_is_judged_by_age_not_counters() {
         boot_time: Some(now - 600.0),
         utc_offset: 0,
         this_boot: false,
+        netns_inode: None,
     };
     let mut f = healthy();
     f.now = Some(now);
