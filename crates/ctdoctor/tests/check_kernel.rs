@@ -312,6 +312,20 @@ fn new_namespace_reusing_a_full_ones_inode_is_not_critical() {
         finding(&v, "counters.drop").is_some_and(|f| f["severity"] == "ok"),
         "{v:#}"
     );
+
+    // Seen from the host (the initial namespace), the same lines are the
+    // earlier namespace's too: the new one, weighed by its own drop
+    // counter, is not blamed.
+    let (_, v, _) = check(&["check", "--json"]);
+    let log = finding(&v, &format!("log.table_full.{inode}"))
+        .unwrap_or_else(|| panic!("no log.table_full.{inode} from the host: {v:#}"));
+    assert_eq!(log["severity"], "info", "{log:#}");
+    assert!(
+        log["title"].as_str().is_some_and(
+            |t| t.ends_with(&format!("not {}, whose drop counter is 0", reused.name()))
+        ),
+        "{log:#}"
+    );
 }
 
 #[test]

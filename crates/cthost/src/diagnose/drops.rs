@@ -292,13 +292,45 @@ pub(super) fn kernel_names_netns(f: &Facts) -> bool {
     (major, minor) >= (6, 17)
 }
 
+/// Whose another namespace's table-full lines of this boot can be, seen
+/// from here: the namespace with that inode now is weighed by its own drop
+/// counter, as this one is by its own; one that is gone cannot be acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Theirs {
+    /// It exists and its counter is unknown or non-zero (or the lines name
+    /// no namespace: the initial one's on 6.17+).
+    Live,
+    /// It exists with a drop counter of 0: an earlier namespace's lines.
+    Earlier,
+    /// No namespace has that inode now.
+    Gone,
+}
+
+pub(super) fn theirs(g: &TableFull, exists: bool, drop: Option<u64>) -> Theirs {
+    match (g.netns_inode, exists, drop) {
+        (None, ..) => Theirs::Live,
+        (Some(_), false, _) => Theirs::Gone,
+        (Some(_), true, Some(0)) => Theirs::Earlier,
+        _ => Theirs::Live,
+    }
+}
+
 /// One namespace's table-full lines, judged (issue 7 sections 2 and 3):
 /// this boot's lines that name this namespace (or none) are weighed against
 /// its drop counter; the others (another boot or host, unknown date) by
 /// their age alone. Mine and recent is CRITICAL, mine and older WARNING, an
-/// earlier namespace's INFO; another namespace's WARNING while recent.
+/// earlier namespace's INFO; another live namespace's WARNING while recent,
+/// unless its own drop counter is 0 or it is gone (INFO).
 pub(super) fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) -> Finding {
     let mine = relevant(f, g);
+    let holder = g
+        .netns_inode
+        .and_then(|i| f.namespaces.iter().find(|n| n.inode == i));
+    let their_drop = g
+        .netns_inode
+        .and_then(|i| f.log_netns.iter().find(|c| c.inode == i))
+        .and_then(|c| c.drop);
+    let theirs = theirs(g, holder.is_some(), their_drop);
     let who = ns_label(f, g.netns_inode);
     let (tb, other) = (&g.this_boot, &g.other);
     let owner = (mine && tb.lines > 0).then(|| owner(f, g));
@@ -320,7 +352,7 @@ pub(super) fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) 
                 Severity::Warning
             });
         }
-    } else if tb_recent || other_recent {
+    } else if (tb_recent && theirs == Theirs::Live) || other_recent {
         severity = Severity::Warning;
     }
     let newest = newer(tb.newest.as_ref(), other.newest.as_ref()).cloned();
@@ -331,6 +363,15 @@ pub(super) fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) 
     };
     let (n, window) = (g.count, window(t));
     let title = match (mine, severity, g.netns_inode) {
+        (false, Severity::Info, Some(i)) if theirs == Theirs::Gone && tb.lines > 0 => format!(
+            "kernel log: a namespace that no longer exists (inode {i}) was full at {} ({n} lines)",
+            when(last)
+        ),
+        (false, Severity::Info, Some(i)) if theirs == Theirs::Earlier => format!(
+            "kernel log: an earlier namespace with inode {i} was full at {} ({n} lines); not {}, whose drop counter is 0",
+            when(last),
+            holder.map_or("the one that has it now", |h| h.name.as_str())
+        ),
         (_, Severity::Critical, _) | (false, Severity::Warning, _) => format!(
             "kernel log: table full, packets dropped in {who}, last at {}",
             when(last)
@@ -394,7 +435,20 @@ pub(super) fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) 
         ));
     }
     evidence.push(reach.to_string());
-    let fix = if !mine {
+    if let (false, Some(h), Some(d)) = (mine, holder, their_drop) {
+        evidence.push(format!(
+            "drop counter of {} (the namespace with this inode now): {d}{}",
+            h.name,
+            if d == 0 {
+                "; it starts at 0 when a namespace is created, so these lines are an earlier namespace's (inode numbers are reused)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let fix = if !mine && theirs != Theirs::Live {
+        vec![]
+    } else if !mine {
         let target = f
             .namespaces
             .iter()

@@ -731,3 +731,80 @@ fn netns_findings_show_each_namespaces_own_drop_counter() {
     assert_eq!(all.len(), 11, "{all:?}");
     assert_eq!(all[10], "ns30 (inode 30): 5, drop 42");
 }
+
+/// The host (inode 1000) looking at this boot's recent lines for inode
+/// 7777: the namespace with that inode now (if any) is weighed by its own
+/// drop counter, as a namespace is by its own (inodes are reused).
+fn host_sees_7777(holder_drop: Option<Option<u64>>) -> Report {
+    let mut f = healthy();
+    f.now = Some(NOW);
+    f.boot_time = Some(BOOT);
+    f.kernel_log = Some(kernel_log::scan_with(
+        kmsg_full(Some(7777), &[9_990, 9_995])
+            .iter()
+            .map(String::as_str),
+        kmsg_ctx(),
+    ));
+    f.kernel_log_source = Some("/dev/kmsg".into());
+    if let Some(drop) = holder_drop {
+        f.namespaces.push(crate::facts::Namespace {
+            inode: 7777,
+            name: "try1".into(),
+            path: "/run/netns/try1".into(),
+        });
+        f.log_netns = vec![crate::facts::NetnsCount {
+            inode: 7777,
+            name: "try1".into(),
+            count: Some(0),
+            drop,
+            error: None,
+        }];
+    }
+    diagnose(&f, &Thresholds::default())
+}
+
+#[test]
+fn host_does_not_blame_a_new_namespace_that_reuses_a_full_ones_inode() {
+    let r = host_sees_7777(Some(Some(0)));
+    let log = find(&r, "log.table_full.7777");
+    assert_eq!(log.severity, Severity::Info, "{log:?}");
+    assert!(
+        log.title
+            .starts_with("kernel log: an earlier namespace with inode 7777 was full at")
+            && log.title.ends_with("not try1, whose drop counter is 0"),
+        "{}",
+        log.title
+    );
+    assert!(log.fix.is_empty(), "{:?}", log.fix);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", ids(&r));
+}
+
+#[test]
+fn host_notes_a_deleted_namespaces_drops_as_info() {
+    let r = host_sees_7777(None);
+    let log = find(&r, "log.table_full.7777");
+    assert_eq!(log.severity, Severity::Info, "{log:?}");
+    assert!(
+        log.title
+            .starts_with("kernel log: a namespace that no longer exists (inode 7777) was full at"),
+        "{}",
+        log.title
+    );
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", ids(&r));
+}
+
+#[test]
+fn host_warns_about_a_live_namespace_that_dropped() {
+    for drop in [Some(2), None] {
+        let r = host_sees_7777(Some(drop));
+        let log = find(&r, "log.table_full.7777");
+        assert_eq!(log.severity, Severity::Warning, "{drop:?}: {log:?}");
+        assert!(
+            log.title
+                .starts_with("kernel log: table full, packets dropped in netns 7777 (try1)"),
+            "{}",
+            log.title
+        );
+        assert_eq!(r.verdict, Verdict::Warning, "{:?}", ids(&r));
+    }
+}
