@@ -378,6 +378,18 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     } else {
         vec![]
     };
+    let journal = apply::journal_path(&root, a.state_dir.as_deref());
+    // With --yes, lock before reading the live values: the diff becomes the
+    // journal's `old` values, which another apply or rollback must not
+    // change in between (a dry run writes nothing and takes no lock).
+    let lock = if a.yes {
+        Some(apply::lock::take(
+            apply::lock::state_dir_of(&journal),
+            apply::lock::LOCK_WAIT,
+        )?)
+    } else {
+        None
+    };
     let d = apply::diff(&root, &settings, a.timeouts_only, &files)?;
     // A plan file carries no entry size: estimate as check does.
     let memory = planned_memory.unwrap_or(plan::sizing::table_memory(
@@ -408,19 +420,18 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     if !refusals.is_empty() && !a.force {
         return Err(apply::ApplyError::Unsafe(refusals).into());
     }
-    if !a.yes {
+    let Some(lock) = lock else {
         writeln!(out, "dry run: nothing changed; pass --yes to apply")?;
         return Ok(());
-    }
+    };
     if d.values.is_empty() && d.files.is_empty() {
         return Ok(());
     }
-    let journal = apply::journal_path(&root, a.state_dir.as_deref());
     let fault = Fault {
         at: a.fail_after,
         kind: a.fault,
     };
-    let done = apply::apply(&root, &journal, &d, fault)?;
+    let done = apply::apply_locked(&root, &journal, &lock, &d, fault)?;
     let j = &done.journal;
     if done.stacked {
         writeln!(

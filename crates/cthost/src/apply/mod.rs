@@ -25,7 +25,7 @@ pub mod write;
 pub use diff::{SAFE_RAM_PERCENT, diff, hashsize_taken, safety};
 pub use journal::{JOURNAL_FILE, Journal, STATE_DIR, journal_path};
 pub use paths::{HASHSIZE, MODPROBE_FILE, NF, SYSCTL_FILE};
-pub use run::{Applied, RolledBack, apply, rollback};
+pub use run::{Applied, RolledBack, apply, apply_locked, rollback};
 pub use write::{Fault, FaultKind};
 
 /// One live value: its path (without the root prefix), old and new text.

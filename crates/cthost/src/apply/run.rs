@@ -144,15 +144,30 @@ fn restore(
 }
 
 /// Apply `d`, journaled at `journal_path` (its directory holds the lock).
+/// `d` must have been read before this call; callers that read the live
+/// values should take the lock first and use [`apply_locked`], so that a
+/// concurrent run cannot change them between the read and the journal.
 pub fn apply(
     root: &Root,
     journal_path: &Path,
     d: &Diff,
     fault: Fault,
 ) -> Result<Applied, ApplyError> {
+    let lock = lock::take(lock::state_dir_of(journal_path), LOCK_WAIT)?;
+    apply_locked(root, journal_path, &lock, d, fault)
+}
+
+/// [`apply`] under a lock the caller took before reading the values in
+/// `d`: the journal's `old` values are then the ones this run replaces, not
+/// ones another apply or rollback changed in between (review item 1).
+pub fn apply_locked(
+    root: &Root,
+    journal_path: &Path,
+    _held: &lock::Lock,
+    d: &Diff,
+    fault: Fault,
+) -> Result<Applied, ApplyError> {
     let t = targets(root, &d.values, &d.files).map_err(ApplyError::Path)?;
-    let state_dir = journal_path.parent().unwrap_or(Path::new("/"));
-    let _lock = lock::take(state_dir, LOCK_WAIT)?;
     let prior = journal::load(journal_path)?;
     let stacked = prior.as_ref().is_some_and(Journal::pending);
     let mut j = Journal::stacked(prior.as_ref(), d, now());
@@ -250,8 +265,7 @@ pub fn apply(
 /// Restore the journal at `journal_path` if it is pending; a journal that
 /// was rolled back already changes nothing.
 pub fn rollback(root: &Root, journal_path: &Path, fault: Fault) -> Result<RolledBack, ApplyError> {
-    let state_dir = journal_path.parent().unwrap_or(Path::new("/"));
-    let _lock = lock::take(state_dir, LOCK_WAIT)?;
+    let _lock = lock::take(lock::state_dir_of(journal_path), LOCK_WAIT)?;
     let shown = journal_path.display().to_string();
     let mut j = journal::load(journal_path)?.ok_or_else(|| ApplyError::NoJournal(shown.clone()))?;
     if !j.pending() {

