@@ -320,8 +320,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     // knows it, RAM when the plan knows it)
     let (settings, header, budget, planned_memory, planned_ram) = match &a.plan_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let text = apply::write::read_plan(path).map_err(anyhow::Error::msg)?;
             let pf: PlanFile = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not a plan (no \"settings\")", path.display()))?;
             (

@@ -145,3 +145,34 @@ fn apply_reads_the_values_it_journals_after_taking_the_lock() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(t.get(&format!("{NF}/nf_conntrack_udp_timeout")), "30\n");
 }
+
+#[test]
+fn a_plan_that_is_not_a_small_regular_file_is_refused() {
+    let t = fake_tree();
+    let dir = TempDir::new("bigplan");
+    // A regular file just over the cap (sparse: no disk used).
+    let big = dir.p("/big.json");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len((1 << 20) + 1))
+        .expect("big file");
+    let fifo = dir.p("/fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    // The big file first: old code fails on it at once (then /dev/zero
+    // would eat memory and the FIFO would hang).
+    for (plan, says) in [
+        (big.display().to_string(), "is larger than 1048576 bytes"),
+        ("/dev/zero".to_string(), "is not a regular file"),
+        (fifo.display().to_string(), "is not a regular file"),
+        (dir.s().to_string(), "is not a regular file"),
+    ] {
+        let o = run(&["apply", "--root", t.s(), "--plan", &plan, "--yes"]);
+        assert_eq!(o.status.code(), Some(1), "{plan}: {}", text(&o));
+        assert!(text(&o).contains(says), "{plan}: {}", text(&o));
+    }
+}

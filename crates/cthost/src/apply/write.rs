@@ -188,6 +188,48 @@ pub fn read_nofollow(path: &Path) -> io::Result<String> {
     Ok(s)
 }
 
+/// The largest plan file `apply --plan` reads: a plan is a few hundred
+/// bytes, so anything near this is not a plan.
+pub const PLAN_MAX_BYTES: u64 = 1 << 20;
+
+/// Read a plan file: a regular file of at most [`PLAN_MAX_BYTES`]. Opened
+/// O_NONBLOCK so that a FIFO cannot hang the open, and checked on the open
+/// descriptor, so /dev/zero, a FIFO or a directory is refused before any
+/// read and a file that grows after the check is still read only up to the
+/// cap (review item 2).
+pub fn read_plan(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown} is not a regular file: --plan reads only a regular file (a device, FIFO or directory is refused)"
+        ));
+    }
+    let too_big = || {
+        format!(
+            "{shown} is larger than {PLAN_MAX_BYTES} bytes: not a plan (a plan is a few hundred bytes)"
+        )
+    };
+    if meta.len() > PLAN_MAX_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    f.take(PLAN_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > PLAN_MAX_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text: not a plan"))
+}
+
 /// Write one live value (the file must exist: no O_CREAT) and read it back;
 /// `accept` says whether the read-back means the kernel took it.
 pub fn write_value(
