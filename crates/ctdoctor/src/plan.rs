@@ -409,11 +409,12 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
             apply::SAFE_RAM_PERCENT
         )?;
     }
-    let refusals = if a.timeouts_only {
+    let mut refusals = if a.timeouts_only {
         vec![]
     } else {
         apply::safety(&settings, d.count, memory, budget, ram)
     };
+    refusals.extend(apply::timeout_refusals(&settings));
     writeln!(out, "changes:")?;
     print_diff(&d, out)?;
     if !refusals.is_empty() && !a.force {

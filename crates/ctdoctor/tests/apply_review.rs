@@ -176,3 +176,58 @@ fn a_plan_that_is_not_a_small_regular_file_is_refused() {
         assert!(text(&o).contains(says), "{plan}: {}", text(&o));
     }
 }
+
+#[test]
+fn timeouts_above_the_jiffies_bound_are_refused_even_forced_and_zero_unless_forced() {
+    let t = fake_tree();
+    let before = t.get(&format!("{NF}/nf_conntrack_udp_timeout"));
+    for v in ["18446744073709551615", "2147484"] {
+        let (_p, plan) = plan_file(&timeouts_plan(&format!(
+            r#""nf_conntrack_udp_timeout": {v}"#
+        )));
+        for extra in [
+            &[][..],
+            &["--force"][..],
+            &["--force", "--timeouts-only"][..],
+        ] {
+            let mut args = vec!["apply", "--root", t.s(), "--plan", &plan, "--yes"];
+            args.extend_from_slice(extra);
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(1), "{v} {extra:?}: {}", text(&o));
+            assert!(text(&o).contains("above 2147483 s"), "{}", text(&o));
+            assert_eq!(t.get(&format!("{NF}/nf_conntrack_udp_timeout")), before);
+        }
+    }
+    // The bound itself is accepted.
+    let (_p, plan) = plan_file(&timeouts_plan(r#""nf_conntrack_udp_timeout": 2147483"#));
+    let o = run(&["apply", "--root", t.s(), "--plan", &plan, "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        t.get(&format!("{NF}/nf_conntrack_udp_timeout")),
+        "2147483\n"
+    );
+    let (_p, plan) = plan_file(&timeouts_plan(r#""nf_conntrack_icmp_timeout": 0"#));
+    for extra in [&[][..], &["--timeouts-only"][..]] {
+        let mut args = vec!["apply", "--root", t.s(), "--plan", &plan, "--yes"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("nf_conntrack_icmp_timeout = 0"),
+            "{}",
+            text(&o)
+        );
+        assert_eq!(t.get(&format!("{NF}/nf_conntrack_icmp_timeout")), "30\n");
+    }
+    let o = run(&[
+        "apply",
+        "--root",
+        t.s(),
+        "--plan",
+        &plan,
+        "--yes",
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(t.get(&format!("{NF}/nf_conntrack_icmp_timeout")), "0\n");
+}

@@ -22,7 +22,10 @@ mod run;
 pub mod signals;
 pub mod write;
 
-pub use diff::{SAFE_RAM_PERCENT, diff, hashsize_taken, safety};
+pub use diff::{
+    MAX_TIMEOUT_SECS, SAFE_RAM_PERCENT, diff, hashsize_taken, safety, shorten, timeout_errors,
+    timeout_refusals,
+};
 pub use journal::{JOURNAL_FILE, Journal, STATE_DIR, journal_path};
 pub use paths::{HASHSIZE, MODPROBE_FILE, NF, SYSCTL_FILE};
 pub use run::{Applied, RolledBack, apply, apply_locked, rollback};
@@ -67,6 +70,8 @@ pub enum ApplyError {
     NotInitNamespace(String),
     #[error("plan: timeouts key {0}")]
     BadKey(String),
+    #[error("plan: refusing {0}")]
+    BadValue(String),
     #[error("refusing to touch a path: {0}")]
     Path(String),
     #[error("cannot read {path}: {source}")]
