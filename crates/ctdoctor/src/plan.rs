@@ -377,7 +377,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     } else {
         vec![]
     };
-    let journal = apply::journal_path(&root, a.state_dir.as_deref());
+    let journal = apply::journal_path(&root, a.state_dir.as_deref())?;
     // With --yes, lock before reading the live values: the diff becomes the
     // journal's `old` values, which another apply or rollback must not
     // change in between (a dry run writes nothing and takes no lock).
@@ -452,7 +452,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
 
 pub fn run_rollback(a: &RollbackArgs, out: &mut impl Write) -> Result<()> {
     let root = root_of(&a.root);
-    let path = apply::journal_path(&root, a.state_dir.as_deref());
+    let path = apply::journal_path(&root, a.state_dir.as_deref())?;
     let j = match apply::rollback(&root, &path, Fault::default())? {
         RolledBack::Done(j) => j,
         RolledBack::AlreadyDone(j) => {

@@ -231,3 +231,60 @@ fn timeouts_above_the_jiffies_bound_are_refused_even_forced_and_zero_unless_forc
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(t.get(&format!("{NF}/nf_conntrack_icmp_timeout")), "0\n");
 }
+
+#[test]
+fn a_symlinked_state_directory_is_not_followed_out_of_the_root() {
+    let (_p, plan) = plan_file(&timeouts_plan(r#""nf_conntrack_udp_timeout": 60"#));
+    for link in ["var/lib/ctdoctor", "var/lib"] {
+        let t = fake_tree();
+        let outside = TempDir::new("outside");
+        std::fs::create_dir_all(t.p(link).parent().expect("parent")).expect("mkdir");
+        std::os::unix::fs::symlink(&outside.0, t.p(link)).expect("symlink");
+        let o = run(&["apply", "--root", t.s(), "--plan", &plan, "--yes"]);
+        assert_eq!(o.status.code(), Some(1), "{link}: {}", text(&o));
+        assert!(text(&o).contains("symlink"), "{link}: {}", text(&o));
+        assert_eq!(t.get(&format!("{NF}/nf_conntrack_udp_timeout")), "30\n");
+        let o = run(&["rollback", "--root", t.s()]);
+        assert_eq!(o.status.code(), Some(1), "{link}: {}", text(&o));
+        assert_eq!(
+            std::fs::read_dir(&outside.0).expect("outside").count(),
+            0,
+            "{link}: something was written outside the root"
+        );
+    }
+}
+
+#[test]
+fn an_explicit_state_dir_is_used_but_its_journal_is_never_a_followed_symlink() {
+    let t = fake_tree();
+    let state = TempDir::new("state");
+    let victim = TempDir::new("victim");
+    victim.put("/x", "precious\n");
+    std::os::unix::fs::symlink(victim.p("/x"), state.p("/lock")).expect("symlink");
+    let (_p, plan) = plan_file(&timeouts_plan(r#""nf_conntrack_udp_timeout": 60"#));
+    let o = run(&[
+        "apply",
+        "--root",
+        t.s(),
+        "--plan",
+        &plan,
+        "--yes",
+        "--state-dir",
+        state.s(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(victim.get("/x"), "precious\n");
+    std::fs::remove_file(state.p("/lock")).expect("rm");
+    let o = run(&[
+        "apply",
+        "--root",
+        t.s(),
+        "--plan",
+        &plan,
+        "--yes",
+        "--state-dir",
+        state.s(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(state.p("/journal.json").is_file());
+}

@@ -100,11 +100,18 @@ impl Journal {
     }
 }
 
-/// Where the journal lives: `state_dir` as given, else the default under the root.
-pub fn journal_path(root: &Root, state_dir: Option<&Path>) -> PathBuf {
+/// Where the journal lives: `state_dir` as given, else the default under
+/// the root, resolved like the other fixed paths: a symlink at
+/// `var/lib/ctdoctor` or one above it leading out of the root is refused,
+/// so the journal and lock are never written outside it (review item 4).
+/// An explicit `--state-dir` is the operator's choice and may be anywhere;
+/// the journal, its temp file and the lock in it are still opened
+/// O_NOFOLLOW.
+pub fn journal_path(root: &Root, state_dir: Option<&Path>) -> Result<PathBuf, ApplyError> {
     match state_dir {
-        Some(d) => d.join(JOURNAL_FILE),
-        None => root.path(STATE_DIR).join(JOURNAL_FILE),
+        Some(d) => Ok(d.join(JOURNAL_FILE)),
+        None => paths::resolve(root, &format!("{STATE_DIR}/{JOURNAL_FILE}"))
+            .map_err(|why| ApplyError::Path(format!("state directory: {why}"))),
     }
 }
 
