@@ -455,6 +455,14 @@ pub fn run_rollback(a: &RollbackArgs, out: &mut impl Write) -> Result<()> {
     let path = apply::journal_path(&root, a.state_dir.as_deref())?;
     let j = match apply::rollback(&root, &path, Fault::default())? {
         RolledBack::Done(j) => j,
+        RolledBack::NoJournal => {
+            writeln!(
+                out,
+                "nothing to roll back: no journal at {}; nothing changed",
+                path.display()
+            )?;
+            return Ok(());
+        }
         RolledBack::AlreadyDone(j) => {
             writeln!(
                 out,

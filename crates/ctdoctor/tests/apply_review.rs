@@ -288,3 +288,34 @@ fn an_explicit_state_dir_is_used_but_its_journal_is_never_a_followed_symlink() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(state.p("/journal.json").is_file());
 }
+
+#[test]
+fn rollback_without_a_journal_exits_0_and_creates_nothing() {
+    let t = fake_tree();
+    let missing = t.p("/no/such/root");
+    let state = t.p("/no/such/state");
+    for args in [
+        vec!["rollback", "--root", t.s()],
+        vec!["rollback", "--root", missing.to_str().expect("utf8")],
+        vec![
+            "rollback",
+            "--root",
+            t.s(),
+            "--state-dir",
+            state.to_str().expect("utf8"),
+        ],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("nothing to roll back: no journal"),
+            "{}",
+            text(&o)
+        );
+    }
+    assert!(
+        !t.p("/var").exists(),
+        "rollback created the state directory"
+    );
+    assert!(!t.p("/no").exists(), "rollback created the missing root");
+}

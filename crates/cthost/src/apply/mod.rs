@@ -105,8 +105,6 @@ pub enum ApplyError {
     /// Test model of SIGKILL: the run stopped where it was.
     #[error("killed before {0} (test fault): nothing restored")]
     Killed(String),
-    #[error("no journal at {0}: nothing to roll back")]
-    NoJournal(String),
     #[error(
         "rollback incomplete, RESTORE FAILED for: {0} (the journal is kept: run rollback again)"
     )]

@@ -117,10 +117,13 @@ pub fn resolve(root: &Root, path: &str) -> Result<PathBuf, String> {
     let full = root.prefix.join(rel);
     let confined = root.prefix != Path::new("/");
     let base = if confined {
-        Some(
-            fs::canonicalize(&root.prefix)
-                .map_err(|e| format!("root {}: {e}", root.prefix.display()))?,
-        )
+        match fs::canonicalize(&root.prefix) {
+            Ok(b) => Some(b),
+            // Nothing exists under a missing root, so no link can lead out:
+            // the caller finds the path missing (rollback: no journal).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(full),
+            Err(e) => return Err(format!("root {}: {e}", root.prefix.display())),
+        }
     } else {
         None
     };

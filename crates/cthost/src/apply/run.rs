@@ -33,6 +33,8 @@ pub enum RolledBack {
     Done(Journal),
     /// The journal was rolled back before: nothing was changed.
     AlreadyDone(Journal),
+    /// There is no journal: nothing was changed (and nothing created).
+    NoJournal,
 }
 
 fn now() -> String {
@@ -265,9 +267,19 @@ pub fn apply_locked(
 /// Restore the journal at `journal_path` if it is pending; a journal that
 /// was rolled back already changes nothing.
 pub fn rollback(root: &Root, journal_path: &Path, fault: Fault) -> Result<RolledBack, ApplyError> {
+    // No journal (nor state directory): nothing to roll back, and nothing
+    // is created, not even the lock (review item 6). A journal an apply
+    // writes after this check is one that started after this rollback.
+    if let Err(e) = std::fs::symlink_metadata(journal_path)
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        return Ok(RolledBack::NoJournal);
+    }
     let _lock = lock::take(lock::state_dir_of(journal_path), LOCK_WAIT)?;
     let shown = journal_path.display().to_string();
-    let mut j = journal::load(journal_path)?.ok_or_else(|| ApplyError::NoJournal(shown.clone()))?;
+    let Some(mut j) = journal::load(journal_path)? else {
+        return Ok(RolledBack::NoJournal);
+    };
     if !j.pending() {
         return Ok(RolledBack::AlreadyDone(j));
     }
