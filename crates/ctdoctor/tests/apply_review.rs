@@ -319,3 +319,32 @@ fn rollback_without_a_journal_exits_0_and_creates_nothing() {
     );
     assert!(!t.p("/no").exists(), "rollback created the missing root");
 }
+
+#[test]
+fn rollback_restores_the_mode_and_owner_of_a_replaced_config_file() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = fake_tree();
+    let conf = "/etc/sysctl.d/90-conntrack.conf";
+    t.put(conf, "net.netfilter.nf_conntrack_max = 65536\n");
+    std::fs::set_permissions(t.p(conf), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::os::unix::fs::chown(t.p(conf), Some(1234), Some(5678)).expect("chown");
+    let (_p, plan) = plan_file(&timeouts_plan(r#""nf_conntrack_udp_timeout": 60"#));
+    let o = run(&[
+        "apply",
+        "--root",
+        t.s(),
+        "--plan",
+        &plan,
+        "--persist",
+        "--yes",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["rollback", "--root", t.s()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = std::fs::metadata(t.p(conf)).expect("stat");
+    assert_eq!(m.mode() & 0o7777, 0o600);
+    assert_eq!((m.uid(), m.gid()), (1234, 5678));
+    assert_eq!(t.get(conf), "net.netfilter.nf_conntrack_max = 65536\n");
+    // The file apply created is removed, as before.
+    assert!(!t.p("/etc/modprobe.d/nf_conntrack.conf").exists());
+}

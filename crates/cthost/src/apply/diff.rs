@@ -6,7 +6,7 @@ use std::io;
 
 use super::paths::{self, HASHSIZE, NF};
 use super::write::read_nofollow;
-use super::{ApplyError, Diff, FileChange, ValueChange};
+use super::{ApplyError, Diff, FileChange, Perm, ValueChange};
 use crate::plan::{Settings, round_buckets};
 use crate::source::Root;
 
@@ -164,11 +164,28 @@ pub fn diff(
             }
         };
         if old.as_deref() != Some(new.as_str()) {
+            let old_perm = match &old {
+                None => None,
+                Some(_) => {
+                    use std::os::unix::fs::MetadataExt;
+                    let m =
+                        std::fs::symlink_metadata(&full).map_err(|source| ApplyError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    Some(Perm {
+                        mode: m.mode() & 0o7777,
+                        uid: m.uid(),
+                        gid: m.gid(),
+                    })
+                }
+            };
             d.files.push(FileChange {
                 path: path.clone(),
                 old,
                 new: new.clone(),
                 created_dirs: missing_dirs(root, path),
+                old_perm,
             });
         }
     }

@@ -49,6 +49,19 @@ pub struct FileChange {
     /// outermost first: rollback removes them again.
     #[serde(default)]
     pub created_dirs: Vec<String>,
+    /// Permission bits and owner of the replaced file (`None`: it did not
+    /// exist, or a journal from before they were recorded): rollback puts
+    /// them back with the content (review item 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_perm: Option<Perm>,
+}
+
+/// A file's permission bits (`mode & 0o7777`) and owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Perm {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The planned changes against the live system.

@@ -112,7 +112,12 @@ fn restore(
         let unchanged = f.old.is_some() && write::read_nofollow(p).ok() == f.old;
         let r = match &f.old {
             Some(_) if unchanged => Ok(()),
-            Some(old) => write::write_atomic(p, old.as_bytes(), 0o644, steps),
+            Some(old) => {
+                let (mode, owner) = f
+                    .old_perm
+                    .map_or((0o644, None), |o| (o.mode, Some((o.uid, o.gid))));
+                write::write_atomic_as(p, old.as_bytes(), mode, owner, steps)
+            }
             None => match fs::remove_file(p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(Halt::Io(format!("removing {}: {e}", f.path)))

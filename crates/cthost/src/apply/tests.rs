@@ -205,6 +205,7 @@ fn a_config_dir_linked_out_of_the_root_is_refused() {
             old: None,
             new: "x\n".into(),
             created_dirs: vec![],
+            old_perm: None,
         }],
         ..Diff::default()
     };

@@ -139,20 +139,43 @@ pub fn remove_temp(path: &Path) -> io::Result<()> {
 /// then the rename). On any failure the temp file is removed and `path` is
 /// as it was; only a kill leaves the temp file, which [`remove_temp`] clears.
 pub fn write_atomic(path: &Path, content: &[u8], mode: u32, steps: &mut Steps) -> Result<(), Halt> {
+    write_atomic_as(path, content, mode, None, steps)
+}
+
+/// [`write_atomic`] with exact permission bits (not masked by the umask)
+/// and, when given, an owner (uid, gid), both set on the temp file before
+/// the rename: rollback puts a replaced file back as it was, mode and
+/// owner included (review item 5).
+pub fn write_atomic_as(
+    path: &Path,
+    content: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    steps: &mut Steps,
+) -> Result<(), Halt> {
     let io_err = |what: &str, e: io::Error| Halt::Io(format!("{what} {}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = temp_of(path);
     let fault = steps.next()?;
     fs::create_dir_all(dir).map_err(|e| io_err("creating the directory of", e))?;
     let mut f = create_temp(&tmp, mode).map_err(|e| io_err("creating a temp file for", e))?;
-    let written = match fault {
-        Some(k) => f
-            .write_all(&content[..content.len() / 2])
-            .and_then(|()| Err(injected(k))),
-        None => f.write_all(content),
-    }
-    .and_then(|()| f.sync_all())
-    .and_then(|()| fsync_dir(dir));
+    let perms = || -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
+        // After fchown, which clears set-id bits.
+        f.set_permissions(fs::Permissions::from_mode(mode))
+    };
+    let written = perms()
+        .and_then(|()| match fault {
+            Some(k) => f
+                .write_all(&content[..content.len() / 2])
+                .and_then(|()| Err(injected(k))),
+            None => f.write_all(content),
+        })
+        .and_then(|()| f.sync_all())
+        .and_then(|()| fsync_dir(dir));
     drop(f);
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);

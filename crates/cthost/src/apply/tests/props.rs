@@ -68,6 +68,7 @@ fn file_change() -> impl Strategy<Value = FileChange> {
             old,
             new: "x\n".into(),
             created_dirs,
+            old_perm: None,
         })
 }
 
