@@ -38,7 +38,7 @@ pub struct PlanArgs {
     pub cpus: Option<u32>,
 
     /// Kernel version of the target machine (e.g. 5.10.0); default: this one's.
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = parse_kernel)]
     pub kernel: Option<String>,
 
     /// Peak number of entries to size for; default: the live count (or the
@@ -86,6 +86,19 @@ pub struct PlanArgs {
     /// loadable files; json is what `apply --plan` reads.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// `--kernel`: checked when parsing the command line, so that a bad
+/// version is bad usage (exit 2), like any other bad flag.
+fn parse_kernel(s: &str) -> Result<String, String> {
+    match Kernel::parse(s) {
+        Some(_) => Ok(s.to_string()),
+        None => Err(format!(
+            "{}: expected a kernel version like 5.10 or 6.1.0-13-amd64 (major and minor up to {})",
+            apply::shorten(&format!("{s:?}")),
+            u32::MAX
+        )),
+    }
 }
 
 struct MixAcc {

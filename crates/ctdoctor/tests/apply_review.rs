@@ -348,3 +348,77 @@ fn rollback_restores_the_mode_and_owner_of_a_replaced_config_file() {
     // The file apply created is removed, as before.
     assert!(!t.p("/etc/modprobe.d/nf_conntrack.conf").exists());
 }
+
+#[test]
+fn a_journal_with_an_unknown_state_is_reported_corrupt_and_not_replayed() {
+    let t = fake_tree();
+    t.put(
+        "/var/lib/ctdoctor/journal.json",
+        &format!(
+            r#"{{"created": "x", "state": "whatever", "files": [],
+              "values": [{{"path": "{NF}/nf_conntrack_udp_timeout", "old": "77", "new": "30"}}]}}"#
+        ),
+    );
+    let o = run(&["rollback", "--root", t.s()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is corrupt: state \"whatever\" is none of"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(t.get(&format!("{NF}/nf_conntrack_udp_timeout")), "30\n");
+}
+
+#[test]
+fn a_bad_kernel_version_or_an_overflowing_memory_size_is_bad_usage() {
+    for args in [
+        &["plan", "--kernel", "", "--memory", "8G", "--peak", "1000"][..],
+        &[
+            "plan", "--kernel", "a.b.c", "--memory", "8G", "--peak", "1000",
+        ][..],
+        &[
+            "plan",
+            "--kernel",
+            "4294967296.0.0",
+            "--memory",
+            "8G",
+            "--peak",
+            "1000",
+        ][..],
+        &[
+            "plan",
+            "--kernel",
+            "6.1",
+            "--memory",
+            "99999999T",
+            "--peak",
+            "1000",
+        ][..],
+        &[
+            "apply", "--kernel", "a.b.c", "--memory", "8G", "--peak", "1000",
+        ][..],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+    }
+    let o = run(&[
+        "plan",
+        "--kernel",
+        "6.1",
+        "--memory",
+        "99999999T",
+        "--peak",
+        "1000",
+    ]);
+    assert!(text(&o).contains("too large"), "{}", text(&o));
+    let o = run(&[
+        "plan",
+        "--kernel",
+        "6.1.0-13-amd64",
+        "--memory",
+        "8G",
+        "--peak",
+        "1000",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -132,6 +132,17 @@ pub fn load(path: &Path) -> Result<Option<Journal>, ApplyError> {
         path: shown.clone(),
         why: e.to_string(),
     })?;
+    // A state apply never writes is not a journal of apply's: replaying
+    // it would restore values on a guess (review item 7).
+    if ![APPLYING, APPLIED, ROLLED_BACK].contains(&j.state.as_str()) {
+        return Err(ApplyError::JournalCorrupt {
+            path: shown,
+            why: format!(
+                "state {} is none of {APPLYING}, {APPLIED}, {ROLLED_BACK}",
+                super::shorten(&format!("{:?}", j.state))
+            ),
+        });
+    }
     j.validate()
         .map_err(|why| ApplyError::JournalHostile { path: shown, why })?;
     Ok(Some(j))
