@@ -422,3 +422,51 @@ fn a_bad_kernel_version_or_an_overflowing_memory_size_is_bad_usage() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+fn journal_with_udp_old(t: &TempDir, old: &str) {
+    t.put(
+        "/var/lib/ctdoctor/journal.json",
+        &format!(
+            r#"{{"created": "x", "state": "applied", "files": [],
+              "values": [{{"path": "{NF}/nf_conntrack_udp_timeout", "old": "{old}", "new": "60"}}]}}"#
+        ),
+    );
+}
+
+#[test]
+fn a_bad_old_value_or_a_planted_symlink_is_named_as_such_and_huge_values_are_cut() {
+    let t = fake_tree();
+    let huge = "9".repeat(100_000);
+    journal_with_udp_old(&t, &huge);
+    let o = run(&["rollback", "--root", t.s()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("is not a decimal number"), "{said}");
+    assert!(!said.contains("never writes"), "{said}");
+    assert!(said.len() < 1000, "{} bytes: {}", said.len(), &said[..200]);
+
+    // A symlink planted at a value the journal restores.
+    journal_with_udp_old(&t, "30");
+    let udp = t.p(&format!("{NF}/nf_conntrack_udp_timeout"));
+    std::fs::remove_file(&udp).expect("rm");
+    let victim = TempDir::new("victim");
+    victim.put("/x", "precious\n");
+    std::os::unix::fs::symlink(victim.p("/x"), &udp).expect("symlink");
+    let o = run(&["rollback", "--root", t.s()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is a symlink"), "{}", text(&o));
+    assert!(!text(&o).contains("never writes"), "{}", text(&o));
+    assert_eq!(victim.get("/x"), "precious\n");
+
+    // A huge bad timeout key in a plan is cut too.
+    let t = fake_tree();
+    let (_p, plan) = plan_file(&timeouts_plan(&format!(r#""{}": 5"#, "x".repeat(100_000))));
+    let o = run(&["apply", "--root", t.s(), "--plan", &plan, "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not a conntrack timeout sysctl"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).len() < 1000, "{} bytes", text(&o).len());
+}

@@ -49,15 +49,23 @@ impl Journal {
 
     /// Every path in the fixed set and every old value a number: a
     /// journal that names anything else was not written by apply.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Errors name what is wrong: a path outside the set, or a bad value.
+    pub fn validate(&self, shown: &str) -> Result<(), ApplyError> {
+        let hostile = |why| ApplyError::JournalHostile {
+            path: shown.to_string(),
+            why,
+        };
         for v in &self.values {
-            paths::check_value_path(&v.path)?;
-            paths::check_value_text(&v.path, &v.old)?;
+            paths::check_value_path(&v.path).map_err(hostile)?;
+            paths::check_value_text(&v.path, &v.old).map_err(|why| ApplyError::JournalRefused {
+                path: shown.to_string(),
+                why: format!("old value of {why}"),
+            })?;
         }
         for f in &self.files {
-            paths::check_file_path(&f.path)?;
+            paths::check_file_path(&f.path).map_err(hostile)?;
             for d in &f.created_dirs {
-                paths::check_created_dir(&f.path, d)?;
+                paths::check_created_dir(&f.path, d).map_err(hostile)?;
             }
         }
         Ok(())
@@ -143,8 +151,7 @@ pub fn load(path: &Path) -> Result<Option<Journal>, ApplyError> {
             ),
         });
     }
-    j.validate()
-        .map_err(|why| ApplyError::JournalHostile { path: shown, why })?;
+    j.validate(&shown)?;
     Ok(Some(j))
 }
 

@@ -105,6 +105,8 @@ pub enum ApplyError {
     JournalCorrupt { path: String, why: String },
     #[error("the journal {path} names a path apply never writes: {why}; refusing to use it")]
     JournalHostile { path: String, why: String },
+    #[error("the journal {path} cannot be used: {why}; refusing to use it")]
+    JournalRefused { path: String, why: String },
     #[error("lock {path}: {why}")]
     Lock { path: String, why: String },
     #[error("{step} failed: {why}; {restored}")]

@@ -59,25 +59,49 @@ struct Targets {
     dirs: Vec<Vec<PathBuf>>,
 }
 
-fn targets(root: &Root, values: &[ValueChange], files: &[FileChange]) -> Result<Targets, String> {
+/// Why [`targets`] refused: a path outside the fixed set, or something
+/// else (a value that is not a number, a planted symlink), said as it is
+/// (review item 8).
+enum Refused {
+    NotInSet(String),
+    Other(String),
+}
+
+impl Refused {
+    fn text(self) -> String {
+        match self {
+            Refused::NotInSet(s) | Refused::Other(s) => s,
+        }
+    }
+
+    fn journal(self, path: String) -> ApplyError {
+        match self {
+            Refused::NotInSet(why) => ApplyError::JournalHostile { path, why },
+            Refused::Other(why) => ApplyError::JournalRefused { path, why },
+        }
+    }
+}
+
+fn targets(root: &Root, values: &[ValueChange], files: &[FileChange]) -> Result<Targets, Refused> {
     let mut t = Targets {
         values: vec![],
         files: vec![],
         dirs: vec![],
     };
+    let other = Refused::Other;
     for v in values {
-        paths::check_value_path(&v.path)?;
-        paths::check_value_text(&v.path, &v.old)?;
-        paths::check_value_text(&v.path, &v.new)?;
-        t.values.push(paths::resolve(root, &v.path)?);
+        paths::check_value_path(&v.path).map_err(Refused::NotInSet)?;
+        paths::check_value_text(&v.path, &v.old).map_err(other)?;
+        paths::check_value_text(&v.path, &v.new).map_err(other)?;
+        t.values.push(paths::resolve(root, &v.path).map_err(other)?);
     }
     for f in files {
-        paths::check_file_path(&f.path)?;
-        t.files.push(paths::resolve(root, &f.path)?);
+        paths::check_file_path(&f.path).map_err(Refused::NotInSet)?;
+        t.files.push(paths::resolve(root, &f.path).map_err(other)?);
         let mut dirs = vec![];
         for d in &f.created_dirs {
-            paths::check_created_dir(&f.path, d)?;
-            dirs.push(paths::resolve(root, d)?);
+            paths::check_created_dir(&f.path, d).map_err(Refused::NotInSet)?;
+            dirs.push(paths::resolve(root, d).map_err(other)?);
         }
         t.dirs.push(dirs);
     }
@@ -174,7 +198,7 @@ pub fn apply_locked(
     d: &Diff,
     fault: Fault,
 ) -> Result<Applied, ApplyError> {
-    let t = targets(root, &d.values, &d.files).map_err(ApplyError::Path)?;
+    let t = targets(root, &d.values, &d.files).map_err(|r| ApplyError::Path(r.text()))?;
     let prior = journal::load(journal_path)?;
     let stacked = prior.as_ref().is_some_and(Journal::pending);
     let mut j = Journal::stacked(prior.as_ref(), d, now());
@@ -288,8 +312,7 @@ pub fn rollback(root: &Root, journal_path: &Path, fault: Fault) -> Result<Rolled
     if !j.pending() {
         return Ok(RolledBack::AlreadyDone(j));
     }
-    let t = targets(root, &j.values, &j.files)
-        .map_err(|why| ApplyError::JournalHostile { path: shown, why })?;
+    let t = targets(root, &j.values, &j.files).map_err(|r| r.journal(shown))?;
     let mut steps = Steps::new(fault, None);
     let mut errors = match restore(&t, &j.values, &j.files, &mut steps) {
         Ok(e) => e,
