@@ -6,8 +6,11 @@
 //!   entries naming anything else are refused.
 //! - [`journal`]: before the first change, the old values are journaled
 //!   (stacked on an earlier apply that was not rolled back, so the original
-//!   values are never lost); a corrupt or unreadable journal is said so.
-//! - [`lock`]: one apply or rollback at a time (flock).
+//!   values are never lost), with the mode and owner of replaced files; a
+//!   corrupt or unreadable journal is said so.
+//! - [`lock`]: one apply or rollback at a time (flock), taken before the
+//!   live values are read ([`apply_locked`]), so the journal's old values
+//!   are the ones this run replaces.
 //! - [`signals`]: SIGINT/SIGTERM restore before exiting.
 //! - [`write`]: temp files O_CREAT|O_EXCL|O_NOFOLLOW, fsync'd with their
 //!   directory before the rename; the step counter for injected faults.
