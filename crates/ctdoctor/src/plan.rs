@@ -38,7 +38,7 @@ pub struct PlanArgs {
     pub cpus: Option<u32>,
 
     /// Kernel version of the target machine (e.g. 5.10.0); default: this one's.
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = parse_kernel)]
     pub kernel: Option<String>,
 
     /// Peak number of entries to size for; default: the live count (or the
@@ -86,6 +86,19 @@ pub struct PlanArgs {
     /// loadable files; json is what `apply --plan` reads.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// `--kernel`: checked when parsing the command line, so that a bad
+/// version is bad usage (exit 2), like any other bad flag.
+fn parse_kernel(s: &str) -> Result<String, String> {
+    match Kernel::parse(s) {
+        Some(_) => Ok(s.to_string()),
+        None => Err(format!(
+            "{}: expected a kernel version like 5.10 or 6.1.0-13-amd64 (major and minor up to {})",
+            apply::shorten(&format!("{s:?}")),
+            u32::MAX
+        )),
+    }
 }
 
 struct MixAcc {
@@ -320,8 +333,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     // knows it, RAM when the plan knows it)
     let (settings, header, budget, planned_memory, planned_ram) = match &a.plan_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let text = apply::write::read_plan(path).map_err(anyhow::Error::msg)?;
             let pf: PlanFile = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not a plan (no \"settings\")", path.display()))?;
             (
@@ -378,6 +390,18 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     } else {
         vec![]
     };
+    let journal = apply::journal_path(&root, a.state_dir.as_deref())?;
+    // With --yes, lock before reading the live values: the diff becomes the
+    // journal's `old` values, which another apply or rollback must not
+    // change in between (a dry run writes nothing and takes no lock).
+    let lock = if a.yes {
+        Some(apply::lock::take(
+            apply::lock::state_dir_of(&journal),
+            apply::lock::LOCK_WAIT,
+        )?)
+    } else {
+        None
+    };
     let d = apply::diff(&root, &settings, a.timeouts_only, &files)?;
     // A plan file carries no entry size: estimate as check does.
     let memory = planned_memory.unwrap_or(plan::sizing::table_memory(
@@ -398,29 +422,29 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
             apply::SAFE_RAM_PERCENT
         )?;
     }
-    let refusals = if a.timeouts_only {
+    let mut refusals = if a.timeouts_only {
         vec![]
     } else {
         apply::safety(&settings, d.count, memory, budget, ram)
     };
+    refusals.extend(apply::timeout_refusals(&settings));
     writeln!(out, "changes:")?;
     print_diff(&d, out)?;
     if !refusals.is_empty() && !a.force {
         return Err(apply::ApplyError::Unsafe(refusals).into());
     }
-    if !a.yes {
+    let Some(lock) = lock else {
         writeln!(out, "dry run: nothing changed; pass --yes to apply")?;
         return Ok(());
-    }
+    };
     if d.values.is_empty() && d.files.is_empty() {
         return Ok(());
     }
-    let journal = apply::journal_path(&root, a.state_dir.as_deref());
     let fault = Fault {
         at: a.fail_after,
         kind: a.fault,
     };
-    let done = apply::apply(&root, &journal, &d, fault)?;
+    let done = apply::apply_locked(&root, &journal, &lock, &d, fault)?;
     let j = &done.journal;
     if done.stacked {
         writeln!(
@@ -441,9 +465,17 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
 
 pub fn run_rollback(a: &RollbackArgs, out: &mut impl Write) -> Result<()> {
     let root = root_of(&a.root);
-    let path = apply::journal_path(&root, a.state_dir.as_deref());
+    let path = apply::journal_path(&root, a.state_dir.as_deref())?;
     let j = match apply::rollback(&root, &path, Fault::default())? {
         RolledBack::Done(j) => j,
+        RolledBack::NoJournal => {
+            writeln!(
+                out,
+                "nothing to roll back: no journal at {}; nothing changed",
+                path.display()
+            )?;
+            return Ok(());
+        }
         RolledBack::AlreadyDone(j) => {
             writeln!(
                 out,

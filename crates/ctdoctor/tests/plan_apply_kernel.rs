@@ -338,7 +338,11 @@ fn a_second_apply_or_rollback_refuses_while_one_holds_the_lock() {
     let (_p, plan) = plan_file(PLAN);
     let before = snapshot(&t.0);
     let lock = t.0.join("var/lib/ctdoctor/lock");
-    std::fs::create_dir_all(lock.parent().expect("dir")).expect("mkdir");
+    // A journal, so that rollback has something to wait for the lock for.
+    t.put(
+        "/var/lib/ctdoctor/journal.json",
+        r#"{"created": "x", "state": "applied", "values": [], "files": []}"#,
+    );
     // flock(1) holds the lock while the second ctdoctor runs.
     for cmd in [
         vec!["apply", "--root", t.s(), "--plan", &plan, "--yes"],

@@ -137,7 +137,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     if !n.is_finite() || n < 0.0 {
         return Err(format!("{s:?}: must be positive"));
     }
-    Ok((n * mult as f64) as u64)
+    let bytes = n * mult as f64;
+    // `as u64` saturates: 99999999T would silently become 16 EiB.
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?}: too large (at most 16 EiB)"));
+    }
+    Ok(bytes as u64)
 }
 
 /// The smallest RAM `--memory` accepts: below this no kernel boots with

@@ -6,7 +6,7 @@ use std::io;
 
 use super::paths::{self, HASHSIZE, NF};
 use super::write::read_nofollow;
-use super::{ApplyError, Diff, FileChange, ValueChange};
+use super::{ApplyError, Diff, FileChange, Perm, ValueChange};
 use crate::plan::{Settings, round_buckets};
 use crate::source::Root;
 
@@ -19,6 +19,55 @@ pub const SAFE_RAM_PERCENT: u64 = 25;
 
 /// The largest value the kernel's int sysctl accepts.
 const INT_MAX: u64 = i32::MAX as u64;
+
+/// The largest timeout (seconds) apply writes. Timeouts are
+/// proc_dointvec_jiffies sysctls: the kernel stores seconds * HZ in an int
+/// and refuses (EINVAL) anything above INT_MAX / HZ
+/// (do_proc_dointvec_jiffies_conv, kernel/sysctl.c). HZ is a build option
+/// (100 to 1000) the target's kernel does not export to us, so the bound
+/// for the largest, HZ = 1000, is the one valid on every kernel: 2147483 s
+/// (24.8 days), far above any useful timeout (review item 3).
+pub const MAX_TIMEOUT_SECS: u64 = INT_MAX / 1000;
+
+/// Plan timeouts apply refuses even with `--force`: above
+/// [`MAX_TIMEOUT_SECS`], which the kernel would refuse or wrap.
+pub fn timeout_errors(s: &Settings) -> Vec<String> {
+    s.timeouts
+        .iter()
+        .filter(|(_, v)| **v > MAX_TIMEOUT_SECS)
+        .map(|(k, v)| {
+            format!(
+                "{} = {v} s is above {MAX_TIMEOUT_SECS} s, the largest a jiffies sysctl takes on any kernel (INT_MAX / HZ for HZ up to 1000)",
+                shorten(k)
+            )
+        })
+        .collect()
+}
+
+/// Plan timeouts refused unless `--force`: 0, which expires every entry of
+/// that kind at once (each new packet then makes a new entry).
+pub fn timeout_refusals(s: &Settings) -> Vec<String> {
+    s.timeouts
+        .iter()
+        .filter(|(_, v)| **v == 0)
+        .map(|(k, _)| {
+            format!(
+                "{} = 0: entries would expire at once, and every packet of such a flow would be a new entry",
+                shorten(k)
+            )
+        })
+        .collect()
+}
+
+/// `text` cut to 80 characters for an error message: a hostile plan or
+/// journal must not flood the terminal (review item 8).
+pub fn shorten(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        None => text.to_string(),
+        Some((i, _)) => format!("{}... ({} bytes)", &text[..i], text.len()),
+    }
+}
 
 /// Whether a hashsize read back after writing `written` shows the kernel
 /// took it: it rounds buckets up to a multiple of 512 (PAGE_SIZE / 8,
@@ -69,6 +118,10 @@ pub fn diff(
     for name in s.timeouts.keys() {
         paths::check_timeout_name(root, name).map_err(ApplyError::BadKey)?;
     }
+    let errors = timeout_errors(s);
+    if !errors.is_empty() {
+        return Err(ApplyError::BadValue(errors.join("; ")));
+    }
     let mut d = Diff {
         count: read_value(root, &format!("{NF}/nf_conntrack_count"))
             .ok()
@@ -111,11 +164,28 @@ pub fn diff(
             }
         };
         if old.as_deref() != Some(new.as_str()) {
+            let old_perm = match &old {
+                None => None,
+                Some(_) => {
+                    use std::os::unix::fs::MetadataExt;
+                    let m =
+                        std::fs::symlink_metadata(&full).map_err(|source| ApplyError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    Some(Perm {
+                        mode: m.mode() & 0o7777,
+                        uid: m.uid(),
+                        gid: m.gid(),
+                    })
+                }
+            };
             d.files.push(FileChange {
                 path: path.clone(),
                 old,
                 new: new.clone(),
                 created_dirs: missing_dirs(root, path),
+                old_perm,
             });
         }
     }

@@ -72,7 +72,7 @@ impl Tree {
     }
 
     pub fn journal(&self) -> PathBuf {
-        super::journal_path(&self.root(), None)
+        super::journal_path(&self.root(), None).expect("journal path")
     }
 
     /// Everything under the test directory, except ctdoctor's state (/var).

@@ -49,15 +49,23 @@ impl Journal {
 
     /// Every path in the fixed set and every old value a number: a
     /// journal that names anything else was not written by apply.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Errors name what is wrong: a path outside the set, or a bad value.
+    pub fn validate(&self, shown: &str) -> Result<(), ApplyError> {
+        let hostile = |why| ApplyError::JournalHostile {
+            path: shown.to_string(),
+            why,
+        };
         for v in &self.values {
-            paths::check_value_path(&v.path)?;
-            paths::check_value_text(&v.path, &v.old)?;
+            paths::check_value_path(&v.path).map_err(hostile)?;
+            paths::check_value_text(&v.path, &v.old).map_err(|why| ApplyError::JournalRefused {
+                path: shown.to_string(),
+                why: format!("old value of {why}"),
+            })?;
         }
         for f in &self.files {
-            paths::check_file_path(&f.path)?;
+            paths::check_file_path(&f.path).map_err(hostile)?;
             for d in &f.created_dirs {
-                paths::check_created_dir(&f.path, d)?;
+                paths::check_created_dir(&f.path, d).map_err(hostile)?;
             }
         }
         Ok(())
@@ -100,11 +108,18 @@ impl Journal {
     }
 }
 
-/// Where the journal lives: `state_dir` as given, else the default under the root.
-pub fn journal_path(root: &Root, state_dir: Option<&Path>) -> PathBuf {
+/// Where the journal lives: `state_dir` as given, else the default under
+/// the root, resolved like the other fixed paths: a symlink at
+/// `var/lib/ctdoctor` or one above it leading out of the root is refused,
+/// so the journal and lock are never written outside it (review item 4).
+/// An explicit `--state-dir` is the operator's choice and may be anywhere;
+/// the journal, its temp file and the lock in it are still opened
+/// O_NOFOLLOW.
+pub fn journal_path(root: &Root, state_dir: Option<&Path>) -> Result<PathBuf, ApplyError> {
     match state_dir {
-        Some(d) => d.join(JOURNAL_FILE),
-        None => root.path(STATE_DIR).join(JOURNAL_FILE),
+        Some(d) => Ok(d.join(JOURNAL_FILE)),
+        None => paths::resolve(root, &format!("{STATE_DIR}/{JOURNAL_FILE}"))
+            .map_err(|why| ApplyError::Path(format!("state directory: {why}"))),
     }
 }
 
@@ -125,8 +140,18 @@ pub fn load(path: &Path) -> Result<Option<Journal>, ApplyError> {
         path: shown.clone(),
         why: e.to_string(),
     })?;
-    j.validate()
-        .map_err(|why| ApplyError::JournalHostile { path: shown, why })?;
+    // A state apply never writes is not a journal of apply's: replaying
+    // it would restore values on a guess (review item 7).
+    if ![APPLYING, APPLIED, ROLLED_BACK].contains(&j.state.as_str()) {
+        return Err(ApplyError::JournalCorrupt {
+            path: shown,
+            why: format!(
+                "state {} is none of {APPLYING}, {APPLIED}, {ROLLED_BACK}",
+                super::shorten(&format!("{:?}", j.state))
+            ),
+        });
+    }
+    j.validate(&shown)?;
     Ok(Some(j))
 }
 

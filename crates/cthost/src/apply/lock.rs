@@ -27,6 +27,11 @@ pub fn lock_path(state_dir: &Path) -> PathBuf {
     state_dir.join(LOCK_FILE)
 }
 
+/// The state directory of a journal: the one holding its lock.
+pub fn state_dir_of(journal_path: &Path) -> &Path {
+    journal_path.parent().unwrap_or(Path::new("/"))
+}
+
 pub fn take(state_dir: &Path, wait: Duration) -> Result<Lock, ApplyError> {
     let path = lock_path(state_dir);
     let shown = path.display().to_string();
@@ -36,19 +41,21 @@ pub fn take(state_dir: &Path, wait: Duration) -> Result<Lock, ApplyError> {
     };
     fs::create_dir_all(state_dir).map_err(|e| fail(e.to_string()))?;
     let start = Instant::now();
+    // Opened once and kept open while waiting: the wait is on this file.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| fail(e.to_string()))?;
     loop {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| fail(e.to_string()))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(held) => return Ok(Lock { _held: held }),
-            Err((_, Errno::EWOULDBLOCK)) if start.elapsed() < wait => {
+            Err((f, Errno::EWOULDBLOCK)) if start.elapsed() < wait => {
+                file = f;
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err((_, Errno::EWOULDBLOCK)) => {

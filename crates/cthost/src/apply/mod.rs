@@ -6,8 +6,11 @@
 //!   entries naming anything else are refused.
 //! - [`journal`]: before the first change, the old values are journaled
 //!   (stacked on an earlier apply that was not rolled back, so the original
-//!   values are never lost); a corrupt or unreadable journal is said so.
-//! - [`lock`]: one apply or rollback at a time (flock).
+//!   values are never lost), with the mode and owner of replaced files; a
+//!   corrupt or unreadable journal is said so.
+//! - [`lock`]: one apply or rollback at a time (flock), taken before the
+//!   live values are read ([`apply_locked`]), so the journal's old values
+//!   are the ones this run replaces.
 //! - [`signals`]: SIGINT/SIGTERM restore before exiting.
 //! - [`write`]: temp files O_CREAT|O_EXCL|O_NOFOLLOW, fsync'd with their
 //!   directory before the rename; the step counter for injected faults.
@@ -22,10 +25,13 @@ mod run;
 pub mod signals;
 pub mod write;
 
-pub use diff::{SAFE_RAM_PERCENT, diff, hashsize_taken, safety};
+pub use diff::{
+    MAX_TIMEOUT_SECS, SAFE_RAM_PERCENT, diff, hashsize_taken, safety, shorten, timeout_errors,
+    timeout_refusals,
+};
 pub use journal::{JOURNAL_FILE, Journal, STATE_DIR, journal_path};
 pub use paths::{HASHSIZE, MODPROBE_FILE, NF, SYSCTL_FILE};
-pub use run::{Applied, RolledBack, apply, rollback};
+pub use run::{Applied, RolledBack, apply, apply_locked, rollback};
 pub use write::{Fault, FaultKind};
 
 /// One live value: its path (without the root prefix), old and new text.
@@ -46,6 +52,19 @@ pub struct FileChange {
     /// outermost first: rollback removes them again.
     #[serde(default)]
     pub created_dirs: Vec<String>,
+    /// Permission bits and owner of the replaced file (`None`: it did not
+    /// exist, or a journal from before they were recorded): rollback puts
+    /// them back with the content (review item 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_perm: Option<Perm>,
+}
+
+/// A file's permission bits (`mode & 0o7777`) and owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Perm {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The planned changes against the live system.
@@ -67,6 +86,8 @@ pub enum ApplyError {
     NotInitNamespace(String),
     #[error("plan: timeouts key {0}")]
     BadKey(String),
+    #[error("plan: refusing {0}")]
+    BadValue(String),
     #[error("refusing to touch a path: {0}")]
     Path(String),
     #[error("cannot read {path}: {source}")]
@@ -87,6 +108,8 @@ pub enum ApplyError {
     JournalCorrupt { path: String, why: String },
     #[error("the journal {path} names a path apply never writes: {why}; refusing to use it")]
     JournalHostile { path: String, why: String },
+    #[error("the journal {path} cannot be used: {why}; refusing to use it")]
+    JournalRefused { path: String, why: String },
     #[error("lock {path}: {why}")]
     Lock { path: String, why: String },
     #[error("{step} failed: {why}; {restored}")]
@@ -100,8 +123,6 @@ pub enum ApplyError {
     /// Test model of SIGKILL: the run stopped where it was.
     #[error("killed before {0} (test fault): nothing restored")]
     Killed(String),
-    #[error("no journal at {0}: nothing to roll back")]
-    NoJournal(String),
     #[error(
         "rollback incomplete, RESTORE FAILED for: {0} (the journal is kept: run rollback again)"
     )]

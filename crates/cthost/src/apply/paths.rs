@@ -41,8 +41,9 @@ pub fn check_timeout_name(root: &Root, name: &str) -> Result<(), String> {
         ));
     }
     if !is_timeout_name(name) {
+        let name = super::shorten(&format!("{name:?}"));
         return Err(format!(
-            "{name:?} is not a conntrack timeout sysctl (expected a name like nf_conntrack_tcp_timeout_established: nf_conntrack_*timeout*, letters, digits and _ only)"
+            "{name} is not a conntrack timeout sysctl (expected a name like nf_conntrack_tcp_timeout_established: nf_conntrack_*timeout*, letters, digits and _ only)"
         ));
     }
     let path = format!("{NF}/{name}");
@@ -62,7 +63,8 @@ pub fn check_value_path(path: &str) -> Result<(), String> {
     match path.strip_prefix(NF).and_then(|n| n.strip_prefix('/')) {
         Some(name) if name == "nf_conntrack_max" || is_timeout_name(name) => Ok(()),
         _ => Err(format!(
-            "{path:?} is not a value apply writes (only {NF}/nf_conntrack_max, {NF}/nf_conntrack_*timeout* and {HASHSIZE})"
+            "{} is not a value apply writes (only {NF}/nf_conntrack_max, {NF}/nf_conntrack_*timeout* and {HASHSIZE})",
+            super::shorten(&format!("{path:?}"))
         )),
     }
 }
@@ -73,7 +75,8 @@ pub fn check_file_path(path: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{path:?} is not a file apply writes (only {SYSCTL_FILE} and {MODPROBE_FILE})"
+            "{} is not a file apply writes (only {SYSCTL_FILE} and {MODPROBE_FILE})",
+            super::shorten(&format!("{path:?}"))
         ))
     }
 }
@@ -91,7 +94,8 @@ pub fn check_created_dir(file: &str, dir: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{dir:?} is not a directory above {file}: rollback removes only those"
+            "{} is not a directory above {file}: rollback removes only those",
+            super::shorten(&format!("{dir:?}"))
         ))
     }
 }
@@ -101,7 +105,10 @@ pub fn check_value_text(path: &str, v: &str) -> Result<(), String> {
     if !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
-        Err(format!("{path}: {v:?} is not a decimal number"))
+        Err(format!(
+            "{path}: {} is not a decimal number",
+            super::shorten(&format!("{v:?}"))
+        ))
     }
 }
 
@@ -117,10 +124,13 @@ pub fn resolve(root: &Root, path: &str) -> Result<PathBuf, String> {
     let full = root.prefix.join(rel);
     let confined = root.prefix != Path::new("/");
     let base = if confined {
-        Some(
-            fs::canonicalize(&root.prefix)
-                .map_err(|e| format!("root {}: {e}", root.prefix.display()))?,
-        )
+        match fs::canonicalize(&root.prefix) {
+            Ok(b) => Some(b),
+            // Nothing exists under a missing root, so no link can lead out:
+            // the caller finds the path missing (rollback: no journal).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(full),
+            Err(e) => return Err(format!("root {}: {e}", root.prefix.display())),
+        }
     } else {
         None
     };

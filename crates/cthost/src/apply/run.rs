@@ -33,6 +33,8 @@ pub enum RolledBack {
     Done(Journal),
     /// The journal was rolled back before: nothing was changed.
     AlreadyDone(Journal),
+    /// There is no journal: nothing was changed (and nothing created).
+    NoJournal,
 }
 
 fn now() -> String {
@@ -57,25 +59,49 @@ struct Targets {
     dirs: Vec<Vec<PathBuf>>,
 }
 
-fn targets(root: &Root, values: &[ValueChange], files: &[FileChange]) -> Result<Targets, String> {
+/// Why [`targets`] refused: a path outside the fixed set, or something
+/// else (a value that is not a number, a planted symlink), said as it is
+/// (review item 8).
+enum Refused {
+    NotInSet(String),
+    Other(String),
+}
+
+impl Refused {
+    fn text(self) -> String {
+        match self {
+            Refused::NotInSet(s) | Refused::Other(s) => s,
+        }
+    }
+
+    fn journal(self, path: String) -> ApplyError {
+        match self {
+            Refused::NotInSet(why) => ApplyError::JournalHostile { path, why },
+            Refused::Other(why) => ApplyError::JournalRefused { path, why },
+        }
+    }
+}
+
+fn targets(root: &Root, values: &[ValueChange], files: &[FileChange]) -> Result<Targets, Refused> {
     let mut t = Targets {
         values: vec![],
         files: vec![],
         dirs: vec![],
     };
+    let other = Refused::Other;
     for v in values {
-        paths::check_value_path(&v.path)?;
-        paths::check_value_text(&v.path, &v.old)?;
-        paths::check_value_text(&v.path, &v.new)?;
-        t.values.push(paths::resolve(root, &v.path)?);
+        paths::check_value_path(&v.path).map_err(Refused::NotInSet)?;
+        paths::check_value_text(&v.path, &v.old).map_err(other)?;
+        paths::check_value_text(&v.path, &v.new).map_err(other)?;
+        t.values.push(paths::resolve(root, &v.path).map_err(other)?);
     }
     for f in files {
-        paths::check_file_path(&f.path)?;
-        t.files.push(paths::resolve(root, &f.path)?);
+        paths::check_file_path(&f.path).map_err(Refused::NotInSet)?;
+        t.files.push(paths::resolve(root, &f.path).map_err(other)?);
         let mut dirs = vec![];
         for d in &f.created_dirs {
-            paths::check_created_dir(&f.path, d)?;
-            dirs.push(paths::resolve(root, d)?);
+            paths::check_created_dir(&f.path, d).map_err(Refused::NotInSet)?;
+            dirs.push(paths::resolve(root, d).map_err(other)?);
         }
         t.dirs.push(dirs);
     }
@@ -110,7 +136,12 @@ fn restore(
         let unchanged = f.old.is_some() && write::read_nofollow(p).ok() == f.old;
         let r = match &f.old {
             Some(_) if unchanged => Ok(()),
-            Some(old) => write::write_atomic(p, old.as_bytes(), 0o644, steps),
+            Some(old) => {
+                let (mode, owner) = f
+                    .old_perm
+                    .map_or((0o644, None), |o| (o.mode, Some((o.uid, o.gid))));
+                write::write_atomic_as(p, old.as_bytes(), mode, owner, steps)
+            }
             None => match fs::remove_file(p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(Halt::Io(format!("removing {}: {e}", f.path)))
@@ -144,15 +175,30 @@ fn restore(
 }
 
 /// Apply `d`, journaled at `journal_path` (its directory holds the lock).
+/// `d` must have been read before this call; callers that read the live
+/// values should take the lock first and use [`apply_locked`], so that a
+/// concurrent run cannot change them between the read and the journal.
 pub fn apply(
     root: &Root,
     journal_path: &Path,
     d: &Diff,
     fault: Fault,
 ) -> Result<Applied, ApplyError> {
-    let t = targets(root, &d.values, &d.files).map_err(ApplyError::Path)?;
-    let state_dir = journal_path.parent().unwrap_or(Path::new("/"));
-    let _lock = lock::take(state_dir, LOCK_WAIT)?;
+    let lock = lock::take(lock::state_dir_of(journal_path), LOCK_WAIT)?;
+    apply_locked(root, journal_path, &lock, d, fault)
+}
+
+/// [`apply`] under a lock the caller took before reading the values in
+/// `d`: the journal's `old` values are then the ones this run replaces, not
+/// ones another apply or rollback changed in between (review item 1).
+pub fn apply_locked(
+    root: &Root,
+    journal_path: &Path,
+    _held: &lock::Lock,
+    d: &Diff,
+    fault: Fault,
+) -> Result<Applied, ApplyError> {
+    let t = targets(root, &d.values, &d.files).map_err(|r| ApplyError::Path(r.text()))?;
     let prior = journal::load(journal_path)?;
     let stacked = prior.as_ref().is_some_and(Journal::pending);
     let mut j = Journal::stacked(prior.as_ref(), d, now());
@@ -250,15 +296,23 @@ pub fn apply(
 /// Restore the journal at `journal_path` if it is pending; a journal that
 /// was rolled back already changes nothing.
 pub fn rollback(root: &Root, journal_path: &Path, fault: Fault) -> Result<RolledBack, ApplyError> {
-    let state_dir = journal_path.parent().unwrap_or(Path::new("/"));
-    let _lock = lock::take(state_dir, LOCK_WAIT)?;
+    // No journal (nor state directory): nothing to roll back, and nothing
+    // is created, not even the lock (review item 6). A journal an apply
+    // writes after this check is one that started after this rollback.
+    if let Err(e) = std::fs::symlink_metadata(journal_path)
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        return Ok(RolledBack::NoJournal);
+    }
+    let _lock = lock::take(lock::state_dir_of(journal_path), LOCK_WAIT)?;
     let shown = journal_path.display().to_string();
-    let mut j = journal::load(journal_path)?.ok_or_else(|| ApplyError::NoJournal(shown.clone()))?;
+    let Some(mut j) = journal::load(journal_path)? else {
+        return Ok(RolledBack::NoJournal);
+    };
     if !j.pending() {
         return Ok(RolledBack::AlreadyDone(j));
     }
-    let t = targets(root, &j.values, &j.files)
-        .map_err(|why| ApplyError::JournalHostile { path: shown, why })?;
+    let t = targets(root, &j.values, &j.files).map_err(|r| r.journal(shown))?;
     let mut steps = Steps::new(fault, None);
     let mut errors = match restore(&t, &j.values, &j.files, &mut steps) {
         Ok(e) => e,

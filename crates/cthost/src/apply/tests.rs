@@ -205,6 +205,7 @@ fn a_config_dir_linked_out_of_the_root_is_refused() {
             old: None,
             new: "x\n".into(),
             created_dirs: vec![],
+            old_perm: None,
         }],
         ..Diff::default()
     };
@@ -329,6 +330,11 @@ fn a_second_run_refuses_while_the_lock_is_held() {
     let before = t.snapshot();
     let state = t.journal().parent().expect("dir").to_path_buf();
     let held = lock::take(&state, lock::LOCK_WAIT).expect("first lock");
+    // A journal, so that rollback has something to take the lock for.
+    t.put(
+        &format!("{}/{}", super::STATE_DIR, super::JOURNAL_FILE),
+        r#"{"created": "x", "state": "applied", "values": [], "files": []}"#,
+    );
     let err = apply(&t.root(), &t.journal(), &d, ok()).expect_err("locked");
     assert!(
         err.to_string()

@@ -139,20 +139,43 @@ pub fn remove_temp(path: &Path) -> io::Result<()> {
 /// then the rename). On any failure the temp file is removed and `path` is
 /// as it was; only a kill leaves the temp file, which [`remove_temp`] clears.
 pub fn write_atomic(path: &Path, content: &[u8], mode: u32, steps: &mut Steps) -> Result<(), Halt> {
+    write_atomic_as(path, content, mode, None, steps)
+}
+
+/// [`write_atomic`] with exact permission bits (not masked by the umask)
+/// and, when given, an owner (uid, gid), both set on the temp file before
+/// the rename: rollback puts a replaced file back as it was, mode and
+/// owner included (review item 5).
+pub fn write_atomic_as(
+    path: &Path,
+    content: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    steps: &mut Steps,
+) -> Result<(), Halt> {
     let io_err = |what: &str, e: io::Error| Halt::Io(format!("{what} {}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = temp_of(path);
     let fault = steps.next()?;
     fs::create_dir_all(dir).map_err(|e| io_err("creating the directory of", e))?;
     let mut f = create_temp(&tmp, mode).map_err(|e| io_err("creating a temp file for", e))?;
-    let written = match fault {
-        Some(k) => f
-            .write_all(&content[..content.len() / 2])
-            .and_then(|()| Err(injected(k))),
-        None => f.write_all(content),
-    }
-    .and_then(|()| f.sync_all())
-    .and_then(|()| fsync_dir(dir));
+    let perms = || -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
+        // After fchown, which clears set-id bits.
+        f.set_permissions(fs::Permissions::from_mode(mode))
+    };
+    let written = perms()
+        .and_then(|()| match fault {
+            Some(k) => f
+                .write_all(&content[..content.len() / 2])
+                .and_then(|()| Err(injected(k))),
+            None => f.write_all(content),
+        })
+        .and_then(|()| f.sync_all())
+        .and_then(|()| fsync_dir(dir));
     drop(f);
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
@@ -186,6 +209,48 @@ pub fn read_nofollow(path: &Path) -> io::Result<String> {
         .open(path)?
         .read_to_string(&mut s)?;
     Ok(s)
+}
+
+/// The largest plan file `apply --plan` reads: a plan is a few hundred
+/// bytes, so anything near this is not a plan.
+pub const PLAN_MAX_BYTES: u64 = 1 << 20;
+
+/// Read a plan file: a regular file of at most [`PLAN_MAX_BYTES`]. Opened
+/// O_NONBLOCK so that a FIFO cannot hang the open, and checked on the open
+/// descriptor, so /dev/zero, a FIFO or a directory is refused before any
+/// read and a file that grows after the check is still read only up to the
+/// cap (review item 2).
+pub fn read_plan(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown} is not a regular file: --plan reads only a regular file (a device, FIFO or directory is refused)"
+        ));
+    }
+    let too_big = || {
+        format!(
+            "{shown} is larger than {PLAN_MAX_BYTES} bytes: not a plan (a plan is a few hundred bytes)"
+        )
+    };
+    if meta.len() > PLAN_MAX_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    f.take(PLAN_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > PLAN_MAX_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text: not a plan"))
 }
 
 /// Write one live value (the file must exist: no O_CREAT) and read it back;

@@ -68,6 +68,7 @@ fn file_change() -> impl Strategy<Value = FileChange> {
             old,
             new: "x\n".into(),
             created_dirs,
+            old_perm: None,
         })
 }
 
@@ -168,7 +169,7 @@ proptest! {
         };
         fs::create_dir_all(t.journal().parent().expect("dir")).expect("mkdir");
         fs::write(t.journal(), serde_json::to_string(&j).expect("json")).expect("write");
-        let valid = j.validate().is_ok();
+        let valid = j.validate("journal").is_ok();
         let r = rollback(&t.root(), &t.journal(), Fault::default());
         if !valid {
             prop_assert!(r.is_err(), "a hostile journal was used: {:?}", j);
