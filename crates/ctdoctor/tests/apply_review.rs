@@ -4,61 +4,12 @@
 //! bad usage, error messages), each a regression test.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
+mod common;
+use common::{BIN, TempDir, run, text};
+
 const NF: &str = "/proc/sys/net/netfilter";
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run ctdoctor")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-struct TempDir(PathBuf);
-
-static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("ctdoctor-rv-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("mkdir");
-        Self(d)
-    }
-
-    fn put(&self, path: &str, body: &str) {
-        let p = self.p(path);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, body).expect("write");
-    }
-
-    fn p(&self, path: &str) -> PathBuf {
-        self.0.join(path.trim_start_matches('/'))
-    }
-
-    fn get(&self, path: &str) -> String {
-        std::fs::read_to_string(self.p(path)).expect("read")
-    }
-
-    fn s(&self) -> &str {
-        self.0.to_str().expect("utf8 path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn fake_tree() -> TempDir {
     let t = TempDir::new("tree");

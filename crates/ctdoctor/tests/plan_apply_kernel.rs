@@ -10,50 +10,8 @@ use std::process::{Command, Output};
 
 use ctlab::Netns;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run ctdoctor")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-struct TempDir(PathBuf);
-
-static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-impl TempDir {
-    /// A fresh directory, unique per call (tests of one process run in parallel).
-    fn new(tag: &str) -> Self {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("ctdoctor-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("mkdir");
-        Self(d)
-    }
-
-    fn put(&self, path: &str, body: &str) {
-        let p = self.0.join(path.trim_start_matches('/'));
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, body).expect("write");
-    }
-
-    fn s(&self) -> &str {
-        self.0.to_str().expect("utf8 path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::{BIN, TempDir, run, text};
 
 /// Every file under `dir` (except the journal) and its bytes.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

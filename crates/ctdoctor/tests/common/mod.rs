@@ -1,0 +1,64 @@
+//! Helpers shared by the binary's end-to-end tests: run ctdoctor, read its
+//! output, and a self-deleting temporary tree for `--root`.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run ctdoctor")
+}
+
+/// stdout then stderr, as text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A directory removed on drop (also on a panic's unwinding).
+pub struct TempDir(pub PathBuf);
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl TempDir {
+    /// A fresh directory, unique per call (tests of one process run in parallel).
+    pub fn new(tag: &str) -> Self {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("ctdoctor-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        Self(d)
+    }
+
+    /// Write `body` at `path` under the directory, creating parents.
+    pub fn put(&self, path: &str, body: &str) {
+        let p = self.p(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+
+    /// `path` under the directory.
+    pub fn p(&self, path: &str) -> PathBuf {
+        self.0.join(path.trim_start_matches('/'))
+    }
+
+    /// The text at `path` under the directory.
+    pub fn get(&self, path: &str) -> String {
+        std::fs::read_to_string(self.p(path)).expect("read")
+    }
+
+    pub fn s(&self) -> &str {
+        self.0.to_str().expect("utf8 path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
