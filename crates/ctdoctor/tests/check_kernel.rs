@@ -13,14 +13,14 @@
 //!   read in bounded memory.
 
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ctlab::Netns;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
+mod common;
+use common::{BIN, finding, global_max, inode_of, json};
 
 /// Held by every test that fills a table. A drop in one full namespace makes
 /// the GC's next pass kill unassured entries in every namespace at >= 95%
@@ -35,30 +35,11 @@ fn filling() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn global_max() -> usize {
-    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
-        .expect("nf_conntrack_max")
-        .trim()
-        .parse()
-        .expect("number")
-}
-
 fn check(args: &[&str]) -> (i32, Value, f64) {
     let t = Instant::now();
-    let out = Command::new(BIN).args(args).output().expect("run ctdoctor");
+    let out = common::run(args);
     let secs = t.elapsed().as_secs_f64();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "bad JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), v, secs)
-}
-
-fn finding<'a>(v: &'a Value, id: &str) -> Option<&'a Value> {
-    v["findings"].as_array()?.iter().find(|f| f["id"] == id)
+    (out.status.code().unwrap_or(-1), json(&out), secs)
 }
 
 /// Open a loopback TCP connection inside the namespace; Ok when it connected.
@@ -80,12 +61,6 @@ fn filled(tag: &str, assured: bool) -> (Netns, u64) {
     ns.insert(&ctlab::fill(max, assured)).expect("fill to max");
     let inode = inode_of(&ns);
     (ns, inode)
-}
-
-fn inode_of(ns: &Netns) -> u64 {
-    std::fs::metadata(format!("/run/netns/{}", ns.name()))
-        .expect("netns file")
-        .ino()
 }
 
 /// How many `table full in netns N` lines the kernel log holds now.

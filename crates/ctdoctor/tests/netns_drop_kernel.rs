@@ -5,44 +5,14 @@
 //! namespaces.
 
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::Duration;
 
 use ctlab::Netns;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
-
-fn inode_of(ns: &Netns) -> u64 {
-    std::fs::metadata(format!("/run/netns/{}", ns.name()))
-        .expect("netns file")
-        .ino()
-}
-
-fn global_max() -> usize {
-    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
-        .expect("nf_conntrack_max")
-        .trim()
-        .parse()
-        .expect("number")
-}
-
-fn finding<'a>(v: &'a Value, id: &str) -> &'a Value {
-    v["findings"]
-        .as_array()
-        .and_then(|f| f.iter().find(|f| f["id"] == id))
-        .unwrap_or_else(|| panic!("no {id}: {v:#}"))
-}
-
-fn evidence(f: &Value) -> Vec<&str> {
-    f["evidence"]
-        .as_array()
-        .expect("evidence")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect()
-}
+mod common;
+use common::{BIN, evidence, global_max, inode_of, must_find};
 
 /// One namespace filled to the max with ASSURED entries drops a loopback
 /// connect (its drop counter goes up); a second, with a few entries, drops
@@ -75,7 +45,7 @@ fn all_netns_shows_each_namespaces_own_drop_counter() {
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"));
 
     let (fi, ci) = (inode_of(&full), inode_of(&calm));
-    let all = evidence(finding(&v, "netns.all"));
+    let all = evidence(must_find(&v, "netns.all"));
     let row = |ns: &Netns, inode: u64| {
         let head = format!("{} (inode {inode}): ", ns.name());
         all.iter()
@@ -89,7 +59,7 @@ fn all_netns_shows_each_namespaces_own_drop_counter() {
         .and_then(|(_, d)| d.parse().ok())
         .unwrap_or_else(|| panic!("no drop counter in {all:?}"));
     assert!(drops >= 1, "{all:?}");
-    let full_finding = finding(&v, &format!("netns.{fi}"));
+    let full_finding = must_find(&v, &format!("netns.{fi}"));
     assert_eq!(full_finding["severity"], "critical");
     assert!(
         evidence(full_finding).contains(

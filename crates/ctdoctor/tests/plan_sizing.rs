@@ -6,27 +6,12 @@
 //! sysctl is changed.
 
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use ctlab::Netns;
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run ctdoctor")
-}
-
-fn json(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "bad JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
+mod common;
+use common::{check_json, json, must_find, run};
 
 /// A machine described by flags: nothing is read from this host.
 const MACHINE: [&str; 4] = ["--memory", "8GiB", "--kernel", "6.18"];
@@ -123,17 +108,6 @@ fn plan_for_a_nat_gateway_counts_the_extension_area() {
     assert_eq!(web["memory_at_max"], 262_144u64 * 256 + 262_144 * 8);
 }
 
-fn check_json(ns: &Netns) -> Value {
-    json(&run(&["--netns", ns.name(), "check", "--json"]))
-}
-
-fn finding<'a>(v: &'a Value, id: &str) -> &'a Value {
-    v["findings"]
-        .as_array()
-        .and_then(|a| a.iter().find(|f| f["id"] == id))
-        .unwrap_or_else(|| panic!("no {id} finding: {v:#}"))
-}
-
 #[test]
 fn check_counts_the_extension_area_of_real_nat_entries() {
     let ns = Netns::create("natext").expect("netns");
@@ -168,7 +142,7 @@ fn check_counts_the_extension_area_of_real_nat_entries() {
         s["buckets"].as_u64().expect("buckets"),
     );
     assert_eq!(s["memory_at_max"], max * (objsize + 128) + buckets * 8);
-    let evidence = finding(&v, "memory")["evidence"].to_string();
+    let evidence = must_find(&v, "memory")["evidence"].to_string();
     assert!(
         evidence.contains("+ 128 B extension area per entry: ") && evidence.contains(" NAT)"),
         "{evidence}"
@@ -193,7 +167,7 @@ fn check_and_plan_suggest_the_same_max_for_a_nearly_full_namespace() {
     let count = max * 84 / 100;
     ns.insert(&ctlab::fill(count, true)).expect("fill to 84%");
     let v = check_json(&ns);
-    let fix = finding(&v, "table.fill")["fix"].clone();
+    let fix = must_find(&v, "table.fill")["fix"].clone();
     let suggested: u64 = fix
         .as_array()
         .and_then(|a| {

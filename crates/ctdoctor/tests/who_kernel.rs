@@ -5,41 +5,13 @@
 //! none touches the host's firewall.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use ctlab::Netns;
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
-
-fn check(ns: &Netns) -> Value {
-    let out = Command::new(BIN)
-        .args(["--netns", ns.name(), "check", "--json"])
-        .output()
-        .expect("run ctdoctor");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "bad JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn finding<'a>(v: &'a Value, id: &str) -> Option<&'a Value> {
-    v["findings"].as_array()?.iter().find(|f| f["id"] == id)
-}
-
-fn evidence(f: &Value) -> Vec<&str> {
-    f["evidence"]
-        .as_array()
-        .expect("evidence")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect()
-}
+mod common;
+use common::{TempDir, check_json, evidence, finding};
 
 /// Run `tool args...` in the namespace, after checking that `tool` is the
 /// nf_tables backend (the distributions' default the issue is about).
@@ -119,7 +91,7 @@ fn iptables_nft_rules_are_seen_in_their_iptables_form() {
         "{json}"
     );
 
-    let v = check(&ns);
+    let v = check_json(&ns);
     let rules = finding(&v, "who.rules").unwrap_or_else(|| panic!("no who.rules: {v:#}"));
     assert_eq!(
         rules["title"],
@@ -181,7 +153,7 @@ fn notrack_with_untracked_accept_is_not_a_reason_for_conntrack() {
         ],
     );
 
-    let v = check(&ns);
+    let v = check_json(&ns);
     assert!(finding(&v, "who.rules").is_none(), "{v:#}");
     let notrack = finding(&v, "who.notrack").unwrap_or_else(|| panic!("no who.notrack: {v:#}"));
     assert_eq!(
@@ -218,7 +190,7 @@ fn notrack_after_conntrack_priority_is_reported_as_doing_nothing() {
     .expect("nft");
     udp_to_discard(&ns);
 
-    let v = check(&ns);
+    let v = check_json(&ns);
     // The kernel's answer: the "exempted" flow has an entry.
     assert!(v["summary"]["count"].as_u64() >= Some(1), "{v:#}");
     assert!(finding(&v, "who.notrack").is_none(), "{v:#}");
@@ -249,7 +221,7 @@ fn ct_helper_object_alone_is_a_reason_for_conntrack() {
         .expect("nft");
     udp_to_discard(&ns);
 
-    let v = check(&ns);
+    let v = check_json(&ns);
     assert!(v["summary"]["count"].as_u64() >= Some(1), "{v:#}");
     assert!(finding(&v, "who.unneeded").is_none(), "{v:#}");
     let rules = finding(&v, "who.rules").unwrap_or_else(|| panic!("no who.rules: {v:#}"));
@@ -261,7 +233,7 @@ fn ct_helper_object_alone_is_a_reason_for_conntrack() {
 #[test]
 fn who_unneeded_is_said_on_an_empty_table() {
     let ns = Netns::create("empty").expect("netns");
-    let v = check(&ns);
+    let v = check_json(&ns);
     assert_eq!(v["summary"]["count"], 0, "{v:#}");
     let how = if std::path::Path::new("/sys/module/nf_conntrack/initstate").exists() {
         "loaded as a module"
@@ -281,14 +253,6 @@ fn who_unneeded_is_said_on_an_empty_table() {
 struct FakeService {
     child: Child,
     _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 impl FakeService {
@@ -352,7 +316,7 @@ fn host_services_are_reported_as_the_hosts_with_netns() {
         .expect("kthreadd netns")
         .ino();
 
-    let v = check(&ns);
+    let v = check_json(&ns);
     let here = finding(&v, "who.services").unwrap_or_else(|| panic!("no who.services: {v:#}"));
     assert_eq!(here["title"], "services that use conntrack: Docker");
     assert_eq!(evidence(here).len(), 1, "{here:#}");

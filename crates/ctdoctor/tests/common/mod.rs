@@ -1,9 +1,14 @@
 //! Helpers shared by the binary's end-to-end tests: run ctdoctor, read its
-//! output, and a self-deleting temporary tree for `--root`.
+//! output and JSON findings, facts of test namespaces, and a self-deleting
+//! temporary tree for `--root`.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use ctlab::Netns;
+use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
 
@@ -18,6 +23,58 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// stdout parsed as JSON; a panic shows stdout and stderr otherwise.
+pub fn json(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `ctdoctor --netns NS check --json`.
+pub fn check_json(ns: &Netns) -> Value {
+    json(&run(&["--netns", ns.name(), "check", "--json"]))
+}
+
+/// The finding with this id, if the report has one.
+pub fn finding<'a>(v: &'a Value, id: &str) -> Option<&'a Value> {
+    v["findings"].as_array()?.iter().find(|f| f["id"] == id)
+}
+
+/// The finding with this id; a panic shows the report when it is missing.
+pub fn must_find<'a>(v: &'a Value, id: &str) -> &'a Value {
+    finding(v, id).unwrap_or_else(|| panic!("no {id} finding: {v:#}"))
+}
+
+/// A finding's evidence lines.
+pub fn evidence(f: &Value) -> Vec<&str> {
+    f["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The global nf_conntrack_max (every namespace's count is compared with it).
+pub fn global_max() -> usize {
+    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+        .expect("nf_conntrack_max")
+        .trim()
+        .parse()
+        .expect("number")
+}
+
+/// The namespace's inode: the number the kernel prints in `table full in netns N`.
+pub fn inode_of(ns: &Netns) -> u64 {
+    std::fs::metadata(format!("/run/netns/{}", ns.name()))
+        .expect("netns file")
+        .ino()
 }
 
 /// A directory removed on drop (also on a panic's unwinding).
