@@ -284,12 +284,15 @@ pub(super) fn relevant(f: &Facts, g: &TableFull) -> bool {
 
 /// 6.17 added `in netns N` to the message for non-initial namespaces.
 pub(super) fn kernel_names_netns(f: &Facts) -> bool {
-    let Some(k) = &f.kernel else { return false };
-    let mut it = k
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|p| p.parse::<u32>().ok());
-    let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
-    (major, minor) >= (6, 17)
+    f.kernel
+        .as_deref()
+        .and_then(crate::plan::Kernel::parse)
+        .is_some_and(|k| {
+            k >= crate::plan::Kernel {
+                major: 6,
+                minor: 17,
+            }
+        })
 }
 
 /// Whose another namespace's table-full lines of this boot can be, seen
