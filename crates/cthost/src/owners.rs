@@ -260,13 +260,21 @@ pub fn owners(
             continue;
         }
         let procs = inside.get(&ns.inode).map(Vec::as_slice).unwrap_or(&[]);
-        let container = procs
-            .iter()
-            .filter_map(|pid| {
-                read_capped(root, &format!("/proc/{pid}/cgroup"), 64 << 10)
-                    .and_then(|t| parse_cgroup(&t))
-            })
-            .min_by_key(rank);
+        // The best container among the processes; a pod cannot be beaten.
+        let mut container: Option<Container> = None;
+        for pid in procs {
+            let Some(c) = read_capped(root, &format!("/proc/{pid}/cgroup"), 64 << 10)
+                .and_then(|t| parse_cgroup(&t))
+            else {
+                continue;
+            };
+            if container.as_ref().is_none_or(|b| rank(&c) < rank(b)) {
+                container = Some(c);
+            }
+            if container.as_ref().is_some_and(|b| rank(b) == 0) {
+                break;
+            }
+        }
         let owner = match container {
             Some(c) => container_name(root, &pods, &c),
             None => procs.first().map(|&p| comm(root, p)).unwrap_or_default(),
