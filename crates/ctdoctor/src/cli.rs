@@ -74,6 +74,18 @@ pub enum Command {
 
     /// Restore exactly what the last apply changed (idempotent).
     Rollback(RollbackArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  ctdoctor completions bash > /etc/bash_completion.d/ctdoctor\n  ctdoctor completions zsh > \"${fpath[1]}/_ctdoctor\"\n  ctdoctor completions fish > ~/.config/fish/completions/ctdoctor.fish"
+    )]
+    Completions(crate::assets::CompletionsArgs),
+
+    /// Print the man page (roff), of ctdoctor or of one subcommand.
+    #[command(
+        after_help = "Examples:\n  ctdoctor man | man -l -\n  ctdoctor man check > ctdoctor-check.1"
+    )]
+    Man(crate::assets::ManArgs),
 }
 
 /// Where `top` reads entries from.
