@@ -22,6 +22,11 @@ pub struct ManArgs {
     /// A subcommand (check, top, plan, ...): its own page, ctdoctor-NAME(1).
     #[arg(value_name = "SUBCOMMAND")]
     pub subcommand: Option<String>,
+
+    /// Write every page (ctdoctor.1 and ctdoctor-NAME.1 for each
+    /// subcommand) into this directory instead, for packaging.
+    #[arg(long, value_name = "DIR", conflicts_with = "subcommand")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 pub fn completions(args: &CompletionsArgs, out: &mut impl Write) -> Result<()> {
@@ -44,8 +49,32 @@ pub fn subcommands() -> Vec<String> {
 }
 
 pub fn man(args: &ManArgs, out: &mut impl Write) -> Result<()> {
+    if let Some(dir) = &args.dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut names = vec![None];
+        names.extend(subcommands().into_iter().map(Some));
+        for name in names {
+            let file = dir.join(match &name {
+                None => "ctdoctor.1".to_string(),
+                Some(n) => format!("ctdoctor-{n}.1"),
+            });
+            let mut roff = Vec::new();
+            page(name.as_deref(), &mut roff)?;
+            std::fs::write(&file, roff).with_context(|| format!("writing {}", file.display()))?;
+            writeln!(out, "{}", file.display())?;
+        }
+        return Ok(());
+    }
+    let mut roff = Vec::new();
+    page(args.subcommand.as_deref(), &mut roff)?;
+    out.write_all(&roff)?;
+    Ok(())
+}
+
+/// The roff of ctdoctor(1), or of ctdoctor-NAME(1).
+fn page(subcommand: Option<&str>, out: &mut Vec<u8>) -> Result<()> {
     let cmd = Cli::command();
-    let page = match &args.subcommand {
+    let page = match subcommand {
         None => cmd,
         Some(name) => {
             let sub = cmd.find_subcommand(name).cloned().with_context(|| {
@@ -62,10 +91,7 @@ pub fn man(args: &ManArgs, out: &mut impl Write) -> Result<()> {
                 .disable_version_flag(true)
         }
     };
-    let mut roff = Vec::new();
     clap_mangen::Man::new(page)
-        .render(&mut roff)
-        .context("rendering the man page")?;
-    out.write_all(&roff)?;
-    Ok(())
+        .render(out)
+        .context("rendering the man page")
 }
