@@ -89,7 +89,9 @@ fn component_pod(c: &str) -> Option<String> {
 /// What one cgroup path (the third field of a /proc/PID/cgroup line) says.
 pub fn parse_cgroup_path(path: &str) -> Option<Container> {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    let kube = parts.iter().position(|p| p.starts_with("kubepods"));
+    // `kubepods` starts the hierarchy, or follows a prefix where kubelet
+    // has its own cgroup root (kind: /kubelet.slice/kubelet-kubepods.slice).
+    let kube = parts.iter().position(|p| p.contains("kubepods"));
     if let Some(k) = kube {
         let uid = parts[k..].iter().find_map(|p| component_pod(p))?;
         let id = parts.last().and_then(|p| component_id(p)).map(|(_, id)| id);
@@ -319,6 +321,34 @@ mod tests {
         assert_eq!(parse_cgroup_path(&p), pod(Some(ID)));
         let p = format!("/kubepods/pod{UID}");
         assert_eq!(parse_cgroup_path(&p), pod(None));
+    }
+
+    #[test]
+    fn kubepods_under_another_root_or_seen_from_a_cgroup_namespace() {
+        // kind / nested kubelets: kubelet's cgroup root prefixes every level.
+        let p = format!(
+            "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{}.slice/cri-containerd-{ID}.scope",
+            UID.replace('-', "_")
+        );
+        assert_eq!(parse_cgroup_path(&p), pod(Some(ID)));
+        // From inside a container's cgroup namespace (the DaemonSet with
+        // hostPID), other processes' paths are relative: `/../..`.
+        let p = format!("/../../kubepods/burstable/pod{UID}/{ID}");
+        assert_eq!(parse_cgroup_path(&p), pod(Some(ID)));
+    }
+
+    #[test]
+    fn containerd_namespaces() {
+        for parent in ["containerd", "k8s.io", "default"] {
+            assert_eq!(
+                parse_cgroup_path(&format!("/{parent}/{ID}")),
+                Some(Container::Other {
+                    runtime: "containerd",
+                    id: ID.into()
+                }),
+                "{parent}"
+            );
+        }
     }
 
     #[test]
