@@ -627,7 +627,13 @@ fn experiment_in(
     let stop = Arc::new(AtomicBool::new(false));
     let gen_stop = Arc::clone(&stop);
     let kind = sc.kind.clone();
-    let gen_limits = *limits;
+    // The traffic runs until told to stop after the last sample (held
+    // connections must still be open when it is taken); its own bound is a
+    // backstop.
+    let gen_limits = Limits {
+        duration: limits.duration + args.step + Duration::from_secs(2),
+        ..*limits
+    };
     let ns_name = ns.name().to_string();
     let start = Instant::now();
     let start_us = monotonic_us();
