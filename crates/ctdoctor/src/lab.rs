@@ -456,13 +456,20 @@ impl Drop for SignalHooks {
 
 /// The pre-fill entries: long-lived ASSURED ESTABLISHED TCP entries from
 /// 10.0.0.0/8 to 172.16.0.1:443 (told apart from traffic in dumps).
+/// They carry [`PREFILL_MARK`] so that the per-step dump asks the kernel
+/// for traffic entries only (mark 0): copying out 240k pre-fill entries
+/// every second cost 0.7 s of CPU.
 fn prefill_entries(n: usize) -> Vec<ctmodel::Entry> {
     let mut v = ctlab::fill(n, true);
     for e in &mut v {
         e.timeout = Some(86_400);
+        e.mark = Some(PREFILL_MARK);
     }
     v
 }
+
+/// The conntrack mark of pre-fill entries ("LAB" in ASCII, low bit set).
+pub const PREFILL_MARK: u32 = 0x004c_4142;
 
 fn is_prefill(e: &ctmodel::Entry) -> bool {
     e.orig.dst == std::net::IpAddr::V4(std::net::Ipv4Addr::new(172, 16, 0, 1))
@@ -644,7 +651,9 @@ fn sample(ct: &mut Conntrack, base: Counters, prefill: u64) -> Result<(Point, Co
     let g = ct.stats().context("reading the namespace's count")?;
     let c = counters(ct)?.minus(base);
     let mut by_state = BTreeMap::new();
-    ct.dump(Family::Any, |e| {
+    // Kernel-side filter: mark & PREFILL_MARK == 0, i.e. traffic only; the
+    // check below still holds where the kernel ignores the filter.
+    ct.dump_marked(Family::Any, 0, PREFILL_MARK, |e| {
         if !is_prefill(e) {
             *by_state.entry(state_key(e)).or_insert(0) += 1;
         }

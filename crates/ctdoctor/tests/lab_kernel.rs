@@ -212,3 +212,31 @@ fn bad_input_gives_clear_errors() {
         assert!(!text(&o).contains("panicked"), "{args:?}: {}", text(&o));
     }
 }
+
+/// The lab's per-step dump asks the kernel for traffic entries only (mark
+/// filter); the pre-fill (marked) never leaves the kernel.
+#[test]
+fn dump_by_mark_is_filtered_in_the_kernel() {
+    let ns = ctlab::Netns::create("lab-mark").expect("netns");
+    let mut entries = ctlab::fill(200, true);
+    for (i, e) in entries.iter_mut().enumerate() {
+        e.mark = Some(if i % 2 == 0 { 0x004c_4142 } else { 0 });
+    }
+    ns.insert(&entries).expect("insert");
+    let (all, unmarked) = ns
+        .run(|| {
+            let mut ct = ctnetlink::Conntrack::open().expect("open");
+            let mut all = 0;
+            ct.dump(ctnetlink::Family::Any, |_| all += 1).expect("dump");
+            let mut marks = Vec::new();
+            ct.dump_marked(ctnetlink::Family::Any, 0, 0x004c_4142, |e| {
+                marks.push(e.mark)
+            })
+            .expect("dump_marked");
+            (all, marks)
+        })
+        .expect("run");
+    assert_eq!(all, 200);
+    assert_eq!(unmarked.len(), 100);
+    assert!(unmarked.iter().all(|m| *m == Some(0)), "{unmarked:?}");
+}
