@@ -763,15 +763,21 @@ fn experiment_in(
         ..*limits
     };
     let ns_name = ns.name().to_string();
-    let start = Instant::now();
-    let start_us = monotonic_us();
+    let (tx, rx) = std::sync::mpsc::channel();
     let generator = std::thread::Builder::new()
         .name("lab-traffic".into())
         .spawn(move || -> Result<traffic::Report> {
             ctnetlink::netns::enter(&ns_name)?;
-            Ok(traffic::run(&kind, &gen_limits, &gen_stop)?)
+            Ok(traffic::run_notify(&kind, &gen_limits, &gen_stop, || {
+                let _ = tx.send(());
+            })?)
         })
         .context("starting the traffic thread")?;
+    // t = 0 is the generator's first flow, not the thread's start (its
+    // servers take tens of ms to come up). A failed setup drops `tx`.
+    let _ = rx.recv_timeout(Duration::from_secs(10));
+    let start = Instant::now();
+    let start_us = monotonic_us();
 
     let mut series = Vec::new();
     let mut last = Counters::default();
