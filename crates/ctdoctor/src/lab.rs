@@ -751,6 +751,9 @@ fn experiment_in(
     let prefill = done as u64;
     let base = counters(&mut ct)?;
     let mut log = KernelLog::open(inode);
+    if log.file.is_none() {
+        eprintln!("ctdoctor: warning: /dev/kmsg unreadable (CAP_SYSLOG): no table-full log lines");
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let gen_stop = Arc::clone(&stop);
