@@ -778,7 +778,12 @@ fn experiment_in(
         .context("starting the traffic thread")?;
     // t = 0 is the generator's first flow, not the thread's start (its
     // servers take tens of ms to come up). A failed setup drops `tx`.
-    let _ = rx.recv_timeout(Duration::from_secs(10));
+    if rx.recv_timeout(Duration::from_secs(10)).is_err() && generator.is_finished() {
+        return match generator.join() {
+            Ok(Err(e)) => Err(e.context("starting the traffic")),
+            _ => bail!("the traffic thread ended before its first flow"),
+        };
+    }
     let start = Instant::now();
     let start_us = monotonic_us();
 
