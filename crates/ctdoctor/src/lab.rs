@@ -245,6 +245,9 @@ pub struct Summary {
     pub time_to_first_log_s: Option<f64>,
     pub log_lines: u64,
     pub log_suppressed: u64,
+    /// All `net_ratelimit: N callbacks suppressed` during the run (global:
+    /// other namespaces' table-full messages use up the same budget).
+    pub log_ratelimited: u64,
     pub interrupted: bool,
     pub kept: bool,
 }
@@ -567,6 +570,10 @@ struct KernelLog {
     inode: u64,
     lines: u64,
     suppressed: u64,
+    /// Every `net_ratelimit: N callbacks suppressed` during the run, whoever
+    /// logged: the limit is global (5 s, burst 10), so other namespaces'
+    /// messages can hide this one's.
+    ratelimited: u64,
     first_ts_us: Option<u64>,
     texts: Vec<String>,
 }
@@ -585,6 +592,7 @@ impl KernelLog {
             inode,
             lines: 0,
             suppressed: 0,
+            ratelimited: 0,
             first_ts_us: None,
             texts: Vec::new(),
         }
@@ -623,6 +631,13 @@ impl KernelLog {
             let Some((head, msg)) = r.split_once(';') else {
                 continue;
             };
+            if let Some(n) = msg
+                .strip_prefix("net_ratelimit: ")
+                .and_then(|m| m.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                self.ratelimited += n;
+            }
             if !msg.contains(&needle) {
                 continue;
             }
@@ -870,6 +885,7 @@ fn experiment_in(
         },
         log_lines: log.lines,
         log_suppressed: log.suppressed,
+        log_ratelimited: log.ratelimited,
         interrupted: interrupted(),
         kept: false,
     };
@@ -930,6 +946,13 @@ pub fn render(r: &LabReport, out: &mut dyn Write) -> io::Result<()> {
         "kernel log: {} table-full lines for this namespace ({} suppressed callbacks nearby)",
         s.log_lines, s.log_suppressed
     )?;
+    if s.drops > 0 && s.log_lines == 0 && s.log_ratelimited > 0 {
+        writeln!(
+            out,
+            "  none logged: net_ratelimit (global, 10 per 5 s) suppressed {} messages meanwhile",
+            s.log_ratelimited
+        )?;
+    }
     if let Some(first) = r.kernel.log.first() {
         writeln!(out, "  {first}")?;
     }

@@ -18,18 +18,30 @@ fn netns_list() -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Lab runs of this file one at a time: the kernel's table-full messages
+/// share one global rate limit (net_ratelimit: 10 per 5 s), so parallel
+/// runs would hide each other's lines.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn global_max() -> String {
     std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").expect("max")
 }
 
 #[test]
 fn short_connections_reaches_drops_and_leaves_nothing() {
+    let _serial = serial();
     let max_before = global_max();
     let o = run(&[
         "lab",
         "short-connections",
         "--duration",
-        "5s",
+        "9s",
         "--rate",
         "1000",
         "--headroom",
@@ -66,6 +78,7 @@ fn short_connections_reaches_drops_and_leaves_nothing() {
 
 #[test]
 fn json_contract() {
+    let _serial = serial();
     let o = run(&[
         "lab",
         "syn-flood",
@@ -125,6 +138,7 @@ fn json_contract() {
 }
 
 fn interrupted_run(signal: nix::sys::signal::Signal, code: i32) {
+    let _serial = serial();
     let child = Command::new(BIN)
         .args([
             "lab",
