@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::CheckArgs;
+use crate::lab::LabArgs;
 use crate::plan::{ApplyArgs, PlanArgs, RollbackArgs};
 use crate::top::TopArgs;
 
@@ -86,6 +87,11 @@ pub enum Command {
         after_help = "Examples:\n  ctdoctor man | man -l -\n  ctdoctor man check > ctdoctor-check.1"
     )]
     Man(crate::assets::ManArgs),
+
+    /// Reproduce table exhaustion with real traffic in a throwaway network
+    /// namespace (root), sampling the kernel's count, states, counters and
+    /// table-full log lines; the namespace is removed at the end.
+    Lab(LabArgs),
 }
 
 /// Where `top` reads entries from.

@@ -7,6 +7,7 @@
 mod assets;
 mod check;
 mod cli;
+mod lab;
 mod plan;
 mod render;
 mod top;
@@ -59,6 +60,11 @@ fn run(cli: &Cli) -> Result<u8> {
         Command::Rollback(args) => plan::run_rollback(args, &mut out)?,
         Command::Completions(args) => assets::completions(args, &mut out)?,
         Command::Man(args) => assets::man(args, &mut out)?,
+        Command::Lab(args) => {
+            let code = lab::run(args, cli.json, cli.netns.as_deref(), &mut out)?;
+            out.flush()?;
+            return Ok(code);
+        }
         Command::Top(args) => {
             if args.csv && cli.json {
                 anyhow::bail!("--csv and --json exclude each other");

@@ -5,6 +5,7 @@
 
 pub mod mix;
 pub mod netns;
+pub mod traffic;
 
 pub use mix::{Mix, fill, generate};
 pub use netns::Netns;
