@@ -6,6 +6,7 @@
 
 mod check;
 mod cli;
+mod export;
 mod plan;
 mod render;
 mod top;
@@ -56,6 +57,7 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         Command::Apply(args) => plan::run_apply(args, &mut out)?,
         Command::Rollback(args) => plan::run_rollback(args, &mut out)?,
+        Command::Export(args) => export::run(args, cli.quiet)?,
         Command::Top(args) => {
             if args.csv && cli.json {
                 anyhow::bail!("--csv and --json exclude each other");
