@@ -468,3 +468,146 @@ pub fn encode(s: &Snapshot, format: Format) -> Result<String, std::fmt::Error> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(drop: u32, early: u32) -> ctnetlink::CpuStats {
+        ctnetlink::CpuStats {
+            drop: Some(drop),
+            early_drop: Some(early),
+            found: Some(1),
+            insert: Some(u32::MAX),
+            ..Default::default()
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            table: Some(Table {
+                entries: 1000,
+                max: Some(4000),
+                buckets: Some(1024),
+                entry_bytes: 320,
+                cpu: Some(CpuSums::from_cpus(&[cpu(3, 5), cpu(4, 0)])),
+            }),
+            breakdown: Some(BreakdownView {
+                by_state: vec![("tcp".into(), "ESTABLISHED".into(), 600)],
+                by_l4: vec![("tcp".into(), 700), ("udp".into(), 300)],
+                assured: 650,
+                unreplied: 100,
+                top_sources: vec![(1, "10.0.0.1".into(), 500)],
+            }),
+            breakdown_age: 3.0,
+            kernel_log: Some(vec![(String::new(), 2), ("4026531840".into(), 1)]),
+            netns: Some(vec![NetnsRow {
+                inode: 7,
+                name: "pod".into(),
+                owner: "default/web-0".into(),
+                entries: Some(12),
+                drop: Some(9),
+            }]),
+            time_to_full: Some(f64::INFINITY),
+            durations: vec![("stats".into(), 0.001)],
+            up: vec![("stats".into(), true), ("breakdown".into(), false)],
+            node_exporter_compat: true,
+        }
+    }
+
+    fn line<'a>(text: &'a str, start: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start:?} in\n{text}"))
+    }
+
+    #[test]
+    fn values_map_from_stats() {
+        let t = encode(&snapshot(), Format::Prometheus).expect("encodes");
+        assert_eq!(line(&t, "ctdoctor_entries "), "ctdoctor_entries 1000.0");
+        assert_eq!(line(&t, "ctdoctor_fill_ratio "), "ctdoctor_fill_ratio 0.25");
+        // CPU sums in u64: no wrap of the kernel's per-CPU u32.
+        assert_eq!(
+            line(&t, "ctdoctor_stat_drop_total "),
+            "ctdoctor_stat_drop_total 7"
+        );
+        assert_eq!(
+            line(&t, "ctdoctor_stat_insert_total "),
+            format!("ctdoctor_stat_insert_total {}", 2 * u64::from(u32::MAX))
+        );
+        assert_eq!(
+            line(&t, "ctdoctor_memory_bytes "),
+            format!("ctdoctor_memory_bytes {}.0", 1000 * 320 + 1024 * 8)
+        );
+        assert_eq!(
+            line(&t, "ctdoctor_memory_limit_bytes "),
+            format!("ctdoctor_memory_limit_bytes {}.0", 4000 * 320 + 1024 * 8)
+        );
+        assert_eq!(
+            line(&t, "node_nf_conntrack_stat_early_drop "),
+            "node_nf_conntrack_stat_early_drop 5.0"
+        );
+        assert_eq!(
+            line(&t, "node_nf_conntrack_entries_limit "),
+            "node_nf_conntrack_entries_limit 4000.0"
+        );
+        assert!(t.contains(
+            "ctdoctor_netns_entries{netns=\"7\",name=\"pod\",owner=\"default/web-0\"} 12"
+        ));
+        assert!(t.contains("ctdoctor_top_source_entries{rank=\"1\",address=\"10.0.0.1\"} 500"));
+        assert!(t.contains("ctdoctor_up{source=\"breakdown\"} 0"));
+        // Absent counters stay absent (never a false 0).
+        assert!(!t.contains("ctdoctor_stat_chaintoolong_total"));
+    }
+
+    #[test]
+    fn every_family_has_help_and_type() {
+        let t = encode(&snapshot(), Format::Prometheus).expect("encodes");
+        let types: Vec<&str> = t.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let helps = t.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(types.len(), helps);
+        for ty in &types {
+            let name = ty.split_whitespace().nth(2).expect("name");
+            let kind = ty.split_whitespace().nth(3).expect("kind");
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{ty}");
+        }
+        // The parser Prometheus' own format follows accepts it.
+        let parsed =
+            prometheus_parse::Scrape::parse(t.lines().map(|l| Ok(l.to_string()))).expect("parses");
+        assert!(parsed.samples.len() > 20);
+    }
+
+    #[test]
+    fn openmetrics_has_eof_and_family_names() {
+        let t = encode(&snapshot(), Format::OpenMetrics).expect("encodes");
+        assert!(t.ends_with("# EOF\n"));
+        assert!(t.contains("# TYPE ctdoctor_stat_drop counter"));
+        assert!(t.contains("ctdoctor_stat_drop_total 7"));
+    }
+
+    #[test]
+    fn missing_sources_leave_their_families_out() {
+        let s = Snapshot {
+            breakdown_age: f64::INFINITY,
+            up: vec![("stats".into(), false)],
+            ..Default::default()
+        };
+        let t = encode(&s, Format::Prometheus).expect("encodes");
+        assert!(t.contains("ctdoctor_up{source=\"stats\"} 0"));
+        assert!(!t.contains("ctdoctor_entries "));
+        assert!(line(&t, "ctdoctor_breakdown_age_seconds").ends_with("+Inf"));
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let prom242 = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom242)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
+        assert_eq!(Format::negotiate(None), Format::Prometheus);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Prometheus
+        );
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Prometheus);
+    }
+}

@@ -114,6 +114,7 @@ pub fn breakdown(top: usize) -> Result<BreakdownView, ctnetlink::Error> {
 fn netns_rows() -> Vec<NetnsRow> {
     let root = cthost::source::Root::default();
     let all = cthost::namespaces::list(&root);
+    let owners = cthost::owners::owners(&root, &all, cthost::namespaces::init_inode(&root));
     let count = |path: &std::path::Path| -> Option<(u64, Option<u64>)> {
         let path = path.to_string_lossy().into_owned();
         std::thread::scope(|s| {
@@ -139,7 +140,7 @@ fn netns_rows() -> Vec<NetnsRow> {
             NetnsRow {
                 inode: ns.inode,
                 name: ns.name.clone(),
-                owner: String::new(),
+                owner: owners.get(&ns.inode).cloned().unwrap_or_default(),
                 entries: r.map(|(n, _)| n),
                 drop: r.and_then(|(_, d)| d),
             }
