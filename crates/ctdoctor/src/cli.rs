@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::CheckArgs;
+use crate::export::ExportArgs;
 use crate::plan::{ApplyArgs, PlanArgs, RollbackArgs};
 use crate::top::TopArgs;
 
@@ -74,6 +75,24 @@ pub enum Command {
 
     /// Restore exactly what the last apply changed (idempotent).
     Rollback(RollbackArgs),
+
+    /// Serve Prometheus metrics (default http://127.0.0.1:9466/metrics).
+    #[command(
+        after_help = "Examples:\n  ctdoctor export\n  ctdoctor export --listen 0.0.0.0:9466 --all-netns --top 10\n  ctdoctor export --node-exporter-compat\n\nExit codes: 0 after SIGTERM/SIGINT, 1 start-up failure (port taken, no CAP_NET_ADMIN), 2 bad usage."
+    )]
+    Export(ExportArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  ctdoctor completions bash > /etc/bash_completion.d/ctdoctor\n  ctdoctor completions zsh > \"${fpath[1]}/_ctdoctor\"\n  ctdoctor completions fish > ~/.config/fish/completions/ctdoctor.fish"
+    )]
+    Completions(crate::assets::CompletionsArgs),
+
+    /// Print the man page (roff), of ctdoctor or of one subcommand.
+    #[command(
+        after_help = "Examples:\n  ctdoctor man | man -l -\n  ctdoctor man check > ctdoctor-check.1"
+    )]
+    Man(crate::assets::ManArgs),
 }
 
 /// Where `top` reads entries from.

@@ -4,8 +4,10 @@
 //! `check` it keeps the verdict's exit code (`check | true` must still say
 //! CRITICAL to the shell, issue 7 §6).
 
+mod assets;
 mod check;
 mod cli;
+mod export;
 mod plan;
 mod render;
 mod top;
@@ -56,6 +58,9 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         Command::Apply(args) => plan::run_apply(args, &mut out)?,
         Command::Rollback(args) => plan::run_rollback(args, &mut out)?,
+        Command::Export(args) => export::run(args, cli.quiet)?,
+        Command::Completions(args) => assets::completions(args, &mut out)?,
+        Command::Man(args) => assets::man(args, &mut out)?,
         Command::Top(args) => {
             if args.csv && cli.json {
                 anyhow::bail!("--csv and --json exclude each other");

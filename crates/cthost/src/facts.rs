@@ -156,6 +156,9 @@ pub struct Counters {
 pub struct NetnsCount {
     pub inode: u64,
     pub name: String,
+    /// What lives there ([`crate::owners`]): `namespace/pod`, a container
+    /// name or id, a process name, "host" for the initial one, or "".
+    pub owner: String,
     pub count: Option<u64>,
     /// Packets this namespace dropped because its table was full (the
     /// ctnetlink GET_STATS_CPU `drop` counter summed over CPUs, read in

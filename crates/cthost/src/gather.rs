@@ -14,6 +14,7 @@ use ctnetlink::{Conntrack, Family};
 pub use crate::facts::{Counters, Facts, Mix, NetnsCount};
 use crate::kernel_log::{self, LogScan};
 use crate::namespaces::{self, Namespace};
+use crate::owners;
 use crate::ruleset;
 use crate::services;
 use crate::slab;
@@ -304,6 +305,7 @@ fn netns_counts(namespaces: &[Namespace]) -> Vec<NetnsCount> {
         NetnsCount {
             inode: ns.inode,
             name: ns.name.clone(),
+            owner: String::new(),
             count: r.as_ref().ok().map(|(s, _)| u64::from(s.entries)),
             drop: r.as_ref().ok().and_then(|(_, d)| *d),
             error: r.err().map(|e| e.to_string()),
@@ -322,9 +324,23 @@ fn netns_counts(namespaces: &[Namespace]) -> Vec<NetnsCount> {
     out
 }
 
+/// `counts` with the owner of each namespace filled in.
+fn with_owners(
+    root: &Root,
+    mut counts: Vec<NetnsCount>,
+    namespaces: &[Namespace],
+    init: Option<u64>,
+) -> Vec<NetnsCount> {
+    let owners = owners::owners(root, namespaces, init);
+    for c in &mut counts {
+        c.owner = owners.get(&c.inode).cloned().unwrap_or_default();
+    }
+    counts
+}
+
 /// The live namespaces, other than this one, that this boot's table-full
 /// lines name, with their drop counters (from `--all-netns` when read).
-fn log_netns(f: &Facts) -> Vec<NetnsCount> {
+fn log_netns(f: &Facts, root: &Root) -> Vec<NetnsCount> {
     let named: Vec<u64> = f
         .kernel_log
         .iter()
@@ -346,7 +362,7 @@ fn log_netns(f: &Facts) -> Vec<NetnsCount> {
         .filter(|n| named.contains(&n.inode))
         .cloned()
         .collect();
-    netns_counts(&live)
+    with_owners(root, netns_counts(&live), &live, f.init_netns_inode)
 }
 
 /// Whether a `--kernel-log` input can be read to its end: a regular file, a
@@ -581,9 +597,14 @@ pub fn gather(opts: &Options) -> Facts {
     f.cloud = cloud;
     f.unreadable.extend(cloud_errors);
     if opts.all_netns {
-        f.netns_counts = Some(netns_counts(&f.namespaces));
+        f.netns_counts = Some(with_owners(
+            root,
+            netns_counts(&f.namespaces),
+            &f.namespaces,
+            f.init_netns_inode,
+        ));
     }
-    f.log_netns = log_netns(&f);
+    f.log_netns = log_netns(&f, root);
 
     // Drops the log cannot date (rate-limited, issue 7): without
     // --interval, sample the counters for AUTO_SAMPLE so the rate dates

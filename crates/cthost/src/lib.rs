@@ -6,7 +6,8 @@
 //!   every log format), [`ruleset`] (nft JSON, iptables-save), [`cloud`]
 //!   (`ethtool -S` of ENA NICs)
 //! - readers: [`source`] (paths under a configurable root, classified
-//!   errors), [`services`], [`namespaces`], [`gather`] (all of it into
+//!   errors), [`services`], [`namespaces`], [`owners`] (who lives in each
+//!   namespace), [`gather`] (all of it into
 //!   [`gather::Facts`])
 //! - [`facts`]: the plain values readers fill and rules take
 //! - [`diagnose`]: pure rules from facts to findings and a verdict.
@@ -18,6 +19,7 @@ pub mod facts;
 pub mod gather;
 pub mod kernel_log;
 pub mod namespaces;
+pub mod owners;
 pub mod plan;
 pub mod ruleset;
 pub mod services;

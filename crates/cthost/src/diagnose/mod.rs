@@ -133,6 +133,9 @@ pub struct Report {
     pub kernel: Option<String>,
     pub summary: Summary,
     pub findings: Vec<Finding>,
+    /// With `--all-netns`: every namespace's count, drop counter and owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<crate::facts::NetnsCount>>,
     pub unreadable: Vec<Unreadable>,
 }
 
@@ -410,9 +413,28 @@ fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let (Some(counts), Some(max)) = (&f.netns_counts, s.max) else {
         return vec![];
     };
+    // The owner (pod, container, process) goes with the name everywhere
+    // a namespace is named: it is what an operator acts on.
+    let labels: Vec<(u64, String)> = counts
+        .iter()
+        .map(|n| {
+            let label = if n.owner.is_empty() {
+                n.name.clone()
+            } else {
+                format!("{}, owner {}", n.name, n.owner)
+            };
+            (n.inode, label)
+        })
+        .collect();
+    let label_of = |inode: u64| {
+        labels
+            .iter()
+            .find(|l| l.0 == inode)
+            .map_or("", |l| l.1.as_str())
+    };
     let mut rows: Vec<(u64, &str, u64)> = counts
         .iter()
-        .filter_map(|n| Some((n.count?, n.name.as_str(), n.inode)))
+        .filter_map(|n| Some((n.count?, label_of(n.inode), n.inode)))
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     // Each namespace's own `drop` counter, read in it with its count: it
@@ -616,6 +638,7 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         kernel: f.kernel.clone(),
         summary,
         findings,
+        namespaces: f.netns_counts.clone(),
         unreadable: f.unreadable.clone(),
     }
 }

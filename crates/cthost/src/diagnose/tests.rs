@@ -680,6 +680,7 @@ fn all_netns() {
         crate::facts::NetnsCount {
             inode: 7,
             name: "pod-a".into(),
+            owner: "default/web-0".into(),
             count: Some(262_144),
             drop: Some(3),
             error: None,
@@ -687,6 +688,7 @@ fn all_netns() {
         crate::facts::NetnsCount {
             inode: 1000,
             name: "init".into(),
+            owner: "host".into(),
             count: Some(10),
             drop: None,
             error: None,
@@ -696,6 +698,18 @@ fn all_netns() {
     let pod = find(&r, "netns.7");
     assert_eq!(pod.severity, Severity::Critical);
     assert_eq!(pod.fix, vec!["ctdoctor --netns /run/netns/pod-a check"]);
+    assert_eq!(
+        pod.title,
+        "netns pod-a, owner default/web-0: 100% full (262144/262144)"
+    );
+    let all = &find(&r, "netns.all").evidence;
+    assert_eq!(
+        all[0],
+        "pod-a, owner default/web-0 (inode 7): 262144, drop 3"
+    );
+    assert_eq!(all[1], "init, owner host (inode 1000): 10");
+    let rows = r.namespaces.as_ref().map(|n| n.len());
+    assert_eq!(rows, Some(2));
     assert_eq!(r.verdict, Verdict::Critical);
 }
 
@@ -709,6 +723,7 @@ fn netns_findings_show_each_namespaces_own_drop_counter() {
     let ns = |inode: u64, count: u64, drop: Option<u64>| crate::facts::NetnsCount {
         inode,
         name: format!("ns{inode}"),
+        owner: String::new(),
         count: Some(count),
         drop,
         error: None,
@@ -755,6 +770,7 @@ fn host_sees_7777(holder_drop: Option<Option<u64>>) -> Report {
         f.log_netns = vec![crate::facts::NetnsCount {
             inode: 7777,
             name: "try1".into(),
+            owner: String::new(),
             count: Some(0),
             drop,
             error: None,

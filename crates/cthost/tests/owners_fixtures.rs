@@ -1,0 +1,98 @@
+//! `cthost::owners` on a fake root (tests/fixtures/owners, see the README
+//! there for where each cgroup layout comes from), and its parsers on
+//! arbitrary input: never a panic.
+
+use std::collections::BTreeMap;
+
+use cthost::namespaces;
+use cthost::owners::{self, parse_cgroup, parse_docker_config, parse_pod_log_dir};
+use cthost::source::Root;
+use proptest::prelude::*;
+
+fn fixture() -> Root {
+    Root::under(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/owners"
+    ))
+}
+
+/// Owner of each fixture PID (each PID is its own namespace there).
+fn owners_by_pid() -> BTreeMap<u32, String> {
+    let root = fixture();
+    let all = namespaces::list(&root);
+    let init = namespaces::init_inode(&root);
+    let owners = owners::owners(&root, &all, init);
+    let mut out = BTreeMap::new();
+    for ns in &all {
+        // `pid N (comm)` or `init` (PID 1).
+        let pid = if ns.name == "init" {
+            1
+        } else {
+            ns.name
+                .strip_prefix("pid ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|p| p.parse().ok())
+                .expect("fixture namespaces are named by pid")
+        };
+        out.insert(pid, owners[&ns.inode].clone());
+    }
+    out
+}
+
+#[test]
+fn every_runtime_names_its_owner() {
+    let got = owners_by_pid();
+    let want: BTreeMap<u32, String> = [
+        (1, "host"),
+        (210, "kube-system/coredns-5d78c9869d-x2x7k"),
+        (220, "default/web-0"),
+        (230, "pod f0e1d2c3-b4a5-4968-8776-655443322110"),
+        (240, "nginx-proxy"),
+        (250, "5d41402abc4b"),
+        (260, "aa11bb22cc33"),
+        (270, "0123456789ab"),
+        (280, "fedcba987654"),
+        (290, "sleep"),
+        (300, "dnsmasq"),
+    ]
+    .into_iter()
+    .map(|(p, o)| (p, o.to_string()))
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_missing_tree_gives_empty_owners_not_an_error() {
+    let root = Root::under("/nonexistent/ctdoctor-owners");
+    let ns = vec![cthost::facts::Namespace {
+        inode: 42,
+        name: "x".into(),
+        path: "/run/netns/x".into(),
+    }];
+    let got = owners::owners(&root, &ns, None);
+    assert_eq!(got.get(&42).map(String::as_str), Some(""));
+}
+
+proptest! {
+    #[test]
+    fn cgroup_text_never_panics(s in "\\PC*") {
+        let _ = parse_cgroup(&s);
+    }
+
+    #[test]
+    fn cgroup_like_lines_never_panic(
+        lines in proptest::collection::vec(
+            "[0-9]{0,2}:[a-z=,]{0,12}:(/(kubepods|pod|docker|crio-|cri-containerd-|[0-9a-f_-]{0,70}|\\.scope|\\.slice){0,3}){0,6}",
+            0..6,
+        )
+    ) {
+        let _ = parse_cgroup(&lines.join("\n"));
+    }
+
+    #[test]
+    fn pod_dirs_and_docker_json_never_panic(s in "\\PC*") {
+        let _ = parse_pod_log_dir(&s);
+        let _ = parse_docker_config(&s);
+        let _ = parse_docker_config(&format!("{{\"Name\": {s}}}"));
+    }
+}
