@@ -548,3 +548,66 @@ fn real_prometheus_scrapes_the_exporter_on_a_known_table() {
     exporter.assert_running();
     prom.assert_running();
 }
+
+/// Real kernel drops: a namespace filled to nf_conntrack_max with ASSURED
+/// entries (early_drop cannot free any) drops the SYNs of a loopback
+/// connect; the real exporter's `ctdoctor_stat_drop_total` rises and real
+/// Prometheus fires the critical CtdoctorConntrackDropping alert.
+#[test]
+fn real_kernel_drops_fire_the_critical_alert() {
+    let ns = Netns::create("promdeploy-drop").expect("netns");
+    ns.track_loopback().expect("nft ct rule");
+    // Scrapes and API calls must not need a table entry: exempt the two
+    // ports from tracking so they work while the table is full.
+    ns.nft(
+        "table inet promdeploy {\n\
+         chain pre { type filter hook prerouting priority raw; tcp dport { 9090, 9466 } notrack; tcp sport { 9090, 9466 } notrack; }\n\
+         chain out { type filter hook output priority raw; tcp dport { 9090, 9466 } notrack; tcp sport { 9090, 9466 } notrack; }\n\
+         }\n",
+    )
+    .expect("nft notrack rules");
+    ns.insert(&ctlab::fill(common::global_max(), true))
+        .expect("fill to max");
+    let dir = TempDir::new("promdeploy-drop");
+    // No breakdown dumps of the full table: counters are all this needs.
+    let exporter = Command::new(BIN)
+        .args(["--netns", ns.name(), "export", "--listen", EXPORTER])
+        .args(["--breakdown-max-entries", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ctdoctor export");
+    let mut exporter = Killed(exporter, "ctdoctor export");
+    wait_for("the exporter's /healthz", 60, || {
+        exporter.assert_running();
+        http_get(&ns, EXPORTER, "/healthz").is_ok_and(|(s, _)| s == 200)
+    });
+    let mut prom = start_prometheus(&ns, &dir);
+    wait_for_scrapes(&ns, &mut prom, 2);
+    assert_eq!(
+        single_value(&ns, "ctdoctor_entries"),
+        Some(common::global_max() as f64)
+    );
+    let fired = |ns: &Netns| {
+        let alerts = api(ns, "/api/v1/alerts");
+        alerts["alerts"].as_array().into_iter().flatten().any(|a| {
+            a["state"] == "firing"
+                && a["labels"]["alertname"] == "CtdoctorConntrackDropping"
+                && a["labels"]["severity"] == "critical"
+        })
+    };
+    assert!(
+        !fired(&ns),
+        "CtdoctorConntrackDropping fired before any drop"
+    );
+    let refused = ns
+        .run(|| {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).is_err()
+        })
+        .expect("in netns");
+    assert!(refused, "the connect must fail: the table is full");
+    wait_for("CtdoctorConntrackDropping to fire", 30, || fired(&ns));
+    assert!(single_value(&ns, "ctdoctor_stat_drop_total").is_some_and(|d| d >= 1.0));
+}
