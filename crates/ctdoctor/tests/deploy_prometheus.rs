@@ -609,5 +609,7 @@ fn real_kernel_drops_fire_the_critical_alert() {
         .expect("in netns");
     assert!(refused, "the connect must fail: the table is full");
     wait_for("CtdoctorConntrackDropping to fire", 30, || fired(&ns));
+    // What the page says (README shows it; see with --nocapture).
+    eprintln!("{:#}", api(&ns, "/api/v1/alerts")["alerts"]);
     assert!(single_value(&ns, "ctdoctor_stat_drop_total").is_some_and(|d| d >= 1.0));
 }
