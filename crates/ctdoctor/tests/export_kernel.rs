@@ -130,6 +130,29 @@ fn conntrack_s(ns: &Netns) -> BTreeMap<String, u64> {
     sums
 }
 
+/// /proc/net/stat/nf_conntrack of the namespace, each column summed over
+/// the CPU rows (hex), as node_exporter's procfs reads it.
+fn proc_stat(ns: &Netns) -> BTreeMap<String, u64> {
+    let out = ns
+        .exec("cat", &["/proc/net/stat/nf_conntrack"])
+        .expect("read /proc/net/stat/nf_conntrack");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let mut sums = BTreeMap::new();
+    for line in lines {
+        for (name, hex) in header.iter().zip(line.split_whitespace()) {
+            *sums.entry(name.clone()).or_insert(0) += u64::from_str_radix(hex, 16).expect("hex");
+        }
+    }
+    sums
+}
+
 fn promtool_check(text: &str) {
     let Ok(mut child) = Command::new("promtool")
         .args(["check", "metrics"])
@@ -188,6 +211,14 @@ fn export_matches_conntrack_tools() {
         }
     }
     assert!(text.contains("ctdoctor_up{source=\"stats\"} 1"), "{text}");
+    // node_exporter's values: CPU sums of /proc/net/stat/nf_conntrack.
+    for (column, sum) in proc_stat(&ns) {
+        let name = format!("node_nf_conntrack_stat_{column}");
+        if let Some(ours) = v.get(&name) {
+            assert_eq!(*ours, sum as f64, "{name} vs /proc/net/stat/nf_conntrack");
+        }
+    }
+    assert_eq!(v["node_nf_conntrack_stat_ignore"], 0.0);
     promtool_check(&text);
 
     // The breakdown arrives from the background thread right after start.
