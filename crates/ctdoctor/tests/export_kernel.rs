@@ -130,6 +130,29 @@ fn conntrack_s(ns: &Netns) -> BTreeMap<String, u64> {
     sums
 }
 
+/// /proc/net/stat/nf_conntrack of the namespace, each column summed over
+/// the CPU rows (hex), as node_exporter's procfs reads it.
+fn proc_stat(ns: &Netns) -> BTreeMap<String, u64> {
+    let out = ns
+        .exec("cat", &["/proc/net/stat/nf_conntrack"])
+        .expect("read /proc/net/stat/nf_conntrack");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let mut sums = BTreeMap::new();
+    for line in lines {
+        for (name, hex) in header.iter().zip(line.split_whitespace()) {
+            *sums.entry(name.clone()).or_insert(0) += u64::from_str_radix(hex, 16).expect("hex");
+        }
+    }
+    sums
+}
+
 fn promtool_check(text: &str) {
     let Ok(mut child) = Command::new("promtool")
         .args(["check", "metrics"])
@@ -188,6 +211,14 @@ fn export_matches_conntrack_tools() {
         }
     }
     assert!(text.contains("ctdoctor_up{source=\"stats\"} 1"), "{text}");
+    // node_exporter's values: CPU sums of /proc/net/stat/nf_conntrack.
+    for (column, sum) in proc_stat(&ns) {
+        let name = format!("node_nf_conntrack_stat_{column}");
+        if let Some(ours) = v.get(&name) {
+            assert_eq!(*ours, sum as f64, "{name} vs /proc/net/stat/nf_conntrack");
+        }
+    }
+    assert_eq!(v["node_nf_conntrack_stat_ignore"], 0.0);
     promtool_check(&text);
 
     // The breakdown arrives from the background thread right after start.
@@ -328,4 +359,58 @@ fn load_100_concurrent_scrapes() {
         p99 * 1e3,
         hwm.trim_start_matches("VmHWM:").trim()
     );
+}
+
+/// --all-netns labels the test namespace with its inode and name and its
+/// count; a table above --breakdown-max-entries gets no breakdown (age
+/// +Inf, no breakdown series) while the cheap counters stay.
+#[test]
+fn all_netns_and_breakdown_cap() {
+    let ns = Netns::create("export-netns").expect("netns");
+    let entries = ctlab::generate(500, 5, Mix::default());
+    ns.insert(&entries).expect("insert");
+    let _exporter = start(&ns, &["--all-netns", "--breakdown-max-entries", "100"]);
+    let series = format!(
+        "ctdoctor_netns_entries{{netns=\"{}\",name=\"{}\",",
+        common::inode_of(&ns),
+        ns.name()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let (_, t) = get(&ns, "/metrics").expect("scrape");
+        if t.contains(&series) || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&series))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    assert!(row.ends_with(" 500.0") || row.ends_with(" 500"), "{row}");
+    assert!(text.contains("ctdoctor_up{source=\"netns\"} 1"), "{text}");
+    let age = text
+        .lines()
+        .find(|l| l.starts_with("ctdoctor_breakdown_age_seconds "))
+        .expect("age line");
+    assert!(age.ends_with("+Inf"), "{age}");
+    assert!(
+        !text.contains("ctdoctor_entries_by_l4"),
+        "breakdown above the cap"
+    );
+    assert!(text.contains("ctdoctor_entries 500"), "{text}");
+    promtool_check(&text);
+}
+
+/// Without CAP_NET_ADMIN: one clear line and exit 1, before serving.
+#[test]
+fn missing_capability_is_a_clear_error() {
+    let out = ctlab::run_unprivileged(
+        BIN,
+        &["export", "--listen", "127.0.0.1:0", "--no-kernel-log"],
+    )
+    .expect("setpriv");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
 }

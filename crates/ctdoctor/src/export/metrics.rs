@@ -458,13 +458,39 @@ impl Format {
     }
 }
 
+/// prometheus-client 0.26's OpenMetrics encoder writes infinities as
+/// dtoa's `inf`; the OpenMetrics spec (and strict parsers) want `+Inf` /
+/// `-Inf` (its Prometheus-text encoder already does this). Only a sample
+/// line's last field is touched.
+fn openmetrics_infinities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.lines() {
+        if line.starts_with('#') {
+            out.push_str(line);
+        } else if let Some(head) = line.strip_suffix(" inf") {
+            out.push_str(head);
+            out.push_str(" +Inf");
+        } else if let Some(head) = line.strip_suffix(" -inf") {
+            out.push_str(head);
+            out.push_str(" -Inf");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Encode a snapshot.
 pub fn encode(s: &Snapshot, format: Format) -> Result<String, std::fmt::Error> {
     let reg = registry(s);
     let mut out = String::with_capacity(8192);
     match format {
         Format::Prometheus => prometheus_text::encode(&mut out, &reg)?,
-        Format::OpenMetrics => text::encode(&mut out, &reg)?,
+        Format::OpenMetrics => {
+            text::encode(&mut out, &reg)?;
+            out = openmetrics_infinities(&out);
+        }
     }
     Ok(out)
 }
@@ -583,6 +609,8 @@ mod tests {
         assert!(t.ends_with("# EOF\n"));
         assert!(t.contains("# TYPE ctdoctor_stat_drop counter"));
         assert!(t.contains("ctdoctor_stat_drop_total 7"));
+        assert!(t.contains("ctdoctor_time_to_full_seconds +Inf\n"), "{t}");
+        assert!(!t.contains(" inf\n"));
     }
 
     #[test]

@@ -241,7 +241,7 @@ impl Shared {
     /// Follow /dev/kmsg: the records still in the ring buffer are counted
     /// once at start, then new ones as they come (one record per read).
     fn follow_kmsg(&self) {
-        let mut f = match std::fs::File::open("/dev/kmsg") {
+        let f = match std::fs::File::open("/dev/kmsg") {
             Ok(f) => f,
             Err(_) => {
                 self.lock().kmsg_ok = Some(false);
@@ -253,32 +253,15 @@ impl Shared {
             c.kmsg = Some(BTreeMap::new());
             c.kmsg_ok = Some(true);
         }
-        // A kmsg record is at most 8 KiB (PRINTK_MESSAGE_MAX + prefix).
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    let text = String::from_utf8_lossy(&buf[..n]);
-                    let scan = cthost::kernel_log::scan(text.lines().take(1));
-                    if scan.total_full() > 0 {
-                        let mut c = self.lock();
-                        let map = c.kmsg.get_or_insert_with(BTreeMap::new);
-                        for g in &scan.table_full {
-                            let key = g.netns_inode.map(|i| i.to_string()).unwrap_or_default();
-                            *map.entry(key).or_insert(0) += g.count;
-                        }
-                    }
-                }
-                // EPIPE: the ring buffer overwrote records we had not read
-                // yet; the next read returns the oldest one still there.
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.lock().kmsg_ok = Some(false);
-                    return;
-                }
-            }
+        let r = follow(f, |netns, n| {
+            let mut c = self.lock();
+            *c.kmsg
+                .get_or_insert_with(BTreeMap::new)
+                .entry(netns)
+                .or_insert(0) += n;
+        });
+        if r.is_err() {
+            self.lock().kmsg_ok = Some(false);
         }
     }
 
@@ -331,5 +314,80 @@ impl Shared {
             up,
             node_exporter_compat: self.config.node_exporter_compat,
         }
+    }
+}
+
+/// Read kmsg records (one per `read`) until end of file, calling `found`
+/// with (netns label, lines) for every table-full record; the match is
+/// cthost's kernel-log matcher. EPIPE means the ring buffer overwrote
+/// records not read yet: the next read returns the oldest one left.
+pub fn follow(mut r: impl Read, mut found: impl FnMut(String, u64)) -> std::io::Result<()> {
+    // A kmsg record is at most 8 KiB (PRINTK_MESSAGE_MAX + prefix).
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                // The first line is the record; the rest are its
+                // " KEY=value" continuation lines.
+                let scan = cthost::kernel_log::scan(text.lines().take(1));
+                for g in &scan.table_full {
+                    let key = g.netns_inode.map(|i| i.to_string()).unwrap_or_default();
+                    found(key, g.count);
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Hands out one record or error per read, like /dev/kmsg.
+    struct Kmsg(VecDeque<std::io::Result<&'static str>>);
+
+    impl Read for Kmsg {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.pop_front() {
+                None => Ok(0),
+                Some(Err(e)) => Err(e),
+                Some(Ok(rec)) => {
+                    buf[..rec.len()].copy_from_slice(rec.as_bytes());
+                    Ok(rec.len())
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn follows_records_across_an_overrun() {
+        let k = Kmsg(VecDeque::from([
+            Ok("4,100,5000000,-;nf_conntrack: nf_conntrack: table full, dropping packet\n"),
+            Ok("6,101,5000001,-;eth0: link up\n SUBSYSTEM=net\n"),
+            Err(std::io::Error::from_raw_os_error(libc::EPIPE)),
+            Ok(
+                "4,180,6000000,-;nf_conntrack: nf_conntrack: table full in netns 4026532245, dropping packet\n",
+            ),
+            Ok("4,181,6000001,-;nf_conntrack: nf_conntrack: table full, dropping packet\n"),
+        ]));
+        let mut seen = BTreeMap::new();
+        follow(k, |ns, n| *seen.entry(ns).or_insert(0) += n).expect("follows");
+        assert_eq!(seen.get(""), Some(&2));
+        assert_eq!(seen.get("4026532245"), Some(&1));
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn other_errors_end_the_follower() {
+        let k = Kmsg(VecDeque::from([Err(std::io::Error::from_raw_os_error(
+            libc::EIO,
+        ))]));
+        assert!(follow(k, |_, _| {}).is_err());
     }
 }
