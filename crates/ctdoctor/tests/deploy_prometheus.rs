@@ -104,6 +104,11 @@ fn dashboard_is_importable_and_every_panel_has_queries() {
     assert_eq!(var("datasource")["query"], "prometheus");
     assert_eq!(var("instance")["type"], "query");
     assert_eq!(var("instance")["datasource"]["uid"], "${datasource}");
+    // The end-to-end test asks Prometheus for exactly these values.
+    assert_eq!(
+        var("instance")["definition"],
+        "label_values(ctdoctor_entries, instance)"
+    );
 
     let panels = d["panels"].as_array().expect("panels");
     let mut ids = std::collections::HashSet::new();
@@ -529,6 +534,15 @@ fn real_prometheus_scrapes_the_exporter_on_a_known_table() {
 
     let bad = check_dashboard_queries(&ns);
     assert!(bad.is_empty(), "dashboard queries:\n{}", bad.join("\n"));
+    // The $instance variable: label_values(ctdoctor_entries, instance).
+    let values = api(
+        &ns,
+        &format!(
+            "/api/v1/label/instance/values?match[]={}",
+            encode("ctdoctor_entries")
+        ),
+    );
+    assert_eq!(values, serde_json::json!([EXPORTER]), "$instance values");
     let (seen, bad) = check_alert_queries(&ns);
     assert!(bad.is_empty(), "alert queries:\n{}", bad.join("\n"));
     for (alert, n) in seen {
