@@ -301,7 +301,7 @@ pub fn registry(s: &Snapshot) -> Registry {
         }
         reg.register(
             "ctdoctor_kernel_log_table_full",
-            "\"table full, dropping packet\" kernel log lines since the exporter started reading /dev/kmsg, by the netns inode the line names (\"\" when it names none)",
+            "\"table full, dropping packet\" lines in /dev/kmsg (the ring buffer at start, then followed), by the netns inode the line names (\"\" when none; \"other\" past 256 namespaces)",
             f,
         );
     }

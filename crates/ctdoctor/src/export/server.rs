@@ -54,12 +54,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(|| async { Html(INDEX) }))
         .with_state(shared)
+        // The last layer is the outermost: the timeout also covers the
+        // wait for a concurrency permit, so a queue of scrapes drains
+        // with 408s instead of waiting without bound.
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT))
 }
 
 async fn shutdown_signal() {

@@ -255,10 +255,7 @@ impl Shared {
         }
         let r = follow(f, |netns, n| {
             let mut c = self.lock();
-            *c.kmsg
-                .get_or_insert_with(BTreeMap::new)
-                .entry(netns)
-                .or_insert(0) += n;
+            add_bounded(c.kmsg.get_or_insert_with(BTreeMap::new), netns, n);
         });
         if r.is_err() {
             self.lock().kmsg_ok = Some(false);
@@ -315,6 +312,22 @@ impl Shared {
             node_exporter_compat: self.config.node_exporter_compat,
         }
     }
+}
+
+/// Distinct `netns` labels of the kernel-log counter: namespaces come and
+/// go (pods), so over a long run their inodes are unbounded; past this
+/// many, further ones are counted under `netns="other"`.
+pub const MAX_KMSG_NETNS: usize = 256;
+
+/// Count `n` lines for `netns`, keeping at most [`MAX_KMSG_NETNS`] labels
+/// plus "other".
+pub fn add_bounded(map: &mut BTreeMap<String, u64>, netns: String, n: u64) {
+    let key = if map.contains_key(&netns) || map.len() < MAX_KMSG_NETNS {
+        netns
+    } else {
+        "other".to_string()
+    };
+    *map.entry(key).or_insert(0) += n;
 }
 
 /// Read kmsg records (one per `read`) until end of file, calling `found`
@@ -381,6 +394,18 @@ mod tests {
         assert_eq!(seen.get(""), Some(&2));
         assert_eq!(seen.get("4026532245"), Some(&1));
         assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn kernel_log_labels_are_bounded() {
+        let mut m = BTreeMap::new();
+        for i in 0..(MAX_KMSG_NETNS as u64 + 50) {
+            add_bounded(&mut m, i.to_string(), 1);
+        }
+        add_bounded(&mut m, "0".to_string(), 1);
+        assert_eq!(m.len(), MAX_KMSG_NETNS + 1);
+        assert_eq!(m["other"], 50);
+        assert_eq!(m["0"], 2);
     }
 
     #[test]
