@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::CheckArgs;
 use crate::lab::LabArgs;
+use crate::export::ExportArgs;
 use crate::plan::{ApplyArgs, PlanArgs, RollbackArgs};
 use crate::top::TopArgs;
 
@@ -75,6 +76,12 @@ pub enum Command {
 
     /// Restore exactly what the last apply changed (idempotent).
     Rollback(RollbackArgs),
+
+    /// Serve Prometheus metrics (default http://127.0.0.1:9466/metrics).
+    #[command(
+        after_help = "Examples:\n  ctdoctor export\n  ctdoctor export --listen 0.0.0.0:9466 --all-netns --top 10\n  ctdoctor export --node-exporter-compat\n\nExit codes: 0 after SIGTERM/SIGINT, 1 start-up failure (port taken, no CAP_NET_ADMIN), 2 bad usage."
+    )]
+    Export(ExportArgs),
 
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(

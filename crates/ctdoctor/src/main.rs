@@ -8,6 +8,7 @@ mod assets;
 mod check;
 mod cli;
 mod lab;
+mod export;
 mod plan;
 mod render;
 mod top;
@@ -58,6 +59,7 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         Command::Apply(args) => plan::run_apply(args, &mut out)?,
         Command::Rollback(args) => plan::run_rollback(args, &mut out)?,
+        Command::Export(args) => export::run(args, cli.quiet)?,
         Command::Completions(args) => assets::completions(args, &mut out)?,
         Command::Man(args) => assets::man(args, &mut out)?,
         Command::Lab(args) => {

@@ -1,0 +1,641 @@
+//! The exporter's metric families: a pure mapping from one [`Snapshot`]
+//! (values already read) to a prometheus-client registry, and its encoding
+//! as Prometheus text 0.0.4 or OpenMetrics. No I/O here.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{prometheus_text, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+type G = Gauge<f64, AtomicU64>;
+type C = Counter<u64>;
+
+/// CPU-summed kernel stat counters; `None` where the kernel does not
+/// report the counter (it is then left out, never shown as 0).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuSums {
+    pub found: Option<u64>,
+    pub invalid: Option<u64>,
+    pub insert: Option<u64>,
+    pub insert_failed: Option<u64>,
+    pub drop: Option<u64>,
+    pub early_drop: Option<u64>,
+    pub error: Option<u64>,
+    pub search_restart: Option<u64>,
+    pub clash_resolve: Option<u64>,
+    pub chaintoolong: Option<u64>,
+}
+
+impl CpuSums {
+    /// Sum per-CPU counters (wrapping u32 in the kernel, summed in u64).
+    pub fn from_cpus(cpus: &[ctnetlink::CpuStats]) -> Self {
+        fn sum(
+            cpus: &[ctnetlink::CpuStats],
+            f: impl Fn(&ctnetlink::CpuStats) -> Option<u32>,
+        ) -> Option<u64> {
+            cpus.iter()
+                .filter_map(|c| f(c).map(u64::from))
+                .fold(None, |acc, v| Some(acc.unwrap_or(0) + v))
+        }
+        Self {
+            found: sum(cpus, |c| c.found),
+            invalid: sum(cpus, |c| c.invalid),
+            insert: sum(cpus, |c| c.insert),
+            insert_failed: sum(cpus, |c| c.insert_failed),
+            drop: sum(cpus, |c| c.drop),
+            early_drop: sum(cpus, |c| c.early_drop),
+            error: sum(cpus, |c| c.error),
+            search_restart: sum(cpus, |c| c.search_restart),
+            clash_resolve: sum(cpus, |c| c.clash_resolve),
+            chaintoolong: sum(cpus, |c| c.chaintoolong),
+        }
+    }
+}
+
+/// The cheap part, read on every scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub entries: u64,
+    pub max: Option<u64>,
+    pub buckets: Option<u64>,
+    /// Slab object size of one entry (/proc/slabinfo, or the estimate).
+    pub entry_bytes: u64,
+    pub cpu: Option<CpuSums>,
+}
+
+/// The cached breakdown of the last full dump.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BreakdownView {
+    /// (l4, state, count); state is "" for protocols without one.
+    pub by_state: Vec<(String, String, u64)>,
+    pub by_l4: Vec<(String, u64)>,
+    pub assured: u64,
+    pub unreplied: u64,
+    /// (rank from 1, address, count), at most --top rows.
+    pub top_sources: Vec<(usize, String, u64)>,
+}
+
+/// One namespace row for --all-netns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetnsRow {
+    pub inode: u64,
+    pub name: String,
+    pub owner: String,
+    pub entries: Option<u64>,
+    pub drop: Option<u64>,
+}
+
+/// Everything one scrape shows; each source may be missing on its own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub table: Option<Table>,
+    pub breakdown: Option<BreakdownView>,
+    /// Seconds since the cached breakdown was taken; +Inf when none exists
+    /// (never taken yet, skipped above --breakdown-max-entries, or failed).
+    pub breakdown_age: f64,
+    /// table-full lines by netns label ("" for lines naming none).
+    pub kernel_log: Option<Vec<(String, u64)>>,
+    pub netns: Option<Vec<NetnsRow>>,
+    pub time_to_full: Option<f64>,
+    /// (part, seconds) of this scrape and of the background work.
+    pub durations: Vec<(String, f64)>,
+    /// (source, up) for every source this exporter reads.
+    pub up: Vec<(String, bool)>,
+    pub node_exporter_compat: bool,
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, v: f64) {
+    let g = G::default();
+    g.set(v);
+    reg.register(name, help, g);
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let c = C::default();
+    c.inc_by(v);
+    reg.register(name, help, c);
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+/// Kernel stat counters: (metric stem without ctdoctor_stat_ and _total,
+/// node_exporter stem, help, value).
+fn stat_list(c: &CpuSums) -> [(&'static str, &'static str, Option<u64>); 9] {
+    [
+        (
+            "drop",
+            "packets dropped because no conntrack entry could be allocated (table full) or a helper dropped them",
+            c.drop,
+        ),
+        (
+            "early_drop",
+            "entries evicted early (not assured) to make room for new ones when the table was full",
+            c.early_drop,
+        ),
+        (
+            "insert_failed",
+            "entries whose insertion failed (clash with an existing entry)",
+            c.insert_failed,
+        ),
+        ("invalid", "packets that could not be tracked", c.invalid),
+        (
+            "search_restart",
+            "table lookups restarted because of a hash resize or a nulls-list move",
+            c.search_restart,
+        ),
+        (
+            "clash_resolve",
+            "insert clashes resolved by reusing the existing entry",
+            c.clash_resolve,
+        ),
+        (
+            "chaintoolong",
+            "inserts refused because the hash chain was too long",
+            c.chaintoolong,
+        ),
+        ("found", "searched entries that were found", c.found),
+        ("insert", "entries inserted into the table", c.insert),
+    ]
+}
+
+/// Build the registry for one scrape.
+pub fn registry(s: &Snapshot) -> Registry {
+    let mut reg = Registry::default();
+    let up = Family::<Labels, G>::default();
+    for (source, ok) in &s.up {
+        up.get_or_create(&labels(&[("source", source)]))
+            .set(if *ok { 1.0 } else { 0.0 });
+    }
+    reg.register(
+        "ctdoctor_up",
+        "Whether the last read of each source succeeded (1) or failed (0)",
+        up,
+    );
+    if let Some(t) = &s.table {
+        gauge(
+            &mut reg,
+            "ctdoctor_entries",
+            "Conntrack entries in this network namespace (ctnetlink GET_STATS)",
+            t.entries as f64,
+        );
+        if let Some(max) = t.max {
+            gauge(
+                &mut reg,
+                "ctdoctor_entries_limit",
+                "nf_conntrack_max: the most entries the table may hold",
+                max as f64,
+            );
+            let ratio = if max > 0 {
+                t.entries as f64 / max as f64
+            } else {
+                0.0
+            };
+            gauge(
+                &mut reg,
+                "ctdoctor_fill_ratio",
+                "entries / entries_limit (0..1)",
+                ratio,
+            );
+        }
+        if let Some(b) = t.buckets {
+            gauge(
+                &mut reg,
+                "ctdoctor_buckets",
+                "Hash table buckets (nf_conntrack_buckets)",
+                b as f64,
+            );
+            let mem = |n: u64| cthost::plan::sizing::table_memory(n, b, t.entry_bytes) as f64;
+            gauge(
+                &mut reg,
+                "ctdoctor_memory_bytes",
+                "Table memory now: slab object size x entries + buckets x 8",
+                mem(t.entries),
+            );
+            if let Some(max) = t.max {
+                gauge(
+                    &mut reg,
+                    "ctdoctor_memory_limit_bytes",
+                    "Table memory at entries_limit: slab object size x max + buckets x 8",
+                    mem(max),
+                );
+            }
+        }
+        if let Some(c) = &t.cpu {
+            for (stem, help, v) in stat_list(c) {
+                if let Some(v) = v {
+                    counter(
+                        &mut reg,
+                        &format!("ctdoctor_stat_{stem}"),
+                        &format!("Kernel conntrack stat, summed over CPUs: {help}"),
+                        v,
+                    );
+                }
+            }
+        }
+        if s.node_exporter_compat {
+            node_exporter(&mut reg, t);
+        }
+    }
+    if let Some(b) = &s.breakdown {
+        let f = Family::<Labels, G>::default();
+        for (l4, state, n) in &b.by_state {
+            f.get_or_create(&labels(&[("l4", l4), ("state", state)]))
+                .set(*n as f64);
+        }
+        reg.register(
+            "ctdoctor_entries_by_state",
+            "Entries by L4 protocol and state (cached breakdown)",
+            f,
+        );
+        let f = Family::<Labels, G>::default();
+        f.get_or_create(&labels(&[("flag", "assured")]))
+            .set(b.assured as f64);
+        f.get_or_create(&labels(&[("flag", "unreplied")]))
+            .set(b.unreplied as f64);
+        reg.register(
+            "ctdoctor_entries_by_flag",
+            "Entries with the ASSURED or UNREPLIED status flag (cached breakdown)",
+            f,
+        );
+        let f = Family::<Labels, G>::default();
+        for (l4, n) in &b.by_l4 {
+            f.get_or_create(&labels(&[("l4", l4)])).set(*n as f64);
+        }
+        reg.register(
+            "ctdoctor_entries_by_l4",
+            "Entries by L4 protocol (cached breakdown)",
+            f,
+        );
+        if !b.top_sources.is_empty() {
+            let f = Family::<Labels, G>::default();
+            for (rank, addr, n) in &b.top_sources {
+                f.get_or_create(&labels(&[("rank", &rank.to_string()), ("address", addr)]))
+                    .set(*n as f64);
+            }
+            reg.register(
+                "ctdoctor_top_source_entries",
+                "Entries of the sources with the most entries, rank 1 first (--top N)",
+                f,
+            );
+        }
+    }
+    gauge(
+        &mut reg,
+        "ctdoctor_breakdown_age_seconds",
+        "Age of the cached breakdown; +Inf when there is none (not yet taken, failed, or skipped above --breakdown-max-entries)",
+        s.breakdown_age,
+    );
+    if let Some(lines) = &s.kernel_log {
+        let f = Family::<Labels, C>::default();
+        for (ns, n) in lines {
+            f.get_or_create(&labels(&[("netns", ns)])).inc_by(*n);
+        }
+        reg.register(
+            "ctdoctor_kernel_log_table_full",
+            "\"table full, dropping packet\" lines in /dev/kmsg (the ring buffer at start, then followed), by the netns inode the line names (\"\" when none; \"other\" past 256 namespaces)",
+            f,
+        );
+    }
+    if let Some(rows) = &s.netns {
+        let e = Family::<Labels, G>::default();
+        let d = Family::<Labels, C>::default();
+        for r in rows {
+            let l = labels(&[
+                ("netns", &r.inode.to_string()),
+                ("name", &r.name),
+                ("owner", &r.owner),
+            ]);
+            if let Some(n) = r.entries {
+                e.get_or_create(&l).set(n as f64);
+            }
+            if let Some(n) = r.drop {
+                d.get_or_create(&l).inc_by(n);
+            }
+        }
+        reg.register(
+            "ctdoctor_netns_entries",
+            "Conntrack entries per network namespace (--all-netns)",
+            e,
+        );
+        reg.register(
+            "ctdoctor_netns_stat_drop",
+            "Kernel stat drop per network namespace, summed over CPUs (--all-netns)",
+            d,
+        );
+    }
+    if let Some(ttf) = s.time_to_full {
+        gauge(
+            &mut reg,
+            "ctdoctor_time_to_full_seconds",
+            "Seconds until entries reach entries_limit at the least-squares trend over --trend-window; +Inf when flat or falling",
+            ttf,
+        );
+    }
+    let f = Family::<Labels, G>::default();
+    for (part, secs) in &s.durations {
+        f.get_or_create(&labels(&[("part", part)])).set(*secs);
+    }
+    reg.register(
+        "ctdoctor_scrape_duration_seconds",
+        "Time spent reading each source (breakdown: the last background refresh)",
+        f,
+    );
+    reg
+}
+
+/// node_exporter's conntrack collector: same names, gauges, CPU sums.
+fn node_exporter(reg: &mut Registry, t: &Table) {
+    gauge(
+        reg,
+        "node_nf_conntrack_entries",
+        "Number of currently allocated flow entries for connection tracking.",
+        t.entries as f64,
+    );
+    if let Some(max) = t.max {
+        gauge(
+            reg,
+            "node_nf_conntrack_entries_limit",
+            "Maximum size of connection tracking table.",
+            max as f64,
+        );
+    }
+    let Some(c) = &t.cpu else { return };
+    let v = |o: Option<u64>| o.unwrap_or(0) as f64;
+    let rows = [
+        (
+            "found",
+            "Number of searched entries which were successful.",
+            v(c.found),
+        ),
+        (
+            "invalid",
+            "Number of packets seen which can not be tracked.",
+            v(c.invalid),
+        ),
+        // The kernel stopped counting `ignore` (always 0 in
+        // /proc/net/stat/nf_conntrack since 5.x; no ctnetlink attribute).
+        (
+            "ignore",
+            "Number of packets seen which are already connected to a conntrack entry.",
+            0.0,
+        ),
+        (
+            "insert",
+            "Number of entries inserted into the list.",
+            v(c.insert),
+        ),
+        (
+            "insert_failed",
+            "Number of entries for which list insertion was attempted but failed.",
+            v(c.insert_failed),
+        ),
+        (
+            "drop",
+            "Number of packets dropped due to conntrack failure.",
+            v(c.drop),
+        ),
+        (
+            "early_drop",
+            "Number of dropped conntrack entries to make room for new ones, if maximum table size was reached.",
+            v(c.early_drop),
+        ),
+        (
+            "search_restart",
+            "Number of conntrack table lookups which had to be restarted due to hashtable resizes.",
+            v(c.search_restart),
+        ),
+    ];
+    for (stem, help, value) in rows {
+        gauge(reg, &format!("node_nf_conntrack_stat_{stem}"), help, value);
+    }
+}
+
+/// Exposition format, from the scraper's Accept header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Prometheus,
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics only when the client lists application/openmetrics-text
+    /// (Prometheus 2.42 sends it first, with text/plain as a fallback).
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a)
+                if a.split(',').any(|part| {
+                    let mut it = part.split(';');
+                    let media = it.next().unwrap_or("").trim();
+                    let q_zero = it.any(|p| {
+                        p.trim()
+                            .strip_prefix("q=")
+                            .and_then(|q| q.parse::<f64>().ok())
+                            .is_some_and(|q| q <= 0.0)
+                    });
+                    media.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero
+                }) =>
+            {
+                Format::OpenMetrics
+            }
+            _ => Format::Prometheus,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// prometheus-client 0.26's OpenMetrics encoder writes infinities as
+/// dtoa's `inf`; the OpenMetrics spec (and strict parsers) want `+Inf` /
+/// `-Inf` (its Prometheus-text encoder already does this). Only a sample
+/// line's last field is touched.
+fn openmetrics_infinities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.lines() {
+        if line.starts_with('#') {
+            out.push_str(line);
+        } else if let Some(head) = line.strip_suffix(" inf") {
+            out.push_str(head);
+            out.push_str(" +Inf");
+        } else if let Some(head) = line.strip_suffix(" -inf") {
+            out.push_str(head);
+            out.push_str(" -Inf");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Encode a snapshot.
+pub fn encode(s: &Snapshot, format: Format) -> Result<String, std::fmt::Error> {
+    let reg = registry(s);
+    let mut out = String::with_capacity(8192);
+    match format {
+        Format::Prometheus => prometheus_text::encode(&mut out, &reg)?,
+        Format::OpenMetrics => {
+            text::encode(&mut out, &reg)?;
+            out = openmetrics_infinities(&out);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(drop: u32, early: u32) -> ctnetlink::CpuStats {
+        ctnetlink::CpuStats {
+            drop: Some(drop),
+            early_drop: Some(early),
+            found: Some(1),
+            insert: Some(u32::MAX),
+            ..Default::default()
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            table: Some(Table {
+                entries: 1000,
+                max: Some(4000),
+                buckets: Some(1024),
+                entry_bytes: 320,
+                cpu: Some(CpuSums::from_cpus(&[cpu(3, 5), cpu(4, 0)])),
+            }),
+            breakdown: Some(BreakdownView {
+                by_state: vec![("tcp".into(), "ESTABLISHED".into(), 600)],
+                by_l4: vec![("tcp".into(), 700), ("udp".into(), 300)],
+                assured: 650,
+                unreplied: 100,
+                top_sources: vec![(1, "10.0.0.1".into(), 500)],
+            }),
+            breakdown_age: 3.0,
+            kernel_log: Some(vec![(String::new(), 2), ("4026531840".into(), 1)]),
+            netns: Some(vec![NetnsRow {
+                inode: 7,
+                name: "pod".into(),
+                owner: "default/web-0".into(),
+                entries: Some(12),
+                drop: Some(9),
+            }]),
+            time_to_full: Some(f64::INFINITY),
+            durations: vec![("stats".into(), 0.001)],
+            up: vec![("stats".into(), true), ("breakdown".into(), false)],
+            node_exporter_compat: true,
+        }
+    }
+
+    fn line<'a>(text: &'a str, start: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start:?} in\n{text}"))
+    }
+
+    #[test]
+    fn values_map_from_stats() {
+        let t = encode(&snapshot(), Format::Prometheus).expect("encodes");
+        assert_eq!(line(&t, "ctdoctor_entries "), "ctdoctor_entries 1000.0");
+        assert_eq!(line(&t, "ctdoctor_fill_ratio "), "ctdoctor_fill_ratio 0.25");
+        // CPU sums in u64: no wrap of the kernel's per-CPU u32.
+        assert_eq!(
+            line(&t, "ctdoctor_stat_drop_total "),
+            "ctdoctor_stat_drop_total 7"
+        );
+        assert_eq!(
+            line(&t, "ctdoctor_stat_insert_total "),
+            format!("ctdoctor_stat_insert_total {}", 2 * u64::from(u32::MAX))
+        );
+        assert_eq!(
+            line(&t, "ctdoctor_memory_bytes "),
+            format!("ctdoctor_memory_bytes {}.0", 1000 * 320 + 1024 * 8)
+        );
+        assert_eq!(
+            line(&t, "ctdoctor_memory_limit_bytes "),
+            format!("ctdoctor_memory_limit_bytes {}.0", 4000 * 320 + 1024 * 8)
+        );
+        assert_eq!(
+            line(&t, "node_nf_conntrack_stat_early_drop "),
+            "node_nf_conntrack_stat_early_drop 5.0"
+        );
+        assert_eq!(
+            line(&t, "node_nf_conntrack_entries_limit "),
+            "node_nf_conntrack_entries_limit 4000.0"
+        );
+        assert!(t.contains(
+            "ctdoctor_netns_entries{netns=\"7\",name=\"pod\",owner=\"default/web-0\"} 12"
+        ));
+        assert!(t.contains("ctdoctor_top_source_entries{rank=\"1\",address=\"10.0.0.1\"} 500"));
+        assert!(t.contains("ctdoctor_up{source=\"breakdown\"} 0"));
+        // Absent counters stay absent (never a false 0).
+        assert!(!t.contains("ctdoctor_stat_chaintoolong_total"));
+    }
+
+    #[test]
+    fn every_family_has_help_and_type() {
+        let t = encode(&snapshot(), Format::Prometheus).expect("encodes");
+        let types: Vec<&str> = t.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let helps = t.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(types.len(), helps);
+        for ty in &types {
+            let name = ty.split_whitespace().nth(2).expect("name");
+            let kind = ty.split_whitespace().nth(3).expect("kind");
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{ty}");
+        }
+        // The parser Prometheus' own format follows accepts it.
+        let parsed =
+            prometheus_parse::Scrape::parse(t.lines().map(|l| Ok(l.to_string()))).expect("parses");
+        assert!(parsed.samples.len() > 20);
+    }
+
+    #[test]
+    fn openmetrics_has_eof_and_family_names() {
+        let t = encode(&snapshot(), Format::OpenMetrics).expect("encodes");
+        assert!(t.ends_with("# EOF\n"));
+        assert!(t.contains("# TYPE ctdoctor_stat_drop counter"));
+        assert!(t.contains("ctdoctor_stat_drop_total 7"));
+        assert!(t.contains("ctdoctor_time_to_full_seconds +Inf\n"), "{t}");
+        assert!(!t.contains(" inf\n"));
+    }
+
+    #[test]
+    fn missing_sources_leave_their_families_out() {
+        let s = Snapshot {
+            breakdown_age: f64::INFINITY,
+            up: vec![("stats".into(), false)],
+            ..Default::default()
+        };
+        let t = encode(&s, Format::Prometheus).expect("encodes");
+        assert!(t.contains("ctdoctor_up{source=\"stats\"} 0"));
+        assert!(!t.contains("ctdoctor_entries "));
+        assert!(line(&t, "ctdoctor_breakdown_age_seconds").ends_with("+Inf"));
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let prom242 = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom242)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
+        assert_eq!(Format::negotiate(None), Format::Prometheus);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Prometheus
+        );
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Prometheus);
+    }
+}

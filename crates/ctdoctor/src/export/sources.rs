@@ -1,0 +1,418 @@
+//! Where the exporter's numbers come from: the cheap per-scrape read
+//! (ctnetlink GET_STATS + GET_STATS_CPU, /proc/sys), and the background
+//! threads (count samples for the trend, the rate-limited breakdown dump,
+//! per-namespace counts, the /dev/kmsg follower) whose results scrapes read
+//! from [`Shared`]. Each source fails on its own.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Read;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ctmodel::{Breakdown, Filter};
+use ctnetlink::{Conntrack, Family};
+
+use super::metrics::{BreakdownView, CpuSums, NetnsRow, Snapshot, Table};
+use super::trend;
+
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+const NF: &str = "/proc/sys/net/netfilter";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub breakdown_interval: Duration,
+    pub breakdown_max_entries: u64,
+    pub top: usize,
+    pub trend_window: Duration,
+    pub all_netns: bool,
+    pub kernel_log: bool,
+    pub node_exporter_compat: bool,
+    /// Bytes of one entry's slab object (read once at start).
+    pub entry_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    breakdown: Option<(Instant, BreakdownView)>,
+    breakdown_ok: Option<bool>,
+    breakdown_seconds: Option<f64>,
+    samples: VecDeque<(Instant, f64)>,
+    kmsg: Option<BTreeMap<String, u64>>,
+    kmsg_ok: Option<bool>,
+    netns: Option<Vec<NetnsRow>>,
+    netns_seconds: Option<f64>,
+}
+
+/// State the background threads write and scrapes read.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    cached: Mutex<Cached>,
+}
+
+fn read_u64(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Bytes of one conntrack entry: the slab object (/proc/slabinfo, needs
+/// root) or cthost's estimate.
+pub fn entry_bytes() -> u64 {
+    std::fs::read_to_string("/proc/slabinfo")
+        .ok()
+        .and_then(|t| cthost::slab::parse_slabinfo(&t))
+        .map_or(cthost::diagnose::ESTIMATED_ENTRY_BYTES, |s| s.objsize)
+}
+
+/// The cheap read: count and max (GET_STATS), CPU sums (GET_STATS_CPU),
+/// buckets (/proc/sys). Errors only when the count cannot be read.
+pub fn read_table(entry_bytes: u64) -> Result<Table, ctnetlink::Error> {
+    let mut ct = Conntrack::open()?;
+    let g = ct.stats()?;
+    let cpu = ct.stats_cpu().ok().map(|c| CpuSums::from_cpus(&c));
+    Ok(Table {
+        entries: u64::from(g.entries),
+        max: g
+            .max_entries
+            .map(u64::from)
+            .or_else(|| read_u64(&format!("{NF}/nf_conntrack_max"))),
+        buckets: read_u64(&format!("{NF}/nf_conntrack_buckets")),
+        entry_bytes,
+        cpu,
+    })
+}
+
+fn view(b: &Breakdown, top: usize) -> BreakdownView {
+    BreakdownView {
+        by_state: b
+            .tcp_state()
+            .into_iter()
+            .map(|(s, n)| ("tcp".to_string(), s, n))
+            .collect(),
+        by_l4: b.l4(),
+        assured: b.assured,
+        unreplied: b.unreplied,
+        top_sources: if top == 0 {
+            Vec::new()
+        } else {
+            b.top_src(top)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (a, n))| (i + 1, a.to_string(), n))
+                .collect()
+        },
+    }
+}
+
+/// One full dump folded into a breakdown.
+pub fn breakdown(top: usize) -> Result<BreakdownView, ctnetlink::Error> {
+    let mut ct = Conntrack::open()?;
+    let mut b = Breakdown::new(Filter::default());
+    ct.dump(Family::Any, |e| b.add(e))?;
+    Ok(view(&b, top))
+}
+
+fn netns_rows() -> Vec<NetnsRow> {
+    let root = cthost::source::Root::default();
+    let all = cthost::namespaces::list(&root);
+    let owners = cthost::owners::owners(&root, &all, cthost::namespaces::init_inode(&root));
+    let count = |path: &std::path::Path| -> Option<(u64, Option<u64>)> {
+        let path = path.to_string_lossy().into_owned();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                ctnetlink::netns::enter(&path).ok()?;
+                let mut ct = Conntrack::open().ok()?;
+                let n = u64::from(ct.stats().ok()?.entries);
+                let d = ct
+                    .stats_cpu()
+                    .ok()
+                    .map(|c| CpuSums::from_cpus(&c))
+                    .and_then(|c| c.drop);
+                Some((n, d))
+            })
+            .join()
+            .ok()
+            .flatten()
+        })
+    };
+    all.iter()
+        .map(|ns| {
+            let r = count(&ns.path);
+            NetnsRow {
+                inode: ns.inode,
+                name: ns.name.clone(),
+                owner: owners.get(&ns.inode).cloned().unwrap_or_default(),
+                entries: r.map(|(n, _)| n),
+                drop: r.and_then(|(_, d)| d),
+            }
+        })
+        .collect()
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            cached: Mutex::new(Cached::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cached> {
+        // A panicking writer leaves plain data behind: keep serving it.
+        self.cached.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start the background threads (detached: they end with the process).
+    pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("ctdoctor-sampler".into())
+            .spawn(move || me.sampler())?;
+        if self.config.kernel_log {
+            let me = Arc::clone(self);
+            std::thread::Builder::new()
+                .name("ctdoctor-kmsg".into())
+                .spawn(move || me.follow_kmsg())?;
+        }
+        Ok(())
+    }
+
+    /// Every 10 s: a count sample; every --breakdown-interval: the
+    /// breakdown (unless above --breakdown-max-entries) and namespaces.
+    fn sampler(&self) {
+        let mut last_breakdown: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let count = Conntrack::open().and_then(|mut c| c.stats()).ok();
+            if let Some(g) = count {
+                let mut c = self.lock();
+                c.samples.push_back((now, f64::from(g.entries)));
+                while c
+                    .samples
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > self.config.trend_window)
+                {
+                    c.samples.pop_front();
+                }
+            }
+            if last_breakdown
+                .is_none_or(|t| now.duration_since(t) >= self.config.breakdown_interval)
+            {
+                last_breakdown = Some(now);
+                self.refresh_breakdown(count.map(|g| u64::from(g.entries)));
+                if self.config.all_netns {
+                    let t = Instant::now();
+                    let rows = netns_rows();
+                    let mut c = self.lock();
+                    c.netns = Some(rows);
+                    c.netns_seconds = Some(t.elapsed().as_secs_f64());
+                }
+            }
+            std::thread::sleep(SAMPLE_EVERY.saturating_sub(now.elapsed()));
+        }
+    }
+
+    /// Refresh the cached breakdown; above the entry cap it is dropped
+    /// (its age becomes +Inf) so a scrape never adds a full dump to a
+    /// full table.
+    pub fn refresh_breakdown(&self, count: Option<u64>) {
+        if count.is_none_or(|n| n > self.config.breakdown_max_entries) {
+            let mut c = self.lock();
+            c.breakdown = None;
+            c.breakdown_ok = Some(count.is_some());
+            return;
+        }
+        let t = Instant::now();
+        let r = breakdown(self.config.top);
+        let secs = t.elapsed().as_secs_f64();
+        let mut c = self.lock();
+        c.breakdown_seconds = Some(secs);
+        match r {
+            Ok(v) => {
+                c.breakdown = Some((Instant::now(), v));
+                c.breakdown_ok = Some(true);
+            }
+            Err(_) => {
+                c.breakdown = None;
+                c.breakdown_ok = Some(false);
+            }
+        }
+    }
+
+    /// Follow /dev/kmsg: the records still in the ring buffer are counted
+    /// once at start, then new ones as they come (one record per read).
+    fn follow_kmsg(&self) {
+        let f = match std::fs::File::open("/dev/kmsg") {
+            Ok(f) => f,
+            Err(_) => {
+                self.lock().kmsg_ok = Some(false);
+                return;
+            }
+        };
+        {
+            let mut c = self.lock();
+            c.kmsg = Some(BTreeMap::new());
+            c.kmsg_ok = Some(true);
+        }
+        let r = follow(f, |netns, n| {
+            let mut c = self.lock();
+            add_bounded(c.kmsg.get_or_insert_with(BTreeMap::new), netns, n);
+        });
+        if r.is_err() {
+            self.lock().kmsg_ok = Some(false);
+        }
+    }
+
+    /// Everything one scrape shows: the cheap read now, the rest cached.
+    pub fn snapshot(&self) -> Snapshot {
+        let t = Instant::now();
+        let table = read_table(self.config.entry_bytes);
+        let stats_seconds = t.elapsed().as_secs_f64();
+        let c = self.lock();
+        let mut up = vec![("stats".to_string(), table.is_ok())];
+        let mut durations = vec![("stats".to_string(), stats_seconds)];
+        if let Some(ok) = c.breakdown_ok {
+            up.push(("breakdown".into(), ok));
+        }
+        if let Some(s) = c.breakdown_seconds {
+            durations.push(("breakdown".into(), s));
+        }
+        if let Some(ok) = c.kmsg_ok {
+            up.push(("kernel_log".into(), ok));
+        }
+        if self.config.all_netns {
+            up.push(("netns".into(), c.netns.is_some()));
+        }
+        if let Some(s) = c.netns_seconds {
+            durations.push(("netns".into(), s));
+        }
+        let time_to_full = table.as_ref().ok().and_then(|t| t.max).map(|max| {
+            let now = Instant::now();
+            let samples: Vec<(f64, f64)> = c
+                .samples
+                .iter()
+                .map(|(at, n)| (-now.duration_since(*at).as_secs_f64(), *n))
+                .collect();
+            trend::time_to_full(&samples, max as f64)
+        });
+        Snapshot {
+            table: table.ok(),
+            breakdown: c.breakdown.as_ref().map(|(_, v)| v.clone()),
+            breakdown_age: c
+                .breakdown
+                .as_ref()
+                .map_or(f64::INFINITY, |(at, _)| at.elapsed().as_secs_f64()),
+            kernel_log: c
+                .kmsg
+                .as_ref()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+            netns: c.netns.clone(),
+            time_to_full,
+            durations,
+            up,
+            node_exporter_compat: self.config.node_exporter_compat,
+        }
+    }
+}
+
+/// Distinct `netns` labels of the kernel-log counter: namespaces come and
+/// go (pods), so over a long run their inodes are unbounded; past this
+/// many, further ones are counted under `netns="other"`.
+pub const MAX_KMSG_NETNS: usize = 256;
+
+/// Count `n` lines for `netns`, keeping at most [`MAX_KMSG_NETNS`] labels
+/// plus "other".
+pub fn add_bounded(map: &mut BTreeMap<String, u64>, netns: String, n: u64) {
+    let key = if map.contains_key(&netns) || map.len() < MAX_KMSG_NETNS {
+        netns
+    } else {
+        "other".to_string()
+    };
+    *map.entry(key).or_insert(0) += n;
+}
+
+/// Read kmsg records (one per `read`) until end of file, calling `found`
+/// with (netns label, lines) for every table-full record; the match is
+/// cthost's kernel-log matcher. EPIPE means the ring buffer overwrote
+/// records not read yet: the next read returns the oldest one left.
+pub fn follow(mut r: impl Read, mut found: impl FnMut(String, u64)) -> std::io::Result<()> {
+    // A kmsg record is at most 8 KiB (PRINTK_MESSAGE_MAX + prefix).
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                // The first line is the record; the rest are its
+                // " KEY=value" continuation lines.
+                let scan = cthost::kernel_log::scan(text.lines().take(1));
+                for g in &scan.table_full {
+                    let key = g.netns_inode.map(|i| i.to_string()).unwrap_or_default();
+                    found(key, g.count);
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Hands out one record or error per read, like /dev/kmsg.
+    struct Kmsg(VecDeque<std::io::Result<&'static str>>);
+
+    impl Read for Kmsg {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.pop_front() {
+                None => Ok(0),
+                Some(Err(e)) => Err(e),
+                Some(Ok(rec)) => {
+                    buf[..rec.len()].copy_from_slice(rec.as_bytes());
+                    Ok(rec.len())
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn follows_records_across_an_overrun() {
+        let k = Kmsg(VecDeque::from([
+            Ok("4,100,5000000,-;nf_conntrack: nf_conntrack: table full, dropping packet\n"),
+            Ok("6,101,5000001,-;eth0: link up\n SUBSYSTEM=net\n"),
+            Err(std::io::Error::from_raw_os_error(libc::EPIPE)),
+            Ok(
+                "4,180,6000000,-;nf_conntrack: nf_conntrack: table full in netns 4026532245, dropping packet\n",
+            ),
+            Ok("4,181,6000001,-;nf_conntrack: nf_conntrack: table full, dropping packet\n"),
+        ]));
+        let mut seen = BTreeMap::new();
+        follow(k, |ns, n| *seen.entry(ns).or_insert(0) += n).expect("follows");
+        assert_eq!(seen.get(""), Some(&2));
+        assert_eq!(seen.get("4026532245"), Some(&1));
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn kernel_log_labels_are_bounded() {
+        let mut m = BTreeMap::new();
+        for i in 0..(MAX_KMSG_NETNS as u64 + 50) {
+            add_bounded(&mut m, i.to_string(), 1);
+        }
+        add_bounded(&mut m, "0".to_string(), 1);
+        assert_eq!(m.len(), MAX_KMSG_NETNS + 1);
+        assert_eq!(m["other"], 50);
+        assert_eq!(m["0"], 2);
+    }
+
+    #[test]
+    fn other_errors_end_the_follower() {
+        let k = Kmsg(VecDeque::from([Err(std::io::Error::from_raw_os_error(
+            libc::EIO,
+        ))]));
+        assert!(follow(k, |_, _| {}).is_err());
+    }
+}

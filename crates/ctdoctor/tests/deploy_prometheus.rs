@@ -1,0 +1,629 @@
+//! deploy/: the alert rules and their unit tests pass the real `promtool`,
+//! the Grafana dashboard is well formed, and every alert expression and
+//! every dashboard query evaluates in a real Prometheus (the Debian
+//! `prometheus` binary) that scrapes the exporter inside a test namespace.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ctlab::Netns;
+use serde_json::Value;
+
+mod common;
+use common::{BIN, TempDir};
+
+fn deploy(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(path)
+}
+
+/// Run promtool; a missing binary names the package that has it.
+fn promtool(args: &[&str]) -> Output {
+    Command::new("promtool")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("promtool: {e}: install the Debian package `prometheus` (scripts/test does)")
+        })
+}
+
+fn assert_ok(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn promtool_checks_and_unit_tests_pass() {
+    let rules = deploy("prometheus/ctdoctor-alerts.yml");
+    let tests = deploy("prometheus/ctdoctor-alerts.test.yml");
+    let config = deploy("prometheus/prometheus.yml");
+    let out = promtool(&["check", "rules", rules.to_str().expect("utf8")]);
+    assert_ok("promtool check rules", &out);
+    let out = promtool(&["test", "rules", tests.to_str().expect("utf8")]);
+    assert_ok("promtool test rules", &out);
+    let out = promtool(&["check", "config", config.to_str().expect("utf8")]);
+    assert_ok("promtool check config", &out);
+}
+
+/// The dashboard's JSON.
+fn dashboard() -> Value {
+    let text = std::fs::read_to_string(deploy("grafana/ctdoctor.json")).expect("read dashboard");
+    serde_json::from_str(&text).expect("dashboard is valid JSON")
+}
+
+/// Every query panel's (title, expr) pairs; rows hold no queries.
+fn panel_queries(d: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().expect("panels") {
+        if p["type"] == "row" {
+            continue;
+        }
+        for t in p["targets"].as_array().into_iter().flatten() {
+            out.push((
+                p["title"].as_str().unwrap_or("").to_string(),
+                t["expr"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboard_is_importable_and_every_panel_has_queries() {
+    let d = dashboard();
+    let schema = d["schemaVersion"].as_u64().expect("schemaVersion");
+    assert!(
+        (36..=41).contains(&schema),
+        "schemaVersion {schema}: Grafana 10+ writes 37-39"
+    );
+    assert!(
+        d["uid"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty() && u.len() <= 40)
+    );
+    assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(d["id"].is_null(), "an exported dashboard carries id null");
+
+    let vars = d["templating"]["list"].as_array().expect("templating.list");
+    let var = |name: &str| {
+        vars.iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no ${name} variable"))
+    };
+    assert_eq!(var("datasource")["type"], "datasource");
+    assert_eq!(var("datasource")["query"], "prometheus");
+    assert_eq!(var("instance")["type"], "query");
+    assert_eq!(var("instance")["datasource"]["uid"], "${datasource}");
+    // The end-to-end test asks Prometheus for exactly these values.
+    assert_eq!(
+        var("instance")["definition"],
+        "label_values(ctdoctor_entries, instance)"
+    );
+
+    let panels = d["panels"].as_array().expect("panels");
+    let mut ids = std::collections::HashSet::new();
+    let mut titles = std::collections::HashSet::new();
+    for p in panels {
+        let title = p["title"].as_str().expect("panel title");
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "duplicate id in {title}"
+        );
+        let g = &p["gridPos"];
+        let (x, w) = (g["x"].as_u64().expect("x"), g["w"].as_u64().expect("w"));
+        assert!(
+            x + w <= 24 && g["h"].as_u64().is_some() && g["y"].as_u64().is_some(),
+            "{title}: gridPos {g}"
+        );
+        if p["type"] == "row" {
+            continue;
+        }
+        assert!(titles.insert(title), "two panels titled {title}");
+        assert_eq!(
+            p["datasource"]["uid"], "${datasource}",
+            "{title}: datasource"
+        );
+        let targets = p["targets"].as_array().filter(|t| !t.is_empty());
+        let targets = targets.unwrap_or_else(|| panic!("panel {title} has no query"));
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap_or("");
+            assert!(!expr.trim().is_empty(), "{title}: empty query");
+            assert!(t["refId"].as_str().is_some(), "{title}: no refId");
+            assert_eq!(
+                t["datasource"]["uid"], "${datasource}",
+                "{title}: target datasource"
+            );
+        }
+    }
+    // The issue's list: fill, entries vs limit, drop/early_drop, state mix,
+    // top sources, per-netns, time to full, scrape duration.
+    let all: String = panel_queries(&d)
+        .into_iter()
+        .map(|(_, q)| q)
+        .collect::<Vec<_>>()
+        .join("\n");
+    for metric in [
+        "ctdoctor_fill_ratio",
+        "ctdoctor_entries_limit",
+        "ctdoctor_stat_drop_total",
+        "ctdoctor_stat_early_drop_total",
+        "ctdoctor_entries_by_state",
+        "ctdoctor_top_source_entries",
+        "ctdoctor_netns_entries",
+        "ctdoctor_time_to_full_seconds",
+        "ctdoctor_scrape_duration_seconds",
+    ] {
+        assert!(all.contains(metric), "no panel shows {metric}");
+    }
+}
+
+// ---- end to end: Prometheus in a namespace ----
+
+/// A child process killed and reaped on drop (also during a panic).
+struct Killed(Child, &'static str);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Killed {
+    /// Panic with the process's stderr if it has exited.
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = self.0.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{} exited early ({status}):\n{err}", self.1);
+        }
+    }
+}
+
+const PROM: &str = "127.0.0.1:9090";
+const EXPORTER: &str = "127.0.0.1:9466";
+
+/// Percent-encode a query-string value (everything but unreserved bytes).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// HTTP/1.0 GET to `addr` inside the namespace: (status, body).
+fn http_get(ns: &Netns, addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let stream = ns
+        .run(|| TcpStream::connect(addr))
+        .map_err(std::io::Error::other)??;
+    let mut stream = stream;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// Prometheus API GET returning `data`; panics on an error answer.
+fn api(ns: &Netns, path: &str) -> Value {
+    let (status, body) = http_get(ns, PROM, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let v: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("GET {path}: HTTP {status}, not JSON ({e}): {body}"));
+    assert_eq!(v["status"], "success", "GET {path}: HTTP {status}: {v}");
+    v["data"].clone()
+}
+
+/// Instant query: (resultType, result).
+fn query(ns: &Netns, q: &str) -> (String, Vec<Value>) {
+    let data = api(ns, &format!("/api/v1/query?query={}", encode(q)));
+    let kind = data["resultType"].as_str().unwrap_or("").to_string();
+    let result = data["result"].as_array().cloned().unwrap_or_default();
+    (kind, result)
+}
+
+/// The value of a one-element vector result.
+fn single_value(ns: &Netns, q: &str) -> Option<f64> {
+    let (_, r) = query(ns, q);
+    r.first()?["value"][1].as_str()?.parse().ok()
+}
+
+/// Poll until `ok` or panic after `secs`, naming what was awaited.
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Start Prometheus inside the namespace with a 1 s scrape of EXPORTER and
+/// the shipped alert rules, storage under `dir`.
+fn start_prometheus(ns: &Netns, dir: &TempDir) -> Killed {
+    let rules = deploy("prometheus/ctdoctor-alerts.yml");
+    dir.put(
+        "prometheus.yml",
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {}\n\
+             scrape_configs:\n  - job_name: ctdoctor\n    static_configs:\n      - targets: ['{EXPORTER}']\n",
+            rules.display()
+        ),
+    );
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "prometheus"])
+        .arg(format!(
+            "--config.file={}",
+            dir.p("prometheus.yml").display()
+        ))
+        .arg(format!("--storage.tsdb.path={}", dir.p("data").display()))
+        .arg(format!("--web.listen-address={PROM}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start prometheus (Debian package `prometheus`; scripts/test installs it)");
+    Killed(child, "prometheus")
+}
+
+/// Wait until Prometheus has scraped the target `n` times and evaluated the
+/// rules at least once.
+fn wait_for_scrapes(ns: &Netns, prom: &mut Killed, n: u32) {
+    wait_for("prometheus to answer", 60, || {
+        prom.assert_running();
+        http_get(ns, PROM, "/-/ready").is_ok_and(|(s, _)| s == 200)
+    });
+    wait_for(&format!("{n} successful scrapes"), 60, || {
+        single_value(ns, r#"sum_over_time(up{job="ctdoctor"}[1m])"#)
+            .is_some_and(|v| v >= f64::from(n))
+    });
+    wait_for("a rule evaluation", 30, || {
+        let data = api(ns, "/api/v1/rules");
+        data["groups"][0]["rules"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["health"] == "ok"))
+    });
+}
+
+/// Every rule Prometheus loaded: (alert name, query, health, last error).
+fn loaded_rules(ns: &Netns) -> Vec<(String, String, String, String)> {
+    let data = api(ns, "/api/v1/rules");
+    let mut out = Vec::new();
+    for g in data["groups"].as_array().expect("groups") {
+        for r in g["rules"].as_array().expect("rules") {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            out.push((s("name"), s("query"), s("health"), s("lastError")));
+        }
+    }
+    out
+}
+
+/// Grafana's macros as Grafana would expand them for a 1 s scrape: all
+/// instances, and a rate window of 1 minute (a real value, no substitute).
+fn grafana_expand(q: &str) -> String {
+    q.replace("$instance", ".+")
+        .replace("$__rate_interval", "1m")
+}
+
+/// Metrics a healthy machine may legitimately lack: kernel log series
+/// appear once a table-full line is seen (in any namespace); netns series
+/// need --all-netns (the stand-in serves them, the real test passes it).
+fn may_be_empty(q: &str) -> bool {
+    q.contains("ctdoctor_kernel_log_table_full_total")
+}
+
+/// Evaluate every dashboard query; each must be a vector, with data unless
+/// `may_be_empty`. Returns the failures.
+fn check_dashboard_queries(ns: &Netns) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (title, q) in panel_queries(&dashboard()) {
+        let q = grafana_expand(&q);
+        let (kind, result) = query(ns, &q);
+        if kind != "vector" {
+            bad.push(format!("{title}: {q}: resultType {kind}"));
+        } else if result.is_empty() && !may_be_empty(&q) {
+            bad.push(format!("{title}: {q}: no data"));
+        }
+    }
+    bad
+}
+
+/// Evaluate every loaded alert rule's expression through /api/v1/query:
+/// each must be healthy and give a vector. Returns (alert name, number of
+/// series) for each, and the failures.
+fn check_alert_queries(ns: &Netns) -> (Vec<(String, usize)>, Vec<String>) {
+    let rules = loaded_rules(ns);
+    assert!(rules.len() >= 11, "Prometheus loaded {} rules", rules.len());
+    let (mut seen, mut bad) = (Vec::new(), Vec::new());
+    for (name, q, health, err) in rules {
+        if health != "ok" {
+            bad.push(format!("{name}: health {health}: {err}"));
+        }
+        let (kind, result) = query(ns, &q);
+        if kind != "vector" {
+            bad.push(format!("{name}: {q}: resultType {kind}"));
+        }
+        seen.push((name, result.len()));
+    }
+    (seen, bad)
+}
+
+/// A minimal stand-in for the exporter: serves the fixture with the drop
+/// counters rising by 7 per scrape, from a socket bound inside `ns`.
+struct FakeExporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeExporter {
+    fn start(ns: &Netns) -> Self {
+        let listener = ns
+            .run(|| TcpListener::bind(EXPORTER))
+            .expect("netns")
+            .expect("bind fake exporter");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let drops = AtomicU64::new(0);
+        let fixture = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/export/metrics.prom"),
+        )
+        .expect("fixture");
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let n = drops.fetch_add(7, Ordering::Relaxed) + 7;
+                let body = fixture.replace("DROP", &n.to_string());
+                let _ = write!(
+                    s,
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeExporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Real Prometheus, fake exporter whose drop counters rise: every alert
+/// rule and dashboard query evaluates, and the drop alerts fire (critical)
+/// with the namespace's owner on the per-netns one.
+#[test]
+fn real_prometheus_fires_drop_alerts_on_rising_drops() {
+    let ns = Netns::create("promdeploy-fake").expect("netns");
+    let dir = TempDir::new("promdeploy-fake");
+    let _exporter = FakeExporter::start(&ns);
+    let mut prom = start_prometheus(&ns, &dir);
+    wait_for_scrapes(&ns, &mut prom, 3);
+
+    let bad = check_dashboard_queries(&ns);
+    assert!(bad.is_empty(), "dashboard queries:\n{}", bad.join("\n"));
+    let (_, bad) = check_alert_queries(&ns);
+    assert!(bad.is_empty(), "alert queries:\n{}", bad.join("\n"));
+
+    wait_for(
+        "CtdoctorConntrackDropping and the netns one to fire",
+        30,
+        || {
+            let alerts = api(&ns, "/api/v1/alerts");
+            let firing: Vec<&Value> = alerts["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["state"] == "firing")
+                .collect();
+            let has = |name: &str| firing.iter().any(|a| a["labels"]["alertname"] == name);
+            has("CtdoctorConntrackDropping")
+                && firing.iter().any(|a| {
+                    a["labels"]["alertname"] == "CtdoctorNetnsConntrackDropping"
+                        && a["labels"]["owner"] == "default/web-1"
+                        && a["labels"]["severity"] == "critical"
+                })
+        },
+    );
+    drop(prom);
+}
+
+/// Alerts whose inputs are host-wide (kernel log of every namespace,
+/// `--all-netns` series): other tests on this machine may trip them.
+fn host_wide(alert: &str) -> bool {
+    alert == "CtdoctorConntrackTableFullLogged" || alert.starts_with("CtdoctorNetns")
+}
+
+/// The real exporter (`--top 5 --all-netns`) on a known table (500 ASSURED
+/// TCP entries inserted over ctnetlink, loopback untracked so scrapes add
+/// none), scraped every 1 s by real Prometheus: Prometheus sees the table as
+/// it is, every dashboard query has data, every alert expression evaluates
+/// and none fires but those fed by other namespaces.
+#[test]
+fn real_prometheus_scrapes_the_exporter_on_a_known_table() {
+    let ns = Netns::create("promdeploy").expect("netns");
+    ns.insert(&ctlab::fill(500, true))
+        .expect("insert 500 entries");
+    let dir = TempDir::new("promdeploy");
+    let exporter = Command::new(BIN)
+        .args([
+            "--netns",
+            ns.name(),
+            "export",
+            "--listen",
+            EXPORTER,
+            "--top",
+            "5",
+            "--all-netns",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ctdoctor export");
+    let mut exporter = Killed(exporter, "ctdoctor export");
+    wait_for("the exporter's /healthz", 30, || {
+        exporter.assert_running();
+        http_get(&ns, EXPORTER, "/healthz").is_ok_and(|(s, _)| s == 200)
+    });
+    let mut prom = start_prometheus(&ns, &dir);
+    wait_for_scrapes(&ns, &mut prom, 3);
+
+    assert_eq!(single_value(&ns, "ctdoctor_entries"), Some(500.0));
+    assert_eq!(
+        single_value(&ns, "ctdoctor_entries_limit"),
+        Some(common::global_max() as f64)
+    );
+    assert_eq!(single_value(&ns, "ctdoctor_stat_drop_total"), Some(0.0));
+    assert_eq!(
+        single_value(&ns, r#"ctdoctor_up{source="stats"}"#),
+        Some(1.0)
+    );
+    // The breakdown is dumped in the background: wait for its first result.
+    wait_for("the breakdown in Prometheus", 60, || {
+        single_value(&ns, "sum(ctdoctor_entries_by_state)") == Some(500.0)
+    });
+    // --all-netns: this namespace, by its `ip netns` name, with an owner label.
+    let own = format!(
+        r#"ctdoctor_netns_entries{{name="{}",owner=~".+"}}"#,
+        ns.name()
+    );
+    wait_for("this namespace in ctdoctor_netns_entries", 60, || {
+        single_value(&ns, &own) == Some(500.0)
+    });
+    wait_for("a scrape with the top sources", 10, || {
+        single_value(&ns, "count(ctdoctor_top_source_entries)").is_some_and(|n| n >= 1.0)
+    });
+
+    let bad = check_dashboard_queries(&ns);
+    assert!(bad.is_empty(), "dashboard queries:\n{}", bad.join("\n"));
+    // The $instance variable: label_values(ctdoctor_entries, instance).
+    let values = api(
+        &ns,
+        &format!(
+            "/api/v1/label/instance/values?match[]={}",
+            encode("ctdoctor_entries")
+        ),
+    );
+    assert_eq!(values, serde_json::json!([EXPORTER]), "$instance values");
+    let (seen, bad) = check_alert_queries(&ns);
+    assert!(bad.is_empty(), "alert queries:\n{}", bad.join("\n"));
+    for (alert, n) in seen {
+        assert!(
+            n == 0 || host_wide(&alert),
+            "{alert} matches {n} series on a healthy table"
+        );
+    }
+    let alerts = api(&ns, "/api/v1/alerts");
+    for a in alerts["alerts"].as_array().into_iter().flatten() {
+        let name = a["labels"]["alertname"].as_str().unwrap_or("");
+        assert!(
+            host_wide(name),
+            "alert {name} active on a healthy table: {a}"
+        );
+    }
+    exporter.assert_running();
+    prom.assert_running();
+}
+
+/// Real kernel drops: a namespace filled to nf_conntrack_max with ASSURED
+/// entries (early_drop cannot free any) drops the SYNs of a loopback
+/// connect; the real exporter's `ctdoctor_stat_drop_total` rises and real
+/// Prometheus fires the critical CtdoctorConntrackDropping alert.
+#[test]
+fn real_kernel_drops_fire_the_critical_alert() {
+    let ns = Netns::create("promdeploy-drop").expect("netns");
+    ns.track_loopback().expect("nft ct rule");
+    // Scrapes and API calls must not need a table entry: exempt the two
+    // ports from tracking so they work while the table is full.
+    ns.nft(
+        "table inet promdeploy {\n\
+         chain pre { type filter hook prerouting priority raw; tcp dport { 9090, 9466 } notrack; tcp sport { 9090, 9466 } notrack; }\n\
+         chain out { type filter hook output priority raw; tcp dport { 9090, 9466 } notrack; tcp sport { 9090, 9466 } notrack; }\n\
+         }\n",
+    )
+    .expect("nft notrack rules");
+    ns.insert(&ctlab::fill(common::global_max(), true))
+        .expect("fill to max");
+    let dir = TempDir::new("promdeploy-drop");
+    // No breakdown dumps of the full table: counters are all this needs.
+    let exporter = Command::new(BIN)
+        .args(["--netns", ns.name(), "export", "--listen", EXPORTER])
+        .args(["--breakdown-max-entries", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ctdoctor export");
+    let mut exporter = Killed(exporter, "ctdoctor export");
+    wait_for("the exporter's /healthz", 60, || {
+        exporter.assert_running();
+        http_get(&ns, EXPORTER, "/healthz").is_ok_and(|(s, _)| s == 200)
+    });
+    let mut prom = start_prometheus(&ns, &dir);
+    wait_for_scrapes(&ns, &mut prom, 2);
+    assert_eq!(
+        single_value(&ns, "ctdoctor_entries"),
+        Some(common::global_max() as f64)
+    );
+    let fired = |ns: &Netns| {
+        let alerts = api(ns, "/api/v1/alerts");
+        alerts["alerts"].as_array().into_iter().flatten().any(|a| {
+            a["state"] == "firing"
+                && a["labels"]["alertname"] == "CtdoctorConntrackDropping"
+                && a["labels"]["severity"] == "critical"
+        })
+    };
+    assert!(
+        !fired(&ns),
+        "CtdoctorConntrackDropping fired before any drop"
+    );
+    let refused = ns
+        .run(|| {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).is_err()
+        })
+        .expect("in netns");
+    assert!(refused, "the connect must fail: the table is full");
+    wait_for("CtdoctorConntrackDropping to fire", 30, || fired(&ns));
+    // What the page says (README shows it; see with --nocapture).
+    eprintln!("{:#}", api(&ns, "/api/v1/alerts")["alerts"]);
+    assert!(single_value(&ns, "ctdoctor_stat_drop_total").is_some_and(|d| d >= 1.0));
+}
