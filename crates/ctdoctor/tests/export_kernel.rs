@@ -205,9 +205,14 @@ fn export_matches_conntrack_tools() {
         ("ctdoctor_stat_search_restart_total", "search_restart"),
         ("ctdoctor_stat_found_total", "found"),
         ("ctdoctor_stat_insert_total", "insert"),
+        ("ctdoctor_stat_clash_resolve_total", "clash_resolve"),
+        ("ctdoctor_stat_chaintoolong_total", "chaintoolong"),
     ] {
         if let Some(&want) = stats.get(theirs) {
-            assert_eq!(v[ours], want as f64, "{ours} vs conntrack -S {theirs}");
+            let got = v
+                .get(ours)
+                .unwrap_or_else(|| panic!("{ours} missing; conntrack -S has {theirs}"));
+            assert_eq!(*got, want as f64, "{ours} vs conntrack -S {theirs}");
         }
     }
     assert!(text.contains("ctdoctor_up{source=\"stats\"} 1"), "{text}");
