@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::CheckArgs;
-use crate::lab::LabArgs;
 use crate::export::ExportArgs;
+use crate::lab::LabArgs;
 use crate::plan::{ApplyArgs, PlanArgs, RollbackArgs};
 use crate::top::TopArgs;
 

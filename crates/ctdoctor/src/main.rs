@@ -7,8 +7,8 @@
 mod assets;
 mod check;
 mod cli;
-mod lab;
 mod export;
+mod lab;
 mod plan;
 mod render;
 mod top;
