@@ -175,3 +175,18 @@ fn bad_toml_names_the_field() {
     let e = Scenario::from_toml("[table]\nmax = \"x\"\nbuckets = 4\n").expect_err("type");
     assert!(e.to_string().contains("line 2"), "{e}");
 }
+
+#[test]
+fn one_client_into_a_full_table_drops_only_fresh_ports() {
+    // Lab fixture short-one-client-800-full: max 8,000, 31 s: kernel 5,820
+    // drops, first drop at 13.34 s (fidelity branch).
+    let mut sc = Scenario::single(8_000, 262_144, class(800.0, short(), 1));
+    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 600.0);
+    let tl = go(&sc, 31.0, 3);
+    invariants(&tl);
+    let s = &tl.summary;
+    eprintln!("{:?} {:?}", s.drops, s.time_to_first_drop_s);
+    let first = s.time_to_first_drop_s.expect("drops");
+    assert!((first - 13.34).abs() < 0.5, "{first}");
+    assert!((s.drops as f64 - 5820.0).abs() / 5820.0 < 0.10, "{}", s.drops);
+}
