@@ -277,7 +277,9 @@ struct Sim {
     count: u64,
     by_state: [u64; N_STATES],
     events: BinaryHeap<Reverse<Ev>>,
-    expiry: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// Calendar of expiries by whole second: (entry, generation). Only
+    /// entries whose expiry comes before their next scheduled packet.
+    expiry: BTreeMap<u64, Vec<(u32, u32)>>,
     seq: u64,
     classes: Vec<ClassRt>,
     gc_flag: bool,
@@ -286,10 +288,6 @@ struct Sim {
     legit_lost: u64,
 }
 
-fn tkey(t: f64) -> u64 {
-    // Non-negative finite f64: the bit pattern orders like the value.
-    t.max(0.0).to_bits()
-}
 
 impl Sim {
     fn push(&mut self, t: f64, kind: EvKind) {
@@ -347,8 +345,9 @@ impl Sim {
         self.free.push(idx);
     }
 
-    /// Walks a chain at `now`, reaping expired entries; returns the live non-ASSURED ones.
-    fn walk_reap(&mut self, b: u32, now: f64, victims: &mut Vec<u32>) {
+    /// Walks a chain at `now`, reaping expired entries; collects the live
+    /// non-ASSURED ones into `victims` when given.
+    fn walk_reap(&mut self, b: u32, now: f64, mut victims: Option<&mut Vec<u32>>) {
         let mut i = 0;
         while i < self.chains[b as usize].len() {
             let idx = self.chains[b as usize][i];
@@ -357,8 +356,10 @@ impl Sim {
                 self.remove(idx, Kill::Lookup);
                 continue; // swap_remove moved another entry to i
             }
-            if !e.assured {
-                victims.push(idx);
+            if !e.assured
+                && let Some(v) = victims.as_deref_mut()
+            {
+                v.push(idx);
             }
             i += 1;
         }
@@ -397,7 +398,7 @@ impl Sim {
         for i in 0..self.buckets.min(8) {
             let b = (h + i) % self.buckets;
             victims.clear();
-            self.walk_reap(b, now, &mut victims);
+            self.walk_reap(b, now, Some(&mut victims));
             if !victims.is_empty() {
                 for &v in &victims {
                     self.remove(v, Kill::EarlyDrop);
@@ -416,8 +417,12 @@ impl Sim {
         e.state = st;
         e.assured = e.assured || assured;
         e.exp = now + self.timeouts.at(st.timeout_index());
-        let (exp, generation) = (e.exp, e.generation);
-        self.expiry.push(Reverse((tkey(exp), idx, generation)));
+    }
+
+    /// Puts an entry on the expiry calendar.
+    fn arm(&mut self, idx: u32) {
+        let e = self.slab[idx as usize];
+        self.expiry.entry(e.exp.max(0.0) as u64).or_default().push((idx, e.generation));
     }
 
     fn refused(&mut self, c: usize, port: u32, now: f64, drop: bool) {
@@ -470,8 +475,7 @@ impl Sim {
             self.legit_new += 1;
         }
         // Lookup: walk the original-direction chain, reaping expired entries.
-        let mut scratch = Vec::new();
-        self.walk_reap(h[0], now, &mut scratch);
+        self.walk_reap(h[0], now, None);
         let mut reopen = false;
         if port != NONE {
             let old = self.classes[c].by_port[port as usize];
@@ -515,9 +519,9 @@ impl Sim {
                 }
                 k
             };
-            (vi, cl.variants[vi].1.clone())
+            (vi, (cl.variants[vi].1[0], cl.variants[vi].1.get(1).map(|p| p.at)))
         };
-        let first = phases[0];
+        let (first, next_at) = phases;
         let idx = self.alloc(Entry {
             h,
             exp: now + self.timeouts.at(first.state.timeout_index()),
@@ -538,9 +542,18 @@ impl Sim {
         if port != NONE {
             self.classes[c].by_port[port as usize] = idx;
         }
-        if let Some(next) = phases.get(1) {
-            let generation = self.slab[idx as usize].generation;
-            self.push(now + next.at, EvKind::Phase(idx, generation));
+        let exp = self.slab[idx as usize].exp;
+        match next_at {
+            Some(at) if now + at < exp => {
+                let generation = self.slab[idx as usize].generation;
+                self.push(now + at, EvKind::Phase(idx, generation));
+            }
+            Some(at) => {
+                let generation = self.slab[idx as usize].generation;
+                self.push(now + at, EvKind::Phase(idx, generation));
+                self.arm(idx);
+            }
+            None => self.arm(idx),
         }
     }
 
@@ -564,7 +577,6 @@ impl Sim {
         self.count += 1;
         self.s.peak_entries = self.s.peak_entries.max(self.count);
         self.by_state[e.state as usize] += 1;
-        self.expiry.push(Reverse((tkey(e.exp), idx, e.generation)));
         idx
     }
 
@@ -591,25 +603,39 @@ impl Sim {
             let client = e.port / cl.nports;
             cl.walks[client as usize].close((cl.port_lo as u32 + e.port % cl.nports) as u16, now);
         }
-        let start = self.classes[c].variants[e.variant as usize].1[0].at;
-        if let Some(next) = self.classes[c].variants[e.variant as usize].1.get(pi + 1) {
-            let _ = start;
-            let created = now - ph.at;
-            self.push(created + next.at, EvKind::Phase(idx, generation));
+        let exp = self.slab[idx as usize].exp;
+        let next = self.classes[c].variants[e.variant as usize].1.get(pi + 1).map(|n| now - ph.at + n.at);
+        if next.is_none_or(|t| t >= exp) {
+            self.arm(idx);
+        }
+        if let Some(t) = next {
+            self.push(t, EvKind::Phase(idx, generation));
         }
     }
 
     fn gc(&mut self, now: f64) {
         // Reap every expired entry (a pass over the whole table).
-        while let Some(&Reverse((t, idx, generation))) = self.expiry.peek() {
-            if t > tkey(now) {
+        let nowk = now.max(0.0) as u64;
+        let mut keep = Vec::new();
+        while let Some(first) = self.expiry.first_entry() {
+            let key = *first.key();
+            if key > nowk {
                 break;
             }
-            self.expiry.pop();
-            let e = self.slab[idx as usize];
-            if e.alive && e.generation == generation && tkey(e.exp) == t {
-                self.remove(idx, Kill::Expired);
+            for (idx, generation) in first.remove() {
+                let e = self.slab[idx as usize];
+                if !e.alive || e.generation != generation || e.exp.max(0.0) as u64 != key {
+                    continue; // stale: killed, reused or re-armed
+                }
+                if e.exp <= now {
+                    self.remove(idx, Kill::Expired);
+                } else {
+                    keep.push((idx, generation));
+                }
             }
+        }
+        if !keep.is_empty() {
+            self.expiry.entry(nowk).or_default().extend(keep);
         }
         // Early-drop eviction: one batch of 257 per pass (GC_SCAN_EXPIRED_MAX + 1).
         if self.gc_flag && self.max > 0 && self.count >= self.max / 100 * 95 {
@@ -860,7 +886,7 @@ pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Re
         count: 0,
         by_state: [0; N_STATES],
         events: BinaryHeap::new(),
-        expiry: BinaryHeap::new(),
+        expiry: BTreeMap::new(),
         seq: 0,
         classes,
         gc_flag: false,
@@ -879,7 +905,7 @@ pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Re
         for _ in 0..init.count {
             let h = [sim.bucket(), sim.bucket()];
             let exp = lo + (hi - lo) * sim.rng.f64();
-            sim.alloc(Entry {
+            let idx = sim.alloc(Entry {
                 h,
                 exp,
                 state: st,
@@ -891,6 +917,7 @@ pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Re
                 generation: 0,
                 port: NONE,
             });
+            sim.arm(idx);
         }
     }
     sim.s.peak_entries = sim.count;
