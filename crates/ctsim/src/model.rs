@@ -154,8 +154,9 @@ pub struct Summary {
     pub longest_chain: u64,
     /// Time of the first `drop` (null when none).
     pub time_to_first_drop_s: Option<f64>,
-    /// Legitimate flows refused (drop, insert_failed) or killed before
-    /// closing (early_drop, GC eviction), over legitimate new flows.
+    /// Legitimate flows refused (drop, insert_failed) or killed (early_drop,
+    /// GC eviction) while a packet was still to come or the TCP connection
+    /// open, over legitimate new flows.
     pub legit_lost_share: f64,
     /// Mean entries per "proto/STATE" over the last tenth of the run
     /// (the kernel's view: expired entries count until reaped).
@@ -327,9 +328,14 @@ impl Sim {
                 cl.walks[client as usize].abort(port as u16);
             }
         }
+        // A legitimate flow is lost when killed before its exchange is over:
+        // a packet still to come, or an open TCP connection.
         if matches!(why, Kill::EarlyDrop | Kill::Evict)
-            && !e.state.closing()
-            && self.classes.get(c).is_some_and(|cl| cl.legit)
+            && self.classes.get(c).is_some_and(|cl| {
+                cl.legit
+                    && (cl.variants[e.variant as usize].1.len() > e.phase as usize + 1
+                        || e.state == State::TcpEstablished)
+            })
         {
             self.legit_lost += 1;
         }
