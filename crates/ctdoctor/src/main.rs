@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod plan;
 mod render;
+mod simulate;
 mod top;
 
 use std::io::{self, Write};
@@ -56,6 +57,7 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         Command::Apply(args) => plan::run_apply(args, &mut out)?,
         Command::Rollback(args) => plan::run_rollback(args, &mut out)?,
+        Command::Simulate(args) => simulate::run(args, cli.json, &mut out)?,
         Command::Top(args) => {
             if args.csv && cli.json {
                 anyhow::bail!("--csv and --json exclude each other");
@@ -141,7 +143,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let usage = e.downcast_ref::<ctmodel::filter::FilterError>().is_some();
+            let usage = e.downcast_ref::<ctmodel::filter::FilterError>().is_some()
+                || e.downcast_ref::<simulate::Usage>().is_some();
             eprintln!("ctdoctor: {}", error_text(&e));
             ExitCode::from(if check {
                 CHECK_UNKNOWN
