@@ -22,12 +22,14 @@ pub struct SimulateArgs {
     /// A built-in scenario name or a scenario FILE.toml.
     #[arg(long, value_name = "NAME|FILE.toml")]
     pub scenario: Option<String>,
-    /// Simulated time: 1h, 90s, 2h30m or seconds (at most 30 days).
-    #[arg(long, default_value = "1h")]
-    pub duration: String,
-    /// Series step: 1s, 250ms (at least 1ms, at most 1,000,000 points).
-    #[arg(long, default_value = "1s")]
-    pub step: String,
+    /// Simulated time: 1h, 90s, 2h30m or seconds (at most 30 days);
+    /// default: the scenario's, else 1h.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Series step: 1s, 250ms (at least 1ms, at most 1,000,000 points);
+    /// default: the scenario's, else 1s.
+    #[arg(long)]
+    pub step: Option<String>,
     /// Random seed: the same seed gives the same output.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -107,19 +109,8 @@ pub enum Workload {
         rate: f64,
         lifecycle: String,
     },
-}
-
-/// Everything one model run needs.
-// Read field by field in model::run once ctsim is merged.
-#[allow(dead_code)]
-#[derive(Debug, Clone)]
-pub struct Spec {
-    pub workload: Workload,
-    pub table: Table,
-    pub live: Option<live::Seed>,
-    pub duration_s: f64,
-    pub step_s: f64,
-    pub seed: u64,
+    /// `--from-live` alone: one class at the measured rate.
+    Live,
 }
 
 /// This host's table settings (cthost reads the sysctls); empty where
@@ -231,7 +222,7 @@ fn workload(a: &SimulateArgs) -> Result<Workload> {
         .into()),
         (Some(s), None, None) => {
             let p = PathBuf::from(s);
-            if s.ends_with(".toml") || p.exists() {
+            if s.ends_with(".toml") || s.contains('/') {
                 let text = std::fs::read_to_string(&p)
                     .with_context(|| format!("cannot read scenario file {}", p.display()))?;
                 Ok(Workload::File { path: p, text })
@@ -249,7 +240,8 @@ fn workload(a: &SimulateArgs) -> Result<Workload> {
             rate: args::check_rate(r)?,
             lifecycle: l.clone().unwrap_or_else(|| "short-http".into()),
         }),
-        (None, None, Some(_)) => Err(Usage("--lifecycle needs --rate".into()).into()),
+        (None, None, _) if a.from_live => Ok(Workload::Live),
+        (None, None, Some(_)) => Err(Usage("--lifecycle needs --rate (or --from-live)".into()).into()),
         (None, None, None) => Err(Usage(format!(
             "say what to simulate: --scenario NAME|FILE.toml (built-in: {}) or --rate N [--lifecycle L]",
             model::builtin_names().join(", ")
@@ -259,7 +251,7 @@ fn workload(a: &SimulateArgs) -> Result<Workload> {
 }
 
 /// A progress bar on stderr when it is a TTY and the run is long.
-fn run_with_progress(spec: &Spec) -> Result<Timeline> {
+fn run_with_progress(sc: &ctsim::Scenario, d: f64, st: f64, seed: u64) -> Result<Timeline> {
     let started = std::time::Instant::now();
     let tty = std::io::stderr().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
@@ -268,19 +260,21 @@ fn run_with_progress(spec: &Spec) -> Result<Timeline> {
             return;
         }
         if bar.is_none() && started.elapsed().as_secs_f64() > 1.0 {
-            let b = indicatif::ProgressBar::new(1000);
-            b.set_message("simulating");
-            bar = Some(b);
+            bar = Some(indicatif::ProgressBar::new(1000).with_message("simulating"));
         }
         if let Some(b) = &bar {
             b.set_position((done.clamp(0.0, 1.0) * 1000.0) as u64);
         }
     };
-    let tl = model::run(spec, &mut progress);
+    let tl = model::run(sc, d, st, seed, &mut progress);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     tl
+}
+
+fn fmt_s(s: f64) -> String {
+    format!("{s}s")
 }
 
 /// Run the command; writes to `out`.
@@ -288,9 +282,15 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
     if json && a.csv {
         return Err(Usage("--json and --csv exclude each other".into()).into());
     }
-    let (duration_s, step_s) = args::duration_and_step(&a.duration, &a.step)?;
+    // Cheap checks first: a bad flag fails before the host is read.
+    if let Some(d) = &a.duration {
+        args::parse_seconds("--duration", d)?;
+    }
+    if let Some(st) = &a.step {
+        args::parse_seconds("--step", st)?;
+    }
     let flags = flag_table(a)?;
-    let work = workload(a)?;
+    let mut work = workload(a)?;
     if let Some(p) = &a.svg {
         check_writable(p)?;
     }
@@ -306,15 +306,29 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
     // unless a flag says otherwise.
     let mut table = Table::default();
     let mut notes = Vec::new();
-    if matches!(work, Workload::OneClass { .. }) || a.from_live {
+    let one_class = matches!(work, Workload::OneClass { .. } | Workload::Live);
+    if one_class {
         let (h, n) = host_table();
         table.overlay(&h);
         notes.extend(n);
     }
     table.overlay(&flags);
+    if !flags.timeouts.is_empty()
+        || flags.max.is_some()
+        || flags.buckets.is_some()
+        || flags.kernel.is_some()
+    {
+        notes.push("flags override: --max/--buckets/--timeout/--kernel as given".into());
+    }
     let live = if a.from_live {
         let (seed, n) = live::measure()?;
         notes.extend(n);
+        if matches!(work, Workload::Live) {
+            work = Workload::OneClass {
+                rate: seed.rate.max(f64::MIN_POSITIVE),
+                lifecycle: a.lifecycle.clone().unwrap_or_else(|| "short-http".into()),
+            };
+        }
         Some(seed)
     } else {
         None
@@ -322,27 +336,30 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
     let name = match &work {
         Workload::Named(n) => n.clone(),
         Workload::File { path, .. } => path.display().to_string(),
-        Workload::OneClass { rate, lifecycle } => format!("{lifecycle} at {rate}/s"),
+        Workload::OneClass { rate, lifecycle } => format!("{lifecycle} at {rate:.1}/s"),
+        Workload::Live => "live".into(),
     };
-    let spec = Spec {
-        workload: work,
-        table,
-        live,
-        duration_s,
-        step_s,
-        seed: a.seed,
-    };
-    let info = |t: &Table, notes: Vec<String>| RunInfo {
+    let sc = model::build(&work, &table, live.as_ref())?;
+    let duration = a
+        .duration
+        .clone()
+        .unwrap_or_else(|| sc.duration_s.map_or("1h".into(), fmt_s));
+    let step = a
+        .step
+        .clone()
+        .unwrap_or_else(|| sc.step_s.map_or("1s".into(), fmt_s));
+    let (duration_s, step_s) = args::duration_and_step(&duration, &step)?;
+    let info = |sc: &ctsim::Scenario, notes: Vec<String>| RunInfo {
         scenario: name.clone(),
         duration_s,
         step_s,
         seed: a.seed,
-        max: t.max,
-        buckets: t.buckets,
+        max: Some(sc.table.max),
+        buckets: Some(u64::from(sc.table.buckets)),
         notes,
     };
-    let current = run_with_progress(&spec)?;
-    let cur_info = info(&spec.table, notes.clone());
+    let current = run_with_progress(&sc, duration_s, step_s, a.seed)?;
+    let cur_info = info(&sc, notes.clone());
     if let Some(p) = &a.svg {
         render::svg(&format!("ctdoctor simulate: {name}"), &current.series, p)?;
     }
@@ -358,12 +375,13 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
             }
         }
         Some(pt) => {
-            let mut planned_spec = spec.clone();
-            planned_spec.table.overlay(&pt);
-            let planned = run_with_progress(&planned_spec)?;
+            let mut t2 = table.clone();
+            t2.overlay(&pt);
+            let planned_sc = model::build(&work, &t2, live.as_ref())?;
+            let planned = run_with_progress(&planned_sc, duration_s, step_s, a.seed)?;
             let mut pn = notes;
-            pn.push("table and timeouts from the plan".into());
-            let plan_info = info(&planned_spec.table, pn);
+            pn.push("max, buckets and timeouts from the plan".into());
+            let plan_info = info(&planned_sc, pn);
             if json {
                 let v = serde_json::json!({
                     "current": current,

@@ -110,7 +110,7 @@ pub fn summary(info: &RunInfo, tl: &Timeline, out: &mut dyn Write) -> io::Result
     }
     writeln!(out, "new flows:           {}", s.new_flows)?;
     writeln!(out, "inserted:            {}", s.inserted)?;
-    writeln!(out, "dropped (table full): {}", s.drops)?;
+    writeln!(out, "drops (table full):  {}", s.drops)?;
     writeln!(out, "early drops:         {}", s.early_drops)?;
     writeln!(
         out,
