@@ -61,6 +61,8 @@ fn every_builtin_scenario_runs_and_prints_the_json_contract() {
             name,
             "--duration",
             "20s",
+            "--step",
+            "1s",
         ]);
         assert!(o.status.success(), "{name}: {}", text(&o));
         let v = json(&o);
