@@ -221,6 +221,10 @@ struct ClassRt {
 
 const NONE: u32 = u32::MAX;
 
+/// How long a client whose SYN was dropped holds its port before giving up
+/// (the lab's connect timeout, 0.9 s; real clients retransmit at 1 s).
+const CONNECT_GIVE_UP_S: f64 = 0.9;
+
 #[derive(Clone, Copy)]
 struct Entry {
     h: [u32; 2],
@@ -246,6 +250,8 @@ enum EvKind {
     Arrival(u16),
     Phase(u32, u32),
     Gc,
+    /// A refused connect gives up (connect timeout) and frees its port.
+    PortFree(u16, u32),
 }
 impl Eq for Ev {}
 impl PartialOrd for Ev {
@@ -443,9 +449,16 @@ impl Sim {
             self.legit_lost += 1;
         }
         if port != NONE {
-            let client = port / cl.nports;
-            cl.walks[client as usize].abort((cl.port_lo as u32 + port % cl.nports) as u16);
+            // The client's SYN is lost; it gives up after CONNECT_GIVE_UP_S
+            // and the port is free again (no TIME_WAIT after a failed connect).
+            self.push(now + CONNECT_GIVE_UP_S, EvKind::PortFree(c as u16, port));
         }
+    }
+
+    fn port_free(&mut self, c: usize, port: u32) {
+        let cl = &mut self.classes[c];
+        let client = port / cl.nports;
+        cl.walks[client as usize].abort((cl.port_lo as u32 + port % cl.nports) as u16);
     }
 
     fn arrival(&mut self, c: usize, now: f64) {
@@ -980,6 +993,7 @@ pub fn run(
                 }
                 EvKind::Phase(idx, generation) => sim.phase(idx, generation, ev.t),
                 EvKind::Gc => sim.gc(ev.t),
+                EvKind::PortFree(c, port) => sim.port_free(c as usize, port),
             }
         }
         let p = sim.point(ts);
