@@ -3,7 +3,7 @@
 //! seed, runs it and returns the timeline in the contract's shape.
 
 use anyhow::{Context, Result};
-use ctsim::{Arrival, Class, Initial, Lifecycle, Scenario, Sources};
+use ctsim::{Class, Initial, Lifecycle, Scenario};
 
 use super::args::Usage;
 use super::live::Seed;
@@ -20,33 +20,11 @@ pub fn builtin_names() -> &'static [&'static str] {
 
 /// `--lifecycle NAME` with ctsim's defaults for its parameters.
 fn lifecycle(name: &str) -> Result<Lifecycle, Usage> {
-    Ok(match name {
-        "short-http" => Lifecycle::ShortHttp {
-            rtt_s: 0.0002,
-            duration_s: 0.005,
-        },
-        "keepalive" => Lifecycle::Keepalive {
-            rtt_s: 0.0002,
-            lifetime_s: 60.0,
-            request_gap_s: 5.0,
-        },
-        "idle" => Lifecycle::Idle { rtt_s: 0.0002 },
-        "dns" => Lifecycle::Dns {
-            rtt_s: 0.001,
-            unreplied: 0.0,
-        },
-        "udp-stream" => Lifecycle::UdpStream {
-            rtt_s: 0.001,
-            lifetime_s: 60.0,
-        },
-        "icmp" => Lifecycle::Icmp { rtt_s: 0.001 },
-        "syn-flood" => Lifecycle::SynFlood,
-        other => {
-            return Err(Usage(format!(
-                "--lifecycle {other:?}: one of {}",
-                super::args::LIFECYCLES.join(", ")
-            )));
-        }
+    Lifecycle::from_name(name).ok_or_else(|| {
+        Usage(format!(
+            "--lifecycle {name:?}: one of {}",
+            super::args::LIFECYCLES.join(", ")
+        ))
     })
 }
 
@@ -62,13 +40,7 @@ pub fn build(work: &Workload, table: &Table, live: Option<&Seed>) -> Result<Scen
         Workload::File { path, text } => Scenario::from_toml(text)
             .with_context(|| format!("scenario file {}", path.display()))?,
         Workload::OneClass { rate, lifecycle: l } => {
-            let class = Class {
-                name: l.clone(),
-                arrival: Arrival::Poisson { rate: *rate },
-                lifecycle: lifecycle(l)?,
-                sources: Sources::default(),
-                legit: None,
-            };
+            let class = Class::poisson(l, *rate, lifecycle(l)?);
             Scenario::single(FALLBACK_MAX, FALLBACK_MAX as u32, class)
         }
         Workload::Live => anyhow::bail!("--from-live: the creation rate was not measured"),
