@@ -172,19 +172,19 @@ mod tests {
         assert!(parse_seconds("--duration", "soon").is_err());
         assert!(
             duration_and_step("10s", "20s")
-                .unwrap_err()
+                .expect_err("must fail")
                 .0
                 .contains("longer than")
         );
         assert!(
             duration_and_step("365d", "1h")
-                .unwrap_err()
+                .expect_err("must fail")
                 .0
                 .contains("30 days")
         );
         assert!(
             duration_and_step("30d", "1ms")
-                .unwrap_err()
+                .expect_err("must fail")
                 .0
                 .contains("points")
         );
@@ -203,7 +203,7 @@ mod tests {
         );
         assert!(
             parse_timeout("tcp_timeout_bogus=5")
-                .unwrap_err()
+                .expect_err("must fail")
                 .0
                 .contains("unknown timeout")
         );

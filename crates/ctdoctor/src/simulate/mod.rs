@@ -437,8 +437,16 @@ mod tests {
         assert_eq!(t.buckets, Some(131072));
         assert_eq!(t.timeouts.get("tcp_timeout_time_wait"), Some(&120));
         assert_eq!(t.timeouts.len(), 1);
-        assert!(plan_table("{}").unwrap_err().contains("settings"));
-        assert!(plan_table("nope").unwrap_err().contains("not JSON"));
+        assert!(
+            plan_table("{}")
+                .expect_err("must fail")
+                .contains("settings")
+        );
+        assert!(
+            plan_table("nope")
+                .expect_err("must fail")
+                .contains("not JSON")
+        );
     }
 
     #[test]
