@@ -323,6 +323,9 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
     let live = if a.from_live {
         let (seed, n) = live::measure()?;
         notes.extend(n);
+        if a.rate.is_some() {
+            notes.push("--rate given: the model runs at that rate, not the measured one".into());
+        }
         if matches!(work, Workload::Live) {
             work = Workload::OneClass {
                 rate: seed.rate.max(f64::MIN_POSITIVE),
@@ -339,7 +342,7 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
         Workload::OneClass { rate, lifecycle } => format!("{lifecycle} at {rate:.1}/s"),
         Workload::Live => "live".into(),
     };
-    let sc = model::build(&work, &table, live.as_ref())?;
+    let sc = model::build(&work, &table, live.as_ref(), &mut notes)?;
     let duration = a
         .duration
         .clone()
@@ -377,7 +380,7 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
         Some(pt) => {
             let mut t2 = table.clone();
             t2.overlay(&pt);
-            let planned_sc = model::build(&work, &t2, live.as_ref())?;
+            let planned_sc = model::build(&work, &t2, live.as_ref(), &mut Vec::new())?;
             let planned = run_with_progress(&planned_sc, duration_s, step_s, a.seed)?;
             let mut pn = notes;
             pn.push("max, buckets and timeouts from the plan".into());

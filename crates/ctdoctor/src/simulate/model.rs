@@ -29,7 +29,14 @@ fn lifecycle(name: &str) -> Result<Lifecycle, Usage> {
 }
 
 /// The ctsim scenario of a workload with `table` laid over its own table.
-pub fn build(work: &Workload, table: &Table, live: Option<&Seed>) -> Result<Scenario> {
+/// Live entries in states the model does not have (GRE, SCTP, ...) are
+/// left out and said in `notes`.
+pub fn build(
+    work: &Workload,
+    table: &Table,
+    live: Option<&Seed>,
+    notes: &mut Vec<String>,
+) -> Result<Scenario> {
     let mut sc = match work {
         Workload::Named(n) => Scenario::builtin(n).ok_or_else(|| {
             Usage(format!(
@@ -58,8 +65,17 @@ pub fn build(work: &Workload, table: &Table, live: Option<&Seed>) -> Result<Scen
     for (k, v) in &table.timeouts {
         sc.table.timeouts.insert(k.clone(), *v as f64);
     }
+    let mut skipped: Vec<String> = Vec::new();
     if let Some(seed) = live {
-        for (state, g) in &seed.groups {
+        for (key, g) in &seed.groups {
+            let state = match key.strip_prefix("icmpv6/") {
+                Some(rest) => format!("icmp/{rest}"),
+                None => key.clone(),
+            };
+            if ctsim::State::parse(&state).is_none() {
+                skipped.push(format!("{key} {}", g.count));
+                continue;
+            }
             let (lo, hi) = g
                 .remaining_s
                 .iter()
@@ -80,6 +96,12 @@ pub fn build(work: &Workload, table: &Table, live: Option<&Seed>) -> Result<Scen
                 }
             }
         }
+    }
+    if !skipped.is_empty() {
+        notes.push(format!(
+            "live entries the model has no state for, not seeded: {}",
+            skipped.join(", ")
+        ));
     }
     sc.validate().context("scenario")?;
     Ok(sc)
