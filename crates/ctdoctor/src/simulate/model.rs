@@ -14,6 +14,15 @@ use super::{Table, Workload};
 /// a machine with 8 GiB of RAM or more: 262144 buckets, max = buckets).
 pub const FALLBACK_MAX: u64 = 262_144;
 
+/// The most hash buckets simulated: the model keeps one chain head (24
+/// bytes) per bucket, so 2^25 buckets cost 800 MiB. Far above real tables
+/// (the kernel chooses 262144 on 8 GiB+ hosts; 2^25 is 8 GiB of buckets in
+/// a 256 GiB host's table).
+pub const MAX_BUCKETS: u32 = 1 << 25;
+
+/// nf_conntrack_max's own ceiling (cthost's sizing).
+pub const MAX_MAX: u64 = cthost::plan::sizing::MAX_MAX;
+
 pub fn builtin_names() -> &'static [&'static str] {
     Scenario::builtin_names()
 }
@@ -102,6 +111,20 @@ pub fn build(
             "live entries the model has no state for, not seeded: {}",
             skipped.join(", ")
         ));
+    }
+    if sc.table.buckets > MAX_BUCKETS {
+        return Err(Usage(format!(
+            "{} buckets: the model simulates at most {MAX_BUCKETS} (2^25; one 24-byte chain head each)",
+            sc.table.buckets
+        ))
+        .into());
+    }
+    if sc.table.max > MAX_MAX {
+        return Err(Usage(format!(
+            "max {}: the kernel accepts at most {MAX_MAX}",
+            sc.table.max
+        ))
+        .into());
     }
     sc.validate().context("scenario")?;
     Ok(sc)
