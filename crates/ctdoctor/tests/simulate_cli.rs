@@ -317,6 +317,19 @@ fn bad_inputs_have_clear_messages_and_exit_codes() {
             "possible values",
         ),
         (
+            vec![
+                "simulate",
+                "--rate",
+                "100000000",
+                "--duration",
+                "30d",
+                "--step",
+                "1h",
+            ],
+            2,
+            "per run",
+        ),
+        (
             vec!["simulate", "--rate", "10", "--buckets", "4000000000"],
             2,
             "at most 33554432",

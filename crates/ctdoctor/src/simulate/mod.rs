@@ -352,6 +352,18 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
         .clone()
         .unwrap_or_else(|| sc.step_s.map_or("1s".into(), fmt_s));
     let (duration_s, step_s) = args::duration_and_step(&duration, &step)?;
+    let flows: f64 = sc
+        .classes
+        .iter()
+        .map(|c| c.arrival.mean_rate(duration_s) * duration_s)
+        .sum();
+    if flows > args::MAX_FLOWS {
+        return Err(Usage(format!(
+            "{flows:.3e} connections in {duration}: at most {:.0e} per run (about half an hour of CPU at 5 million/s); shorten --duration or lower the rate",
+            args::MAX_FLOWS
+        ))
+        .into());
+    }
     let info = |sc: &ctsim::Scenario, notes: Vec<String>| RunInfo {
         scenario: name.clone(),
         duration_s,
