@@ -291,3 +291,27 @@ fn snapshot_of_a_small_run() {
         std::fs::read_to_string(path).expect("snapshot file (set CTSIM_UPDATE_SNAPSHOTS=1 once)");
     assert_eq!(json, want);
 }
+
+#[test]
+fn full_table_gets_one_gc_eviction_batch_of_257_per_pass() {
+    // Lab fixture short-many-800-100s (fidelity branch): pre-fill 242,144
+    // ASSURED entries, max 262,144, 800/s distinct sources, TW 600 s: full
+    // from 25 s, then ONE batch of exactly 257 admissions in 75 s (the GC
+    // sleeps 60 s). The model's GC phase differs (pass at ~61 s, not ~76 s).
+    let mut sc = Scenario::single(262_144, 262_144, class(800.0, short(), 0));
+    sc.table
+        .timeouts
+        .insert("tcp_timeout_time_wait".into(), 600.0);
+    sc.initial.push(Initial {
+        state: "tcp/ESTABLISHED".into(),
+        count: 242_144,
+        remaining_s: [86_400.0, 86_400.0],
+        assured: true,
+    });
+    let tl = go(&sc, 100.0, 1);
+    invariants(&tl);
+    let s = &tl.summary;
+    assert_eq!(s.gc_evictions, 257, "{s:?}");
+    assert_eq!(s.early_drops, 0);
+    assert_eq!(s.drops, 75 * 800 - 257);
+}
