@@ -6,6 +6,7 @@
 
 mod check;
 mod cli;
+mod fidelity;
 mod lab;
 mod plan;
 mod render;

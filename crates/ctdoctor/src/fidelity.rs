@@ -1,0 +1,383 @@
+//! Fidelity: a real kernel run (`ctdoctor lab`) beside the model's run
+//! (`ctdoctor simulate`) of the same scenario, step by step. Pure: takes two
+//! curves, returns the errors the issue asks for (count error at every step
+//! after the first second, time to first drop, drop totals); rendering and
+//! the SVG plot live here too. Tolerances: issue 10/11 "Validation"/"Fidelity".
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+/// Count error allowed at every step (issue 10: "within 5%").
+pub const COUNT_TOLERANCE_PCT: f64 = 5.0;
+/// Error allowed on time to first drop and on drop totals ("within 10%").
+pub const DROP_TOLERANCE_PCT: f64 = 10.0;
+/// Steps before this time are not compared ("at every step after the first
+/// second": the first sample sees a handful of flows, where one flow is 10%).
+pub const SKIP_BEFORE_S: f64 = 1.0;
+
+/// One sample of a curve: time since the traffic started, entries of the
+/// traffic (pre-fill excluded), cumulative drops.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Sample {
+    pub t: f64,
+    pub entries: u64,
+    pub drops: u64,
+}
+
+/// The count of both runs at one kernel sample time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Step {
+    pub t: f64,
+    pub kernel: u64,
+    pub sim: f64,
+    /// |sim - kernel| / kernel in %, `None` when the kernel count is 0
+    /// (then the absolute difference is the story; see `compare`).
+    pub error_pct: Option<f64>,
+}
+
+/// The comparison of one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub steps: Vec<Step>,
+    /// Over the steps at t >= SKIP_BEFORE_S.
+    pub max_error_pct: f64,
+    pub mean_error_pct: f64,
+    pub kernel_first_drop_s: Option<f64>,
+    pub sim_first_drop_s: Option<f64>,
+    /// `None` when neither dropped (nothing to compare: agreement).
+    pub first_drop_error_pct: Option<f64>,
+    pub kernel_drops: u64,
+    pub sim_drops: u64,
+    pub drops_error_pct: f64,
+    pub counts_ok: bool,
+    pub drops_ok: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CompareError {
+    #[error("the {0} curve is empty")]
+    Empty(&'static str),
+    #[error("the {0} curve is not ordered in time at t = {1}")]
+    Unordered(&'static str, f64),
+    #[error("no kernel sample at or after {SKIP_BEFORE_S} s to compare")]
+    NothingToCompare,
+}
+
+fn check(name: &'static str, c: &[Sample]) -> Result<(), CompareError> {
+    if c.is_empty() {
+        return Err(CompareError::Empty(name));
+    }
+    for w in c.windows(2) {
+        if !(w[1].t >= w[0].t) {
+            return Err(CompareError::Unordered(name, w[1].t));
+        }
+    }
+    Ok(())
+}
+
+/// Value of the curve at `t`, linear between samples, held flat outside.
+fn at(c: &[Sample], t: f64, f: impl Fn(&Sample) -> u64) -> f64 {
+    let i = c.partition_point(|s| s.t <= t);
+    if i == 0 {
+        return f(&c[0]) as f64;
+    }
+    if i == c.len() {
+        return f(&c[c.len() - 1]) as f64;
+    }
+    let (a, b) = (&c[i - 1], &c[i]);
+    let span = b.t - a.t;
+    if span <= 0.0 {
+        return f(b) as f64;
+    }
+    let w = (t - a.t) / span;
+    f(a) as f64 * (1.0 - w) + f(b) as f64 * w
+}
+
+/// First time the cumulative drops are positive, interpolated between the
+/// last sample without and the first with drops (a drop rate is constant
+/// within a step to first order), so a 1 s step does not cost up to 1 s.
+fn first_drop(c: &[Sample]) -> Option<f64> {
+    let i = c.iter().position(|s| s.drops > 0)?;
+    if i == 0 {
+        return Some(c[0].t);
+    }
+    let (a, b) = (&c[i - 1], &c[i]);
+    // The table stays full, so drops arrive at the rate of the next step:
+    // the first one came `drops / rate` before this sample. Without a next
+    // step (or a rate too low to place it inside the step), the step's end.
+    let rate = c
+        .get(i + 1)
+        .filter(|n| n.t > b.t)
+        .map(|n| n.drops.saturating_sub(b.drops) as f64 / (n.t - b.t))
+        .unwrap_or(0.0);
+    let back = if rate > 0.0 { b.drops as f64 / rate } else { f64::INFINITY };
+    Some(if back <= b.t - a.t { b.t - back } else { b.t })
+}
+
+fn pct(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        if a == 0.0 { 0.0 } else { 100.0 }
+    } else {
+        (a - b).abs() / b * 100.0
+    }
+}
+
+/// Compare a simulated curve with the kernel's. Every kernel sample at
+/// t >= SKIP_BEFORE_S is a step; the simulated count there is interpolated
+/// linearly between its own samples.
+pub fn compare(kernel: &[Sample], sim: &[Sample]) -> Result<Comparison, CompareError> {
+    check("kernel", kernel)?;
+    check("simulated", sim)?;
+    let mut steps = Vec::new();
+    let (mut max, mut sum, mut n) = (0.0f64, 0.0f64, 0usize);
+    for k in kernel.iter().filter(|k| k.t >= SKIP_BEFORE_S) {
+        let s = at(sim, k.t, |p| p.entries);
+        let error_pct = (k.entries > 0).then(|| pct(s, k.entries as f64));
+        // A kernel count of 0 with a simulated count above 0.5 is a miss
+        // of 100%; both empty is agreement.
+        let e = error_pct.unwrap_or(if s >= 0.5 { 100.0 } else { 0.0 });
+        max = max.max(e);
+        sum += e;
+        n += 1;
+        steps.push(Step {
+            t: k.t,
+            kernel: k.entries,
+            sim: s,
+            error_pct,
+        });
+    }
+    if n == 0 {
+        return Err(CompareError::NothingToCompare);
+    }
+    let mean = sum / n as f64;
+    // Drop totals over the same span: the simulated total at the kernel's
+    // last sample time.
+    let t_end = kernel[kernel.len() - 1].t;
+    let kernel_drops = kernel[kernel.len() - 1].drops;
+    let sim_drops = at(sim, t_end, |p| p.drops).round() as u64;
+    let drops_error_pct = pct(sim_drops as f64, kernel_drops as f64);
+    let kf = first_drop(kernel);
+    let sf = first_drop(sim).filter(|t| *t <= t_end);
+    let first_drop_error_pct = match (kf, sf) {
+        (None, None) => None,
+        (Some(k), Some(s)) => Some(pct(s, k)),
+        _ => Some(100.0),
+    };
+    let drops_ok = drops_error_pct <= DROP_TOLERANCE_PCT
+        && first_drop_error_pct.is_none_or(|e| e <= DROP_TOLERANCE_PCT);
+    Ok(Comparison {
+        steps,
+        max_error_pct: max,
+        mean_error_pct: mean,
+        kernel_first_drop_s: kf,
+        sim_first_drop_s: sf,
+        first_drop_error_pct,
+        kernel_drops,
+        sim_drops,
+        drops_error_pct,
+        counts_ok: max <= COUNT_TOLERANCE_PCT,
+        drops_ok,
+    })
+}
+
+fn opt_s(v: Option<f64>) -> String {
+    v.map_or_else(|| "never".to_string(), |s| format!("{s:.2} s"))
+}
+
+/// Both curves, the error at every step, and the verdict.
+pub fn render(c: &Comparison, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:>7} {:>9} {:>11} {:>8}",
+        "t", "kernel", "simulated", "error"
+    )?;
+    for s in &c.steps {
+        let e = s
+            .error_pct
+            .map_or_else(|| "n/a".to_string(), |e| format!("{e:.1}%"));
+        writeln!(
+            out,
+            "{:>6.1}s {:>9} {:>11.0} {:>8}",
+            s.t, s.kernel, s.sim, e
+        )?;
+    }
+    let ok = |b: bool| if b { "ok" } else { "MISS" };
+    writeln!(
+        out,
+        "count error after {SKIP_BEFORE_S} s: max {:.1}%, mean {:.1}% (tolerance {COUNT_TOLERANCE_PCT}%): {}",
+        c.max_error_pct,
+        c.mean_error_pct,
+        ok(c.counts_ok)
+    )?;
+    writeln!(
+        out,
+        "time to first drop: kernel {}, simulated {}{}",
+        opt_s(c.kernel_first_drop_s),
+        opt_s(c.sim_first_drop_s),
+        c.first_drop_error_pct
+            .map_or_else(String::new, |e| format!(" ({e:.1}% off)"))
+    )?;
+    writeln!(
+        out,
+        "drops: kernel {}, simulated {} ({:.1}% off; tolerance {DROP_TOLERANCE_PCT}%): {}",
+        c.kernel_drops,
+        c.sim_drops,
+        c.drops_error_pct,
+        ok(c.drops_ok)
+    )
+}
+
+/// Kernel and simulated entries and drops on one chart.
+pub fn svg(
+    title: &str,
+    kernel: &[Sample],
+    sim: &[Sample],
+    max: u64,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let t_max = kernel
+        .iter()
+        .chain(sim)
+        .map(|p| p.t)
+        .fold(1.0f64, f64::max);
+    let y_max = kernel
+        .iter()
+        .chain(sim)
+        .flat_map(|p| [p.entries, p.drops])
+        .chain([max])
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("entries")
+        .draw()?;
+    let line = |c: &[Sample], f: fn(&Sample) -> u64| -> Vec<(f64, f64)> {
+        c.iter().map(|p| (p.t, f(p) as f64)).collect()
+    };
+    let series: [(&str, Vec<(f64, f64)>, RGBColor); 4] = [
+        ("entries (kernel)", line(kernel, |p| p.entries), BLUE),
+        ("entries (simulated)", line(sim, |p| p.entries), CYAN),
+        ("drops (kernel)", line(kernel, |p| p.drops), RED),
+        ("drops (simulated)", line(sim, |p| p.drops), MAGENTA),
+    ];
+    for (label, pts, color) in series {
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .draw_series(LineSeries::new(vec![(0.0, max as f64), (t_max, max as f64)], &BLACK))?
+        .label("max")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t: f64, entries: u64, drops: u64) -> Sample {
+        Sample { t, entries, drops }
+    }
+
+    #[test]
+    fn identical_curves_agree() {
+        let k = vec![s(0.0, 0, 0), s(1.0, 800, 0), s(2.0, 1600, 0)];
+        let c = compare(&k, &k).unwrap();
+        assert_eq!(c.steps.len(), 2);
+        assert_eq!(c.max_error_pct, 0.0);
+        assert!(c.counts_ok && c.drops_ok);
+        assert_eq!(c.first_drop_error_pct, None);
+    }
+
+    #[test]
+    fn sim_is_interpolated_at_kernel_times() {
+        // Kernel sampled late (1.5 s); the model at 1 s steps.
+        let k = vec![s(1.5, 1200, 0)];
+        let m = vec![s(1.0, 800, 0), s(2.0, 1600, 0)];
+        let c = compare(&k, &m).unwrap();
+        assert_eq!(c.steps[0].sim, 1200.0);
+        assert_eq!(c.max_error_pct, 0.0);
+    }
+
+    #[test]
+    fn errors_are_relative_to_the_kernel() {
+        // 12,900 measured, 13,545 simulated: 5.0% exactly is still ok.
+        let k = vec![s(1.0, 1000, 0), s(40.0, 12_900, 0)];
+        let m = vec![s(1.0, 1000, 0), s(40.0, 13_545, 0)];
+        let c = compare(&k, &m).unwrap();
+        assert!((c.max_error_pct - 5.0).abs() < 1e-9);
+        assert!((c.mean_error_pct - 2.5).abs() < 1e-9);
+        assert!(c.counts_ok);
+        let m = vec![s(1.0, 1000, 0), s(40.0, 13_600, 0)];
+        assert!(!compare(&k, &m).unwrap().counts_ok);
+    }
+
+    #[test]
+    fn first_drop_is_placed_inside_its_step() {
+        // Full at 25.0 s; 800 drops/s; sampled every second.
+        let k = vec![s(25.0, 20_000, 0), s(26.0, 20_000, 800), s(27.0, 20_000, 1600)];
+        assert_eq!(first_drop(&k), Some(25.0));
+        let k = vec![s(25.0, 20_000, 0), s(26.0, 20_000, 400), s(27.0, 20_000, 1200)];
+        assert_eq!(first_drop(&k), Some(25.5));
+        // Last sample: the step's end.
+        let k = vec![s(25.0, 20_000, 0), s(26.0, 20_000, 400)];
+        assert_eq!(first_drop(&k), Some(26.0));
+    }
+
+    #[test]
+    fn drops_on_one_side_only_are_a_full_miss() {
+        let k = vec![s(1.0, 10, 0), s(2.0, 10, 0)];
+        let m = vec![s(1.0, 10, 0), s(2.0, 10, 5)];
+        let c = compare(&k, &m).unwrap();
+        assert_eq!(c.first_drop_error_pct, Some(100.0));
+        assert_eq!(c.drops_error_pct, 100.0);
+        assert!(!c.drops_ok);
+    }
+
+    #[test]
+    fn zero_kernel_count_is_not_a_division_by_zero() {
+        let k = vec![s(1.0, 0, 0), s(2.0, 0, 0)];
+        let c = compare(&k, &[s(1.0, 0, 0), s(2.0, 3, 0)]).unwrap();
+        assert_eq!(c.steps[1].error_pct, None);
+        assert_eq!(c.max_error_pct, 100.0);
+        let c = compare(&k, &k).unwrap();
+        assert!(c.counts_ok);
+    }
+
+    #[test]
+    fn bad_curves_are_errors() {
+        assert_eq!(compare(&[], &[s(1.0, 0, 0)]), Err(CompareError::Empty("kernel")));
+        let k = vec![s(2.0, 1, 0), s(1.0, 1, 0)];
+        assert!(matches!(
+            compare(&k, &k),
+            Err(CompareError::Unordered("kernel", _))
+        ));
+        let nan = vec![s(1.0, 1, 0), s(f64::NAN, 1, 0)];
+        assert!(compare(&nan, &nan).is_err());
+        assert_eq!(
+            compare(&[s(0.5, 1, 0)], &[s(0.5, 1, 0)]),
+            Err(CompareError::NothingToCompare)
+        );
+    }
+}
