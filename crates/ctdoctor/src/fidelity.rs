@@ -292,6 +292,148 @@ pub fn svg(
     Ok(())
 }
 
+
+// ---- `ctdoctor lab --compare-sim`: the same scenario through `simulate` ----
+
+/// `ctdoctor simulate` arguments for what a lab run did: its achieved rate,
+/// its namespace timeouts, its effective max (the headroom left by the
+/// pre-fill) and the host's bucket count (the pre-fill shares the table but
+/// is ASSURED, so early_drop skips it; see fidelity-notes.md section 7).
+pub fn simulate_args(
+    kind: &ctlab::traffic::Kind,
+    summary: &crate::lab::Summary,
+    buckets: u64,
+    seed: u64,
+) -> Vec<String> {
+    use ctlab::traffic::Kind;
+    let lifecycle = match kind {
+        Kind::Short { .. } => "short-http",
+        Kind::KeepAlive { .. } => "keepalive",
+        Kind::Idle { .. } => "idle",
+        Kind::Udp { .. } => "dns",
+        Kind::Icmp => "icmp",
+        Kind::SynFlood => "syn-flood",
+    };
+    let rate = if summary.rate_achieved > 0.0 {
+        summary.rate_achieved
+    } else {
+        summary.rate_target
+    };
+    let mut a: Vec<String> = vec![
+        "simulate".into(),
+        "--rate".into(),
+        format!("{rate:.3}"),
+        "--lifecycle".into(),
+        lifecycle.into(),
+        "--max".into(),
+        summary.effective_max.to_string(),
+        "--buckets".into(),
+        buckets.to_string(),
+        "--duration".into(),
+        format!("{}s", summary.duration_s.ceil().max(1.0)),
+        "--step".into(),
+        format!("{}ms", (summary.step_s * 1000.0).round().max(1.0)),
+        "--seed".into(),
+        seed.to_string(),
+        "--json".into(),
+    ];
+    for (k, v) in &summary.timeouts {
+        a.push("--timeout".into());
+        a.push(format!("{}={v}", k.trim_start_matches("nf_conntrack_")));
+    }
+    a
+}
+
+/// A `{"summary", "series"}` document (simulate's JSON contract) as a curve.
+pub fn curve_of_json(v: &serde_json::Value) -> anyhow::Result<Vec<Sample>> {
+    use anyhow::Context;
+    let series = v["series"].as_array().context("no \"series\" array")?;
+    series
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let t = p["t"].as_f64();
+            let e = p["entries"].as_u64();
+            let d = p["drops"].as_u64();
+            match (t, e, d) {
+                (Some(t), Some(entries), Some(drops)) => Ok(Sample { t, entries, drops }),
+                _ => anyhow::bail!("series[{i}]: needs numeric t, entries and drops"),
+            }
+        })
+        .collect()
+}
+
+/// Run `ctdoctor simulate` (this same binary) and return its JSON.
+pub fn run_simulate(args: &[String]) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let exe = std::env::current_exe().context("finding the ctdoctor binary")?;
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .output()
+        .context("running ctdoctor simulate")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "ctdoctor {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing simulate's JSON")
+}
+
+/// What `lab --compare-sim` adds to the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimComparison {
+    /// The command that produced the model's curve (reproducible).
+    pub command: String,
+    pub comparison: Comparison,
+    /// The model's curve, for plots.
+    pub sim: Vec<Sample>,
+    pub sim_summary: serde_json::Value,
+}
+
+/// The lab run's kernel curve: samples while the traffic ran (the held
+/// kinds close their connections at the end, which is not the scenario).
+pub fn kernel_curve(r: &crate::lab::LabReport) -> Vec<Sample> {
+    let end = r.summary.duration_s + r.summary.step_s / 2.0;
+    r.series
+        .iter()
+        .filter(|p| p.t <= end)
+        .map(|p| Sample {
+            t: p.t,
+            entries: p.entries,
+            drops: p.drops,
+        })
+        .collect()
+}
+
+fn host_buckets() -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let p = "/proc/sys/net/netfilter/nf_conntrack_buckets";
+    std::fs::read_to_string(p)
+        .with_context(|| format!("reading {p}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("parsing {p}"))
+}
+
+/// Simulate what the lab run did and compare.
+pub fn compare_lab(
+    kind: &ctlab::traffic::Kind,
+    r: &crate::lab::LabReport,
+) -> anyhow::Result<SimComparison> {
+    let args = simulate_args(kind, &r.summary, host_buckets()?, 1);
+    let v = run_simulate(&args)?;
+    let sim = curve_of_json(&v)?;
+    let comparison = compare(&kernel_curve(r), &sim)?;
+    Ok(SimComparison {
+        command: format!("ctdoctor {}", args.join(" ")),
+        comparison,
+        sim,
+        sim_summary: v["summary"].clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +521,44 @@ mod tests {
             compare(&[s(0.5, 1, 0)], &[s(0.5, 1, 0)]),
             Err(CompareError::NothingToCompare)
         );
+    }
+    #[test]
+    fn simulate_gets_what_the_lab_did() {
+        let mut sum = crate::lab::Summary {
+            rate_target: 800.0,
+            rate_achieved: 799.5,
+            effective_max: 16_000,
+            duration_s: 29.99,
+            step_s: 1.0,
+            ..Default::default()
+        };
+        sum.timeouts
+            .insert("nf_conntrack_tcp_timeout_time_wait".into(), 600);
+        let kind = ctlab::traffic::Kind::Short {
+            sources: ctlab::traffic::Sources::Many,
+        };
+        let a = simulate_args(&kind, &sum, 262_144, 1).join(" ");
+        assert_eq!(
+            a,
+            "simulate --rate 799.500 --lifecycle short-http --max 16000 --buckets 262144 \
+             --duration 30s --step 1000ms --seed 1 --json --timeout tcp_timeout_time_wait=600"
+        );
+        let a = simulate_args(&ctlab::traffic::Kind::SynFlood, &sum, 1024, 2).join(" ");
+        assert!(a.contains("--lifecycle syn-flood"), "{a}");
+    }
+
+    #[test]
+    fn simulate_json_becomes_a_curve() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"summary": {}, "series": [{"t": 0, "entries": 0, "max": 9, "drops": 0,
+                "early_drops": 0, "by_state": {}}, {"t": 1.0, "entries": 800, "max": 9,
+                "drops": 2, "early_drops": 0, "by_state": {}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(curve_of_json(&v).unwrap(), vec![s(0.0, 0, 0), s(1.0, 800, 2)]);
+        let bad: serde_json::Value =
+            serde_json::from_str(r#"{"series": [{"t": 1, "entries": -1, "drops": 0}]}"#).unwrap();
+        assert!(curve_of_json(&bad).unwrap_err().to_string().contains("series[0]"));
+        assert!(curve_of_json(&serde_json::json!({})).is_err());
     }
 }
