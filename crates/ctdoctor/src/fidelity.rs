@@ -181,6 +181,22 @@ pub fn compare(kernel: &[Sample], sim: &[Sample]) -> Result<Comparison, CompareE
     })
 }
 
+impl Comparison {
+    /// Use a better kernel first-drop time than the curve's (the first
+    /// table-full log line's kernel timestamp is sub-second; a sample is not).
+    pub fn set_kernel_first_drop(&mut self, t: f64) {
+        self.kernel_first_drop_s = Some(t);
+        self.first_drop_error_pct = Some(match self.sim_first_drop_s {
+            Some(s) => pct(s, t),
+            None => 100.0,
+        });
+        self.drops_ok = self.drops_error_pct <= DROP_TOLERANCE_PCT
+            && self
+                .first_drop_error_pct
+                .is_none_or(|e| e <= DROP_TOLERANCE_PCT);
+    }
+}
+
 fn opt_s(v: Option<f64>) -> String {
     v.map_or_else(|| "never".to_string(), |s| format!("{s:.2} s"))
 }
@@ -425,7 +441,10 @@ pub fn compare_lab(
     let args = simulate_args(kind, &r.summary, host_buckets()?, 1);
     let v = run_simulate(&args)?;
     let sim = curve_of_json(&v)?;
-    let comparison = compare(&kernel_curve(r), &sim)?;
+    let mut comparison = compare(&kernel_curve(r), &sim)?;
+    if let Some(t) = r.summary.time_to_first_log_s {
+        comparison.set_kernel_first_drop(t);
+    }
     Ok(SimComparison {
         command: format!("ctdoctor {}", args.join(" ")),
         comparison,
@@ -485,6 +504,19 @@ mod tests {
         // Last sample: the step's end.
         let k = vec![s(25.0, 20_000, 0), s(26.0, 20_000, 400)];
         assert_eq!(first_drop(&k), Some(26.0));
+    }
+
+    #[test]
+    fn the_log_time_replaces_the_sampled_first_drop() {
+        let k = vec![s(1.0, 10, 0), s(2.0, 10, 0), s(3.0, 10, 100)];
+        let m = vec![s(1.0, 10, 0), s(2.0, 10, 0), s(2.5, 10, 50), s(3.0, 10, 100)];
+        let mut c = compare(&k, &m).unwrap();
+        c.set_kernel_first_drop(2.0);
+        assert_eq!(c.kernel_first_drop_s, Some(2.0));
+        assert_eq!(c.first_drop_error_pct, Some(0.0));
+        assert!(c.drops_ok);
+        c.set_kernel_first_drop(4.0);
+        assert!(!c.drops_ok);
     }
 
     #[test]

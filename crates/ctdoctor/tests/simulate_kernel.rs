@@ -50,17 +50,15 @@ fn buckets() -> u64 {
         .expect("number")
 }
 
-fn our_namespaces() -> Vec<String> {
+/// Whether `ip netns list` still shows this namespace.
+fn exists(ns: &str) -> bool {
     let out = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()
         .expect("ip netns list");
-    let me = format!("-{}-", std::process::id());
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains(&me))
-        .map(str::to_string)
-        .collect()
+        .any(|l| l.split_whitespace().next() == Some(ns))
 }
 
 #[test]
@@ -85,8 +83,9 @@ fn simulate_predicts_the_short_connection_load_test() {
         "--json",
     ]);
     assert!(lab.status.success(), "lab failed: {}", text(&lab));
-    assert!(our_namespaces().is_empty(), "lab left a namespace behind");
     let lab = json(&lab);
+    let ns = lab["summary"]["namespace"].as_str().expect("namespace");
+    assert!(!exists(ns), "lab left {ns} behind");
     assert_eq!(lab["summary"]["effective_max"], headroom);
     let kernel = curve(&lab, 0);
 
