@@ -359,7 +359,7 @@ pub fn simulate_args(
         "--buckets".into(),
         buckets.to_string(),
         "--duration".into(),
-        format!("{}s", summary.duration_s.ceil().max(1.0)),
+        format!("{}ms", (summary.duration_s * 1000.0).round().max(1.0)),
         "--step".into(),
         format!("{}ms", (summary.step_s * 1000.0).round().max(1.0)),
         "--seed".into(),
@@ -596,7 +596,7 @@ mod tests {
         assert_eq!(
             a,
             "simulate --rate 799.500 --lifecycle short-http --max 16000 --buckets 262144 \
-             --duration 30s --step 1000ms --seed 1 --json --timeout tcp_timeout_time_wait=600"
+             --duration 29990ms --step 1000ms --seed 1 --json --timeout tcp_timeout_time_wait=600"
         );
         let a = simulate_args(&ctlab::traffic::Kind::SynFlood, &sum, 1024, 2).join(" ");
         assert!(a.contains("--lifecycle syn-flood"), "{a}");
