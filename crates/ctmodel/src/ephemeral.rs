@@ -99,8 +99,9 @@ impl PortWalk {
     ///
     /// [`close`]: PortWalk::close
     pub fn connect(&mut self, now: f64) -> Result<u16, NoPort> {
-        let mut offset = (self.perturb % self.remaining) & !1;
-        for _parity in 0..2 {
+        let first = (self.perturb % self.remaining) & !1;
+        // The low parity first; the other only when all of it failed.
+        for offset in [first, first + 1] {
             let mut i = 0;
             while i < self.remaining {
                 let k = ((offset + i) % self.remaining) as usize;
@@ -112,7 +113,6 @@ impl PortWalk {
                 }
                 i += 2;
             }
-            offset += 1;
         }
         Err(NoPort)
     }
