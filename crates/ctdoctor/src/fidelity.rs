@@ -69,7 +69,8 @@ fn check(name: &'static str, c: &[Sample]) -> Result<(), CompareError> {
         return Err(CompareError::Empty(name));
     }
     for w in c.windows(2) {
-        if !(w[1].t >= w[0].t) {
+        // NaN compares as unordered: also an error.
+        if w[1].t.partial_cmp(&w[0].t).is_none_or(|o| o.is_lt()) {
             return Err(CompareError::Unordered(name, w[1].t));
         }
     }
@@ -111,7 +112,11 @@ fn first_drop(c: &[Sample]) -> Option<f64> {
         .filter(|n| n.t > b.t)
         .map(|n| n.drops.saturating_sub(b.drops) as f64 / (n.t - b.t))
         .unwrap_or(0.0);
-    let back = if rate > 0.0 { b.drops as f64 / rate } else { f64::INFINITY };
+    let back = if rate > 0.0 {
+        b.drops as f64 / rate
+    } else {
+        f64::INFINITY
+    };
     Some(if back <= b.t - a.t { b.t - back } else { b.t })
 }
 
@@ -268,11 +273,7 @@ pub fn svg(
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE)?;
-    let t_max = kernel
-        .iter()
-        .chain(sim)
-        .map(|p| p.t)
-        .fold(1.0f64, f64::max);
+    let t_max = kernel.iter().chain(sim).map(|p| p.t).fold(1.0f64, f64::max);
     let y_max = kernel
         .iter()
         .chain(sim)
@@ -296,7 +297,8 @@ pub fn svg(
     let line = |c: &[Sample], f: fn(&Sample) -> u64| -> Vec<(f64, f64)> {
         c.iter().map(|p| (p.t, f(p) as f64)).collect()
     };
-    let series: [(&str, Vec<(f64, f64)>, RGBColor); 4] = [
+    type Line = (&'static str, Vec<(f64, f64)>, RGBColor);
+    let series: [Line; 4] = [
         ("entries (kernel)", line(kernel, |p| p.entries), BLUE),
         ("entries (simulated)", line(sim, |p| p.entries), CYAN),
         ("drops (kernel)", line(kernel, |p| p.drops), RED),
@@ -309,7 +311,10 @@ pub fn svg(
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
     chart
-        .draw_series(LineSeries::new(vec![(0.0, max as f64), (t_max, max as f64)], &BLACK))?
+        .draw_series(LineSeries::new(
+            vec![(0.0, max as f64), (t_max, max as f64)],
+            &BLACK,
+        ))?
         .label("max")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
     chart
@@ -320,7 +325,6 @@ pub fn svg(
     root.present()?;
     Ok(())
 }
-
 
 // ---- `ctdoctor lab --compare-sim`: the same scenario through `simulate` ----
 
@@ -456,7 +460,11 @@ pub fn compare_lab(
     let sim = curve_of_json(&v)?;
     let kernel = kernel_curve(r);
     let mut comparison = compare(&kernel, &sim)?;
-    if let Some(t) = r.summary.time_to_first_log_s.filter(|t| log_time_fits(&kernel, *t)) {
+    if let Some(t) = r
+        .summary
+        .time_to_first_log_s
+        .filter(|t| log_time_fits(&kernel, *t))
+    {
         comparison.set_kernel_first_drop(t);
     }
     Ok(SimComparison {
@@ -478,7 +486,7 @@ mod tests {
     #[test]
     fn identical_curves_agree() {
         let k = vec![s(0.0, 0, 0), s(1.0, 800, 0), s(2.0, 1600, 0)];
-        let c = compare(&k, &k).unwrap();
+        let c = compare(&k, &k).expect("ok");
         assert_eq!(c.steps.len(), 2);
         assert_eq!(c.max_error_pct, 0.0);
         assert!(c.counts_ok && c.drops_ok);
@@ -490,7 +498,7 @@ mod tests {
         // Kernel sampled late (1.5 s); the model at 1 s steps.
         let k = vec![s(1.5, 1200, 0)];
         let m = vec![s(1.0, 800, 0), s(2.0, 1600, 0)];
-        let c = compare(&k, &m).unwrap();
+        let c = compare(&k, &m).expect("ok");
         assert_eq!(c.steps[0].sim, 1200.0);
         assert_eq!(c.max_error_pct, 0.0);
     }
@@ -500,20 +508,28 @@ mod tests {
         // 12,900 measured, 13,545 simulated: 5.0% exactly is still ok.
         let k = vec![s(1.0, 1000, 0), s(40.0, 12_900, 0)];
         let m = vec![s(1.0, 1000, 0), s(40.0, 13_545, 0)];
-        let c = compare(&k, &m).unwrap();
+        let c = compare(&k, &m).expect("ok");
         assert!((c.max_error_pct - 5.0).abs() < 1e-9);
         assert!((c.mean_error_pct - 2.5).abs() < 1e-9);
         assert!(c.counts_ok);
         let m = vec![s(1.0, 1000, 0), s(40.0, 13_600, 0)];
-        assert!(!compare(&k, &m).unwrap().counts_ok);
+        assert!(!compare(&k, &m).expect("ok").counts_ok);
     }
 
     #[test]
     fn first_drop_is_placed_inside_its_step() {
         // Full at 25.0 s; 800 drops/s; sampled every second.
-        let k = vec![s(25.0, 20_000, 0), s(26.0, 20_000, 800), s(27.0, 20_000, 1600)];
+        let k = vec![
+            s(25.0, 20_000, 0),
+            s(26.0, 20_000, 800),
+            s(27.0, 20_000, 1600),
+        ];
         assert_eq!(first_drop(&k), Some(25.0));
-        let k = vec![s(25.0, 20_000, 0), s(26.0, 20_000, 400), s(27.0, 20_000, 1200)];
+        let k = vec![
+            s(25.0, 20_000, 0),
+            s(26.0, 20_000, 400),
+            s(27.0, 20_000, 1200),
+        ];
         assert_eq!(first_drop(&k), Some(25.5));
         // Last sample: the step's end.
         let k = vec![s(25.0, 20_000, 0), s(26.0, 20_000, 400)];
@@ -523,8 +539,13 @@ mod tests {
     #[test]
     fn the_log_time_replaces_the_sampled_first_drop() {
         let k = vec![s(1.0, 10, 0), s(2.0, 10, 0), s(3.0, 10, 100)];
-        let m = vec![s(1.0, 10, 0), s(2.0, 10, 0), s(2.5, 10, 50), s(3.0, 10, 100)];
-        let mut c = compare(&k, &m).unwrap();
+        let m = vec![
+            s(1.0, 10, 0),
+            s(2.0, 10, 0),
+            s(2.5, 10, 50),
+            s(3.0, 10, 100),
+        ];
+        let mut c = compare(&k, &m).expect("ok");
         c.set_kernel_first_drop(2.0);
         assert_eq!(c.kernel_first_drop_s, Some(2.0));
         assert_eq!(c.first_drop_error_pct, Some(0.0));
@@ -546,7 +567,7 @@ mod tests {
     fn drops_on_one_side_only_are_a_full_miss() {
         let k = vec![s(1.0, 10, 0), s(2.0, 10, 0)];
         let m = vec![s(1.0, 10, 0), s(2.0, 10, 5)];
-        let c = compare(&k, &m).unwrap();
+        let c = compare(&k, &m).expect("ok");
         assert_eq!(c.first_drop_error_pct, Some(100.0));
         assert_eq!(c.drops_error_pct, 100.0);
         assert!(!c.drops_ok);
@@ -555,16 +576,19 @@ mod tests {
     #[test]
     fn zero_kernel_count_is_not_a_division_by_zero() {
         let k = vec![s(1.0, 0, 0), s(2.0, 0, 0)];
-        let c = compare(&k, &[s(1.0, 0, 0), s(2.0, 3, 0)]).unwrap();
+        let c = compare(&k, &[s(1.0, 0, 0), s(2.0, 3, 0)]).expect("ok");
         assert_eq!(c.steps[1].error_pct, None);
         assert_eq!(c.max_error_pct, 100.0);
-        let c = compare(&k, &k).unwrap();
+        let c = compare(&k, &k).expect("ok");
         assert!(c.counts_ok);
     }
 
     #[test]
     fn bad_curves_are_errors() {
-        assert_eq!(compare(&[], &[s(1.0, 0, 0)]), Err(CompareError::Empty("kernel")));
+        assert_eq!(
+            compare(&[], &[s(1.0, 0, 0)]),
+            Err(CompareError::Empty("kernel"))
+        );
         let k = vec![s(2.0, 1, 0), s(1.0, 1, 0)];
         assert!(matches!(
             compare(&k, &k),
@@ -609,11 +633,20 @@ mod tests {
                 "early_drops": 0, "by_state": {}}, {"t": 1.0, "entries": 800, "max": 9,
                 "drops": 2, "early_drops": 0, "by_state": {}}]}"#,
         )
-        .unwrap();
-        assert_eq!(curve_of_json(&v).unwrap(), vec![s(0.0, 0, 0), s(1.0, 800, 2)]);
+        .expect("ok");
+        assert_eq!(
+            curve_of_json(&v).expect("ok"),
+            vec![s(0.0, 0, 0), s(1.0, 800, 2)]
+        );
         let bad: serde_json::Value =
-            serde_json::from_str(r#"{"series": [{"t": 1, "entries": -1, "drops": 0}]}"#).unwrap();
-        assert!(curve_of_json(&bad).unwrap_err().to_string().contains("series[0]"));
+            serde_json::from_str(r#"{"series": [{"t": 1, "entries": -1, "drops": 0}]}"#)
+                .expect("ok");
+        assert!(
+            curve_of_json(&bad)
+                .expect_err("an error")
+                .to_string()
+                .contains("series[0]")
+        );
         assert!(curve_of_json(&serde_json::json!({})).is_err());
     }
 }

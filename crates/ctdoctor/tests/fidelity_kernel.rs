@@ -15,23 +15,63 @@ use common::{json, run, text};
 const QUICK: &[(&str, &[&str])] = &[
     (
         "short, many sources",
-        &["short-connections", "--rate", "2000", "--headroom", "4000", "--duration", "4s"],
+        &[
+            "short-connections",
+            "--rate",
+            "2000",
+            "--headroom",
+            "4000",
+            "--duration",
+            "4s",
+        ],
     ),
     (
         "short, one client (reused ports reopen TIME_WAIT entries)",
-        &["short-connections-one-client", "--rate", "2000", "--headroom", "20000", "--duration", "6s"],
+        &[
+            "short-connections-one-client",
+            "--rate",
+            "2000",
+            "--headroom",
+            "20000",
+            "--duration",
+            "6s",
+        ],
     ),
     (
         "SYN flood, non-ASSURED table (early_drop admits)",
-        &["syn-flood", "--rate", "4000", "--headroom", "4000", "--duration", "4s"],
+        &[
+            "syn-flood",
+            "--rate",
+            "4000",
+            "--headroom",
+            "4000",
+            "--duration",
+            "4s",
+        ],
     ),
     (
         "SYN flood, ASSURED table (drops)",
-        &["syn-flood", "--rate", "2000", "--headroom", "1000", "--duration", "3s"],
+        &[
+            "syn-flood",
+            "--rate",
+            "2000",
+            "--headroom",
+            "1000",
+            "--duration",
+            "3s",
+        ],
     ),
     (
         "idle-connection attack",
-        &["idle-attack", "--rate", "1000", "--headroom", "2000", "--duration", "4s"],
+        &[
+            "idle-attack",
+            "--rate",
+            "1000",
+            "--headroom",
+            "2000",
+            "--duration",
+            "4s",
+        ],
     ),
 ];
 

@@ -21,7 +21,10 @@ fn curve(v: &Value, pinned: u64) -> Vec<(f64, u64, u64)> {
         .map(|p| {
             (
                 p["t"].as_f64().expect("t"),
-                p["entries"].as_u64().expect("entries").saturating_sub(pinned),
+                p["entries"]
+                    .as_u64()
+                    .expect("entries")
+                    .saturating_sub(pinned),
                 p["drops"].as_u64().expect("drops"),
             )
         })
