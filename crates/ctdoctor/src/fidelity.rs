@@ -649,4 +649,140 @@ mod tests {
         );
         assert!(curve_of_json(&serde_json::json!({})).is_err());
     }
+    /// The kernel captures (tests/fixtures/fidelity) against closed-form
+    /// predictions from the kernel source: what any model must reproduce,
+    /// and a check of `compare` on real, irregular samples.
+    mod reference {
+        use super::super::*;
+
+        fn kernel(fixture: &str) -> (Vec<Sample>, serde_json::Value) {
+            let v: serde_json::Value = serde_json::from_str(fixture).expect("fixture JSON");
+            let end = v["summary"]["duration_s"].as_f64().expect("duration") + 0.5;
+            let c = curve_of_json(&v)
+                .expect("curve")
+                .into_iter()
+                .filter(|p| p.t <= end)
+                .collect();
+            (c, v)
+        }
+
+        /// Samples every 0.1 s of a prediction.
+        fn predict(until: f64, f: impl Fn(f64) -> (f64, f64)) -> Vec<Sample> {
+            (0..=(until * 10.0).ceil() as usize)
+                .map(|i| {
+                    let t = i as f64 / 10.0;
+                    let (e, d) = f(t);
+                    Sample {
+                        t,
+                        entries: e.round() as u64,
+                        drops: d.max(0.0).round() as u64,
+                    }
+                })
+                .collect()
+        }
+
+        /// Fill at `rate` into `max`; after that a share `p` of new flows
+        /// is dropped (early_drop admits the rest).
+        fn fill_then_drop(rate: f64, max: f64, p: f64, until: f64) -> Vec<Sample> {
+            let full = max / rate;
+            predict(until, |t| ((rate * t).min(max), rate * p * (t - full)))
+        }
+
+        /// P(none of early_drop's 8 buckets holds a non-ASSURED node) with
+        /// `n` non-ASSURED entries (two nodes each) in `buckets`.
+        fn p_drop(n: f64, buckets: f64) -> f64 {
+            (-8.0 * 2.0 * n / buckets).exp()
+        }
+
+        fn check(name: &str, k: &[Sample], m: &[Sample]) -> Comparison {
+            let c = compare(k, m).expect("comparable");
+            eprintln!(
+                "{name}: count max {:.1}% mean {:.1}%, first drop {:?} vs {:?}, drops {} vs {} ({:.1}%)",
+                c.max_error_pct,
+                c.mean_error_pct,
+                c.kernel_first_drop_s,
+                c.sim_first_drop_s,
+                c.kernel_drops,
+                c.sim_drops,
+                c.drops_error_pct
+            );
+            assert!(c.counts_ok && c.drops_ok, "{name}: {c:#?}");
+            c
+        }
+
+        #[test]
+        fn short_many_sources_is_littles_law() {
+            let (k, v) = kernel(include_str!(
+                "../tests/fixtures/fidelity/short-many-800.json"
+            ));
+            let rate = v["summary"]["rate_achieved"].as_f64().expect("rate");
+            check("short many", &k, &fill_then_drop(rate, 20_000.0, 1.0, 41.0));
+        }
+
+        #[test]
+        fn short_one_client_is_the_port_walk() {
+            let (k, _) = kernel(include_str!(
+                "../tests/fixtures/fidelity/short-one-client-800.json"
+            ));
+            let mut w = ctmodel::ephemeral::PortWalk::new(32768, 60999, 1);
+            let mut last = vec![f64::NEG_INFINITY; 65536];
+            let mut m = vec![Sample {
+                t: 0.0,
+                entries: 0,
+                drops: 0,
+            }];
+            for c in 0..(800 * 41) {
+                let t = f64::from(c) / 800.0;
+                let port = w.connect(t).expect("port");
+                w.close(port, t);
+                last[usize::from(port)] = t;
+                if (c + 1) % 80 == 0 {
+                    let n = last.iter().filter(|&&u| u > t - 600.0).count();
+                    m.push(Sample {
+                        t: t + 1.0 / 800.0,
+                        entries: n as u64,
+                        drops: 0,
+                    });
+                }
+            }
+            check("short one client", &k, &m);
+        }
+
+        #[test]
+        fn syn_flood_on_a_non_assured_table_is_early_drop_over_8_buckets() {
+            let (k, v) = kernel(include_str!(
+                "../tests/fixtures/fidelity/syn-flood-nonassured-2000.json"
+            ));
+            let rate = v["summary"]["rate_achieved"].as_f64().expect("rate");
+            let p = p_drop(20_000.0, 262_144.0);
+            check(
+                "syn flood non-assured",
+                &k,
+                &fill_then_drop(rate, 20_000.0, p, 33.0),
+            );
+        }
+
+        #[test]
+        fn syn_flood_on_an_assured_table_mostly_drops() {
+            let (k, v) = kernel(include_str!(
+                "../tests/fixtures/fidelity/syn-flood-assured-2000.json"
+            ));
+            let rate = v["summary"]["rate_achieved"].as_f64().expect("rate");
+            let p = p_drop(1_000.0, 262_144.0);
+            check(
+                "syn flood assured",
+                &k,
+                &fill_then_drop(rate, 1_000.0, p, 21.0),
+            );
+        }
+
+        #[test]
+        fn idle_attack_fills_then_drops_everything() {
+            let (k, v) = kernel(include_str!(
+                "../tests/fixtures/fidelity/idle-attack-500.json"
+            ));
+            let rate = v["summary"]["rate_achieved"].as_f64().expect("rate");
+            check("idle attack", &k, &fill_then_drop(rate, 5_000.0, 1.0, 21.0));
+        }
+    }
 }
