@@ -65,6 +65,13 @@ pub struct LabArgs {
     /// `ip netns del NAME`).
     #[arg(long)]
     pub keep: bool,
+    /// Lower the GLOBAL nf_conntrack_max to N for this run only (journaled
+    /// like `apply`, restored at the end, on Ctrl-C/SIGTERM and on error;
+    /// after a SIGKILL `ctdoctor rollback` restores it). Refused when the
+    /// host's own namespace holds more than N x 0.5 entries. Without
+    /// --headroom the whole of N is left to the traffic (no pre-fill).
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
     /// Also run `ctdoctor simulate` with what this run did (rate, timeouts,
     /// effective max, host buckets) and show both curves, the count error
     /// at every step, first drop and drop totals (see crate::fidelity).
@@ -268,7 +275,11 @@ pub struct LabReport {
 }
 
 /// Outcome of `lab::run`: an exit code; the report when the run happened.
-pub fn run(args: &LabArgs, json: bool, out: &mut dyn Write) -> Result<u8> {
+pub fn run(args: &LabArgs, json: bool, netns: Option<&str>, out: &mut dyn Write) -> Result<u8> {
+    if netns.is_some() {
+        eprintln!("ctdoctor: lab makes its own namespace; --netns does not apply to it");
+        return Ok(EXIT_USAGE);
+    }
     let Some(sc) = scenario(&args.scenario) else {
         eprintln!(
             "ctdoctor: unknown scenario {:?}; built-in: {}",
@@ -303,7 +314,21 @@ pub fn run(args: &LabArgs, json: bool, out: &mut dyn Write) -> Result<u8> {
     }
     let signal = Arc::new(AtomicUsize::new(0));
     let _hooks = SignalHooks::install(&signal).context("installing SIGINT/SIGTERM handlers")?;
-    let mut report = experiment(&sc, &limits, args, &signal)?;
+    let lowered = match args.max {
+        Some(n) => match LoweredMax::lower(n) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("ctdoctor: --max {n} refused: {e:#}");
+                return Ok(EXIT_USAGE);
+            }
+        },
+        None => None,
+    };
+    let report = experiment(&sc, &limits, args, &signal);
+    if let Some(g) = lowered {
+        g.restore()?;
+    }
+    let mut report = report?;
     let mut failed = false;
     if args.compare_sim {
         match crate::fidelity::compare_lab(&sc.kind, &report) {
@@ -345,6 +370,95 @@ pub fn run(args: &LabArgs, json: bool, out: &mut dyn Write) -> Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// The global max lowered for one run: journaled with apply's journal
+/// before the write, restored by `restore` or, on any other exit path
+/// (error, panic), by `Drop`.
+struct LoweredMax {
+    root: cthost::source::Root,
+    journal: std::path::PathBuf,
+    restored: bool,
+}
+
+const MAX_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+
+impl LoweredMax {
+    fn lower(n: u64) -> Result<Self> {
+        use cthost::apply;
+        if n == 0 {
+            bail!("N must be at least 1 (0 would mean unlimited on this kernel)");
+        }
+        let read = |p: &str| -> Result<u64> {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {p}"))?
+                .trim()
+                .parse()
+                .with_context(|| format!("parsing {p}"))
+        };
+        let root = cthost::source::Root::default();
+        let journal = apply::journal_path(&root, None)?;
+        let lock = apply::lock::take(apply::lock::state_dir_of(&journal), apply::lock::LOCK_WAIT)?;
+        let old = read(MAX_PATH)?;
+        let count = read("/proc/sys/net/netfilter/nf_conntrack_count")?;
+        if n >= old {
+            bail!("it only lowers the global max, which is {old}");
+        }
+        if count as f64 > n as f64 * 0.5 {
+            bail!(
+                "the host's own namespace holds {count} entries, more than half of {n}: \
+                 lowering the global max would put the host at risk"
+            );
+        }
+        if apply::journal::load(&journal)?.is_some_and(|j| j.pending()) {
+            bail!(
+                "an apply journaled at {} is not rolled back; lab would stack on it \
+                 (run `ctdoctor rollback` first)",
+                journal.display()
+            );
+        }
+        let d = apply::Diff {
+            values: vec![apply::ValueChange {
+                path: MAX_PATH.to_string(),
+                old: old.to_string(),
+                new: n.to_string(),
+            }],
+            files: vec![],
+            count: Some(count),
+        };
+        apply::apply_locked(&root, &journal, &lock, &d, apply::Fault::default())?;
+        eprintln!(
+            "ctdoctor: global nf_conntrack_max lowered from {old} to {n} for this run \
+             (journal {}; restored at the end)",
+            journal.display()
+        );
+        Ok(Self {
+            root,
+            journal,
+            restored: false,
+        })
+    }
+
+    fn restore(mut self) -> Result<()> {
+        self.restored = true;
+        cthost::apply::rollback(&self.root, &self.journal, cthost::apply::Fault::default())
+            .context("restoring nf_conntrack_max (run `ctdoctor rollback`)")?;
+        eprintln!("ctdoctor: global nf_conntrack_max restored");
+        Ok(())
+    }
+}
+
+impl Drop for LoweredMax {
+    fn drop(&mut self) {
+        if !self.restored {
+            let r = cthost::apply::rollback(&self.root, &self.journal, Default::default());
+            if let Err(e) = r {
+                eprintln!(
+                    "ctdoctor: restoring nf_conntrack_max failed: {e}; run `ctdoctor rollback`"
+                );
+            }
+        }
+    }
 }
 
 /// SIGINT and SIGTERM only record the signal number while the lab runs;
@@ -641,7 +755,12 @@ fn experiment_in(
     if global_max == 0 {
         bail!("nf_conntrack_max is 0 (unlimited): there is no table to fill");
     }
-    let headroom = args.headroom.unwrap_or(sc.headroom).min(global_max);
+    let default_headroom = if args.max.is_some() {
+        global_max
+    } else {
+        sc.headroom
+    };
+    let headroom = args.headroom.unwrap_or(default_headroom).min(global_max);
     let prefill = global_max - headroom;
     // In chunks, so that Ctrl-C is seen within a second.
     let mut done = 0usize;
@@ -661,7 +780,13 @@ fn experiment_in(
     let stop = Arc::new(AtomicBool::new(false));
     let gen_stop = Arc::clone(&stop);
     let kind = sc.kind.clone();
-    let gen_limits = *limits;
+    // The traffic runs until told to stop after the last sample (held
+    // connections must still be open when it is taken); its own bound is a
+    // backstop.
+    let gen_limits = Limits {
+        duration: limits.duration * 2 + args.step + Duration::from_secs(30),
+        ..*limits
+    };
     let ns_name = ns.name().to_string();
     let start = Instant::now();
     let start_us = monotonic_us();

@@ -59,7 +59,7 @@ fn run(cli: &Cli) -> Result<u8> {
         Command::Apply(args) => plan::run_apply(args, &mut out)?,
         Command::Rollback(args) => plan::run_rollback(args, &mut out)?,
         Command::Lab(args) => {
-            let code = lab::run(args, cli.json, &mut out)?;
+            let code = lab::run(args, cli.json, cli.netns.as_deref(), &mut out)?;
             out.flush()?;
             return Ok(code);
         }

@@ -18,6 +18,9 @@ pub struct Hold {
     pending: VecDeque<(Socket, Instant)>,
     open: Vec<Socket>,
     last_ping: Instant,
+    /// Connections (open or connecting) this process can hold with its
+    /// file descriptors: two each. A start beyond it fails.
+    capacity: usize,
     _server: Server,
 }
 
@@ -32,6 +35,7 @@ impl Hold {
             pending: VecDeque::new(),
             open: Vec::new(),
             last_ping: Instant::now(),
+            capacity: (super::fd_budget() / 2) as usize,
             _server: Server::tcp(ping.is_some(), scan)?,
         })
     }
@@ -39,6 +43,11 @@ impl Hold {
 
 impl Generator for Hold {
     fn start(&mut self, i: u64) -> Result<bool, std::io::Error> {
+        if self.open.len() + self.pending.len() >= self.capacity {
+            return Err(std::io::Error::other(
+                "file descriptor budget reached (RLIMIT_NOFILE)",
+            ));
+        }
         let s = connect::start(self.sources, i)?;
         self.pending.push_back((s, Instant::now()));
         Ok(false)

@@ -143,7 +143,8 @@ pub struct Report {
     pub failed: u64,
     /// Sends the pacer forgave because the generator fell too far behind.
     pub skipped: u64,
-    /// Connections still open at the end (keep-alive and idle).
+    /// Connections still open at the end (keep-alive and idle; at most
+    /// [`fd_budget`] / 2: beyond it a start fails).
     pub held: u64,
     pub elapsed_secs: f64,
 }
@@ -218,22 +219,15 @@ pub fn fd_budget() -> u64 {
 pub fn run(kind: &Kind, limits: &Limits, stop: &AtomicBool) -> Result<Report, TrafficError> {
     kind.validate()?;
     limits.validate()?;
-    let mut limits = *limits;
     let mut g: Box<dyn Generator> = match kind {
         Kind::Short { sources } => Box::new(short::Short::new(*sources)?),
-        Kind::KeepAlive { sources, ping } => {
-            limits.max_flows = limits.max_flows.min(fd_budget() / 2);
-            Box::new(hold::Hold::new(*sources, Some(*ping))?)
-        }
-        Kind::Idle { sources } => {
-            limits.max_flows = limits.max_flows.min(fd_budget() / 2);
-            Box::new(hold::Hold::new(*sources, None)?)
-        }
+        Kind::KeepAlive { sources, ping } => Box::new(hold::Hold::new(*sources, Some(*ping))?),
+        Kind::Idle { sources } => Box::new(hold::Hold::new(*sources, None)?),
         Kind::Udp { sources, unreplied } => Box::new(udp::Udp::new(*sources, *unreplied)?),
         Kind::Icmp => Box::new(icmp::Icmp::new()?),
         Kind::SynFlood => Box::new(synflood::SynFlood::new()?),
     };
-    Ok(drive(g.as_mut(), &limits, stop))
+    Ok(drive(g.as_mut(), limits, stop))
 }
 
 fn drive(g: &mut dyn Generator, limits: &Limits, stop: &AtomicBool) -> Report {

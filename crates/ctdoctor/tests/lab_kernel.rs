@@ -1,0 +1,214 @@
+//! `ctdoctor lab` end to end on the real kernel: drops reproduced in a
+//! throwaway namespace without touching global settings, the JSON contract,
+//! cleanup after SIGINT/SIGTERM, refusal without root, clear usage errors.
+//! Each run is a few seconds; namespaces are named ctd-lab-<pid>-N.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, json, run, text};
+
+fn netns_list() -> String {
+    let o = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn global_max() -> String {
+    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").expect("max")
+}
+
+#[test]
+fn short_connections_reaches_drops_and_leaves_nothing() {
+    let max_before = global_max();
+    let o = run(&[
+        "lab",
+        "short-connections",
+        "--duration",
+        "5s",
+        "--rate",
+        "1000",
+        "--headroom",
+        "2000",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    let s = &v["summary"];
+    assert!(s["drops"].as_u64().expect("drops") > 0, "{s:#}");
+    assert!(s["log_lines"].as_u64().expect("log_lines") > 0, "{s:#}");
+    assert_eq!(s["effective_max"], 2000);
+    let inode = s["netns_inode"].as_u64().expect("inode");
+    let lines = v["kernel"]["log"].as_array().expect("log");
+    assert!(
+        lines.iter().any(|l| l
+            .as_str()
+            .is_some_and(|l| l.contains(&format!("table full in netns {inode}")))),
+        "{lines:?}"
+    );
+    // The count never exceeds the effective max, and TIME_WAIT dominates.
+    for p in v["series"].as_array().expect("series") {
+        assert!(p["entries"].as_u64() <= p["max"].as_u64(), "{p}");
+    }
+    let last = v["series"].as_array().and_then(|a| a.last()).expect("last");
+    assert!(
+        last["by_state"]["tcp/TIME_WAIT"].as_u64().expect("tw") > 1500,
+        "{last}"
+    );
+    let name = s["namespace"].as_str().expect("namespace");
+    assert!(!netns_list().contains(name), "{name} left behind");
+    assert_eq!(global_max(), max_before, "global max changed");
+}
+
+#[test]
+fn json_contract() {
+    let o = run(&[
+        "lab",
+        "syn-flood",
+        "--duration",
+        "2s",
+        "--step",
+        "500ms",
+        "--headroom",
+        "1000",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    for k in [
+        "scenario",
+        "namespace",
+        "netns_inode",
+        "global_max",
+        "prefill",
+        "effective_max",
+        "new_flows",
+        "drops",
+        "early_drops",
+        "insert_failed",
+        "peak_entries",
+        "time_to_first_drop_s",
+        "log_lines",
+        "rate_achieved",
+    ] {
+        assert!(v["summary"].get(k).is_some(), "summary.{k} missing: {v:#}");
+    }
+    let series = v["series"].as_array().expect("series");
+    assert!(series.len() >= 4, "{} points", series.len());
+    for p in series {
+        for k in [
+            "t",
+            "entries",
+            "max",
+            "drops",
+            "early_drops",
+            "by_state",
+            "count",
+        ] {
+            assert!(p.get(k).is_some(), "point.{k} missing: {p}");
+        }
+    }
+    assert!(v["kernel"]["counters"]["drop"].is_u64());
+    assert!(v["traffic"]["started_per_second"].is_array());
+    // Spoofed SYNs are never ASSURED: only SYN_SENT entries.
+    let last = series.last().expect("last");
+    let states = last["by_state"].as_object().expect("by_state");
+    assert_eq!(
+        states.keys().collect::<Vec<_>>(),
+        ["tcp/SYN_SENT"],
+        "{last}"
+    );
+}
+
+fn interrupted_run(signal: nix::sys::signal::Signal, code: i32) {
+    let child = Command::new(BIN)
+        .args([
+            "lab",
+            "short-connections",
+            "--duration",
+            "60s",
+            "--headroom",
+            "5000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let prefix = format!("ctd-lab-{}-", child.id());
+    let start = Instant::now();
+    while !netns_list().contains(&prefix) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "namespace never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Into the traffic phase (after the pre-fill).
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, signal).expect("kill");
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(
+        !netns_list().contains(&prefix),
+        "namespace left after {signal}"
+    );
+}
+
+#[test]
+fn sigint_removes_the_namespace_and_exits_130() {
+    interrupted_run(nix::sys::signal::Signal::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_removes_the_namespace_and_exits_143() {
+    interrupted_run(nix::sys::signal::Signal::SIGTERM, 143);
+}
+
+#[test]
+fn non_root_is_refused() {
+    let o = ctlab::run_unprivileged(BIN, &["lab", "short-connections", "--duration", "1s"])
+        .expect("setpriv");
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("needs root"), "{}", text(&o));
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["lab", "no-such-scenario"], "unknown scenario"),
+        (&["lab", "short-connections", "--rate", "0"], "rate"),
+        (&["lab", "short-connections", "--rate", "NaN"], "rate"),
+        (
+            &["lab", "short-connections", "--duration", "100y"],
+            "between",
+        ),
+        (
+            &["lab", "short-connections", "--duration", "soon"],
+            "duration",
+        ),
+        (&["lab", "short-connections", "--headroom", "0"], "headroom"),
+        (
+            &[
+                "lab",
+                "short-connections",
+                "--duration",
+                "1s",
+                "--step",
+                "5s",
+            ],
+            "step",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{args:?}: {}", text(&o));
+    }
+}
