@@ -749,6 +749,59 @@ mod tests {
         }
 
         #[test]
+        fn one_client_into_a_full_table_drops_only_fresh_ports() {
+            // A reused port whose entry is in TIME_WAIT reopens it (kill,
+            // then alloc: never a drop); a port with no entry needs a new
+            // one and is dropped when the table is full; the client gives
+            // up after 900 ms (lab's connect timeout) and its port is free
+            // again at once (no TIME_WAIT after a failed connect).
+            let (k, v) = kernel(include_str!(
+                "../tests/fixtures/fidelity/short-one-client-800-full.json"
+            ));
+            let rate = v["summary"]["rate_achieved"].as_f64().expect("rate");
+            let max = 8_000usize;
+            let mut w = ctmodel::ephemeral::PortWalk::new(32768, 60999, 3);
+            let mut entry = vec![false; 65536];
+            let (mut entries, mut drops) = (0usize, 0u64);
+            let mut pending: std::collections::VecDeque<(f64, u16)> = Default::default();
+            let mut m = vec![Sample {
+                t: 0.0,
+                entries: 0,
+                drops: 0,
+            }];
+            let n = (rate * 31.0) as u64;
+            for c in 0..n {
+                let t = c as f64 / rate;
+                while pending.front().is_some_and(|&(at, _)| at <= t) {
+                    if let Some((_, p)) = pending.pop_front() {
+                        w.abort(p);
+                    }
+                }
+                let port = w.connect(t).expect("port");
+                let i = usize::from(port);
+                if entry[i] {
+                    w.close(port, t);
+                } else if entries < max {
+                    entry[i] = true;
+                    entries += 1;
+                    w.close(port, t);
+                } else {
+                    drops += 1;
+                    pending.push_back((t + 0.9, port));
+                }
+                if (c + 1) % 80 == 0 {
+                    let t = t + 1.0 / rate;
+                    m.push(Sample {
+                        t,
+                        entries: entries as u64,
+                        drops,
+                    });
+                }
+            }
+            check("one client into a full table", &k, &m);
+        }
+
+        #[test]
         fn syn_flood_on_a_non_assured_table_is_early_drop_over_8_buckets() {
             let (k, v) = kernel(include_str!(
                 "../tests/fixtures/fidelity/syn-flood-nonassured-2000.json"

@@ -117,6 +117,15 @@ impl PortWalk {
         Err(NoPort)
     }
 
+    /// A connect that failed (SYN dropped, timed out) or a reset: the port
+    /// is free at once, there is no TIME_WAIT.
+    pub fn abort(&mut self, port: u16) {
+        let k = u32::from(port).wrapping_sub(self.low);
+        if let Some(p) = self.ports.get_mut(k as usize) {
+            *p = Port::Free;
+        }
+    }
+
     /// The client closes first at `now`: its socket enters TIME_WAIT.
     /// Ports outside the range are ignored.
     pub fn close(&mut self, port: u16, now: f64) {
@@ -238,6 +247,9 @@ mod tests {
         w.close(40003, 0.0);
         assert_eq!(w.connect(0.5), Err(NoPort), "reuse delay 1 s");
         assert_eq!(w.connect(1.0), Ok(40003));
+        w.abort(40007);
+        assert_eq!(w.connect(1.0), Ok(40007), "a failed connect frees at once");
+        w.abort(1);
     }
 
     #[test]
