@@ -423,6 +423,44 @@ pub struct SimComparison {
     /// The model's curve, for plots.
     pub sim: Vec<Sample>,
     pub sim_summary: serde_json::Value,
+    /// What the model was not told (read before trusting a miss).
+    pub notes: Vec<String>,
+}
+
+/// What `simulate`'s one-class flags cannot say about this lab run.
+pub fn caveats(kind: &ctlab::traffic::Kind, summary: &crate::lab::Summary) -> Vec<String> {
+    use ctlab::traffic::{Kind, Sources};
+    let mut v = Vec::new();
+    let one = matches!(
+        kind,
+        Kind::Short {
+            sources: Sources::OneClient
+        } | Kind::KeepAlive {
+            sources: Sources::OneClient,
+            ..
+        } | Kind::Idle {
+            sources: Sources::OneClient
+        } | Kind::Udp {
+            sources: Sources::OneClient,
+            ..
+        }
+    );
+    if one {
+        v.push(
+            "one client address: simulate's flags have no source population, so the model \
+             sees distinct sources; the kernel reuses ephemeral ports and reopens TIME_WAIT \
+             entries (ctmodel::ephemeral models it), expect the model to over-count"
+                .to_string(),
+        );
+    }
+    if summary.prefill > 0 {
+        v.push(format!(
+            "the {} pre-filled ASSURED entries are not in the model: the GC's early-drop \
+             eviction starts at 95% of the global max {} counted with them",
+            summary.prefill, summary.global_max
+        ));
+    }
+    v
 }
 
 /// The lab run's kernel curve: samples while the traffic ran (the held
@@ -472,6 +510,7 @@ pub fn compare_lab(
         comparison,
         sim,
         sim_summary: v["summary"].clone(),
+        notes: caveats(kind, &r.summary),
     })
 }
 
@@ -624,6 +663,27 @@ mod tests {
         );
         let a = simulate_args(&ctlab::traffic::Kind::SynFlood, &sum, 1024, 2).join(" ");
         assert!(a.contains("--lifecycle syn-flood"), "{a}");
+    }
+
+    #[test]
+    fn caveats_name_what_the_model_was_not_told() {
+        let sum = crate::lab::Summary {
+            prefill: 242_144,
+            global_max: 262_144,
+            ..Default::default()
+        };
+        let one = ctlab::traffic::Kind::Short {
+            sources: ctlab::traffic::Sources::OneClient,
+        };
+        let v = caveats(&one, &sum);
+        assert_eq!(v.len(), 2);
+        assert!(v[0].contains("ephemeral ports"), "{v:?}");
+        assert!(v[1].contains("242144 pre-filled"), "{v:?}");
+        let none = caveats(
+            &ctlab::traffic::Kind::SynFlood,
+            &crate::lab::Summary::default(),
+        );
+        assert!(none.is_empty());
     }
 
     #[test]

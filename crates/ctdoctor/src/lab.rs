@@ -359,6 +359,9 @@ pub fn run(args: &LabArgs, json: bool, netns: Option<&str>, out: &mut dyn Write)
         render(&report, out)?;
         if let Some(c) = &report.compare_sim {
             writeln!(out, "\ncompared with: {}", c.command)?;
+            for n in &c.notes {
+                writeln!(out, "note: {n}")?;
+            }
             crate::fidelity::render(&c.comparison, out)?;
         }
     }
