@@ -666,6 +666,39 @@ mod tests {
     }
 
     #[test]
+    fn render_and_svg_show_both_runs() {
+        let k = vec![s(1.0, 800, 0), s(2.0, 1600, 0), s(3.0, 2000, 400)];
+        let m = vec![s(1.0, 800, 0), s(2.0, 1700, 0), s(3.0, 2000, 380)];
+        let c = compare(&k, &m).expect("comparable");
+        let mut out = Vec::new();
+        render(&c, &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.contains("   2.0s      1600        1700     6.2%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("max 6.2%, mean 2.1% (tolerance 5%): MISS"),
+            "{text}"
+        );
+        assert!(text.contains("drops: kernel 400, simulated 380 (5.0% off; tolerance 10%): ok"));
+        let dir = std::env::temp_dir().join(format!("ctdoctor-fidelity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("both.svg");
+        svg("kernel vs model", &k, &m, 2000, &path).expect("svg");
+        let body = std::fs::read_to_string(&path).expect("read svg");
+        let _ = std::fs::remove_dir_all(&dir);
+        for label in [
+            "entries (kernel)",
+            "entries (simulated)",
+            "drops (kernel)",
+            "kernel vs model",
+        ] {
+            assert!(body.contains(label), "{label} missing");
+        }
+    }
+
+    #[test]
     fn caveats_name_what_the_model_was_not_told() {
         let sum = crate::lab::Summary {
             prefill: 242_144,
