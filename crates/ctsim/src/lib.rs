@@ -1,0 +1,14 @@
+// ctsim: a pure, deterministic, event-driven model of the conntrack table
+// (issue 10). Scenarios in, a Timeline (summary + series) out; no I/O, no
+// clock. The CLI (`ctdoctor simulate`) and the lab call `run`.
+
+mod model;
+mod ports;
+mod scenario;
+
+pub use model::{run, Point, RunOptions, SimError, State, Summary, Timeline};
+pub use ports::{NoPort, PortWalk};
+pub use scenario::{
+    Arrival, Class, Initial, KernelVersion, Lifecycle, Scenario, ScenarioError, Sources, Table,
+    Timeouts, TIMEOUT_NAMES,
+};

@@ -1,0 +1,551 @@
+// Scenario: the table (max, buckets, timeouts, kernel version) and the
+// traffic classes, read from TOML or built in code; the built-in scenarios
+// are the repository's scenarios/*.toml, embedded. Pure: no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A scenario could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// TOML syntax or a field of the wrong type / unknown field; the message
+    /// names the line, column and field.
+    #[error("scenario TOML: {0}")]
+    Toml(String),
+    /// A value is out of range or inconsistent.
+    #[error("scenario field `{field}`: {msg}")]
+    Invalid { field: String, msg: String },
+}
+
+fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid { field: field.into(), msg: msg.into() }
+}
+
+/// Kernel version "MAJOR.MINOR" selecting model behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KernelVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl KernelVersion {
+    pub const LATEST: KernelVersion = KernelVersion { major: 6, minor: 18 };
+
+    /// "6.18", "5.15.0-91-generic", "v6.1" are accepted.
+    pub fn parse(s: &str) -> Result<Self, ScenarioError> {
+        let t = s.trim().trim_start_matches('v');
+        let mut it = t.split(|c: char| !c.is_ascii_digit());
+        let major = it.next().and_then(|x| x.parse().ok());
+        let minor = it.next().and_then(|x| x.parse().ok());
+        match (major, minor) {
+            (Some(major), Some(minor)) => Ok(Self { major, minor }),
+            _ => Err(invalid("table.kernel", format!("`{s}` is not a kernel version like 6.18"))),
+        }
+    }
+
+    pub fn at_least(self, major: u32, minor: u32) -> bool {
+        self >= KernelVersion { major, minor }
+    }
+}
+
+/// Per-state timeouts in seconds, named as the sysctls without the
+/// `nf_conntrack_` prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    values: [f64; TIMEOUT_NAMES.len()],
+}
+
+/// Every timeout name the model knows, in index order.
+pub const TIMEOUT_NAMES: [&str; 15] = [
+    "tcp_timeout_syn_sent",
+    "tcp_timeout_syn_recv",
+    "tcp_timeout_established",
+    "tcp_timeout_fin_wait",
+    "tcp_timeout_close_wait",
+    "tcp_timeout_last_ack",
+    "tcp_timeout_time_wait",
+    "tcp_timeout_close",
+    "tcp_timeout_max_retrans",
+    "tcp_timeout_unacknowledged",
+    "udp_timeout",
+    "udp_timeout_stream",
+    "icmp_timeout",
+    "icmpv6_timeout",
+    "generic_timeout",
+];
+
+impl Timeouts {
+    /// The kernel's defaults (KERNEL.md section 6) for a version.
+    pub fn defaults(kernel: KernelVersion) -> Self {
+        // udp_timeout_stream became 120 s in 5.11 (180 before; approx.).
+        let udp_stream = if kernel.at_least(5, 11) { 120.0 } else { 180.0 };
+        Self {
+            values: [
+                120.0, 60.0, 432000.0, 120.0, 60.0, 30.0, 120.0, 10.0, 300.0, 300.0, 30.0,
+                udp_stream, 30.0, 30.0, 600.0,
+            ],
+        }
+    }
+
+    fn index(name: &str) -> Option<usize> {
+        let name = name.strip_prefix("nf_conntrack_").unwrap_or(name);
+        TIMEOUT_NAMES.iter().position(|n| *n == name)
+    }
+
+    /// Sets one timeout; unknown names and negative / non-finite values are errors.
+    pub fn set(&mut self, name: &str, secs: f64) -> Result<(), ScenarioError> {
+        let i = Self::index(name).ok_or_else(|| {
+            invalid(
+                format!("table.timeouts.{name}"),
+                format!("unknown timeout; known: {}", TIMEOUT_NAMES.join(", ")),
+            )
+        })?;
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(invalid(format!("table.timeouts.{name}"), "must be >= 0 seconds"));
+        }
+        self.values[i] = secs;
+        Ok(())
+    }
+
+    /// The timeout of `name`, None when unknown.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        Self::index(name).map(|i| self.values[i])
+    }
+
+    pub(crate) fn at(&self, i: usize) -> f64 {
+        self.values[i]
+    }
+
+    /// (name, seconds) pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        TIMEOUT_NAMES.iter().copied().zip(self.values.iter().copied())
+    }
+}
+
+/// A whole scenario.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub table: Table,
+    /// Default run length (seconds) when RunOptions does not say.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Default sampling step (seconds).
+    #[serde(default)]
+    pub step_s: Option<f64>,
+    #[serde(rename = "class", default)]
+    pub classes: Vec<Class>,
+    /// Entries present at t = 0 (the lab's pre-fill, --from-live).
+    #[serde(rename = "initial", default)]
+    pub initial: Vec<Initial>,
+}
+
+/// The table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    /// nf_conntrack_max.
+    pub max: u64,
+    /// nf_conntrack_buckets.
+    pub buckets: u32,
+    /// Overrides of the kernel defaults, e.g. tcp_timeout_time_wait = 600.
+    #[serde(default)]
+    pub timeouts: BTreeMap<String, f64>,
+    /// Kernel version selecting behaviour ("6.18").
+    #[serde(default = "default_kernel")]
+    pub kernel: String,
+    /// Override of the random chain-length limit at confirm: [lo, hi]
+    /// inclusive; [0, 0] disables the limit.
+    #[serde(default)]
+    pub chain_limit: Option<[u32; 2]>,
+}
+
+fn default_kernel() -> String {
+    "6.18".into()
+}
+
+/// One traffic class.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Class {
+    pub name: String,
+    pub arrival: Arrival,
+    pub lifecycle: Lifecycle,
+    #[serde(default)]
+    pub sources: Sources,
+    /// Whether these flows are legitimate (for legit_lost_share); default:
+    /// false for the attack lifecycles (syn-flood, udp-flood, hash-flood,
+    /// idle), true otherwise.
+    #[serde(default)]
+    pub legit: Option<bool>,
+}
+
+impl Class {
+    pub fn is_legit(&self) -> bool {
+        self.legit.unwrap_or(!matches!(
+            self.lifecycle,
+            Lifecycle::SynFlood | Lifecycle::UdpFlood | Lifecycle::HashFlood { .. } | Lifecycle::Idle { .. }
+        ))
+    }
+}
+
+/// New flows per second over time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Arrival {
+    /// Exactly `rate` per second, evenly spaced.
+    Constant { rate: f64 },
+    /// Poisson process with mean `rate` per second.
+    Poisson { rate: f64 },
+    /// Poisson with rate mean * (1 + amplitude * cos(2 pi (t - peak_s) / period_s)).
+    Diurnal {
+        mean: f64,
+        #[serde(default = "half")]
+        amplitude: f64,
+        #[serde(default = "day")]
+        period_s: f64,
+        #[serde(default)]
+        peak_s: f64,
+    },
+    /// Poisson at `before` until `at_s`, then `after`.
+    Step { before: f64, after: f64, at_s: f64 },
+    /// Poisson at `base`, `peak` during [start_s, start_s + len_s).
+    Burst { base: f64, peak: f64, start_s: f64, len_s: f64 },
+}
+
+fn half() -> f64 {
+    0.5
+}
+fn day() -> f64 {
+    86400.0
+}
+
+impl Arrival {
+    /// Rate at time t.
+    pub fn rate_at(&self, t: f64) -> f64 {
+        match *self {
+            Arrival::Constant { rate } | Arrival::Poisson { rate } => rate,
+            Arrival::Diurnal { mean, amplitude, period_s, peak_s } => {
+                mean * (1.0 + amplitude * (std::f64::consts::TAU * (t - peak_s) / period_s).cos())
+            }
+            Arrival::Step { before, after, at_s } => {
+                if t < at_s {
+                    before
+                } else {
+                    after
+                }
+            }
+            Arrival::Burst { base, peak, start_s, len_s } => {
+                if t >= start_s && t < start_s + len_s {
+                    peak
+                } else {
+                    base
+                }
+            }
+        }
+    }
+
+    /// An upper bound of the rate (for thinning).
+    pub fn max_rate(&self) -> f64 {
+        match *self {
+            Arrival::Constant { rate } | Arrival::Poisson { rate } => rate,
+            Arrival::Diurnal { mean, amplitude, .. } => mean * (1.0 + amplitude.abs()),
+            Arrival::Step { before, after, .. } => before.max(after),
+            Arrival::Burst { base, peak, .. } => base.max(peak),
+        }
+    }
+
+    /// Mean rate over [0, d].
+    pub fn mean_rate(&self, d: f64) -> f64 {
+        match *self {
+            Arrival::Constant { rate } | Arrival::Poisson { rate } => rate,
+            Arrival::Diurnal { .. } => {
+                let n = 1000;
+                (0..n).map(|i| self.rate_at(d * (i as f64 + 0.5) / n as f64)).sum::<f64>() / n as f64
+            }
+            Arrival::Step { before, after, at_s } => {
+                let a = at_s.clamp(0.0, d);
+                if d <= 0.0 { before } else { (before * a + after * (d - a)) / d }
+            }
+            Arrival::Burst { base, peak, start_s, len_s } => {
+                if d <= 0.0 {
+                    return base;
+                }
+                let on = ((start_s + len_s).min(d) - start_s.max(0.0)).max(0.0);
+                (base * (d - on) + peak * on) / d
+            }
+        }
+    }
+}
+
+/// What a flow does after its first packet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Lifecycle {
+    /// TCP handshake, one request, close: ESTABLISHED (ASSURED) after
+    /// `rtt_s`, TIME_WAIT at `duration_s`.
+    ShortHttp {
+        #[serde(default)]
+        rtt_s: f64,
+        #[serde(default = "ms")]
+        duration_s: f64,
+    },
+    /// TCP connection kept open `lifetime_s` (requests every
+    /// `request_gap_s` refresh the ESTABLISHED timeout), then TIME_WAIT.
+    Keepalive {
+        #[serde(default)]
+        rtt_s: f64,
+        #[serde(default = "minute")]
+        lifetime_s: f64,
+        #[serde(default = "five")]
+        request_gap_s: f64,
+    },
+    /// Handshake then silence (idle-connection attack): ESTABLISHED,
+    /// ASSURED, until tcp_timeout_established.
+    Idle {
+        #[serde(default)]
+        rtt_s: f64,
+    },
+    /// DNS over UDP: query, reply after rtt_s unless unreplied (fraction).
+    Dns {
+        #[serde(default = "ms")]
+        rtt_s: f64,
+        #[serde(default)]
+        unreplied: f64,
+    },
+    /// UDP both ways for lifetime_s.
+    UdpStream {
+        #[serde(default = "ms")]
+        rtt_s: f64,
+        #[serde(default = "minute")]
+        lifetime_s: f64,
+    },
+    /// ICMP echo request and reply.
+    Icmp {
+        #[serde(default = "ms")]
+        rtt_s: f64,
+    },
+    /// A SYN never answered (spoofed): SYN_SENT until its timeout.
+    SynFlood,
+    /// One UDP packet never answered.
+    UdpFlood,
+    /// SYN flood whose original tuples hash into `target_buckets` buckets
+    /// chosen by an attacker who knows the key (worst case).
+    HashFlood {
+        #[serde(default = "one")]
+        target_buckets: u32,
+    },
+}
+
+fn ms() -> f64 {
+    0.001
+}
+fn minute() -> f64 {
+    60.0
+}
+fn five() -> f64 {
+    5.0
+}
+fn one() -> u32 {
+    1
+}
+
+/// Where flows come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    /// Number of client addresses; 0 = every flow has a distinct tuple.
+    #[serde(default)]
+    pub clients: u32,
+    /// Ephemeral port range of each client (inclusive).
+    #[serde(default = "default_ports")]
+    pub ports: [u16; 2],
+    /// Spoofed sources: every flow has a distinct tuple (same as clients = 0).
+    #[serde(default)]
+    pub spoofed: bool,
+}
+
+fn default_ports() -> [u16; 2] {
+    [32768, 60999]
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self { clients: 0, ports: default_ports(), spoofed: false }
+    }
+}
+
+/// Entries present at t = 0.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Initial {
+    /// "proto/STATE" as in the summary, e.g. "tcp/ESTABLISHED".
+    pub state: String,
+    pub count: u64,
+    /// Remaining timeout: uniform in [lo, hi] seconds.
+    pub remaining_s: [f64; 2],
+    #[serde(default)]
+    pub assured: bool,
+}
+
+const BUILTINS: &[(&str, &str)] = &[
+    ("nginx-short-upstream", include_str!("../../../scenarios/nginx-short-upstream.toml")),
+    ("nat-gateway", include_str!("../../../scenarios/nat-gateway.toml")),
+    ("k8s-dns-churn", include_str!("../../../scenarios/k8s-dns-churn.toml")),
+    ("syn-flood", include_str!("../../../scenarios/syn-flood.toml")),
+    ("idle-attack", include_str!("../../../scenarios/idle-attack.toml")),
+    ("udp-flood", include_str!("../../../scenarios/udp-flood.toml")),
+    ("hash-flood", include_str!("../../../scenarios/hash-flood.toml")),
+];
+
+const BUILTIN_NAMES: &[&str] = &[
+    "nginx-short-upstream",
+    "nat-gateway",
+    "k8s-dns-churn",
+    "syn-flood",
+    "idle-attack",
+    "udp-flood",
+    "hash-flood",
+];
+
+impl Scenario {
+    /// Parses and validates a TOML scenario.
+    pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Toml(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// A built-in scenario by name.
+    pub fn builtin(name: &str) -> Option<Scenario> {
+        BUILTINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, text)| Scenario::from_toml(text).ok())
+    }
+
+    /// The names `builtin` accepts.
+    pub fn builtin_names() -> &'static [&'static str] {
+        BUILTIN_NAMES
+    }
+
+    /// A scenario with one class, for code callers (CLI, lab).
+    pub fn single(max: u64, buckets: u32, class: Class) -> Scenario {
+        Scenario {
+            name: class.name.clone(),
+            description: String::new(),
+            table: Table {
+                max,
+                buckets,
+                timeouts: BTreeMap::new(),
+                kernel: default_kernel(),
+                chain_limit: None,
+            },
+            duration_s: None,
+            step_s: None,
+            classes: vec![class],
+            initial: Vec::new(),
+        }
+    }
+
+    pub fn kernel(&self) -> Result<KernelVersion, ScenarioError> {
+        KernelVersion::parse(&self.table.kernel)
+    }
+
+    /// The timeouts in effect: kernel defaults plus the overrides.
+    pub fn timeouts(&self) -> Result<Timeouts, ScenarioError> {
+        let mut t = Timeouts::defaults(self.kernel()?);
+        for (k, v) in &self.table.timeouts {
+            t.set(k, *v)?;
+        }
+        Ok(t)
+    }
+
+    /// Checks ranges; `run` calls it too.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        self.timeouts()?;
+        if self.table.buckets == 0 {
+            return Err(invalid("table.buckets", "must be >= 1"));
+        }
+        if let Some([lo, hi]) = self.table.chain_limit
+            && lo > hi
+        {
+            return Err(invalid("table.chain_limit", "lo > hi"));
+        }
+        for (k, v) in [("duration_s", self.duration_s), ("step_s", self.step_s)] {
+            if let Some(v) = v
+                && (!v.is_finite() || v <= 0.0)
+            {
+                return Err(invalid(k, "must be > 0"));
+            }
+        }
+        for (i, c) in self.classes.iter().enumerate() {
+            let f = |x: &str| format!("class[{i}] ({}).{x}", c.name);
+            let rates: Vec<f64> = match c.arrival {
+                Arrival::Constant { rate } | Arrival::Poisson { rate } => vec![rate],
+                Arrival::Diurnal { mean, amplitude, period_s, peak_s } => {
+                    if !(0.0..=1.0).contains(&amplitude) {
+                        return Err(invalid(f("arrival.amplitude"), "must be within 0..1"));
+                    }
+                    if !(period_s.is_finite() && period_s > 0.0 && peak_s.is_finite()) {
+                        return Err(invalid(f("arrival.period_s"), "must be > 0"));
+                    }
+                    vec![mean]
+                }
+                Arrival::Step { before, after, at_s } => vec![before, after, at_s],
+                Arrival::Burst { base, peak, start_s, len_s } => vec![base, peak, start_s, len_s],
+            };
+            if rates.iter().any(|r| !r.is_finite() || *r < 0.0) {
+                return Err(invalid(f("arrival"), "rates and times must be finite and >= 0"));
+            }
+            let times: Vec<f64> = match c.lifecycle {
+                Lifecycle::ShortHttp { rtt_s, duration_s } => vec![rtt_s, duration_s],
+                Lifecycle::Keepalive { rtt_s, lifetime_s, request_gap_s } => {
+                    vec![rtt_s, lifetime_s, request_gap_s]
+                }
+                Lifecycle::Idle { rtt_s } | Lifecycle::Icmp { rtt_s } => vec![rtt_s],
+                Lifecycle::Dns { rtt_s, unreplied } => {
+                    if !(0.0..=1.0).contains(&unreplied) {
+                        return Err(invalid(f("lifecycle.unreplied"), "must be within 0..1"));
+                    }
+                    vec![rtt_s]
+                }
+                Lifecycle::UdpStream { rtt_s, lifetime_s } => vec![rtt_s, lifetime_s],
+                Lifecycle::HashFlood { target_buckets } => {
+                    if target_buckets == 0 {
+                        return Err(invalid(f("lifecycle.target_buckets"), "must be >= 1"));
+                    }
+                    vec![]
+                }
+                Lifecycle::SynFlood | Lifecycle::UdpFlood => vec![],
+            };
+            if times.iter().any(|r| !r.is_finite() || *r < 0.0) {
+                return Err(invalid(f("lifecycle"), "times must be finite and >= 0"));
+            }
+            if c.sources.clients > 4096 {
+                return Err(invalid(
+                    f("sources.clients"),
+                    "at most 4096 modelled client addresses (use 0 for distinct tuples)",
+                ));
+            }
+        }
+        for (i, init) in self.initial.iter().enumerate() {
+            if crate::model::State::parse(&init.state).is_none() {
+                return Err(invalid(
+                    format!("initial[{i}].state"),
+                    format!("unknown state `{}`; known: {}", init.state, crate::model::State::ALL_KEYS.join(", ")),
+                ));
+            }
+            let [lo, hi] = init.remaining_s;
+            if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo <= hi) {
+                return Err(invalid(format!("initial[{i}].remaining_s"), "need 0 <= lo <= hi"));
+            }
+        }
+        Ok(())
+    }
+}
