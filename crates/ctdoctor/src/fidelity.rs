@@ -191,13 +191,18 @@ pub fn compare(kernel: &[Sample], sim: &[Sample]) -> Result<Comparison, CompareE
 /// first with: the kernel's rate limit (net_ratelimit, 10 lines per 5 s,
 /// shared by every namespace) can delay it by seconds when other
 /// namespaces are logging too (seen here: 2.43 s for drops before 1.0 s).
+/// The sample's time is taken just before its counters are read, and the
+/// log's clock is the kernel's: allow LOG_SKEW_S of disagreement.
 pub fn log_time_fits(kernel: &[Sample], t: f64) -> bool {
     match kernel.iter().position(|s| s.drops > 0) {
-        Some(0) => t <= kernel[0].t,
-        Some(i) => t > kernel[i - 1].t && t <= kernel[i].t,
+        Some(0) => t <= kernel[0].t + LOG_SKEW_S,
+        Some(i) => t > kernel[i - 1].t - LOG_SKEW_S && t <= kernel[i].t + LOG_SKEW_S,
         None => false,
     }
 }
+
+/// Clock skew allowed between a sample's time and a kernel log timestamp.
+const LOG_SKEW_S: f64 = 0.1;
 
 impl Comparison {
     /// Use a better kernel first-drop time than the curve's (the first
@@ -328,139 +333,125 @@ pub fn svg(
 
 // ---- `ctdoctor lab --compare-sim`: the same scenario through `simulate` ----
 
-/// `ctdoctor simulate` arguments for what a lab run did: its achieved rate,
-/// its namespace timeouts, its effective max (the headroom left by the
-/// pre-fill) and the host's bucket count (the pre-fill shares the table but
-/// is ASSURED, so early_drop skips it; see fidelity-notes.md section 7).
-pub fn simulate_args(
+/// What `lab --compare-sim` adds to the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimComparison {
+    /// How the model was run: `ctsim::run` on `scenario` with this seed
+    /// (save the scenario as TOML to rerun it with `ctdoctor simulate`).
+    pub command: String,
+    /// The scenario given to the model (what the lab did).
+    pub scenario: ctsim::Scenario,
+    pub comparison: Comparison,
+    /// The model's curve (traffic entries, pre-fill excluded), for plots.
+    pub sim: Vec<Sample>,
+    pub sim_summary: ctsim::Summary,
+    /// How the lab run was translated (read before trusting a miss).
+    pub notes: Vec<String>,
+}
+
+/// Loopback round trip for the model's lifecycles (sub-millisecond here).
+const LOOPBACK_RTT_S: f64 = 0.0001;
+/// The lab's pre-fill timeout (lab.rs prefill_entries).
+const PREFILL_TIMEOUT_S: f64 = 86_400.0;
+
+/// The model's scenario for what a lab run did: the host's table (global
+/// max, buckets), the namespace's timeouts, the lab's pre-fill as ASSURED
+/// tcp/ESTABLISHED entries (they count against max and the GC's 95% rule,
+/// and sit in the buckets), one class at the achieved constant rate with
+/// the generator's lifecycle and source population.
+pub fn lab_scenario(
     kind: &ctlab::traffic::Kind,
     summary: &crate::lab::Summary,
-    buckets: u64,
-    seed: u64,
-) -> Vec<String> {
-    use ctlab::traffic::Kind;
-    let lifecycle = match kind {
-        Kind::Short { .. } => "short-http",
-        Kind::KeepAlive { .. } => "keepalive",
-        Kind::Idle { .. } => "idle",
-        Kind::Udp { .. } => "dns",
-        Kind::Icmp => "icmp",
-        Kind::SynFlood => "syn-flood",
+    buckets: u32,
+    port_range: [u16; 2],
+) -> (ctsim::Scenario, Vec<String>) {
+    use ctlab::traffic::{Kind, Sources};
+    let mut notes = Vec::new();
+    let rtt_s = LOOPBACK_RTT_S;
+    let (lifecycle, sources) = match kind {
+        Kind::Short { sources } => (
+            ctsim::Lifecycle::ShortHttp {
+                rtt_s,
+                duration_s: 0.001,
+            },
+            Some(*sources),
+        ),
+        Kind::KeepAlive { sources, ping } => (
+            ctsim::Lifecycle::Keepalive {
+                rtt_s,
+                // Held through the end of the run.
+                lifetime_s: summary.duration_s * 2.0 + 60.0,
+                request_gap_s: ping.as_secs_f64().max(0.001),
+            },
+            Some(*sources),
+        ),
+        Kind::Idle { sources } => (ctsim::Lifecycle::Idle { rtt_s }, Some(*sources)),
+        Kind::Udp { sources, unreplied } => (
+            ctsim::Lifecycle::Dns {
+                rtt_s,
+                unreplied: *unreplied,
+            },
+            Some(*sources),
+        ),
+        Kind::Icmp => (ctsim::Lifecycle::Icmp { rtt_s }, None),
+        Kind::SynFlood => (ctsim::Lifecycle::SynFlood, None),
+    };
+    let sources = match sources {
+        Some(Sources::OneClient) => {
+            notes.push(format!(
+                "one client address, ephemeral ports {}-{} (the kernel's port walk; reused \
+                 ports reopen TIME_WAIT entries)",
+                port_range[0], port_range[1]
+            ));
+            ctsim::Sources {
+                clients: 1,
+                ports: port_range,
+                spoofed: false,
+            }
+        }
+        Some(Sources::Many) => ctsim::Sources::default(),
+        None => ctsim::Sources {
+            spoofed: true,
+            ..ctsim::Sources::default()
+        },
     };
     let rate = if summary.rate_achieved > 0.0 {
         summary.rate_achieved
     } else {
         summary.rate_target
     };
-    let mut a: Vec<String> = vec![
-        "simulate".into(),
-        "--rate".into(),
-        format!("{rate:.3}"),
-        "--lifecycle".into(),
-        lifecycle.into(),
-        "--max".into(),
-        summary.effective_max.to_string(),
-        "--buckets".into(),
-        buckets.to_string(),
-        "--duration".into(),
-        format!("{}ms", (summary.duration_s * 1000.0).round().max(1.0)),
-        "--step".into(),
-        format!("{}ms", (summary.step_s * 1000.0).round().max(1.0)),
-        "--seed".into(),
-        seed.to_string(),
-        "--json".into(),
-    ];
+    let class = ctsim::Class {
+        name: summary.scenario.clone(),
+        arrival: ctsim::Arrival::Constant { rate },
+        lifecycle,
+        sources,
+        legit: None,
+    };
+    let mut sc = ctsim::Scenario::single(summary.global_max, buckets, class);
+    sc.name = format!("lab {}", summary.scenario);
     for (k, v) in &summary.timeouts {
-        a.push("--timeout".into());
-        a.push(format!("{}={v}", k.trim_start_matches("nf_conntrack_")));
-    }
-    a
-}
-
-/// A `{"summary", "series"}` document (simulate's JSON contract) as a curve.
-pub fn curve_of_json(v: &serde_json::Value) -> anyhow::Result<Vec<Sample>> {
-    use anyhow::Context;
-    let series = v["series"].as_array().context("no \"series\" array")?;
-    series
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let t = p["t"].as_f64();
-            let e = p["entries"].as_u64();
-            let d = p["drops"].as_u64();
-            match (t, e, d) {
-                (Some(t), Some(entries), Some(drops)) => Ok(Sample { t, entries, drops }),
-                _ => anyhow::bail!("series[{i}]: needs numeric t, entries and drops"),
-            }
-        })
-        .collect()
-}
-
-/// Run `ctdoctor simulate` (this same binary) and return its JSON.
-pub fn run_simulate(args: &[String]) -> anyhow::Result<serde_json::Value> {
-    use anyhow::Context;
-    let exe = std::env::current_exe().context("finding the ctdoctor binary")?;
-    let out = std::process::Command::new(exe)
-        .args(args)
-        .output()
-        .context("running ctdoctor simulate")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "ctdoctor {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
+        sc.table.timeouts.insert(
+            k.trim_start_matches("nf_conntrack_").to_string(),
+            f64::from(*v),
         );
     }
-    serde_json::from_slice(&out.stdout).context("parsing simulate's JSON")
-}
-
-/// What `lab --compare-sim` adds to the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct SimComparison {
-    /// The command that produced the model's curve (reproducible).
-    pub command: String,
-    pub comparison: Comparison,
-    /// The model's curve, for plots.
-    pub sim: Vec<Sample>,
-    pub sim_summary: serde_json::Value,
-    /// What the model was not told (read before trusting a miss).
-    pub notes: Vec<String>,
-}
-
-/// What `simulate`'s one-class flags cannot say about this lab run.
-pub fn caveats(kind: &ctlab::traffic::Kind, summary: &crate::lab::Summary) -> Vec<String> {
-    use ctlab::traffic::{Kind, Sources};
-    let mut v = Vec::new();
-    let one = matches!(
-        kind,
-        Kind::Short {
-            sources: Sources::OneClient
-        } | Kind::KeepAlive {
-            sources: Sources::OneClient,
-            ..
-        } | Kind::Idle {
-            sources: Sources::OneClient
-        } | Kind::Udp {
-            sources: Sources::OneClient,
-            ..
-        }
-    );
-    if one {
-        v.push(
-            "one client address: simulate's flags have no source population, so the model \
-             sees distinct sources; the kernel reuses ephemeral ports and reopens TIME_WAIT \
-             entries (ctmodel::ephemeral models it), expect the model to over-count"
-                .to_string(),
-        );
+    if !summary.kernel.is_empty() && ctsim::KernelVersion::parse(&summary.kernel).is_ok() {
+        sc.table.kernel = summary.kernel.clone();
     }
     if summary.prefill > 0 {
-        v.push(format!(
-            "the {} pre-filled ASSURED entries are not in the model: the GC's early-drop \
-             eviction starts at 95% of the global max {} counted with them",
-            summary.prefill, summary.global_max
+        sc.initial.push(ctsim::Initial {
+            state: "tcp/ESTABLISHED".to_string(),
+            count: summary.prefill,
+            remaining_s: [PREFILL_TIMEOUT_S, PREFILL_TIMEOUT_S],
+            assured: true,
+        });
+        notes.push(format!(
+            "the lab's {} pre-filled entries are in the model as ASSURED tcp/ESTABLISHED \
+             ({} s left); entries below exclude them",
+            summary.prefill, PREFILL_TIMEOUT_S
         ));
     }
-    v
+    (sc, notes)
 }
 
 /// The lab run's kernel curve: samples while the traffic ran (the held
@@ -488,14 +479,43 @@ fn host_buckets() -> anyhow::Result<u64> {
         .with_context(|| format!("parsing {p}"))
 }
 
-/// Simulate what the lab run did and compare.
+fn port_range() -> [u16; 2] {
+    let p = "/proc/sys/net/ipv4/ip_local_port_range";
+    let v: Vec<u16> = std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match v[..] {
+        [lo, hi] if lo <= hi => [lo, hi],
+        _ => [32768, 60999],
+    }
+}
+
+/// Model what the lab run did (`ctsim::run`, seed 1) and compare.
 pub fn compare_lab(
     kind: &ctlab::traffic::Kind,
     r: &crate::lab::LabReport,
 ) -> anyhow::Result<SimComparison> {
-    let args = simulate_args(kind, &r.summary, host_buckets()?, 1);
-    let v = run_simulate(&args)?;
-    let sim = curve_of_json(&v)?;
+    use anyhow::Context;
+    let buckets = u32::try_from(host_buckets()?).context("nf_conntrack_buckets beyond u32")?;
+    let (scenario, notes) = lab_scenario(kind, &r.summary, buckets, port_range());
+    let opts = ctsim::RunOptions {
+        duration_s: r.summary.duration_s.max(r.summary.step_s),
+        step_s: r.summary.step_s,
+        seed: 1,
+    };
+    let timeline = ctsim::run(&scenario, &opts, &mut |_| {}).context("running the model")?;
+    let pinned = r.summary.prefill;
+    let sim: Vec<Sample> = timeline
+        .series
+        .iter()
+        .map(|p| Sample {
+            t: p.t,
+            entries: p.entries.saturating_sub(pinned),
+            drops: p.drops,
+        })
+        .collect();
     let kernel = kernel_curve(r);
     let mut comparison = compare(&kernel, &sim)?;
     if let Some(t) = r
@@ -506,17 +526,40 @@ pub fn compare_lab(
         comparison.set_kernel_first_drop(t);
     }
     Ok(SimComparison {
-        command: format!("ctdoctor {}", args.join(" ")),
+        command: format!(
+            "ctsim::run(scenario, duration {:.1} s, step {} s, seed 1)",
+            opts.duration_s, opts.step_s
+        ),
+        scenario,
         comparison,
         sim,
-        sim_summary: v["summary"].clone(),
-        notes: caveats(kind, &r.summary),
+        sim_summary: timeline.summary,
+        notes,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `{"summary", "series"}` document (simulate's JSON contract) as a curve.
+    fn curve_of_json(v: &serde_json::Value) -> anyhow::Result<Vec<Sample>> {
+        use anyhow::Context;
+        let series = v["series"].as_array().context("no \"series\" array")?;
+        series
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let t = p["t"].as_f64();
+                let e = p["entries"].as_u64();
+                let d = p["drops"].as_u64();
+                match (t, e, d) {
+                    (Some(t), Some(entries), Some(drops)) => Ok(Sample { t, entries, drops }),
+                    _ => anyhow::bail!("series[{i}]: needs numeric t, entries and drops"),
+                }
+            })
+            .collect()
+    }
 
     fn s(t: f64, entries: u64, drops: u64) -> Sample {
         Sample { t, entries, drops }
@@ -600,6 +643,10 @@ mod tests {
         assert!(log_time_fits(&k, 0.5));
         let k = vec![s(1.0, 10, 0), s(2.0, 10, 0)];
         assert!(!log_time_fits(&k, 1.5));
+        // Seen here: log line at 1.995 s, sample at 2.0 s still without
+        // drops, next sample 5.7 s later: the log line is the first drop.
+        let k = vec![s(2.0, 3999, 0), s(5.7, 4000, 7446)];
+        assert!(log_time_fits(&k, 1.995));
     }
 
     #[test]
@@ -641,31 +688,6 @@ mod tests {
         );
     }
     #[test]
-    fn simulate_gets_what_the_lab_did() {
-        let mut sum = crate::lab::Summary {
-            rate_target: 800.0,
-            rate_achieved: 799.5,
-            effective_max: 16_000,
-            duration_s: 29.99,
-            step_s: 1.0,
-            ..Default::default()
-        };
-        sum.timeouts
-            .insert("nf_conntrack_tcp_timeout_time_wait".into(), 600);
-        let kind = ctlab::traffic::Kind::Short {
-            sources: ctlab::traffic::Sources::Many,
-        };
-        let a = simulate_args(&kind, &sum, 262_144, 1).join(" ");
-        assert_eq!(
-            a,
-            "simulate --rate 799.500 --lifecycle short-http --max 16000 --buckets 262144 \
-             --duration 29990ms --step 1000ms --seed 1 --json --timeout tcp_timeout_time_wait=600"
-        );
-        let a = simulate_args(&ctlab::traffic::Kind::SynFlood, &sum, 1024, 2).join(" ");
-        assert!(a.contains("--lifecycle syn-flood"), "{a}");
-    }
-
-    #[test]
     fn render_and_svg_show_both_runs() {
         let k = vec![s(1.0, 800, 0), s(2.0, 1600, 0), s(3.0, 2000, 400)];
         let m = vec![s(1.0, 800, 0), s(2.0, 1700, 0), s(3.0, 2000, 380)];
@@ -699,24 +721,47 @@ mod tests {
     }
 
     #[test]
-    fn caveats_name_what_the_model_was_not_told() {
-        let sum = crate::lab::Summary {
+    fn the_lab_run_becomes_a_scenario() {
+        let mut sum = crate::lab::Summary {
+            scenario: "short-connections-one-client".into(),
+            kernel: "6.18.44-fc-v657".into(),
+            rate_achieved: 799.5,
             prefill: 242_144,
             global_max: 262_144,
             ..Default::default()
         };
+        sum.timeouts
+            .insert("nf_conntrack_tcp_timeout_time_wait".into(), 600);
         let one = ctlab::traffic::Kind::Short {
             sources: ctlab::traffic::Sources::OneClient,
         };
-        let v = caveats(&one, &sum);
-        assert_eq!(v.len(), 2);
-        assert!(v[0].contains("ephemeral ports"), "{v:?}");
-        assert!(v[1].contains("242144 pre-filled"), "{v:?}");
-        let none = caveats(
+        let (sc, notes) = lab_scenario(&one, &sum, 262_144, [32768, 60999]);
+        assert_eq!(sc.table.max, 262_144);
+        assert_eq!(sc.table.buckets, 262_144);
+        assert_eq!(sc.table.kernel, "6.18.44-fc-v657");
+        assert_eq!(sc.table.timeouts.get("tcp_timeout_time_wait"), Some(&600.0));
+        assert_eq!(sc.initial.len(), 1);
+        assert_eq!(sc.initial[0].count, 242_144);
+        assert!(sc.initial[0].assured);
+        assert_eq!(sc.classes[0].sources.clients, 1);
+        assert_eq!(
+            sc.classes[0].arrival,
+            ctsim::Arrival::Constant { rate: 799.5 }
+        );
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        let (sc, notes) = lab_scenario(
             &ctlab::traffic::Kind::SynFlood,
             &crate::lab::Summary::default(),
+            1024,
+            [32768, 60999],
         );
-        assert!(none.is_empty());
+        assert!(sc.classes[0].sources.spoofed);
+        assert_eq!(sc.classes[0].lifecycle, ctsim::Lifecycle::SynFlood);
+        assert!(sc.initial.is_empty() && notes.is_empty());
+        assert_eq!(
+            sc.table.kernel, "6.18",
+            "the model's default without a kernel"
+        );
     }
 
     #[test]
@@ -747,6 +792,7 @@ mod tests {
     /// and a check of `compare` on real, irregular samples.
     mod reference {
         use super::super::*;
+        use super::curve_of_json;
 
         fn kernel(fixture: &str) -> (Vec<Sample>, serde_json::Value) {
             let v: serde_json::Value = serde_json::from_str(fixture).expect("fixture JSON");

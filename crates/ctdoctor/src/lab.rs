@@ -72,9 +72,10 @@ pub struct LabArgs {
     /// --headroom the whole of N is left to the traffic (no pre-fill).
     #[arg(long, value_name = "N")]
     pub max: Option<u64>,
-    /// Also run `ctdoctor simulate` with what this run did (rate, timeouts,
-    /// effective max, host buckets) and show both curves, the count error
-    /// at every step, first drop and drop totals (see crate::fidelity).
+    /// Also run the model (ctsim, what `ctdoctor simulate` runs) on what
+    /// this run did (table, timeouts, pre-fill, rate, lifecycle, sources)
+    /// and show both curves, the count error at every step, first drop and
+    /// drop totals (see crate::fidelity).
     #[arg(long)]
     pub compare_sim: bool,
 }

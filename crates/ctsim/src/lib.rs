@@ -6,9 +6,9 @@ mod model;
 mod ports;
 mod scenario;
 
-pub use model::{run, Point, RunOptions, SimError, State, Summary, Timeline};
+pub use model::{Point, RunOptions, SimError, State, Summary, Timeline, run};
 pub use ports::{NoPort, PortWalk};
 pub use scenario::{
-    Arrival, Class, Initial, KernelVersion, Lifecycle, Scenario, ScenarioError, Sources, Table,
-    Timeouts, TIMEOUT_NAMES,
+    Arrival, Class, Initial, KernelVersion, Lifecycle, Scenario, ScenarioError, Sources,
+    TIMEOUT_NAMES, Table, Timeouts,
 };

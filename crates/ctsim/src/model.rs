@@ -68,7 +68,10 @@ impl State {
     }
 
     pub fn parse(s: &str) -> Option<State> {
-        Self::ALL_KEYS.iter().position(|k| k.eq_ignore_ascii_case(s)).map(|i| Self::ALL[i])
+        Self::ALL_KEYS
+            .iter()
+            .position(|k| k.eq_ignore_ascii_case(s))
+            .map(|i| Self::ALL[i])
     }
 
     /// Index into Timeouts.
@@ -92,7 +95,11 @@ impl State {
     fn closing(self) -> bool {
         matches!(
             self,
-            State::TcpFinWait | State::TcpCloseWait | State::TcpLastAck | State::TcpTimeWait | State::TcpClose
+            State::TcpFinWait
+                | State::TcpCloseWait
+                | State::TcpLastAck
+                | State::TcpTimeWait
+                | State::TcpClose
         )
     }
 }
@@ -117,7 +124,11 @@ pub struct RunOptions {
 impl RunOptions {
     /// The scenario's defaults (else 600 s, step 1 s), seed 1.
     pub fn for_scenario(s: &Scenario) -> Self {
-        Self { duration_s: s.duration_s.unwrap_or(600.0), step_s: s.step_s.unwrap_or(1.0), seed: 1 }
+        Self {
+            duration_s: s.duration_s.unwrap_or(600.0),
+            step_s: s.step_s.unwrap_or(1.0),
+            seed: 1,
+        }
     }
 }
 
@@ -288,7 +299,11 @@ fn tkey(t: f64) -> u64 {
 impl Sim {
     fn push(&mut self, t: f64, kind: EvKind) {
         self.seq += 1;
-        self.events.push(Reverse(Ev { t, seq: self.seq, kind }));
+        self.events.push(Reverse(Ev {
+            t,
+            seq: self.seq,
+            kind,
+        }));
     }
 
     fn bucket(&mut self) -> u32 {
@@ -316,7 +331,9 @@ impl Sim {
                 cl.by_port[e.port as usize] = NONE;
             }
             // Killed before the client closed: the connection fails, the port is free.
-            let closed = cl.variants[e.variant as usize].1[..=e.phase as usize].iter().any(|p| p.close);
+            let closed = cl.variants[e.variant as usize].1[..=e.phase as usize]
+                .iter()
+                .any(|p| p.close);
             if !closed && why != Kill::Reopen {
                 let client = e.port / cl.nports;
                 let port = cl.port_lo as u32 + e.port % cl.nports;
@@ -477,7 +494,9 @@ impl Sim {
         // Confirm: chain-length limit on both chains.
         if let Some((lo, hi)) = self.chain_limit {
             let limit = lo + self.rng.u32(..=(hi - lo));
-            let too_long = h.iter().any(|&b| self.chains[b as usize].len() as u64 > u64::from(limit) + 1);
+            let too_long = h
+                .iter()
+                .any(|&b| self.chains[b as usize].len() as u64 > u64::from(limit) + 1);
             if too_long {
                 self.s.insert_failed += 1;
                 self.s.chaintoolong += 1;
@@ -700,7 +719,8 @@ impl Sim {
 }
 
 fn tuple_hash(seed: u64, class: u64, port: u64, buckets: u32) -> [u32; 2] {
-    let mut z = seed ^ class.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ port.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    let mut z =
+        seed ^ class.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ port.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     let mut next = || {
         z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut x = z;
@@ -714,7 +734,12 @@ fn tuple_hash(seed: u64, class: u64, port: u64, buckets: u32) -> [u32; 2] {
 }
 
 fn ph(at: f64, state: State, assured: bool) -> Phase {
-    Phase { at, state, assured, close: false }
+    Phase {
+        at,
+        state,
+        assured,
+        close: false,
+    }
 }
 
 /// The phases of a lifecycle, with probabilities.
@@ -723,22 +748,38 @@ fn phases(l: &Lifecycle, k: KernelVersion) -> Vec<(f64, Vec<Phase>)> {
     let tcp = |rtt: f64, close: Option<f64>| {
         let mut v = vec![ph(0.0, TcpSynSent, false), ph(rtt, TcpEstablished, true)];
         if let Some(c) = close {
-            v.push(Phase { at: c.max(rtt), state: TcpTimeWait, assured: true, close: true });
+            v.push(Phase {
+                at: c.max(rtt),
+                state: TcpTimeWait,
+                assured: true,
+                close: true,
+            });
         }
         v
     };
     let udp_new = k.at_least(5, 15);
     let mut out = match *l {
         Lifecycle::ShortHttp { rtt_s, duration_s } => vec![(1.0, tcp(rtt_s, Some(duration_s)))],
-        Lifecycle::Keepalive { rtt_s, lifetime_s, .. } => vec![(1.0, tcp(rtt_s, Some(lifetime_s)))],
+        Lifecycle::Keepalive {
+            rtt_s, lifetime_s, ..
+        } => vec![(1.0, tcp(rtt_s, Some(lifetime_s)))],
         Lifecycle::Idle { rtt_s } => vec![(1.0, tcp(rtt_s, None))],
-        Lifecycle::SynFlood | Lifecycle::HashFlood { .. } => vec![(1.0, vec![ph(0.0, TcpSynSent, false)])],
+        Lifecycle::SynFlood | Lifecycle::HashFlood { .. } => {
+            vec![(1.0, vec![ph(0.0, TcpSynSent, false)])]
+        }
         Lifecycle::UdpFlood => vec![(1.0, vec![ph(0.0, UdpUnreplied, false)])],
         Lifecycle::Icmp { rtt_s } => {
-            vec![(1.0, vec![ph(0.0, IcmpUnreplied, false), ph(rtt_s, IcmpReplied, false)])]
+            vec![(
+                1.0,
+                vec![ph(0.0, IcmpUnreplied, false), ph(rtt_s, IcmpReplied, false)],
+            )]
         }
         Lifecycle::Dns { rtt_s, unreplied } => {
-            let replied = if udp_new { ph(rtt_s, UdpReplied, false) } else { ph(rtt_s, UdpAssured, true) };
+            let replied = if udp_new {
+                ph(rtt_s, UdpReplied, false)
+            } else {
+                ph(rtt_s, UdpAssured, true)
+            };
             vec![
                 (1.0 - unreplied, vec![ph(0.0, UdpUnreplied, false), replied]),
                 (unreplied, vec![ph(0.0, UdpUnreplied, false)]),
@@ -773,7 +814,11 @@ fn phases(l: &Lifecycle, k: KernelVersion) -> Vec<(f64, Vec<Phase>)> {
             match merged.last_mut() {
                 Some(last) if p.at <= last.at => {
                     let at = last.at;
-                    *last = Phase { at, assured: last.assured || p.assured, ..*p };
+                    *last = Phase {
+                        at,
+                        assured: last.assured || p.assured,
+                        ..*p
+                    };
                 }
                 _ => merged.push(*p),
             }
@@ -785,7 +830,11 @@ fn phases(l: &Lifecycle, k: KernelVersion) -> Vec<(f64, Vec<Phase>)> {
 
 /// Runs a scenario. `progress` gets the fraction of simulated time done
 /// (0..=1), at most about 100 times.
-pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Result<Timeline, SimError> {
+pub fn run(
+    sc: &Scenario,
+    opt: &RunOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Timeline, SimError> {
     sc.validate()?;
     if !(opt.duration_s.is_finite() && opt.duration_s > 0.0) {
         return Err(SimError::Options("duration must be > 0".into()));
@@ -794,7 +843,9 @@ pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Re
         return Err(SimError::Options("step must be > 0".into()));
     }
     if opt.duration_s / opt.step_s > 10_000_000.0 {
-        return Err(SimError::Options("more than 10 million samples: raise the step".into()));
+        return Err(SimError::Options(
+            "more than 10 million samples: raise the step".into(),
+        ));
     }
     let kernel = sc.kernel()?;
     let timeouts = sc.timeouts()?;
@@ -814,14 +865,20 @@ pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Re
         let walks: Vec<PortWalk> = if distinct {
             Vec::new()
         } else {
-            (0..c.sources.clients).map(|k| PortWalk::new(lo, hi, opt.seed ^ ((i as u64) << 32) ^ u64::from(k))).collect()
+            (0..c.sources.clients)
+                .map(|k| PortWalk::new(lo, hi, opt.seed ^ ((i as u64) << 32) ^ u64::from(k)))
+                .collect()
         };
         let nports = u32::from(hi) - u32::from(lo) + 1;
         classes.push(ClassRt {
             arrival: c.arrival.clone(),
             variants: phases(&c.lifecycle, kernel),
             legit: c.is_legit(),
-            by_port: if distinct { Vec::new() } else { vec![NONE; walks.len() * nports as usize] },
+            by_port: if distinct {
+                Vec::new()
+            } else {
+                vec![NONE; walks.len() * nports as usize]
+            },
             walks,
             port_lo: lo,
             nports,
@@ -858,10 +915,14 @@ pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Re
     // Initial population (counts against max; no phases after).
     let total_init: u64 = sc.initial.iter().map(|i| i.count).sum();
     if sc.table.max > 0 && total_init > sc.table.max {
-        return Err(SimError::Options(format!("initial population {total_init} exceeds max {}", sc.table.max)));
+        return Err(SimError::Options(format!(
+            "initial population {total_init} exceeds max {}",
+            sc.table.max
+        )));
     }
     for init in &sc.initial {
-        let st = State::parse(&init.state).ok_or_else(|| SimError::Options(format!("unknown state {}", init.state)))?;
+        let st = State::parse(&init.state)
+            .ok_or_else(|| SimError::Options(format!("unknown state {}", init.state)))?;
         let [lo, hi] = init.remaining_s;
         for _ in 0..init.count {
             let h = [sim.bucket(), sim.bucket()];
@@ -905,7 +966,9 @@ pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Re
             if ev.t >= ts {
                 break;
             }
-            let Some(Reverse(ev)) = sim.events.pop() else { break };
+            let Some(Reverse(ev)) = sim.events.pop() else {
+                break;
+            };
             match ev.kind {
                 EvKind::Arrival(c) => {
                     sim.arrival(c as usize, ev.t);
@@ -941,7 +1004,11 @@ pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Re
         .filter(|(_, v)| *v > 0.0)
         .map(|(k, v)| (k, v / tail_n.max(1) as f64))
         .collect();
-    s.legit_lost_share = if sim.legit_new == 0 { 0.0 } else { sim.legit_lost as f64 / sim.legit_new as f64 };
+    s.legit_lost_share = if sim.legit_new == 0 {
+        0.0
+    } else {
+        sim.legit_lost as f64 / sim.legit_new as f64
+    };
     // Little's law per state: rate x dwell.
     let mut ll: BTreeMap<String, f64> = BTreeMap::new();
     for (c, cl) in sc.classes.iter().zip(&sim.classes) {
@@ -953,7 +1020,10 @@ pub fn run(sc: &Scenario, opt: &RunOptions, progress: &mut dyn FnMut(f64)) -> Re
                     Some(n) => n.at - phz.at,
                     None => {
                         // Same state across refresh phases: count from its first phase.
-                        let first = v[..i].iter().rposition(|q| q.state != phz.state).map_or(0, |j| j + 1);
+                        let first = v[..i]
+                            .iter()
+                            .rposition(|q| q.state != phz.state)
+                            .map_or(0, |j| j + 1);
                         v[i].at - v[first].at + sim.timeouts.at(phz.state.timeout_index())
                     }
                 };

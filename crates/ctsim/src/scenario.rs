@@ -19,7 +19,10 @@ pub enum ScenarioError {
 }
 
 fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ScenarioError {
-    ScenarioError::Invalid { field: field.into(), msg: msg.into() }
+    ScenarioError::Invalid {
+        field: field.into(),
+        msg: msg.into(),
+    }
 }
 
 /// Kernel version "MAJOR.MINOR" selecting model behaviour.
@@ -30,7 +33,10 @@ pub struct KernelVersion {
 }
 
 impl KernelVersion {
-    pub const LATEST: KernelVersion = KernelVersion { major: 6, minor: 18 };
+    pub const LATEST: KernelVersion = KernelVersion {
+        major: 6,
+        minor: 18,
+    };
 
     /// "6.18", "5.15.0-91-generic", "v6.1" are accepted.
     pub fn parse(s: &str) -> Result<Self, ScenarioError> {
@@ -40,7 +46,10 @@ impl KernelVersion {
         let minor = it.next().and_then(|x| x.parse().ok());
         match (major, minor) {
             (Some(major), Some(minor)) => Ok(Self { major, minor }),
-            _ => Err(invalid("table.kernel", format!("`{s}` is not a kernel version like 6.18"))),
+            _ => Err(invalid(
+                "table.kernel",
+                format!("`{s}` is not a kernel version like 6.18"),
+            )),
         }
     }
 
@@ -102,7 +111,10 @@ impl Timeouts {
             )
         })?;
         if !secs.is_finite() || secs < 0.0 {
-            return Err(invalid(format!("table.timeouts.{name}"), "must be >= 0 seconds"));
+            return Err(invalid(
+                format!("table.timeouts.{name}"),
+                "must be >= 0 seconds",
+            ));
         }
         self.values[i] = secs;
         Ok(())
@@ -119,7 +131,10 @@ impl Timeouts {
 
     /// (name, seconds) pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
-        TIMEOUT_NAMES.iter().copied().zip(self.values.iter().copied())
+        TIMEOUT_NAMES
+            .iter()
+            .copied()
+            .zip(self.values.iter().copied())
     }
 }
 
@@ -189,7 +204,10 @@ impl Class {
     pub fn is_legit(&self) -> bool {
         self.legit.unwrap_or(!matches!(
             self.lifecycle,
-            Lifecycle::SynFlood | Lifecycle::UdpFlood | Lifecycle::HashFlood { .. } | Lifecycle::Idle { .. }
+            Lifecycle::SynFlood
+                | Lifecycle::UdpFlood
+                | Lifecycle::HashFlood { .. }
+                | Lifecycle::Idle { .. }
         ))
     }
 }
@@ -215,7 +233,12 @@ pub enum Arrival {
     /// Poisson at `before` until `at_s`, then `after`.
     Step { before: f64, after: f64, at_s: f64 },
     /// Poisson at `base`, `peak` during [start_s, start_s + len_s).
-    Burst { base: f64, peak: f64, start_s: f64, len_s: f64 },
+    Burst {
+        base: f64,
+        peak: f64,
+        start_s: f64,
+        len_s: f64,
+    },
 }
 
 fn half() -> f64 {
@@ -230,17 +253,29 @@ impl Arrival {
     pub fn rate_at(&self, t: f64) -> f64 {
         match *self {
             Arrival::Constant { rate } | Arrival::Poisson { rate } => rate,
-            Arrival::Diurnal { mean, amplitude, period_s, peak_s } => {
-                mean * (1.0 + amplitude * (std::f64::consts::TAU * (t - peak_s) / period_s).cos())
-            }
-            Arrival::Step { before, after, at_s } => {
+            Arrival::Diurnal {
+                mean,
+                amplitude,
+                period_s,
+                peak_s,
+            } => mean * (1.0 + amplitude * (std::f64::consts::TAU * (t - peak_s) / period_s).cos()),
+            Arrival::Step {
+                before,
+                after,
+                at_s,
+            } => {
                 if t < at_s {
                     before
                 } else {
                     after
                 }
             }
-            Arrival::Burst { base, peak, start_s, len_s } => {
+            Arrival::Burst {
+                base,
+                peak,
+                start_s,
+                len_s,
+            } => {
                 if t >= start_s && t < start_s + len_s {
                     peak
                 } else {
@@ -254,7 +289,9 @@ impl Arrival {
     pub fn max_rate(&self) -> f64 {
         match *self {
             Arrival::Constant { rate } | Arrival::Poisson { rate } => rate,
-            Arrival::Diurnal { mean, amplitude, .. } => mean * (1.0 + amplitude.abs()),
+            Arrival::Diurnal {
+                mean, amplitude, ..
+            } => mean * (1.0 + amplitude.abs()),
             Arrival::Step { before, after, .. } => before.max(after),
             Arrival::Burst { base, peak, .. } => base.max(peak),
         }
@@ -266,13 +303,29 @@ impl Arrival {
             Arrival::Constant { rate } | Arrival::Poisson { rate } => rate,
             Arrival::Diurnal { .. } => {
                 let n = 1000;
-                (0..n).map(|i| self.rate_at(d * (i as f64 + 0.5) / n as f64)).sum::<f64>() / n as f64
+                (0..n)
+                    .map(|i| self.rate_at(d * (i as f64 + 0.5) / n as f64))
+                    .sum::<f64>()
+                    / n as f64
             }
-            Arrival::Step { before, after, at_s } => {
+            Arrival::Step {
+                before,
+                after,
+                at_s,
+            } => {
                 let a = at_s.clamp(0.0, d);
-                if d <= 0.0 { before } else { (before * a + after * (d - a)) / d }
+                if d <= 0.0 {
+                    before
+                } else {
+                    (before * a + after * (d - a)) / d
+                }
             }
-            Arrival::Burst { base, peak, start_s, len_s } => {
+            Arrival::Burst {
+                base,
+                peak,
+                start_s,
+                len_s,
+            } => {
                 if d <= 0.0 {
                     return base;
                 }
@@ -376,7 +429,11 @@ fn default_ports() -> [u16; 2] {
 
 impl Default for Sources {
     fn default() -> Self {
-        Self { clients: 0, ports: default_ports(), spoofed: false }
+        Self {
+            clients: 0,
+            ports: default_ports(),
+            spoofed: false,
+        }
     }
 }
 
@@ -394,13 +451,34 @@ pub struct Initial {
 }
 
 const BUILTINS: &[(&str, &str)] = &[
-    ("nginx-short-upstream", include_str!("../../../scenarios/nginx-short-upstream.toml")),
-    ("nat-gateway", include_str!("../../../scenarios/nat-gateway.toml")),
-    ("k8s-dns-churn", include_str!("../../../scenarios/k8s-dns-churn.toml")),
-    ("syn-flood", include_str!("../../../scenarios/syn-flood.toml")),
-    ("idle-attack", include_str!("../../../scenarios/idle-attack.toml")),
-    ("udp-flood", include_str!("../../../scenarios/udp-flood.toml")),
-    ("hash-flood", include_str!("../../../scenarios/hash-flood.toml")),
+    (
+        "nginx-short-upstream",
+        include_str!("../../../scenarios/nginx-short-upstream.toml"),
+    ),
+    (
+        "nat-gateway",
+        include_str!("../../../scenarios/nat-gateway.toml"),
+    ),
+    (
+        "k8s-dns-churn",
+        include_str!("../../../scenarios/k8s-dns-churn.toml"),
+    ),
+    (
+        "syn-flood",
+        include_str!("../../../scenarios/syn-flood.toml"),
+    ),
+    (
+        "idle-attack",
+        include_str!("../../../scenarios/idle-attack.toml"),
+    ),
+    (
+        "udp-flood",
+        include_str!("../../../scenarios/udp-flood.toml"),
+    ),
+    (
+        "hash-flood",
+        include_str!("../../../scenarios/hash-flood.toml"),
+    ),
 ];
 
 const BUILTIN_NAMES: &[&str] = &[
@@ -488,7 +566,12 @@ impl Scenario {
             let f = |x: &str| format!("class[{i}] ({}).{x}", c.name);
             let rates: Vec<f64> = match c.arrival {
                 Arrival::Constant { rate } | Arrival::Poisson { rate } => vec![rate],
-                Arrival::Diurnal { mean, amplitude, period_s, peak_s } => {
+                Arrival::Diurnal {
+                    mean,
+                    amplitude,
+                    period_s,
+                    peak_s,
+                } => {
                     if !(0.0..=1.0).contains(&amplitude) {
                         return Err(invalid(f("arrival.amplitude"), "must be within 0..1"));
                     }
@@ -497,15 +580,31 @@ impl Scenario {
                     }
                     vec![mean]
                 }
-                Arrival::Step { before, after, at_s } => vec![before, after, at_s],
-                Arrival::Burst { base, peak, start_s, len_s } => vec![base, peak, start_s, len_s],
+                Arrival::Step {
+                    before,
+                    after,
+                    at_s,
+                } => vec![before, after, at_s],
+                Arrival::Burst {
+                    base,
+                    peak,
+                    start_s,
+                    len_s,
+                } => vec![base, peak, start_s, len_s],
             };
             if rates.iter().any(|r| !r.is_finite() || *r < 0.0) {
-                return Err(invalid(f("arrival"), "rates and times must be finite and >= 0"));
+                return Err(invalid(
+                    f("arrival"),
+                    "rates and times must be finite and >= 0",
+                ));
             }
             let times: Vec<f64> = match c.lifecycle {
                 Lifecycle::ShortHttp { rtt_s, duration_s } => vec![rtt_s, duration_s],
-                Lifecycle::Keepalive { rtt_s, lifetime_s, request_gap_s } => {
+                Lifecycle::Keepalive {
+                    rtt_s,
+                    lifetime_s,
+                    request_gap_s,
+                } => {
                     vec![rtt_s, lifetime_s, request_gap_s]
                 }
                 Lifecycle::Idle { rtt_s } | Lifecycle::Icmp { rtt_s } => vec![rtt_s],
@@ -538,12 +637,19 @@ impl Scenario {
             if crate::model::State::parse(&init.state).is_none() {
                 return Err(invalid(
                     format!("initial[{i}].state"),
-                    format!("unknown state `{}`; known: {}", init.state, crate::model::State::ALL_KEYS.join(", ")),
+                    format!(
+                        "unknown state `{}`; known: {}",
+                        init.state,
+                        crate::model::State::ALL_KEYS.join(", ")
+                    ),
                 ));
             }
             let [lo, hi] = init.remaining_s;
             if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo <= hi) {
-                return Err(invalid(format!("initial[{i}].remaining_s"), "need 0 <= lo <= hi"));
+                return Err(invalid(
+                    format!("initial[{i}].remaining_s"),
+                    "need 0 <= lo <= hi",
+                ));
             }
         }
         Ok(())
