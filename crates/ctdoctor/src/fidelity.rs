@@ -205,18 +205,30 @@ pub fn log_time_fits(kernel: &[Sample], t: f64) -> bool {
 const LOG_SKEW_S: f64 = 0.1;
 
 impl Comparison {
-    /// Use a better kernel first-drop time than the curve's (the first
-    /// table-full log line's kernel timestamp is sub-second; a sample is not).
-    pub fn set_kernel_first_drop(&mut self, t: f64) {
-        self.kernel_first_drop_s = Some(t);
-        self.first_drop_error_pct = Some(match self.sim_first_drop_s {
-            Some(s) => pct(s, t),
-            None => 100.0,
-        });
+    /// Use the model's exact first-drop time (its summary) instead of the
+    /// one read from its samples.
+    pub fn set_sim_first_drop(&mut self, t: Option<f64>) {
+        self.sim_first_drop_s = t;
+        self.refresh_first_drop();
+    }
+
+    fn refresh_first_drop(&mut self) {
+        self.first_drop_error_pct = match (self.kernel_first_drop_s, self.sim_first_drop_s) {
+            (None, None) => None,
+            (Some(k), Some(s)) => Some(pct(s, k)),
+            _ => Some(100.0),
+        };
         self.drops_ok = self.drops_error_pct <= DROP_TOLERANCE_PCT
             && self
                 .first_drop_error_pct
                 .is_none_or(|e| e <= DROP_TOLERANCE_PCT);
+    }
+
+    /// Use a better kernel first-drop time than the curve's (the first
+    /// table-full log line's kernel timestamp is sub-second; a sample is not).
+    pub fn set_kernel_first_drop(&mut self, t: f64) {
+        self.kernel_first_drop_s = Some(t);
+        self.refresh_first_drop();
     }
 }
 
@@ -518,6 +530,13 @@ pub fn compare_lab(
         .collect();
     let kernel = kernel_curve(r);
     let mut comparison = compare(&kernel, &sim)?;
+    // The model knows its first drop exactly; its samples do not.
+    comparison.set_sim_first_drop(
+        timeline
+            .summary
+            .time_to_first_drop_s
+            .filter(|t| kernel.last().is_some_and(|k| *t <= k.t)),
+    );
     if let Some(t) = r
         .summary
         .time_to_first_log_s

@@ -92,16 +92,6 @@ fn reference_scenarios_reduced() {
         eprintln!("skipped: needs root (network namespaces, ctnetlink)");
         return;
     }
-    // Until `ctdoctor simulate` exists in this checkout (built on the
-    // simcore/simcli branches) there is nothing to validate: say so loudly.
-    let help = run(&["simulate", "--help"]);
-    if !help.status.success() {
-        eprintln!(
-            "SKIPPED: `ctdoctor simulate` is not in this build ({})",
-            text(&help).lines().next().unwrap_or("").trim()
-        );
-        return;
-    }
     let mut table = Vec::new();
     let mut misses = Vec::new();
     for (name, args) in QUICK {
