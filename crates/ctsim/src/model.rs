@@ -165,8 +165,9 @@ pub struct Summary {
     pub longest_chain: u64,
     /// Time of the first `drop` (null when none).
     pub time_to_first_drop_s: Option<f64>,
-    /// Legitimate flows refused (drop, insert_failed) or killed before
-    /// closing (early_drop, GC eviction), over legitimate new flows.
+    /// Legitimate flows refused (drop, insert_failed) or killed (early_drop,
+    /// GC eviction) while a packet was still to come or the TCP connection
+    /// open, over legitimate new flows.
     pub legit_lost_share: f64,
     /// Mean entries per "proto/STATE" over the last tenth of the run
     /// (the kernel's view: expired entries count until reaped).
@@ -221,6 +222,10 @@ struct ClassRt {
 
 const NONE: u32 = u32::MAX;
 
+/// How long a client whose SYN was dropped holds its port before giving up
+/// (the lab's connect timeout, 0.9 s; real clients retransmit at 1 s).
+const CONNECT_GIVE_UP_S: f64 = 0.9;
+
 #[derive(Clone, Copy)]
 struct Entry {
     h: [u32; 2],
@@ -246,6 +251,8 @@ enum EvKind {
     Arrival(u16),
     Phase(u32, u32),
     Gc,
+    /// A refused connect gives up (connect timeout) and frees its port.
+    PortFree(u16, u32),
 }
 impl Eq for Ev {}
 impl PartialOrd for Ev {
@@ -282,7 +289,9 @@ struct Sim {
     count: u64,
     by_state: [u64; N_STATES],
     events: BinaryHeap<Reverse<Ev>>,
-    expiry: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// Calendar of expiries by whole second: (entry, generation). Only
+    /// entries whose expiry comes before their next scheduled packet.
+    expiry: BTreeMap<u64, Vec<(u32, u32)>>,
     seq: u64,
     classes: Vec<ClassRt>,
     gc_flag: bool,
@@ -291,10 +300,6 @@ struct Sim {
     legit_lost: u64,
 }
 
-fn tkey(t: f64) -> u64 {
-    // Non-negative finite f64: the bit pattern orders like the value.
-    t.max(0.0).to_bits()
-}
 
 impl Sim {
     fn push(&mut self, t: f64, kind: EvKind) {
@@ -340,9 +345,14 @@ impl Sim {
                 cl.walks[client as usize].abort(port as u16);
             }
         }
+        // A legitimate flow is lost when killed before its exchange is over:
+        // a packet still to come, or an open TCP connection.
         if matches!(why, Kill::EarlyDrop | Kill::Evict)
-            && !e.state.closing()
-            && self.classes.get(c).is_some_and(|cl| cl.legit)
+            && self.classes.get(c).is_some_and(|cl| {
+                cl.legit
+                    && (cl.variants[e.variant as usize].1.len() > e.phase as usize + 1
+                        || e.state == State::TcpEstablished)
+            })
         {
             self.legit_lost += 1;
         }
@@ -358,8 +368,9 @@ impl Sim {
         self.free.push(idx);
     }
 
-    /// Walks a chain at `now`, reaping expired entries; returns the live non-ASSURED ones.
-    fn walk_reap(&mut self, b: u32, now: f64, victims: &mut Vec<u32>) {
+    /// Walks a chain at `now`, reaping expired entries; collects the live
+    /// non-ASSURED ones into `victims` when given.
+    fn walk_reap(&mut self, b: u32, now: f64, mut victims: Option<&mut Vec<u32>>) {
         let mut i = 0;
         while i < self.chains[b as usize].len() {
             let idx = self.chains[b as usize][i];
@@ -368,8 +379,10 @@ impl Sim {
                 self.remove(idx, Kill::Lookup);
                 continue; // swap_remove moved another entry to i
             }
-            if !e.assured {
-                victims.push(idx);
+            if !e.assured
+                && let Some(v) = victims.as_deref_mut()
+            {
+                v.push(idx);
             }
             i += 1;
         }
@@ -408,7 +421,7 @@ impl Sim {
         for i in 0..self.buckets.min(8) {
             let b = (h + i) % self.buckets;
             victims.clear();
-            self.walk_reap(b, now, &mut victims);
+            self.walk_reap(b, now, Some(&mut victims));
             if !victims.is_empty() {
                 for &v in &victims {
                     self.remove(v, Kill::EarlyDrop);
@@ -427,8 +440,12 @@ impl Sim {
         e.state = st;
         e.assured = e.assured || assured;
         e.exp = now + self.timeouts.at(st.timeout_index());
-        let (exp, generation) = (e.exp, e.generation);
-        self.expiry.push(Reverse((tkey(exp), idx, generation)));
+    }
+
+    /// Puts an entry on the expiry calendar.
+    fn arm(&mut self, idx: u32) {
+        let e = self.slab[idx as usize];
+        self.expiry.entry(e.exp.max(0.0) as u64).or_default().push((idx, e.generation));
     }
 
     fn refused(&mut self, c: usize, port: u32, now: f64, drop: bool) {
@@ -443,9 +460,16 @@ impl Sim {
             self.legit_lost += 1;
         }
         if port != NONE {
-            let client = port / cl.nports;
-            cl.walks[client as usize].abort((cl.port_lo as u32 + port % cl.nports) as u16);
+            // The client's SYN is lost; it gives up after CONNECT_GIVE_UP_S
+            // and the port is free again (no TIME_WAIT after a failed connect).
+            self.push(now + CONNECT_GIVE_UP_S, EvKind::PortFree(c as u16, port));
         }
+    }
+
+    fn port_free(&mut self, c: usize, port: u32) {
+        let cl = &mut self.classes[c];
+        let client = port / cl.nports;
+        cl.walks[client as usize].abort((cl.port_lo as u32 + port % cl.nports) as u16);
     }
 
     fn arrival(&mut self, c: usize, now: f64) {
@@ -474,8 +498,7 @@ impl Sim {
             self.legit_new += 1;
         }
         // Lookup: walk the original-direction chain, reaping expired entries.
-        let mut scratch = Vec::new();
-        self.walk_reap(h[0], now, &mut scratch);
+        self.walk_reap(h[0], now, None);
         let mut reopen = false;
         if port != NONE {
             let old = self.classes[c].by_port[port as usize];
@@ -521,9 +544,9 @@ impl Sim {
                 }
                 k
             };
-            (vi, cl.variants[vi].1.clone())
+            (vi, (cl.variants[vi].1[0], cl.variants[vi].1.get(1).map(|p| p.at)))
         };
-        let first = phases[0];
+        let (first, next_at) = phases;
         let idx = self.alloc(Entry {
             h,
             exp: now + self.timeouts.at(first.state.timeout_index()),
@@ -544,9 +567,18 @@ impl Sim {
         if port != NONE {
             self.classes[c].by_port[port as usize] = idx;
         }
-        if let Some(next) = phases.get(1) {
-            let generation = self.slab[idx as usize].generation;
-            self.push(now + next.at, EvKind::Phase(idx, generation));
+        let exp = self.slab[idx as usize].exp;
+        match next_at {
+            Some(at) if now + at < exp => {
+                let generation = self.slab[idx as usize].generation;
+                self.push(now + at, EvKind::Phase(idx, generation));
+            }
+            Some(at) => {
+                let generation = self.slab[idx as usize].generation;
+                self.push(now + at, EvKind::Phase(idx, generation));
+                self.arm(idx);
+            }
+            None => self.arm(idx),
         }
     }
 
@@ -570,7 +602,6 @@ impl Sim {
         self.count += 1;
         self.s.peak_entries = self.s.peak_entries.max(self.count);
         self.by_state[e.state as usize] += 1;
-        self.expiry.push(Reverse((tkey(e.exp), idx, e.generation)));
         idx
     }
 
@@ -597,25 +628,39 @@ impl Sim {
             let client = e.port / cl.nports;
             cl.walks[client as usize].close((cl.port_lo as u32 + e.port % cl.nports) as u16, now);
         }
-        let start = self.classes[c].variants[e.variant as usize].1[0].at;
-        if let Some(next) = self.classes[c].variants[e.variant as usize].1.get(pi + 1) {
-            let _ = start;
-            let created = now - ph.at;
-            self.push(created + next.at, EvKind::Phase(idx, generation));
+        let exp = self.slab[idx as usize].exp;
+        let next = self.classes[c].variants[e.variant as usize].1.get(pi + 1).map(|n| now - ph.at + n.at);
+        if next.is_none_or(|t| t >= exp) {
+            self.arm(idx);
+        }
+        if let Some(t) = next {
+            self.push(t, EvKind::Phase(idx, generation));
         }
     }
 
     fn gc(&mut self, now: f64) {
         // Reap every expired entry (a pass over the whole table).
-        while let Some(&Reverse((t, idx, generation))) = self.expiry.peek() {
-            if t > tkey(now) {
+        let nowk = now.max(0.0) as u64;
+        let mut keep = Vec::new();
+        while let Some(first) = self.expiry.first_entry() {
+            let key = *first.key();
+            if key > nowk {
                 break;
             }
-            self.expiry.pop();
-            let e = self.slab[idx as usize];
-            if e.alive && e.generation == generation && tkey(e.exp) == t {
-                self.remove(idx, Kill::Expired);
+            for (idx, generation) in first.remove() {
+                let e = self.slab[idx as usize];
+                if !e.alive || e.generation != generation || e.exp.max(0.0) as u64 != key {
+                    continue; // stale: killed, reused or re-armed
+                }
+                if e.exp <= now {
+                    self.remove(idx, Kill::Expired);
+                } else {
+                    keep.push((idx, generation));
+                }
             }
+        }
+        if !keep.is_empty() {
+            self.expiry.entry(nowk).or_default().extend(keep);
         }
         // Early-drop eviction: one batch of 257 per pass (GC_SCAN_EXPIRED_MAX + 1).
         if self.gc_flag && self.max > 0 && self.count >= self.max / 100 * 95 {
@@ -904,7 +949,7 @@ pub fn run(
         count: 0,
         by_state: [0; N_STATES],
         events: BinaryHeap::new(),
-        expiry: BinaryHeap::new(),
+        expiry: BTreeMap::new(),
         seq: 0,
         classes,
         gc_flag: false,
@@ -927,7 +972,7 @@ pub fn run(
         for _ in 0..init.count {
             let h = [sim.bucket(), sim.bucket()];
             let exp = lo + (hi - lo) * sim.rng.f64();
-            sim.alloc(Entry {
+            let idx = sim.alloc(Entry {
                 h,
                 exp,
                 state: st,
@@ -939,6 +984,7 @@ pub fn run(
                 generation: 0,
                 port: NONE,
             });
+            sim.arm(idx);
         }
     }
     sim.s.peak_entries = sim.count;
@@ -980,6 +1026,7 @@ pub fn run(
                 }
                 EvKind::Phase(idx, generation) => sim.phase(idx, generation, ev.t),
                 EvKind::Gc => sim.gc(ev.t),
+                EvKind::PortFree(c, port) => sim.port_free(c as usize, port),
             }
         }
         let p = sim.point(ts);

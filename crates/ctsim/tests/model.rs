@@ -1,0 +1,194 @@
+// Model tests: invariants, kernel figures measured by the lab (KERNEL.md
+// section 12, /work fidelity fixtures), determinism, Little's law.
+
+use ctsim::{Arrival, Class, Initial, Lifecycle, RunOptions, Scenario, Sources, Timeline, run};
+
+fn class(rate: f64, lifecycle: Lifecycle, clients: u32) -> Class {
+    Class {
+        name: "c".into(),
+        arrival: Arrival::Constant { rate },
+        lifecycle,
+        sources: Sources { clients, ..Sources::default() },
+        legit: None,
+    }
+}
+
+fn short() -> Lifecycle {
+    Lifecycle::ShortHttp { rtt_s: 0.0, duration_s: 0.0005 }
+}
+
+fn go(sc: &Scenario, d: f64, seed: u64) -> Timeline {
+    run(sc, &RunOptions { duration_s: d, step_s: 1.0, seed }, &mut |_| {}).expect("run")
+}
+
+fn at(tl: &Timeline, t: usize) -> u64 {
+    tl.series[t].entries
+}
+
+fn invariants(tl: &Timeline) {
+    let s = &tl.summary;
+    assert_eq!(s.new_flows, s.inserted + s.reopened + s.drops + s.insert_failed, "{s:?}");
+    for p in &tl.series {
+        assert!(p.entries <= p.max || p.max == 0);
+        assert_eq!(p.by_state.values().sum::<u64>(), p.entries);
+    }
+}
+
+#[test]
+fn distinct_sources_fill_at_exactly_the_rate_then_drop_everything() {
+    // Lab: 800/s, TW 600 s, headroom 20,000: +800/s, full at 25.0 s, then 800 drops/s.
+    let mut sc = Scenario::single(20_000, 262_144, class(800.0, short(), 0));
+    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 600.0);
+    let tl = go(&sc, 40.0, 1);
+    invariants(&tl);
+    for t in 1..=24 {
+        assert_eq!(at(&tl, t), 800 * t as u64);
+    }
+    let first = tl.summary.time_to_first_drop_s.expect("drops");
+    assert!((first - 25.0).abs() < 0.01, "{first}");
+    assert_eq!(tl.summary.early_drops, 0);
+    assert_eq!(tl.summary.drops, 800 * 15);
+}
+
+#[test]
+fn one_client_reopens_time_wait_entries() {
+    // Lab, one client 127.0.0.1, ports 32768-60999, 800/s, TW 600 s.
+    let kernel = [(5, 3798), (10, 6595), (15, 8629), (20, 10102), (30, 12052), (40, 13023)];
+    let mut sc = Scenario::single(100_000, 262_144, class(800.0, short(), 1));
+    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 600.0);
+    let tl = go(&sc, 40.0, 3);
+    invariants(&tl);
+    for (t, k) in kernel {
+        let m = at(&tl, t) as f64;
+        assert!((m - k as f64).abs() / k as f64 <= 0.03, "{t} s: model {m} kernel {k}");
+    }
+    assert!(tl.summary.reopened > 0);
+    assert_eq!(tl.summary.drops, 0);
+}
+
+#[test]
+fn syn_flood_is_admitted_by_early_drop_at_the_predicted_share() {
+    // Lab: SYN flood 2000/s, headroom 20,000: full at 10 s, then ~27.6% dropped.
+    let sc = Scenario::single(20_000, 262_144, class(2000.0, Lifecycle::SynFlood, 0));
+    let tl = go(&sc, 30.0, 5);
+    invariants(&tl);
+    let s = &tl.summary;
+    let first = s.time_to_first_drop_s.expect("drops");
+    assert!((10.0..10.5).contains(&first), "{first}");
+    let share = s.drops as f64 / (s.drops + s.early_drops) as f64;
+    assert!((share - 0.276).abs() < 0.03, "{share} {s:?}");
+    assert!(tl.series.iter().all(|p| p.entries <= 20_000));
+}
+
+#[test]
+fn all_assured_full_table_drops_every_new_flow() {
+    // Lab: idle attack 500/s, headroom 5,000: full at 10 s, then every SYN dropped.
+    let sc = Scenario::single(5_000, 262_144, class(500.0, Lifecycle::Idle { rtt_s: 0.0 }, 0));
+    let tl = go(&sc, 30.0, 2);
+    invariants(&tl);
+    assert_eq!(tl.summary.inserted, 5_000);
+    assert_eq!(tl.summary.early_drops, 0);
+    assert_eq!(tl.summary.drops, 500 * 20);
+    let first = tl.summary.time_to_first_drop_s.expect("drops");
+    assert!((first - 10.0).abs() < 0.01);
+}
+
+#[test]
+fn prefill_counts_against_max_and_is_assured() {
+    let mut sc = Scenario::single(25_000, 262_144, class(800.0, short(), 0));
+    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 600.0);
+    sc.initial.push(Initial {
+        state: "tcp/ESTABLISHED".into(),
+        count: 5_000,
+        remaining_s: [3000.0, 3600.0],
+        assured: true,
+    });
+    let tl = go(&sc, 30.0, 1);
+    invariants(&tl);
+    assert_eq!(at(&tl, 0), 5_000);
+    assert_eq!(at(&tl, 10), 13_000);
+    let first = tl.summary.time_to_first_drop_s.expect("drops");
+    assert!((first - 25.0).abs() < 0.01, "{first}");
+}
+
+#[test]
+fn hash_flood_hits_the_chain_limit() {
+    let sc = Scenario::single(262_144, 65_536, class(1000.0, Lifecycle::HashFlood { target_buckets: 2 }, 0));
+    let tl = go(&sc, 5.0, 1);
+    invariants(&tl);
+    assert!(tl.summary.insert_failed > 0);
+    assert_eq!(tl.summary.insert_failed, tl.summary.chaintoolong);
+    assert!(tl.summary.longest_chain <= 81, "{}", tl.summary.longest_chain);
+}
+
+#[test]
+fn deterministic_for_a_seed() {
+    let sc = Scenario::builtin("syn-flood").expect("builtin");
+    let a = serde_json::to_string(&go(&sc, 60.0, 9)).expect("json");
+    let b = serde_json::to_string(&go(&sc, 60.0, 9)).expect("json");
+    assert_eq!(a, b);
+    let c = serde_json::to_string(&go(&sc, 60.0, 10)).expect("json");
+    assert_ne!(a, c);
+}
+
+#[test]
+fn littles_law_holds_without_drops() {
+    // Dwell states ended by transitions (not expiry): within 2%.
+    let mut sc = Scenario::single(
+        1_000_000,
+        262_144,
+        Class {
+            name: "k".into(),
+            arrival: Arrival::Poisson { rate: 2000.0 },
+            lifecycle: Lifecycle::Keepalive { rtt_s: 0.0, lifetime_s: 30.0, request_gap_s: 5.0 },
+            sources: Sources::default(),
+            legit: None,
+        },
+    );
+    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 20.0);
+    let tl = go(&sc, 300.0, 4);
+    invariants(&tl);
+    let ss = tl.summary.steady_state["tcp/ESTABLISHED"];
+    let ll = tl.summary.littles_law["tcp/ESTABLISHED"];
+    assert!((ss - ll).abs() / ll < 0.02, "{ss} vs {ll}");
+    // TIME_WAIT ends by expiry: the kernel keeps expired entries until the
+    // GC reaps them, so the count is above Little's law by the GC lag.
+    let ss = tl.summary.steady_state["tcp/TIME_WAIT"];
+    let ll = tl.summary.littles_law["tcp/TIME_WAIT"];
+    assert!(ss >= ll * 0.98, "{ss} vs {ll}");
+}
+
+#[test]
+fn every_builtin_runs() {
+    for name in Scenario::builtin_names() {
+        let sc = Scenario::builtin(name).unwrap_or_else(|| panic!("{name} does not parse"));
+        let tl = go(&sc, 60.0, 1);
+        invariants(&tl);
+    }
+}
+
+#[test]
+fn bad_toml_names_the_field() {
+    let e = Scenario::from_toml("[table]\nmax = 10\nbuckets = 4\n[table.timeouts]\ntcp_timeout_nope = 3\n")
+        .expect_err("unknown timeout");
+    assert!(e.to_string().contains("tcp_timeout_nope"), "{e}");
+    let e = Scenario::from_toml("[table]\nmax = \"x\"\nbuckets = 4\n").expect_err("type");
+    assert!(e.to_string().contains("line 2"), "{e}");
+}
+
+#[test]
+fn one_client_into_a_full_table_drops_only_fresh_ports() {
+    // Lab fixture short-one-client-800-full: max 8,000 (pre-fill), 800/s: kernel
+    // 5,820 drops by 30.13 s, first table-full log at 13.34 s (fidelity branch).
+    let mut sc = Scenario::single(8_000, 262_144, class(800.0, short(), 1));
+    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 600.0);
+    let tl = go(&sc, 31.0, 3);
+    invariants(&tl);
+    let s = &tl.summary;
+    // Kernel: 5,820 drops at its last sample (t = 30.13 s); model at 30 s.
+    let first = s.time_to_first_drop_s.expect("drops");
+    assert!((first - 13.34).abs() < 0.1, "{first}");
+    let d = tl.series[30].drops as f64;
+    assert!((d - 5820.0).abs() / 5820.0 < 0.03, "{d}");
+    assert_eq!(s.early_drops, 0);
+}
