@@ -10,6 +10,7 @@ mod fidelity;
 mod lab;
 mod plan;
 mod render;
+mod simulate;
 mod top;
 
 use std::io::{self, Write};
@@ -63,6 +64,7 @@ fn run(cli: &Cli) -> Result<u8> {
             out.flush()?;
             return Ok(code);
         }
+        Command::Simulate(args) => simulate::run(args, cli.json, &mut out)?,
         Command::Top(args) => {
             if args.csv && cli.json {
                 anyhow::bail!("--csv and --json exclude each other");
@@ -148,7 +150,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let usage = e.downcast_ref::<ctmodel::filter::FilterError>().is_some();
+            let usage = e.downcast_ref::<ctmodel::filter::FilterError>().is_some()
+                || e.downcast_ref::<simulate::Usage>().is_some();
             eprintln!("ctdoctor: {}", error_text(&e));
             ExitCode::from(if check {
                 CHECK_UNKNOWN

@@ -4,7 +4,7 @@
 // address to one destination (net/ipv4/inet_hashtables.c
 // `__inet_hash_connect`, 6.8+), for models of one-client load tests. Pure
 // and deterministic for a seed; time is passed in (seconds).
-//!
+//
 // What the kernel does: the scan starts at `table_perturb[index] + hash`
 // (one fixed slot for a given source/destination/port), forced to the low
 // parity; it walks ports of that parity only (step 2) and takes the first

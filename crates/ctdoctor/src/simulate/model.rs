@@ -1,0 +1,104 @@
+//! The one place that calls the simulator crate (ctsim): builds its
+//! scenario from the workload, the layered table settings and the live
+//! seed, runs it and returns the timeline in the contract's shape.
+
+use anyhow::{Context, Result};
+use ctsim::{Class, Initial, Lifecycle, Scenario};
+
+use super::args::Usage;
+use super::live::Seed;
+use super::render::Timeline;
+use super::{Table, Workload};
+
+/// Used when neither the host nor a flag says (the kernel's default on
+/// a machine with 8 GiB of RAM or more: 262144 buckets, max = buckets).
+pub const FALLBACK_MAX: u64 = 262_144;
+
+pub fn builtin_names() -> &'static [&'static str] {
+    Scenario::builtin_names()
+}
+
+/// `--lifecycle NAME` with ctsim's defaults for its parameters.
+fn lifecycle(name: &str) -> Result<Lifecycle, Usage> {
+    Lifecycle::from_name(name).ok_or_else(|| {
+        Usage(format!(
+            "--lifecycle {name:?}: one of {}",
+            super::args::LIFECYCLES.join(", ")
+        ))
+    })
+}
+
+/// The ctsim scenario of a workload with `table` laid over its own table.
+pub fn build(work: &Workload, table: &Table, live: Option<&Seed>) -> Result<Scenario> {
+    let mut sc = match work {
+        Workload::Named(n) => Scenario::builtin(n).ok_or_else(|| {
+            Usage(format!(
+                "unknown scenario {n:?}; built-in: {}",
+                builtin_names().join(", ")
+            ))
+        })?,
+        Workload::File { path, text } => Scenario::from_toml(text)
+            .with_context(|| format!("scenario file {}", path.display()))?,
+        Workload::OneClass { rate, lifecycle: l } => {
+            let class = Class::poisson(l, *rate, lifecycle(l)?);
+            Scenario::single(FALLBACK_MAX, FALLBACK_MAX as u32, class)
+        }
+        Workload::Live => anyhow::bail!("--from-live: the creation rate was not measured"),
+    };
+    if let Some(m) = table.max {
+        sc.table.max = m;
+    }
+    if let Some(b) = table.buckets {
+        sc.table.buckets =
+            u32::try_from(b).map_err(|_| Usage(format!("--buckets {b}: at most {}", u32::MAX)))?;
+    }
+    if let Some(k) = &table.kernel {
+        sc.table.kernel.clone_from(k);
+    }
+    for (k, v) in &table.timeouts {
+        sc.table.timeouts.insert(k.clone(), *v as f64);
+    }
+    if let Some(seed) = live {
+        for (state, g) in &seed.groups {
+            let (lo, hi) = g
+                .remaining_s
+                .iter()
+                .fold((u32::MAX, 0), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            let range = if g.remaining_s.is_empty() {
+                [0.0, 0.0]
+            } else {
+                [f64::from(lo), f64::from(hi)]
+            };
+            for (count, assured) in [(g.assured, true), (g.count - g.assured, false)] {
+                if count > 0 {
+                    sc.initial.push(Initial {
+                        state: state.clone(),
+                        count,
+                        remaining_s: range,
+                        assured,
+                    });
+                }
+            }
+        }
+    }
+    sc.validate().context("scenario")?;
+    Ok(sc)
+}
+
+/// Run the model. `progress` gets the done fraction (0..=1).
+pub fn run(
+    sc: &Scenario,
+    duration_s: f64,
+    step_s: f64,
+    seed: u64,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Timeline> {
+    let opts = ctsim::RunOptions {
+        duration_s,
+        step_s,
+        seed,
+    };
+    let tl = ctsim::run(sc, &opts, progress).context("simulation")?;
+    let v = serde_json::to_value(&tl).context("simulation result")?;
+    serde_json::from_value(v).context("simulation result does not have the contract's fields")
+}
