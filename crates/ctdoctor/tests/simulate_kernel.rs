@@ -102,20 +102,33 @@ fn simulate_predicts_the_short_connection_load_test() {
     assert_eq!(lab["summary"]["effective_max"], headroom);
     let kernel = curve(&lab, 0);
 
+    // The same parameters: the lab paces a constant rate from distinct
+    // sources (simulate's `--rate` alone means Poisson, whose first second
+    // alone varies by +-3.5% at 800/s), so the scenario says `constant`.
+    let dir = common::TempDir::new("simulate-kernel");
+    dir.put(
+        "lab.toml",
+        &format!(
+            "name = \"lab short-connections\"\n\
+             [table]\nmax = {headroom}\nbuckets = {}\nkernel = \"6.18\"\n\
+             timeouts = {{ tcp_timeout_time_wait = 600 }}\n\
+             [[class]]\nname = \"short\"\n\
+             arrival = {{ kind = \"constant\", rate = {rate} }}\n\
+             lifecycle = {{ kind = \"short-http\", rtt_s = 0.0001, duration_s = 0.001 }}\n\
+             sources = {{ clients = 0 }}\n",
+            buckets()
+        ),
+    );
+    let scenario = dir.p("lab.toml");
+    // As long as the kernel's traffic really ran (lab keeps it running
+    // through its last sample).
+    let ran_ms = (lab["summary"]["duration_s"].as_f64().expect("duration_s") * 1000.0).ceil();
     let sim = run(&[
         "simulate",
-        "--rate",
-        rate,
-        "--lifecycle",
-        "short-http",
-        "--max",
-        &headroom.to_string(),
-        "--buckets",
-        &buckets().to_string(),
-        "--timeout",
-        "tcp_timeout_time_wait=600",
+        "--scenario",
+        scenario.to_str().expect("utf8 path"),
         "--duration",
-        duration,
+        &format!("{ran_ms}ms"),
         "--step",
         "1s",
         "--seed",
@@ -164,11 +177,17 @@ fn simulate_predicts_the_short_connection_load_test() {
         "first drop: kernel {k_first:.2} s, model {s_first:.2} s ({err:.1}%)"
     );
     // Sanity of the experiment itself: Little's law says max / rate = 20 s.
-    assert!((k_first - 20.0).abs() < 1.0, "kernel first drop {k_first}");
+    // (Samples can be a second apart on a busy machine, and the log line
+    // can be rate-limited by other namespaces: 10%.)
+    assert!((k_first - 20.0).abs() <= 2.0, "kernel first drop {k_first}");
 
-    // Drop totals over the kernel's run.
-    let t_end = kernel.last().expect("samples").0;
-    let k_drops = kernel.last().expect("samples").2 as f64;
+    // Drop totals over the span both runs cover.
+    let t_end = kernel
+        .last()
+        .expect("samples")
+        .0
+        .min(model.last().expect("samples").0);
+    let k_drops = at(&kernel, t_end, |p| p.2);
     let s_drops = at(&model, t_end, |p| p.2);
     let err = (s_drops - k_drops).abs() / k_drops.max(1.0) * 100.0;
     assert!(

@@ -14,7 +14,10 @@ fn short_http(rate: f64) -> Scenario {
     let class = Class {
         name: "short".into(),
         arrival: Arrival::Poisson { rate },
-        lifecycle: Lifecycle::ShortHttp { rtt_s: 0.0002, duration_s: 0.005 },
+        lifecycle: Lifecycle::ShortHttp {
+            rtt_s: 0.0002,
+            duration_s: 0.005,
+        },
         sources: Sources::default(),
         legit: None,
     };
@@ -25,8 +28,13 @@ fn short_http(rate: f64) -> Scenario {
 #[divan::bench(sample_count = 5)]
 fn short_http_1m_connections(b: divan::Bencher) {
     let sc = short_http(10_000.0);
-    let opt = RunOptions { duration_s: 100.0, step_s: 1.0, seed: 1 };
-    b.counter(ItemsCount::new(1_000_000usize)).bench(|| run(&sc, &opt, &mut |_| {}).expect("run"));
+    let opt = RunOptions {
+        duration_s: 100.0,
+        step_s: 1.0,
+        seed: 1,
+    };
+    b.counter(ItemsCount::new(1_000_000usize))
+        .bench(|| run(&sc, &opt, &mut |_| {}).expect("run"));
 }
 
 /// 10 simulated minutes at 10,000/s (6 million connections, steady state
@@ -34,6 +42,11 @@ fn short_http_1m_connections(b: divan::Bencher) {
 #[divan::bench(sample_count = 1)]
 fn ten_minutes_at_10k(b: divan::Bencher) {
     let sc = short_http(10_000.0);
-    let opt = RunOptions { duration_s: 600.0, step_s: 1.0, seed: 1 };
-    b.counter(ItemsCount::new(6_000_000usize)).bench(|| run(&sc, &opt, &mut |_| {}).expect("run"));
+    let opt = RunOptions {
+        duration_s: 600.0,
+        step_s: 1.0,
+        seed: 1,
+    };
+    b.counter(ItemsCount::new(6_000_000usize))
+        .bench(|| run(&sc, &opt, &mut |_| {}).expect("run"));
 }

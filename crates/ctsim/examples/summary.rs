@@ -10,8 +10,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sc = if name.ends_with(".toml") {
         Scenario::from_toml(&std::fs::read_to_string(&name)?)?
     } else {
-        Scenario::builtin(&name)
-            .ok_or_else(|| format!("unknown scenario {name}; known: {}", Scenario::builtin_names().join(", ")))?
+        Scenario::builtin(&name).ok_or_else(|| {
+            format!(
+                "unknown scenario {name}; known: {}",
+                Scenario::builtin_names().join(", ")
+            )
+        })?
     };
     let mut opt = RunOptions::for_scenario(&sc);
     if let Some(d) = args.next() {

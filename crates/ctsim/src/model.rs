@@ -300,7 +300,6 @@ struct Sim {
     legit_lost: u64,
 }
 
-
 impl Sim {
     fn push(&mut self, t: f64, kind: EvKind) {
         self.seq += 1;
@@ -445,7 +444,10 @@ impl Sim {
     /// Puts an entry on the expiry calendar.
     fn arm(&mut self, idx: u32) {
         let e = self.slab[idx as usize];
-        self.expiry.entry(e.exp.max(0.0) as u64).or_default().push((idx, e.generation));
+        self.expiry
+            .entry(e.exp.max(0.0) as u64)
+            .or_default()
+            .push((idx, e.generation));
     }
 
     fn refused(&mut self, c: usize, port: u32, now: f64, drop: bool) {
@@ -544,7 +546,10 @@ impl Sim {
                 }
                 k
             };
-            (vi, (cl.variants[vi].1[0], cl.variants[vi].1.get(1).map(|p| p.at)))
+            (
+                vi,
+                (cl.variants[vi].1[0], cl.variants[vi].1.get(1).map(|p| p.at)),
+            )
         };
         let (first, next_at) = phases;
         let idx = self.alloc(Entry {
@@ -629,7 +634,10 @@ impl Sim {
             cl.walks[client as usize].close((cl.port_lo as u32 + e.port % cl.nports) as u16, now);
         }
         let exp = self.slab[idx as usize].exp;
-        let next = self.classes[c].variants[e.variant as usize].1.get(pi + 1).map(|n| now - ph.at + n.at);
+        let next = self.classes[c].variants[e.variant as usize]
+            .1
+            .get(pi + 1)
+            .map(|n| now - ph.at + n.at);
         if next.is_none_or(|t| t >= exp) {
             self.arm(idx);
         }

@@ -398,17 +398,38 @@ pub enum Lifecycle {
 impl Lifecycle {
     /// The names of `from_name` (the CLI's --lifecycle).
     pub const NAMES: [&'static str; 9] = [
-        "short-http", "keepalive", "idle", "dns", "udp-stream", "icmp", "syn-flood", "udp-flood", "hash-flood",
+        "short-http",
+        "keepalive",
+        "idle",
+        "dns",
+        "udp-stream",
+        "icmp",
+        "syn-flood",
+        "udp-flood",
+        "hash-flood",
     ];
 
     /// A lifecycle with its default parameters, by its TOML `kind` name.
     pub fn from_name(name: &str) -> Option<Lifecycle> {
         Some(match name {
-            "short-http" => Lifecycle::ShortHttp { rtt_s: 0.0, duration_s: ms() },
-            "keepalive" => Lifecycle::Keepalive { rtt_s: 0.0, lifetime_s: minute(), request_gap_s: five() },
+            "short-http" => Lifecycle::ShortHttp {
+                rtt_s: 0.0,
+                duration_s: ms(),
+            },
+            "keepalive" => Lifecycle::Keepalive {
+                rtt_s: 0.0,
+                lifetime_s: minute(),
+                request_gap_s: five(),
+            },
             "idle" => Lifecycle::Idle { rtt_s: 0.0 },
-            "dns" => Lifecycle::Dns { rtt_s: ms(), unreplied: 0.0 },
-            "udp-stream" => Lifecycle::UdpStream { rtt_s: ms(), lifetime_s: minute() },
+            "dns" => Lifecycle::Dns {
+                rtt_s: ms(),
+                unreplied: 0.0,
+            },
+            "udp-stream" => Lifecycle::UdpStream {
+                rtt_s: ms(),
+                lifetime_s: minute(),
+            },
             "icmp" => Lifecycle::Icmp { rtt_s: ms() },
             "syn-flood" => Lifecycle::SynFlood,
             "udp-flood" => Lifecycle::UdpFlood,
@@ -422,12 +443,18 @@ impl Class {
     /// One class with Poisson arrivals at `rate`/s and distinct sources
     /// (spoofed for the attack lifecycles).
     pub fn poisson(name: &str, rate: f64, lifecycle: Lifecycle) -> Class {
-        let spoofed = matches!(lifecycle, Lifecycle::SynFlood | Lifecycle::UdpFlood | Lifecycle::HashFlood { .. });
+        let spoofed = matches!(
+            lifecycle,
+            Lifecycle::SynFlood | Lifecycle::UdpFlood | Lifecycle::HashFlood { .. }
+        );
         Class {
             name: name.into(),
             arrival: Arrival::Poisson { rate },
             lifecycle,
-            sources: Sources { spoofed, ..Sources::default() },
+            sources: Sources {
+                spoofed,
+                ..Sources::default()
+            },
             legit: None,
         }
     }

@@ -8,17 +8,32 @@ fn class(rate: f64, lifecycle: Lifecycle, clients: u32) -> Class {
         name: "c".into(),
         arrival: Arrival::Constant { rate },
         lifecycle,
-        sources: Sources { clients, ..Sources::default() },
+        sources: Sources {
+            clients,
+            ..Sources::default()
+        },
         legit: None,
     }
 }
 
 fn short() -> Lifecycle {
-    Lifecycle::ShortHttp { rtt_s: 0.0, duration_s: 0.0005 }
+    Lifecycle::ShortHttp {
+        rtt_s: 0.0,
+        duration_s: 0.0005,
+    }
 }
 
 fn go(sc: &Scenario, d: f64, seed: u64) -> Timeline {
-    run(sc, &RunOptions { duration_s: d, step_s: 1.0, seed }, &mut |_| {}).expect("run")
+    run(
+        sc,
+        &RunOptions {
+            duration_s: d,
+            step_s: 1.0,
+            seed,
+        },
+        &mut |_| {},
+    )
+    .expect("run")
 }
 
 fn at(tl: &Timeline, t: usize) -> u64 {
@@ -27,7 +42,11 @@ fn at(tl: &Timeline, t: usize) -> u64 {
 
 fn invariants(tl: &Timeline) {
     let s = &tl.summary;
-    assert_eq!(s.new_flows, s.inserted + s.reopened + s.drops + s.insert_failed, "{s:?}");
+    assert_eq!(
+        s.new_flows,
+        s.inserted + s.reopened + s.drops + s.insert_failed,
+        "{s:?}"
+    );
     for p in &tl.series {
         assert!(p.entries <= p.max || p.max == 0);
         assert_eq!(p.by_state.values().sum::<u64>(), p.entries);
@@ -38,7 +57,9 @@ fn invariants(tl: &Timeline) {
 fn distinct_sources_fill_at_exactly_the_rate_then_drop_everything() {
     // Lab: 800/s, TW 600 s, headroom 20,000: +800/s, full at 25.0 s, then 800 drops/s.
     let mut sc = Scenario::single(20_000, 262_144, class(800.0, short(), 0));
-    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 600.0);
+    sc.table
+        .timeouts
+        .insert("tcp_timeout_time_wait".into(), 600.0);
     let tl = go(&sc, 40.0, 1);
     invariants(&tl);
     for t in 1..=24 {
@@ -53,14 +74,26 @@ fn distinct_sources_fill_at_exactly_the_rate_then_drop_everything() {
 #[test]
 fn one_client_reopens_time_wait_entries() {
     // Lab, one client 127.0.0.1, ports 32768-60999, 800/s, TW 600 s.
-    let kernel = [(5, 3798), (10, 6595), (15, 8629), (20, 10102), (30, 12052), (40, 13023)];
+    let kernel = [
+        (5, 3798),
+        (10, 6595),
+        (15, 8629),
+        (20, 10102),
+        (30, 12052),
+        (40, 13023),
+    ];
     let mut sc = Scenario::single(100_000, 262_144, class(800.0, short(), 1));
-    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 600.0);
+    sc.table
+        .timeouts
+        .insert("tcp_timeout_time_wait".into(), 600.0);
     let tl = go(&sc, 40.0, 3);
     invariants(&tl);
     for (t, k) in kernel {
         let m = at(&tl, t) as f64;
-        assert!((m - k as f64).abs() / k as f64 <= 0.03, "{t} s: model {m} kernel {k}");
+        assert!(
+            (m - k as f64).abs() / k as f64 <= 0.03,
+            "{t} s: model {m} kernel {k}"
+        );
     }
     assert!(tl.summary.reopened > 0);
     assert_eq!(tl.summary.drops, 0);
@@ -83,7 +116,11 @@ fn syn_flood_is_admitted_by_early_drop_at_the_predicted_share() {
 #[test]
 fn all_assured_full_table_drops_every_new_flow() {
     // Lab: idle attack 500/s, headroom 5,000: full at 10 s, then every SYN dropped.
-    let sc = Scenario::single(5_000, 262_144, class(500.0, Lifecycle::Idle { rtt_s: 0.0 }, 0));
+    let sc = Scenario::single(
+        5_000,
+        262_144,
+        class(500.0, Lifecycle::Idle { rtt_s: 0.0 }, 0),
+    );
     let tl = go(&sc, 30.0, 2);
     invariants(&tl);
     assert_eq!(tl.summary.inserted, 5_000);
@@ -96,7 +133,9 @@ fn all_assured_full_table_drops_every_new_flow() {
 #[test]
 fn prefill_counts_against_max_and_is_assured() {
     let mut sc = Scenario::single(25_000, 262_144, class(800.0, short(), 0));
-    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 600.0);
+    sc.table
+        .timeouts
+        .insert("tcp_timeout_time_wait".into(), 600.0);
     sc.initial.push(Initial {
         state: "tcp/ESTABLISHED".into(),
         count: 5_000,
@@ -113,12 +152,20 @@ fn prefill_counts_against_max_and_is_assured() {
 
 #[test]
 fn hash_flood_hits_the_chain_limit() {
-    let sc = Scenario::single(262_144, 65_536, class(1000.0, Lifecycle::HashFlood { target_buckets: 2 }, 0));
+    let sc = Scenario::single(
+        262_144,
+        65_536,
+        class(1000.0, Lifecycle::HashFlood { target_buckets: 2 }, 0),
+    );
     let tl = go(&sc, 5.0, 1);
     invariants(&tl);
     assert!(tl.summary.insert_failed > 0);
     assert_eq!(tl.summary.insert_failed, tl.summary.chaintoolong);
-    assert!(tl.summary.longest_chain <= 81, "{}", tl.summary.longest_chain);
+    assert!(
+        tl.summary.longest_chain <= 81,
+        "{}",
+        tl.summary.longest_chain
+    );
 }
 
 #[test]
@@ -140,12 +187,18 @@ fn littles_law_holds_without_drops() {
         Class {
             name: "k".into(),
             arrival: Arrival::Poisson { rate: 2000.0 },
-            lifecycle: Lifecycle::Keepalive { rtt_s: 0.0, lifetime_s: 30.0, request_gap_s: 5.0 },
+            lifecycle: Lifecycle::Keepalive {
+                rtt_s: 0.0,
+                lifetime_s: 30.0,
+                request_gap_s: 5.0,
+            },
             sources: Sources::default(),
             legit: None,
         },
     );
-    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 20.0);
+    sc.table
+        .timeouts
+        .insert("tcp_timeout_time_wait".into(), 20.0);
     let tl = go(&sc, 300.0, 4);
     invariants(&tl);
     let ss = tl.summary.steady_state["tcp/ESTABLISHED"];
@@ -169,8 +222,10 @@ fn every_builtin_runs() {
 
 #[test]
 fn bad_toml_names_the_field() {
-    let e = Scenario::from_toml("[table]\nmax = 10\nbuckets = 4\n[table.timeouts]\ntcp_timeout_nope = 3\n")
-        .expect_err("unknown timeout");
+    let e = Scenario::from_toml(
+        "[table]\nmax = 10\nbuckets = 4\n[table.timeouts]\ntcp_timeout_nope = 3\n",
+    )
+    .expect_err("unknown timeout");
     assert!(e.to_string().contains("tcp_timeout_nope"), "{e}");
     let e = Scenario::from_toml("[table]\nmax = \"x\"\nbuckets = 4\n").expect_err("type");
     assert!(e.to_string().contains("line 2"), "{e}");
@@ -181,7 +236,9 @@ fn one_client_into_a_full_table_drops_only_fresh_ports() {
     // Lab fixture short-one-client-800-full: max 8,000 (pre-fill), 800/s: kernel
     // 5,820 drops by 30.13 s, first table-full log at 13.34 s (fidelity branch).
     let mut sc = Scenario::single(8_000, 262_144, class(800.0, short(), 1));
-    sc.table.timeouts.insert("tcp_timeout_time_wait".into(), 600.0);
+    sc.table
+        .timeouts
+        .insert("tcp_timeout_time_wait".into(), 600.0);
     let tl = go(&sc, 31.0, 3);
     invariants(&tl);
     let s = &tl.summary;

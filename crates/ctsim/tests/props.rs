@@ -6,11 +6,24 @@ use proptest::prelude::*;
 
 fn lifecycle(k: u8) -> Lifecycle {
     match k % 8 {
-        0 => Lifecycle::ShortHttp { rtt_s: 0.001, duration_s: 0.01 },
-        1 => Lifecycle::Keepalive { rtt_s: 0.001, lifetime_s: 3.0, request_gap_s: 1.0 },
+        0 => Lifecycle::ShortHttp {
+            rtt_s: 0.001,
+            duration_s: 0.01,
+        },
+        1 => Lifecycle::Keepalive {
+            rtt_s: 0.001,
+            lifetime_s: 3.0,
+            request_gap_s: 1.0,
+        },
         2 => Lifecycle::Idle { rtt_s: 0.0 },
-        3 => Lifecycle::Dns { rtt_s: 0.001, unreplied: 0.3 },
-        4 => Lifecycle::UdpStream { rtt_s: 0.001, lifetime_s: 4.0 },
+        3 => Lifecycle::Dns {
+            rtt_s: 0.001,
+            unreplied: 0.3,
+        },
+        4 => Lifecycle::UdpStream {
+            rtt_s: 0.001,
+            lifetime_s: 4.0,
+        },
         5 => Lifecycle::Icmp { rtt_s: 0.001 },
         6 => Lifecycle::SynFlood,
         _ => Lifecycle::HashFlood { target_buckets: 2 },
