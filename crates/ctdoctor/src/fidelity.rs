@@ -156,10 +156,10 @@ pub fn compare(kernel: &[Sample], sim: &[Sample]) -> Result<Comparison, CompareE
         return Err(CompareError::NothingToCompare);
     }
     let mean = sum / n as f64;
-    // Drop totals over the same span: the simulated total at the kernel's
-    // last sample time.
-    let t_end = kernel[kernel.len() - 1].t;
-    let kernel_drops = kernel[kernel.len() - 1].drops;
+    // Over the span both curves cover: a run sampled past the other's end
+    // would count drops the other never had the time to see.
+    let t_end = kernel[kernel.len() - 1].t.min(sim[sim.len() - 1].t);
+    let kernel_drops = at(kernel, t_end, |p| p.drops).round() as u64;
     let sim_drops = at(sim, t_end, |p| p.drops).round() as u64;
     let drops_error_pct = pct(sim_drops as f64, kernel_drops as f64);
     let kf = first_drop(kernel);
@@ -666,6 +666,15 @@ mod tests {
         // drops, next sample 5.7 s later: the log line is the first drop.
         let k = vec![s(2.0, 3999, 0), s(5.7, 4000, 7446)];
         assert!(log_time_fits(&k, 1.995));
+    }
+
+    #[test]
+    fn drops_are_compared_over_the_common_span() {
+        // The kernel sampled 0.5 s past the model's end.
+        let k = vec![s(1.0, 10, 0), s(2.0, 10, 800), s(2.5, 10, 1200)];
+        let m = vec![s(1.0, 10, 0), s(2.0, 10, 800)];
+        let c = compare(&k, &m).expect("comparable");
+        assert_eq!((c.kernel_drops, c.sim_drops), (800, 800));
     }
 
     #[test]
