@@ -18,18 +18,30 @@ fn netns_list() -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Lab runs of this file one at a time: the kernel's table-full messages
+/// share one global rate limit (net_ratelimit: 10 per 5 s), so parallel
+/// runs would hide each other's lines.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn global_max() -> String {
     std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").expect("max")
 }
 
 #[test]
 fn short_connections_reaches_drops_and_leaves_nothing() {
+    let _serial = serial();
     let max_before = global_max();
     let o = run(&[
         "lab",
         "short-connections",
         "--duration",
-        "5s",
+        "9s",
         "--rate",
         "1000",
         "--headroom",
@@ -66,6 +78,7 @@ fn short_connections_reaches_drops_and_leaves_nothing() {
 
 #[test]
 fn json_contract() {
+    let _serial = serial();
     let o = run(&[
         "lab",
         "syn-flood",
@@ -125,6 +138,7 @@ fn json_contract() {
 }
 
 fn interrupted_run(signal: nix::sys::signal::Signal, code: i32) {
+    let _serial = serial();
     let child = Command::new(BIN)
         .args([
             "lab",
@@ -211,4 +225,32 @@ fn bad_input_gives_clear_errors() {
         assert!(text(&o).contains(needle), "{args:?}: {}", text(&o));
         assert!(!text(&o).contains("panicked"), "{args:?}: {}", text(&o));
     }
+}
+
+/// The lab's per-step dump asks the kernel for traffic entries only (mark
+/// filter); the pre-fill (marked) never leaves the kernel.
+#[test]
+fn dump_by_mark_is_filtered_in_the_kernel() {
+    let ns = ctlab::Netns::create("lab-mark").expect("netns");
+    let mut entries = ctlab::fill(200, true);
+    for (i, e) in entries.iter_mut().enumerate() {
+        e.mark = Some(if i % 2 == 0 { 0x004c_4142 } else { 0 });
+    }
+    ns.insert(&entries).expect("insert");
+    let (all, unmarked) = ns
+        .run(|| {
+            let mut ct = ctnetlink::Conntrack::open().expect("open");
+            let mut all = 0;
+            ct.dump(ctnetlink::Family::Any, |_| all += 1).expect("dump");
+            let mut marks = Vec::new();
+            ct.dump_marked(ctnetlink::Family::Any, 0, 0x004c_4142, |e| {
+                marks.push(e.mark)
+            })
+            .expect("dump_marked");
+            (all, marks)
+        })
+        .expect("run");
+    assert_eq!(all, 200);
+    assert_eq!(unmarked.len(), 100);
+    assert!(unmarked.iter().all(|m| *m == Some(0)), "{unmarked:?}");
 }

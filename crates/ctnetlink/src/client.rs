@@ -235,11 +235,7 @@ impl Conntrack {
     }
 
     /// Dump the table of this namespace, calling `f` for every entry.
-    pub fn dump(
-        &mut self,
-        family: Family,
-        mut f: impl FnMut(&Entry),
-    ) -> Result<DumpSummary, Error> {
+    pub fn dump(&mut self, family: Family, f: impl FnMut(&Entry)) -> Result<DumpSummary, Error> {
         let what = "ctnetlink dump (IPCTNL_MSG_CT_GET)";
         let seq = self.request(
             what,
@@ -247,6 +243,40 @@ impl Conntrack {
             NLM_F_REQUEST | NLM_F_DUMP,
             family.number(),
         )?;
+        self.dump_replies(what, seq, f)
+    }
+
+    /// Dump only the entries whose `mark & mask == mark`, filtered by the
+    /// kernel (CTA_MARK + CTA_MARK_MASK in the request, ctnetlink_filter_match;
+    /// needs CONFIG_NF_CONNTRACK_MARK): the others are never copied out.
+    pub fn dump_marked(
+        &mut self,
+        family: Family,
+        mark: u32,
+        mask: u32,
+        f: impl FnMut(&Entry),
+    ) -> Result<DumpSummary, Error> {
+        let what = "ctnetlink dump by mark (IPCTNL_MSG_CT_GET, CTA_MARK)";
+        let seq = self.next_seq();
+        let mut b = MessageBuilder::new(
+            Vec::new(),
+            ctnl_msg(IPCTNL_MSG_CT_GET),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            family.number(),
+        );
+        b.attr(CTA_MARK, &mark.to_be_bytes())
+            .attr(CTA_MARK_MASK, &mask.to_be_bytes());
+        self.send(what, &b.finish())?;
+        self.dump_replies(what, seq, f)
+    }
+
+    fn dump_replies(
+        &mut self,
+        what: &'static str,
+        seq: u32,
+        mut f: impl FnMut(&Entry),
+    ) -> Result<DumpSummary, Error> {
         let mut summary = DumpSummary::default();
         self.receive_pipelined(what, seq, |msg| {
             if msg.flags & NLM_F_DUMP_INTR != 0 {

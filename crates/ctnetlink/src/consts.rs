@@ -40,6 +40,8 @@ pub const CTA_STATUS: u16 = 3;
 pub const CTA_PROTOINFO: u16 = 4;
 pub const CTA_TIMEOUT: u16 = 7;
 pub const CTA_MARK: u16 = 8;
+/// With CTA_MARK in a dump request: only entries with mark & mask == mark.
+pub const CTA_MARK_MASK: u16 = 21;
 pub const CTA_COUNTERS_ORIG: u16 = 9;
 pub const CTA_COUNTERS_REPLY: u16 = 10;
 pub const CTA_USE: u16 = 11;

@@ -217,6 +217,18 @@ pub fn fd_budget() -> u64 {
 /// inside the target namespace (sockets stay bound to it). Returns early
 /// when `stop` becomes true (Ctrl-C). Held connections close at the end.
 pub fn run(kind: &Kind, limits: &Limits, stop: &AtomicBool) -> Result<Report, TrafficError> {
+    run_notify(kind, limits, stop, || {})
+}
+
+/// [`run`], calling `started` once the servers are up, right before the
+/// first flow: the instant the report's second 0 begins (a sampler aligns
+/// its clock on it; setting up the servers takes tens of ms).
+pub fn run_notify(
+    kind: &Kind,
+    limits: &Limits,
+    stop: &AtomicBool,
+    started: impl FnOnce(),
+) -> Result<Report, TrafficError> {
     kind.validate()?;
     limits.validate()?;
     let mut g: Box<dyn Generator> = match kind {
@@ -227,6 +239,7 @@ pub fn run(kind: &Kind, limits: &Limits, stop: &AtomicBool) -> Result<Report, Tr
         Kind::Icmp => Box::new(icmp::Icmp::new()?),
         Kind::SynFlood => Box::new(synflood::SynFlood::new()?),
     };
+    started();
     Ok(drive(g.as_mut(), limits, stop))
 }
 
