@@ -649,6 +649,7 @@ impl Sim {
     fn gc(&mut self, now: f64) {
         // Reap every expired entry (a pass over the whole table).
         let nowk = now.max(0.0) as u64;
+        let reaped_before = self.s.gc_reaps;
         let mut keep = Vec::new();
         while let Some(first) = self.expiry.first_entry() {
             let key = *first.key();
@@ -670,10 +671,36 @@ impl Sim {
         if !keep.is_empty() {
             self.expiry.entry(nowk).or_default().extend(keep);
         }
-        // Early-drop eviction: one batch of 257 per pass (GC_SCAN_EXPIRED_MAX + 1).
-        if self.gc_flag && self.max > 0 && self.count >= self.max / 100 * 95 {
+        // Early-drop eviction: the pass kills until expired_count > 256
+        // (GC_SCAN_EXPIRED_MAX), counting expired reaps too, then requeues
+        // with 1 jiffy, which clears the flag: one batch of 257 kills shared
+        // with the expired entries in proportion to their density.
+        let at95 = self.count + (self.s.gc_reaps - reaped_before) >= self.max / 100 * 95;
+        if self.gc_flag && self.max > 0 && at95 {
             let n = self.slab.len();
-            if n > 0 {
+            let expired = (self.s.gc_reaps - reaped_before) as f64;
+            let evictable: u64 = State::ALL
+                .iter()
+                .filter(|s| {
+                    s.closing()
+                        || matches!(
+                            s,
+                            State::TcpSynSent
+                                | State::TcpSynRecv
+                                | State::UdpUnreplied
+                                | State::UdpReplied
+                                | State::IcmpUnreplied
+                                | State::IcmpReplied
+                        )
+                })
+                .map(|s| self.by_state[*s as usize])
+                .sum();
+            let budget = if evictable == 0 {
+                0
+            } else {
+                (257.0 * evictable as f64 / (evictable as f64 + expired)).round() as u32
+            };
+            if n > 0 && budget > 0 {
                 let start = self.rng.usize(..n);
                 let mut killed = 0;
                 for k in 0..n {
@@ -682,7 +709,7 @@ impl Sim {
                     if e.alive && (!e.assured || e.state.closing()) {
                         self.remove(idx, Kill::Evict);
                         killed += 1;
-                        if killed >= 257 {
+                        if killed >= budget {
                             break;
                         }
                     }
@@ -712,8 +739,9 @@ impl Sim {
             let idx = if sample { self.rng.usize(..n) } else { i };
             let e = self.slab[idx];
             if e.alive {
-                sum += (e.exp - now).clamp(1.0, 300.0);
-                k += 1.0;
+                // Each entry is visited twice per pass (original and reply node).
+                sum += 2.0 * (e.exp - now).clamp(1.0, 300.0);
+                k += 2.0;
                 live += 1.0;
             }
         }
@@ -721,7 +749,7 @@ impl Sim {
             // Scale the sample to the live population.
             let scale = self.count as f64 / live;
             let s_entries = (sum - 6000.0) * scale;
-            return (6000.0 + s_entries) / (100.0 + live * scale);
+            return (6000.0 + s_entries) / (100.0 + 2.0 * live * scale);
         }
         sum / k
     }

@@ -249,3 +249,69 @@ fn one_client_into_a_full_table_drops_only_fresh_ports() {
     assert!((d - 5820.0).abs() / 5820.0 < 0.03, "{d}");
     assert_eq!(s.early_drops, 0);
 }
+
+/// Snapshot of a small run's JSON (insta is not available offline here):
+/// regenerate with `CTSIM_UPDATE_SNAPSHOTS=1 cargo test -p ctsim --test model snapshot`.
+#[test]
+fn snapshot_of_a_small_run() {
+    let mut sc = Scenario::single(300, 64, class(40.0, short(), 1));
+    sc.classes.push(Class {
+        name: "flood".into(),
+        arrival: Arrival::Poisson { rate: 30.0 },
+        lifecycle: Lifecycle::SynFlood,
+        sources: Sources {
+            spoofed: true,
+            ..Sources::default()
+        },
+        legit: None,
+    });
+    sc.table
+        .timeouts
+        .insert("tcp_timeout_time_wait".into(), 8.0);
+    sc.table.timeouts.insert("tcp_timeout_syn_sent".into(), 5.0);
+    let tl = run(
+        &sc,
+        &RunOptions {
+            duration_s: 12.0,
+            step_s: 2.0,
+            seed: 42,
+        },
+        &mut |_| {},
+    )
+    .expect("run");
+    let json = serde_json::to_string_pretty(&tl).expect("json") + "\n";
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/snapshots/small-run.json"
+    );
+    if std::env::var_os("CTSIM_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(path, &json).expect("write snapshot");
+    }
+    let want =
+        std::fs::read_to_string(path).expect("snapshot file (set CTSIM_UPDATE_SNAPSHOTS=1 once)");
+    assert_eq!(json, want);
+}
+
+#[test]
+fn full_table_gets_one_gc_eviction_batch_of_257_per_pass() {
+    // Lab fixture short-many-800-100s (fidelity branch): pre-fill 242,144
+    // ASSURED entries, max 262,144, 800/s distinct sources, TW 600 s: full
+    // from 25 s, then ONE batch of exactly 257 admissions in 75 s (the GC
+    // sleeps 60 s). The model's GC phase differs (pass at ~61 s, not ~76 s).
+    let mut sc = Scenario::single(262_144, 262_144, class(800.0, short(), 0));
+    sc.table
+        .timeouts
+        .insert("tcp_timeout_time_wait".into(), 600.0);
+    sc.initial.push(Initial {
+        state: "tcp/ESTABLISHED".into(),
+        count: 242_144,
+        remaining_s: [86_400.0, 86_400.0],
+        assured: true,
+    });
+    let tl = go(&sc, 100.0, 1);
+    invariants(&tl);
+    let s = &tl.summary;
+    assert_eq!(s.gc_evictions, 257, "{s:?}");
+    assert_eq!(s.early_drops, 0);
+    assert_eq!(s.drops, 75 * 800 - 257);
+}
