@@ -317,6 +317,29 @@ fn bad_inputs_have_clear_messages_and_exit_codes() {
             "possible values",
         ),
         (
+            vec![
+                "simulate",
+                "--rate",
+                "100000000",
+                "--duration",
+                "30d",
+                "--step",
+                "1h",
+            ],
+            2,
+            "per run",
+        ),
+        (
+            vec!["simulate", "--rate", "10", "--buckets", "4000000000"],
+            2,
+            "at most 33554432",
+        ),
+        (
+            vec!["simulate", "--rate", "10", "--max", "99999999999999"],
+            2,
+            "at most 2147483136",
+        ),
+        (
             vec!["simulate", "--scenario", "syn-flood", "--rate", "10"],
             2,
             "exclude each other",

@@ -33,6 +33,11 @@ pub const MAX_POINTS: f64 = 1_000_000.0;
 /// (10x the fastest NIC's small-packet rate).
 pub const MAX_RATE: f64 = 1e9;
 
+/// The most connections one run may simulate (rate x duration summed over
+/// the classes): 1e10 is about half an hour of one core at the model's
+/// 5 million connections/s, 11 times the 24 h at 10,000/s.
+pub const MAX_FLOWS: f64 = 1e10;
+
 /// `1h`, `90s`, `2h30m`, `250ms` or plain seconds (`3600`, `0.5`).
 pub fn parse_seconds(what: &str, s: &str) -> Result<f64, Usage> {
     let t = s.trim();

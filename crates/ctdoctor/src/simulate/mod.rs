@@ -323,6 +323,9 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
     let live = if a.from_live {
         let (seed, n) = live::measure()?;
         notes.extend(n);
+        if a.rate.is_some() {
+            notes.push("--rate given: the model runs at that rate, not the measured one".into());
+        }
         if matches!(work, Workload::Live) {
             work = Workload::OneClass {
                 rate: seed.rate.max(f64::MIN_POSITIVE),
@@ -339,7 +342,7 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
         Workload::OneClass { rate, lifecycle } => format!("{lifecycle} at {rate:.1}/s"),
         Workload::Live => "live".into(),
     };
-    let sc = model::build(&work, &table, live.as_ref())?;
+    let sc = model::build(&work, &table, live.as_ref(), &mut notes)?;
     let duration = a
         .duration
         .clone()
@@ -349,6 +352,18 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
         .clone()
         .unwrap_or_else(|| sc.step_s.map_or("1s".into(), fmt_s));
     let (duration_s, step_s) = args::duration_and_step(&duration, &step)?;
+    let flows: f64 = sc
+        .classes
+        .iter()
+        .map(|c| c.arrival.mean_rate(duration_s) * duration_s)
+        .sum();
+    if flows > args::MAX_FLOWS {
+        return Err(Usage(format!(
+            "{flows:.3e} connections in {duration}: at most {:.0e} per run (about half an hour of CPU at 5 million/s); shorten --duration or lower the rate",
+            args::MAX_FLOWS
+        ))
+        .into());
+    }
     let info = |sc: &ctsim::Scenario, notes: Vec<String>| RunInfo {
         scenario: name.clone(),
         duration_s,
@@ -377,7 +392,7 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
         Some(pt) => {
             let mut t2 = table.clone();
             t2.overlay(&pt);
-            let planned_sc = model::build(&work, &t2, live.as_ref())?;
+            let planned_sc = model::build(&work, &t2, live.as_ref(), &mut Vec::new())?;
             let planned = run_with_progress(&planned_sc, duration_s, step_s, a.seed)?;
             let mut pn = notes;
             pn.push("max, buckets and timeouts from the plan".into());
