@@ -50,15 +50,17 @@ const QUICK: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        // Full after 1.5 s, not within the first second (where a
+        // rate-limited log line cannot be told from the first drop).
         "SYN flood, ASSURED table (drops)",
         &[
             "syn-flood",
             "--rate",
             "2000",
             "--headroom",
-            "1000",
+            "3000",
             "--duration",
-            "3s",
+            "4s",
         ],
     ),
     (
