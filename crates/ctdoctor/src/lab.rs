@@ -72,6 +72,12 @@ pub struct LabArgs {
     /// --headroom the whole of N is left to the traffic (no pre-fill).
     #[arg(long, value_name = "N")]
     pub max: Option<u64>,
+    /// Also run the model (ctsim, what `ctdoctor simulate` runs) on what
+    /// this run did (table, timeouts, pre-fill, rate, lifecycle, sources)
+    /// and show both curves, the count error at every step, first drop and
+    /// drop totals (see crate::fidelity).
+    #[arg(long)]
+    pub compare_sim: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -267,6 +273,9 @@ pub struct LabReport {
     pub series: Vec<Point>,
     pub kernel: KernelView,
     pub traffic: traffic::Report,
+    /// With `--compare-sim`: the model's run of the same scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare_sim: Option<crate::fidelity::SimComparison>,
 }
 
 /// Outcome of `lab::run`: an exit code; the report when the run happened.
@@ -323,19 +332,48 @@ pub fn run(args: &LabArgs, json: bool, netns: Option<&str>, out: &mut dyn Write)
     if let Some(g) = lowered {
         g.restore()?;
     }
-    let report = report?;
+    let mut report = report?;
+    let mut failed = false;
+    if args.compare_sim {
+        match crate::fidelity::compare_lab(&sc.kind, &report) {
+            Ok(c) => report.compare_sim = Some(c),
+            Err(e) => {
+                eprintln!("ctdoctor: --compare-sim: {e:#}");
+                failed = true;
+            }
+        }
+    }
     if let Some(path) = &args.svg {
-        svg(&report, path).with_context(|| format!("writing {}", path.display()))?;
+        match &report.compare_sim {
+            Some(c) => crate::fidelity::svg(
+                &format!("ctdoctor lab {} vs simulate", report.summary.scenario),
+                &crate::fidelity::kernel_curve(&report),
+                &c.sim,
+                report.summary.effective_max,
+                path,
+            ),
+            None => svg(&report, path),
+        }
+        .with_context(|| format!("writing {}", path.display()))?;
     }
     if json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
         render(&report, out)?;
+        if let Some(c) = &report.compare_sim {
+            writeln!(out, "\ncompared with: {}", c.command)?;
+            for n in &c.notes {
+                writeln!(out, "note: {n}")?;
+            }
+            crate::fidelity::render(&c.comparison, out)?;
+        }
     }
     let sig = signal.load(Ordering::SeqCst);
     Ok(if sig != 0 {
         EXIT_SIGNAL_BASE.saturating_add(sig as u8)
+    } else if failed {
+        1
     } else {
         EXIT_OK
     })
@@ -897,6 +935,7 @@ fn experiment_in(
             log: log.texts,
         },
         traffic,
+        compare_sim: None,
     })
 }
 

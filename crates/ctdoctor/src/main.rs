@@ -8,6 +8,7 @@ mod assets;
 mod check;
 mod cli;
 mod export;
+mod fidelity;
 mod lab;
 mod plan;
 mod render;

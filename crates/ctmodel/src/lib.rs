@@ -8,9 +8,12 @@
 //! - [`breakdown`]: aggregation by protocol, state, flags, zone, mark, NAT,
 //!   top sources/destinations/ports and remaining timeout
 //! - [`filter`]: `key=value` selection on the same keys
+//! - [`ephemeral`]: the kernel's ephemeral port walk for one client (for
+//!   models of one-client load tests)
 
 pub mod breakdown;
 pub mod entry;
+pub mod ephemeral;
 pub mod filter;
 pub mod proto;
 pub mod scan;
