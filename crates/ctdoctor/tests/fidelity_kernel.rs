@@ -90,10 +90,10 @@ fn exists(ns: &str) -> bool {
 
 #[test]
 fn reference_scenarios_reduced() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root (network namespaces, ctnetlink)");
-        return;
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (network namespaces, ctnetlink): run scripts/test as root"
+    );
     let mut table = Vec::new();
     let mut misses = Vec::new();
     for (name, args) in QUICK {

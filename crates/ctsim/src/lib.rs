@@ -3,11 +3,10 @@
 // clock. The CLI (`ctdoctor simulate`) and the lab call `run`.
 
 mod model;
-mod ports;
 mod scenario;
 
+pub use ctmodel::ephemeral::{NoPort, PortWalk};
 pub use model::{Point, RunOptions, SimError, State, Summary, Timeline, run};
-pub use ports::{NoPort, PortWalk};
 pub use scenario::{
     Arrival, Class, Initial, KernelVersion, Lifecycle, Scenario, ScenarioError, Sources,
     TIMEOUT_NAMES, Table, Timeouts,

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::Serialize;
 
-use crate::ports::PortWalk;
 use crate::scenario::{Arrival, KernelVersion, Lifecycle, Scenario, ScenarioError, Timeouts};
+use ctmodel::ephemeral::PortWalk;
 
 /// Connection state of an entry ("proto/STATE" keys in the output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
