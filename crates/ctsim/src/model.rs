@@ -6,7 +6,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::scenario::{Arrival, KernelVersion, Lifecycle, Scenario, ScenarioError, Timeouts};
 use ctmodel::ephemeral::PortWalk;
@@ -133,7 +133,7 @@ impl RunOptions {
 }
 
 /// Totals of a run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     /// Connection attempts that reached the table (every arrival that got a
     /// source port). new_flows == inserted + reopened + drops + insert_failed.
@@ -177,7 +177,7 @@ pub struct Summary {
 }
 
 /// One sample.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Point {
     pub t: f64,
     pub entries: u64,
@@ -190,7 +190,7 @@ pub struct Point {
 }
 
 /// The result of a run.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Timeline {
     pub summary: Summary,
     pub series: Vec<Point>,

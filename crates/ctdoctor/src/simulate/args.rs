@@ -86,23 +86,7 @@ pub fn duration_and_step(duration: &str, step: &str) -> Result<(f64, f64), Usage
 
 /// The timeout sysctls the model knows, without the `nf_conntrack_` prefix
 /// (KERNEL.md §6).
-pub const TIMEOUT_NAMES: &[&str] = &[
-    "tcp_timeout_syn_sent",
-    "tcp_timeout_syn_recv",
-    "tcp_timeout_established",
-    "tcp_timeout_fin_wait",
-    "tcp_timeout_close_wait",
-    "tcp_timeout_last_ack",
-    "tcp_timeout_time_wait",
-    "tcp_timeout_close",
-    "tcp_timeout_max_retrans",
-    "tcp_timeout_unacknowledged",
-    "udp_timeout",
-    "udp_timeout_stream",
-    "icmp_timeout",
-    "icmpv6_timeout",
-    "generic_timeout",
-];
+pub use ctsim::TIMEOUT_NAMES;
 
 /// The longest timeout accepted: the kernel stores timeouts in jiffies in
 /// a u32 since 6.x (`nf_conntrack_tcp_timeout_established` max is about

@@ -143,7 +143,5 @@ pub fn run(
         step_s,
         seed,
     };
-    let tl = ctsim::run(sc, &opts, progress).context("simulation")?;
-    let v = serde_json::to_value(&tl).context("simulation result")?;
-    serde_json::from_value(v).context("simulation result does not have the contract's fields")
+    ctsim::run(sc, &opts, progress).context("simulation")
 }
