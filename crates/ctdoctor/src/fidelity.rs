@@ -287,60 +287,26 @@ pub fn svg(
     max: u64,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    use plotters::prelude::*;
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE)?;
+    use crate::chart::{Line, points};
+    use plotters::prelude::{BLACK, BLUE, CYAN, MAGENTA, RED, SeriesLabelPosition};
+    let t = |p: &Sample| p.t;
     let t_max = kernel.iter().chain(sim).map(|p| p.t).fold(1.0f64, f64::max);
-    let y_max = kernel
-        .iter()
-        .chain(sim)
-        .flat_map(|p| [p.entries, p.drops])
-        .chain([max])
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("entries")
-        .draw()?;
-    let line = |c: &[Sample], f: fn(&Sample) -> u64| -> Vec<(f64, f64)> {
-        c.iter().map(|p| (p.t, f(p) as f64)).collect()
-    };
-    type Line = (&'static str, Vec<(f64, f64)>, RGBColor);
-    let series: [Line; 4] = [
-        ("entries (kernel)", line(kernel, |p| p.entries), BLUE),
-        ("entries (simulated)", line(sim, |p| p.entries), CYAN),
-        ("drops (kernel)", line(kernel, |p| p.drops), RED),
-        ("drops (simulated)", line(sim, |p| p.drops), MAGENTA),
+    let lines = [
+        Line::new("entries (kernel)", points(kernel, t, |p| p.entries), BLUE),
+        Line::new("entries (simulated)", points(sim, t, |p| p.entries), CYAN),
+        Line::new("drops (kernel)", points(kernel, t, |p| p.drops), RED),
+        Line::new("drops (simulated)", points(sim, t, |p| p.drops), MAGENTA),
+        Line::new("max", vec![(0.0, max as f64), (t_max, max as f64)], BLACK),
     ];
-    for (label, pts, color) in series {
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .draw_series(LineSeries::new(
-            vec![(0.0, max as f64), (t_max, max as f64)],
-            &BLACK,
-        ))?
-        .label("max")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    crate::chart::write_svg(path, 500, |root| {
+        crate::chart::panel(
+            root,
+            Some(title),
+            "entries",
+            &lines,
+            SeriesLabelPosition::UpperLeft,
+        )
+    })
 }
 
 // ---- `ctdoctor lab --compare-sim`: the same scenario through `simulate` ----

@@ -1028,57 +1028,31 @@ pub fn render(r: &LabReport, out: &mut dyn Write) -> io::Result<()> {
 
 /// Entries, effective max and cumulative drops over time.
 pub fn svg(r: &LabReport, path: &std::path::Path) -> Result<()> {
-    use plotters::prelude::*;
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let t_max = r.series.last().map_or(1.0, |p| p.t.max(1.0));
-    let y_max = r
-        .series
-        .iter()
-        .flat_map(|p| [p.entries, p.max, p.drops])
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "ctdoctor lab {} (kernel {})",
-                r.summary.scenario, r.summary.kernel
-            ),
-            ("sans-serif", 20),
+    use crate::chart::{Line, points};
+    use plotters::prelude::{BLACK, BLUE, RED, SeriesLabelPosition};
+    let t = |p: &Point| p.t;
+    let lines = [
+        Line::new(
+            "entries (kernel)",
+            points(&r.series, t, |p| p.entries),
+            BLUE,
+        ),
+        Line::new("effective max", points(&r.series, t, |p| p.max), BLACK),
+        Line::new("drops (cumulative)", points(&r.series, t, |p| p.drops), RED),
+    ];
+    let title = format!(
+        "ctdoctor lab {} (kernel {})",
+        r.summary.scenario, r.summary.kernel
+    );
+    crate::chart::write_svg(path, 500, |root| {
+        crate::chart::panel(
+            root,
+            Some(&title),
+            "entries",
+            &lines,
+            SeriesLabelPosition::UpperLeft,
         )
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("entries")
-        .draw()?;
-    let line = |f: fn(&Point) -> u64| -> Vec<(f64, f64)> {
-        r.series.iter().map(|p| (p.t, f(p) as f64)).collect()
-    };
-    chart
-        .draw_series(LineSeries::new(line(|p| p.entries), &BLUE))?
-        .label("entries (kernel)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    chart
-        .draw_series(LineSeries::new(line(|p| p.max), &BLACK))?
-        .label("effective max")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
-    chart
-        .draw_series(LineSeries::new(line(|p| p.drops), &RED))?
-        .label("drops (cumulative)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

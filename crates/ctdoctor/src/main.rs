@@ -5,6 +5,7 @@
 //! CRITICAL to the shell, issue 7 §6).
 
 mod assets;
+mod chart;
 mod check;
 mod cli;
 mod export;

@@ -205,106 +205,55 @@ pub fn csv(series: &[Point], out: &mut dyn Write) -> io::Result<()> {
 
 /// The plot: entries vs max on top, drops/s and early drops/s below.
 pub fn svg(title: &str, series: &[Point], path: &Path) -> anyhow::Result<()> {
-    let text = svg_string(title, series)?;
-    std::fs::write(path, text)
-        .map_err(|e| anyhow::anyhow!("cannot write the plot to {}: {e}", path.display()))
+    crate::chart::write_svg(path, 600, |root| draw(title, series, root))
 }
 
 /// The SVG document as a string (tests read it without a file).
-pub fn svg_string(title: &str, series: &[Point]) -> anyhow::Result<String> {
-    use plotters::prelude::*;
-    let mut buf = String::new();
-    {
-        let root = SVGBackend::with_string(&mut buf, (900, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let (top, bottom) = root.split_vertically(380);
-        let t_end = series.last().map_or(1.0, |p| p.t.max(1e-3));
-        let y_top = series
-            .iter()
-            .map(|p| p.entries.max(p.max))
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64
-            * 1.05;
-        let mut c = ChartBuilder::on(&top)
-            .caption(title, ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0.0..t_end, 0.0..y_top)
-            .map_err(plot_err)?;
-        c.configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("entries")
-            .draw()
-            .map_err(plot_err)?;
-        c.draw_series(LineSeries::new(
-            series.iter().map(|p| (p.t, p.entries as f64)),
-            &BLUE,
-        ))
-        .map_err(plot_err)?
-        .label("entries")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-        c.draw_series(LineSeries::new(
-            series.iter().map(|p| (p.t, p.max as f64)),
-            &RED,
-        ))
-        .map_err(plot_err)?
-        .label("nf_conntrack_max")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(plot_err)?;
-
-        let mut prev: Option<&Point> = None;
-        let mut drops = Vec::with_capacity(series.len());
-        let mut early = Vec::with_capacity(series.len());
-        for p in series {
-            drops.push((p.t, rate(prev, p, |q| q.drops)));
-            early.push((p.t, rate(prev, p, |q| q.early_drops)));
-            prev = Some(p);
-        }
-        let r_top = drops
-            .iter()
-            .chain(early.iter())
-            .map(|(_, r)| *r)
-            .fold(1.0_f64, f64::max)
-            * 1.05;
-        let mut d = ChartBuilder::on(&bottom)
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0.0..t_end, 0.0..r_top)
-            .map_err(plot_err)?;
-        d.configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("per second")
-            .draw()
-            .map_err(plot_err)?;
-        d.draw_series(LineSeries::new(drops, &RED))
-            .map_err(plot_err)?
-            .label("drops/s (table full)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-        d.draw_series(LineSeries::new(early, &MAGENTA))
-            .map_err(plot_err)?
-            .label("early drops/s")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MAGENTA));
-        d.configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(plot_err)?;
-        root.present().map_err(plot_err)?;
-    }
-    Ok(buf)
+#[cfg(test)]
+fn svg_string(title: &str, series: &[Point]) -> anyhow::Result<String> {
+    crate::chart::svg_string(600, |root| draw(title, series, root))
 }
 
-fn plot_err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("plot: {e}")
+/// Entries against max above, drop and early-drop rates below.
+fn draw(
+    title: &str,
+    series: &[Point],
+    root: &plotters::prelude::DrawingArea<plotters::prelude::SVGBackend, plotters::coord::Shift>,
+) -> anyhow::Result<()> {
+    use crate::chart::{Line, panel, points};
+    use plotters::prelude::{BLUE, MAGENTA, RED, SeriesLabelPosition};
+    let (top, bottom) = root.split_vertically(380);
+    let t = |p: &Point| p.t;
+    let counts = [
+        Line::new("entries", points(series, t, |p| p.entries), BLUE),
+        Line::new("nf_conntrack_max", points(series, t, |p| p.max), RED),
+    ];
+    panel(
+        &top,
+        Some(title),
+        "entries",
+        &counts,
+        SeriesLabelPosition::LowerRight,
+    )?;
+    let mut prev: Option<&Point> = None;
+    let mut drops = Vec::with_capacity(series.len());
+    let mut early = Vec::with_capacity(series.len());
+    for p in series {
+        drops.push((p.t, rate(prev, p, |q| q.drops)));
+        early.push((p.t, rate(prev, p, |q| q.early_drops)));
+        prev = Some(p);
+    }
+    let rates = [
+        Line::new("drops/s (table full)", drops, RED),
+        Line::new("early drops/s", early, MAGENTA),
+    ];
+    panel(
+        &bottom,
+        None,
+        "per second",
+        &rates,
+        SeriesLabelPosition::UpperLeft,
+    )
 }
 
 #[cfg(test)]
