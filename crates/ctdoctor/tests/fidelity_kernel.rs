@@ -77,17 +77,6 @@ const QUICK: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Whether `ip netns list` still shows this namespace.
-fn exists(ns: &str) -> bool {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(ns))
-}
-
 #[test]
 fn reference_scenarios_reduced() {
     assert!(
@@ -104,7 +93,7 @@ fn reference_scenarios_reduced() {
         assert!(out.status.success(), "{name}: lab failed: {}", text(&out));
         let v = json(&out);
         let ns = v["summary"]["namespace"].as_str().expect("namespace");
-        assert!(!exists(ns), "{name}: lab left {ns} behind");
+        assert!(!common::netns_exists(ns), "{name}: lab left {ns} behind");
         let c = &v["compare_sim"]["comparison"];
         assert!(c.is_object(), "{name}: no comparison in {v:#}");
         let f = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);

@@ -10,14 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::{BIN, json, run, text};
 
-fn netns_list() -> String {
-    let o = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// Lab runs of this file one at a time: the kernel's table-full messages
 /// share one global rate limit (net_ratelimit: 10 per 5 s), so parallel
 /// runs would hide each other's lines.
@@ -72,7 +64,7 @@ fn short_connections_reaches_drops_and_leaves_nothing() {
         "{last}"
     );
     let name = s["namespace"].as_str().expect("namespace");
-    assert!(!netns_list().contains(name), "{name} left behind");
+    assert!(!common::netns_list().contains(name), "{name} left behind");
     assert_eq!(global_max(), max_before, "global max changed");
 }
 
@@ -154,7 +146,7 @@ fn interrupted_run(signal: nix::sys::signal::Signal, code: i32) {
         .expect("spawn");
     let prefix = format!("ctd-lab-{}-", child.id());
     let start = Instant::now();
-    while !netns_list().contains(&prefix) {
+    while !common::netns_list().contains(&prefix) {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "namespace never appeared"
@@ -169,7 +161,7 @@ fn interrupted_run(signal: nix::sys::signal::Signal, code: i32) {
     assert_eq!(o.status.code(), Some(code), "{}", text(&o));
     assert!(start.elapsed() < Duration::from_secs(30));
     assert!(
-        !netns_list().contains(&prefix),
+        !common::netns_list().contains(&prefix),
         "namespace left after {signal}"
     );
 }

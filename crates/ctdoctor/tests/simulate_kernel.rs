@@ -53,17 +53,6 @@ fn buckets() -> u64 {
         .expect("number")
 }
 
-/// Whether `ip netns list` still shows this namespace.
-fn exists(ns: &str) -> bool {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(ns))
-}
-
 #[test]
 fn simulate_predicts_the_short_connection_load_test() {
     assert!(
@@ -88,7 +77,7 @@ fn simulate_predicts_the_short_connection_load_test() {
     assert!(lab.status.success(), "lab failed: {}", text(&lab));
     let lab = json(&lab);
     let ns = lab["summary"]["namespace"].as_str().expect("namespace");
-    assert!(!exists(ns), "lab left {ns} behind");
+    assert!(!common::netns_exists(ns), "lab left {ns} behind");
     assert_eq!(lab["summary"]["effective_max"], headroom);
     let kernel = curve(&lab, 0);
 

@@ -119,3 +119,19 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// What `ip netns list` prints now.
+pub fn netns_list() -> String {
+    let o = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Whether `ip netns list` still shows the namespace `ns`.
+pub fn netns_exists(ns: &str) -> bool {
+    netns_list()
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(ns))
+}
