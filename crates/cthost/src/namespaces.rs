@@ -45,14 +45,7 @@ pub fn list(root: &Root) -> Vec<Namespace> {
             }
         }
     }
-    let mut pids: Vec<u32> = std::fs::read_dir(root.path("/proc"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    pids.sort_unstable();
+    let pids = pids(root);
     if let Some(init) = init_inode(root) {
         by_inode.entry(init).or_insert_with(|| Namespace {
             inode: init,
@@ -83,4 +76,18 @@ pub fn name_of(all: &[Namespace], inode: u64) -> Option<&str> {
     all.iter()
         .find(|n| n.inode == inode)
         .map(|n| n.name.as_str())
+}
+
+/// Every process id under the root's /proc, ascending (empty when /proc
+/// is unreadable).
+pub fn pids(root: &Root) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir(root.path("/proc"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
 }

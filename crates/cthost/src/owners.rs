@@ -226,14 +226,7 @@ pub fn owners(
     namespaces: &[Namespace],
     init_inode: Option<u64>,
 ) -> BTreeMap<u64, String> {
-    let mut pids: Vec<u32> = std::fs::read_dir(root.path("/proc"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    pids.sort_unstable();
+    let pids = crate::namespaces::pids(root);
     let wanted: BTreeMap<u64, ()> = namespaces
         .iter()
         .filter(|n| Some(n.inode) != init_inode)
