@@ -92,8 +92,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// in the table, and the namespace's own timeouts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
-    pub name: &'static str,
-    pub about: &'static str,
+    pub name: String,
+    pub about: String,
     pub kind: Kind,
     pub rate: f64,
     pub headroom: u64,
@@ -113,13 +113,9 @@ pub const SCENARIOS: &[&str] = &[
 ];
 
 pub fn scenario(name: &str) -> Option<Scenario> {
-    let s = |about, kind, rate, headroom, timeouts| Scenario {
-        name: SCENARIOS
-            .iter()
-            .copied()
-            .find(|n| *n == name)
-            .unwrap_or("?"),
-        about,
+    let s = |about: &str, kind, rate, headroom, timeouts| Scenario {
+        name: name.to_string(),
+        about: about.to_string(),
         kind,
         rate,
         headroom,
@@ -193,6 +189,102 @@ pub fn scenario(name: &str) -> Option<Scenario> {
         ),
         _ => return None,
     })
+}
+
+/// A `simulate` scenario (built-in name or TOML file, crates/ctsim) as a
+/// lab run: its one traffic class becomes the generator, its table max the
+/// headroom, its timeout overrides the namespace's timeouts. Lifecycles
+/// and arrivals the generators cannot produce are refused by name.
+pub fn from_sim(sim: &ctsim::Scenario) -> Result<Scenario, String> {
+    use ctsim::{Arrival, Lifecycle};
+    let [class] = sim.classes.as_slice() else {
+        return Err(format!(
+            "scenario {:?} has {} traffic classes; the lab runs exactly one",
+            sim.name,
+            sim.classes.len()
+        ));
+    };
+    let sources = if class.sources.clients == 1 && !class.sources.spoofed {
+        Sources::OneClient
+    } else {
+        Sources::Many
+    };
+    let kind = match &class.lifecycle {
+        Lifecycle::ShortHttp { .. } => Kind::Short { sources },
+        Lifecycle::Keepalive { .. } => Kind::KeepAlive {
+            sources,
+            ping: Duration::from_secs(1),
+        },
+        Lifecycle::Idle { .. } => Kind::Idle { sources },
+        Lifecycle::Dns { unreplied, .. } => Kind::Udp {
+            sources,
+            unreplied: *unreplied,
+        },
+        Lifecycle::Icmp { .. } => Kind::Icmp,
+        Lifecycle::SynFlood => Kind::SynFlood,
+        other => {
+            return Err(format!(
+                "class {:?}: the lab has no real-traffic generator for {other:?}",
+                class.name
+            ));
+        }
+    };
+    let rate = match class.arrival {
+        Arrival::Constant { rate } | Arrival::Poisson { rate } => rate,
+        _ => {
+            return Err(format!(
+                "class {:?}: the lab paces flows at a constant rate; use a constant or \
+                 poisson arrival (or --rate with a lab scenario)",
+                class.name
+            ));
+        }
+    };
+    let mut timeouts = Vec::new();
+    for (k, v) in &sim.table.timeouts {
+        let name = ctsim::TIMEOUT_NAMES
+            .iter()
+            .copied()
+            .find(|n| n == k)
+            .ok_or_else(|| format!("timeout {k:?} is not one the lab sets"))?;
+        if !(1.0..=f64::from(u32::MAX)).contains(v) {
+            return Err(format!("timeout {k} = {v}: out of range"));
+        }
+        timeouts.push((name, v.round() as u32));
+    }
+    let duration = sim
+        .duration_s
+        .filter(|d| d.is_finite() && *d > 0.0 && *d <= 3600.0)
+        .map_or(Duration::from_secs(60), Duration::from_secs_f64);
+    Ok(Scenario {
+        name: sim.name.clone(),
+        about: sim.description.clone(),
+        kind,
+        rate,
+        headroom: sim.table.max.max(1),
+        duration,
+        timeouts,
+    })
+}
+
+/// The lab's own scenarios by name, else a `simulate` scenario: a TOML file
+/// (a path ending in .toml or containing '/') or a built-in name.
+pub fn resolve(name: &str) -> Result<Scenario, String> {
+    if let Some(sc) = scenario(name) {
+        return Ok(sc);
+    }
+    let sim = if name.ends_with(".toml") || name.contains('/') {
+        let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
+        ctsim::Scenario::from_toml(&text).map_err(|e| format!("{name}: {e}"))?
+    } else {
+        ctsim::Scenario::builtin(name).ok_or_else(|| {
+            format!(
+                "unknown scenario {name:?}; lab: {}; simulate: {}",
+                SCENARIOS.join(", "),
+                ctsim::Scenario::builtin_names().join(", ")
+            )
+        })?
+    };
+    from_sim(&sim)
 }
 
 /// One sample of the namespace: the simulate series point plus the
@@ -284,13 +376,12 @@ pub fn run(args: &LabArgs, json: bool, netns: Option<&str>, out: &mut dyn Write)
         eprintln!("ctdoctor: lab makes its own namespace; --netns does not apply to it");
         return Ok(EXIT_USAGE);
     }
-    let Some(sc) = scenario(&args.scenario) else {
-        eprintln!(
-            "ctdoctor: unknown scenario {:?}; built-in: {}",
-            args.scenario,
-            SCENARIOS.join(", ")
-        );
-        return Ok(EXIT_USAGE);
+    let sc = match resolve(&args.scenario) {
+        Ok(sc) => sc,
+        Err(e) => {
+            eprintln!("ctdoctor: {e}");
+            return Ok(EXIT_USAGE);
+        }
     };
     let limits = Limits {
         rate: args.rate.unwrap_or(sc.rate),
@@ -1068,6 +1159,49 @@ mod tests {
             s.kind.validate().expect("valid kind");
         }
         assert!(scenario("nope").is_none());
+    }
+
+    #[test]
+    fn simulate_scenarios_become_lab_runs() {
+        let sc = resolve("nginx-short-upstream").expect("one short-http class");
+        assert!(matches!(
+            sc.kind,
+            Kind::Short {
+                sources: Sources::Many
+            }
+        ));
+        assert_eq!((sc.rate, sc.headroom), (2400.0, 262_144));
+        let toml = "name = \"t\"\n[table]\nmax = 3000\nbuckets = 1024\n\
+                    timeouts = { tcp_timeout_time_wait = 600 }\n[[class]]\nname = \"c\"\n\
+                    arrival = { kind = \"constant\", rate = 500 }\n\
+                    lifecycle = { kind = \"short-http\" }\nsources = { clients = 1 }\n";
+        let sim = ctsim::Scenario::from_toml(toml).expect("valid");
+        let sc = from_sim(&sim).expect("convertible");
+        assert!(matches!(
+            sc.kind,
+            Kind::Short {
+                sources: Sources::OneClient
+            }
+        ));
+        assert_eq!(sc.timeouts, vec![("tcp_timeout_time_wait", 600)]);
+        assert_eq!(sc.headroom, 3000);
+        // More than one class, or a lifecycle without a generator: refused.
+        let e = resolve("nat-gateway").err().expect("several classes");
+        assert!(e.contains("traffic classes"), "{e}");
+        let flood = toml.replace("{ kind = \"short-http\" }", "{ kind = \"udp-flood\" }");
+        let sim = ctsim::Scenario::from_toml(&flood).expect("valid");
+        assert!(
+            from_sim(&sim)
+                .err()
+                .expect("no generator")
+                .contains("no real-traffic generator")
+        );
+        let e = resolve("no-such").err().expect("unknown");
+        assert!(
+            e.contains("unknown scenario") && e.contains("nginx-short-upstream"),
+            "{e}"
+        );
+        assert!(resolve("/nonexistent/x.toml").is_err());
     }
 
     #[test]
