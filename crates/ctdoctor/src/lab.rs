@@ -1186,17 +1186,16 @@ mod tests {
         assert_eq!(sc.timeouts, vec![("tcp_timeout_time_wait", 600)]);
         assert_eq!(sc.headroom, 3000);
         // More than one class, or a lifecycle without a generator: refused.
-        let e = resolve("nat-gateway").err().expect("several classes");
+        let e = resolve("nat-gateway").expect_err("several classes");
         assert!(e.contains("traffic classes"), "{e}");
         let flood = toml.replace("{ kind = \"short-http\" }", "{ kind = \"udp-flood\" }");
         let sim = ctsim::Scenario::from_toml(&flood).expect("valid");
         assert!(
             from_sim(&sim)
-                .err()
-                .expect("no generator")
+                .expect_err("no generator")
                 .contains("no real-traffic generator")
         );
-        let e = resolve("no-such").err().expect("unknown");
+        let e = resolve("no-such").expect_err("unknown");
         assert!(
             e.contains("unknown scenario") && e.contains("nginx-short-upstream"),
             "{e}"
