@@ -407,6 +407,9 @@ pub fn lab_scenario(
     };
     let mut sc = ctsim::Scenario::single(summary.global_max, buckets, class);
     sc.name = format!("lab {}", summary.scenario);
+    // The lab dumps the namespace after every sample (per-state counts):
+    // that dump reaps expired entries, so the model must do the same.
+    sc.dump_each_step = true;
     for (k, v) in &summary.timeouts {
         sc.table.timeouts.insert(
             k.trim_start_matches("nf_conntrack_").to_string(),

@@ -795,6 +795,10 @@ fn sample(ct: &mut Conntrack, base: Counters, prefill: u64) -> Result<(Point, Co
     let g = ct.stats().context("reading the namespace's count")?;
     let c = counters(ct)?.minus(base);
     let mut by_state = BTreeMap::new();
+    // The count is read before the dump: the dump reaps every expired entry
+    // it passes (ctnetlink_dump_table), so the next sample sees at most one
+    // step of expired entries. --compare-sim models that observer
+    // (ctsim::Scenario::dump_each_step).
     // Kernel-side filter: mark & PREFILL_MARK == 0, i.e. traffic only; the
     // check below still holds where the kernel ignores the filter.
     ct.dump_marked(Family::Any, 0, PREFILL_MARK, |e| {

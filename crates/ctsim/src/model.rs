@@ -155,7 +155,8 @@ pub struct Summary {
     pub gc_reaps: u64,
     /// Entries killed by the GC worker's early-drop eviction (no kernel stat).
     pub gc_evictions: u64,
-    /// Expired entries reaped by packet-path lookups and early_drop walks.
+    /// Expired entries reaped outside the GC worker: packet-path lookups,
+    /// early_drop walks and (with `dump_each_step`) the observer's dumps.
     pub lookup_reaps: u64,
     /// connect() calls that found no free ephemeral port (EADDRNOTAVAIL).
     pub no_port: u64,
@@ -646,10 +647,10 @@ impl Sim {
         }
     }
 
-    fn gc(&mut self, now: f64) {
-        // Reap every expired entry (a pass over the whole table).
+    /// Remove every entry expired at `now` (a walk over the whole table:
+    /// the GC worker's pass or an observer's dump), counted under `why`.
+    fn reap_expired(&mut self, now: f64, why: Kill) {
         let nowk = now.max(0.0) as u64;
-        let reaped_before = self.s.gc_reaps;
         let mut keep = Vec::new();
         while let Some(first) = self.expiry.first_entry() {
             let key = *first.key();
@@ -662,7 +663,7 @@ impl Sim {
                     continue; // stale: killed, reused or re-armed
                 }
                 if e.exp <= now {
-                    self.remove(idx, Kill::Expired);
+                    self.remove(idx, why);
                 } else {
                     keep.push((idx, generation));
                 }
@@ -671,6 +672,12 @@ impl Sim {
         if !keep.is_empty() {
             self.expiry.entry(nowk).or_default().extend(keep);
         }
+    }
+
+    fn gc(&mut self, now: f64) {
+        // Reap every expired entry (a pass over the whole table).
+        let reaped_before = self.s.gc_reaps;
+        self.reap_expired(now, Kill::Expired);
         // Early-drop eviction: the pass kills until expired_count > 256
         // (GC_SCAN_EXPIRED_MAX), counting expired reaps too, then requeues
         // with 1 jiffy, which clears the flag: one batch of 257 kills shared
@@ -1066,6 +1073,9 @@ pub fn run(
             }
         }
         let p = sim.point(ts);
+        if sc.dump_each_step {
+            sim.reap_expired(ts, Kill::Lookup);
+        }
         if ts >= tail_from {
             tail_n += 1;
             for s in State::ALL {
