@@ -170,6 +170,15 @@ pub struct Scenario {
     pub dump_each_step: bool,
 }
 
+/// The largest table the model accepts (live entries are kept in memory,
+/// about 100 bytes each with their chain and expiry slots).
+pub const MAX_ENTRIES: u64 = 100_000_000;
+/// The most traffic classes (their index is 16 bits in an entry).
+pub const MAX_CLASSES: usize = 1024;
+/// The most modelled (client, port) slots over all clients of a class
+/// (4 bytes each): 4096 clients x the default 28,232 ports fit.
+pub const MAX_PORT_SLOTS: u64 = 1 << 27;
+
 /// The table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -626,6 +635,21 @@ impl Scenario {
         if self.table.buckets == 0 {
             return Err(invalid("table.buckets", "must be >= 1"));
         }
+        // The model keeps every live entry in memory and indexes them with
+        // 32 bits: bound the table (max = 0, the kernel's "unlimited" before
+        // 6.19, would let a hostile scenario grow without limit).
+        if !(1..=MAX_ENTRIES).contains(&self.table.max) {
+            return Err(invalid(
+                "table.max",
+                format!("must be within 1..={MAX_ENTRIES} (the model holds every entry in memory)"),
+            ));
+        }
+        if self.classes.len() > MAX_CLASSES {
+            return Err(invalid(
+                "class",
+                format!("at most {MAX_CLASSES} traffic classes"),
+            ));
+        }
         if let Some([lo, hi]) = self.table.chain_limit
             && lo > hi
         {
@@ -708,6 +732,33 @@ impl Scenario {
                     "at most 4096 modelled client addresses (use 0 for distinct tuples)",
                 ));
             }
+            let [lo, hi] = c.sources.ports;
+            if lo > hi {
+                return Err(invalid(
+                    f("sources.ports"),
+                    "need [low, high] with low <= high",
+                ));
+            }
+            let slots = u64::from(c.sources.clients) * (u64::from(hi - lo) + 1);
+            if slots > MAX_PORT_SLOTS {
+                return Err(invalid(
+                    f("sources"),
+                    format!(
+                        "clients x ports = {slots}: at most {MAX_PORT_SLOTS} modelled source ports"
+                    ),
+                ));
+            }
+        }
+        let initial = self
+            .initial
+            .iter()
+            .try_fold(0u64, |sum, i| sum.checked_add(i.count))
+            .filter(|n| *n <= self.table.max);
+        if initial.is_none() {
+            return Err(invalid(
+                "initial",
+                "the initial entries add up to more than table.max",
+            ));
         }
         for (i, init) in self.initial.iter().enumerate() {
             if crate::model::State::parse(&init.state).is_none() {

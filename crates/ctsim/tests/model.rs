@@ -368,3 +368,46 @@ fn an_observer_dump_each_step_reaps_expired_entries() {
     assert!(observed[3] >= 8_770, "{observed:?}");
     assert!(unobserved.iter().any(|n| *n > 14_000), "{unobserved:?}");
 }
+
+/// Hostile sizes are refused before anything is allocated (review of
+/// issue 10): unlimited or huge max, initial entries above max (or whose
+/// sum overflows), inverted or huge source-port spaces.
+#[test]
+fn hostile_sizes_are_refused() {
+    let base = "[table]\nmax = 1000\nbuckets = 1024\n[[class]]\nname = \"c\"\n\
+                arrival = { kind = \"constant\", rate = 10 }\nlifecycle = { kind = \"short-http\" }\n";
+    let cases = [
+        (base.replace("max = 1000", "max = 0"), "table.max"),
+        (base.replace("max = 1000", "max = 100000001"), "table.max"),
+        (
+            format!(
+                "{base}[[initial]]\nstate = \"tcp/ESTABLISHED\"\ncount = 18446744073709551615\nremaining_s = [1, 2]\n\
+                 [[initial]]\nstate = \"tcp/ESTABLISHED\"\ncount = 2\nremaining_s = [1, 2]\n"
+            ),
+            "initial",
+        ),
+        (
+            format!(
+                "{base}[[initial]]\nstate = \"tcp/ESTABLISHED\"\ncount = 1001\nremaining_s = [1, 2]\n"
+            ),
+            "initial",
+        ),
+        (
+            format!("{base}sources = {{ clients = 4096, ports = [0, 65535] }}\n"),
+            "sources",
+        ),
+        (
+            format!("{base}sources = {{ clients = 1, ports = [60999, 32768] }}\n"),
+            "sources.ports",
+        ),
+    ];
+    for (toml, field) in cases {
+        let e = match Scenario::from_toml(&toml) {
+            Err(e) => e.to_string(),
+            Ok(sc) => run(&sc, &RunOptions::for_scenario(&sc), &mut |_| {})
+                .expect_err("refused")
+                .to_string(),
+        };
+        assert!(e.contains(field), "{field}: {e}");
+    }
+}
