@@ -431,17 +431,30 @@ fn check_writable(p: &std::path::Path) -> Result<()> {
     if p.is_dir() {
         anyhow::bail!("--svg {}: is a directory", p.display());
     }
+    let existed = p.exists();
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(p)
         .with_context(|| format!("--svg {}: cannot write", p.display()))?;
+    if !existed {
+        // Only a probe: a run that fails later must not leave an empty plot.
+        let _ = std::fs::remove_file(p);
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_svg_probe_leaves_no_file() {
+        let p = std::env::temp_dir().join(format!("ctdoctor-probe-{}.svg", std::process::id()));
+        check_writable(&p).expect("writable");
+        assert!(!p.exists());
+        assert!(check_writable(std::path::Path::new("/nonexistent-dir/x.svg")).is_err());
+    }
 
     #[test]
     fn plan_json_settings() {
