@@ -30,6 +30,9 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// A connection that sends nothing for this long is closed (idle
 /// keep-alive, or a client that never finishes its request headers).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After SIGTERM, requests in flight get this long to finish; connections
+/// still open then (a half-sent request) do not hold the exit.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A TCP listener that holds at most `MAX_CONNECTIONS` connections open
 /// and closes those idle for `idle` (axum's own TcpListener has neither).
@@ -215,10 +218,21 @@ pub fn serve(
         let addr = listener.local_addr().context("listening address")?;
         ready(addr);
         let listener = BoundedListener::new(listener, MAX_CONNECTIONS, IDLE_TIMEOUT);
-        axum::serve(listener, router(shared))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("HTTP server")
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let server = axum::serve(listener, router(shared)).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stopping.send(true);
+        });
+        let grace = async move {
+            // Err only once the server is gone, and then select! has
+            // already taken the server's branch.
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            r = server => r.context("HTTP server"),
+            () = grace => Ok(()),
+        }
     })
 }
 
