@@ -288,21 +288,37 @@ fn export_matches_conntrack_tools() {
         "{err}"
     );
 
-    // SIGTERM: clean exit 0.
+    // SIGTERM: clean exit 0, within the grace period even while a client
+    // holds a half-sent request open (it held the exit for 30 s before).
+    let (half_tx, half_rx) = std::sync::mpsc::channel::<()>();
     let mut exporter = exporter;
-    let sent = Command::new("kill")
-        .args(["-TERM", &exporter.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = exporter.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = std::thread::scope(|sc| {
+        let ns = &ns;
+        sc.spawn(move || {
+            let _ = ns.run(move || {
+                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", PORT)) {
+                    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+                    let _ = half_rx.recv_timeout(Duration::from_secs(20));
+                }
+            });
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let sent = Command::new("kill")
+            .args(["-TERM", &exporter.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = exporter.0.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        drop(half_tx);
+        status
+    });
     assert!(status.success(), "{status:?}");
 }
 

@@ -357,14 +357,14 @@ fn node_exporter(reg: &mut Registry, t: &Table) {
     gauge(
         reg,
         "node_nf_conntrack_entries",
-        "Number of currently allocated flow entries for connection tracking.",
+        "Number of currently allocated flow entries for connection tracking",
         t.entries as f64,
     );
     if let Some(max) = t.max {
         gauge(
             reg,
             "node_nf_conntrack_entries_limit",
-            "Maximum size of connection tracking table.",
+            "Maximum size of connection tracking table",
             max as f64,
         );
     }
@@ -373,44 +373,44 @@ fn node_exporter(reg: &mut Registry, t: &Table) {
     let rows = [
         (
             "found",
-            "Number of searched entries which were successful.",
+            "Number of searched entries which were successful",
             v(c.found),
         ),
         (
             "invalid",
-            "Number of packets seen which can not be tracked.",
+            "Number of packets seen which can not be tracked",
             v(c.invalid),
         ),
         // The kernel stopped counting `ignore` (always 0 in
         // /proc/net/stat/nf_conntrack since 5.x; no ctnetlink attribute).
         (
             "ignore",
-            "Number of packets seen which are already connected to a conntrack entry.",
+            "Number of packets seen which are already connected to a conntrack entry",
             0.0,
         ),
         (
             "insert",
-            "Number of entries inserted into the list.",
+            "Number of entries inserted into the list",
             v(c.insert),
         ),
         (
             "insert_failed",
-            "Number of entries for which list insertion was attempted but failed.",
+            "Number of entries for which list insertion was attempted but failed",
             v(c.insert_failed),
         ),
         (
             "drop",
-            "Number of packets dropped due to conntrack failure.",
+            "Number of packets dropped due to conntrack failure",
             v(c.drop),
         ),
         (
             "early_drop",
-            "Number of dropped conntrack entries to make room for new ones, if maximum table size was reached.",
+            "Number of dropped conntrack entries to make room for new ones, if maximum table size was reached",
             v(c.early_drop),
         ),
         (
             "search_restart",
-            "Number of conntrack table lookups which had to be restarted due to hashtable resizes.",
+            "Number of conntrack table lookups which had to be restarted due to hashtable resizes",
             v(c.search_restart),
         ),
     ];
@@ -601,6 +601,17 @@ mod tests {
         let parsed =
             prometheus_parse::Scrape::parse(t.lines().map(|l| Ok(l.to_string()))).expect("parses");
         assert!(parsed.samples.len() > 20);
+    }
+
+    #[test]
+    fn help_text_ends_in_one_period() {
+        // prometheus-client appends the period: a help string that has one
+        // already shows "..", as the node_exporter names once did.
+        let t = encode(&snapshot(), Format::Prometheus).expect("encodes");
+        assert!(t.contains("# HELP node_nf_conntrack_entries "), "{t}");
+        for help in t.lines().filter(|l| l.starts_with("# HELP ")) {
+            assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
+        }
     }
 
     #[test]

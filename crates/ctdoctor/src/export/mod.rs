@@ -21,7 +21,7 @@ pub struct ExportArgs {
     pub listen: SocketAddr,
 
     /// Refresh the breakdown (a full table dump) at most this often.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = parse_interval, value_name = "DURATION")]
     pub breakdown_interval: Duration,
 
     /// Skip the breakdown when the table holds more entries than this
@@ -35,11 +35,12 @@ pub struct ExportArgs {
 
     /// Also export the N sources with the most entries
     /// (ctdoctor_top_source_entries); 0 (the default) is off.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_TOP as u64))]
     pub top: usize,
 
     /// Window of count samples (one every 10 s) for time to full.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10m", value_parser = parse_window, value_name = "DURATION")]
     pub trend_window: Duration,
 
     /// Per-namespace entries and drops for every network namespace.
@@ -57,6 +58,24 @@ pub struct ExportArgs {
 
 /// Upper bound of --top: labels stay bounded.
 pub const MAX_TOP: usize = 100;
+
+// Range checks live in the parsers so a bad value is a usage error
+// (exit 2, like every other bad flag), not a start-up failure (exit 1).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < sources::SAMPLE_EVERY * 2 {
+        return Err("must be at least 20s (two samples)".into());
+    }
+    Ok(d)
+}
 
 pub fn run(args: &ExportArgs, quiet: bool) -> Result<()> {
     if args.top > MAX_TOP {
@@ -96,4 +115,38 @@ pub fn run(args: &ExportArgs, quiet: bool) -> Result<()> {
             eprintln!("ctdoctor: serving metrics on http://{addr}/metrics");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    fn parse(extra: &[&str]) -> Result<crate::cli::Cli, clap::Error> {
+        let mut args = vec!["ctdoctor", "export"];
+        args.extend_from_slice(extra);
+        crate::cli::parse(args.into_iter().map(Into::into).collect())
+    }
+
+    #[test]
+    fn out_of_range_values_are_usage_errors() {
+        // clap errors exit 2 (bad usage), as the help text promises.
+        for bad in [
+            &["--top", "101"][..],
+            &["--breakdown-interval", "0"],
+            &["--breakdown-interval", "500ms"],
+            &["--trend-window", "0"],
+            &["--trend-window", "19s"],
+        ] {
+            let e = parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad:?}");
+        }
+        for good in [
+            &["--top", "100"][..],
+            &["--top", "0"],
+            &["--breakdown-interval", "1s"],
+            &["--trend-window", "20s"],
+        ] {
+            assert!(parse(good).is_ok(), "{good:?}");
+        }
+    }
 }
