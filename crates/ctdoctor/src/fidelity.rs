@@ -1,8 +1,11 @@
 //! Fidelity: a real kernel run (`ctdoctor lab`) beside the model's run
-//! (`ctdoctor simulate`) of the same scenario, step by step. Pure: takes two
-//! curves, returns the errors the issue asks for (count error at every step
-//! after the first second, time to first drop, drop totals); rendering and
-//! the SVG plot live here too. Tolerances: issue 10/11 "Validation"/"Fidelity".
+//! (ctsim, what `ctdoctor simulate` runs) of the same scenario, step by
+//! step. `compare` is pure: two curves in, the errors the issue asks for out
+//! (count error at every step after the first second, time to first drop,
+//! drop totals); `compare_lab` builds the model's scenario from the lab run
+//! and this host's buckets and port range (read from /proc/sys). Rendering
+//! and the SVG plot live here too. Tolerances: issue 10/11
+//! "Validation"/"Fidelity".
 
 use std::io::{self, Write};
 
