@@ -105,6 +105,13 @@ pub enum Command {
         after_help = "Examples:\n  ctdoctor simulate --scenario nginx-short-upstream --duration 10m\n  ctdoctor simulate --rate 8000 --lifecycle short-http --timeout tcp_timeout_time_wait=120\n  ctdoctor simulate --scenario syn-flood --json > run.json\n  ctdoctor plan --format json > p.json && ctdoctor simulate --scenario nat-gateway --compare p.json\n  ctdoctor simulate --from-live --duration 1h --svg live.svg\n\nExit codes: 0 ran, 1 failed, 2 bad usage."
     )]
     Simulate(crate::simulate::SimulateArgs),
+
+    /// Live view of the table from ctnetlink events: fill, new/destroyed
+    /// and drop rates, state mix, and who creates connections fastest.
+    #[command(
+        after_help = "Examples:\n  ctdoctor watch                                  full-screen view, 1 s intervals\n  ctdoctor --netns ctd-x watch --interval 5s\n  ctdoctor watch --filter l4=tcp --filter state=SYN_SENT\n  ctdoctor watch --json-lines --count 60 > minute.jsonl\n\nKeys: q quit, p pause, tab or 1-3 switch views, s sort (last interval / last 60 s),\n/ filter (the syntax of top --filter, space-separated; empty clears).\nEvents need net.netfilter.nf_conntrack_events=1 or 2 (the default); with 0,\nwatch still shows count, fill and drop rates, and says what to enable.\n\nExit codes: 0 stopped (q, --count, SIGINT/SIGTERM), 1 failure, 2 bad usage\n(including a full-screen view asked for without a terminal)."
+    )]
+    Watch(crate::watch::WatchArgs),
 }
 
 /// Where `top` reads entries from.

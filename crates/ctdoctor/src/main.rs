@@ -15,6 +15,7 @@ mod plan;
 mod render;
 mod simulate;
 mod top;
+mod watch;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -71,6 +72,10 @@ fn run(cli: &Cli) -> Result<u8> {
             return Ok(code);
         }
         Command::Simulate(args) => simulate::run(args, cli.json, &mut out)?,
+        Command::Watch(args) => {
+            drop(out);
+            return watch::run(args, cli.json, cli.quiet, cli.netns.as_deref());
+        }
         Command::Top(args) => {
             if args.csv && cli.json {
                 anyhow::bail!("--csv and --json exclude each other");
@@ -157,7 +162,8 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = e.downcast_ref::<ctmodel::filter::FilterError>().is_some()
-                || e.downcast_ref::<simulate::Usage>().is_some();
+                || e.downcast_ref::<simulate::Usage>().is_some()
+                || e.downcast_ref::<watch::Usage>().is_some();
             eprintln!("ctdoctor: {}", error_text(&e));
             ExitCode::from(if check {
                 CHECK_UNKNOWN

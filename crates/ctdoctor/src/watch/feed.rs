@@ -1,0 +1,189 @@
+//! The live side of `watch`: the ctnetlink event subscription feeding a
+//! [`Tracker`], the stats requests, and the resync dumps. Owns the order
+//! that keeps nothing between the cracks: subscribe first, then dump, so
+//! every entry created during or after the dump arrives as an event.
+//! Everything here runs in the calling thread's network namespace.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use ctmodel::Filter;
+use ctmodel::flows::Tracker;
+use ctnetlink::{Conntrack, CpuStats, Events, Family, Groups};
+
+use super::resync::{self, Why};
+use super::snapshot::{EventStatus, Reading, Snapshot, counter_delta};
+
+/// Where the kernel says whether it sends conntrack events (per namespace).
+pub const EVENTS_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_events";
+
+/// nf_conntrack_events of the calling thread's namespace, None when unreadable.
+pub fn events_setting() -> Option<u8> {
+    std::fs::read_to_string(EVENTS_SYSCTL)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Dump attempts when the kernel flags a dump as interrupted or overrun.
+const DUMP_ATTEMPTS: usize = 3;
+
+pub struct Feed {
+    ct: Conntrack,
+    events: Events,
+    tracker: Tracker,
+    clauses: Vec<String>,
+    clock: Instant,
+    status: EventStatus,
+    /// An ENOBUFS since the last dump.
+    lost: bool,
+    last_dump: f64,
+    cpu: Option<Vec<CpuStats>>,
+}
+
+impl Feed {
+    /// Subscribe, dump once, and start the first interval.
+    pub fn open(filter: Filter, clauses: Vec<String>) -> Result<Self> {
+        let events = Events::subscribe(Groups::ALL)?;
+        let ct = Conntrack::open()?;
+        let setting = events_setting();
+        let mut feed = Self {
+            ct,
+            events,
+            tracker: Tracker::new(filter),
+            clauses,
+            clock: Instant::now(),
+            status: EventStatus {
+                setting,
+                enabled: setting != Some(0),
+                ..EventStatus::default()
+            },
+            lost: false,
+            last_dump: 0.0,
+            cpu: None,
+        };
+        feed.dump()?;
+        feed.status.resyncs = 0;
+        feed.status.last_resync = None;
+        // Events queued during the dump update the live set, but the
+        // first interval starts now: its rates cover a known span.
+        feed.pump(Duration::ZERO)?;
+        feed.cpu = feed.ct.stats_cpu().ok();
+        let t = feed.now();
+        feed.tracker.take_interval(t);
+        Ok(feed)
+    }
+
+    fn now(&self) -> f64 {
+        self.clock.elapsed().as_secs_f64()
+    }
+
+    /// Replace the live set with a dump (retried when interrupted).
+    fn dump(&mut self) -> Result<()> {
+        let Self {
+            ct, tracker, clock, ..
+        } = self;
+        for attempt in 1..=DUMP_ATTEMPTS {
+            tracker.resync_begin(clock.elapsed().as_secs_f64());
+            let t = clock.elapsed().as_secs_f64();
+            match ct.dump(Family::Any, |e| tracker.resync_add(t, e)) {
+                Ok(s) if !s.interrupted || attempt == DUMP_ATTEMPTS => break,
+                Ok(_) => {}
+                Err(ctnetlink::Error::Overrun { .. }) if attempt < DUMP_ATTEMPTS => {}
+                Err(e) => return Err(e).context("dumping the table to resynchronise"),
+            }
+        }
+        let t = self.now();
+        self.tracker.resync_end(t);
+        self.last_dump = t;
+        self.lost = false;
+        Ok(())
+    }
+
+    fn resync(&mut self, why: Why) -> Result<()> {
+        self.dump()?;
+        self.status.resyncs += 1;
+        self.status.last_resync = Some(why.to_string());
+        Ok(())
+    }
+
+    /// Feed events into the tracker for up to `timeout`.
+    pub fn pump(&mut self, timeout: Duration) -> Result<()> {
+        let Self {
+            events,
+            tracker,
+            clock,
+            ..
+        } = self;
+        let p = events
+            .poll(timeout, |kind, e| {
+                tracker.event(clock.elapsed().as_secs_f64(), kind, e);
+            })
+            .context("reading ctnetlink events")?;
+        if p.lost {
+            self.lost = true;
+            self.status.lost += 1;
+        }
+        self.status.malformed += p.malformed;
+        Ok(())
+    }
+
+    /// Close the interval: read the stats, build its snapshot with `top`
+    /// rows per ranking, then resync when the live set cannot be trusted.
+    pub fn sample(&mut self, top: usize) -> Result<Snapshot> {
+        let stats = self.ct.stats().context("reading the conntrack count")?;
+        let cpu = self.ct.stats_cpu().ok();
+        let t = self.now();
+        let iv = self.tracker.take_interval(t);
+        let setting = events_setting();
+        let was_on = self.status.enabled;
+        self.status.setting = setting;
+        self.status.enabled = setting != Some(0);
+        let counters = match (&self.cpu, &cpu) {
+            (Some(before), Some(after)) => Some(counter_delta(before, after)),
+            _ => None,
+        };
+        self.cpu = cpu;
+        let reading = Reading {
+            unix_time: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            count: u64::from(stats.entries),
+            max: stats.max_entries.map(u64::from),
+            counters,
+            live: self.tracker.live(),
+            states: self.tracker.states(),
+        };
+        let snap = Snapshot::new(&iv, &reading, &self.status, &self.clauses, top);
+        let why = if self.status.enabled && !was_on {
+            Some(Why::EventsOn)
+        } else {
+            resync::due(
+                self.lost,
+                reading.count,
+                reading.live,
+                !self.clauses.is_empty(),
+                t - self.last_dump,
+            )
+        };
+        if let Some(why) = why {
+            self.resync(why)?;
+        }
+        Ok(snap)
+    }
+
+    /// Watch other entries from now on (TUI `/`): a new tracker and a dump.
+    pub fn set_filter(&mut self, filter: Filter, clauses: Vec<String>) -> Result<()> {
+        let t = self.now();
+        self.tracker = Tracker::new(filter);
+        self.clauses = clauses;
+        self.resync(Why::Filter)?;
+        self.tracker.take_interval(t);
+        Ok(())
+    }
+
+    pub fn clauses(&self) -> &[String] {
+        &self.clauses
+    }
+}

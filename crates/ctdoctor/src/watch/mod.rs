@@ -1,0 +1,147 @@
+//! `ctdoctor watch`: the table as it moves, kept current from ctnetlink
+//! events rather than dumps (one dump at the start, more only when the
+//! event-fed state drifts, [`resync`]). Each interval becomes a
+//! [`snapshot::Snapshot`] that goes to the full-screen TUI ([`tui`], [`terminal`]) or,
+//! with `--json-lines`, to stdout as one JSON object per line.
+//!
+//! - [`snapshot`]: the pure per-interval value and its construction
+//! - [`resync`]: the pure rule for when to dump again
+//! - [`feed`]: events + stats + dumps (the only netlink use)
+//! - [`tui`]: drawing a snapshot history (pure, tested on TestBackend)
+//! - [`terminal`]: raw mode, keys, signals, restore on every exit
+
+pub mod feed;
+pub mod resync;
+pub mod snapshot;
+pub mod terminal;
+pub mod tui;
+
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Args;
+use ctmodel::Filter;
+
+/// Bad usage found after parsing (exit 2).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Most rows per ranking (`--top`).
+pub const MAX_TOP: usize = 1000;
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Length of one interval (rates are per second over it): 100ms to 1h.
+    #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+    pub interval: Duration,
+
+    /// Rows in the top sources, destinations and ports rankings.
+    #[arg(short = 'n', long, default_value_t = 10, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_TOP as u64))]
+    pub top: usize,
+
+    /// Only watch entries matching KEY=VALUE (repeatable, ANDed; the syntax of `top --filter`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+
+    /// Print one JSON object per interval instead of the full-screen view
+    /// (for scripts and pipes; --json means the same).
+    #[arg(long)]
+    pub json_lines: bool,
+
+    /// Stop after N intervals (default: until q, Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub count: Option<u64>,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 1s, 500ms, 5s)"))?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!("{s} is outside 100ms..1h"));
+    }
+    Ok(d)
+}
+
+/// What to tell a user whose kernel sends no events.
+pub const EVENTS_OFF: &str = "net.netfilter.nf_conntrack_events is 0: the kernel sends no conntrack events, so new/s, destroyed/s and the top rankings are unavailable (null); enable them with `sysctl -w net.netfilter.nf_conntrack_events=1` (in the watched namespace)";
+
+/// Run `watch`; `json`: the global --json flag. Returns the exit code.
+pub fn run(args: &WatchArgs, json: bool, quiet: bool, netns: Option<&str>) -> Result<u8> {
+    let filter = Filter::parse(&args.filter)?;
+    let lines = args.json_lines || json;
+    if !lines && !std::io::stdout().is_terminal() {
+        return Err(Usage(
+            "stdout is not a terminal: the full-screen view needs one; use --json-lines \
+             for one JSON object per interval (scripts, pipes, files)"
+                .into(),
+        )
+        .into());
+    }
+    let feed = feed::Feed::open(filter, args.filter.clone())?;
+    if lines {
+        json_lines(args, feed, quiet)
+    } else {
+        terminal::run(args, feed, netns)
+    }
+}
+
+fn json_lines(args: &WatchArgs, mut feed: feed::Feed, quiet: bool) -> Result<u8> {
+    let stop = terminal::stop_flag()?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut warned_off = false;
+    let mut next = Instant::now() + args.interval;
+    let mut done = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let left = next.saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            // Short waits so SIGTERM/SIGINT end the run within 100 ms.
+            feed.pump(left.min(Duration::from_millis(100)))?;
+            continue;
+        }
+        let now = Instant::now();
+        next += args.interval;
+        if next <= now {
+            // A slow dump or stats request: start afresh rather than catch up.
+            next = now + args.interval;
+        }
+        let snap = feed.sample(args.top)?;
+        if !snap.events.enabled && !warned_off && !quiet {
+            eprintln!("ctdoctor: warning: {EVENTS_OFF}");
+            warned_off = true;
+        }
+        serde_json::to_writer(&mut out, &snap)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+        done += 1;
+        if args.count.is_some_and(|n| done >= n) {
+            break;
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_bounds() {
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_interval("10ms").is_err());
+        assert!(parse_interval("2h").is_err());
+        assert!(parse_interval("soon").is_err());
+    }
+}
