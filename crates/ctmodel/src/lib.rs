@@ -8,6 +8,8 @@
 //! - [`breakdown`]: aggregation by protocol, state, flags, zone, mark, NAT,
 //!   top sources/destinations/ports and remaining timeout
 //! - [`filter`]: `key=value` selection on the same keys
+//! - [`flows`]: live entries from a dump plus ctnetlink events, what each
+//!   interval created, and per-class arrivals and dwell (Little's law inputs)
 //! - [`ephemeral`]: the kernel's ephemeral port walk for one client (for
 //!   models of one-client load tests)
 
@@ -15,6 +17,7 @@ pub mod breakdown;
 pub mod entry;
 pub mod ephemeral;
 pub mod filter;
+pub mod flows;
 pub mod proto;
 pub mod scan;
 pub mod text;

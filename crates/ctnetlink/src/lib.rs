@@ -1,6 +1,6 @@
 //! ctnetlink: the only code in ctdoctor that speaks netlink. It dumps the
 //! conntrack table (IPCTNL_MSG_CT_GET with NLM_F_DUMP), reads per-CPU and
-//! global statistics, creates and deletes entries, and enters network
+//! global statistics, subscribes to conntrack events, creates and deletes entries, and enters network
 //! namespaces. No conntrack binary and no /proc/net/nf_conntrack needed.
 //!
 //! # Why a small codec of our own
@@ -21,8 +21,10 @@ pub mod consts;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod events;
 pub mod netns;
 
 pub use client::{BatchReport, Conntrack, DumpSummary, Family};
 pub use decode::{CpuStats, GlobalStats};
 pub use error::{DecodeError, Error};
+pub use events::{EventKind, Events, Groups, Poll};

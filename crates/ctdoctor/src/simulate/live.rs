@@ -26,28 +26,9 @@ pub struct Seed {
     pub rate_source: String,
 }
 
-/// `tcp/ESTABLISHED`, `udp/ASSURED`, `udp/UNREPLIED`, `icmp/UNREPLIED`.
-pub fn key(e: &ctmodel::Entry) -> String {
-    let l4 = e.l4();
-    let state = e
-        .state
-        .as_ref()
-        .and_then(|s| s.name(l4).map(str::to_string))
-        .unwrap_or_else(|| {
-            if e.assured() {
-                "ASSURED".into()
-            } else if e.unreplied() {
-                "UNREPLIED".into()
-            } else {
-                "REPLIED".into()
-            }
-        });
-    format!("{l4}/{state}")
-}
-
 /// Fold one dumped entry into the seed.
 pub fn add(seed: &mut Seed, e: &ctmodel::Entry) {
-    let g = seed.groups.entry(key(e)).or_default();
+    let g = seed.groups.entry(ctmodel::flows::class_key(e)).or_default();
     g.count += 1;
     if e.assured() {
         g.assured += 1;

@@ -3,6 +3,9 @@
 //!   ctlab fill N [assured|unassured]  fill with one kind of TCP entry
 //!   ctlab bare-dump           dump the table, decode nothing (the kernel's floor)
 //!   ctlab flush               delete every entry of this namespace
+//!   ctlab listen SECONDS      count ctnetlink events (NEW/UPDATE/DESTROY,
+//!                             lost) for SECONDS; print them as JSON with the
+//!                             listener's CPU time (for scripts/bench-events)
 
 use anyhow::{Context, Result, bail};
 use ctlab::{Mix, generate};
@@ -54,9 +57,65 @@ fn main() -> Result<()> {
             println!("{msgs} messages, {bytes} bytes");
         }
         Some("flush") => ct.flush()?,
+        Some("listen") => listen(args.get(1).context("listen SECONDS")?.parse()?)?,
         _ => {
-            bail!("usage: ctlab populate N [SEED] | fill N [assured|unassured] | bare-dump | flush")
+            bail!(
+                "usage: ctlab populate N [SEED] | fill N [assured|unassured] | bare-dump | flush | listen SECONDS"
+            )
         }
     }
+    Ok(())
+}
+
+/// CPU seconds (user + system) this process has used.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name: utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // USER_HZ is 100 on Linux.
+    f.iter().sum::<f64>() / 100.0
+}
+
+fn listen(seconds: f64) -> Result<()> {
+    use ctnetlink::{EventKind, Events, Groups};
+    let mut ev = Events::subscribe(Groups::ALL)?;
+    let (mut new, mut update, mut destroy, mut lost, mut malformed) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut first, mut last) = (None, None);
+    let t0 = std::time::Instant::now();
+    let cpu0 = cpu_seconds();
+    let end = std::time::Duration::from_secs_f64(seconds);
+    while t0.elapsed() < end {
+        let left = end.saturating_sub(t0.elapsed());
+        let p = ev.poll(
+            left.min(std::time::Duration::from_millis(100)),
+            |k, _| match k {
+                EventKind::New => new += 1,
+                EventKind::Update => update += 1,
+                EventKind::Destroy => destroy += 1,
+            },
+        )?;
+        if p.events > 0 {
+            first.get_or_insert(t0.elapsed().as_secs_f64());
+            last = Some(t0.elapsed().as_secs_f64());
+        }
+        lost += u64::from(p.lost);
+        malformed += p.malformed;
+    }
+    let busy = match (first, last) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0.0,
+    };
+    println!(
+        "{{\"new\":{new},\"update\":{update},\"destroy\":{destroy},\"lost_reports\":{lost},\"malformed\":{malformed},\"receive_buffer\":{},\"events_span_s\":{busy:.3},\"cpu_s\":{:.3}}}",
+        ev.receive_buffer(),
+        cpu_seconds() - cpu0
+    );
     Ok(())
 }
