@@ -220,3 +220,37 @@ fn without_a_terminal_the_full_screen_view_is_refused() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn sigterm_ends_json_lines_cleanly() {
+    use std::io::{BufRead, BufReader};
+    require_root();
+    let ns = Netns::create("watchterm").expect("netns");
+    let mut child = Command::new(BIN)
+        .args([
+            "--netns",
+            ns.name(),
+            "watch",
+            "--json-lines",
+            "--interval",
+            "200ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("first line");
+    let v: Value = serde_json::from_str(&first).expect("a JSON line");
+    assert!(v["count"].is_u64(), "{v}");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let status = child.wait().expect("wait");
+    // Handled (exit 0), not killed by the signal.
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    for line in out.lines() {
+        let line = line.expect("read");
+        serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+}

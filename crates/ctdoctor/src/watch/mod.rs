@@ -18,6 +18,7 @@ pub mod tui;
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -88,22 +89,29 @@ pub fn run(args: &WatchArgs, json: bool, quiet: bool, netns: Option<&str>) -> Re
         )
         .into());
     }
+    // Before the first dump, which can take seconds on a big table: a
+    // SIGTERM then must still end the run cleanly, not kill it mid-way.
+    let stop = terminal::stop_flag()?;
     let feed = feed::Feed::open(filter, args.filter.clone())?;
     if lines {
-        json_lines(args, feed, quiet)
+        json_lines(args, feed, quiet, &stop)
     } else {
-        terminal::run(args, feed, netns)
+        terminal::run(args, feed, netns, &stop)
     }
 }
 
-fn json_lines(args: &WatchArgs, mut feed: feed::Feed, quiet: bool) -> Result<u8> {
-    let stop = terminal::stop_flag()?;
+fn json_lines(
+    args: &WatchArgs,
+    mut feed: feed::Feed,
+    quiet: bool,
+    stop: &AtomicBool,
+) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut warned_off = false;
     let mut next = Instant::now() + args.interval;
     let mut done = 0u64;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         let left = next.saturating_duration_since(Instant::now());
         if !left.is_zero() {
             // Short waits so SIGTERM/SIGINT end the run within 100 ms.

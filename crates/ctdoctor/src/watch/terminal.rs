@@ -48,8 +48,7 @@ impl Drop for Screen {
 /// Longest wait for events before looking at the keyboard again.
 const KEY_LATENCY: Duration = Duration::from_millis(50);
 
-pub fn run(args: &WatchArgs, mut feed: Feed, netns: Option<&str>) -> Result<u8> {
-    let stop = stop_flag()?;
+pub fn run(args: &WatchArgs, mut feed: Feed, netns: Option<&str>, stop: &AtomicBool) -> Result<u8> {
     let mut app = App::new(args.top, netns.map(String::from));
     let mut screen = Screen::enter()?;
     let mut next = Instant::now() + args.interval;
