@@ -254,3 +254,77 @@ fn sigterm_ends_json_lines_cleanly() {
         serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
 }
+
+/// A namespace at the global max: every new flow is dropped, and `watch`
+/// shows the drops per second and the table-full kernel log lines that
+/// appeared while it ran. The flows keep coming for over 5 s, so at least
+/// one line passes net_ratelimit's (global) 10-per-5-s budget even if
+/// another test spent it just before.
+#[test]
+fn a_full_namespace_shows_drops_and_table_full_lines() {
+    require_root();
+    let ns = Netns::create("watchfull").expect("netns");
+    ns.track_loopback().expect("nft");
+    let max = common::global_max();
+    // ASSURED entries: early_drop cannot evict them, so the table stays full.
+    ns.insert(&ctlab::fill(max, true)).expect("fill to max");
+    let child = Command::new(BIN)
+        .args([
+            "--netns",
+            ns.name(),
+            "watch",
+            "--json-lines",
+            "--interval",
+            "1s",
+            "--count",
+            "9",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    let stop = AtomicBool::new(false);
+    let out = ns
+        .run(|| {
+            std::thread::scope(|s| {
+                // The sink socket exists so no ICMP error comes back.
+                let _sink = UdpSocket::bind(SINK).expect("sink");
+                std::thread::sleep(Duration::from_secs(2));
+                // Dropped on output: send fails with EPERM, which is the point.
+                let traffic = s.spawn(|| {
+                    let mut port = 10_000u16;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..20 {
+                            port = port.wrapping_add(1).max(10_000);
+                            if let Ok(u) = UdpSocket::bind((DOMINANT, port)) {
+                                let _ = u.send_to(b"x", SINK);
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+                let out = child.wait_with_output().expect("watch output");
+                stop.store(true, Ordering::Relaxed);
+                let _ = traffic.join();
+                out
+            })
+        })
+        .expect("run in netns");
+    assert!(out.status.success(), "{}", text(&out));
+    let snaps = lines(&out.stdout);
+    assert_eq!(snaps.len(), 9, "{}", text(&out));
+    let last = &snaps[8];
+    assert_eq!(last["count"].as_u64(), Some(max as u64), "{last}");
+    assert!(
+        snaps
+            .iter()
+            .any(|s| s["drop_per_s"].as_f64().is_some_and(|d| d > 100.0)),
+        "drops at about the 200/s sent: {}",
+        text(&out)
+    );
+    let lines_seen = last["table_full"]["lines"].as_u64();
+    assert!(
+        lines_seen.is_some_and(|n| n >= 1),
+        "table-full kernel log lines since the start: {last}"
+    );
+}

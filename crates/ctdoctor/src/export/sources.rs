@@ -5,7 +5,6 @@
 //! from [`Shared`]. Each source fails on its own.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -253,7 +252,8 @@ impl Shared {
             c.kmsg = Some(BTreeMap::new());
             c.kmsg_ok = Some(true);
         }
-        let r = follow(f, |netns, n| {
+        let r = cthost::kernel_log::follow(f, |netns, n| {
+            let netns = netns.map(|i| i.to_string()).unwrap_or_default();
             let mut c = self.lock();
             add_bounded(c.kmsg.get_or_insert_with(BTreeMap::new), netns, n);
         });
@@ -330,71 +330,9 @@ pub fn add_bounded(map: &mut BTreeMap<String, u64>, netns: String, n: u64) {
     *map.entry(key).or_insert(0) += n;
 }
 
-/// Read kmsg records (one per `read`) until end of file, calling `found`
-/// with (netns label, lines) for every table-full record; the match is
-/// cthost's kernel-log matcher. EPIPE means the ring buffer overwrote
-/// records not read yet: the next read returns the oldest one left.
-pub fn follow(mut r: impl Read, mut found: impl FnMut(String, u64)) -> std::io::Result<()> {
-    // A kmsg record is at most 8 KiB (PRINTK_MESSAGE_MAX + prefix).
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                let text = String::from_utf8_lossy(&buf[..n]);
-                // The first line is the record; the rest are its
-                // " KEY=value" continuation lines.
-                let scan = cthost::kernel_log::scan(text.lines().take(1));
-                for g in &scan.table_full {
-                    let key = g.netns_inode.map(|i| i.to_string()).unwrap_or_default();
-                    found(key, g.count);
-                }
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::VecDeque;
-
-    /// Hands out one record or error per read, like /dev/kmsg.
-    struct Kmsg(VecDeque<std::io::Result<&'static str>>);
-
-    impl Read for Kmsg {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            match self.0.pop_front() {
-                None => Ok(0),
-                Some(Err(e)) => Err(e),
-                Some(Ok(rec)) => {
-                    buf[..rec.len()].copy_from_slice(rec.as_bytes());
-                    Ok(rec.len())
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn follows_records_across_an_overrun() {
-        let k = Kmsg(VecDeque::from([
-            Ok("4,100,5000000,-;nf_conntrack: nf_conntrack: table full, dropping packet\n"),
-            Ok("6,101,5000001,-;eth0: link up\n SUBSYSTEM=net\n"),
-            Err(std::io::Error::from_raw_os_error(libc::EPIPE)),
-            Ok(
-                "4,180,6000000,-;nf_conntrack: nf_conntrack: table full in netns 4026532245, dropping packet\n",
-            ),
-            Ok("4,181,6000001,-;nf_conntrack: nf_conntrack: table full, dropping packet\n"),
-        ]));
-        let mut seen = BTreeMap::new();
-        follow(k, |ns, n| *seen.entry(ns).or_insert(0) += n).expect("follows");
-        assert_eq!(seen.get(""), Some(&2));
-        assert_eq!(seen.get("4026532245"), Some(&1));
-        assert_eq!(seen.len(), 2);
-    }
 
     #[test]
     fn kernel_log_labels_are_bounded() {
@@ -406,13 +344,5 @@ mod tests {
         assert_eq!(m.len(), MAX_KMSG_NETNS + 1);
         assert_eq!(m["other"], 50);
         assert_eq!(m["0"], 2);
-    }
-
-    #[test]
-    fn other_errors_end_the_follower() {
-        let k = Kmsg(VecDeque::from([Err(std::io::Error::from_raw_os_error(
-            libc::EIO,
-        ))]));
-        assert!(follow(k, |_, _| {}).is_err());
     }
 }

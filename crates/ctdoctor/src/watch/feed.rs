@@ -4,6 +4,8 @@
 //! every entry created during or after the dump arrives as an event.
 //! Everything here runs in the calling thread's network namespace.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
@@ -12,7 +14,7 @@ use ctmodel::flows::Tracker;
 use ctnetlink::{Conntrack, CpuStats, Events, Family, Groups};
 
 use super::resync::{self, Why};
-use super::snapshot::{EventStatus, Reading, Snapshot, counter_delta};
+use super::snapshot::{EventStatus, Reading, Snapshot, TableFull, counter_delta};
 
 /// Where the kernel says whether it sends conntrack events (per namespace).
 pub const EVENTS_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_events";
@@ -24,6 +26,56 @@ pub fn events_setting() -> Option<u8> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Table-full lines in /dev/kmsg from now on: a thread reads records
+/// written after the start (it seeks past the ring buffer's old ones) and
+/// counts those naming this namespace's inode or none. The thread blocks
+/// in `read` and ends with the process.
+struct KernelLog {
+    lines: Arc<AtomicU64>,
+    /// Unix seconds of the last one (0: none yet).
+    last: Arc<AtomicU64>,
+}
+
+impl KernelLog {
+    fn follow() -> Option<Self> {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let mut f = std::fs::File::open("/dev/kmsg").ok()?;
+        f.seek(SeekFrom::End(0)).ok()?;
+        let ours = std::fs::metadata("/proc/thread-self/ns/net")
+            .ok()
+            .map(|m| m.ino());
+        let me = Self {
+            lines: Arc::default(),
+            last: Arc::default(),
+        };
+        let (lines, last) = (me.lines.clone(), me.last.clone());
+        std::thread::Builder::new()
+            .name("ctdoctor-kmsg".into())
+            .spawn(move || {
+                let _ = cthost::kernel_log::follow(f, |netns, n| {
+                    if netns.is_none() || netns == ours {
+                        lines.fetch_add(n, Ordering::Relaxed);
+                        let now = SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        last.store(now, Ordering::Relaxed);
+                    }
+                });
+            })
+            .ok()?;
+        Some(me)
+    }
+
+    fn read(&self) -> TableFull {
+        let last = self.last.load(Ordering::Relaxed);
+        TableFull {
+            lines: self.lines.load(Ordering::Relaxed),
+            last: (last > 0).then_some(last),
+        }
+    }
 }
 
 /// Dump attempts when the kernel flags a dump as interrupted or overrun.
@@ -40,6 +92,7 @@ pub struct Feed {
     lost: bool,
     last_dump: f64,
     cpu: Option<Vec<CpuStats>>,
+    kernel_log: Option<KernelLog>,
 }
 
 impl Feed {
@@ -62,6 +115,7 @@ impl Feed {
             lost: false,
             last_dump: 0.0,
             cpu: None,
+            kernel_log: KernelLog::follow(),
         };
         feed.dump()?;
         feed.status.resyncs = 0;
@@ -154,6 +208,7 @@ impl Feed {
             counters,
             live: self.tracker.live(),
             states: self.tracker.states(),
+            table_full: self.kernel_log.as_ref().map(KernelLog::read),
         };
         let snap = Snapshot::new(&iv, &reading, &self.status, &self.clauses, top);
         let why = if self.status.enabled && !was_on {

@@ -53,6 +53,27 @@ pub struct Reading {
     /// Entries the tracker holds (matching the filter) and their classes.
     pub live: u64,
     pub states: BTreeMap<String, u64>,
+    /// Table-full kernel log lines since `watch` started; None when
+    /// /dev/kmsg is unreadable.
+    pub table_full: Option<TableFull>,
+}
+
+/// "table full, dropping packet" lines in the kernel log since `watch`
+/// started that name this namespace or none (the kernel usually names
+/// none, so on a host with several namespaces they may be another's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TableFull {
+    pub lines: u64,
+    /// Wall-clock time of the last one, RFC 3339.
+    #[serde(serialize_with = "last_rfc3339")]
+    pub last: Option<u64>,
+}
+
+fn last_rfc3339<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(t) => s.serialize_some(&rfc3339(*t as f64)),
+        None => s.serialize_none(),
+    }
 }
 
 /// What `watch` knows about its event feed.
@@ -109,6 +130,8 @@ pub struct Snapshot {
     pub top_dst: Vec<Rank>,
     pub top_dport: Vec<Rank>,
     pub events: EventStatus,
+    /// Table-full kernel log lines since the start (null: /dev/kmsg unreadable).
+    pub table_full: Option<TableFull>,
     /// The --filter clauses in force (empty: the whole table).
     pub filter: Vec<String>,
 }
@@ -193,6 +216,7 @@ impl Snapshot {
             top_dst,
             top_dport,
             events: events.clone(),
+            table_full: r.table_full,
             filter: filter.to_vec(),
         }
     }
@@ -288,8 +312,17 @@ mod tests {
             }),
             live: 299,
             states: BTreeMap::from([("udp/UNREPLIED".to_string(), 299)]),
+            table_full: Some(TableFull {
+                lines: 2,
+                last: Some(1_700_000_000),
+            }),
         };
         let s = Snapshot::new(&interval(), &r, &on(), &[], 10);
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(
+            json["table_full"],
+            serde_json::json!({"lines": 2, "last": "2023-11-14T22:13:20Z"})
+        );
         assert_eq!(s.time, "2023-11-14T22:13:20Z");
         assert_eq!(s.interval_s, 2.0);
         assert_eq!(s.fill, Some(0.25));

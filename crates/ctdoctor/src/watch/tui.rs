@@ -353,6 +353,15 @@ impl App {
                 Style::new().add_modifier(Modifier::BOLD),
             ),
             Span::raw(rate(s.insert_failed_per_s)),
+            Span::styled("  table full ", Style::new().add_modifier(Modifier::BOLD)),
+            match s.table_full {
+                None => Span::raw("n/a"),
+                Some(t) if t.lines == 0 => Span::raw("0"),
+                Some(t) => Span::styled(
+                    format!("{} (kernel log)", thousands(t.lines)),
+                    Style::new().fg(Color::Red),
+                ),
+            },
         ]);
         f.render_widget(
             Paragraph::new(line)
@@ -519,7 +528,7 @@ fn draw_states(f: &mut Frame, area: Rect, s: &Snapshot, rows: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watch::snapshot::EventStatus;
+    use crate::watch::snapshot::{EventStatus, TableFull};
     use crossterm::event::KeyEventKind;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
@@ -558,6 +567,7 @@ mod tests {
                 enabled: true,
                 ..EventStatus::default()
             },
+            table_full: Some(TableFull::default()),
             filter: Vec::new(),
         }
     }
@@ -623,6 +633,27 @@ mod tests {
             "{state}"
         );
         assert!(s.contains("none lost"), "{s}");
+    }
+
+    #[test]
+    fn table_full_log_lines_show_on_the_rates_line() {
+        let mut app = App::new(10, None);
+        let mut s = busy();
+        s.table_full = Some(TableFull {
+            lines: 1234,
+            last: Some(1_700_000_000),
+        });
+        app.push(s);
+        let out = screen(&app, 140, 30);
+        assert!(
+            line_with(&out, "new/s").contains("table full 1,234 (kernel log)"),
+            "{out}"
+        );
+        let mut s = busy();
+        s.table_full = None;
+        app.push(s);
+        let out = screen(&app, 140, 30);
+        assert!(line_with(&out, "new/s").contains("table full n/a"), "{out}");
     }
 
     #[test]
