@@ -105,6 +105,14 @@ pub enum Command {
         after_help = "Examples:\n  ctdoctor simulate --scenario nginx-short-upstream --duration 10m\n  ctdoctor simulate --rate 8000 --lifecycle short-http --timeout tcp_timeout_time_wait=120\n  ctdoctor simulate --scenario syn-flood --json > run.json\n  ctdoctor plan --format json > p.json && ctdoctor simulate --scenario nat-gateway --compare p.json\n  ctdoctor simulate --from-live --duration 1h --svg live.svg\n\nExit codes: 0 ran, 1 failed, 2 bad usage."
     )]
     Simulate(crate::simulate::SimulateArgs),
+
+    /// Predict the steady-state count and when the table is full, from
+    /// arrival rates and time in state per protocol/state (ctnetlink events
+    /// over a window, or two dumps), and the change that avoids it.
+    #[command(
+        after_help = "Examples:\n  ctdoctor forecast\n  ctdoctor forecast --window 5m --crit 30m --warn 4h\n  ctdoctor --netns pod forecast --json\n  ctdoctor forecast --source dumps        without ctnetlink events\n\nExit codes (Nagios/Icinga plugin, like check): 0 OK, 1 WARNING (full within\n--warn), 2 CRITICAL (full within --crit), 3 UNKNOWN (including bad usage)."
+    )]
+    Forecast(crate::forecast::ForecastArgs),
 }
 
 /// Where `top` reads entries from.

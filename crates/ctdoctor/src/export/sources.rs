@@ -13,7 +13,7 @@ use ctmodel::{Breakdown, Filter};
 use ctnetlink::{Conntrack, Family};
 
 use super::metrics::{BreakdownView, CpuSums, NetnsRow, Snapshot, Table};
-use super::trend;
+use crate::forecast::estimate;
 
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 const NF: &str = "/proc/sys/net/netfilter";
@@ -292,7 +292,7 @@ impl Shared {
                 .iter()
                 .map(|(at, n)| (-now.duration_since(*at).as_secs_f64(), *n))
                 .collect();
-            trend::time_to_full(&samples, max as f64)
+            estimate::time_to_full(&samples, max as f64)
         });
         Snapshot {
             table: table.ok(),
