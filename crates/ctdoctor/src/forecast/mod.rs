@@ -109,7 +109,7 @@ pub struct Report {
 /// The namespace's timeouts by short sysctl name (cthost reads /proc/sys,
 /// as `check`, `plan` and `simulate` do), falling back to the kernel's
 /// defaults for names it cannot read.
-fn timeouts() -> BTreeMap<String, f64> {
+pub fn timeouts() -> BTreeMap<String, f64> {
     let mut out: BTreeMap<String, f64> = ctsim::Timeouts::defaults(ctsim::KernelVersion::LATEST)
         .iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -122,7 +122,7 @@ fn timeouts() -> BTreeMap<String, f64> {
     out
 }
 
-fn class_inputs(
+pub fn class_inputs(
     classes: BTreeMap<String, ctmodel::flows::ClassStats>,
     timeouts: &BTreeMap<String, f64>,
     profile: Profile,
