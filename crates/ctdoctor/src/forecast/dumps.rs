@@ -74,7 +74,7 @@ mod tests {
         };
         Entry {
             l4: Some(L4Proto::Udp),
-            orig: t.clone(),
+            orig: t,
             reply: t,
             status: if replied {
                 Status::SEEN_REPLY

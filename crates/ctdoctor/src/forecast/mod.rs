@@ -195,6 +195,18 @@ fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Resu
             resync(&mut tracker, ct)?;
         }
     }
+    // What the kernel queued before the window closed belongs to it (a
+    // large initial dump leaves a backlog); bounded so a flood cannot hold
+    // the command.
+    let drain_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < drain_until {
+        let p = ev
+            .poll(Duration::ZERO, |kind, e| tracker.event(now(), kind, e))
+            .context("reading ctnetlink events")?;
+        if p.events == 0 && !p.lost {
+            break;
+        }
+    }
     let end = now();
     samples.push((end, f64::from(count(ct)?)));
     Ok(Observed {
