@@ -74,8 +74,9 @@ pub fn timeout_sysctl(class: &str) -> Option<&'static str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DwellBasis {
-    /// From exits, survivors expected to last as long as the exits did
-    /// (bounded lifetimes: what timeout-governed classes have).
+    /// Bounded lifetimes (what timeout-governed classes have; survivors
+    /// younger than the exits were): the mean m that gives the time the
+    /// window's arrivals spent in the class, W m - m^2 / 2 per arrival.
     Measured,
     /// From exits, survivors older than the exits on average: a long tail
     /// the window cannot see, so the exponential (memoryless) MLE with
@@ -215,26 +216,33 @@ pub fn time_to_full(samples: &[(f64, f64)], max: f64) -> f64 {
     }
 }
 
-/// Mean time in a class and how it was obtained.
-fn dwell(s: &ClassStats, timeout: Option<&Timeout>) -> (Option<f64>, DwellBasis) {
-    if s.exited == 0 {
+/// Mean time in a class and how it was obtained, from `window` seconds of
+/// observation.
+fn dwell(s: &ClassStats, timeout: Option<&Timeout>, window: f64) -> (Option<f64>, DwellBasis) {
+    if s.exited == 0 || s.entered == 0 {
         return match timeout {
             Some(t) => (Some(t.seconds), DwellBasis::Timeout),
             None => (None, DwellBasis::Unknown),
         };
     }
     let exits_mean = s.dwell_sum / s.exited as f64;
+    // The integral over the window of the arrivals' count in the class.
     let accumulated = s.dwell_sum + s.still_in_age_sum;
-    let (mean, basis) = if s.still_in == 0 {
-        (exits_mean, DwellBasis::Measured)
-    } else if s.still_in_age_sum / s.still_in as f64 <= exits_mean {
-        // Each survivor is expected to live as long as the exits did: its
-        // remaining time is exits_mean - its age. Exact for a fixed lifetime
-        // (TIME_WAIT, UDP), where the memoryless MLE would add
-        // D^2 / (2 (window - D)): +50% for a 30 s timeout in a 60 s window.
-        let remaining = (s.still_in as f64 * exits_mean - s.still_in_age_sum).max(0.0);
+    let (mean, basis) = if s.still_in == 0 || s.still_in_age_sum / s.still_in as f64 <= exits_mean {
+        // Arrivals at a constant rate, each staying m seconds (m <= W),
+        // accumulate W m - m^2 / 2 seconds each over the window W: solve
+        // for m. Exact for a fixed lifetime (TIME_WAIT, UDP), where the
+        // memoryless MLE would add m^2 / (2 (W - m)) (+50% for a 30 s
+        // timeout in a 60 s window), and it integrates the count over the
+        // whole window, so the GC's reaping in passes (every few seconds,
+        // a saw tooth in the count) averages out instead of depending on
+        // where the last pass fell.
+        let per_arrival = (accumulated / s.entered as f64).min(window * window / 2.0);
         (
-            (accumulated + remaining) / (s.exited + s.still_in) as f64,
+            window
+                - (window * window - 2.0 * window * per_arrival)
+                    .max(0.0)
+                    .sqrt(),
             DwellBasis::Measured,
         )
     } else {
@@ -264,7 +272,7 @@ pub fn estimate(i: &Inputs) -> Forecast {
         .iter()
         .map(|(class, c)| {
             let rate = c.stats.entered as f64 / window;
-            let (dwell_s, dwell_basis) = dwell(&c.stats, c.timeout.as_ref());
+            let (dwell_s, dwell_basis) = dwell(&c.stats, c.timeout.as_ref(), window);
             let steady_state = dwell_s.map_or(c.stats.live as f64, |d| rate * d);
             ClassForecast {
                 class: class.clone(),
@@ -509,7 +517,7 @@ mod tests {
     fn fixed_lifetimes_are_exact_where_the_mle_is_not() {
         // 100/s, 30 s each, 60 s window: 3000 done, 3000 inside.
         let s = fixed_lifetime(100.0, 60.0, 30.0);
-        let (d, basis) = dwell(&s, None);
+        let (d, basis) = dwell(&s, None, 60.0);
         assert_eq!(basis, DwellBasis::Measured);
         assert!((d.expect("dwell") - 30.0).abs() < 1e-9, "{d:?}");
         // The memoryless MLE would say (90000 + 45000) / 3000 = 45 s.
@@ -530,6 +538,7 @@ mod tests {
         let (d, basis) = dwell(
             &s,
             timeout("tcp_timeout_established", 432_000.0, None).as_ref(),
+            60.0,
         );
         assert_eq!(basis, DwellBasis::MeasuredLongTail);
         assert!((d.expect("dwell") - 272.0).abs() < 1e-9);
@@ -538,7 +547,7 @@ mod tests {
     #[test]
     fn dwell_is_capped_at_timeout_plus_the_reaping_bound() {
         let s = stats(100, 1, 10.0, 99, 99.0 * 500.0);
-        let (d, basis) = dwell(&s, timeout("udp_timeout", 30.0, Some(30.0)).as_ref());
+        let (d, basis) = dwell(&s, timeout("udp_timeout", 30.0, Some(30.0)).as_ref(), 60.0);
         assert_eq!(basis, DwellBasis::CappedAtTimeout);
         assert_eq!(d, Some(90.0));
     }
