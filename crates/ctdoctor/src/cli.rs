@@ -112,6 +112,14 @@ pub enum Command {
         after_help = "Examples:\n  ctdoctor watch                                  full-screen view, 1 s intervals\n  ctdoctor --netns ctd-x watch --interval 5s\n  ctdoctor watch --filter l4=tcp --filter state=SYN_SENT\n  ctdoctor watch --json-lines --count 60 > minute.jsonl\n\nKeys: q quit, p pause, tab or 1-3 switch views, s sort (last interval / last 60 s),\n/ filter (the syntax of top --filter, space-separated; empty clears).\nEvents need net.netfilter.nf_conntrack_events=1 or 2 (the default); with 0,\nwatch still shows count, fill and drop rates, and says what to enable.\n\nExit codes: 0 stopped (q, --count, SIGINT/SIGTERM), 1 failure, 2 bad usage\n(including a full-screen view asked for without a terminal)."
     )]
     Watch(crate::watch::WatchArgs),
+
+    /// Predict the steady-state count and when the table is full, from
+    /// arrival rates and time in state per protocol/state (ctnetlink events
+    /// over a window, or two dumps), and the change that avoids it.
+    #[command(
+        after_help = "Examples:\n  ctdoctor forecast\n  ctdoctor forecast --window 5m --crit 30m --warn 4h\n  ctdoctor --netns pod forecast --json\n  ctdoctor forecast --source dumps        without ctnetlink events\n\nExit codes (Nagios/Icinga plugin, like check): 0 OK, 1 WARNING (full within\n--warn), 2 CRITICAL (full within --crit), 3 UNKNOWN (including bad usage)."
+    )]
+    Forecast(crate::forecast::ForecastArgs),
 }
 
 /// Where `top` reads entries from.

@@ -10,6 +10,7 @@ mod check;
 mod cli;
 mod export;
 mod fidelity;
+mod forecast;
 mod lab;
 mod plan;
 mod render;
@@ -44,6 +45,19 @@ fn run(cli: &Cli) -> Result<u8> {
             match written {
                 Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
                 // Nobody reads the report: the verdict still counts.
+                _ => return Ok(report.exit_code),
+            }
+        }
+        Command::Forecast(args) => {
+            let report = forecast::run(args)?;
+            let written = if cli.json {
+                render::json(&report, &mut out)
+            } else {
+                forecast::render(&report, &mut out)
+            }
+            .and_then(|()| out.flush());
+            match written {
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
                 _ => return Ok(report.exit_code),
             }
         }
@@ -137,13 +151,19 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// `check` is a monitoring plugin: anything that stops it from judging,
-/// bad usage included, is UNKNOWN (3), never a misleading 1 or 2.
+/// `check` and `forecast` are monitoring plugins: anything that stops them
+/// from judging, bad usage included, is UNKNOWN (3), never a misleading 1
+/// or 2 (CRITICAL).
 const CHECK_UNKNOWN: u8 = 3;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let is_check = args.iter().any(|a| a == "check");
+    // The first word that is a subcommand decides (not a flag's value).
+    let is_check = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .is_some_and(|a| a == "check" || a == "forecast");
     let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -156,7 +176,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let check = matches!(cli.command, Command::Check(_));
+    let check = matches!(cli.command, Command::Check(_) | Command::Forecast(_));
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

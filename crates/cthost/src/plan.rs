@@ -402,6 +402,16 @@ const TIMEOUTS: &[TimeoutRule] = &[
     ),
 ];
 
+/// The lowest value `plan` would set a timeout sysctl to (full name, e.g.
+/// `nf_conntrack_udp_timeout`) for `profile`, with the reason; `None` for
+/// timeouts plan has no rule for. `forecast` suggests no lower value.
+pub fn timeout_floor(sysctl: &str, profile: Profile) -> Option<(u64, &'static str)> {
+    TIMEOUTS
+        .iter()
+        .find(|r| r.0 == sysctl)
+        .map(|&(_, _, _, _, host, nat, source, _)| (if profile.nat() { nat } else { host }, source))
+}
+
 /// Below this many entries the mix says nothing about idle flows.
 const MIX_MIN_ENTRIES: u64 = 1000;
 

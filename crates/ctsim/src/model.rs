@@ -74,6 +74,12 @@ impl State {
             .map(|i| Self::ALL[i])
     }
 
+    /// The sysctl (without `nf_conntrack_`, one of [`crate::TIMEOUT_NAMES`])
+    /// whose value an entry in this state times out after.
+    pub fn timeout_name(self) -> &'static str {
+        crate::TIMEOUT_NAMES[self.timeout_index()]
+    }
+
     /// Index into Timeouts.
     fn timeout_index(self) -> usize {
         match self {

@@ -101,6 +101,8 @@ pub struct Snapshot {
     pub kernel_log: Option<Vec<(String, u64)>>,
     pub netns: Option<Vec<NetnsRow>>,
     pub time_to_full: Option<f64>,
+    /// forecast's steady-state entries from the last two breakdown dumps.
+    pub steady_state: Option<f64>,
     /// (part, seconds) of this scrape and of the background work.
     pub durations: Vec<(String, f64)>,
     /// (source, up) for every source this exporter reads.
@@ -336,8 +338,16 @@ pub fn registry(s: &Snapshot) -> Registry {
         gauge(
             &mut reg,
             "ctdoctor_time_to_full_seconds",
-            "Seconds until entries reach entries_limit at the least-squares trend over --trend-window; +Inf when flat or falling",
+            "Seconds until entries reach entries_limit (ctdoctor forecast's verdict: +Inf when the steady state is at or below the limit, else the least-squares trend over --trend-window; the trend alone until two breakdown dumps exist); +Inf when flat or falling",
             ttf,
+        );
+    }
+    if let Some(n) = s.steady_state {
+        gauge(
+            &mut reg,
+            "ctdoctor_forecast_steady_state_entries",
+            "Entries once arrivals and expiries balance (Little's law per protocol/state: arrivals between the last two breakdown dumps x the state's timeout)",
+            n,
         );
     }
     let f = Family::<Labels, G>::default();
@@ -535,6 +545,7 @@ mod tests {
                 drop: Some(9),
             }]),
             time_to_full: Some(f64::INFINITY),
+            steady_state: Some(1234.5),
             durations: vec![("stats".into(), 0.001)],
             up: vec![("stats".into(), true), ("breakdown".into(), false)],
             node_exporter_compat: true,
@@ -621,6 +632,10 @@ mod tests {
         assert!(t.contains("# TYPE ctdoctor_stat_drop counter"));
         assert!(t.contains("ctdoctor_stat_drop_total 7"));
         assert!(t.contains("ctdoctor_time_to_full_seconds +Inf\n"), "{t}");
+        assert!(
+            t.contains("ctdoctor_forecast_steady_state_entries 1234.5\n"),
+            "{t}"
+        );
         assert!(!t.contains(" inf\n"));
     }
 

@@ -2,7 +2,9 @@
 //! (ctnetlink GET_STATS + GET_STATS_CPU, /proc/sys), and the background
 //! threads (count samples for the trend, the rate-limited breakdown dump,
 //! per-namespace counts, the /dev/kmsg follower) whose results scrapes read
-//! from [`Shared`]. Each source fails on its own.
+//! from [`Shared`]. Each source fails on its own. Consecutive breakdown
+//! dumps also give the forecast's arrivals (ids new in the second dump,
+//! `crate::forecast::dumps`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +14,7 @@ use ctmodel::{Breakdown, Filter};
 use ctnetlink::{Conntrack, Family};
 
 use super::metrics::{BreakdownView, CpuSums, NetnsRow, Snapshot, Table};
-use super::trend;
+use crate::forecast::{self, dumps, estimate};
 
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 const NF: &str = "/proc/sys/net/netfilter";
@@ -35,6 +37,11 @@ struct Cached {
     breakdown: Option<(Instant, BreakdownView)>,
     breakdown_ok: Option<bool>,
     breakdown_seconds: Option<f64>,
+    /// The last breakdown dump's ids and when it was taken.
+    dump_ids: Option<(Instant, dumps::Ids)>,
+    /// Arrivals per class between the last two breakdown dumps, and the
+    /// seconds between them.
+    arrivals: Option<(f64, BTreeMap<String, ctmodel::flows::ClassStats>)>,
     samples: VecDeque<(Instant, f64)>,
     kmsg: Option<BTreeMap<String, u64>>,
     kmsg_ok: Option<bool>,
@@ -102,12 +109,20 @@ fn view(b: &Breakdown, top: usize) -> BreakdownView {
     }
 }
 
-/// One full dump folded into a breakdown.
-pub fn breakdown(top: usize) -> Result<BreakdownView, ctnetlink::Error> {
+/// One full dump folded into a breakdown and into the arrivals since the
+/// previous dump's ids (this dump's ids are returned for the next one).
+fn breakdown_and_arrivals(
+    top: usize,
+    previous: &dumps::Ids,
+) -> Result<(BreakdownView, dumps::Arrivals), ctnetlink::Error> {
     let mut ct = Conntrack::open()?;
     let mut b = Breakdown::new(Filter::default());
-    ct.dump(Family::Any, |e| b.add(e))?;
-    Ok(view(&b, top))
+    let mut a = dumps::Arrivals::default();
+    ct.dump(Family::Any, |e| {
+        b.add(e);
+        a.add(previous, e);
+    })?;
+    Ok((view(&b, top), a))
 }
 
 fn netns_rows() -> Vec<NetnsRow> {
@@ -218,21 +233,33 @@ impl Shared {
             let mut c = self.lock();
             c.breakdown = None;
             c.breakdown_ok = Some(count.is_some());
+            c.dump_ids = None;
+            c.arrivals = None;
             return;
         }
+        let previous = self.lock().dump_ids.take();
         let t = Instant::now();
-        let r = breakdown(self.config.top);
+        let empty = dumps::Ids::default();
+        let r = breakdown_and_arrivals(
+            self.config.top,
+            previous.as_ref().map_or(&empty, |(_, ids)| ids),
+        );
         let secs = t.elapsed().as_secs_f64();
         let mut c = self.lock();
         c.breakdown_seconds = Some(secs);
         match r {
-            Ok(v) => {
+            Ok((v, a)) => {
                 c.breakdown = Some((Instant::now(), v));
                 c.breakdown_ok = Some(true);
+                let (classes, ids) = a.finish();
+                // The dump's start: both ends are measured the same way.
+                c.arrivals = previous.map(|(at, _)| (t.duration_since(at).as_secs_f64(), classes));
+                c.dump_ids = Some((t, ids));
             }
             Err(_) => {
                 c.breakdown = None;
                 c.breakdown_ok = Some(false);
+                c.arrivals = None;
             }
         }
     }
@@ -285,15 +312,41 @@ impl Shared {
         if let Some(s) = c.netns_seconds {
             durations.push(("netns".into(), s));
         }
-        let time_to_full = table.as_ref().ok().and_then(|t| t.max).map(|max| {
-            let now = Instant::now();
-            let samples: Vec<(f64, f64)> = c
-                .samples
-                .iter()
-                .map(|(at, n)| (-now.duration_since(*at).as_secs_f64(), *n))
-                .collect();
-            trend::time_to_full(&samples, max as f64)
-        });
+        let now = Instant::now();
+        let samples: Vec<(f64, f64)> = c
+            .samples
+            .iter()
+            .map(|(at, n)| (-now.duration_since(*at).as_secs_f64(), *n))
+            .collect();
+        let prediction = table
+            .as_ref()
+            .ok()
+            .and_then(|t| t.max.map(|m| (t.entries, m)));
+        // With two breakdown dumps: forecast's estimate (the steady state
+        // decides whether the table fills at all, the trend when); before
+        // them, or above --breakdown-max-entries: the trend alone.
+        let forecast = match (prediction, &c.arrivals) {
+            (Some((count, max)), Some((window, classes))) if *window > 0.0 => {
+                Some(estimate::estimate(&estimate::Inputs {
+                    window: *window,
+                    classes: forecast::class_inputs(
+                        classes.clone(),
+                        &forecast::timeouts(),
+                        cthost::plan::Profile::Web,
+                    ),
+                    count,
+                    max,
+                    samples: samples.clone(),
+                    target_share: estimate::DEFAULT_TARGET_SHARE,
+                }))
+            }
+            _ => None,
+        };
+        let time_to_full = match (&forecast, prediction) {
+            (Some(f), _) => Some(f.time_to_full_s.unwrap_or(f64::INFINITY)),
+            (None, Some((_, max))) => Some(estimate::time_to_full(&samples, max as f64)),
+            (None, None) => None,
+        };
         Snapshot {
             table: table.ok(),
             breakdown: c.breakdown.as_ref().map(|(_, v)| v.clone()),
@@ -307,6 +360,7 @@ impl Shared {
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()),
             netns: c.netns.clone(),
             time_to_full,
+            steady_state: forecast.map(|f| f.steady_state),
             durations,
             up,
             node_exporter_compat: self.config.node_exporter_compat,

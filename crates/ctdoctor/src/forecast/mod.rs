@@ -1,0 +1,510 @@
+//! `ctdoctor forecast`: watch this namespace's table for a window (ctnetlink
+//! events into a `ctmodel::flows::Tracker`, or two dumps when events are
+//! off or cannot be subscribed), sample the count every second, read the
+//! namespace's timeouts, and hand everything to [`estimate`]; render the
+//! result as text or JSON with a Nagios status (0 OK, 1 WARNING,
+//! 2 CRITICAL, 3 UNKNOWN like `check`).
+
+pub mod dumps;
+pub mod estimate;
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use cthost::plan::Profile;
+use cthost::source::Root;
+use ctmodel::Filter;
+use ctmodel::flows::Tracker;
+use ctnetlink::{Conntrack, Events, Family, Groups};
+use serde::Serialize;
+
+use estimate::{Change, ClassInput, DwellBasis, Forecast, Inputs, Status, Timeout, human};
+
+const NF: &str = "/proc/sys/net/netfilter";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    /// Events when the kernel delivers them, else two dumps.
+    Auto,
+    /// ctnetlink events only (fail when unavailable).
+    Events,
+    /// Two dumps, at the start and the end of the window.
+    Dumps,
+}
+
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// How long to observe (5s to 24h).
+    #[arg(long, default_value = "60s", value_parser = parse_window, value_name = "DURATION")]
+    pub window: Duration,
+
+    /// CRITICAL when the table is full sooner than this.
+    #[arg(long, default_value = "15m", value_parser = parse_threshold, value_name = "DURATION")]
+    pub crit: Duration,
+
+    /// WARNING when the table is full sooner than this.
+    #[arg(long, default_value = "2h", value_parser = parse_threshold, value_name = "DURATION")]
+    pub warn: Duration,
+
+    /// Where arrivals and lifetimes come from.
+    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
+    pub source: SourceArg,
+
+    /// The suggested change aims the steady state below this share of
+    /// nf_conntrack_max (percent, 1 to 100).
+    #[arg(long, default_value_t = 80.0, value_parser = parse_target, value_name = "PERCENT")]
+    pub target: f64,
+
+    /// Profile whose timeout floors (`ctdoctor plan`) bound a suggested
+    /// lower timeout: web, nat-gateway, k8s-node, router.
+    #[arg(long, default_value = "web", value_parser = str::parse::<Profile>)]
+    pub profile: Profile,
+}
+
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 60s, 5m)"))?;
+    if d < Duration::from_secs(5) || d > Duration::from_secs(24 * 3600) {
+        return Err(format!("{s}: must be between 5s and 24h"));
+    }
+    Ok(d)
+}
+
+fn parse_threshold(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 15m, 2h)"))?;
+    if d.is_zero() {
+        return Err(format!("{s}: must be more than 0"));
+    }
+    Ok(d)
+}
+
+fn parse_target(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(v) if (1.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s}: a percentage from 1 to 100")),
+    }
+}
+
+/// What the command prints (`--json`: this, field for field).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub exit_code: u8,
+    /// "events" or "dumps".
+    pub source: &'static str,
+    /// Why dumps were used, what that misses; empty with events.
+    pub source_note: String,
+    #[serde(flatten)]
+    pub forecast: Forecast,
+    /// Events the kernel dropped (ENOBUFS) during the window, each followed by a dump.
+    pub resyncs: u64,
+    pub crit_s: f64,
+    pub warn_s: f64,
+    /// The change aims the steady state below this percentage of max.
+    pub target_pct: f64,
+}
+
+/// The namespace's timeouts by short sysctl name (cthost reads /proc/sys,
+/// as `check`, `plan` and `simulate` do), falling back to the kernel's
+/// defaults for names it cannot read.
+pub fn timeouts() -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = ctsim::Timeouts::defaults(ctsim::KernelVersion::LATEST)
+        .iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    for (k, v) in cthost::gather::timeouts(&Root::default()) {
+        if let Some(short) = k.strip_prefix("nf_conntrack_") {
+            out.insert(short.to_string(), v as f64);
+        }
+    }
+    out
+}
+
+pub fn class_inputs(
+    classes: BTreeMap<String, ctmodel::flows::ClassStats>,
+    timeouts: &BTreeMap<String, f64>,
+    profile: Profile,
+) -> BTreeMap<String, ClassInput> {
+    classes
+        .into_iter()
+        .map(|(class, stats)| {
+            let timeout = estimate::timeout_sysctl(&class).and_then(|name| {
+                Some(Timeout {
+                    sysctl: name.to_string(),
+                    seconds: *timeouts.get(name)?,
+                    floor: cthost::plan::timeout_floor(&format!("nf_conntrack_{name}"), profile)
+                        .map(|(f, _)| f as f64),
+                })
+            });
+            (class, ClassInput { stats, timeout })
+        })
+        .collect()
+}
+
+/// What one observation window gave.
+struct Observed {
+    classes: BTreeMap<String, ctmodel::flows::ClassStats>,
+    window: f64,
+    samples: Vec<(f64, f64)>,
+    resyncs: u64,
+}
+
+fn count(ct: &mut Conntrack) -> Result<u32> {
+    Ok(ct
+        .stats()
+        .context("reading the count (ctnetlink GET_STATS)")?
+        .entries)
+}
+
+/// Events into a tracker: a dump first (entries already there count as
+/// live, without an arrival time), then every event; a loss (ENOBUFS) is
+/// followed by another dump.
+fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Result<Observed> {
+    let t0 = Instant::now();
+    let now = || t0.elapsed().as_secs_f64();
+    let mut tracker = Tracker::new(Filter::default());
+    let resync = |tracker: &mut Tracker, ct: &mut Conntrack| -> Result<()> {
+        tracker.resync_begin(now());
+        ct.dump(Family::Any, |e| tracker.resync_add(now(), e))
+            .context("dumping the table (ctnetlink)")?;
+        tracker.resync_end(now());
+        Ok(())
+    };
+    resync(&mut tracker, ct)?;
+    let mut samples = vec![(now(), f64::from(count(ct)?))];
+    let mut resyncs = 0;
+    let mut next_sample = Duration::from_secs(1);
+    loop {
+        let elapsed = t0.elapsed();
+        if elapsed >= window {
+            break;
+        }
+        if elapsed >= next_sample {
+            samples.push((now(), f64::from(count(ct)?)));
+            next_sample += Duration::from_secs(1);
+            continue;
+        }
+        let wait = next_sample.min(window) - elapsed;
+        let p = ev
+            .poll(wait, |kind, e| tracker.event(now(), kind, e))
+            .context("reading ctnetlink events")?;
+        if p.lost {
+            resyncs += 1;
+            resync(&mut tracker, ct)?;
+        }
+    }
+    // What the kernel queued before the window closed belongs to it (a
+    // large initial dump leaves a backlog); bounded so a flood cannot hold
+    // the command.
+    let drain_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < drain_until {
+        let p = ev
+            .poll(Duration::ZERO, |kind, e| tracker.event(now(), kind, e))
+            .context("reading ctnetlink events")?;
+        if p.events == 0 && !p.lost {
+            break;
+        }
+    }
+    let end = now();
+    samples.push((end, f64::from(count(ct)?)));
+    Ok(Observed {
+        classes: tracker.classes(end),
+        window: tracker.observed(end),
+        samples,
+        resyncs,
+    })
+}
+
+/// Two dumps, the count sampled every second in between.
+fn observe_dumps(ct: &mut Conntrack, window: Duration) -> Result<Observed> {
+    let t0 = Instant::now();
+    let now = || t0.elapsed().as_secs_f64();
+    let mut ids = Vec::new();
+    ct.dump(Family::Any, |e| ids.extend(e.id))
+        .context("dumping the table (ctnetlink)")?;
+    let first = dumps::Ids::new(ids);
+    let t_first = now();
+    let mut samples = vec![(t_first, f64::from(count(ct)?))];
+    let mut next = Duration::from_secs(1);
+    while t0.elapsed() < window {
+        std::thread::sleep(next.min(window).saturating_sub(t0.elapsed()));
+        if t0.elapsed() >= next {
+            samples.push((now(), f64::from(count(ct)?)));
+            next += Duration::from_secs(1);
+        }
+    }
+    let mut arrivals = dumps::Arrivals::default();
+    let t_second = now();
+    ct.dump(Family::Any, |e| arrivals.add(&first, e))
+        .context("dumping the table (ctnetlink)")?;
+    samples.push((now(), f64::from(count(ct)?)));
+    let (classes, _) = arrivals.finish();
+    Ok(Observed {
+        classes,
+        window: t_second - t_first,
+        samples,
+        resyncs: 0,
+    })
+}
+
+/// nf_conntrack_events of this namespace: 0 off, 1 on, 2 on once a
+/// listener subscribes (the default on recent kernels); None: unreadable.
+fn events_setting() -> Option<u64> {
+    Root::default()
+        .read_u64(&format!("{NF}/nf_conntrack_events"), "")
+        .ok()
+}
+
+pub fn run(args: &ForecastArgs) -> Result<Report> {
+    let crit = args.crit.as_secs_f64();
+    let warn = args.warn.as_secs_f64();
+    if crit > warn {
+        return Err(crate::simulate::Usage(format!(
+            "--crit ({}) must not be longer than --warn ({})",
+            human(crit),
+            human(warn)
+        ))
+        .into());
+    }
+    let mut ct = Conntrack::open().context("opening ctnetlink")?;
+    let g = ct.stats().map_err(|e| {
+        if e.is_permission() {
+            anyhow::anyhow!("{e}: forecast needs CAP_NET_ADMIN in the namespace (run as root)")
+        } else {
+            anyhow::anyhow!("cannot read conntrack stats over ctnetlink: {e}")
+        }
+    })?;
+    let max = g
+        .max_entries
+        .map(u64::from)
+        .or_else(|| {
+            Root::default()
+                .read_u64(&format!("{NF}/nf_conntrack_max"), "")
+                .ok()
+        })
+        .context("nf_conntrack_max is unreadable (neither ctnetlink nor /proc/sys gives it)")?;
+    // Events need nf_conntrack_events on; subscribing can still fail (no
+    // CAP_NET_ADMIN for the multicast groups, a kernel without them).
+    let events = match (args.source, events_setting()) {
+        (SourceArg::Dumps, _) => Err("--source dumps".to_string()),
+        (_, Some(0)) => Err(
+            "net.netfilter.nf_conntrack_events is 0 in this namespace, so the kernel sends no events (enable: sysctl -w net.netfilter.nf_conntrack_events=1)".to_string(),
+        ),
+        _ => Events::subscribe(Groups::ALL)
+            .map_err(|e| format!("subscribing to ctnetlink events failed: {e}")),
+    };
+    let (source, source_note, observed) = match events {
+        Ok(mut ev) => (
+            "events",
+            String::new(),
+            observe_events(&mut ev, &mut ct, args.window)?,
+        ),
+        Err(why) if args.source == SourceArg::Events => anyhow::bail!("{why}"),
+        Err(why) => (
+            "dumps",
+            format!(
+                "{why}: estimated from two dumps {} apart (arrivals = entries new in the second; flows that came and went in between are missed; time in state = the class timeout, a lower bound: expired entries count until the kernel reaps them)",
+                human(args.window.as_secs_f64())
+            ),
+            observe_dumps(&mut ct, args.window)?,
+        ),
+    };
+    let timeouts = timeouts();
+    let count = observed
+        .samples
+        .last()
+        .map_or(u64::from(g.entries), |s| s.1 as u64);
+    let forecast = estimate::estimate(&Inputs {
+        window: observed.window,
+        classes: class_inputs(observed.classes, &timeouts, args.profile),
+        count,
+        max,
+        samples: observed.samples,
+        target_share: args.target / 100.0,
+    });
+    let status = estimate::status(&forecast, crit, warn);
+    Ok(Report {
+        status,
+        exit_code: status as u8,
+        source,
+        source_note,
+        forecast,
+        resyncs: observed.resyncs,
+        crit_s: crit,
+        warn_s: warn,
+        target_pct: args.target,
+    })
+}
+
+fn basis_text(b: DwellBasis) -> &'static str {
+    match b {
+        DwellBasis::Measured => "measured",
+        DwellBasis::MeasuredLongTail => "measured (long tail)",
+        DwellBasis::CappedAtTimeout => "capped",
+        DwellBasis::Timeout => "timeout",
+        DwellBasis::Unknown => "unknown",
+    }
+}
+
+fn status_text(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "OK",
+        Status::Warning => "WARNING",
+        Status::Critical => "CRITICAL",
+    }
+}
+
+/// At most this many classes in the table; the rest are summed.
+const SHOWN: usize = 12;
+
+pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let f = &r.forecast;
+    let pct = |x: f64| 100.0 * x / (f.max.max(1) as f64);
+    writeln!(
+        out,
+        "FORECAST {}: {}",
+        status_text(r.status),
+        match f.time_to_full_s {
+            Some(t) => format!("table full in {}", human(t)),
+            None => "the table does not fill at these rates".into(),
+        }
+    )?;
+    writeln!(
+        out,
+        "source: {} over {}{}",
+        if r.source == "events" {
+            "ctnetlink events"
+        } else {
+            "two dumps"
+        },
+        human(f.window_s),
+        if r.resyncs > 0 {
+            format!(
+                " ({} event losses, each resynchronised by a dump)",
+                r.resyncs
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    if !r.source_note.is_empty() {
+        writeln!(out, "note: {}", r.source_note)?;
+    }
+    writeln!(
+        out,
+        "count {} of max {} ({:.1}%), trend {}",
+        f.count,
+        f.max,
+        pct(f.count as f64),
+        f.trend_per_s
+            .map_or("unknown".into(), |s| format!("{s:+.1}/s"))
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<18} {:>11} {:>10} {:<20} {:<28} {:>9} {:>13}",
+        "CLASS", "ARRIVALS/S", "MEAN TIME", "FROM", "TIMEOUT", "LIVE", "STEADY STATE"
+    )?;
+    let mut rest = (0usize, 0.0, 0u64, 0.0);
+    for (i, c) in f.classes.iter().enumerate() {
+        if i >= SHOWN {
+            rest = (
+                rest.0 + 1,
+                rest.1 + c.rate,
+                rest.2 + c.live,
+                rest.3 + c.steady_state,
+            );
+            continue;
+        }
+        writeln!(
+            out,
+            "{:<18} {:>11.1} {:>10} {:<20} {:<28} {:>9} {:>13.0}",
+            c.class,
+            c.rate,
+            c.dwell_s.map_or("?".into(), |d| format!("{d:.1} s")),
+            basis_text(c.dwell_basis),
+            c.timeout
+                .as_ref()
+                .map_or("-".into(), |t| format!("{}={}", t.sysctl, t.seconds)),
+            c.live,
+            c.steady_state
+        )?;
+    }
+    if rest.0 > 0 {
+        writeln!(
+            out,
+            "{:<18} {:>11.1} {:>10} {:<20} {:<28} {:>9} {:>13.0}",
+            format!("({} more)", rest.0),
+            rest.1,
+            "",
+            "",
+            "",
+            rest.2,
+            rest.3
+        )?;
+    }
+    writeln!(
+        out,
+        "{:<18} {:>11.1} {:>10} {:<20} {:<28} {:>9} {:>13.0}",
+        "total",
+        f.arrivals_per_s,
+        "",
+        "",
+        "",
+        f.classes.iter().map(|c| c.live).sum::<u64>(),
+        f.steady_state
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "steady state {:.0} = {:.1}% of max: {}",
+        f.steady_state,
+        pct(f.steady_state),
+        if f.exceeds_max {
+            "ABOVE max"
+        } else {
+            "below max"
+        }
+    )?;
+    writeln!(
+        out,
+        "trend alone: {}",
+        match (f.trend_time_to_full_s, f.trend_per_s) {
+            (Some(t), Some(s)) => format!("full in {} at {s:+.1}/s", human(t)),
+            _ => "not rising".into(),
+        }
+    )?;
+    writeln!(out, "why: {}", f.explanation)?;
+    match &f.change {
+        None => writeln!(
+            out,
+            "change: none needed (steady state under {}% of max)",
+            r.target_pct
+        )?,
+        Some(Change::LowerTimeout {
+            class,
+            sysctl,
+            from_s,
+            to_s,
+            steady_state_after,
+        }) => writeln!(
+            out,
+            "change: {class} holds the most; lower nf_conntrack_{sysctl} from {from_s} s to {to_s} s: steady state {steady_state_after:.0} ({:.0}% of max)\n  sysctl -w net.netfilter.nf_conntrack_{sysctl}={to_s}   (persist it in /etc/sysctl.d; see ctdoctor plan)",
+            pct(*steady_state_after)
+        )?,
+        Some(Change::RaiseMax {
+            class,
+            why_not_timeout,
+            from,
+            to,
+            plan,
+            apply,
+        }) => writeln!(
+            out,
+            "change: {class} holds the most, but {why_not_timeout}; raise nf_conntrack_max from {from} to at least {to} (global: set it in the host's initial namespace)\n  {plan}    explains the size, hash table and memory\n  {apply}"
+        )?,
+    }
+    Ok(())
+}

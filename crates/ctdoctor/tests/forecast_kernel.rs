@@ -1,0 +1,276 @@
+//! `ctdoctor forecast` against real tables: throwaway namespaces (prefix
+//! `fc`) with tracked loopback, per-namespace timeouts set low and known,
+//! and new UDP flows at a known constant rate (ctlab's paced generator,
+//! every flow from its own address). Checks the steady state against the
+//! count the namespace actually reaches, the time to full against the time
+//! it actually fills, the two-dump fallback, and bad usage. nf_conntrack_max
+//! is never changed: a pre-fill brings the namespace's count close to it.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ctlab::Netns;
+use ctlab::traffic::{self, Kind, Limits, Report, Sources};
+use serde_json::Value;
+
+mod common;
+use common::{global_max, json, run, text};
+
+/// One traffic test at a time: two cores, and each test times its rates.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn sysctl(ns: &Netns, key: &str, value: &str) {
+    ns.exec("sysctl", &["-qw", &format!("net.netfilter.{key}={value}")])
+        .expect("sysctl in the test namespace");
+}
+
+fn count(ns: &Netns) -> u64 {
+    ns.run(|| {
+        ctnetlink::Conntrack::open()
+            .and_then(|mut c| c.stats())
+            .map(|g| u64::from(g.entries))
+    })
+    .expect("thread in netns")
+    .expect("stats")
+}
+
+/// UDP flows at `rate`/s in `ns` (each from its own 127.a.b.c, none
+/// answered: udp/UNREPLIED entries) while `during` runs; stops after it.
+fn with_udp_flows<T: Send>(
+    ns: &Netns,
+    rate: f64,
+    max_flows: u64,
+    during: impl FnOnce() -> T + Send,
+) -> (Report, T) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let generator = s.spawn(|| {
+            ns.run(|| {
+                traffic::run(
+                    &Kind::Udp {
+                        sources: Sources::Many,
+                        unreplied: 1.0,
+                    },
+                    &Limits {
+                        rate,
+                        duration: Duration::from_secs(600),
+                        max_flows,
+                    },
+                    &stop,
+                )
+            })
+        });
+        let out = during();
+        stop.store(true, Ordering::Relaxed);
+        let report = generator
+            .join()
+            .expect("generator thread")
+            .expect("netns")
+            .expect("traffic");
+        (report, out)
+    })
+}
+
+fn forecast(ns: &Netns, args: &[&str]) -> (Value, i32) {
+    let mut all = vec!["--netns", ns.name(), "forecast", "--json"];
+    all.extend_from_slice(args);
+    let o = run(&all);
+    (json(&o), o.status.code().unwrap_or(-1))
+}
+
+fn udp_class(v: &Value) -> &Value {
+    v["classes"]
+        .as_array()
+        .expect("classes")
+        .iter()
+        .find(|c| c["class"] == "udp/UNREPLIED")
+        .unwrap_or_else(|| panic!("no udp/UNREPLIED class: {v:#}"))
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn steady_state_is_the_count_the_namespace_reaches() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Netns::create("fc-steady").expect("netns");
+    ns.track_loopback().expect("nft");
+    sysctl(&ns, "nf_conntrack_events", "1");
+    sysctl(&ns, "nf_conntrack_udp_timeout", "10");
+    let rate = 2000.0;
+    let (report, (v, code, reached)) = with_udp_flows(&ns, rate, u64::MAX, || {
+        // Past one timeout and a GC pass: the count is in its steady regime.
+        std::thread::sleep(Duration::from_secs(20));
+        // The GC sleeps up to 60 s when the global table holds long-lived
+        // entries (other namespaces count), so lifetimes reach 70 s: the
+        // window must cover them.
+        let (v, code) = forecast(&ns, &["--window", "120s"]);
+        // The count actually reached: the mean of 120 s of samples (the GC
+        // reaps in passes, so the count is a saw tooth around its mean).
+        let mut sum = 0u64;
+        let mut n = 0u64;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(120) {
+            sum += count(&ns);
+            n += 1;
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        (v, code, sum as f64 / n as f64)
+    });
+    let achieved = report.rate();
+    let predicted = f(&v["steady_state"]);
+    let class = udp_class(&v);
+    eprintln!(
+        "generated {achieved:.1}/s; forecast rate {:.1}/s, mean time {:.2} s ({}), steady state {predicted:.0}; rate x timeout {:.0}; count reached (mean of 120 s) {reached:.0}",
+        f(&class["rate"]),
+        f(&class["dwell_s"]),
+        class["dwell_basis"],
+        achieved * 10.0
+    );
+    assert_eq!(v["source"], "events", "{v:#}");
+    assert_eq!(code, 0, "levels off far below max: OK");
+    assert_eq!(v["basis"], "levels_off");
+    assert!(v["time_to_full_s"].is_null());
+    assert_eq!(class["timeout"]["sysctl"], "udp_timeout");
+    assert_eq!(f(&class["timeout"]["seconds"]), 10.0);
+    let rate_err = (f(&class["rate"]) - achieved).abs() / achieved;
+    assert!(
+        rate_err < 0.05,
+        "arrival rate off by {:.1}%",
+        rate_err * 100.0
+    );
+    let err = (predicted - reached).abs() / reached;
+    assert!(
+        err < 0.10,
+        "steady state {predicted:.0} vs reached {reached:.0}: {:.1}%",
+        err * 100.0
+    );
+    // The kernel keeps an expired entry until the GC reaps it: the count
+    // never sits below rate x timeout, and its mean time is above 10 s.
+    assert!(predicted >= achieved * 10.0 * 0.95, "{predicted}");
+    assert!(f(&class["dwell_s"]) > 10.0);
+}
+
+#[test]
+fn time_to_full_of_a_running_fill() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Netns::create("fc-fill").expect("netns");
+    ns.track_loopback().expect("nft");
+    sysctl(&ns, "nf_conntrack_events", "1");
+    // Long enough that nothing this test creates expires.
+    sysctl(&ns, "nf_conntrack_udp_timeout", "600");
+    let max = global_max() as u64;
+    let rate = 1000.0;
+    // 30 s of fill left at 1000/s; the forecast window takes 10 of them.
+    let room = 30_000;
+    let prefill = max - room;
+    for chunk in ctlab::fill(prefill as usize, true).chunks(50_000) {
+        ns.insert(chunk).expect("pre-fill");
+    }
+    let (report, (v, code, predicted_at, full_at, count_at_end)) =
+        with_udp_flows(&ns, rate, room + 10_000, || {
+            std::thread::sleep(Duration::from_secs(2));
+            let (v, code) = forecast(&ns, &["--window", "10s"]);
+            let predicted_at = Instant::now();
+            let count_at_end = count(&ns);
+            let mut full_at = None;
+            while predicted_at.elapsed() < Duration::from_secs(60) {
+                if count(&ns) >= max {
+                    full_at = Some(predicted_at.elapsed().as_secs_f64());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (v, code, predicted_at, full_at, count_at_end)
+        });
+    let _ = predicted_at;
+    let achieved = report.rate();
+    let ttf = f(&v["time_to_full_s"]);
+    let by_rate = (max - f(&v["count"]) as u64) as f64 / achieved;
+    let full_at = full_at.unwrap_or_else(|| panic!("never full within 60 s: {v:#}"));
+    eprintln!(
+        "generated {achieved:.1}/s; forecast count {} at end of window ({count_at_end} a moment later), trend {:.1}/s, time to full {ttf:.1} s; (max - count) / rate = {by_rate:.1} s; actually full after {full_at:.1} s; steady state {:.0} > max {max}",
+        v["count"],
+        f(&v["trend_per_s"]),
+        f(&v["steady_state"])
+    );
+    assert_eq!(v["source"], "events");
+    assert_eq!(v["basis"], "trend", "{v:#}");
+    assert_eq!(v["exceeds_max"], true);
+    // Full in about 20 s: under the 15 min default of --crit.
+    assert_eq!(code, 2, "CRITICAL: {v:#}");
+    assert_eq!(v["status"], "CRITICAL");
+    for (what, truth) in [
+        ("(max - count) / rate", by_rate),
+        ("the actual fill", full_at),
+    ] {
+        let err = (ttf - truth).abs() / truth;
+        assert!(
+            err < 0.20,
+            "time to full {ttf:.1} s vs {what} {truth:.1} s: {:.1}%",
+            err * 100.0
+        );
+    }
+    // The change: UDP's timeout floor in plan is 30 s; 1000/s x 30 s fits.
+    assert_eq!(v["change"]["kind"], "lower_timeout", "{v:#}");
+    assert_eq!(v["change"]["sysctl"], "udp_timeout");
+}
+
+#[test]
+fn without_events_two_dumps_say_so() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Netns::create("fc-dumps").expect("netns");
+    ns.track_loopback().expect("nft");
+    sysctl(&ns, "nf_conntrack_events", "0");
+    sysctl(&ns, "nf_conntrack_udp_timeout", "60");
+    let rate = 500.0;
+    let (report, (v, code)) = with_udp_flows(&ns, rate, u64::MAX, || {
+        std::thread::sleep(Duration::from_secs(1));
+        forecast(&ns, &["--window", "10s"])
+    });
+    assert_eq!(code, 0);
+    assert_eq!(v["source"], "dumps", "{v:#}");
+    let note = v["source_note"].as_str().expect("note");
+    assert!(note.contains("nf_conntrack_events is 0"), "{note}");
+    let class = udp_class(&v);
+    // The timeout (60 s) outlasts the window: every arrival is in the
+    // second dump, so the arrival rate is exact.
+    let err = (f(&class["rate"]) - report.rate()).abs() / report.rate();
+    assert!(err < 0.05, "{} vs {}", class["rate"], report.rate());
+    assert_eq!(class["dwell_basis"], "timeout");
+    assert_eq!(f(&class["dwell_s"]), 60.0);
+    // And the human output says it too.
+    let o = run(&[
+        "--netns",
+        ns.name(),
+        "forecast",
+        "--window",
+        "5s",
+        "--source",
+        "dumps",
+    ]);
+    let t = text(&o);
+    assert!(t.contains("source: two dumps"), "{t}");
+    assert!(t.contains("udp/UNREPLIED"), "{t}");
+}
+
+#[test]
+fn bad_usage_is_unknown() {
+    for bad in [
+        &["forecast", "--window", "1s"][..],
+        &["forecast", "--window", "soon"],
+        &["forecast", "--crit", "3h", "--warn", "1h"],
+        &["forecast", "--crit", "0s"],
+        &["forecast", "--target", "0"],
+        &["forecast", "--target", "120"],
+        &["forecast", "--profile", "toaster"],
+        &["forecast", "--source", "carrier-pigeon"],
+        &["--netns", "ctd-no-such-namespace", "forecast"],
+    ] {
+        let o = run(bad);
+        assert_eq!(o.status.code(), Some(3), "{bad:?}: {}", text(&o));
+        assert!(!o.stderr.is_empty(), "{bad:?}: no message");
+    }
+}
