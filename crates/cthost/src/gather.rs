@@ -176,6 +176,15 @@ fn read_log(what: &str, input: impl Read, ctx: kernel_log::Context) -> Result<Lo
     })
 }
 
+/// nf_conntrack_events of the namespace `root` shows (read from a thread
+/// inside it): 0 off, 1 on, 2 on once a listener subscribes (the default
+/// on recent kernels); None when unreadable or out of range.
+pub fn events_setting(root: &Root) -> Option<u8> {
+    root.read_u64(&format!("{NF}/nf_conntrack_events"), "")
+        .ok()
+        .and_then(|v| u8::try_from(v).ok())
+}
+
 /// Every nf_conntrack_*timeout* sysctl and its value.
 pub fn timeouts(root: &Root) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();

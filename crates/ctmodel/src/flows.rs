@@ -256,8 +256,11 @@ impl Tracker {
                 }
                 let Some(id) = e.id else { return };
                 let class = self.class(e);
+                // A NEW event for an entry a dump already listed (created
+                // while the dump ran) is its arrival all the same.
+                let arrival = kind == EventKind::New && known.is_some_and(|l| l.entered.is_nan());
                 match known {
-                    Some(l) if l.class == class => {}
+                    Some(l) if l.class == class && !arrival => {}
                     Some(l) => {
                         self.leave(l, now);
                         self.arrive(id, class, now);
@@ -415,6 +418,22 @@ mod tests {
             (est.entered, est.exited, est.still_in, est.live),
             (1, 0, 1, 2)
         );
+    }
+
+    #[test]
+    fn new_event_for_an_entry_the_dump_listed_is_an_arrival() {
+        let mut tr = Tracker::new(Filter::default());
+        tr.resync_begin(0.0);
+        tr.resync_add(0.0, &tcp(1, 2, ESTABLISHED));
+        tr.resync_end(0.0);
+        // The entry was created while the dump ran: its NEW comes after.
+        tr.event(0.5, EventKind::New, &tcp(1, 2, ESTABLISHED));
+        let est = tr.classes(1.0)["tcp/ESTABLISHED"];
+        assert_eq!((est.entered, est.still_in, est.live), (1, 1, 1));
+        assert_eq!(est.still_in_age_sum, 0.5);
+        // A second NEW for the same id (a duplicate) is not another arrival.
+        tr.event(0.7, EventKind::New, &tcp(1, 2, ESTABLISHED));
+        assert_eq!(tr.classes(1.0)["tcp/ESTABLISHED"].entered, 1);
     }
 
     #[test]

@@ -249,14 +249,6 @@ fn observe_dumps(ct: &mut Conntrack, window: Duration) -> Result<Observed> {
     })
 }
 
-/// nf_conntrack_events of this namespace: 0 off, 1 on, 2 on once a
-/// listener subscribes (the default on recent kernels); None: unreadable.
-fn events_setting() -> Option<u64> {
-    Root::default()
-        .read_u64(&format!("{NF}/nf_conntrack_events"), "")
-        .ok()
-}
-
 pub fn run(args: &ForecastArgs) -> Result<Report> {
     let crit = args.crit.as_secs_f64();
     let warn = args.warn.as_secs_f64();
@@ -287,7 +279,7 @@ pub fn run(args: &ForecastArgs) -> Result<Report> {
         .context("nf_conntrack_max is unreadable (neither ctnetlink nor /proc/sys gives it)")?;
     // Events need nf_conntrack_events on; subscribing can still fail (no
     // CAP_NET_ADMIN for the multicast groups, a kernel without them).
-    let events = match (args.source, events_setting()) {
+    let events = match (args.source, cthost::gather::events_setting(&Root::default())) {
         (SourceArg::Dumps, _) => Err("--source dumps".to_string()),
         (_, Some(0)) => Err(
             "net.netfilter.nf_conntrack_events is 0 in this namespace, so the kernel sends no events (enable: sysctl -w net.netfilter.nf_conntrack_events=1)".to_string(),

@@ -16,16 +16,9 @@ use ctnetlink::{Conntrack, CpuStats, Events, Family, Groups};
 use super::resync::{self, Why};
 use super::snapshot::{EventStatus, Reading, Snapshot, TableFull, counter_delta};
 
-/// Where the kernel says whether it sends conntrack events (per namespace).
-pub const EVENTS_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_events";
-
 /// nf_conntrack_events of the calling thread's namespace, None when unreadable.
-pub fn events_setting() -> Option<u8> {
-    std::fs::read_to_string(EVENTS_SYSCTL)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+fn events_setting() -> Option<u8> {
+    cthost::gather::events_setting(&cthost::source::Root::default())
 }
 
 /// Table-full lines in /dev/kmsg from now on: a thread reads records
