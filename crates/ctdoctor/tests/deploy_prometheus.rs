@@ -161,6 +161,7 @@ fn dashboard_is_importable_and_every_panel_has_queries() {
         "ctdoctor_top_source_entries",
         "ctdoctor_netns_entries",
         "ctdoctor_time_to_full_seconds",
+        "ctdoctor_forecast_steady_state_entries",
         "ctdoctor_scrape_duration_seconds",
     ] {
         assert!(all.contains(metric), "no panel shows {metric}");
@@ -329,10 +330,12 @@ fn grafana_expand(q: &str) -> String {
 }
 
 /// Metrics a healthy machine may legitimately lack: kernel log series
-/// appear once a table-full line is seen (in any namespace); netns series
-/// need --all-netns (the stand-in serves them, the real test passes it).
+/// appear once a table-full line is seen (in any namespace); the steady
+/// state needs two breakdown dumps; netns series need --all-netns (the stand-in serves them, the real test passes it).
 fn may_be_empty(q: &str) -> bool {
     q.contains("ctdoctor_kernel_log_table_full_total")
+        // Needs two breakdown dumps, which the drop test turns off.
+        || q.contains("ctdoctor_forecast_steady_state_entries")
 }
 
 /// Evaluate every dashboard query; each must be a vector, with data unless
@@ -493,6 +496,9 @@ fn real_prometheus_scrapes_the_exporter_on_a_known_table() {
             "--top",
             "5",
             "--all-netns",
+            // Two breakdown dumps soon: the steady-state estimate needs both.
+            "--breakdown-interval",
+            "2s",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -530,6 +536,10 @@ fn real_prometheus_scrapes_the_exporter_on_a_known_table() {
     });
     wait_for("a scrape with the top sources", 10, || {
         single_value(&ns, "count(ctdoctor_top_source_entries)").is_some_and(|n| n >= 1.0)
+    });
+    // Nothing arrives in this namespace: the 500 entries' estimate is 0.
+    wait_for("the forecast's steady state in Prometheus", 60, || {
+        single_value(&ns, "ctdoctor_forecast_steady_state_entries").is_some()
     });
 
     let bad = check_dashboard_queries(&ns);
