@@ -58,6 +58,17 @@ fn flows(src: &str, rate: f64, stop: &AtomicBool) -> (u64, f64) {
     (sent, t0.elapsed().as_secs_f64())
 }
 
+/// `ctdoctor --netns NS watch --json-lines ARGS...` started with piped output.
+fn spawn_watch(ns: &Netns, args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .args(["--netns", ns.name(), "watch", "--json-lines"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch")
+}
+
 fn lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
@@ -82,19 +93,19 @@ fn json_lines_report_the_generated_rate_and_the_dominant_source() {
             .expect("sink");
         let d = gen_in_ns(DOMINANT, DOMINANT_RATE);
         let m = gen_in_ns(MINOR, MINOR_RATE);
-        let out = Command::new(BIN)
-            .args([
-                "--netns",
-                ns.name(),
-                "watch",
-                "--json-lines",
+        let out = spawn_watch(
+            &ns,
+            &[
                 "--interval",
                 "1s",
-            ])
-            .args(["--count", &intervals.to_string(), "-n", "5"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run watch");
+                "--count",
+                &intervals.to_string(),
+                "-n",
+                "5",
+            ],
+        )
+        .wait_with_output()
+        .expect("run watch");
         stop.store(true, Ordering::Relaxed);
         drop(sink);
         (out, d.join().expect("dominant"), m.join().expect("minor"))
@@ -226,19 +237,7 @@ fn sigterm_ends_json_lines_cleanly() {
     use std::io::{BufRead, BufReader};
     require_root();
     let ns = Netns::create("watchterm").expect("netns");
-    let mut child = Command::new(BIN)
-        .args([
-            "--netns",
-            ns.name(),
-            "watch",
-            "--json-lines",
-            "--interval",
-            "200ms",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn watch");
+    let mut child = spawn_watch(&ns, &["--interval", "200ms"]);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut first = String::new();
     out.read_line(&mut first).expect("first line");
@@ -268,21 +267,7 @@ fn a_full_namespace_shows_drops_and_table_full_lines() {
     let max = common::global_max();
     // ASSURED entries: early_drop cannot evict them, so the table stays full.
     ns.insert(&ctlab::fill(max, true)).expect("fill to max");
-    let child = Command::new(BIN)
-        .args([
-            "--netns",
-            ns.name(),
-            "watch",
-            "--json-lines",
-            "--interval",
-            "1s",
-            "--count",
-            "9",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn watch");
+    let child = spawn_watch(&ns, &["--interval", "1s", "--count", "9"]);
     let stop = AtomicBool::new(false);
     let out = ns
         .run(|| {
