@@ -156,14 +156,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// or 2 (CRITICAL).
 const CHECK_UNKNOWN: u8 = 3;
 
+/// The subcommand word: the first argument that is neither a flag nor the
+/// value of a global flag that takes one (`--netns X`, `--color X`).
+fn subcommand(args: &[std::ffi::OsString]) -> Option<&std::ffi::OsString> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--netns" || s == "--color" {
+            it.next();
+        } else if !s.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
+}
+
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // The first word that is a subcommand decides (not a flag's value).
-    let is_check = args
-        .iter()
-        .skip(1)
-        .find(|a| !a.to_string_lossy().starts_with('-'))
-        .is_some_and(|a| a == "check" || a == "forecast");
+    let is_check = subcommand(&args).is_some_and(|a| a == "check" || a == "forecast");
     let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => {

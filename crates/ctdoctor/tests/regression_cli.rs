@@ -301,3 +301,24 @@ fn non_utf8_argument_is_bad_usage_not_a_panic() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// Bad usage of the monitoring plugins is UNKNOWN (3) also when a global
+/// flag with a value comes first: `--netns X` must not be taken for the
+/// subcommand (it was: `--netns X check --bogus` exited 2).
+#[test]
+fn plugin_usage_errors_are_unknown_after_global_flags() {
+    for args in [
+        &["--netns", "nosuch", "check", "--bogus"][..],
+        &["--netns", "nosuch", "forecast", "--window", "1s"],
+        &[
+            "--color", "never", "--netns", "x", "forecast", "--target", "0",
+        ],
+        &["forecast", "--crit", "3h"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {}", stderr(&o));
+    }
+    // Other commands keep 2 for bad usage.
+    let o = run(&["--netns", "nosuch", "watch", "--top", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
