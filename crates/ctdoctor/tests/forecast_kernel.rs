@@ -281,3 +281,33 @@ fn bad_usage_is_unknown() {
         assert!(!o.stderr.is_empty(), "{bad:?}: no message");
     }
 }
+
+/// Entries created over ctnetlink while nobody listened send no DESTROY
+/// (tests/events_kernel.rs): when they go (a flush here) during the
+/// window, the tracker's live set drifts from the count, and forecast
+/// dumps once more so the classes' live figures are the table's.
+#[test]
+fn silent_departures_are_resynchronised() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Netns::create("fc-drift").expect("netns");
+    ns.insert(&ctlab::fill(2000, true)).expect("insert");
+    let (v, code) = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(2));
+            ns.run(|| ctnetlink::Conntrack::open().and_then(|mut c| c.flush()))
+                .expect("netns")
+                .expect("flush");
+        });
+        forecast(&ns, &["--window", "5s"])
+    });
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["count"], 0, "{v:#}");
+    assert!(v["resyncs"].as_u64().is_some_and(|n| n >= 1), "{v:#}");
+    let live: u64 = v["classes"]
+        .as_array()
+        .expect("classes")
+        .iter()
+        .filter_map(|c| c["live"].as_u64())
+        .sum();
+    assert_eq!(live, 0, "{v:#}");
+}

@@ -207,8 +207,17 @@ fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Resu
             break;
         }
     }
+    let last = count(ct)?;
+    // Entries that left without a DESTROY event (made while nobody
+    // listened: no event extension) still sit in the tracker: when its live
+    // set and the count disagree, one more dump brings the classes' live
+    // figures back to the truth (arrivals and dwell are not touched).
+    if crate::watch::resync::drifted(u64::from(last), tracker.live()) {
+        resyncs += 1;
+        resync(&mut tracker, ct)?;
+    }
     let end = now();
-    samples.push((end, f64::from(count(ct)?)));
+    samples.push((end, f64::from(last)));
     Ok(Observed {
         classes: tracker.classes(end),
         window: tracker.observed(end),
