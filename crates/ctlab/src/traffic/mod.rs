@@ -265,13 +265,18 @@ fn drive(g: &mut dyn Generator, limits: &Limits, stop: &AtomicBool) -> Report {
         for _ in 0..n {
             let i = r.started;
             r.started += 1;
-            Report::bump(&mut r.started_per_second, now);
-            match g.start(i) {
+            let started = g.start(i);
+            // Stamped when the flow's first packet has passed conntrack (the
+            // send returned), not when the batch was due: a stall inside a
+            // batch must not put flows into a second they missed.
+            let at = start.elapsed();
+            Report::bump(&mut r.started_per_second, at);
+            match started {
                 Ok(true) => r.completed += 1,
                 Ok(false) => {}
                 Err(_) => {
                     r.failed += 1;
-                    Report::bump(&mut r.failed_per_second, now);
+                    Report::bump(&mut r.failed_per_second, at);
                 }
             }
         }
