@@ -302,7 +302,8 @@ fn silent_departures_are_resynchronised() {
     });
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["count"], 0, "{v:#}");
-    assert!(v["resyncs"].as_u64().is_some_and(|n| n >= 1), "{v:#}");
+    // A drift dump, not an event loss: `resyncs` counts losses only.
+    assert_eq!(v["resyncs"], 0, "{v:#}");
     let live: u64 = v["classes"]
         .as_array()
         .expect("classes")

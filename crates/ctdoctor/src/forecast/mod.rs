@@ -212,8 +212,8 @@ fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Resu
     // listened: no event extension) still sit in the tracker: when its live
     // set and the count disagree, one more dump brings the classes' live
     // figures back to the truth (arrivals and dwell are not touched).
+    // (Not counted in `resyncs`: those are event losses.)
     if crate::watch::resync::drifted(u64::from(last), tracker.live()) {
-        resyncs += 1;
         resync(&mut tracker, ct)?;
     }
     let end = now();
