@@ -92,7 +92,8 @@ pub struct Tracker {
     names: Vec<String>,
     ids: FxHashMap<String, u16>,
     flows: Vec<Flow>,
-    /// First time given; times are stored relative to it (f32 stays exact to ms for days).
+    /// First time given; times are stored relative to it as f32: steps of
+    /// about 1 ms for the first 4.6 h, 7.8 ms after a day, 62 ms after a week.
     origin: Option<f64>,
     generation: u8,
     interval_start: Option<f64>,

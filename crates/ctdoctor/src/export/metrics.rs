@@ -338,7 +338,7 @@ pub fn registry(s: &Snapshot) -> Registry {
         gauge(
             &mut reg,
             "ctdoctor_time_to_full_seconds",
-            "Seconds until entries reach entries_limit (ctdoctor forecast's verdict: +Inf when the steady state is at or below the limit, else the least-squares trend over --trend-window; the trend alone until two breakdown dumps exist); +Inf when flat or falling",
+            "Seconds until entries reach entries_limit at the least-squares trend of the count over --trend-window; +Inf when flat or falling",
             ttf,
         );
     }
