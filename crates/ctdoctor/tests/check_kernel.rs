@@ -210,7 +210,7 @@ fn check_without_privileges_is_partial_not_a_crash() {
 fn check_reads_a_saved_kernel_log_and_usage_errors_are_unknown() {
     let log = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../cthost/tests/fixtures/kernel-log-historical.txt"
+        "/../ctcore/tests/fixtures/kernel-log-historical.txt"
     );
     let ns = Netns::create("log").expect("netns");
     let (_, v, _) = check(&["--netns", ns.name(), "check", "--json", "--kernel-log", log]);

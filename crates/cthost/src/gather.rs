@@ -18,7 +18,7 @@ use crate::owners;
 use crate::ruleset;
 use crate::services;
 use crate::slab;
-use crate::source::{Root, Unreadable, Why, on_path, run};
+use crate::source::{Root, Unreadable, Why, io_unreadable, netlink_unreadable, on_path, run};
 use crate::{cloud, stat};
 
 const NF: &str = "/proc/sys/net/netfilter";
@@ -133,7 +133,7 @@ fn read_kmsg(root: &Root, ctx: kernel_log::Context) -> Result<(LogScan, bool), U
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(&path)
-        .map_err(|e| Unreadable::io("/dev/kmsg", "CAP_SYSLOG (root)", &e))?;
+        .map_err(|e| io_unreadable("/dev/kmsg", "CAP_SYSLOG (root)", &e))?;
     let mut scanner = kernel_log::Scanner::new(ctx);
     // One read returns one record; records are at most 8 KiB (printk's
     // PRINTK_MESSAGE_MAX plus the dictionary).
@@ -157,7 +157,7 @@ fn read_kmsg(root: &Root, ctx: kernel_log::Context) -> Result<(LogScan, bool), U
             // EPIPE: a record was overwritten while reading; the next read continues.
             Err(e) if e.raw_os_error() == Some(libc::EPIPE) => truncated = true,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Unreadable::io("/dev/kmsg", "CAP_SYSLOG (root)", &e)),
+            Err(e) => return Err(io_unreadable("/dev/kmsg", "CAP_SYSLOG (root)", &e)),
         }
     }
     Ok((scanner.finish(), truncated))
@@ -171,7 +171,7 @@ fn read_log(what: &str, input: impl Read, ctx: kernel_log::Context) -> Result<Lo
                 what: what.to_string(),
                 why: Why::Malformed(e.to_string()),
             },
-            _ => Unreadable::io(what, "read permission", &e),
+            _ => io_unreadable(what, "read permission", &e),
         }
     })
 }
@@ -427,7 +427,7 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
         LogInput::File(p) => {
             let what = p.display().to_string();
             std::fs::metadata(p)
-                .map_err(|e| Unreadable::io(what.clone(), "read permission", &e))
+                .map_err(|e| io_unreadable(what.clone(), "read permission", &e))
                 .and_then(|m| log_kind(&what, &m))
                 .and_then(|kmsg| {
                     if kmsg {
@@ -437,7 +437,7 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
                         });
                     }
                     std::fs::File::open(p)
-                        .map_err(|e| Unreadable::io(what.clone(), "read permission", &e))
+                        .map_err(|e| io_unreadable(what.clone(), "read permission", &e))
                         .and_then(|file| read_log(&what, file, ctx))
                 })
                 .map(|scan| (what, scan))
@@ -449,7 +449,7 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
                 .try_clone_to_owned()
                 .map(std::fs::File::from)
                 .and_then(|file| file.metadata())
-                .map_err(|e| Unreadable::io("stdin", "", &e))
+                .map_err(|e| io_unreadable("stdin", "", &e))
                 .and_then(|m| log_kind("stdin", &m))
                 .and_then(|_| read_log("stdin", std::io::stdin().lock(), ctx))
                 .map(|scan| ("stdin".to_string(), scan))
@@ -521,7 +521,7 @@ pub fn gather(opts: &Options) -> Facts {
         Ok(ct) => Some(ct),
         Err(e) => {
             f.unreadable
-                .push(Unreadable::netlink("ctnetlink socket", &e));
+                .push(netlink_unreadable("ctnetlink socket", &e));
             None
         }
     };
@@ -531,9 +531,7 @@ pub fn gather(opts: &Options) -> Facts {
             f.max = s.max_entries.map(u64::from);
             f.count_source = Some("ctnetlink IPCTNL_MSG_CT_GET_STATS".into());
         }
-        Some(Err(e)) => f
-            .unreadable
-            .push(Unreadable::netlink("ctnetlink stats", &e)),
+        Some(Err(e)) => f.unreadable.push(netlink_unreadable("ctnetlink stats", &e)),
         None => {}
     }
     if f.count.is_none() {
@@ -562,7 +560,7 @@ pub fn gather(opts: &Options) -> Facts {
         other => {
             if let Some(Err(e)) = other {
                 f.unreadable
-                    .push(Unreadable::netlink("ctnetlink per-CPU stats", &e));
+                    .push(netlink_unreadable("ctnetlink per-CPU stats", &e));
             }
             match counters_proc(root) {
                 Ok(c) => f.counters = Some(c),
@@ -582,7 +580,7 @@ pub fn gather(opts: &Options) -> Facts {
             .map(|c| c.dump(Family::Any, |e| mix.add(e, established)))
         {
             Some(Ok(_)) => f.mix = Some(mix),
-            Some(Err(e)) => f.unreadable.push(Unreadable::netlink("ctnetlink dump", &e)),
+            Some(Err(e)) => f.unreadable.push(netlink_unreadable("ctnetlink dump", &e)),
             None => f.unreadable.push(Unreadable {
                 what: "table dump (entry mix)".into(),
                 why: Why::Permission("CAP_NET_ADMIN".into()),

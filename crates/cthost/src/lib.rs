@@ -1,28 +1,20 @@
-//! cthost: facts about the host that bear on conntrack exhaustion, and the
-//! rules that turn them into findings.
+//! cthost: the host layer. It reads the system (paths under a configurable
+//! root, commands, ctnetlink) into ctcore's plain facts, and applies plans.
 //!
-//! - pure parsers: [`slab`] (/proc/slabinfo, /proc/meminfo), [`stat`]
-//!   (/proc/net/stat/nf_conntrack), [`kernel_log`] (every table-full text in
-//!   every log format), [`ruleset`] (nft JSON, iptables-save), [`cloud`]
-//!   (`ethtool -S` of ENA NICs)
 //! - readers: [`source`] (paths under a configurable root, classified
 //!   errors), [`services`], [`namespaces`], [`owners`] (who lives in each
-//!   namespace), [`gather`] (all of it into
-//!   [`gather::Facts`])
-//! - [`facts`]: the plain values readers fill and rules take
-//! - [`diagnose`]: pure rules from facts to findings and a verdict.
+//!   namespace), [`cloud`] (`ethtool -S` of ENA NICs), [`gather`] (all of it
+//!   into [`facts::Facts`])
+//! - [`apply`]: the only code that writes to the system (journal, rollback)
+//! - the pure parsers, facts, rules and policy are ctcore's, re-exported.
 
 pub mod apply;
+// The pure parsers, facts, rules and policy live in ctcore; re-exported so
+// `cthost::plan` and friends keep naming them.
+pub use ctcore::{diagnose, facts, kernel_log, plan, ruleset, slab, stat};
 pub mod cloud;
-pub mod diagnose;
-pub mod facts;
 pub mod gather;
-pub mod kernel_log;
 pub mod namespaces;
 pub mod owners;
-pub mod plan;
-pub mod ruleset;
 pub mod services;
-pub mod slab;
 pub mod source;
-pub mod stat;

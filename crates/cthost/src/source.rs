@@ -36,7 +36,7 @@ impl Root {
     }
 
     pub fn read(&self, path: &str, needs: &'static str) -> Result<String, Unreadable> {
-        std::fs::read_to_string(self.path(path)).map_err(|e| Unreadable::io(path, needs, &e))
+        std::fs::read_to_string(self.path(path)).map_err(|e| io_unreadable(path, needs, &e))
     }
 
     pub fn read_u64(&self, path: &str, needs: &'static str) -> Result<u64, Unreadable> {
@@ -52,41 +52,31 @@ impl Root {
     }
 }
 
-impl Unreadable {
-    pub fn io(what: impl Into<String>, needs: &'static str, e: &io::Error) -> Self {
-        let why = match e.kind() {
-            io::ErrorKind::NotFound => Why::NotPresent,
-            io::ErrorKind::PermissionDenied => Why::Permission(needs.to_string()),
-            _ if e.raw_os_error() == Some(libc::EPERM) => Why::Permission(needs.to_string()),
-            _ => Why::Failed(e.to_string()),
-        };
-        Self {
-            what: what.into(),
-            why,
-        }
-    }
-
-    pub fn netlink(what: impl Into<String>, e: &ctnetlink::Error) -> Self {
-        let why = if e.is_permission() {
-            Why::Permission("CAP_NET_ADMIN".into())
-        } else {
-            Why::Failed(e.to_string())
-        };
-        Self {
-            what: what.into(),
-            why,
-        }
+/// An I/O error classified: not present, permission (naming what is needed)
+/// or failed.
+pub fn io_unreadable(what: impl Into<String>, needs: &'static str, e: &io::Error) -> Unreadable {
+    let why = match e.kind() {
+        io::ErrorKind::NotFound => Why::NotPresent,
+        io::ErrorKind::PermissionDenied => Why::Permission(needs.to_string()),
+        _ if e.raw_os_error() == Some(libc::EPERM) => Why::Permission(needs.to_string()),
+        _ => Why::Failed(e.to_string()),
+    };
+    Unreadable {
+        what: what.into(),
+        why,
     }
 }
 
-impl std::fmt::Display for Unreadable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.why {
-            Why::NotPresent => write!(f, "{}: not present", self.what),
-            Why::Permission(cap) => write!(f, "{}: permission denied (needs {cap})", self.what),
-            Why::Malformed(m) => write!(f, "{}: malformed: {m}", self.what),
-            Why::Failed(m) => write!(f, "{}: {m}", self.what),
-        }
+/// A ctnetlink error classified: permission (CAP_NET_ADMIN) or failed.
+pub fn netlink_unreadable(what: impl Into<String>, e: &ctnetlink::Error) -> Unreadable {
+    let why = if e.is_permission() {
+        Why::Permission("CAP_NET_ADMIN".into())
+    } else {
+        Why::Failed(e.to_string())
+    };
+    Unreadable {
+        what: what.into(),
+        why,
     }
 }
 
@@ -110,7 +100,7 @@ pub fn run(program: &str, args: &[&str], needs: &'static str) -> Result<String, 
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| Unreadable::io(what.clone(), needs, &e))?;
+        .map_err(|e| io_unreadable(what.clone(), needs, &e))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let why = if err.contains("ermission denied") || err.contains("Operation not permitted") {

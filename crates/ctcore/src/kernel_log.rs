@@ -628,7 +628,8 @@ pub fn follow(mut r: impl io::Read, mut found: impl FnMut(Option<u64>, u64)) -> 
                     found(g.netns_inode, g.count);
                 }
             }
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            // EPIPE (the ring overwrote unread records) maps to BrokenPipe.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }

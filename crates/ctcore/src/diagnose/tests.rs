@@ -494,7 +494,7 @@ fn unreadable_kernel_log_given_by_the_user_is_unknown() {
     let mut f = healthy();
     let e = Unreadable {
         what: "/var/log/kern.log".into(),
-        why: crate::source::Why::NotPresent,
+        why: crate::facts::Why::NotPresent,
     };
     f.kernel_log = None;
     f.kernel_log_error = Some(e.clone());
@@ -637,7 +637,7 @@ fn unknown_without_count() {
     f.count = None;
     f.unreadable.push(Unreadable {
         what: "x".into(),
-        why: crate::source::Why::Permission("CAP_NET_ADMIN".into()),
+        why: crate::facts::Why::Permission("CAP_NET_ADMIN".into()),
     });
     let r = diagnose(&f, &Thresholds::default());
     assert_eq!((r.verdict, r.exit_code), (Verdict::Unknown, 3));

@@ -4,7 +4,7 @@
 
 use std::io::{self, BufReader};
 
-use cthost::kernel_log::{Context, MAX_LINE, scan_reader};
+use ctcore::kernel_log::{Context, MAX_LINE, scan_reader};
 use proptest::prelude::*;
 
 const FULL: &str =

@@ -132,7 +132,7 @@ impl Extension {
 /// Whether entries carry the extension area (acct, timestamp, ecache,
 /// labels, NAT, helper, zone on older kernels: nf_conntrack_extend.h), from
 /// what the table shows, the sysctls that attach one to every new entry,
-/// and masquerade rules (`nat_rules` as cthost::ruleset describes them).
+/// and masquerade rules (`nat_rules` as [`crate::ruleset`] describes them).
 /// Counted for every entry at max as soon as any one shows it: the planned
 /// table must hold the worst mix, not today's.
 ///

@@ -218,6 +218,17 @@ pub struct Facts {
     pub unreadable: Vec<Unreadable>,
 }
 
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.why {
+            Why::NotPresent => write!(f, "{}: not present", self.what),
+            Why::Permission(cap) => write!(f, "{}: permission denied (needs {cap})", self.what),
+            Why::Malformed(m) => write!(f, "{}: malformed: {m}", self.what),
+            Why::Failed(m) => write!(f, "{}: {m}", self.what),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,19 @@
+//! ctcore: the pure core of ctdoctor. Every policy the commands share lives
+//! here once, as values in and values out; nothing in this crate reads the
+//! system (Cargo enforces it: no I/O crate among the dependencies).
+//!
+//! - parsers of what the host layer reads: [`slab`] (/proc/slabinfo,
+//!   /proc/meminfo), [`stat`] (/proc/net/stat/nf_conntrack), [`kernel_log`]
+//!   (every table-full text in every log format, dating, scan), [`ruleset`]
+//!   (nft JSON, iptables-save)
+//! - [`facts`]: the plain values readers fill and rules take
+//! - [`diagnose`]: the rules from facts to findings and a verdict
+//! - [`plan`]: sizing and timeout policy, and the files it renders
+
+pub mod diagnose;
+pub mod facts;
+pub mod kernel_log;
+pub mod plan;
+pub mod ruleset;
+pub mod slab;
+pub mod stat;
