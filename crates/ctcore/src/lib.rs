@@ -9,6 +9,7 @@
 //! - [`facts`]: the plain values readers fill and rules take
 //! - [`diagnose`]: the rules from facts to findings and a verdict
 //! - [`plan`]: sizing and timeout policy, and the files it renders
+//! - [`version`]: the kernel version every version-dependent rule takes
 
 pub mod diagnose;
 pub mod facts;
@@ -17,3 +18,4 @@ pub mod plan;
 pub mod ruleset;
 pub mod slab;
 pub mod stat;
+pub mod version;

@@ -7,34 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::diagnose::{ESTIMATED_ENTRY_BYTES, mib};
 use crate::facts::{Facts, Mix};
-
-/// A kernel version, `major.minor`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct Kernel {
-    pub major: u32,
-    pub minor: u32,
-}
-
-impl Kernel {
-    /// From `5.15.0-91-generic`, `6.18.44-fc-v657`, `4.19`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut it = s
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|p| !p.is_empty());
-        Some(Self {
-            major: it.next()?.parse().ok()?,
-            minor: it.next().and_then(|m| m.parse().ok()).unwrap_or(0),
-        })
-    }
-}
-
-impl std::fmt::Display for Kernel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
+pub use crate::version::Version;
 
 mod render;
 pub mod sizing;
@@ -227,7 +200,7 @@ impl Port {
 pub struct Inputs {
     pub ram: u64,
     pub cpus: u32,
-    pub kernel: Kernel,
+    pub kernel: Version,
     /// Peak number of entries to size for, and where it came from.
     pub peak: u64,
     pub peak_source: String,
@@ -501,7 +474,7 @@ impl Inputs {
 
 /// The kernel assumed when the host's version is unreadable: the 5.15+
 /// sizing rules, current on every supported distribution.
-const FALLBACK_KERNEL: Kernel = Kernel {
+const FALLBACK_KERNEL: Version = Version {
     major: 5,
     minor: 15,
 };
@@ -545,7 +518,7 @@ pub fn host_inputs(f: &Facts, cpus: u32) -> Option<Inputs> {
         kernel: f
             .kernel
             .as_deref()
-            .and_then(Kernel::parse)
+            .and_then(|s| Version::parse(s).ok())
             .unwrap_or(FALLBACK_KERNEL),
         peak,
         peak_source,
@@ -603,7 +576,7 @@ pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
         i.kernel,
         mib(i.ram),
         if i.kernel
-            >= (Kernel {
+            >= (Version {
                 major: 5,
                 minor: 15
             })

@@ -415,7 +415,7 @@ pub fn lab_scenario(
             f64::from(*v),
         );
     }
-    if !summary.kernel.is_empty() && ctsim::KernelVersion::parse(&summary.kernel).is_ok() {
+    if !summary.kernel.is_empty() && ctcore::version::Version::parse(&summary.kernel).is_ok() {
         sc.table.kernel = summary.kernel.clone();
     }
     if summary.prefill > 0 {

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use ctcore::version::Version;
 use cthost::apply::{self, Diff, Fault, FaultKind, MODPROBE_FILE, RolledBack, SYSCTL_FILE};
 use cthost::gather::{self, Mix};
-use cthost::plan::{self, Budget, Inputs, Kernel, Plan, Port, Profile, Settings};
+use cthost::plan::{self, Budget, Inputs, Plan, Port, Profile, Settings};
 use cthost::slab;
 use cthost::source::Root;
 use ctmodel::Entry;
@@ -91,7 +92,7 @@ pub struct PlanArgs {
 /// `--kernel`: checked when parsing the command line, so that a bad
 /// version is bad usage (exit 2), like any other bad flag.
 fn parse_kernel(s: &str) -> Result<String, String> {
-    match Kernel::parse(s) {
+    match Version::parse(s).ok() {
         Some(_) => Ok(s.to_string()),
         None => Err(format!(
             "{}: expected a kernel version like 5.10 or 6.1.0-13-amd64 (major and minor up to {})",
@@ -137,7 +138,8 @@ pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
             .read("/proc/sys/kernel/osrelease", "")
             .map_err(|e| anyhow::anyhow!("{e}: pass --kernel"))?,
     };
-    let kernel = Kernel::parse(&kernel_text)
+    let kernel = Version::parse(&kernel_text)
+        .ok()
         .with_context(|| format!("cannot parse kernel version {kernel_text:?}"))?;
     let cpus = a.cpus.unwrap_or_else(|| {
         std::thread::available_parallelism()

@@ -322,3 +322,27 @@ fn plugin_usage_errors_are_unknown_after_global_flags() {
     let o = run(&["--netns", "nosuch", "watch", "--top", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// Issue 17: `--kernel 6` passed simulate's flag check and was then refused
+/// by the simulator, which parsed versions its own way. One version type
+/// now reads both, and `6` is 6.0 everywhere (as `plan --kernel 6` is).
+#[test]
+fn simulate_kernel_major_only_is_the_same_version_everywhere() {
+    let o = run(&[
+        "simulate",
+        "--rate",
+        "100",
+        "--lifecycle",
+        "short-http",
+        "--max",
+        "1000",
+        "--kernel",
+        "6",
+        "--duration",
+        "5s",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["simulate", "--kernel", "six", "--duration", "5s"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

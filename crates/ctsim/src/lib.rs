@@ -8,6 +8,6 @@ mod scenario;
 pub use ctmodel::ephemeral::{NoPort, PortWalk};
 pub use model::{Point, RunOptions, SimError, State, Summary, Timeline, run};
 pub use scenario::{
-    Arrival, Class, Initial, KernelVersion, Lifecycle, Scenario, ScenarioError, Sources,
-    TIMEOUT_NAMES, Table, Timeouts,
+    Arrival, Class, Initial, Lifecycle, Scenario, ScenarioError, Sources, TIMEOUT_NAMES, Table,
+    Timeouts,
 };

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::{Arrival, KernelVersion, Lifecycle, Scenario, ScenarioError, Timeouts};
+use crate::scenario::{Arrival, Lifecycle, Scenario, ScenarioError, Timeouts};
+use ctcore::version::Version;
 use ctmodel::ephemeral::PortWalk;
 
 /// Connection state of an entry ("proto/STATE" keys in the output).
@@ -288,7 +289,7 @@ struct Sim {
     max: u64,
     buckets: u32,
     timeouts: Timeouts,
-    kernel: KernelVersion,
+    kernel: Version,
     chain_limit: Option<(u32, u32)>,
     chains: Vec<Vec<u32>>,
     slab: Vec<Entry>,
@@ -837,7 +838,7 @@ fn ph(at: f64, state: State, assured: bool) -> Phase {
 }
 
 /// The phases of a lifecycle, with probabilities.
-fn phases(l: &Lifecycle, k: KernelVersion) -> Vec<(f64, Vec<Phase>)> {
+fn phases(l: &Lifecycle, k: Version) -> Vec<(f64, Vec<Phase>)> {
     use State::*;
     let tcp = |rtt: f64, close: Option<f64>| {
         let mut v = vec![ph(0.0, TcpSynSent, false), ph(rtt, TcpEstablished, true)];

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use ctcore::version::Version;
 use serde::{Deserialize, Serialize};
 
 /// A scenario could not be read.
@@ -22,39 +23,6 @@ fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ScenarioError {
     ScenarioError::Invalid {
         field: field.into(),
         msg: msg.into(),
-    }
-}
-
-/// Kernel version "MAJOR.MINOR" selecting model behaviour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KernelVersion {
-    pub major: u32,
-    pub minor: u32,
-}
-
-impl KernelVersion {
-    pub const LATEST: KernelVersion = KernelVersion {
-        major: 6,
-        minor: 18,
-    };
-
-    /// "6.18", "5.15.0-91-generic", "v6.1" are accepted.
-    pub fn parse(s: &str) -> Result<Self, ScenarioError> {
-        let t = s.trim().trim_start_matches('v');
-        let mut it = t.split(|c: char| !c.is_ascii_digit());
-        let major = it.next().and_then(|x| x.parse().ok());
-        let minor = it.next().and_then(|x| x.parse().ok());
-        match (major, minor) {
-            (Some(major), Some(minor)) => Ok(Self { major, minor }),
-            _ => Err(invalid(
-                "table.kernel",
-                format!("`{s}` is not a kernel version like 6.18"),
-            )),
-        }
-    }
-
-    pub fn at_least(self, major: u32, minor: u32) -> bool {
-        self >= KernelVersion { major, minor }
     }
 }
 
@@ -86,7 +54,7 @@ pub const TIMEOUT_NAMES: [&str; 15] = [
 
 impl Timeouts {
     /// The kernel's defaults (KERNEL.md section 6) for a version.
-    pub fn defaults(kernel: KernelVersion) -> Self {
+    pub fn defaults(kernel: Version) -> Self {
         // udp_timeout_stream became 120 s in 5.11 (180 before; approx.).
         let udp_stream = if kernel.at_least(5, 11) { 120.0 } else { 180.0 };
         Self {
@@ -616,8 +584,8 @@ impl Scenario {
         }
     }
 
-    pub fn kernel(&self) -> Result<KernelVersion, ScenarioError> {
-        KernelVersion::parse(&self.table.kernel)
+    pub fn kernel(&self) -> Result<Version, ScenarioError> {
+        Version::parse(&self.table.kernel).map_err(|e| invalid("table.kernel", e.to_string()))
     }
 
     /// The timeouts in effect: kernel defaults plus the overrides.

@@ -286,9 +286,9 @@ pub(super) fn relevant(f: &Facts, g: &TableFull) -> bool {
 pub(super) fn kernel_names_netns(f: &Facts) -> bool {
     f.kernel
         .as_deref()
-        .and_then(crate::plan::Kernel::parse)
+        .and_then(|s| crate::plan::Version::parse(s).ok())
         .is_some_and(|k| {
-            k >= crate::plan::Kernel {
+            k >= crate::plan::Version {
                 major: 6,
                 minor: 17,
             }

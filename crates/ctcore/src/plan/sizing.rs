@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::facts::Mix;
 
-use super::Kernel;
+use super::Version;
 
 /// The largest value the kernel's int sysctls accept (nf_conntrack_max is
 /// an `int` handled by proc_dointvec).
@@ -69,7 +69,7 @@ fn round_down(n: u64) -> u64 {
 /// What the kernel chooses by itself (nf_conntrack_init_start, 64-bit):
 /// (buckets, max). `hashsize` is an explicit module/boot parameter, which
 /// makes max 8 x buckets in every version.
-pub fn kernel_default(ram: u64, k: Kernel, hashsize: Option<u64>) -> (u64, u64) {
+pub fn kernel_default(ram: u64, k: Version, hashsize: Option<u64>) -> (u64, u64) {
     if let Some(h) = hashsize {
         let b = round_buckets(h);
         return (b, b.saturating_mul(8));
@@ -77,7 +77,7 @@ pub fn kernel_default(ram: u64, k: Kernel, hashsize: Option<u64>) -> (u64, u64) 
     // 1/16384 of memory in 8-byte heads.
     let formula = ram.checked_div(16384 * 8).unwrap_or(0);
     let (buckets, factor) = if k
-        >= (Kernel {
+        >= (Version {
             major: 5,
             minor: 15,
         }) {
@@ -218,7 +218,7 @@ pub struct Demand {
     /// Multiplier on the peak; anything below 1 (or NaN) counts as 1.
     pub headroom: f64,
     pub ram: u64,
-    pub kernel: Kernel,
+    pub kernel: Version,
     /// Bytes per entry, extension area included.
     pub entry_bytes: u64,
     /// Memory budget for a full table, in bytes.
@@ -315,7 +315,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const K618: Kernel = Kernel {
+    const K618: Version = Version {
         major: 6,
         minor: 18,
     };
@@ -429,7 +429,7 @@ mod tests {
             major in 0u32..10,
             minor in any::<u32>(),
         ) {
-            let d = Demand { peak, headroom, ram, kernel: Kernel { major, minor }, entry_bytes, budget };
+            let d = Demand { peak, headroom, ram, kernel: Version { major, minor }, entry_bytes, budget };
             let s = size(&d);
             prop_assert!(s.max >= 512 && s.max <= INT_MAX);
             prop_assert_eq!(s.max % 512, 0);
@@ -446,7 +446,7 @@ mod tests {
 
         #[test]
         fn kernel_default_never_zero(ram in any::<u64>(), major in 0u32..10, minor in any::<u32>(), h in proptest::option::of(any::<u64>())) {
-            let (b, m) = kernel_default(ram, Kernel { major, minor }, h);
+            let (b, m) = kernel_default(ram, Version { major, minor }, h);
             prop_assert!(b >= 512 && b % 512 == 0 && m >= b);
         }
     }

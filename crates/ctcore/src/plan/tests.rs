@@ -5,8 +5,8 @@ use super::*;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
-fn k(s: &str) -> Kernel {
-    Kernel::parse(s).expect("version")
+fn k(s: &str) -> Version {
+    Version::parse(s).expect("version")
 }
 
 #[test]
@@ -204,7 +204,7 @@ fn parsers() {
     assert!(Port::parse("70000").is_err() && Port::parse("80/sctp").is_err());
     assert_eq!(
         k("5.15.0-91-generic"),
-        Kernel {
+        Version {
             major: 5,
             minor: 15
         }

@@ -110,10 +110,11 @@ pub struct Report {
 /// as `check`, `plan` and `simulate` do), falling back to the kernel's
 /// defaults for names it cannot read.
 pub fn timeouts() -> BTreeMap<String, f64> {
-    let mut out: BTreeMap<String, f64> = ctsim::Timeouts::defaults(ctsim::KernelVersion::LATEST)
-        .iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let mut out: BTreeMap<String, f64> =
+        ctsim::Timeouts::defaults(ctcore::version::Version::LATEST)
+            .iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     for (k, v) in cthost::gather::timeouts(&Root::default()) {
         if let Some(short) = k.strip_prefix("nf_conntrack_") {
             out.insert(short.to_string(), v as f64);

@@ -133,7 +133,7 @@ fn host_table() -> (Table, Vec<String>) {
     }
     t.kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .ok()
-        .and_then(|s| cthost::plan::Kernel::parse(s.trim()))
+        .and_then(|s| ctcore::version::Version::parse(s.trim()).ok())
         .map(|k| k.to_string());
     if t.max.is_some() || !t.timeouts.is_empty() {
         notes.push(format!(
@@ -165,7 +165,7 @@ fn flag_table(a: &SimulateArgs) -> Result<Table, Usage> {
         return Err(Usage("--buckets 0: at least one bucket".into()));
     }
     if let Some(k) = &a.kernel
-        && cthost::plan::Kernel::parse(k).is_none()
+        && ctcore::version::Version::parse(k).is_err()
     {
         return Err(Usage(format!(
             "--kernel {k:?}: expected a version such as 6.18 or 5.15.0"

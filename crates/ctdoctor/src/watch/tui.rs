@@ -556,7 +556,7 @@ mod tests {
             early_drop_per_s: Some(0.0),
             insert_failed_per_s: Some(0.0),
             states: BTreeMap::from([
-                ("udp/UNREPLIED".to_string(), count - 100),
+                ("udp/UNREPLIED".to_string(), count.saturating_sub(100)),
                 ("tcp/TIME_WAIT".to_string(), 100),
             ]),
             top_src,
