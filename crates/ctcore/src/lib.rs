@@ -9,6 +9,7 @@
 //! - [`facts`]: the plain values readers fill and rules take
 //! - [`diagnose`]: the rules from facts to findings and a verdict
 //! - [`plan`]: sizing and timeout policy, and the files it renders
+//! - [`timeouts`]: the timeout sysctls, their defaults, floors and classes
 //! - [`version`]: the kernel version every version-dependent rule takes
 
 pub mod diagnose;
@@ -18,4 +19,5 @@ pub mod plan;
 pub mod ruleset;
 pub mod slab;
 pub mod stat;
+pub mod timeouts;
 pub mod version;

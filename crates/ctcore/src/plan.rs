@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::diagnose::{ESTIMATED_ENTRY_BYTES, mib};
 use crate::facts::{Facts, Mix};
+use crate::timeouts::Timeout;
 pub use crate::version::Version;
 
 mod render;
@@ -269,153 +270,101 @@ pub enum PlanError {
     Headroom(String),
 }
 
-/// (sysctl, web, nat-gateway/router, k8s-node, floor for hosts, floor for
-/// NAT profiles, floor source, why)
-type TimeoutRule = (
-    &'static str,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    &'static str,
-    &'static str,
-);
+/// The value each profile sets a timeout to (web, nat-gateway/router,
+/// k8s-node) and why; never below the timeout's floor in ctcore's timeout
+/// table, which also names the sysctl and the state it governs.
+type TimeoutRule = (Timeout, u64, u64, u64, &'static str);
 
 const TIMEOUTS: &[TimeoutRule] = &[
     (
-        "nf_conntrack_tcp_timeout_established",
+        Timeout::TcpEstablished,
         3600,
         7440,
         86_400,
-        600,
-        7440,
-        "NAT: RFC 5382 REQ-5 (2 h 4 min); hosts: above the applications' idle time (TCP keepalive starts at 7200 s by default)",
         "idle flows are the bulk of a full table; 432000 s (5 days) keeps dead peers for days",
     ),
     (
-        "nf_conntrack_tcp_timeout_time_wait",
+        Timeout::TcpTimeWait,
         120,
         120,
         120,
-        120,
-        120,
-        "2 x MSL: the kernel's TIME_WAIT is 2 x 60 s (TCP_TIMEWAIT_LEN)",
         "shorter lets late segments of an old connection hit a new one",
     ),
     (
-        "nf_conntrack_tcp_timeout_close_wait",
+        Timeout::TcpCloseWait,
         60,
         60,
         3600,
-        60,
-        60,
-        "kernel default 60 s; kube-proxy sets 3600 s (--conntrack-tcp-timeout-close-wait)",
         "half-closed connections whose application has not closed yet",
     ),
     (
-        "nf_conntrack_tcp_timeout_fin_wait",
+        Timeout::TcpFinWait,
         120,
         120,
         120,
-        60,
-        60,
-        "kernel default 120 s",
         "closing connections waiting for the peer's FIN",
     ),
     (
-        "nf_conntrack_tcp_timeout_syn_sent",
+        Timeout::TcpSynSent,
         60,
         120,
         120,
-        60,
-        60,
-        "covers 5 SYN retransmissions (1+2+4+8+16+32 s); kernel default 120 s",
         "unanswered SYNs (scans, dead backends) hold entries this long",
     ),
     (
-        "nf_conntrack_tcp_timeout_syn_recv",
+        Timeout::TcpSynRecv,
         60,
         60,
         60,
-        60,
-        60,
-        "kernel default 60 s",
         "SYN floods fill the table with these",
     ),
     (
-        "nf_conntrack_udp_timeout",
+        Timeout::Udp,
         30,
         30,
         30,
-        30,
-        30,
-        "kernel default 30 s",
         "one-shot UDP (DNS): unreplied or single exchanges",
     ),
     (
-        "nf_conntrack_udp_timeout_stream",
+        Timeout::UdpStream,
         120,
         120,
         120,
-        120,
-        120,
-        "NAT: RFC 4787 REQ-5 (UDP mappings at least 2 min); kernel default 120 s",
         "UDP flows with traffic both ways",
     ),
-    (
-        "nf_conntrack_icmp_timeout",
-        30,
-        60,
-        30,
-        30,
-        60,
-        "NAT: RFC 5508 REQ-1 (ICMP query mappings at least 60 s); kernel default 30 s",
-        "echo requests and replies",
-    ),
+    (Timeout::Icmp, 30, 60, 30, "echo requests and replies"),
 ];
 
-/// The lowest value `plan` would set a timeout sysctl to (full name, e.g.
-/// `nf_conntrack_udp_timeout`) for `profile`, with the reason; `None` for
-/// timeouts plan has no rule for. `forecast` suggests no lower value.
-pub fn timeout_floor(sysctl: &str, profile: Profile) -> Option<(u64, &'static str)> {
+/// The lowest value `plan` would set `timeout` to for `profile`, with the
+/// reason; `None` for timeouts plan has no rule for. `forecast` suggests
+/// no lower value.
+pub fn timeout_floor(timeout: Timeout, profile: Profile) -> Option<(u64, &'static str)> {
     TIMEOUTS
         .iter()
-        .find(|r| r.0 == sysctl)
-        .map(|&(_, _, _, _, host, nat, source, _)| (if profile.nat() { nat } else { host }, source))
+        .find(|r| r.0 == timeout)
+        .and_then(|_| timeout.floor(profile.nat()))
 }
 
 /// Below this many entries the mix says nothing about idle flows.
 const MIX_MIN_ENTRIES: u64 = 1000;
 
-/// The TCP state whose count a timeout governs, for the effect estimate.
-fn state_of(sysctl: &str) -> Option<&'static str> {
-    Some(match sysctl {
-        "nf_conntrack_tcp_timeout_established" => "ESTABLISHED",
-        "nf_conntrack_tcp_timeout_time_wait" => "TIME_WAIT",
-        "nf_conntrack_tcp_timeout_close_wait" => "CLOSE_WAIT",
-        "nf_conntrack_tcp_timeout_fin_wait" => "FIN_WAIT",
-        "nf_conntrack_tcp_timeout_syn_sent" => "SYN_SENT",
-        "nf_conntrack_tcp_timeout_syn_recv" => "SYN_RECV",
-        _ => return None,
-    })
-}
-
 fn plan_timeouts(i: &Inputs) -> Vec<TimeoutPlan> {
     TIMEOUTS
         .iter()
-        .map(|&(sysctl, web, nat, k8s, host_floor, nat_floor, floor_source, why)| {
+        .map(|&(timeout, web, nat, k8s, why)| {
+            let sysctl = timeout.sysctl();
             let current = i.current_timeouts.get(sysctl).copied();
             let profile_value = match i.profile {
                 Profile::Web => web,
                 Profile::NatGateway | Profile::Router => nat,
                 Profile::K8sNode => k8s,
             };
-            let floor = if i.profile.nat() { nat_floor } else { host_floor };
+            // Every rule's timeout has a floor (tested below).
+            let (floor, floor_source) = timeout.floor(i.profile.nat()).unwrap_or((0, "none"));
             let mut value = profile_value.max(floor);
             let mut reason = format!("{} profile: {why}", i.profile.name());
             // Established: lowering pays only where idle entries are many.
-            if sysctl == "nf_conntrack_tcp_timeout_established"
+            if timeout == Timeout::TcpEstablished
                 && let (Some(mix), Some(cur)) = (&i.mix, current)
                 && cur > value
                 && mix.entries >= MIX_MIN_ENTRIES
@@ -430,7 +379,7 @@ fn plan_timeouts(i: &Inputs) -> Vec<TimeoutPlan> {
                     reason = format!("{share:.0}% of the table is ESTABLISHED and idle for over an hour: {why}");
                 }
             }
-            let effect = match (&i.mix, current, state_of(sysctl)) {
+            let effect = match (&i.mix, current, timeout.tcp_state()) {
                 (Some(mix), Some(_), Some("ESTABLISHED")) if mix.state("ESTABLISHED") > 0 => Some(format!(
                     "ESTABLISHED: {} now, {} of them idle for over an hour; traffic refreshes the others, so only entries idle longer than {value} s expire sooner",
                     mix.state("ESTABLISHED"),

@@ -410,10 +410,9 @@ pub fn lab_scenario(
     // that dump reaps expired entries, so the model must do the same.
     sc.dump_each_step = true;
     for (k, v) in &summary.timeouts {
-        sc.table.timeouts.insert(
-            k.trim_start_matches("nf_conntrack_").to_string(),
-            f64::from(*v),
-        );
+        // An unknown name is kept as it is: the scenario refuses it by name.
+        let name = ctcore::timeouts::Timeout::from_name(k).map_or(k.as_str(), |t| t.short());
+        sc.table.timeouts.insert(name.to_string(), f64::from(*v));
     }
     if !summary.kernel.is_empty() && ctcore::version::Version::parse(&summary.kernel).is_ok() {
         sc.table.kernel = summary.kernel.clone();

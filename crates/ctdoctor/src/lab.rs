@@ -3,6 +3,7 @@
 //! sampling the kernel's own count, states, counters and log lines.
 //! The namespace is deleted at the end, also on Ctrl-C, SIGTERM or error.
 
+use ctcore::timeouts::Timeout;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
@@ -98,8 +99,8 @@ pub struct Scenario {
     pub rate: f64,
     pub headroom: u64,
     pub duration: Duration,
-    /// sysctl names without the `net.netfilter.nf_conntrack_` prefix.
-    pub timeouts: Vec<(&'static str, u32)>,
+    /// The namespace's timeout overrides, in seconds.
+    pub timeouts: Vec<(Timeout, u32)>,
 }
 
 pub const SCENARIOS: &[&str] = &[
@@ -131,7 +132,7 @@ pub fn scenario(name: &str) -> Option<Scenario> {
             },
             1000.0,
             20_000,
-            vec![("tcp_timeout_time_wait", 600)],
+            vec![(Timeout::TcpTimeWait, 600)],
         ),
         "short-connections-one-client" => s(
             "the same load from one client address: ephemeral ports get reused and \
@@ -141,7 +142,7 @@ pub fn scenario(name: &str) -> Option<Scenario> {
             },
             1000.0,
             20_000,
-            vec![("tcp_timeout_time_wait", 600)],
+            vec![(Timeout::TcpTimeWait, 600)],
         ),
         "syn-flood" => s(
             "spoofed SYNs from many addresses: unreplied SYN_SENT entries, never ASSURED, \
@@ -241,10 +242,7 @@ pub fn from_sim(sim: &ctsim::Scenario) -> Result<Scenario, String> {
     };
     let mut timeouts = Vec::new();
     for (k, v) in &sim.table.timeouts {
-        let name = ctsim::TIMEOUT_NAMES
-            .iter()
-            .copied()
-            .find(|n| n == k)
+        let name = Timeout::from_name(k)
             .ok_or_else(|| format!("timeout {k:?} is not one the lab sets"))?;
         if !(1.0..=f64::from(u32::MAX)).contains(v) {
             return Err(format!("timeout {k} = {v}: out of range"));
@@ -863,10 +861,10 @@ fn experiment_in(
     for (k, v) in &sc.timeouts {
         ns.exec(
             "sysctl",
-            &["-q", "-w", &format!("net.netfilter.nf_conntrack_{k}={v}")],
+            &["-q", "-w", &format!("net.netfilter.{}={v}", k.sysctl())],
         )
-        .with_context(|| format!("setting nf_conntrack_{k} in the lab namespace"))?;
-        timeouts.insert(format!("nf_conntrack_{k}"), *v);
+        .with_context(|| format!("setting {} in the lab namespace", k.sysctl()))?;
+        timeouts.insert(k.sysctl().to_string(), *v);
     }
     let inode = std::fs::metadata(format!("/run/netns/{}", ns.name()))
         .context("reading the namespace's inode")?
@@ -1187,7 +1185,7 @@ mod tests {
                 sources: Sources::OneClient
             }
         ));
-        assert_eq!(sc.timeouts, vec![("tcp_timeout_time_wait", 600)]);
+        assert_eq!(sc.timeouts, vec![(Timeout::TcpTimeWait, 600)]);
         assert_eq!(sc.headroom, 3000);
         // More than one class, or a lifecycle without a generator: refused.
         let e = resolve("nat-gateway").expect_err("several classes");

@@ -191,7 +191,7 @@ pub fn timeouts(root: &Root) -> BTreeMap<String, u64> {
     if let Ok(dir) = std::fs::read_dir(root.path(NF)) {
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("nf_conntrack_")
+            if name.starts_with(ctcore::timeouts::PREFIX)
                 && name.contains("timeout")
                 && let Ok(v) = root.read_u64(&format!("{NF}/{name}"), "")
             {

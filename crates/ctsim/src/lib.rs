@@ -7,7 +7,4 @@ mod scenario;
 
 pub use ctmodel::ephemeral::{NoPort, PortWalk};
 pub use model::{Point, RunOptions, SimError, State, Summary, Timeline, run};
-pub use scenario::{
-    Arrival, Class, Initial, Lifecycle, Scenario, ScenarioError, Sources, TIMEOUT_NAMES, Table,
-    Timeouts,
-};
+pub use scenario::{Arrival, Class, Initial, Lifecycle, Scenario, ScenarioError, Sources, Table};

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::{Arrival, Lifecycle, Scenario, ScenarioError, Timeouts};
+use crate::scenario::{Arrival, Lifecycle, Scenario, ScenarioError};
+use ctcore::timeouts::{Timeout, TimeoutTable};
 use ctcore::version::Version;
 use ctmodel::ephemeral::PortWalk;
 
@@ -75,26 +76,20 @@ impl State {
             .map(|i| Self::ALL[i])
     }
 
-    /// The sysctl (without `nf_conntrack_`, one of [`crate::TIMEOUT_NAMES`])
-    /// whose value an entry in this state times out after.
-    pub fn timeout_name(self) -> &'static str {
-        crate::TIMEOUT_NAMES[self.timeout_index()]
-    }
-
-    /// Index into Timeouts.
-    fn timeout_index(self) -> usize {
+    /// The timeout an entry in this state expires after.
+    pub fn timeout(self) -> Timeout {
         match self {
-            State::TcpSynSent => 0,
-            State::TcpSynRecv => 1,
-            State::TcpEstablished => 2,
-            State::TcpFinWait => 3,
-            State::TcpCloseWait => 4,
-            State::TcpLastAck => 5,
-            State::TcpTimeWait => 6,
-            State::TcpClose => 7,
-            State::UdpUnreplied | State::UdpReplied => 10,
-            State::UdpAssured => 11,
-            State::IcmpUnreplied | State::IcmpReplied => 12,
+            State::TcpSynSent => Timeout::TcpSynSent,
+            State::TcpSynRecv => Timeout::TcpSynRecv,
+            State::TcpEstablished => Timeout::TcpEstablished,
+            State::TcpFinWait => Timeout::TcpFinWait,
+            State::TcpCloseWait => Timeout::TcpCloseWait,
+            State::TcpLastAck => Timeout::TcpLastAck,
+            State::TcpTimeWait => Timeout::TcpTimeWait,
+            State::TcpClose => Timeout::TcpClose,
+            State::UdpUnreplied | State::UdpReplied => Timeout::Udp,
+            State::UdpAssured => Timeout::UdpStream,
+            State::IcmpUnreplied | State::IcmpReplied => Timeout::Icmp,
         }
     }
 
@@ -288,7 +283,7 @@ struct Sim {
     seed: u64,
     max: u64,
     buckets: u32,
-    timeouts: Timeouts,
+    timeouts: TimeoutTable,
     kernel: Version,
     chain_limit: Option<(u32, u32)>,
     chains: Vec<Vec<u32>>,
@@ -446,7 +441,7 @@ impl Sim {
         self.by_state[st as usize] += 1;
         e.state = st;
         e.assured = e.assured || assured;
-        e.exp = now + self.timeouts.at(st.timeout_index());
+        e.exp = now + self.timeouts.get(st.timeout());
     }
 
     /// Puts an entry on the expiry calendar.
@@ -562,7 +557,7 @@ impl Sim {
         let (first, next_at) = phases;
         let idx = self.alloc(Entry {
             h,
-            exp: now + self.timeouts.at(first.state.timeout_index()),
+            exp: now + self.timeouts.get(first.state.timeout()),
             state: first.state,
             assured: first.assured,
             alive: true,
@@ -1124,7 +1119,7 @@ pub fn run(
                             .iter()
                             .rposition(|q| q.state != phz.state)
                             .map_or(0, |j| j + 1);
-                        v[i].at - v[first].at + sim.timeouts.at(phz.state.timeout_index())
+                        v[i].at - v[first].at + sim.timeouts.get(phz.state.timeout())
                     }
                 };
                 *ll.entry(phz.state.key().to_string()).or_default() += rate * p * dwell;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use ctcore::timeouts::{Timeout, TimeoutTable};
 use ctcore::version::Version;
 use serde::{Deserialize, Serialize};
 
@@ -23,86 +24,6 @@ fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ScenarioError {
     ScenarioError::Invalid {
         field: field.into(),
         msg: msg.into(),
-    }
-}
-
-/// Per-state timeouts in seconds, named as the sysctls without the
-/// `nf_conntrack_` prefix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Timeouts {
-    values: [f64; TIMEOUT_NAMES.len()],
-}
-
-/// Every timeout name the model knows, in index order.
-pub const TIMEOUT_NAMES: [&str; 15] = [
-    "tcp_timeout_syn_sent",
-    "tcp_timeout_syn_recv",
-    "tcp_timeout_established",
-    "tcp_timeout_fin_wait",
-    "tcp_timeout_close_wait",
-    "tcp_timeout_last_ack",
-    "tcp_timeout_time_wait",
-    "tcp_timeout_close",
-    "tcp_timeout_max_retrans",
-    "tcp_timeout_unacknowledged",
-    "udp_timeout",
-    "udp_timeout_stream",
-    "icmp_timeout",
-    "icmpv6_timeout",
-    "generic_timeout",
-];
-
-impl Timeouts {
-    /// The kernel's defaults (KERNEL.md section 6) for a version.
-    pub fn defaults(kernel: Version) -> Self {
-        // udp_timeout_stream became 120 s in 5.11 (180 before; approx.).
-        let udp_stream = if kernel.at_least(5, 11) { 120.0 } else { 180.0 };
-        Self {
-            values: [
-                120.0, 60.0, 432000.0, 120.0, 60.0, 30.0, 120.0, 10.0, 300.0, 300.0, 30.0,
-                udp_stream, 30.0, 30.0, 600.0,
-            ],
-        }
-    }
-
-    fn index(name: &str) -> Option<usize> {
-        let name = name.strip_prefix("nf_conntrack_").unwrap_or(name);
-        TIMEOUT_NAMES.iter().position(|n| *n == name)
-    }
-
-    /// Sets one timeout; unknown names and negative / non-finite values are errors.
-    pub fn set(&mut self, name: &str, secs: f64) -> Result<(), ScenarioError> {
-        let i = Self::index(name).ok_or_else(|| {
-            invalid(
-                format!("table.timeouts.{name}"),
-                format!("unknown timeout; known: {}", TIMEOUT_NAMES.join(", ")),
-            )
-        })?;
-        if !secs.is_finite() || secs < 0.0 {
-            return Err(invalid(
-                format!("table.timeouts.{name}"),
-                "must be >= 0 seconds",
-            ));
-        }
-        self.values[i] = secs;
-        Ok(())
-    }
-
-    /// The timeout of `name`, None when unknown.
-    pub fn get(&self, name: &str) -> Option<f64> {
-        Self::index(name).map(|i| self.values[i])
-    }
-
-    pub(crate) fn at(&self, i: usize) -> f64 {
-        self.values[i]
-    }
-
-    /// (name, seconds) pairs.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
-        TIMEOUT_NAMES
-            .iter()
-            .copied()
-            .zip(self.values.iter().copied())
     }
 }
 
@@ -589,10 +510,20 @@ impl Scenario {
     }
 
     /// The timeouts in effect: kernel defaults plus the overrides.
-    pub fn timeouts(&self) -> Result<Timeouts, ScenarioError> {
-        let mut t = Timeouts::defaults(self.kernel()?);
-        for (k, v) in &self.table.timeouts {
-            t.set(k, *v)?;
+    pub fn timeouts(&self) -> Result<TimeoutTable, ScenarioError> {
+        let mut t = TimeoutTable::defaults(self.kernel()?);
+        for (name, &secs) in &self.table.timeouts {
+            let field = || format!("table.timeouts.{name}");
+            let timeout = Timeout::from_name(name).ok_or_else(|| {
+                invalid(
+                    field(),
+                    format!("unknown timeout; known: {}", Timeout::short_names()),
+                )
+            })?;
+            if !secs.is_finite() || secs < 0.0 {
+                return Err(invalid(field(), "must be >= 0 seconds"));
+            }
+            t.set(timeout, secs);
         }
         Ok(t)
     }

@@ -404,3 +404,17 @@ fn usage_parsers_reject_zero_and_non_finite() {
 fn slab_memtotal_saturates() -> Option<u64> {
     crate::slab::parse_memtotal("MemTotal: 18446744073709551615 kB\n")
 }
+
+#[test]
+fn every_timeout_plan_sets_has_a_floor_in_the_timeout_table() {
+    for profile in [
+        Profile::Web,
+        Profile::NatGateway,
+        Profile::K8sNode,
+        Profile::Router,
+    ] {
+        for &(timeout, ..) in super::TIMEOUTS {
+            assert!(timeout_floor(timeout, profile).is_some(), "{timeout:?}");
+        }
+    }
+}

@@ -50,24 +50,10 @@ pub struct Inputs {
 }
 
 /// The sysctl (without `nf_conntrack_`) whose value bounds the time an
-/// entry spends in `class` (a `ctmodel::flows::class_key`), if any: the
-/// simulator's state table (one mapping for both), plus the protocols it
-/// does not model.
+/// entry spends in `class` (a `ctmodel::flows::class_key`), if any
+/// (ctcore's timeout table, which the simulator uses too).
 pub fn timeout_sysctl(class: &str) -> Option<&'static str> {
-    if let Some(s) = ctsim::State::parse(class) {
-        return Some(s.timeout_name());
-    }
-    let (l4, state) = class.split_once('/')?;
-    Some(match (l4, state) {
-        ("tcp", "SYN_SENT2") => "tcp_timeout_syn_sent",
-        ("udplite", "ASSURED") => "udp_timeout_stream",
-        ("udplite", _) => "udp_timeout",
-        ("icmpv6", _) => "icmpv6_timeout",
-        // sctp, gre and dccp have their own timeouts the model does not
-        // know; an unknown protocol number is the generic timeout.
-        ("tcp" | "udp" | "icmp" | "sctp" | "gre" | "dccp", _) => return None,
-        _ => "generic_timeout",
-    })
+    ctcore::timeouts::Timeout::for_class(class).map(|t| t.short())
 }
 
 /// How the mean time in a class was obtained.

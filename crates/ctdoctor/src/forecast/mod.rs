@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use ctcore::timeouts::{self, TimeoutTable};
+use ctcore::version::Version;
 use cthost::plan::Profile;
 use cthost::source::Root;
 use ctmodel::Filter;
@@ -110,14 +112,13 @@ pub struct Report {
 /// as `check`, `plan` and `simulate` do), falling back to the kernel's
 /// defaults for names it cannot read.
 pub fn timeouts() -> BTreeMap<String, f64> {
-    let mut out: BTreeMap<String, f64> =
-        ctsim::Timeouts::defaults(ctcore::version::Version::LATEST)
-            .iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+    let mut out: BTreeMap<String, f64> = TimeoutTable::defaults(Version::LATEST)
+        .iter()
+        .map(|(t, v)| (t.short().to_string(), v))
+        .collect();
     for (k, v) in cthost::gather::timeouts(&Root::default()) {
-        if let Some(short) = k.strip_prefix("nf_conntrack_") {
-            out.insert(short.to_string(), v as f64);
+        if let Some(t) = timeouts::Timeout::from_name(&k) {
+            out.insert(t.short().to_string(), v as f64);
         }
     }
     out
@@ -135,7 +136,8 @@ pub fn class_inputs(
                 Some(Timeout {
                     sysctl: name.to_string(),
                     seconds: *timeouts.get(name)?,
-                    floor: cthost::plan::timeout_floor(&format!("nf_conntrack_{name}"), profile)
+                    floor: timeouts::Timeout::from_name(name)
+                        .and_then(|t| cthost::plan::timeout_floor(t, profile))
                         .map(|(f, _)| f as f64),
                 })
             });

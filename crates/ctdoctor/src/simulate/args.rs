@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use ctcore::timeouts::{self, Timeout};
+
 /// Bad usage of `simulate`: `main` maps it to exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage(pub String);
@@ -84,10 +86,6 @@ pub fn duration_and_step(duration: &str, step: &str) -> Result<(f64, f64), Usage
     Ok((d, st))
 }
 
-/// The timeout sysctls the model knows, without the `nf_conntrack_` prefix
-/// (KERNEL.md §6).
-pub use ctsim::TIMEOUT_NAMES;
-
 /// The longest timeout accepted: the kernel stores timeouts in jiffies in
 /// a u32 since 6.x (`nf_conntrack_tcp_timeout_established` max is about
 /// 2^31/HZ); 100 days is far above any real setting.
@@ -101,13 +99,13 @@ pub fn parse_timeout(s: &str) -> Result<(String, u64), Usage> {
         ))
     })?;
     let name = name.trim();
-    let name = name.strip_prefix("nf_conntrack_").unwrap_or(name);
-    if !TIMEOUT_NAMES.contains(&name) {
+    let Some(timeout) = Timeout::from_name(name) else {
+        let name = name.strip_prefix(timeouts::PREFIX).unwrap_or(name);
         return Err(usage(format!(
             "--timeout {s:?}: unknown timeout {name:?}; known: {}",
-            TIMEOUT_NAMES.join(", ")
+            Timeout::short_names()
         )));
-    }
+    };
     let secs: u64 = value.trim().parse().map_err(|_| {
         usage(format!(
             "--timeout {s:?}: {value:?} is not a whole number of seconds"
@@ -118,7 +116,7 @@ pub fn parse_timeout(s: &str) -> Result<(String, u64), Usage> {
             "--timeout {s:?}: between 1 and {MAX_TIMEOUT_S} seconds (100 days)"
         )));
     }
-    Ok((name.to_string(), secs))
+    Ok((timeout.short().to_string(), secs))
 }
 
 /// New connections per second for `--rate`.

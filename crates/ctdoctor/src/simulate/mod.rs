@@ -7,6 +7,7 @@ pub mod live;
 pub mod model;
 pub mod render;
 
+use ctcore::timeouts::Timeout;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -125,13 +126,12 @@ fn host_table() -> (Table, Vec<String>) {
         .read_u64(&format!("{nf}/nf_conntrack_buckets"), "")
         .ok();
     for (k, v) in cthost::gather::timeouts(&root) {
-        if let Some(short) = k.strip_prefix("nf_conntrack_")
-            && args::TIMEOUT_NAMES.contains(&short)
-        {
-            t.timeouts.insert(short.to_string(), v);
+        if let Some(timeout) = Timeout::from_name(&k) {
+            t.timeouts.insert(timeout.short().to_string(), v);
         }
     }
-    t.kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+    t.kernel = root
+        .read("/proc/sys/kernel/osrelease", "")
         .ok()
         .and_then(|s| ctcore::version::Version::parse(s.trim()).ok())
         .map(|k| k.to_string());
@@ -201,14 +201,13 @@ pub fn plan_table(json: &str) -> Result<Table, String> {
     };
     if let Some(map) = s.get("timeouts").and_then(|m| m.as_object()) {
         for (k, x) in map {
-            let short = k.strip_prefix("nf_conntrack_").unwrap_or(k);
-            if !args::TIMEOUT_NAMES.contains(&short) {
+            let Some(timeout) = Timeout::from_name(k) else {
                 continue;
-            }
+            };
             let secs = x
                 .as_u64()
                 .ok_or_else(|| format!("settings.timeouts.{k} is not a whole number"))?;
-            t.timeouts.insert(short.to_string(), secs);
+            t.timeouts.insert(timeout.short().to_string(), secs);
         }
     }
     Ok(t)

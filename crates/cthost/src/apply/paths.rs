@@ -22,7 +22,7 @@ pub const CONFIG_FILES: [&str; 2] = [SYSCTL_FILE, MODPROBE_FILE];
 /// lower-case letters, digits and `_` (no `/`, `..` or NUL can pass).
 fn is_nf_name(name: &str) -> bool {
     name.len() <= 64
-        && name.starts_with("nf_conntrack_")
+        && name.starts_with(ctcore::timeouts::PREFIX)
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
