@@ -6,12 +6,14 @@
 //!   /proc/meminfo), [`stat`] (/proc/net/stat/nf_conntrack), [`kernel_log`]
 //!   (every table-full text in every log format, dating, scan), [`ruleset`]
 //!   (nft JSON, iptables-save)
+//! - [`counters`]: per-CPU stat counters, their sums and wrap-safe increases
 //! - [`facts`]: the plain values readers fill and rules take
 //! - [`diagnose`]: the rules from facts to findings and a verdict
 //! - [`plan`]: sizing and timeout policy, and the files it renders
 //! - [`timeouts`]: the timeout sysctls, their defaults, floors and classes
 //! - [`version`]: the kernel version every version-dependent rule takes
 
+pub mod counters;
 pub mod diagnose;
 pub mod facts;
 pub mod kernel_log;

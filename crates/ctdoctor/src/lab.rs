@@ -3,6 +3,7 @@
 //! sampling the kernel's own count, states, counters and log lines.
 //! The namespace is deleted at the end, also on Ctrl-C, SIGTERM or error.
 
+use ctcore::counters::{Counters, CpuStats};
 use ctcore::timeouts::Timeout;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, Write};
@@ -626,68 +627,19 @@ fn state_key(e: &ctmodel::Entry) -> String {
     format!("{l4}/{flag}")
 }
 
-#[derive(Default, Clone, Copy)]
-struct Counters {
-    drop: u64,
-    early_drop: u64,
-    insert_failed: u64,
-    insert: u64,
-    found: u64,
-    invalid: u64,
-    error: u64,
-    search_restart: u64,
-    clash_resolve: u64,
-    chaintoolong: u64,
+/// The namespace's per-CPU stat counters, read raw: increases are taken
+/// CPU by CPU (ctcore), so a counter that wraps mid-run still counts right.
+fn counters(ct: &mut Conntrack) -> Result<Vec<CpuStats>> {
+    ct.stats_cpu().context("reading per-CPU stats")
 }
 
-fn counters(ct: &mut Conntrack) -> Result<Counters> {
-    let mut c = Counters::default();
-    for s in ct.stats_cpu().context("reading per-CPU stats")? {
-        let g = |v: Option<u32>| u64::from(v.unwrap_or(0));
-        c.drop += g(s.drop);
-        c.early_drop += g(s.early_drop);
-        c.insert_failed += g(s.insert_failed);
-        c.insert += g(s.insert);
-        c.found += g(s.found);
-        c.invalid += g(s.invalid);
-        c.error += g(s.error);
-        c.search_restart += g(s.search_restart);
-        c.clash_resolve += g(s.clash_resolve);
-        c.chaintoolong += g(s.chaintoolong);
-    }
-    Ok(c)
-}
-
-impl Counters {
-    fn minus(self, b: Counters) -> Counters {
-        Counters {
-            drop: self.drop.saturating_sub(b.drop),
-            early_drop: self.early_drop.saturating_sub(b.early_drop),
-            insert_failed: self.insert_failed.saturating_sub(b.insert_failed),
-            insert: self.insert.saturating_sub(b.insert),
-            found: self.found.saturating_sub(b.found),
-            invalid: self.invalid.saturating_sub(b.invalid),
-            error: self.error.saturating_sub(b.error),
-            search_restart: self.search_restart.saturating_sub(b.search_restart),
-            clash_resolve: self.clash_resolve.saturating_sub(b.clash_resolve),
-            chaintoolong: self.chaintoolong.saturating_sub(b.chaintoolong),
-        }
-    }
-
-    fn map(self) -> BTreeMap<&'static str, u64> {
-        BTreeMap::from([
-            ("drop", self.drop),
-            ("early_drop", self.early_drop),
-            ("insert_failed", self.insert_failed),
-            ("insert", self.insert),
-            ("found", self.found),
-            ("invalid", self.invalid),
-            ("error", self.error),
-            ("search_restart", self.search_restart),
-            ("clash_resolve", self.clash_resolve),
-            ("chaintoolong", self.chaintoolong),
-        ])
-    }
+/// The counters as the run's JSON names them (every counter, 0 when the
+/// kernel does not report it).
+fn counter_map(c: &Counters) -> BTreeMap<&'static str, u64> {
+    let mut m: BTreeMap<&'static str, u64> =
+        ctcore::counters::NAMES.iter().map(|n| (*n, 0)).collect();
+    m.extend(c.named());
+    m
 }
 
 /// New /dev/kmsg records since it was opened (it starts at the end), read
@@ -789,9 +741,9 @@ fn monotonic_us() -> Option<u64> {
 }
 
 /// Take one sample: count and max, counters, per-state dump.
-fn sample(ct: &mut Conntrack, base: Counters, prefill: u64) -> Result<(Point, Counters)> {
+fn sample(ct: &mut Conntrack, base: &[CpuStats], prefill: u64) -> Result<(Point, Counters)> {
     let g = ct.stats().context("reading the namespace's count")?;
-    let c = counters(ct)?.minus(base);
+    let c = Counters::delta(base, &counters(ct)?);
     let mut by_state = BTreeMap::new();
     // The count is read before the dump: the dump reaps every expired entry
     // it passes (ctnetlink_dump_table), so the next sample sees at most one
@@ -811,9 +763,9 @@ fn sample(ct: &mut Conntrack, base: Counters, prefill: u64) -> Result<(Point, Co
         Point {
             entries: count.saturating_sub(prefill),
             max: global_max.saturating_sub(prefill),
-            drops: c.drop,
-            early_drops: c.early_drop,
-            insert_failed: c.insert_failed,
+            drops: c.drop.unwrap_or(0),
+            early_drops: c.early_drop.unwrap_or(0),
+            insert_failed: c.insert_failed.unwrap_or(0),
             by_state,
             count,
             global_max,
@@ -954,7 +906,7 @@ fn experiment_in(
             break Ok(());
         }
         let t = start.elapsed().as_secs_f64();
-        match sample(&mut ct, base, prefill) {
+        match sample(&mut ct, &base, prefill) {
             Ok((mut p, c)) => {
                 log.poll();
                 p.t = t;
@@ -1004,10 +956,10 @@ fn experiment_in(
         new_flows: traffic.started,
         completed: traffic.completed,
         failed: traffic.failed,
-        drops: last.drop,
-        early_drops: last.early_drop,
-        insert_failed: last.insert_failed,
-        chaintoolong: last.chaintoolong,
+        drops: last.drop.unwrap_or(0),
+        early_drops: last.early_drop.unwrap_or(0),
+        insert_failed: last.insert_failed.unwrap_or(0),
+        chaintoolong: last.chaintoolong.unwrap_or(0),
         peak_entries: series.iter().map(|p| p.entries).max().unwrap_or(0),
         time_to_first_drop_s: first_drop,
         time_to_first_log_s: match (log.first_ts_us, start_us) {
@@ -1024,7 +976,7 @@ fn experiment_in(
         summary,
         series,
         kernel: KernelView {
-            counters: last.map(),
+            counters: counter_map(&last),
             log: log.texts,
         },
         traffic,

@@ -72,25 +72,10 @@ fn counters_netlink(
 }
 
 fn sum_cpus(cpus: &[ctnetlink::CpuStats]) -> Counters {
-    let mut values = BTreeMap::new();
-    for c in cpus {
-        for (name, v) in [
-            ("found", c.found),
-            ("invalid", c.invalid),
-            ("insert", c.insert),
-            ("insert_failed", c.insert_failed),
-            ("drop", c.drop),
-            ("early_drop", c.early_drop),
-            ("error", c.error),
-            ("search_restart", c.search_restart),
-            ("clash_resolve", c.clash_resolve),
-            ("chaintoolong", c.chaintoolong),
-        ] {
-            if let Some(v) = v {
-                *values.entry(name.to_string()).or_insert(0) += u64::from(v);
-            }
-        }
-    }
+    let values = ctcore::counters::Counters::sum(cpus)
+        .named()
+        .map(|(name, v)| (name.to_string(), v))
+        .collect();
     Counters {
         source: "ctnetlink IPCTNL_MSG_CT_GET_STATS_CPU".into(),
         values,

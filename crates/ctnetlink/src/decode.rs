@@ -177,22 +177,9 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, DecodeError> {
     Ok(e)
 }
 
-/// Per-CPU counters from IPCTNL_MSG_CT_GET_STATS_CPU; `None` where this
-/// kernel does not report the counter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CpuStats {
-    pub cpu: u16,
-    pub found: Option<u32>,
-    pub invalid: Option<u32>,
-    pub insert: Option<u32>,
-    pub insert_failed: Option<u32>,
-    pub drop: Option<u32>,
-    pub early_drop: Option<u32>,
-    pub error: Option<u32>,
-    pub search_restart: Option<u32>,
-    pub clash_resolve: Option<u32>,
-    pub chaintoolong: Option<u32>,
-}
+/// Per-CPU counters from IPCTNL_MSG_CT_GET_STATS_CPU (ctcore sums them and
+/// takes their increases).
+pub use ctcore::counters::CpuStats;
 
 pub fn decode_cpu_stats(payload: &[u8]) -> Result<CpuStats, DecodeError> {
     let (nfgen, attrs) = payload

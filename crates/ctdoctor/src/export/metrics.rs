@@ -4,6 +4,7 @@
 
 use std::sync::atomic::AtomicU64;
 
+use ctcore::counters::Counters;
 use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,48 +15,6 @@ type Labels = Vec<(String, String)>;
 type G = Gauge<f64, AtomicU64>;
 type C = Counter<u64>;
 
-/// CPU-summed kernel stat counters; `None` where the kernel does not
-/// report the counter (it is then left out, never shown as 0).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CpuSums {
-    pub found: Option<u64>,
-    pub invalid: Option<u64>,
-    pub insert: Option<u64>,
-    pub insert_failed: Option<u64>,
-    pub drop: Option<u64>,
-    pub early_drop: Option<u64>,
-    pub error: Option<u64>,
-    pub search_restart: Option<u64>,
-    pub clash_resolve: Option<u64>,
-    pub chaintoolong: Option<u64>,
-}
-
-impl CpuSums {
-    /// Sum per-CPU counters (wrapping u32 in the kernel, summed in u64).
-    pub fn from_cpus(cpus: &[ctnetlink::CpuStats]) -> Self {
-        fn sum(
-            cpus: &[ctnetlink::CpuStats],
-            f: impl Fn(&ctnetlink::CpuStats) -> Option<u32>,
-        ) -> Option<u64> {
-            cpus.iter()
-                .filter_map(|c| f(c).map(u64::from))
-                .fold(None, |acc, v| Some(acc.unwrap_or(0) + v))
-        }
-        Self {
-            found: sum(cpus, |c| c.found),
-            invalid: sum(cpus, |c| c.invalid),
-            insert: sum(cpus, |c| c.insert),
-            insert_failed: sum(cpus, |c| c.insert_failed),
-            drop: sum(cpus, |c| c.drop),
-            early_drop: sum(cpus, |c| c.early_drop),
-            error: sum(cpus, |c| c.error),
-            search_restart: sum(cpus, |c| c.search_restart),
-            clash_resolve: sum(cpus, |c| c.clash_resolve),
-            chaintoolong: sum(cpus, |c| c.chaintoolong),
-        }
-    }
-}
-
 /// The cheap part, read on every scrape.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
@@ -64,7 +23,7 @@ pub struct Table {
     pub buckets: Option<u64>,
     /// Slab object size of one entry (/proc/slabinfo, or the estimate).
     pub entry_bytes: u64,
-    pub cpu: Option<CpuSums>,
+    pub cpu: Option<Counters>,
 }
 
 /// The cached breakdown of the last full dump.
@@ -131,7 +90,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 
 /// Kernel stat counters: (metric stem without ctdoctor_stat_ and _total,
 /// node_exporter stem, help, value).
-fn stat_list(c: &CpuSums) -> [(&'static str, &'static str, Option<u64>); 9] {
+fn stat_list(c: &Counters) -> [(&'static str, &'static str, Option<u64>); 9] {
     [
         (
             "drop",
@@ -526,7 +485,7 @@ mod tests {
                 max: Some(4000),
                 buckets: Some(1024),
                 entry_bytes: 320,
-                cpu: Some(CpuSums::from_cpus(&[cpu(3, 5), cpu(4, 0)])),
+                cpu: Some(Counters::sum(&[cpu(3, 5), cpu(4, 0)])),
             }),
             breakdown: Some(BreakdownView {
                 by_state: vec![("tcp".into(), "ESTABLISHED".into(), 600)],

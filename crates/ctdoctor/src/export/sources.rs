@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use ctmodel::{Breakdown, Filter};
 use ctnetlink::{Conntrack, Family};
 
-use super::metrics::{BreakdownView, CpuSums, NetnsRow, Snapshot, Table};
+use ctcore::counters::Counters;
+
+use super::metrics::{BreakdownView, NetnsRow, Snapshot, Table};
 use crate::forecast::{self, dumps, estimate};
 
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
@@ -74,7 +76,7 @@ pub fn entry_bytes() -> u64 {
 pub fn read_table(entry_bytes: u64) -> Result<Table, ctnetlink::Error> {
     let mut ct = Conntrack::open()?;
     let g = ct.stats()?;
-    let cpu = ct.stats_cpu().ok().map(|c| CpuSums::from_cpus(&c));
+    let cpu = ct.stats_cpu().ok().map(|c| Counters::sum(&c));
     Ok(Table {
         entries: u64::from(g.entries),
         max: g
@@ -139,7 +141,7 @@ fn netns_rows() -> Vec<NetnsRow> {
                 let d = ct
                     .stats_cpu()
                     .ok()
-                    .map(|c| CpuSums::from_cpus(&c))
+                    .map(|c| Counters::sum(&c))
                     .and_then(|c| c.drop);
                 Some((n, d))
             })

@@ -38,18 +38,12 @@ pub fn add(seed: &mut Seed, e: &ctmodel::Entry) {
     }
 }
 
-fn sum_insert(c: &mut ctnetlink::Conntrack) -> Option<u64> {
-    let cpus = c.stats_cpu().ok()?;
-    let v: u64 = cpus.iter().filter_map(|s| s.insert).map(u64::from).sum();
-    Some(v)
-}
-
 /// Dump the table and measure the creation rate over one second.
 pub fn measure() -> Result<(Seed, Vec<String>)> {
     let mut c = ctnetlink::Conntrack::open().context("--from-live: open ctnetlink")?;
     let mut seed = Seed::default();
     let t0 = Instant::now();
-    let ins0 = sum_insert(&mut c);
+    let cpus0 = c.stats_cpu().ok();
     let n0 = c.stats().ok().map(|s| u64::from(s.entries));
     let summary = c
         .dump(ctnetlink::Family::Any, |e| add(&mut seed, e))
@@ -57,7 +51,11 @@ pub fn measure() -> Result<(Seed, Vec<String>)> {
     let left = Duration::from_secs(1).saturating_sub(t0.elapsed());
     std::thread::sleep(left);
     let secs = t0.elapsed().as_secs_f64();
-    let ins1 = sum_insert(&mut c);
+    // Per-CPU delta: each CPU's u32 counter may wrap on its own.
+    let inserted = match (cpus0, c.stats_cpu().ok()) {
+        (Some(a), Some(b)) => ctcore::counters::Counters::delta(&a, &b).insert,
+        _ => None,
+    };
     let n1 = c.stats().ok().map(|s| u64::from(s.entries));
     let mut notes = vec![format!(
         "live table: {} entries dumped in {} groups{}",
@@ -69,12 +67,12 @@ pub fn measure() -> Result<(Seed, Vec<String>)> {
             ""
         }
     )];
-    match (ins0, ins1, n0, n1) {
-        (Some(a), Some(b), _, _) if b > a => {
-            seed.rate = (b - a) as f64 / secs;
+    match (inserted, n0, n1) {
+        (Some(d), _, _) if d > 0 => {
+            seed.rate = d as f64 / secs;
             seed.rate_source = format!("per-CPU insert counter over {secs:.2} s");
         }
-        (_, _, Some(a), Some(b)) => {
+        (_, Some(a), Some(b)) => {
             seed.rate = b.saturating_sub(a) as f64 / secs;
             seed.rate_source = format!(
                 "count delta over {secs:.2} s (a lower bound: the insert counter is not kept by this kernel, and expiries hide creations)"

@@ -17,25 +17,15 @@ pub struct Counters {
     pub insert_failed: u64,
 }
 
-/// Increase of the counters from `before` to `after`, CPU by CPU. The
-/// kernel's per-CPU counters are 32-bit (CTA_STATS_* are be32), so each
-/// difference wraps at 2^32; a CPU missing from either reading (hotplug)
-/// adds nothing rather than its whole history.
+/// Increase of the counters from `before` to `after` (ctcore's per-CPU,
+/// wrap-safe delta); a counter no CPU reported counts 0.
 pub fn counter_delta(before: &[CpuStats], after: &[CpuStats]) -> Counters {
-    let mut d = Counters::default();
-    for a in after {
-        let Some(b) = before.iter().find(|b| b.cpu == a.cpu) else {
-            continue;
-        };
-        let diff = |x: Option<u32>, y: Option<u32>| match (x, y) {
-            (Some(x), Some(y)) => u64::from(y.wrapping_sub(x)),
-            _ => 0,
-        };
-        d.drop += diff(b.drop, a.drop);
-        d.early_drop += diff(b.early_drop, a.early_drop);
-        d.insert_failed += diff(b.insert_failed, a.insert_failed);
+    let d = ctcore::counters::Counters::delta(before, after);
+    Counters {
+        drop: d.drop.unwrap_or(0),
+        early_drop: d.early_drop.unwrap_or(0),
+        insert_failed: d.insert_failed.unwrap_or(0),
     }
-    d
 }
 
 /// One reading of the table, taken at the end of an interval.
