@@ -6,20 +6,24 @@
 //!   /proc/meminfo), [`stat`] (/proc/net/stat/nf_conntrack), [`kernel_log`]
 //!   (every table-full text in every log format, dating, scan), [`ruleset`]
 //!   (nft JSON, iptables-save)
+//! - [`duration`]: the duration syntax and bounds of every flag
 //! - [`counters`]: per-CPU stat counters, their sums and wrap-safe increases
 //! - [`facts`]: the plain values readers fill and rules take
 //! - [`diagnose`]: the rules from facts to findings and a verdict
 //! - [`plan`]: sizing and timeout policy, and the files it renders
+//! - [`time`]: wall-clock text (RFC 3339 UTC)
 //! - [`timeouts`]: the timeout sysctls, their defaults, floors and classes
 //! - [`version`]: the kernel version every version-dependent rule takes
 
 pub mod counters;
 pub mod diagnose;
+pub mod duration;
 pub mod facts;
 pub mod kernel_log;
 pub mod plan;
 pub mod ruleset;
 pub mod slab;
 pub mod stat;
+pub mod time;
 pub mod timeouts;
 pub mod version;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
 use clap::Args;
+use ctcore::duration;
 use cthost::diagnose::{self, Finding, Report, Severity, Thresholds, Verdict};
 use cthost::gather::{self, LogInput, Options};
 
@@ -16,7 +17,10 @@ use crate::cli::{Color, is_stdin};
 pub struct CheckArgs {
     /// Sample the kernel counters twice this far apart and report rates
     /// (e.g. 5s, 500ms): a non-zero drop rate means it is happening now.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// 100ms..1h: a rate needs a few packets' time, and a monitoring check
+    /// must finish.
+    #[arg(long, value_name = "DURATION",
+          value_parser = duration::flag(Duration::from_millis(100), duration::HOUR))]
     pub interval: Option<Duration>,
 
     /// Read the kernel log from a file (dmesg, dmesg -T, journalctl -k,
@@ -27,7 +31,8 @@ pub struct CheckArgs {
     /// Table-full lines younger than this (or of unknown age) mean packets
     /// are dropped now: CRITICAL; older drops are WARNING, so a monitoring
     /// check recovers (e.g. 1h, 30m, 2h30m).
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1h",
+          value_parser = duration::flag(duration::SECOND, duration::YEAR))]
     pub recent: Duration,
 
     /// Fill percentage of nf_conntrack_max for WARNING.
@@ -58,18 +63,6 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
             "--warn and --crit are percentages with warn <= crit (got {} / {})",
             args.warn,
             args.crit
-        );
-    }
-    // 0 divides by zero, 1000y never ends: a rate needs at least a few
-    // packets' time, and a monitoring check must finish (issue 7).
-    const INTERVAL: std::ops::RangeInclusive<Duration> =
-        Duration::from_millis(100)..=Duration::from_secs(3600);
-    if let Some(i) = args.interval
-        && !INTERVAL.contains(&i)
-    {
-        anyhow::bail!(
-            "--interval must be between 100ms and 1h (got {})",
-            humantime::format_duration(i)
         );
     }
     let opts = Options {

@@ -179,4 +179,58 @@ mod tests {
         assert_eq!(cli.netns.as_deref(), Some("x"));
         assert!(cli.json);
     }
+
+    /// Every duration flag takes the one syntax (units or plain seconds)
+    /// and refuses what lies outside its bounds, naming them.
+    #[test]
+    fn duration_flags_share_one_syntax_and_name_their_bounds() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["ctdoctor"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        for ok in [
+            &["watch", "--interval", "250ms"][..],
+            &["watch", "--interval", "2"],
+            &["check", "--interval", "0.5", "--recent", "30m"],
+            &[
+                "export",
+                "--breakdown-interval",
+                "15s",
+                "--trend-window",
+                "1m",
+            ],
+            &[
+                "lab",
+                "short-connections",
+                "--duration",
+                "30s",
+                "--step",
+                "1",
+            ],
+            &[
+                "forecast", "--window", "5m", "--warn", "1h", "--crit", "10m",
+            ],
+        ] {
+            assert_eq!(parse(ok), Ok(()), "{ok:?}");
+        }
+        for (bad, range) in [
+            (&["watch", "--interval", "10ms"][..], "between 100ms and 1h"),
+            (&["check", "--interval", "0"], "between 100ms and 1h"),
+            (&["check", "--recent=-1"], "between 1s and 1year"),
+            (&["export", "--trend-window", "10s"], "between 20s and 1day"),
+            (
+                &["lab", "short-connections", "--duration", "100y"],
+                "between 100ms and 1day",
+            ),
+            (&["forecast", "--window", "1s"], "between 5s and 1day"),
+        ] {
+            let e = parse(bad).expect_err("refused");
+            assert!(e.contains(range), "{bad:?}: {e}");
+        }
+        let e = parse(&["watch", "--interval", "soon"]).expect_err("refused");
+        assert!(e.contains("e.g. 500ms"), "{e}");
+    }
 }

@@ -498,7 +498,7 @@ fn interval_out_of_range_is_bad_usage() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{arg}: {err}");
         assert!(
-            err.contains("--interval must be between 100ms and 1h"),
+            err.contains("--interval") && err.contains("must be between 100ms and 1h"),
             "{arg}: {err}"
         );
     }

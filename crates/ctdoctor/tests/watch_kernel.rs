@@ -201,7 +201,7 @@ fn events_off_gives_null_rates_and_says_what_to_enable() {
 #[test]
 fn bad_usage_exits_2_with_the_reason() {
     for (args, says) in [
-        (vec!["--interval", "0s"], "outside 100ms..1h"),
+        (vec!["--interval", "0s"], "between 100ms and 1h"),
         (vec!["--interval", "soon"], "--interval"),
         (vec!["--count", "0"], "--count"),
         (vec!["-n", "0"], "--top"),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use ctcore::duration;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -21,7 +22,8 @@ pub struct ExportArgs {
     pub listen: SocketAddr,
 
     /// Refresh the breakdown (a full table dump) at most this often.
-    #[arg(long, default_value = "30s", value_parser = parse_interval, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_name = "DURATION",
+          value_parser = duration::flag(duration::SECOND, duration::DAY))]
     pub breakdown_interval: Duration,
 
     /// Skip the breakdown when the table holds more entries than this
@@ -40,7 +42,8 @@ pub struct ExportArgs {
     pub top: usize,
 
     /// Window of count samples (one every 10 s) for time to full.
-    #[arg(long, default_value = "10m", value_parser = parse_window, value_name = "DURATION")]
+    #[arg(long, default_value = "10m", value_name = "DURATION",
+          value_parser = duration::flag(sources::SAMPLE_EVERY * 2, duration::DAY))]
     pub trend_window: Duration,
 
     /// Per-namespace entries and drops for every network namespace.
@@ -61,31 +64,9 @@ pub const MAX_TOP: usize = 100;
 
 // Range checks live in the parsers so a bad value is a usage error
 // (exit 2, like every other bad flag), not a start-up failure (exit 1).
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if d < Duration::from_secs(1) {
-        return Err("must be at least 1s".into());
-    }
-    Ok(d)
-}
-
-fn parse_window(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if d < sources::SAMPLE_EVERY * 2 {
-        return Err("must be at least 20s (two samples)".into());
-    }
-    Ok(d)
-}
-
 pub fn run(args: &ExportArgs, quiet: bool) -> Result<()> {
     if args.top > MAX_TOP {
         bail!("--top {} is above the limit of {MAX_TOP} series", args.top);
-    }
-    if args.breakdown_interval < Duration::from_secs(1) {
-        bail!("--breakdown-interval must be at least 1s");
-    }
-    if args.trend_window < sources::SAMPLE_EVERY * 2 {
-        bail!("--trend-window must be at least 20s (two samples)");
     }
     // Netlink permission first: without CAP_NET_ADMIN nothing works.
     if let Err(e) = ctnetlink::Conntrack::open().and_then(|mut c| c.stats()) {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use ctcore::duration;
 use ctcore::timeouts::{self, TimeoutTable};
 use ctcore::version::Version;
 use cthost::plan::Profile;
@@ -40,15 +41,18 @@ pub enum SourceArg {
 #[derive(Debug, Args)]
 pub struct ForecastArgs {
     /// How long to observe (5s to 24h).
-    #[arg(long, default_value = "60s", value_parser = parse_window, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_name = "DURATION",
+          value_parser = duration::flag(Duration::from_secs(5), duration::DAY))]
     pub window: Duration,
 
     /// CRITICAL when the table is full sooner than this.
-    #[arg(long, default_value = "15m", value_parser = parse_threshold, value_name = "DURATION")]
+    #[arg(long, default_value = "15m", value_name = "DURATION",
+          value_parser = duration::flag(duration::SECOND, duration::YEAR))]
     pub crit: Duration,
 
     /// WARNING when the table is full sooner than this.
-    #[arg(long, default_value = "2h", value_parser = parse_threshold, value_name = "DURATION")]
+    #[arg(long, default_value = "2h", value_name = "DURATION",
+          value_parser = duration::flag(duration::SECOND, duration::YEAR))]
     pub warn: Duration,
 
     /// Where arrivals and lifetimes come from.
@@ -64,22 +68,6 @@ pub struct ForecastArgs {
     /// lower timeout: web, nat-gateway, k8s-node, router.
     #[arg(long, default_value = "web", value_parser = str::parse::<Profile>)]
     pub profile: Profile,
-}
-
-fn parse_window(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 60s, 5m)"))?;
-    if d < Duration::from_secs(5) || d > Duration::from_secs(24 * 3600) {
-        return Err(format!("{s}: must be between 5s and 24h"));
-    }
-    Ok(d)
-}
-
-fn parse_threshold(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 15m, 2h)"))?;
-    if d.is_zero() {
-        return Err(format!("{s}: must be more than 0"));
-    }
-    Ok(d)
 }
 
 fn parse_target(s: &str) -> Result<f64, String> {

@@ -61,7 +61,7 @@ pub struct TableFull {
 
 fn last_rfc3339<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
-        Some(t) => s.serialize_some(&rfc3339(*t as f64)),
+        Some(t) => s.serialize_some(&ctcore::time::rfc3339(*t as f64)),
         None => s.serialize_none(),
     }
 }
@@ -126,18 +126,6 @@ pub struct Snapshot {
     pub filter: Vec<String>,
 }
 
-/// Unix seconds as RFC 3339 UTC (`2025-01-02T03:04:05Z`); out-of-range
-/// values become the epoch rather than failing.
-fn rfc3339(unix: f64) -> String {
-    let secs = if unix.is_finite() && unix > 0.0 {
-        unix as u64
-    } else {
-        0
-    };
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 fn per_s(n: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
         n as f64 / seconds
@@ -190,7 +178,7 @@ impl Snapshot {
             (Vec::new(), Vec::new(), Vec::new())
         };
         Self {
-            time: rfc3339(r.unix_time),
+            time: ctcore::time::rfc3339(r.unix_time),
             interval_s: s,
             count: r.count,
             max: r.max,
