@@ -50,6 +50,7 @@ fn collect(
 
 #[test]
 fn destroy_arrives_for_entries_created_while_listening() {
+    ctlab::require_root!();
     let ns = Netns::create("events").expect("netns");
     ns.track_loopback().expect("nft");
     sysctl(&ns, "net.netfilter.nf_conntrack_events", "2");
@@ -125,6 +126,7 @@ fn destroy_arrives_for_entries_created_while_listening() {
 /// forecast do). All or none, like the packet case.
 #[test]
 fn ctnetlink_entries_from_before_the_listener() {
+    ctlab::require_root!();
     let ns = Netns::create("evctnl").expect("netns");
     ns.insert(&ctlab::fill(50, true)).expect("insert");
     let destroys = ns
@@ -150,6 +152,7 @@ fn ctnetlink_entries_from_before_the_listener() {
 
 #[test]
 fn overflowing_receive_buffer_is_reported_as_lost() {
+    ctlab::require_root!();
     let ns = Netns::create("evlost").expect("netns");
     ns.track_loopback().expect("nft");
     let (lost, events) = ns

@@ -94,6 +94,7 @@ fn f(v: &Value) -> f64 {
 
 #[test]
 fn steady_state_is_the_count_the_namespace_reaches() {
+    ctlab::require_root!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::create("fc-steady").expect("netns");
     ns.track_loopback().expect("nft");
@@ -162,6 +163,7 @@ fn steady_state_is_the_count_the_namespace_reaches() {
 
 #[test]
 fn time_to_full_of_a_running_fill() {
+    ctlab::require_root!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::create("fc-fill").expect("netns");
     ns.track_loopback().expect("nft");
@@ -227,6 +229,7 @@ fn time_to_full_of_a_running_fill() {
 
 #[test]
 fn without_events_two_dumps_say_so() {
+    ctlab::require_root!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::create("fc-dumps").expect("netns");
     ns.track_loopback().expect("nft");
@@ -288,6 +291,7 @@ fn bad_usage_is_unknown() {
 /// dumps once more so the classes' live figures are the table's.
 #[test]
 fn silent_departures_are_resynchronised() {
+    ctlab::require_root!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::create("fc-drift").expect("netns");
     ns.insert(&ctlab::fill(2000, true)).expect("insert");

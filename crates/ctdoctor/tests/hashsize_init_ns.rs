@@ -29,6 +29,7 @@ impl Drop for Restore {
 
 #[test]
 fn apply_and_roll_back_hashsize_in_the_initial_namespace() {
+    ctlab::require_root!("writes /sys/module/nf_conntrack/parameters/hashsize");
     let old = read(HASHSIZE);
     let max = read("/proc/sys/net/netfilter/nf_conntrack_max");
     let _guard = Restore(old);

@@ -110,6 +110,7 @@ fn plan_for_a_nat_gateway_counts_the_extension_area() {
 
 #[test]
 fn check_counts_the_extension_area_of_real_nat_entries() {
+    ctlab::require_root!();
     let ns = Netns::create("natext").expect("netns");
     ns.track_loopback().expect("nft ct rule");
     // A plain tracked loopback connection: no extension area.
@@ -154,6 +155,7 @@ fn check_counts_the_extension_area_of_real_nat_entries() {
 
 #[test]
 fn check_and_plan_suggest_the_same_max_for_a_nearly_full_namespace() {
+    ctlab::require_root!();
     let ns = Netns::create("agree").expect("netns");
     ns.track_loopback().expect("nft ct rule");
     let max: usize = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
@@ -187,6 +189,7 @@ fn check_and_plan_suggest_the_same_max_for_a_nearly_full_namespace() {
 
 #[test]
 fn check_counts_the_extension_area_of_masqueraded_entries() {
+    ctlab::require_root!();
     // MASQUERADE keeps the output interface in each entry's NAT extension
     // (measured on 6.18: one more kmalloc-128 object per entry), although
     // the dump shows no address change when the source already is the

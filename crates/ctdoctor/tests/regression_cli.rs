@@ -94,6 +94,7 @@ fn namespace_with_entries(tag: &str, n: usize) -> Netns {
 
 #[test]
 fn check_verdict_exit_code_survives_a_closed_stdout() {
+    ctlab::require_root!();
     let ns = namespace_with_entries("pipe", 200);
     let log = TempFile::new("pipe-log", b"");
     // 200 entries are far above 0.0001% of any nf_conntrack_max: WARNING.
@@ -250,6 +251,7 @@ fn usage_error_under_color_always_is_coloured_in_a_pipe() {
 
 #[test]
 fn check_on_a_dumb_terminal_has_no_colour() {
+    ctlab::require_root!();
     let ns = namespace_with_entries("dumb", 10);
     let log = TempFile::new("dumb-log", b"");
     let cmd = format!(

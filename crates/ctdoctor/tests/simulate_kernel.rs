@@ -55,10 +55,7 @@ fn buckets() -> u64 {
 
 #[test]
 fn simulate_predicts_the_short_connection_load_test() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "needs root (network namespaces, ctnetlink): run scripts/test as root"
-    );
+    ctlab::require_root!();
     // 800 connections/s from distinct sources into a 16,000-entry headroom:
     // full at 20 s, then 10 s of drops. TIME_WAIT 600 s is lab's setting
     // for this scenario (in the namespace only).

@@ -15,22 +15,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
 
-fn require_root() {
-    assert!(
-        nix_is_root(),
-        "these tests need root (network namespaces, ctnetlink): run scripts/test as root"
-    );
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 type Counts = BTreeMap<String, BTreeMap<String, u64>>;
 
 /// Upper bounds of the timeout histogram, as documented for `top`.
@@ -226,7 +210,7 @@ fn loopback_traffic() -> Vec<Box<dyn Send>> {
 
 #[test]
 fn top_matches_conntrack_on_a_real_table() {
-    require_root();
+    ctlab::require_root!();
     let ns = Netns::create("top").expect("netns");
     ns.track_loopback().expect("nft ct rule");
     let mix = ctlab::generate(12_000, 42, Mix::default());
@@ -293,7 +277,7 @@ fn top_matches_conntrack_on_a_real_table() {
 
 #[test]
 fn top_filters_and_limits_on_a_real_table() {
-    require_root();
+    ctlab::require_root!();
     let ns = Netns::create("filter").expect("netns");
     let mix = ctlab::generate(3_000, 7, Mix::default());
     ns.insert(&mix).expect("insert mix");
@@ -338,7 +322,6 @@ fn top_reports_missing_namespace_and_bad_filter() {
 /// Without CAP_NET_ADMIN: a clear message naming the capability, exit 1, no panic.
 #[test]
 fn top_without_privileges_says_what_is_missing() {
-    require_root();
     for source in ["netlink", "proc"] {
         let out = ctlab::run_unprivileged(BIN, &["top", "--source", source]).expect("setpriv");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -13,6 +13,7 @@ fn sorted_by_tuple(mut v: Vec<ctmodel::Entry>) -> Vec<ctmodel::Entry> {
 
 #[test]
 fn dump_returns_what_was_created() {
+    ctlab::require_root!();
     let ns = Netns::create("nl").expect("netns");
     let mix = ctlab::generate(2_000, 3, Mix::default());
     ns.insert(&mix).expect("insert");
@@ -54,6 +55,7 @@ fn dump_returns_what_was_created() {
 
 #[test]
 fn stats_match_the_kernel_and_conntrack_tools() {
+    ctlab::require_root!();
     let ns = Netns::create("stats").expect("netns");
     let mix = ctlab::generate(500, 5, Mix::default());
     ns.insert(&mix).expect("insert");
@@ -91,6 +93,7 @@ fn stats_match_the_kernel_and_conntrack_tools() {
 
 #[test]
 fn delete_and_flush() {
+    ctlab::require_root!();
     let ns = Netns::create("del").expect("netns");
     let mix = ctlab::generate(300, 11, Mix::default());
     ns.insert(&mix).expect("insert");

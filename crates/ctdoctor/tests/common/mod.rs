@@ -1,6 +1,7 @@
 //! Helpers shared by the binary's end-to-end tests: run ctdoctor, read its
 //! output and JSON findings, facts of test namespaces, and a self-deleting
-//! temporary tree for `--root`.
+//! temporary tree for `--root`. A test that needs root starts with
+//! `ctlab::require_root!()` (in ctlab, so ctlab's own tests share it).
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::os::unix::fs::MetadataExt;
