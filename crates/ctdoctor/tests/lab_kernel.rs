@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, json, run, text};
+use common::{BIN, global_max, json, run, text};
 
 /// Lab runs of this file one at a time: the kernel's table-full messages
 /// share one global rate limit (net_ratelimit: 10 per 5 s), so parallel
@@ -19,10 +19,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn global_max() -> String {
-    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").expect("max")
 }
 
 #[test]

@@ -158,11 +158,7 @@ fn check_and_plan_suggest_the_same_max_for_a_nearly_full_namespace() {
     ctlab::require_root!();
     let ns = Netns::create("agree").expect("netns");
     ns.track_loopback().expect("nft ct rule");
-    let max: usize = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
-        .expect("nf_conntrack_max")
-        .trim()
-        .parse()
-        .expect("number");
+    let max = common::global_max();
     // 84% full (WARNING, so check suggests a new max), no drops. Before
     // the shared policy check said the next power of two above 2 x max
     // (524288) and plan 2 x count rounded to 512: not a power of two.

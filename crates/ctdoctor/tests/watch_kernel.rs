@@ -155,7 +155,7 @@ fn json_lines_report_the_generated_rate_and_the_dominant_source() {
 fn events_off_gives_null_rates_and_says_what_to_enable() {
     ctlab::require_root!();
     let ns = Netns::create("watchoff").expect("netns");
-    ns.exec("sysctl", &["-qw", "net.netfilter.nf_conntrack_events=0"])
+    ns.sysctl("net.netfilter.nf_conntrack_events", "0")
         .expect("sysctl in the test namespace");
     let out = run(&[
         "--netns",

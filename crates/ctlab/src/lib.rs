@@ -4,11 +4,13 @@
 //! ctnetlink, and the root check every kernel test starts with
 //! ([`require_root!`]). Never touches the initial namespace's table.
 
+pub mod host;
 pub mod mix;
 pub mod netns;
 pub mod root;
 pub mod traffic;
 
+pub use host::global_max;
 pub use mix::{Mix, fill, generate};
 pub use netns::Netns;
 pub use root::skip_unless_root;

@@ -69,12 +69,8 @@ fn stats_match_the_kernel_and_conntrack_tools() {
         })
         .expect("run");
     assert_eq!(global.entries, 500);
-    let max: u32 = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
-        .expect("max")
-        .trim()
-        .parse()
-        .expect("number");
-    assert_eq!(global.max_entries, Some(max));
+    let max = ctlab::global_max().expect("nf_conntrack_max");
+    assert_eq!(global.max_entries.map(u64::from), Some(max));
     let cpu_count = std::thread::available_parallelism().map_or(1, usize::from);
     assert!(cpus.len() >= cpu_count, "one row per possible CPU");
     // ctnetlink inserts are the only `insert`s in a fresh namespace.
