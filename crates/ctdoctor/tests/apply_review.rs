@@ -274,6 +274,7 @@ fn rollback_without_a_journal_exits_0_and_creates_nothing() {
 #[test]
 fn rollback_restores_the_mode_and_owner_of_a_replaced_config_file() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    ctlab::require_root!("chown to another owner");
     let t = fake_tree();
     let conf = "/etc/sysctl.d/90-conntrack.conf";
     t.put(conf, "net.netfilter.nf_conntrack_max = 65536\n");

@@ -93,6 +93,7 @@ fn dropped(tag: &str) -> (Netns, u64) {
 
 #[test]
 fn full_table_of_assured_entries_drops_and_check_says_critical() {
+    ctlab::require_root!();
     let _one_at_a_time = filling();
     let (ns, inode) = filled("full", true);
     assert!(
@@ -163,6 +164,7 @@ fn full_table_of_assured_entries_drops_and_check_says_critical() {
 
 #[test]
 fn full_table_of_unassured_entries_early_drops_and_check_warns() {
+    ctlab::require_root!();
     let _one_at_a_time = filling();
     let (ns, inode) = filled("press", false);
     connect_in(&ns, Duration::from_millis(2500)).expect("connect succeeds through early_drop");
@@ -208,6 +210,7 @@ fn check_without_privileges_is_partial_not_a_crash() {
 
 #[test]
 fn check_reads_a_saved_kernel_log_and_usage_errors_are_unknown() {
+    ctlab::require_root!();
     let log = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../ctcore/tests/fixtures/kernel-log-historical.txt"
@@ -248,6 +251,7 @@ const REUSE_BOUND: usize = 200;
 
 #[test]
 fn new_namespace_reusing_a_full_ones_inode_is_not_critical() {
+    ctlab::require_root!();
     let _one_at_a_time = filling();
     // The kernel hands out the lowest free inode number (proc_alloc_inum,
     // an IDA) once the deleted namespace is cleaned up (asynchronously):
@@ -317,6 +321,7 @@ fn new_namespace_reusing_a_full_ones_inode_is_not_critical() {
 
 #[test]
 fn check_recovers_once_the_drops_are_older_than_recent() {
+    ctlab::require_root!();
     let _one_at_a_time = filling();
     let (ns, inode) = dropped("recent");
     // Empty the table: only the drops remain (counter and log).
@@ -358,6 +363,7 @@ fn check_recovers_once_the_drops_are_older_than_recent() {
 
 #[test]
 fn check_with_a_missing_or_unreadable_kernel_log_is_unknown() {
+    ctlab::require_root!();
     let ns = Netns::create("nolog").expect("netns");
     for (path, reason) in [
         (
@@ -407,6 +413,7 @@ fn check_limited(ns: &Netns, limit_kib: u64, log: &str) -> std::process::Child {
 #[test]
 fn check_streams_a_200_mb_log_in_bounded_memory() {
     use std::io::Write;
+    ctlab::require_root!();
     let ns = Netns::create("bigLog").expect("netns");
     // 256 MiB of address space: reading 200 MB whole (as a Vec, then a
     // String) cannot fit; streaming it must.
@@ -440,6 +447,7 @@ fn check_streams_a_200_mb_log_in_bounded_memory() {
 #[test]
 fn check_reads_endless_zeros_from_a_pipe_without_exhausting_memory() {
     use std::io::Write;
+    ctlab::require_root!();
     let ns = Netns::create("zero").expect("netns");
     let mut child = check_limited(&ns, 256 * 1024, "-");
     let mut stdin = child.stdin.take().expect("stdin");
@@ -465,6 +473,7 @@ fn check_reads_endless_zeros_from_a_pipe_without_exhausting_memory() {
 
 #[test]
 fn kernel_log_device_that_never_ends_is_refused_as_unknown() {
+    ctlab::require_root!();
     let ns = Netns::create("urand").expect("netns");
     for (log, what) in [
         (
@@ -510,6 +519,7 @@ fn interval_out_of_range_is_bad_usage() {
 /// says what it knows instead of "none in the last X" (issue 7).
 #[test]
 fn drops_not_in_the_log_are_dated_by_a_sample_not_called_old() {
+    ctlab::require_root!();
     let _one_at_a_time = filling();
     // A namespace whose inode carries no earlier namespace's lines: those
     // (and their suppressed counts) would explain the new drops. Held
@@ -594,6 +604,7 @@ fn regex_lite(title: &str) -> bool {
 
 #[test]
 fn kernel_log_path_dev_kmsg_is_read_like_the_default() {
+    ctlab::require_root!();
     // A blocking read of /dev/kmsg fails (EINVAL for a small buffer) or
     // waits for the next message; the path is read like the default source.
     let ns = Netns::create("kmsgpath").expect("netns");

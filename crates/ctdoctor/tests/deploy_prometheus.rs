@@ -435,6 +435,7 @@ impl Drop for FakeExporter {
 /// with the namespace's owner on the per-netns one.
 #[test]
 fn real_prometheus_fires_drop_alerts_on_rising_drops() {
+    ctlab::require_root!();
     let ns = Netns::create("promdeploy-fake").expect("netns");
     let dir = TempDir::new("promdeploy-fake");
     let _exporter = FakeExporter::start(&ns);
@@ -482,6 +483,7 @@ fn host_wide(alert: &str) -> bool {
 /// and none fires but those fed by other namespaces.
 #[test]
 fn real_prometheus_scrapes_the_exporter_on_a_known_table() {
+    ctlab::require_root!();
     let ns = Netns::create("promdeploy").expect("netns");
     ns.insert(&ctlab::fill(500, true))
         .expect("insert 500 entries");
@@ -579,6 +581,7 @@ fn real_prometheus_scrapes_the_exporter_on_a_known_table() {
 /// Prometheus fires the critical CtdoctorConntrackDropping alert.
 #[test]
 fn real_kernel_drops_fire_the_critical_alert() {
+    ctlab::require_root!();
     let ns = Netns::create("promdeploy-drop").expect("netns");
     ns.track_loopback().expect("nft ct rule");
     // Scrapes and API calls must not need a table entry: exempt the two

@@ -20,11 +20,6 @@ fn udp_flows(n: usize) {
     }
 }
 
-fn sysctl(ns: &Netns, key: &str, value: &str) {
-    ns.exec("sysctl", &["-qw", &format!("{key}={value}")])
-        .expect("sysctl in the test namespace");
-}
-
 /// Poll until `done` says so or `limit` passes; returns (new, destroy) ports seen.
 fn collect(
     ev: &mut Events,
@@ -50,10 +45,13 @@ fn collect(
 
 #[test]
 fn destroy_arrives_for_entries_created_while_listening() {
+    ctlab::require_root!();
     let ns = Netns::create("events").expect("netns");
     ns.track_loopback().expect("nft");
-    sysctl(&ns, "net.netfilter.nf_conntrack_events", "2");
-    sysctl(&ns, "net.netfilter.nf_conntrack_udp_timeout", "2");
+    ns.sysctl("net.netfilter.nf_conntrack_events", "2")
+        .expect("sysctl in the test namespace");
+    ns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "2")
+        .expect("sysctl in the test namespace");
     let (seen, lost) = ns
         .run(|| {
             // Five flows while nobody listens: no event extension.
@@ -125,6 +123,7 @@ fn destroy_arrives_for_entries_created_while_listening() {
 /// forecast do). All or none, like the packet case.
 #[test]
 fn ctnetlink_entries_from_before_the_listener() {
+    ctlab::require_root!();
     let ns = Netns::create("evctnl").expect("netns");
     ns.insert(&ctlab::fill(50, true)).expect("insert");
     let destroys = ns
@@ -150,6 +149,7 @@ fn ctnetlink_entries_from_before_the_listener() {
 
 #[test]
 fn overflowing_receive_buffer_is_reported_as_lost() {
+    ctlab::require_root!();
     let ns = Netns::create("evlost").expect("netns");
     ns.track_loopback().expect("nft");
     let (lost, events) = ns

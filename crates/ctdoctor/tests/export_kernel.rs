@@ -180,6 +180,7 @@ fn promtool_check(text: &str) {
 
 #[test]
 fn export_matches_conntrack_tools() {
+    ctlab::require_root!();
     let ns = Netns::create("export").expect("netns");
     let entries = ctlab::generate(2_000, 9, Mix::default());
     ns.insert(&entries).expect("insert");
@@ -326,6 +327,7 @@ fn export_matches_conntrack_tools() {
 /// within a bound; p99 and peak RSS are printed (README figures).
 #[test]
 fn load_100_concurrent_scrapes() {
+    ctlab::require_root!();
     let ns = Netns::create("export-load").expect("netns");
     let n = 262_144.min(common::global_max());
     let entries = ctlab::generate(n, 11, Mix::default());
@@ -387,6 +389,7 @@ fn load_100_concurrent_scrapes() {
 /// +Inf, no breakdown series) while the cheap counters stay.
 #[test]
 fn all_netns_and_breakdown_cap() {
+    ctlab::require_root!();
     let ns = Netns::create("export-netns").expect("netns");
     let entries = ctlab::generate(500, 5, Mix::default());
     ns.insert(&entries).expect("insert");

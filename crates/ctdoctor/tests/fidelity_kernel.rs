@@ -79,10 +79,7 @@ const QUICK: &[(&str, &[&str])] = &[
 
 #[test]
 fn reference_scenarios_reduced() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "needs root (network namespaces, ctnetlink): run scripts/test as root"
-    );
+    ctlab::require_root!();
     let mut table = Vec::new();
     let mut misses = Vec::new();
     for (name, args) in QUICK {

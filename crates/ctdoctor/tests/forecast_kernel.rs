@@ -20,11 +20,6 @@ use common::{global_max, json, run, text};
 /// One traffic test at a time: two cores, and each test times its rates.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn sysctl(ns: &Netns, key: &str, value: &str) {
-    ns.exec("sysctl", &["-qw", &format!("net.netfilter.{key}={value}")])
-        .expect("sysctl in the test namespace");
-}
-
 fn count(ns: &Netns) -> u64 {
     ns.run(|| {
         ctnetlink::Conntrack::open()
@@ -94,11 +89,14 @@ fn f(v: &Value) -> f64 {
 
 #[test]
 fn steady_state_is_the_count_the_namespace_reaches() {
+    ctlab::require_root!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::create("fc-steady").expect("netns");
     ns.track_loopback().expect("nft");
-    sysctl(&ns, "nf_conntrack_events", "1");
-    sysctl(&ns, "nf_conntrack_udp_timeout", "10");
+    ns.sysctl("net.netfilter.nf_conntrack_events", "1")
+        .expect("sysctl in the test namespace");
+    ns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "10")
+        .expect("sysctl in the test namespace");
     let rate = 2000.0;
     let (report, (v, code, reached)) = with_udp_flows(&ns, rate, u64::MAX, || {
         // Past one timeout and a GC pass: the count is in its steady regime.
@@ -162,12 +160,15 @@ fn steady_state_is_the_count_the_namespace_reaches() {
 
 #[test]
 fn time_to_full_of_a_running_fill() {
+    ctlab::require_root!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::create("fc-fill").expect("netns");
     ns.track_loopback().expect("nft");
-    sysctl(&ns, "nf_conntrack_events", "1");
+    ns.sysctl("net.netfilter.nf_conntrack_events", "1")
+        .expect("sysctl in the test namespace");
     // Long enough that nothing this test creates expires.
-    sysctl(&ns, "nf_conntrack_udp_timeout", "600");
+    ns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "600")
+        .expect("sysctl in the test namespace");
     let max = global_max() as u64;
     let rate = 1000.0;
     // 30 s of fill left at 1000/s; the forecast window takes 10 of them.
@@ -227,11 +228,14 @@ fn time_to_full_of_a_running_fill() {
 
 #[test]
 fn without_events_two_dumps_say_so() {
+    ctlab::require_root!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::create("fc-dumps").expect("netns");
     ns.track_loopback().expect("nft");
-    sysctl(&ns, "nf_conntrack_events", "0");
-    sysctl(&ns, "nf_conntrack_udp_timeout", "60");
+    ns.sysctl("net.netfilter.nf_conntrack_events", "0")
+        .expect("sysctl in the test namespace");
+    ns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "60")
+        .expect("sysctl in the test namespace");
     let rate = 500.0;
     let (report, (v, code)) = with_udp_flows(&ns, rate, u64::MAX, || {
         std::thread::sleep(Duration::from_secs(1));
@@ -288,6 +292,7 @@ fn bad_usage_is_unknown() {
 /// dumps once more so the classes' live figures are the table's.
 #[test]
 fn silent_departures_are_resynchronised() {
+    ctlab::require_root!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::create("fc-drift").expect("netns");
     ns.insert(&ctlab::fill(2000, true)).expect("insert");

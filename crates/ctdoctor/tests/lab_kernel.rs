@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, json, run, text};
+use common::{BIN, global_max, json, run, text};
 
 /// Lab runs of this file one at a time: the kernel's table-full messages
 /// share one global rate limit (net_ratelimit: 10 per 5 s), so parallel
@@ -21,12 +21,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn global_max() -> String {
-    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").expect("max")
-}
-
 #[test]
 fn short_connections_reaches_drops_and_leaves_nothing() {
+    ctlab::require_root!();
     let _serial = serial();
     let max_before = global_max();
     let o = run(&[
@@ -70,6 +67,7 @@ fn short_connections_reaches_drops_and_leaves_nothing() {
 
 #[test]
 fn json_contract() {
+    ctlab::require_root!();
     let _serial = serial();
     let o = run(&[
         "lab",
@@ -168,11 +166,13 @@ fn interrupted_run(signal: nix::sys::signal::Signal, code: i32) {
 
 #[test]
 fn sigint_removes_the_namespace_and_exits_130() {
+    ctlab::require_root!();
     interrupted_run(nix::sys::signal::Signal::SIGINT, 130);
 }
 
 #[test]
 fn sigterm_removes_the_namespace_and_exits_143() {
+    ctlab::require_root!();
     interrupted_run(nix::sys::signal::Signal::SIGTERM, 143);
 }
 
@@ -223,6 +223,7 @@ fn bad_input_gives_clear_errors() {
 /// filter); the pre-fill (marked) never leaves the kernel.
 #[test]
 fn dump_by_mark_is_filtered_in_the_kernel() {
+    ctlab::require_root!();
     let ns = ctlab::Netns::create("lab-mark").expect("netns");
     let mut entries = ctlab::fill(200, true);
     for (i, e) in entries.iter_mut().enumerate() {

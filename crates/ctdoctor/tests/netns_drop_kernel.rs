@@ -19,6 +19,7 @@ use common::{BIN, evidence, global_max, inode_of, must_find};
 /// nothing. --all-netns shows each its own counter.
 #[test]
 fn all_netns_shows_each_namespaces_own_drop_counter() {
+    ctlab::require_root!();
     let full = Netns::create("nsdropfull").expect("netns");
     full.track_loopback().expect("nft ct rule");
     full.insert(&ctlab::fill(global_max(), true))

@@ -54,6 +54,7 @@ fn sleep_in(ns: &Netns) -> Reaped {
 
 #[test]
 fn all_netns_names_the_process_inside_as_owner() {
+    ctlab::require_root!();
     let ns = Netns::create("owners-sleep").expect("netns");
     let _sleep = sleep_in(&ns);
     let inode = inode_of(&ns);

@@ -461,6 +461,7 @@ echo $? >> "$4/out"
 
 #[test]
 fn a_really_full_disk_leaves_the_tree_as_it_was() {
+    ctlab::require_root!("a mount namespace with a small tmpfs");
     // The config directory is full: the temp file cannot be written.
     let t = fake_tree();
     let before = snapshot(&t.0);
@@ -500,6 +501,7 @@ fn ns_sysctl(ns: &Netns, key: &str) -> String {
 
 #[test]
 fn apply_timeouts_in_a_namespace_then_roll_back() {
+    ctlab::require_root!();
     let ns = Netns::create("apply").expect("netns");
     let state = TempDir::new("state");
     let keys = [
@@ -613,11 +615,13 @@ fn notrack_case(tag: &str, format: &str, load: &[&[&str]]) {
 
 #[test]
 fn nft_notrack_rules_stop_tracking() {
+    ctlab::require_root!();
     notrack_case("nft", "nft", &[&["nft", "-c", "-f"], &["nft", "-f"]]);
 }
 
 #[test]
 fn iptables_notrack_rules_stop_tracking() {
+    ctlab::require_root!();
     notrack_case(
         "ipt",
         "iptables",

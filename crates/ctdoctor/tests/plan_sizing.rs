@@ -110,6 +110,7 @@ fn plan_for_a_nat_gateway_counts_the_extension_area() {
 
 #[test]
 fn check_counts_the_extension_area_of_real_nat_entries() {
+    ctlab::require_root!();
     let ns = Netns::create("natext").expect("netns");
     ns.track_loopback().expect("nft ct rule");
     // A plain tracked loopback connection: no extension area.
@@ -154,13 +155,10 @@ fn check_counts_the_extension_area_of_real_nat_entries() {
 
 #[test]
 fn check_and_plan_suggest_the_same_max_for_a_nearly_full_namespace() {
+    ctlab::require_root!();
     let ns = Netns::create("agree").expect("netns");
     ns.track_loopback().expect("nft ct rule");
-    let max: usize = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
-        .expect("nf_conntrack_max")
-        .trim()
-        .parse()
-        .expect("number");
+    let max = common::global_max();
     // 84% full (WARNING, so check suggests a new max), no drops. Before
     // the shared policy check said the next power of two above 2 x max
     // (524288) and plan 2 x count rounded to 512: not a power of two.
@@ -187,6 +185,7 @@ fn check_and_plan_suggest_the_same_max_for_a_nearly_full_namespace() {
 
 #[test]
 fn check_counts_the_extension_area_of_masqueraded_entries() {
+    ctlab::require_root!();
     // MASQUERADE keeps the output interface in each entry's NAT extension
     // (measured on 6.18: one more kmalloc-128 object per entry), although
     // the dump shows no address change when the source already is the

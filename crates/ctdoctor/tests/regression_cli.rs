@@ -6,12 +6,13 @@
 //! Colour on a terminal is observed through a real pty made by util-linux
 //! `script`.
 
+mod common;
+
 use std::process::{Command, Output, Stdio};
 
+use common::{BIN, TempFile, json, stderr};
 use ctlab::Netns;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
 
 /// A /proc/net/nf_conntrack line (kernel 6.18, nf_conntrack_acct=1).
 const LINE: &str = "ipv4     2 tcp      6 95 ESTABLISHED src=10.1.1.1 dst=10.2.2.2 sport=1001 dport=443 packets=3 bytes=180 src=10.2.2.2 dst=10.1.1.1 sport=443 dport=1001 packets=2 bytes=120 [ASSURED] mark=0 zone=0 use=2\n";
@@ -19,26 +20,8 @@ const LINE: &str = "ipv4     2 tcp      6 95 ESTABLISHED src=10.1.1.1 dst=10.2.2
 /// The same with both directions' counters at u64::MAX.
 const MAX_COUNTERS: &str = "ipv4     2 udp      17 29 src=10.1.1.1 dst=10.2.2.2 sport=5000 dport=53 packets=18446744073709551615 bytes=18446744073709551615 src=10.2.2.2 dst=10.1.1.1 sport=53 dport=5000 packets=18446744073709551615 bytes=18446744073709551615 mark=0 zone=0 use=2\n";
 
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn new(tag: &str, content: &[u8]) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("ctdoctor-regression-{tag}-{}", std::process::id()));
-        std::fs::write(&path, content).expect("write temp file");
-        Self(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
+/// `common::run` with NO_COLOR removed: these tests pin colour choices,
+/// which a NO_COLOR in the caller's environment would change.
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -75,15 +58,6 @@ fn run_on_tty(cmdline: &str, term: &str) -> (String, Option<i32>) {
     )
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}); stderr: {}", stderr(o)))
-}
-
 /// A namespace with `n` entries, and an empty kernel log, so that check's
 /// verdict comes from the fill thresholds alone.
 fn namespace_with_entries(tag: &str, n: usize) -> Netns {
@@ -94,8 +68,9 @@ fn namespace_with_entries(tag: &str, n: usize) -> Netns {
 
 #[test]
 fn check_verdict_exit_code_survives_a_closed_stdout() {
+    ctlab::require_root!();
     let ns = namespace_with_entries("pipe", 200);
-    let log = TempFile::new("pipe-log", b"");
+    let log = TempFile::new("regression-pipe-log", b"");
     // 200 entries are far above 0.0001% of any nf_conntrack_max: WARNING.
     let args = [
         "--netns",
@@ -123,14 +98,14 @@ fn check_verdict_exit_code_survives_a_closed_stdout() {
 
 #[test]
 fn top_with_a_closed_stdout_is_success() {
-    let dump = TempFile::new("pipe-top", LINE.repeat(50).as_bytes());
+    let dump = TempFile::new("regression-pipe-top", LINE.repeat(50).as_bytes());
     let out = run_closed_stdout(&["top", "--file", dump.path()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
 #[test]
 fn top_threads_beyond_the_cpus_are_lowered_with_a_note() {
-    let dump = TempFile::new("threads", LINE.repeat(100).as_bytes());
+    let dump = TempFile::new("regression-threads", LINE.repeat(100).as_bytes());
     // Old code: 20000 aborted (thread spawn failed), 2^64-1 panicked.
     for n in ["20000", "18446744073709551615"] {
         let out = run(&["top", "--file", dump.path(), "--threads", n, "--json"]);
@@ -158,7 +133,7 @@ fn top_line_longer_than_a_chunk_is_one_malformed_line() {
     text.push(b'\n');
     text.extend_from_slice(b"garbage\n");
     text.extend_from_slice(LINE.as_bytes());
-    let dump = TempFile::new("long", &text);
+    let dump = TempFile::new("regression-long", &text);
     let out = run(&["top", "--file", dump.path(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = json(&out);
@@ -181,7 +156,7 @@ fn top_line_longer_than_a_chunk_is_one_malformed_line() {
 
 #[test]
 fn top_counters_up_to_u64_max_are_not_malformed() {
-    let dump = TempFile::new("u64", MAX_COUNTERS.repeat(3).as_bytes());
+    let dump = TempFile::new("regression-u64", MAX_COUNTERS.repeat(3).as_bytes());
     let out = run(&["top", "--file", dump.path(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = json(&out);
@@ -191,7 +166,10 @@ fn top_counters_up_to_u64_max_are_not_malformed() {
 
 #[test]
 fn top_file_of_only_malformed_lines_exits_1_with_the_first_reasons() {
-    let dump = TempFile::new("garbage", b"hello world\n\nnot conntrack output\n");
+    let dump = TempFile::new(
+        "regression-garbage",
+        b"hello world\n\nnot conntrack output\n",
+    );
     let out = run(&["top", "--file", dump.path()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(out.stdout.is_empty(), "no table for unreadable input");
@@ -207,7 +185,7 @@ fn top_file_of_only_malformed_lines_exits_1_with_the_first_reasons() {
 
 #[test]
 fn top_empty_file_is_an_empty_table_not_an_error() {
-    let dump = TempFile::new("empty", b"");
+    let dump = TempFile::new("regression-empty", b"");
     let out = run(&["top", "--file", dump.path(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json(&out)["entries"], 0);
@@ -250,8 +228,9 @@ fn usage_error_under_color_always_is_coloured_in_a_pipe() {
 
 #[test]
 fn check_on_a_dumb_terminal_has_no_colour() {
+    ctlab::require_root!();
     let ns = namespace_with_entries("dumb", 10);
-    let log = TempFile::new("dumb-log", b"");
+    let log = TempFile::new("regression-dumb-log", b"");
     let cmd = format!(
         "{BIN} --netns {} check --no-dump --kernel-log {}",
         ns.name(),

@@ -45,20 +45,9 @@ fn at(c: &[(f64, u64, u64)], t: f64, f: fn(&(f64, u64, u64)) -> u64) -> f64 {
     f(a) as f64 * (1.0 - w) + f(b) as f64 * w
 }
 
-fn buckets() -> u64 {
-    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_buckets")
-        .expect("nf_conntrack_buckets")
-        .trim()
-        .parse()
-        .expect("number")
-}
-
 #[test]
 fn simulate_predicts_the_short_connection_load_test() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "needs root (network namespaces, ctnetlink): run scripts/test as root"
-    );
+    ctlab::require_root!();
     // 800 connections/s from distinct sources into a 16,000-entry headroom:
     // full at 20 s, then 10 s of drops. TIME_WAIT 600 s is lab's setting
     // for this scenario (in the namespace only).
@@ -95,7 +84,7 @@ fn simulate_predicts_the_short_connection_load_test() {
              arrival = {{ kind = \"constant\", rate = {rate} }}\n\
              lifecycle = {{ kind = \"short-http\", rtt_s = 0.0001, duration_s = 0.001 }}\n\
              sources = {{ clients = 0 }}\n",
-            buckets()
+            common::read_u64("/proc/sys/net/netfilter/nf_conntrack_buckets")
         ),
     );
     let scenario = dir.p("lab.toml");

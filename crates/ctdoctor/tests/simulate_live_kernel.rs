@@ -9,6 +9,7 @@ use common::{json, run, text};
 
 #[test]
 fn from_live_seeds_the_model_with_the_dumped_table() {
+    ctlab::require_root!();
     let ns = Netns::create("simcli-live").expect("netns");
     let mix = ctlab::generate(2_000, 11, ctlab::Mix::default());
     ns.insert(&mix).expect("insert mix");

@@ -4,32 +4,16 @@
 //! and stdin sources must equal counts computed here, independently of the
 //! code under test, from `conntrack -L -o extended` of the same namespace.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{BIN, json, run, run_stdin, stderr, text};
 use ctlab::{Mix, Netns};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
-
-fn require_root() {
-    assert!(
-        nix_is_root(),
-        "these tests need root (network namespaces, ctnetlink): run scripts/test as root"
-    );
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 type Counts = BTreeMap<String, BTreeMap<String, u64>>;
 
@@ -150,34 +134,18 @@ fn report_counts(v: &Value) -> Counts {
     c
 }
 
-fn ctdoctor(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ctdoctor");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(input).expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
 fn top_json(args: &[&str], stdin: Option<&[u8]>) -> Value {
-    let (code, out, err) = ctdoctor(args, stdin);
-    assert_eq!(code, 0, "ctdoctor {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}\n{out}"))
+    let out = match stdin {
+        Some(input) => run_stdin(args, input),
+        None => run(args),
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "ctdoctor {args:?}: {}",
+        text(&out)
+    );
+    json(&out)
 }
 
 /// Real loopback flows: ESTABLISHED (kept open), TIME_WAIT (closed), and
@@ -226,7 +194,7 @@ fn loopback_traffic() -> Vec<Box<dyn Send>> {
 
 #[test]
 fn top_matches_conntrack_on_a_real_table() {
-    require_root();
+    ctlab::require_root!();
     let ns = Netns::create("top").expect("netns");
     ns.track_loopback().expect("nft ct rule");
     let mix = ctlab::generate(12_000, 42, Mix::default());
@@ -293,7 +261,7 @@ fn top_matches_conntrack_on_a_real_table() {
 
 #[test]
 fn top_filters_and_limits_on_a_real_table() {
-    require_root();
+    ctlab::require_root!();
     let ns = Netns::create("filter").expect("netns");
     let mix = ctlab::generate(3_000, 7, Mix::default());
     ns.insert(&mix).expect("insert mix");
@@ -324,21 +292,22 @@ fn top_filters_and_limits_on_a_real_table() {
 
 #[test]
 fn top_reports_missing_namespace_and_bad_filter() {
-    let (code, _, err) = ctdoctor(&["--netns", "ctd-does-not-exist", "top"], None);
-    assert_eq!(code, 1);
+    let out = run(&["--netns", "ctd-does-not-exist", "top"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         err.contains("/run/netns/ctd-does-not-exist does not exist"),
         "{err}"
     );
-    let (code, _, err) = ctdoctor(&["top", "--file", "-", "--filter", "colour=red"], Some(b""));
-    assert_eq!(code, 2);
+    let out = run_stdin(&["top", "--file", "-", "--filter", "colour=red"], b"");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("unknown key"), "{err}");
 }
 
 /// Without CAP_NET_ADMIN: a clear message naming the capability, exit 1, no panic.
 #[test]
 fn top_without_privileges_says_what_is_missing() {
-    require_root();
     for source in ["netlink", "proc"] {
         let out = ctlab::run_unprivileged(BIN, &["top", "--source", source]).expect("setpriv");
         let err = String::from_utf8_lossy(&out.stderr);

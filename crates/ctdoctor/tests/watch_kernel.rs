@@ -27,19 +27,6 @@ const MINOR_RATE: f64 = 50.0;
 /// so no ICMP port-unreachable comes back.
 const SINK: &str = "127.0.0.1:5353";
 
-fn require_root() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    assert!(
-        root,
-        "watch_kernel tests need root (network namespaces, ctnetlink)"
-    );
-}
-
 /// Paced UDP flows from `src` until `stop`; returns (sent, seconds).
 /// Source ports count up from 10000, so no flow reuses a live tuple.
 fn flows(src: &str, rate: f64, stop: &AtomicBool) -> (u64, f64) {
@@ -78,7 +65,7 @@ fn lines(stdout: &[u8]) -> Vec<Value> {
 
 #[test]
 fn json_lines_report_the_generated_rate_and_the_dominant_source() {
-    require_root();
+    ctlab::require_root!();
     let ns = Netns::create("watch").expect("netns");
     ns.track_loopback().expect("nft");
     let stop = AtomicBool::new(false);
@@ -166,9 +153,9 @@ fn json_lines_report_the_generated_rate_and_the_dominant_source() {
 
 #[test]
 fn events_off_gives_null_rates_and_says_what_to_enable() {
-    require_root();
+    ctlab::require_root!();
     let ns = Netns::create("watchoff").expect("netns");
-    ns.exec("sysctl", &["-qw", "net.netfilter.nf_conntrack_events=0"])
+    ns.sysctl("net.netfilter.nf_conntrack_events", "0")
         .expect("sysctl in the test namespace");
     let out = run(&[
         "--netns",
@@ -235,7 +222,7 @@ fn without_a_terminal_the_full_screen_view_is_refused() {
 #[test]
 fn sigterm_ends_json_lines_cleanly() {
     use std::io::{BufRead, BufReader};
-    require_root();
+    ctlab::require_root!();
     let ns = Netns::create("watchterm").expect("netns");
     let mut child = spawn_watch(&ns, &["--interval", "200ms"]);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
@@ -261,7 +248,7 @@ fn sigterm_ends_json_lines_cleanly() {
 /// another test spent it just before.
 #[test]
 fn a_full_namespace_shows_drops_and_table_full_lines() {
-    require_root();
+    ctlab::require_root!();
     let ns = Netns::create("watchfull").expect("netns");
     ns.track_loopback().expect("nft");
     let max = common::global_max();

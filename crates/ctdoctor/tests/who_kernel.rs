@@ -24,6 +24,7 @@ fn xtables(ns: &Netns, tool: &str, args: &[&str]) {
 
 #[test]
 fn iptables_nft_rules_are_seen_in_their_iptables_form() {
+    ctlab::require_root!();
     let ns = Netns::create("ipt").expect("netns");
     // The issue's two rules, and their IPv6 twins.
     xtables(
@@ -114,6 +115,7 @@ fn iptables_nft_rules_are_seen_in_their_iptables_form() {
 /// conntrack skipped: an exemption, not a reason conntrack is needed.
 #[test]
 fn notrack_with_untracked_accept_is_not_a_reason_for_conntrack() {
+    ctlab::require_root!();
     let ns = Netns::create("notrack").expect("netns");
     ns.nft(
         "table inet exempt {\n\
@@ -180,6 +182,7 @@ fn udp_to_discard(ns: &Netns) {
 /// flow all the same. Before, check reported it as an exemption.
 #[test]
 fn notrack_after_conntrack_priority_is_reported_as_doing_nothing() {
+    ctlab::require_root!();
     let ns = Netns::create("latenotrack").expect("netns");
     ns.nft(
         "table inet late {\n\
@@ -216,6 +219,7 @@ fn notrack_after_conntrack_priority_is_reported_as_doing_nothing() {
 /// "nothing found here needs conntrack".
 #[test]
 fn ct_helper_object_alone_is_a_reason_for_conntrack() {
+    ctlab::require_root!();
     let ns = Netns::create("cthelper").expect("netns");
     ns.nft("table ip t {\n ct helper ftph { type \"ftp\" protocol tcp; }\n}\n")
         .expect("nft");
@@ -232,6 +236,7 @@ fn ct_helper_object_alone_is_a_reason_for_conntrack() {
 /// tracks nothing: check still says that nothing here needs it.
 #[test]
 fn who_unneeded_is_said_on_an_empty_table() {
+    ctlab::require_root!();
     let ns = Netns::create("empty").expect("netns");
     let v = check_json(&ns);
     assert_eq!(v["summary"]["count"], 0, "{v:#}");
@@ -309,6 +314,7 @@ impl Drop for FakeService {
 /// the host is the host's, one inside the namespace is this namespace's.
 #[test]
 fn host_services_are_reported_as_the_hosts_with_netns() {
+    ctlab::require_root!();
     let ns = Netns::create("svc").expect("netns");
     let host = FakeService::dockerd(None, "host");
     let inside = FakeService::dockerd(Some(&ns), "inside");

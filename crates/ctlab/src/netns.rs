@@ -45,6 +45,14 @@ impl Netns {
             .args(args))
     }
 
+    /// Set a sysctl inside the namespace (`sysctl -qw key=value`), e.g.
+    /// `net.netfilter.nf_conntrack_events`; the initial namespace's value
+    /// is not touched.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        self.exec("sysctl", &["-qw", &format!("{key}={value}")])?;
+        Ok(())
+    }
+
     /// Load an nft ruleset into the namespace.
     pub fn nft(&self, ruleset: &str) -> Result<()> {
         use std::io::Write;

@@ -13,6 +13,7 @@ fn sorted_by_tuple(mut v: Vec<ctmodel::Entry>) -> Vec<ctmodel::Entry> {
 
 #[test]
 fn dump_returns_what_was_created() {
+    ctlab::require_root!();
     let ns = Netns::create("nl").expect("netns");
     let mix = ctlab::generate(2_000, 3, Mix::default());
     ns.insert(&mix).expect("insert");
@@ -54,6 +55,7 @@ fn dump_returns_what_was_created() {
 
 #[test]
 fn stats_match_the_kernel_and_conntrack_tools() {
+    ctlab::require_root!();
     let ns = Netns::create("stats").expect("netns");
     let mix = ctlab::generate(500, 5, Mix::default());
     ns.insert(&mix).expect("insert");
@@ -67,12 +69,8 @@ fn stats_match_the_kernel_and_conntrack_tools() {
         })
         .expect("run");
     assert_eq!(global.entries, 500);
-    let max: u32 = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
-        .expect("max")
-        .trim()
-        .parse()
-        .expect("number");
-    assert_eq!(global.max_entries, Some(max));
+    let max = ctlab::global_max().expect("nf_conntrack_max");
+    assert_eq!(global.max_entries.map(u64::from), Some(max));
     let cpu_count = std::thread::available_parallelism().map_or(1, usize::from);
     assert!(cpus.len() >= cpu_count, "one row per possible CPU");
     // ctnetlink inserts are the only `insert`s in a fresh namespace.
@@ -91,6 +89,7 @@ fn stats_match_the_kernel_and_conntrack_tools() {
 
 #[test]
 fn delete_and_flush() {
+    ctlab::require_root!();
     let ns = Netns::create("del").expect("netns");
     let mix = ctlab::generate(300, 11, Mix::default());
     ns.insert(&mix).expect("insert");

@@ -1,11 +1,13 @@
 //! Helpers shared by the binary's end-to-end tests: run ctdoctor, read its
-//! output and JSON findings, facts of test namespaces, and a self-deleting
-//! temporary tree for `--root`.
+//! output and JSON findings, facts of test namespaces, numbers read from
+//! /proc and /sys, and self-deleting temporary files and trees (`--root`).
+//! A test that needs root starts with `ctlab::require_root!()` (in ctlab,
+//! so ctlab's own tests share it).
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use ctlab::Netns;
 use serde_json::Value;
@@ -14,6 +16,30 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
 
 pub fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run ctdoctor")
+}
+
+/// `run` with `input` on stdin (for `--file -`).
+pub fn run_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctdoctor");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for ctdoctor")
+}
+
+/// stderr alone, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// stdout then stderr, as text.
@@ -63,11 +89,16 @@ pub fn evidence(f: &Value) -> Vec<&str> {
 
 /// The global nf_conntrack_max (every namespace's count is compared with it).
 pub fn global_max() -> usize {
-    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
-        .expect("nf_conntrack_max")
-        .trim()
+    let max = ctlab::global_max().expect("nf_conntrack_max");
+    usize::try_from(max).expect("nf_conntrack_max fits usize")
+}
+
+/// The number a /proc or /sys file holds (`nf_conntrack_buckets`, `hashsize`).
+pub fn read_u64(path: &str) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.trim()
         .parse()
-        .expect("number")
+        .unwrap_or_else(|e| panic!("{path}: {e}: {text:?}"))
 }
 
 /// The namespace's inode: the number the kernel prints in `table full in netns N`.
@@ -117,6 +148,29 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file with `content` in the temporary directory, removed on drop.
+pub struct TempFile(PathBuf);
+
+impl TempFile {
+    /// A fresh file, unique per call like [`TempDir::new`].
+    pub fn new(tag: &str, content: &[u8]) -> Self {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ctdoctor-{tag}-{}-{n}", std::process::id()));
+        std::fs::write(&path, content).expect("write temp file");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
