@@ -9,6 +9,8 @@
 //! - [`counters`]: per-CPU stat counters, their sums and wrap-safe increases
 //! - [`facts`]: the plain values readers fill and rules take
 //! - [`diagnose`]: the rules from facts to findings and a verdict
+//! - [`forecast`]: steady state and time to full from arrivals and
+//!   lifetimes, the change that avoids a full table, two-dump arrivals
 //! - [`plan`]: sizing and timeout policy, and the files it renders
 //! - [`timeouts`]: the timeout sysctls, their defaults, floors and classes
 //! - [`version`]: the kernel version every version-dependent rule takes
@@ -16,6 +18,7 @@
 pub mod counters;
 pub mod diagnose;
 pub mod facts;
+pub mod forecast;
 pub mod kernel_log;
 pub mod plan;
 pub mod ruleset;

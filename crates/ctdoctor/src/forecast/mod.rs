@@ -1,12 +1,9 @@
 //! `ctdoctor forecast`: watch this namespace's table for a window (ctnetlink
 //! events into a `ctmodel::flows::Tracker`, or two dumps when events are
 //! off or cannot be subscribed), sample the count every second, read the
-//! namespace's timeouts, and hand everything to [`estimate`]; render the
-//! result as text or JSON with a Nagios status (0 OK, 1 WARNING,
-//! 2 CRITICAL, 3 UNKNOWN like `check`).
-
-pub mod dumps;
-pub mod estimate;
+//! namespace's timeouts, and hand everything to `ctcore::forecast`'s
+//! [`estimate`]; render the result as text or JSON with a Nagios status
+//! (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN like `check`).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -14,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use ctcore::forecast::{dumps, estimate};
 use ctcore::timeouts::{self, TimeoutTable};
 use ctcore::version::Version;
 use cthost::plan::Profile;

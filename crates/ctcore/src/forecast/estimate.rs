@@ -3,7 +3,7 @@
 //! steady state by Little's law, the time to full from the least-squares
 //! trend of count samples, the combined verdict, and the one change that
 //! avoids a full table. Values in, values out: no clock, no /proc, no
-//! netlink (the command in `forecast/mod.rs` and the exporter gather them).
+//! netlink (ctdoctor's `forecast` command and its exporter gather them).
 
 use std::collections::BTreeMap;
 
@@ -20,8 +20,9 @@ pub const REAP_BOUND_S: f64 = 60.0;
 pub const DEFAULT_TARGET_SHARE: f64 = 0.8;
 
 /// The timeout that governs a class: sysctl name without `nf_conntrack_`
-/// (one of `ctsim::TIMEOUT_NAMES`), its value in this namespace, and the
-/// lowest value `ctdoctor plan` would set it to (None: never suggest lower).
+/// (a [`crate::timeouts::Timeout::short`] name), its value in this
+/// namespace, and the lowest value `ctdoctor plan` would set it to (None:
+/// never suggest lower).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Timeout {
     pub sysctl: String,
@@ -53,7 +54,7 @@ pub struct Inputs {
 /// entry spends in `class` (a `ctmodel::flows::class_key`), if any
 /// (ctcore's timeout table, which the simulator uses too).
 pub fn timeout_sysctl(class: &str) -> Option<&'static str> {
-    ctcore::timeouts::Timeout::for_class(class).map(|t| t.short())
+    crate::timeouts::Timeout::for_class(class).map(|t| t.short())
 }
 
 /// How the mean time in a class was obtained.
