@@ -12,6 +12,7 @@
 //! - [`forecast`]: steady state and time to full from arrivals and
 //!   lifetimes, the change that avoids a full table, two-dump arrivals
 //! - [`plan`]: sizing and timeout policy, and the files it renders
+//! - [`resync`]: when an event-fed live set is re-read with a dump
 //! - [`timeouts`]: the timeout sysctls, their defaults, floors and classes
 //! - [`version`]: the kernel version every version-dependent rule takes
 
@@ -21,6 +22,7 @@ pub mod facts;
 pub mod forecast;
 pub mod kernel_log;
 pub mod plan;
+pub mod resync;
 pub mod ruleset;
 pub mod slab;
 pub mod stat;

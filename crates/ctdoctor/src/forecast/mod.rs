@@ -214,7 +214,7 @@ fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Resu
     // set and the count disagree, one more dump brings the classes' live
     // figures back to the truth (arrivals and dwell are not touched).
     // (Not counted in `resyncs`: those are event losses.)
-    if crate::watch::resync::drifted(u64::from(last), tracker.live()) {
+    if ctcore::resync::drifted(u64::from(last), tracker.live()) {
         resync(&mut tracker, ct)?;
     }
     let end = now();
