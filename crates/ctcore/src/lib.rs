@@ -8,6 +8,8 @@
 //!   (nft JSON, iptables-save)
 //! - [`counters`]: per-CPU stat counters, their sums and wrap-safe increases
 //! - [`facts`]: the plain values readers fill and rules take
+//! - [`fidelity`]: a kernel run's curve against the model's, with the
+//!   tolerances the simulator is held to
 //! - [`diagnose`]: the rules from facts to findings and a verdict
 //! - [`forecast`]: steady state and time to full from arrivals and
 //!   lifetimes, the change that avoids a full table, two-dump arrivals
@@ -19,6 +21,7 @@
 pub mod counters;
 pub mod diagnose;
 pub mod facts;
+pub mod fidelity;
 pub mod forecast;
 pub mod kernel_log;
 pub mod plan;
