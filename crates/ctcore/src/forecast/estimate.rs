@@ -57,6 +57,31 @@ pub fn timeout_sysctl(class: &str) -> Option<&'static str> {
     crate::timeouts::Timeout::for_class(class).map(|t| t.short())
 }
 
+/// Each class with the timeout that governs it: its value from `timeouts`
+/// (short sysctl name to seconds, this namespace's; a class whose timeout
+/// is missing there gets none) and plan's floor for `profile`.
+pub fn class_inputs(
+    classes: BTreeMap<String, ClassStats>,
+    timeouts: &BTreeMap<String, f64>,
+    profile: crate::plan::Profile,
+) -> BTreeMap<String, ClassInput> {
+    classes
+        .into_iter()
+        .map(|(class, stats)| {
+            let timeout = timeout_sysctl(&class).and_then(|name| {
+                Some(Timeout {
+                    sysctl: name.to_string(),
+                    seconds: *timeouts.get(name)?,
+                    floor: crate::timeouts::Timeout::from_name(name)
+                        .and_then(|t| crate::plan::timeout_floor(t, profile))
+                        .map(|(f, _)| f as f64),
+                })
+            });
+            (class, ClassInput { stats, timeout })
+        })
+        .collect()
+}
+
 /// How the mean time in a class was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -498,6 +523,23 @@ mod tests {
         assert_eq!(timeout_sysctl("unknown/REPLIED"), Some("generic_timeout"));
         assert_eq!(timeout_sysctl("sctp/ESTABLISHED"), None);
         assert_eq!(timeout_sysctl("garbage"), None);
+    }
+
+    #[test]
+    fn classes_get_the_namespaces_timeout_and_plans_floor() {
+        let classes = ["udp/UNREPLIED", "tcp/TIME_WAIT", "sctp/ESTABLISHED"]
+            .into_iter()
+            .map(|k| (k.to_string(), stats(1, 0, 0.0, 1, 0.0)))
+            .collect();
+        let timeouts = [("udp_timeout".to_string(), 45.0)].into_iter().collect();
+        let c = class_inputs(classes, &timeouts, crate::plan::Profile::Web);
+        assert_eq!(
+            c["udp/UNREPLIED"].timeout,
+            timeout("udp_timeout", 45.0, Some(30.0))
+        );
+        // Not read in this namespace, and no timeout governs sctp.
+        assert_eq!(c["tcp/TIME_WAIT"].timeout, None);
+        assert_eq!(c["sctp/ESTABLISHED"].timeout, None);
     }
 
     #[test]

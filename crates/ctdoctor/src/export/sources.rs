@@ -332,7 +332,7 @@ impl Shared {
             (Some((count, max)), Some((window, classes))) if *window > 0.0 => {
                 Some(estimate::estimate(&estimate::Inputs {
                     window: *window,
-                    classes: forecast::class_inputs(
+                    classes: estimate::class_inputs(
                         classes.clone(),
                         &forecast::timeouts(),
                         cthost::plan::Profile::Web,

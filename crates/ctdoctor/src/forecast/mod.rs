@@ -21,7 +21,7 @@ use ctmodel::flows::Tracker;
 use ctnetlink::{Conntrack, Events, Family, Groups};
 use serde::Serialize;
 
-use estimate::{Change, ClassInput, DwellBasis, Forecast, Inputs, Status, Timeout, human};
+use estimate::{Change, DwellBasis, Forecast, Inputs, Status, human};
 
 const NF: &str = "/proc/sys/net/netfilter";
 
@@ -120,28 +120,6 @@ pub fn timeouts() -> BTreeMap<String, f64> {
         }
     }
     out
-}
-
-pub fn class_inputs(
-    classes: BTreeMap<String, ctmodel::flows::ClassStats>,
-    timeouts: &BTreeMap<String, f64>,
-    profile: Profile,
-) -> BTreeMap<String, ClassInput> {
-    classes
-        .into_iter()
-        .map(|(class, stats)| {
-            let timeout = estimate::timeout_sysctl(&class).and_then(|name| {
-                Some(Timeout {
-                    sysctl: name.to_string(),
-                    seconds: *timeouts.get(name)?,
-                    floor: timeouts::Timeout::from_name(name)
-                        .and_then(|t| cthost::plan::timeout_floor(t, profile))
-                        .map(|(f, _)| f as f64),
-                })
-            });
-            (class, ClassInput { stats, timeout })
-        })
-        .collect()
 }
 
 /// What one observation window gave.
@@ -320,7 +298,7 @@ pub fn run(args: &ForecastArgs) -> Result<Report> {
         .map_or(u64::from(g.entries), |s| s.1 as u64);
     let forecast = estimate::estimate(&Inputs {
         window: observed.window,
-        classes: class_inputs(observed.classes, &timeouts, args.profile),
+        classes: estimate::class_inputs(observed.classes, &timeouts, args.profile),
         count,
         max,
         samples: observed.samples,
