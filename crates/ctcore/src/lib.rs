@@ -9,8 +9,13 @@
 //! - [`duration`]: the duration syntax and bounds of every flag
 //! - [`counters`]: per-CPU stat counters, their sums and wrap-safe increases
 //! - [`facts`]: the plain values readers fill and rules take
+//! - [`fidelity`]: a kernel run's curve against the model's, with the
+//!   tolerances the simulator is held to
 //! - [`diagnose`]: the rules from facts to findings and a verdict
+//! - [`forecast`]: steady state and time to full from arrivals and
+//!   lifetimes, the change that avoids a full table, two-dump arrivals
 //! - [`plan`]: sizing and timeout policy, and the files it renders
+//! - [`resync`]: when an event-fed live set is re-read with a dump
 //! - [`time`]: wall-clock text (RFC 3339 UTC)
 //! - [`timeouts`]: the timeout sysctls, their defaults, floors and classes
 //! - [`version`]: the kernel version every version-dependent rule takes
@@ -19,8 +24,11 @@ pub mod counters;
 pub mod diagnose;
 pub mod duration;
 pub mod facts;
+pub mod fidelity;
+pub mod forecast;
 pub mod kernel_log;
 pub mod plan;
+pub mod resync;
 pub mod ruleset;
 pub mod slab;
 pub mod stat;

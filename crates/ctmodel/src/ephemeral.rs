@@ -168,7 +168,7 @@ mod tests {
     fn reproduces_the_kernels_one_client_count_at_800_per_second() {
         // Kernel 6.18 here: `ctdoctor lab short-connections-one-client
         // --duration 40s --rate 800 --headroom 20000` (fixture
-        // crates/ctdoctor/tests/fixtures/fidelity/short-one-client-800.json).
+        // crates/ctcore/tests/fixtures/fidelity/short-one-client-800.json).
         let kernel = [
             (5, 3798),
             (10, 6595),

@@ -1,7 +1,7 @@
 //! `ctdoctor export`: a Prometheus exporter. Owns the command-line flags
 //! and the start-up checks (netlink permission, port); [`sources`] reads,
 //! [`metrics`] maps and encodes, [`server`] serves; the prediction is
-//! `crate::forecast::estimate`'s, the same as `ctdoctor forecast`.
+//! `ctcore::forecast::estimate`'s, the same as `ctdoctor forecast`.
 
 pub mod metrics;
 pub mod server;

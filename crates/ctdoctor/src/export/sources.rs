@@ -4,7 +4,7 @@
 //! per-namespace counts, the /dev/kmsg follower) whose results scrapes read
 //! from [`Shared`]. Each source fails on its own. Consecutive breakdown
 //! dumps also give the forecast's arrivals (ids new in the second dump,
-//! `crate::forecast::dumps`).
+//! `ctcore::forecast::dumps`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,7 +16,8 @@ use ctnetlink::{Conntrack, Family};
 use ctcore::counters::Counters;
 
 use super::metrics::{BreakdownView, NetnsRow, Snapshot, Table};
-use crate::forecast::{self, dumps, estimate};
+use crate::forecast;
+use ctcore::forecast::{dumps, estimate};
 
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 const NF: &str = "/proc/sys/net/netfilter";
@@ -331,7 +332,7 @@ impl Shared {
             (Some((count, max)), Some((window, classes))) if *window > 0.0 => {
                 Some(estimate::estimate(&estimate::Inputs {
                     window: *window,
-                    classes: forecast::class_inputs(
+                    classes: estimate::class_inputs(
                         classes.clone(),
                         &forecast::timeouts(),
                         cthost::plan::Profile::Web,

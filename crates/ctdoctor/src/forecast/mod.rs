@@ -1,12 +1,9 @@
 //! `ctdoctor forecast`: watch this namespace's table for a window (ctnetlink
 //! events into a `ctmodel::flows::Tracker`, or two dumps when events are
 //! off or cannot be subscribed), sample the count every second, read the
-//! namespace's timeouts, and hand everything to [`estimate`]; render the
-//! result as text or JSON with a Nagios status (0 OK, 1 WARNING,
-//! 2 CRITICAL, 3 UNKNOWN like `check`).
-
-pub mod dumps;
-pub mod estimate;
+//! namespace's timeouts, and hand everything to `ctcore::forecast`'s
+//! [`estimate`]; render the result as text or JSON with a Nagios status
+//! (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN like `check`).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -15,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use ctcore::duration;
+use ctcore::forecast::{dumps, estimate};
 use ctcore::timeouts::{self, TimeoutTable};
 use ctcore::version::Version;
 use cthost::plan::Profile;
@@ -24,7 +22,7 @@ use ctmodel::flows::Tracker;
 use ctnetlink::{Conntrack, Events, Family, Groups};
 use serde::Serialize;
 
-use estimate::{Change, ClassInput, DwellBasis, Forecast, Inputs, Status, Timeout, human};
+use estimate::{Change, DwellBasis, Forecast, Inputs, Status, human};
 
 const NF: &str = "/proc/sys/net/netfilter";
 
@@ -112,28 +110,6 @@ pub fn timeouts() -> BTreeMap<String, f64> {
     out
 }
 
-pub fn class_inputs(
-    classes: BTreeMap<String, ctmodel::flows::ClassStats>,
-    timeouts: &BTreeMap<String, f64>,
-    profile: Profile,
-) -> BTreeMap<String, ClassInput> {
-    classes
-        .into_iter()
-        .map(|(class, stats)| {
-            let timeout = estimate::timeout_sysctl(&class).and_then(|name| {
-                Some(Timeout {
-                    sysctl: name.to_string(),
-                    seconds: *timeouts.get(name)?,
-                    floor: timeouts::Timeout::from_name(name)
-                        .and_then(|t| cthost::plan::timeout_floor(t, profile))
-                        .map(|(f, _)| f as f64),
-                })
-            });
-            (class, ClassInput { stats, timeout })
-        })
-        .collect()
-}
-
 /// What one observation window gave.
 struct Observed {
     classes: BTreeMap<String, ctmodel::flows::ClassStats>,
@@ -204,7 +180,7 @@ fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Resu
     // set and the count disagree, one more dump brings the classes' live
     // figures back to the truth (arrivals and dwell are not touched).
     // (Not counted in `resyncs`: those are event losses.)
-    if crate::watch::resync::drifted(u64::from(last), tracker.live()) {
+    if ctcore::resync::drifted(u64::from(last), tracker.live()) {
         resync(&mut tracker, ct)?;
     }
     let end = now();
@@ -310,7 +286,7 @@ pub fn run(args: &ForecastArgs) -> Result<Report> {
         .map_or(u64::from(g.entries), |s| s.1 as u64);
     let forecast = estimate::estimate(&Inputs {
         window: observed.window,
-        classes: class_inputs(observed.classes, &timeouts, args.profile),
+        classes: estimate::class_inputs(observed.classes, &timeouts, args.profile),
         count,
         max,
         samples: observed.samples,

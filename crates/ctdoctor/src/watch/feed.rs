@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use ctcore::resync::{self, Why};
 use ctmodel::Filter;
 use ctmodel::flows::Tracker;
 use ctnetlink::{Conntrack, CpuStats, Events, Family, Groups};
 
-use super::resync::{self, Why};
 use super::snapshot::{EventStatus, Reading, Snapshot, TableFull, counter_delta};
 
 /// nf_conntrack_events of the calling thread's namespace, None when unreadable.

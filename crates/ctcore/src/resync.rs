@@ -1,5 +1,6 @@
-//! When `watch` (and, at the end of its window, `forecast`) re-reads the
-//! table with a dump instead of trusting its event-fed live set. Pure: the caller passes what it observed.
+//! When ctdoctor's `watch` (and, at the end of its window, `forecast`)
+//! re-reads the table with a dump instead of trusting its event-fed live
+//! set. Pure: the caller passes what it observed and does the dump.
 //!
 //! The live set drifts when the kernel drops events (ENOBUFS) and, with
 //! nf_conntrack_events=2, when entries created before we subscribed leave:

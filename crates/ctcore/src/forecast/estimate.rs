@@ -3,7 +3,7 @@
 //! steady state by Little's law, the time to full from the least-squares
 //! trend of count samples, the combined verdict, and the one change that
 //! avoids a full table. Values in, values out: no clock, no /proc, no
-//! netlink (the command in `forecast/mod.rs` and the exporter gather them).
+//! netlink (ctdoctor's `forecast` command and its exporter gather them).
 
 use std::collections::BTreeMap;
 
@@ -20,8 +20,9 @@ pub const REAP_BOUND_S: f64 = 60.0;
 pub const DEFAULT_TARGET_SHARE: f64 = 0.8;
 
 /// The timeout that governs a class: sysctl name without `nf_conntrack_`
-/// (one of `ctsim::TIMEOUT_NAMES`), its value in this namespace, and the
-/// lowest value `ctdoctor plan` would set it to (None: never suggest lower).
+/// (a [`crate::timeouts::Timeout::short`] name), its value in this
+/// namespace, and the lowest value `ctdoctor plan` would set it to (None:
+/// never suggest lower).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Timeout {
     pub sysctl: String,
@@ -53,7 +54,32 @@ pub struct Inputs {
 /// entry spends in `class` (a `ctmodel::flows::class_key`), if any
 /// (ctcore's timeout table, which the simulator uses too).
 pub fn timeout_sysctl(class: &str) -> Option<&'static str> {
-    ctcore::timeouts::Timeout::for_class(class).map(|t| t.short())
+    crate::timeouts::Timeout::for_class(class).map(|t| t.short())
+}
+
+/// Each class with the timeout that governs it: its value from `timeouts`
+/// (short sysctl name to seconds, this namespace's; a class whose timeout
+/// is missing there gets none) and plan's floor for `profile`.
+pub fn class_inputs(
+    classes: BTreeMap<String, ClassStats>,
+    timeouts: &BTreeMap<String, f64>,
+    profile: crate::plan::Profile,
+) -> BTreeMap<String, ClassInput> {
+    classes
+        .into_iter()
+        .map(|(class, stats)| {
+            let timeout = timeout_sysctl(&class).and_then(|name| {
+                Some(Timeout {
+                    sysctl: name.to_string(),
+                    seconds: *timeouts.get(name)?,
+                    floor: crate::timeouts::Timeout::from_name(name)
+                        .and_then(|t| crate::plan::timeout_floor(t, profile))
+                        .map(|(f, _)| f as f64),
+                })
+            });
+            (class, ClassInput { stats, timeout })
+        })
+        .collect()
 }
 
 /// How the mean time in a class was obtained.
@@ -497,6 +523,23 @@ mod tests {
         assert_eq!(timeout_sysctl("unknown/REPLIED"), Some("generic_timeout"));
         assert_eq!(timeout_sysctl("sctp/ESTABLISHED"), None);
         assert_eq!(timeout_sysctl("garbage"), None);
+    }
+
+    #[test]
+    fn classes_get_the_namespaces_timeout_and_plans_floor() {
+        let classes = ["udp/UNREPLIED", "tcp/TIME_WAIT", "sctp/ESTABLISHED"]
+            .into_iter()
+            .map(|k| (k.to_string(), stats(1, 0, 0.0, 1, 0.0)))
+            .collect();
+        let timeouts = [("udp_timeout".to_string(), 45.0)].into_iter().collect();
+        let c = class_inputs(classes, &timeouts, crate::plan::Profile::Web);
+        assert_eq!(
+            c["udp/UNREPLIED"].timeout,
+            timeout("udp_timeout", 45.0, Some(30.0))
+        );
+        // Not read in this namespace, and no timeout governs sctp.
+        assert_eq!(c["tcp/TIME_WAIT"].timeout, None);
+        assert_eq!(c["sctp/ESTABLISHED"].timeout, None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! dump whose conntrack id the first dump did not hold are the arrivals
 //! between them. Nothing is known of their exits (flows that came and went
 //! between the dumps are missed), so the estimator falls back to the class
-//! timeout for the time in state. Used by `forecast` without events and by
-//! the exporter on consecutive breakdown dumps.
+//! timeout for the time in state. Used by ctdoctor's `forecast` without
+//! events and by its exporter on consecutive breakdown dumps (they dump).
 
 use std::collections::BTreeMap;
 
