@@ -6,7 +6,7 @@
 //! message is matched anywhere in a line, so an unknown prefix leaves it
 //! undated, not unseen. Pure: lines (or
 //! any `BufRead`) in, counts out; the clock and the boot time come in as a
-//! [`Context`]; [`follow`] reads /dev/kmsg-style records from any `Read`.
+//! [`Context`]; cthost's kmsg module reads /dev/kmsg's records into it.
 //! Memory stays bounded whatever the input: lines are streamed,
 //! over-long ones skipped, and a "line" without end (`/dev/zero`) is an error.
 
@@ -608,79 +608,9 @@ pub fn scan_reader(mut r: impl BufRead, ctx: Context) -> io::Result<LogScan> {
     Ok(s.finish())
 }
 
-/// Read kmsg records (one per `read`) until end of file, calling `found`
-/// with (the netns inode the line names, lines) for every table-full
-/// record, matched by [`scan`]; `export` and `watch` follow /dev/kmsg with
-/// it. EPIPE means the ring buffer overwrote records not read yet: the
-/// next read returns the oldest one left.
-pub fn follow(mut r: impl io::Read, mut found: impl FnMut(Option<u64>, u64)) -> io::Result<()> {
-    // A kmsg record is at most 8 KiB (PRINTK_MESSAGE_MAX + prefix).
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                let text = String::from_utf8_lossy(&buf[..n]);
-                // The first line is the record; the rest are its
-                // " KEY=value" continuation lines.
-                let scan = scan(text.lines().take(1));
-                for g in &scan.table_full {
-                    found(g.netns_inode, g.count);
-                }
-            }
-            // EPIPE (the ring overwrote unread records) maps to BrokenPipe.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => continue,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Hands out one record or error per read, like /dev/kmsg.
-    struct Kmsg(std::collections::VecDeque<std::io::Result<&'static str>>);
-
-    impl io::Read for Kmsg {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            match self.0.pop_front() {
-                None => Ok(0),
-                Some(Err(e)) => Err(e),
-                Some(Ok(rec)) => {
-                    buf[..rec.len()].copy_from_slice(rec.as_bytes());
-                    Ok(rec.len())
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn follows_records_across_an_overrun() {
-        let k = Kmsg(std::collections::VecDeque::from([
-            Ok("4,100,5000000,-;nf_conntrack: nf_conntrack: table full, dropping packet\n"),
-            Ok("6,101,5000001,-;eth0: link up\n SUBSYSTEM=net\n"),
-            Err(std::io::Error::from_raw_os_error(libc::EPIPE)),
-            Ok(
-                "4,180,6000000,-;nf_conntrack: nf_conntrack: table full in netns 4026532245, dropping packet\n",
-            ),
-            Ok("4,181,6000001,-;nf_conntrack: nf_conntrack: table full, dropping packet\n"),
-        ]));
-        let mut seen = BTreeMap::new();
-        follow(k, |ns, n| *seen.entry(ns).or_insert(0) += n).expect("follows");
-        assert_eq!(seen.get(&None), Some(&2));
-        assert_eq!(seen.get(&Some(4026532245)), Some(&1));
-        assert_eq!(seen.len(), 2);
-    }
-
-    #[test]
-    fn other_errors_end_the_follower() {
-        let k = Kmsg(std::collections::VecDeque::from([Err(
-            std::io::Error::from_raw_os_error(libc::EIO),
-        )]));
-        assert!(follow(k, |_, _| {}).is_err());
-    }
 
     fn fixture(name: &str) -> LogScan {
         let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

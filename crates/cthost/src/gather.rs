@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use ctnetlink::{Conntrack, Family};
 
 pub use crate::facts::{Counters, Facts, Mix, NetnsCount};
 use crate::kernel_log::{self, LogScan};
+use crate::kmsg::{self, Kmsg};
 use crate::namespaces::{self, Namespace};
 use crate::owners;
 use crate::ruleset;
@@ -109,43 +109,13 @@ fn counters_proc(root: &Root) -> Result<Counters, Unreadable> {
     })
 }
 
-/// Scan /dev/kmsg record by record without blocking (O_NONBLOCK: EAGAIN at
-/// the end of the ring buffer); returns the scan and whether older records
-/// were already overwritten.
+/// Scan the records still in /dev/kmsg's ring buffer; returns the scan
+/// and whether older records were already overwritten.
 fn read_kmsg(root: &Root, ctx: kernel_log::Context) -> Result<(LogScan, bool), Unreadable> {
-    let path = root.path("/dev/kmsg");
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-        .map_err(|e| io_unreadable("/dev/kmsg", "CAP_SYSLOG (root)", &e))?;
+    let mut kmsg = Kmsg::open(root, kmsg::From::Start, false)?;
     let mut scanner = kernel_log::Scanner::new(ctx);
-    // One read returns one record; records are at most 8 KiB (printk's
-    // PRINTK_MESSAGE_MAX plus the dictionary).
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut truncated = false;
-    let mut first = true;
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let rec = String::from_utf8_lossy(&buf[..n]);
-                if first {
-                    // The first record's sequence number: above 0, older
-                    // records were overwritten in the ring buffer.
-                    truncated = rec.split(',').nth(1).is_some_and(|s| s != "0");
-                    first = false;
-                }
-                scanner.line(rec.lines().next().unwrap_or_default());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            // EPIPE: a record was overwritten while reading; the next read continues.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => truncated = true,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_unreadable("/dev/kmsg", "CAP_SYSLOG (root)", &e)),
-        }
-    }
-    Ok((scanner.finish(), truncated))
+    let drained = kmsg.drain(|record| scanner.line(record))?;
+    Ok((scanner.finish(), drained.overrun))
 }
 
 /// Scan a log file or stdin as a stream (bounded memory whatever its size).

@@ -14,6 +14,7 @@ pub mod apply;
 pub use ctcore::{diagnose, facts, kernel_log, plan, ruleset, slab, stat};
 pub mod cloud;
 pub mod gather;
+pub mod kmsg;
 pub mod namespaces;
 pub mod owners;
 pub mod services;

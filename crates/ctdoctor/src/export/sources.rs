@@ -270,7 +270,8 @@ impl Shared {
     /// Follow /dev/kmsg: the records still in the ring buffer are counted
     /// once at start, then new ones as they come (one record per read).
     fn follow_kmsg(&self) {
-        let f = match std::fs::File::open("/dev/kmsg") {
+        let root = cthost::source::Root::default();
+        let f = match cthost::kmsg::Kmsg::open(&root, cthost::kmsg::From::Start, true) {
             Ok(f) => f,
             Err(_) => {
                 self.lock().kmsg_ok = Some(false);
@@ -282,7 +283,7 @@ impl Shared {
             c.kmsg = Some(BTreeMap::new());
             c.kmsg_ok = Some(true);
         }
-        let r = cthost::kernel_log::follow(f, |netns, n| {
+        let r = f.follow(|netns, n| {
             let netns = netns.map(|i| i.to_string()).unwrap_or_default();
             let mut c = self.lock();
             add_bounded(c.kmsg.get_or_insert_with(BTreeMap::new), netns, n);

@@ -33,32 +33,24 @@ struct KernelLog {
 
 impl KernelLog {
     fn follow() -> Option<Self> {
-        use std::io::{Seek, SeekFrom};
-        use std::os::unix::fs::MetadataExt;
-        let mut f = std::fs::File::open("/dev/kmsg").ok()?;
-        f.seek(SeekFrom::End(0)).ok()?;
-        let ours = std::fs::metadata("/proc/thread-self/ns/net")
-            .ok()
-            .map(|m| m.ino());
+        let root = cthost::source::Root::default();
+        let kmsg = cthost::kmsg::Kmsg::open(&root, cthost::kmsg::From::End, true).ok()?;
+        let ours = cthost::namespaces::current_inode();
         let me = Self {
             lines: Arc::default(),
             last: Arc::default(),
         };
         let (lines, last) = (me.lines.clone(), me.last.clone());
-        std::thread::Builder::new()
-            .name("ctdoctor-kmsg".into())
-            .spawn(move || {
-                let _ = cthost::kernel_log::follow(f, |netns, n| {
-                    if netns.is_none() || netns == ours {
-                        lines.fetch_add(n, Ordering::Relaxed);
-                        let now = SystemTime::now()
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs());
-                        last.store(now, Ordering::Relaxed);
-                    }
-                });
-            })
-            .ok()?;
+        cthost::kmsg::Follower::spawn(kmsg, move |netns, n| {
+            if netns.is_none() || netns == ours {
+                lines.fetch_add(n, Ordering::Relaxed);
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                last.store(now, Ordering::Relaxed);
+            }
+        })
+        .ok()?;
         Some(me)
     }
 
