@@ -8,6 +8,7 @@ mod assets;
 mod chart;
 mod check;
 mod cli;
+mod exit;
 mod export;
 mod fidelity;
 mod forecast;
@@ -144,18 +145,6 @@ fn error_text(e: &anyhow::Error) -> String {
     text
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// `check` and `forecast` are monitoring plugins: anything that stops them
-/// from judging, bad usage included, is UNKNOWN (3), never a misleading 1
-/// or 2 (CRITICAL).
-const CHECK_UNKNOWN: u8 = 3;
-
 /// The subcommand word: the first argument that is neither a flag nor the
 /// value of a global flag that takes one (`--netns X`, `--color X`).
 fn subcommand(args: &[std::ffi::OsString]) -> Option<&std::ffi::OsString> {
@@ -173,35 +162,26 @@ fn subcommand(args: &[std::ffi::OsString]) -> Option<&std::ffi::OsString> {
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let is_check = subcommand(&args).is_some_and(|a| a == "check" || a == "forecast");
+    let kind = if subcommand(&args).is_some_and(|a| a == "check" || a == "forecast") {
+        exit::Kind::Plugin
+    } else {
+        exit::Kind::Tool
+    };
     let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ if is_check => CHECK_UNKNOWN,
-                _ => 2,
-            };
-            return ExitCode::from(code);
+            return ExitCode::from(exit::of_parse_error(&e, kind));
         }
     };
-    let check = matches!(cli.command, Command::Check(_) | Command::Forecast(_));
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let usage = e.downcast_ref::<ctmodel::filter::FilterError>().is_some()
-                || e.downcast_ref::<simulate::Usage>().is_some()
-                || e.downcast_ref::<watch::Usage>().is_some();
-            eprintln!("ctdoctor: {}", error_text(&e));
-            ExitCode::from(if check {
-                CHECK_UNKNOWN
-            } else if usage {
-                2
-            } else {
-                1
-            })
+            let code = exit::of_error(&e, kind);
+            if code != 0 {
+                eprintln!("ctdoctor: {}", error_text(&e));
+            }
+            ExitCode::from(code)
         }
     }
 }

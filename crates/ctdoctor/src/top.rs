@@ -285,7 +285,7 @@ fn from_netlink(args: &TopArgs, filter: &Filter) -> Result<TopReport> {
 }
 
 pub fn run(args: &TopArgs) -> Result<TopReport> {
-    let filter = Filter::parse(&args.filter)?;
+    let filter = Filter::parse(&args.filter).map_err(crate::exit::Usage::from)?;
     if let Some(path) = &args.file {
         if is_stdin(path) {
             return scan_text(io::stdin().lock(), args, &filter, "stdin".into());

@@ -229,7 +229,7 @@ pub fn run(args: &ForecastArgs) -> Result<Report> {
     let crit = args.crit.as_secs_f64();
     let warn = args.warn.as_secs_f64();
     if crit > warn {
-        return Err(crate::simulate::Usage(format!(
+        return Err(crate::exit::Usage(format!(
             "--crit ({}) must not be longer than --warn ({})",
             human(crit),
             human(warn)

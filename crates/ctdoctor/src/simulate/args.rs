@@ -2,21 +2,9 @@
 //! `--timeout NAME=SECONDS`, rates. Pure: no I/O; every error is a usage
 //! error (exit 2) with the bound it broke.
 
-use std::fmt;
-
 use ctcore::timeouts::{self, Timeout};
 
-/// Bad usage of `simulate`: `main` maps it to exit code 2.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Usage(pub String);
-
-impl fmt::Display for Usage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
+use crate::exit::Usage;
 
 fn usage(msg: impl Into<String>) -> Usage {
     Usage(msg.into())

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-pub use args::Usage;
+use crate::exit::Usage;
 use render::{RunInfo, Timeline};
 
 #[derive(Debug, Clone, Args)]

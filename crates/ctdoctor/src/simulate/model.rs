@@ -5,10 +5,10 @@
 use anyhow::{Context, Result};
 use ctsim::{Class, Initial, Lifecycle, Scenario};
 
-use super::args::Usage;
 use super::live::Seed;
 use super::render::Timeline;
 use super::{Table, Workload};
+use crate::exit::Usage;
 
 /// Used when neither the host nor a flag says (the kernel's default on
 /// a machine with 8 GiB of RAM or more: 262144 buckets, max = buckets).

@@ -14,7 +14,6 @@ pub mod snapshot;
 pub mod terminal;
 pub mod tui;
 
-use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,17 +23,7 @@ use clap::Args;
 use ctcore::duration;
 use ctmodel::Filter;
 
-/// Bad usage found after parsing (exit 2).
-#[derive(Debug)]
-pub struct Usage(pub String);
-
-impl fmt::Display for Usage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
+use crate::exit::Usage;
 
 /// Most rows per ranking (`--top`).
 pub const MAX_TOP: usize = 1000;
@@ -71,7 +60,7 @@ pub const EVENTS_OFF: &str = "net.netfilter.nf_conntrack_events is 0: the kernel
 
 /// Run `watch`; `json`: the global --json flag. Returns the exit code.
 pub fn run(args: &WatchArgs, json: bool, quiet: bool, netns: Option<&str>) -> Result<u8> {
-    let filter = Filter::parse(&args.filter)?;
+    let filter = Filter::parse(&args.filter).map_err(Usage::from)?;
     let lines = args.json_lines || json;
     if !lines && !std::io::stdout().is_terminal() {
         return Err(Usage(
