@@ -230,6 +230,37 @@ pub struct Settings {
     pub timeouts: BTreeMap<String, u64>,
 }
 
+impl Settings {
+    /// The settings of a plan file (`ctdoctor plan --format json`), the one
+    /// reader `apply --plan` and `simulate --compare` share: the file's
+    /// `settings` object, every field required.
+    pub fn from_plan_json(text: &str) -> Result<Self, PlanFileError> {
+        #[derive(serde::Deserialize)]
+        struct PlanFile {
+            settings: Settings,
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| PlanFileError::NotJson(e.to_string()))?;
+        if v.get("settings").is_none() {
+            return Err(PlanFileError::NoSettings);
+        }
+        serde_json::from_value::<PlanFile>(v)
+            .map(|p| p.settings)
+            .map_err(|e| PlanFileError::BadSettings(e.to_string()))
+    }
+}
+
+/// Why a plan file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanFileError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("not a plan (no \"settings\"): expected the output of `ctdoctor plan --format json`")]
+    NoSettings,
+    #[error("not a plan: settings: {0}")]
+    BadSettings(String),
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TimeoutPlan {
     pub sysctl: String,

@@ -301,11 +301,6 @@ pub struct RollbackArgs {
     pub state_dir: Option<PathBuf>,
 }
 
-#[derive(serde::Deserialize)]
-struct PlanFile {
-    settings: Settings,
-}
-
 fn root_of(dir: &Option<PathBuf>) -> Root {
     dir.as_ref().map_or_else(Root::default, Root::under)
 }
@@ -336,10 +331,10 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     let (settings, header, budget, planned_memory, planned_ram) = match &a.plan_file {
         Some(path) => {
             let text = apply::write::read_plan(path).map_err(anyhow::Error::msg)?;
-            let pf: PlanFile = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a plan (no \"settings\")", path.display()))?;
+            let settings = Settings::from_plan_json(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             (
-                pf.settings,
+                settings,
                 format!("# written by ctdoctor apply --plan {}\n", path.display()),
                 None,
                 None,

@@ -418,3 +418,35 @@ fn every_timeout_plan_sets_has_a_floor_in_the_timeout_table() {
         }
     }
 }
+
+#[test]
+fn a_plan_file_is_read_once_for_apply_and_simulate() {
+    let j = r#"{"settings": {"nf_conntrack_max": 524288, "hashsize": 131072,
+            "timeouts": {"nf_conntrack_tcp_timeout_time_wait": 120}}, "warnings": []}"#;
+    let s = Settings::from_plan_json(j).expect("plan");
+    assert_eq!((s.nf_conntrack_max, s.hashsize), (524288, 131072));
+    assert_eq!(
+        s.timeouts.get("nf_conntrack_tcp_timeout_time_wait"),
+        Some(&120)
+    );
+    for (text, why) in [
+        ("nope", "not JSON"),
+        ("{}", "no \"settings\""),
+        ("[1]", "no \"settings\""),
+        (
+            r#"{"settings": {"hashsize": 1, "timeouts": {}}}"#,
+            "nf_conntrack_max",
+        ),
+        (
+            r#"{"settings": {"nf_conntrack_max": -1, "hashsize": 1, "timeouts": {}}}"#,
+            "settings",
+        ),
+        (
+            r#"{"settings": {"nf_conntrack_max": 1, "hashsize": 1, "timeouts": {"x": "1"}}}"#,
+            "settings",
+        ),
+    ] {
+        let e = Settings::from_plan_json(text).expect_err(text).to_string();
+        assert!(e.contains(why), "{text}: {e}");
+    }
+}

@@ -232,7 +232,7 @@ pub fn read_plan(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("cannot read {shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!(
-            "{shown} is not a regular file: --plan reads only a regular file (a device, FIFO or directory is refused)"
+            "{shown} is not a regular file: a plan is read only from a regular file (a device, FIFO or directory is refused)"
         ));
     }
     let too_big = || {
