@@ -206,7 +206,7 @@ pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
         let now = rate("drop").is_some_and(|r| r > 0.0);
         let (severity, title) = drops_dated(f, t, drop, &mut evidence);
         out.push(Finding {
-            id: "counters.drop".into(),
+            id: FindingId::CountersDrop,
             severity: if now { Severity::Critical } else { severity },
             title: if now {
                 format!(
@@ -227,7 +227,7 @@ pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let early = get("early_drop");
     if early > 0 {
         out.push(Finding {
-            id: "counters.early_drop".into(),
+            id: FindingId::CountersEarlyDrop,
             severity: Severity::Warning,
             title: format!("{early} unassured entries were evicted to make room (early_drop): the table has been full"),
             evidence: vec![format!("early_drop={early}{}", rate("early_drop").map(|r| format!(" ({r:.1}/s now)")).unwrap_or_default())],
@@ -238,7 +238,7 @@ pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let toolong = get("chaintoolong");
     if failed > 0 {
         out.push(Finding {
-            id: "counters.insert_failed".into(),
+            id: FindingId::CountersInsertFailed,
             severity: Severity::Warning,
             title: format!("{failed} packets dropped at insert (clashes or hash chains too long)"),
             evidence: vec![format!("insert_failed={failed} chaintoolong={toolong} clash_resolve={}", get("clash_resolve"))],
@@ -251,7 +251,7 @@ pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     }
     if out.is_empty() {
         out.push(Finding {
-            id: "counters.drop".into(),
+            id: FindingId::CountersDrop,
             severity: Severity::Ok,
             title: "no packets dropped for a full table (drop counter is 0)".into(),
             evidence,
@@ -470,8 +470,8 @@ pub(super) fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) 
     };
     Finding {
         id: match g.netns_inode {
-            Some(i) => format!("log.table_full.{i}"),
-            None => "log.table_full".into(),
+            Some(i) => FindingId::LogTableFullIn(i),
+            None => FindingId::LogTableFull,
         },
         severity,
         title,
@@ -509,7 +509,7 @@ pub(super) fn kernel_log(f: &Facts, t: &Thresholds) -> Vec<Finding> {
     }
     if log.ungrouped > 0 {
         out.push(Finding {
-            id: "log.table_full.more".into(),
+            id: FindingId::LogTableFullMore,
             severity: Severity::Warning,
             title: format!(
                 "kernel log: {} more table-full lines in other namespaces (over {}, or not a valid inode)",
@@ -528,7 +528,7 @@ pub(super) fn kernel_log(f: &Facts, t: &Thresholds) -> Vec<Finding> {
     }
     if log.table_full.is_empty() {
         out.push(Finding {
-            id: "log.table_full".into(),
+            id: FindingId::LogTableFull,
             severity: Severity::Ok,
             title: "kernel log: no \"table full, dropping packet\" messages".into(),
             evidence: vec![reach],
@@ -537,7 +537,7 @@ pub(super) fn kernel_log(f: &Facts, t: &Thresholds) -> Vec<Finding> {
     }
     if log.vmalloc_fallbacks > 0 {
         out.push(Finding {
-            id: "log.vmalloc".into(),
+            id: FindingId::LogVmalloc,
             severity: Severity::Info,
             title: "the bucket array was allocated with vmalloc (nf_conntrack: falling back to vmalloc)".into(),
             evidence: vec![format!("{} times, last {}", log.vmalloc_fallbacks, when(&log.last_vmalloc))],

@@ -15,12 +15,14 @@ use crate::facts::Unreadable;
 use crate::kernel_log::{self, Stamp};
 
 mod drops;
+mod id;
 #[cfg(test)]
 mod tests;
 mod who;
 
 pub use drops::undated_excess;
 use drops::{counters, kernel_log};
+pub use id::FindingId;
 use who::who;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -75,7 +77,7 @@ impl Verdict {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Finding {
-    pub id: String,
+    pub id: FindingId,
     pub severity: Severity,
     pub title: String,
     pub evidence: Vec<String>,
@@ -215,7 +217,7 @@ fn table_fill(f: &Facts, s: &Summary, t: &Thresholds) -> Option<Finding> {
     let (count, max) = (s.count?, s.max?);
     if max == 0 {
         return Some(Finding {
-            id: "table.fill".into(),
+            id: FindingId::TableFill,
             severity: Severity::Info,
             title: format!("{count} entries; nf_conntrack_max is 0 (no limit)"),
             evidence: vec![format!("count {count}, max 0")],
@@ -273,7 +275,7 @@ fn table_fill(f: &Facts, s: &Summary, t: &Thresholds) -> Option<Finding> {
         vec![]
     };
     Some(Finding {
-        id: "table.fill".into(),
+        id: FindingId::TableFill,
         severity,
         title,
         evidence,
@@ -284,7 +286,7 @@ fn table_fill(f: &Facts, s: &Summary, t: &Thresholds) -> Option<Finding> {
 fn chains(s: &Summary) -> Option<Finding> {
     let (chain, buckets, max) = (s.average_chain?, s.buckets?, s.max?);
     (chain > 8.0).then(|| Finding {
-        id: "table.chains".into(),
+        id: FindingId::TableChains,
         severity: Severity::Warning,
         title: format!("hash chains average {chain:.1} entries: every lookup walks them"),
         evidence: vec![format!("{} entries hashed twice into {buckets} buckets", s.count.unwrap_or(0))],
@@ -339,7 +341,7 @@ fn memory(s: &Summary) -> Option<Finding> {
         ),
     };
     Some(Finding {
-        id: "memory".into(),
+        id: FindingId::Memory,
         severity,
         title,
         evidence,
@@ -365,7 +367,7 @@ fn timeouts(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
         let share = pct(idle, mix.entries.max(1));
         if est > RFC5382_ESTABLISHED && share >= 20.0 && pressure {
             out.push(Finding {
-                id: "timeouts.tcp_established".into(),
+                id: FindingId::TimeoutTcpEstablished,
                 severity: Severity::Warning,
                 title: format!("idle ESTABLISHED entries hold {share:.0}% of the table (timeout {est} s)"),
                 evidence: vec![
@@ -378,7 +380,7 @@ fn timeouts(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             });
         } else if est >= 86_400 && idle > 0 {
             out.push(Finding {
-                id: "timeouts.tcp_established".into(),
+                id: FindingId::TimeoutTcpEstablished,
                 severity: Severity::Info,
                 title: format!("tcp_timeout_established is {est} s; idle ESTABLISHED entries: {share:.1}% of the table"),
                 evidence: vec![format!("{idle} of {} entries idle for over an hour", mix.entries)],
@@ -395,7 +397,7 @@ fn timeouts(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             .copied()
             .unwrap_or(120);
         out.push(Finding {
-            id: "timeouts.tcp_time_wait".into(),
+            id: FindingId::TimeoutTcpTimeWait,
             severity: Severity::Warning,
             title: format!("TIME_WAIT entries are {tw_share:.0}% of the table: many short connections"),
             evidence: vec![format!("{tw} TIME_WAIT of {} dumped; nf_conntrack_tcp_timeout_time_wait = {tw_timeout} s", mix.entries)],
@@ -463,7 +465,7 @@ fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             continue;
         };
         out.push(Finding {
-            id: format!("netns.{inode}"),
+            id: FindingId::Netns(inode),
             severity,
             title: format!("netns {name}: {fill:.0}% full ({count}/{max})"),
             evidence: [
@@ -496,7 +498,7 @@ fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
         evidence.push(format!("{unreadable} namespaces could not be read"));
     }
     out.push(Finding {
-        id: "netns.all".into(),
+        id: FindingId::NetnsAll,
         severity: if out.is_empty() {
             Severity::Ok
         } else {
@@ -517,7 +519,7 @@ fn cloud(f: &Facts) -> Vec<Finding> {
     f.cloud
         .iter()
         .map(|a| Finding {
-            id: format!("cloud.ena.{}", a.interface),
+            id: FindingId::CloudEna(a.interface.clone()),
             severity: if a.exceeded > 0 { Severity::Critical } else { Severity::Ok },
             title: if a.exceeded > 0 {
                 format!("{}: the cloud NIC dropped {} packets for its own connection-tracking allowance", a.interface, a.exceeded)
@@ -580,7 +582,7 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
     let mut findings = Vec::new();
     if !f.conntrack_loaded {
         findings.push(Finding {
-            id: "conntrack.unused".into(),
+            id: FindingId::ConntrackUnused,
             severity: Severity::Ok,
             title: "conntrack is not in use (nf_conntrack is not loaded)".into(),
             evidence: vec!["/proc/sys/net/netfilter/nf_conntrack_max does not exist".into()],

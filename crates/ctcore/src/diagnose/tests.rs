@@ -41,10 +41,10 @@ fn healthy() -> Facts {
     }
 }
 
-fn ids(r: &Report) -> Vec<(&str, Severity)> {
+fn ids(r: &Report) -> Vec<(String, Severity)> {
     r.findings
         .iter()
-        .map(|f| (f.id.as_str(), f.severity))
+        .map(|f| (f.id.to_string(), f.severity))
         .collect()
 }
 
@@ -59,7 +59,10 @@ fn find<'a>(r: &'a Report, id: &str) -> &'a Finding {
 fn not_loaded_is_ok() {
     let r = diagnose(&Facts::default(), &Thresholds::default());
     assert_eq!((r.verdict, r.exit_code), (Verdict::Ok, 0));
-    assert_eq!(ids(&r), vec![("conntrack.unused", Severity::Ok)]);
+    assert_eq!(
+        ids(&r),
+        vec![("conntrack.unused".to_string(), Severity::Ok)]
+    );
 }
 
 #[test]

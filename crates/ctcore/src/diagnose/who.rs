@@ -57,7 +57,7 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             evidence.push(format!("... {} more", more - 8));
         }
         out.push(Finding {
-            id: "who.rules".into(),
+            id: FindingId::WhoRules,
             severity: Severity::Info,
             title: if r.objects.is_empty() {
                 format!(
@@ -79,7 +79,7 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     }
     if !r.notrack.is_empty() {
         out.push(Finding {
-            id: "who.notrack".into(),
+            id: FindingId::WhoNotrack,
             severity: Severity::Info,
             title: format!(
                 "{} NOTRACK rules already exempt some traffic",
@@ -93,7 +93,7 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     // conntrack made the entry; it is accepted and silently does nothing.
     if !r.notrack_ineffective.is_empty() {
         out.push(Finding {
-            id: "who.notrack_ineffective".into(),
+            id: FindingId::WhoNotrackIneffective,
             severity: Severity::Warning,
             title: format!(
                 "{} notrack rules do nothing: they run after conntrack",
@@ -109,7 +109,7 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
         f.services.iter().partition(|svc| service_here(f, svc));
     if !here.is_empty() {
         out.push(Finding {
-            id: "who.services".into(),
+            id: FindingId::WhoServices,
             severity: Severity::Info,
             title: format!("services that use conntrack: {}", names(&here)),
             evidence: services_evidence(f, &here),
@@ -121,7 +121,7 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             .iter()
             .all(|svc| svc.netns_inode.or(f.init_netns_inode) == f.init_netns_inode);
         out.push(Finding {
-            id: "who.host_services".into(),
+            id: FindingId::WhoHostServices,
             severity: Severity::Info,
             title: format!(
                 "services that use conntrack in {}, not in this one: {}",
@@ -179,7 +179,7 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             }
         };
         out.push(Finding {
-            id: "who.unneeded".into(),
+            id: FindingId::WhoUnneeded,
             severity: if full {
                 Severity::Warning
             } else {
