@@ -35,6 +35,17 @@ pub const NAMES: [&str; 10] = [
     "chaintoolong",
 ];
 
+/// The [`NAMES`] spelling of a /proc/net/stat/nf_conntrack column: the
+/// file's header spells three counters its own way.
+pub fn canonical(column: &str) -> &str {
+    match column {
+        "clashres" => "clash_resolve",
+        "chainlength" => "chaintoolong",
+        "icmp_error" => "error",
+        other => other,
+    }
+}
+
 impl CpuStats {
     /// The counters in [`NAMES`] order.
     pub fn values(&self) -> [Option<u32>; 10] {
@@ -121,6 +132,30 @@ impl Counters {
             .filter_map(|(n, v)| Some((n, v?)))
     }
 
+    /// Counters from (name, value) pairs, names as [`NAMES`] or as
+    /// /proc/net/stat/nf_conntrack spells them ([`canonical`]); other
+    /// names are ignored.
+    pub fn from_named<'a>(pairs: impl IntoIterator<Item = (&'a str, u64)>) -> Self {
+        let mut c = Self::default();
+        for (name, v) in pairs {
+            let slot = match canonical(name) {
+                "found" => &mut c.found,
+                "invalid" => &mut c.invalid,
+                "insert" => &mut c.insert,
+                "insert_failed" => &mut c.insert_failed,
+                "drop" => &mut c.drop,
+                "early_drop" => &mut c.early_drop,
+                "error" => &mut c.error,
+                "search_restart" => &mut c.search_restart,
+                "clash_resolve" => &mut c.clash_resolve,
+                "chaintoolong" => &mut c.chaintoolong,
+                _ => continue,
+            };
+            *slot = Some(v);
+        }
+        c
+    }
+
     /// Each counter summed over CPUs (in u64: 65,536 CPUs of u32 fit).
     pub fn sum(cpus: &[CpuStats]) -> Self {
         let mut out = [None; 10];
@@ -189,5 +224,23 @@ mod tests {
         assert_eq!(d.insert, None);
         // The sums would have said the drop counter fell by 4.3 billion.
         assert!(Counters::sum(&after).drop < Counters::sum(&before).drop);
+    }
+
+    #[test]
+    fn proc_spellings_name_the_same_counters() {
+        let c = Counters::from_named([
+            ("clashres", 3),
+            ("chainlength", 4),
+            ("icmp_error", 5),
+            ("drop", 6),
+            ("entries", 9),
+        ]);
+        assert_eq!(c.clash_resolve, Some(3));
+        assert_eq!(c.chaintoolong, Some(4));
+        assert_eq!(c.error, Some(5));
+        assert_eq!(c.drop, Some(6));
+        assert_eq!(c.found, None);
+        let back: Vec<_> = c.named().collect();
+        assert_eq!(Counters::from_named(back), c);
     }
 }

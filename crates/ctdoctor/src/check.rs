@@ -54,7 +54,7 @@ pub struct CheckArgs {
     pub no_dump: bool,
 }
 
-pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
+pub fn run(args: &CheckArgs, host: &cthost::Host) -> anyhow::Result<Report> {
     if !(0.0..=100.0).contains(&args.warn)
         || !(0.0..=100.0).contains(&args.crit)
         || args.warn > args.crit
@@ -66,6 +66,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
         );
     }
     let opts = Options {
+        host: host.clone(),
         kernel_log: match &args.kernel_log {
             None => LogInput::Kmsg,
             Some(p) if is_stdin(p) => LogInput::Stdin,
@@ -77,7 +78,6 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Report> {
         all_netns: args.all_netns,
         no_dump: args.no_dump,
         sample_undated: true,
-        ..Options::default()
     };
     let facts = gather::gather(&opts);
     Ok(diagnose::diagnose(

@@ -22,6 +22,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME|PATH|PID")]
     pub netns: Option<String>,
 
+    /// Read (and, for apply/rollback, write) the system under DIR instead
+    /// of /: its proc, sys, dev/kmsg, run/netns, etc and var. A fake tree
+    /// for tests, or the host's filesystem mounted in a container. Under a
+    /// DIR no kernel socket is opened: what needs ctnetlink reads the
+    /// tree's /proc files instead.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<std::path::PathBuf>,
+
     /// Machine-readable JSON output (stable field names).
     #[arg(long, global = true)]
     pub json: bool,

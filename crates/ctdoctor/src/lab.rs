@@ -364,9 +364,19 @@ pub struct LabReport {
 }
 
 /// Outcome of `lab::run`: an exit code; the report when the run happened.
-pub fn run(args: &LabArgs, json: bool, netns: Option<&str>, out: &mut dyn Write) -> Result<u8> {
+pub fn run(
+    args: &LabArgs,
+    json: bool,
+    netns: Option<&str>,
+    host: &cthost::Host,
+    out: &mut dyn Write,
+) -> Result<u8> {
     if netns.is_some() {
         eprintln!("ctdoctor: lab makes its own namespace; --netns does not apply to it");
+        return Ok(EXIT_USAGE);
+    }
+    if !host.has_kernel() {
+        eprintln!("ctdoctor: lab loads the real kernel's table; --root does not apply to it");
         return Ok(EXIT_USAGE);
     }
     let sc = match resolve(&args.scenario) {

@@ -32,11 +32,14 @@ fn run(cli: &Cli) -> Result<u8> {
         // and /proc/net follows the thread group leader.
         ctnetlink::netns::enter(ns)?;
     }
+    // The one view of the system every command reads through.
+    let host = cthost::Host::from_flag(cli.root.as_deref());
+    let host = &host;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match &cli.command {
         Command::Check(args) => {
-            let report = check::run(args)?;
+            let report = check::run(args, host)?;
             let written = if cli.json {
                 render::json(&report, &mut out)
             } else {
@@ -50,7 +53,7 @@ fn run(cli: &Cli) -> Result<u8> {
             }
         }
         Command::Forecast(args) => {
-            let report = forecast::run(args)?;
+            let report = forecast::run(args, host)?;
             let written = if cli.json {
                 render::json(&report, &mut out)
             } else {
@@ -63,7 +66,7 @@ fn run(cli: &Cli) -> Result<u8> {
             }
         }
         Command::Plan(args) => {
-            let p = plan::make_plan(args)?;
+            let p = plan::make_plan(args, host)?;
             let format = if cli.json {
                 plan::Format::Json
             } else {
@@ -76,26 +79,26 @@ fn run(cli: &Cli) -> Result<u8> {
                 }
             }
         }
-        Command::Apply(args) => plan::run_apply(args, &mut out)?,
-        Command::Rollback(args) => plan::run_rollback(args, &mut out)?,
-        Command::Export(args) => export::run(args, cli.quiet)?,
+        Command::Apply(args) => plan::run_apply(args, host, &mut out)?,
+        Command::Rollback(args) => plan::run_rollback(args, host, &mut out)?,
+        Command::Export(args) => export::run(args, cli.quiet, host)?,
         Command::Completions(args) => assets::completions(args, &mut out)?,
         Command::Man(args) => assets::man(args, &mut out)?,
         Command::Lab(args) => {
-            let code = lab::run(args, cli.json, cli.netns.as_deref(), &mut out)?;
+            let code = lab::run(args, cli.json, cli.netns.as_deref(), host, &mut out)?;
             out.flush()?;
             return Ok(code);
         }
-        Command::Simulate(args) => simulate::run(args, cli.json, &mut out)?,
+        Command::Simulate(args) => simulate::run(args, cli.json, host, &mut out)?,
         Command::Watch(args) => {
             drop(out);
-            return watch::run(args, cli.json, cli.quiet, cli.netns.as_deref());
+            return watch::run(args, cli.json, cli.quiet, cli.netns.as_deref(), host);
         }
         Command::Top(args) => {
             if args.csv && cli.json {
                 anyhow::bail!("--csv and --json exclude each other");
             }
-            let mut report = top::run(args)?;
+            let mut report = top::run(args, host)?;
             if let Some(ns) = &cli.netns {
                 report.source = format!("{} (netns {ns})", report.source);
             }
@@ -146,12 +149,13 @@ fn error_text(e: &anyhow::Error) -> String {
 }
 
 /// The subcommand word: the first argument that is neither a flag nor the
-/// value of a global flag that takes one (`--netns X`, `--color X`).
+/// value of a global flag that takes one (`--netns X`, `--color X`,
+/// `--root X`).
 fn subcommand(args: &[std::ffi::OsString]) -> Option<&std::ffi::OsString> {
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         let s = a.to_string_lossy();
-        if s == "--netns" || s == "--color" {
+        if s == "--netns" || s == "--color" || s == "--root" {
             it.next();
         } else if !s.starts_with('-') {
             return Some(a);

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use ctcore::version::Version;
+use cthost::Host;
 use cthost::apply::{self, Diff, Fault, FaultKind, MODPROBE_FILE, RolledBack, SYSCTL_FILE};
 use cthost::gather::{self, Mix};
 use cthost::plan::{self, Budget, Inputs, Plan, Port, Profile, Settings};
 use cthost::slab;
-use cthost::source::Root;
 use ctmodel::Entry;
 use ctmodel::scan::{self, Accumulate};
 
@@ -120,10 +120,15 @@ impl Accumulate for MixAcc {
 /// On this host the facts are the ones `check` reads (gather), turned into
 /// inputs by the same function (`plan::host_inputs`), so that check's
 /// suggested max and this plan agree (issue 7 section 7).
-pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
-    let root = Root::default();
+pub fn inputs(a: &PlanArgs, host: &Host) -> Result<Inputs> {
+    let root = host.root();
     let planning_here = a.memory.is_none() && a.kernel.is_none();
-    let facts = planning_here.then(|| gather::gather(&gather::Options::default()));
+    let facts = planning_here.then(|| {
+        gather::gather(&gather::Options {
+            host: host.clone(),
+            ..gather::Options::default()
+        })
+    });
     let ram = match (a.memory, facts.as_ref().and_then(|f| f.mem_total)) {
         (Some(m), _) | (None, Some(m)) => m,
         (None, None) => root
@@ -216,8 +221,8 @@ pub fn inputs(a: &PlanArgs) -> Result<Inputs> {
     })
 }
 
-pub fn make_plan(a: &PlanArgs) -> Result<Plan> {
-    Ok(plan::plan(inputs(a)?)?)
+pub fn make_plan(a: &PlanArgs, host: &Host) -> Result<Plan> {
+    Ok(plan::plan(inputs(a, host)?)?)
 }
 
 pub fn render(p: &Plan, format: Format, out: &mut impl Write) -> Result<()> {
@@ -261,10 +266,6 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub timeouts_only: bool,
 
-    /// Prefix every path (proc, sys, etc, var) with DIR: a fake tree for tests.
-    #[arg(long, value_name = "DIR")]
-    pub root: Option<PathBuf>,
-
     /// Directory of the journal (default /var/lib/ctdoctor under the root).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -292,17 +293,9 @@ fn parse_fault(s: &str) -> Result<FaultKind, String> {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// Prefix every path with DIR (as given to apply).
-    #[arg(long, value_name = "DIR")]
-    pub root: Option<PathBuf>,
-
     /// Directory of the journal (as given to apply).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-}
-
-fn root_of(dir: &Option<PathBuf>) -> Root {
-    dir.as_ref().map_or_else(Root::default, Root::under)
 }
 
 fn print_diff(d: &Diff, out: &mut impl Write) -> std::io::Result<()> {
@@ -324,8 +317,8 @@ fn print_diff(d: &Diff, out: &mut impl Write) -> std::io::Result<()> {
 
 /// Run apply; the exit code is 0 when applied (or nothing to do or a dry
 /// run), and an error otherwise.
-pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
-    let root = root_of(&a.root);
+pub fn run_apply(a: &ApplyArgs, host: &Host, out: &mut impl Write) -> Result<()> {
+    let root = host.root();
     // (settings, file header, budget, memory of a full table when the plan
     // knows it, RAM when the plan knows it)
     let (settings, header, budget, planned_memory, planned_ram) = match &a.plan_file {
@@ -342,7 +335,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
             )
         }
         None => {
-            let p = make_plan(&a.plan)?;
+            let p = make_plan(&a.plan, host)?;
             // The plan's warnings matter as much when applying it.
             for w in &p.warnings {
                 writeln!(out, "warning: {w}")?;
@@ -362,10 +355,10 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
         }
     };
     if !a.timeouts_only
-        && a.root.is_none()
+        && host.has_kernel()
         && let (Some(here), Some(init)) = (
             cthost::namespaces::current_inode(),
-            cthost::namespaces::init_inode(&root),
+            cthost::namespaces::init_inode(root),
         )
         && here != init
     {
@@ -387,7 +380,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     } else {
         vec![]
     };
-    let journal = apply::journal_path(&root, a.state_dir.as_deref())?;
+    let journal = apply::journal_path(root, a.state_dir.as_deref())?;
     // With --yes, lock before reading the live values: the diff becomes the
     // journal's `old` values, which another apply or rollback must not
     // change in between (a dry run writes nothing and takes no lock).
@@ -399,7 +392,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     } else {
         None
     };
-    let d = apply::diff(&root, &settings, a.timeouts_only, &files)?;
+    let d = apply::diff(root, &settings, a.timeouts_only, &files)?;
     // A plan file carries no entry size: estimate as check does.
     let memory = planned_memory.unwrap_or(plan::sizing::table_memory(
         settings.nf_conntrack_max,
@@ -441,7 +434,7 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
         at: a.fail_after,
         kind: a.fault,
     };
-    let done = apply::apply_locked(&root, &journal, &lock, &d, fault)?;
+    let done = apply::apply_locked(root, &journal, &lock, &d, fault)?;
     let j = &done.journal;
     if done.stacked {
         writeln!(
@@ -460,10 +453,10 @@ pub fn run_apply(a: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-pub fn run_rollback(a: &RollbackArgs, out: &mut impl Write) -> Result<()> {
-    let root = root_of(&a.root);
-    let path = apply::journal_path(&root, a.state_dir.as_deref())?;
-    let j = match apply::rollback(&root, &path, Fault::default())? {
+pub fn run_rollback(a: &RollbackArgs, host: &Host, out: &mut impl Write) -> Result<()> {
+    let root = host.root();
+    let path = apply::journal_path(root, a.state_dir.as_deref())?;
+    let j = match apply::rollback(root, &path, Fault::default())? {
         RolledBack::Done(j) => j,
         RolledBack::NoJournal => {
             writeln!(

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use cthost::Host;
 use ctmodel::scan::{self, ScanReport};
 use ctmodel::{Breakdown, Filter};
-use ctnetlink::{Conntrack, Family};
+use ctnetlink::Family;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -258,8 +259,8 @@ fn scan_text<R: Read>(
 /// Dump attempts when the kernel flags the dump as interrupted or overrun.
 const DUMP_ATTEMPTS: usize = 3;
 
-fn from_netlink(args: &TopArgs, filter: &Filter) -> Result<TopReport> {
-    let mut ct = Conntrack::open()?;
+fn from_netlink(args: &TopArgs, filter: &Filter, host: &Host) -> Result<TopReport> {
+    let mut ct = host.conntrack()?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -284,7 +285,7 @@ fn from_netlink(args: &TopArgs, filter: &Filter) -> Result<TopReport> {
     }
 }
 
-pub fn run(args: &TopArgs) -> Result<TopReport> {
+pub fn run(args: &TopArgs, host: &Host) -> Result<TopReport> {
     let filter = Filter::parse(&args.filter).map_err(crate::exit::Usage::from)?;
     if let Some(path) = &args.file {
         if is_stdin(path) {
@@ -294,9 +295,10 @@ pub fn run(args: &TopArgs) -> Result<TopReport> {
         return scan_text(f, args, &filter, format!("file:{}", path.display()));
     }
     match args.source {
-        Source::Netlink => from_netlink(args, &filter),
-        Source::Proc => {
-            let f = match File::open(PROC_CONNTRACK) {
+        Source::Netlink if host.has_kernel() => from_netlink(args, &filter, host),
+        // A fake --root tree has no kernel to ask: its /proc file is the table.
+        Source::Netlink | Source::Proc => {
+            let f = match File::open(host.root().path(PROC_CONNTRACK)) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
                     "{PROC_CONNTRACK} does not exist: the kernel is built without \

@@ -14,11 +14,11 @@ pub use crate::facts::{Counters, Facts, Mix, NetnsCount};
 use crate::kernel_log::{self, LogScan};
 use crate::kmsg::{self, Kmsg};
 use crate::namespaces::{self, Namespace};
-use crate::owners;
 use crate::ruleset;
 use crate::services;
 use crate::slab;
 use crate::source::{Root, Unreadable, Why, io_unreadable, netlink_unreadable, on_path, run};
+use crate::{Host, counts};
 use crate::{cloud, stat};
 
 const NF: &str = "/proc/sys/net/netfilter";
@@ -39,7 +39,8 @@ pub enum LogInput {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub root: Root,
+    /// The system read: the real one, or a fake tree (no ctnetlink).
+    pub host: Host,
     pub kernel_log: LogInput,
     /// Sample the counters twice, this far apart, to report rates.
     pub interval: Option<Duration>,
@@ -54,7 +55,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            root: Root::default(),
+            host: Host::system(),
             kernel_log: LogInput::Kmsg,
             interval: None,
             all_netns: false,
@@ -83,7 +84,7 @@ fn sum_cpus(cpus: &[ctnetlink::CpuStats]) -> Counters {
 }
 
 /// /proc/net/stat/nf_conntrack, with its column names mapped to ctnetlink's.
-fn counters_proc(root: &Root) -> Result<Counters, Unreadable> {
+pub fn counters_proc(root: &Root) -> Result<Counters, Unreadable> {
     let path = "/proc/net/stat/nf_conntrack";
     let text = root.read(path, "root")?;
     let t = stat::parse_stat(&text).map_err(|e| Unreadable {
@@ -93,15 +94,7 @@ fn counters_proc(root: &Root) -> Result<Counters, Unreadable> {
     let values = t
         .counters
         .into_iter()
-        .map(|(k, v)| {
-            let k = match k.as_str() {
-                "clashres" => "clash_resolve".to_string(),
-                "chainlength" => "chaintoolong".to_string(),
-                "icmp_error" => "error".to_string(),
-                _ => k,
-            };
-            (k, v)
-        })
+        .map(|(k, v)| (ctcore::counters::canonical(&k).to_string(), v))
         .collect();
     Ok(Counters {
         source: path.into(),
@@ -245,66 +238,9 @@ fn iptables_nft_saves(f: &mut Facts) -> Vec<(&'static str, &'static str, String)
     out
 }
 
-/// Namespaces counted at once (one thread each: setns moves only the
-/// calling thread).
-const NETNS_BATCH: usize = 16;
-
-fn netns_counts(namespaces: &[Namespace]) -> Vec<NetnsCount> {
-    let count_one = |ns: &Namespace| {
-        let path = ns.path.to_string_lossy().into_owned();
-        // The namespace's own `drop` counter (table full, KERNEL.md section
-        // 3) is read with its count, on the same socket: it says whether
-        // *this* namespace dropped, which a kernel log line naming an inode
-        // cannot (inodes are reused).
-        let r = ctnetlink::netns::enter(&path)
-            .and_then(|()| Conntrack::open())
-            .and_then(|mut ct| {
-                let stats = ct.stats()?;
-                let drop = ct
-                    .stats_cpu()
-                    .ok()
-                    .and_then(|cpus| cpus.iter().map(|c| c.drop.map(u64::from)).sum());
-                Ok((stats, drop))
-            });
-        NetnsCount {
-            inode: ns.inode,
-            name: ns.name.clone(),
-            owner: String::new(),
-            count: r.as_ref().ok().map(|(s, _)| u64::from(s.entries)),
-            drop: r.as_ref().ok().and_then(|(_, d)| *d),
-            error: r.err().map(|e| e.to_string()),
-        }
-    };
-    let mut out = Vec::with_capacity(namespaces.len());
-    for batch in namespaces.chunks(NETNS_BATCH) {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|ns| s.spawn(move || count_one(ns)))
-                .collect();
-            out.extend(handles.into_iter().filter_map(|h| h.join().ok()));
-        });
-    }
-    out
-}
-
-/// `counts` with the owner of each namespace filled in.
-fn with_owners(
-    root: &Root,
-    mut counts: Vec<NetnsCount>,
-    namespaces: &[Namespace],
-    init: Option<u64>,
-) -> Vec<NetnsCount> {
-    let owners = owners::owners(root, namespaces, init);
-    for c in &mut counts {
-        c.owner = owners.get(&c.inode).cloned().unwrap_or_default();
-    }
-    counts
-}
-
 /// The live namespaces, other than this one, that this boot's table-full
 /// lines name, with their drop counters (from `--all-netns` when read).
-fn log_netns(f: &Facts, root: &Root) -> Vec<NetnsCount> {
+fn log_netns(f: &Facts, host: &Host) -> Vec<NetnsCount> {
     let named: Vec<u64> = f
         .kernel_log
         .iter()
@@ -326,7 +262,7 @@ fn log_netns(f: &Facts, root: &Root) -> Vec<NetnsCount> {
         .filter(|n| named.contains(&n.inode))
         .cloned()
         .collect();
-    with_owners(root, netns_counts(&live), &live, f.init_netns_inode)
+    counts::count_all(host, &live, f.init_netns_inode)
 }
 
 /// Whether a `--kernel-log` input can be read to its end: a regular file, a
@@ -364,7 +300,7 @@ fn log_kind(what: &str, m: &std::fs::Metadata) -> Result<bool, Unreadable> {
 /// Scan the kernel log into `f`; a log the user named that cannot be read
 /// is recorded as `kernel_log_error` (the check is then UNKNOWN).
 fn kernel_log(f: &mut Facts, opts: &Options) {
-    let root = &opts.root;
+    let root = opts.host.root();
     // Local time of `dmesg -T`, syslog and journal stamps; the offset of
     // now (a line from the other side of a DST change is an hour off).
     let ctx = kernel_log::Context {
@@ -427,7 +363,7 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
 
 /// Gather every fact this process can read, in its current namespace.
 pub fn gather(opts: &Options) -> Facts {
-    let root = &opts.root;
+    let root = opts.host.root();
     let started = Instant::now();
     let mut f = Facts {
         kernel: root
@@ -436,7 +372,9 @@ pub fn gather(opts: &Options) -> Facts {
             .map(|s| s.trim().to_string()),
         netns_inode: namespaces::current_inode(),
         conntrack_loaded: root.exists(&format!("{NF}/nf_conntrack_max")),
-        now: std::time::SystemTime::now()
+        now: opts
+            .host
+            .now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs_f64()),
@@ -472,7 +410,7 @@ pub fn gather(opts: &Options) -> Facts {
         .read_u64(&format!("{NF}/nf_conntrack_buckets"), "")
         .ok();
 
-    let mut ct = match Conntrack::open() {
+    let mut ct = match opts.host.conntrack() {
         Ok(ct) => Some(ct),
         Err(e) => {
             f.unreadable
@@ -559,14 +497,13 @@ pub fn gather(opts: &Options) -> Facts {
     f.cloud = cloud;
     f.unreadable.extend(cloud_errors);
     if opts.all_netns {
-        f.netns_counts = Some(with_owners(
-            root,
-            netns_counts(&f.namespaces),
+        f.netns_counts = Some(counts::count_all(
+            &opts.host,
             &f.namespaces,
             f.init_netns_inode,
         ));
     }
-    f.log_netns = log_netns(&f, root);
+    f.log_netns = log_netns(&f, &opts.host);
 
     // Drops the log cannot date (rate-limited, issue 7): without
     // --interval, sample the counters for AUTO_SAMPLE so the rate dates

@@ -1,10 +1,12 @@
 //! cthost: the host layer. It reads the system (paths under a configurable
 //! root, commands, ctnetlink) into ctcore's plain facts, and applies plans.
 //!
+//! - [`host::Host`]: the seam every command reads the system through
+//!   (root, ctnetlink, kernel log, clock)
 //! - readers: [`source`] (paths under a configurable root, classified
 //!   errors), [`services`], [`namespaces`], [`owners`] (who lives in each
 //!   namespace), [`cloud`] (`ethtool -S` of ENA NICs), [`gather`] (all of it
-//!   into [`facts::Facts`])
+//!   into [`facts::Facts`]), [`counts`] (each namespace's count and drops)
 //! - [`apply`]: the only code that writes to the system (journal, rollback)
 //! - the pure parsers, facts, rules and policy are ctcore's, re-exported.
 
@@ -13,9 +15,13 @@ pub mod apply;
 // `cthost::plan` and friends keep naming them.
 pub use ctcore::{diagnose, facts, kernel_log, plan, ruleset, slab, stat};
 pub mod cloud;
+pub mod counts;
 pub mod gather;
+pub mod host;
 pub mod kmsg;
 pub mod namespaces;
 pub mod owners;
 pub mod services;
 pub mod source;
+
+pub use host::Host;

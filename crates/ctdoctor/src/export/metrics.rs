@@ -2,6 +2,7 @@
 //! (values already read) to a prometheus-client registry, and its encoding
 //! as Prometheus text 0.0.4 or OpenMetrics. No I/O here.
 
+use ctcore::facts::NetnsCount;
 use std::sync::atomic::AtomicU64;
 
 use ctcore::counters::Counters;
@@ -38,16 +39,6 @@ pub struct BreakdownView {
     pub top_sources: Vec<(usize, String, u64)>,
 }
 
-/// One namespace row for --all-netns.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NetnsRow {
-    pub inode: u64,
-    pub name: String,
-    pub owner: String,
-    pub entries: Option<u64>,
-    pub drop: Option<u64>,
-}
-
 /// Everything one scrape shows; each source may be missing on its own.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
@@ -58,7 +49,9 @@ pub struct Snapshot {
     pub breakdown_age: f64,
     /// table-full lines by netns label ("" for lines naming none).
     pub kernel_log: Option<Vec<(String, u64)>>,
-    pub netns: Option<Vec<NetnsRow>>,
+    /// Per-namespace counts (`--all-netns`); an unreadable one has no
+    /// series (the sampler says why on stderr, once).
+    pub netns: Option<Vec<NetnsCount>>,
     pub time_to_full: Option<f64>,
     /// forecast's steady-state entries from the last two breakdown dumps.
     pub steady_state: Option<f64>,
@@ -275,7 +268,7 @@ pub fn registry(s: &Snapshot) -> Registry {
                 ("name", &r.name),
                 ("owner", &r.owner),
             ]);
-            if let Some(n) = r.entries {
+            if let Some(n) = r.count {
                 e.get_or_create(&l).set(n as f64);
             }
             if let Some(n) = r.drop {
@@ -496,12 +489,13 @@ mod tests {
             }),
             breakdown_age: 3.0,
             kernel_log: Some(vec![(String::new(), 2), ("4026531840".into(), 1)]),
-            netns: Some(vec![NetnsRow {
+            netns: Some(vec![NetnsCount {
                 inode: 7,
                 name: "pod".into(),
                 owner: "default/web-0".into(),
-                entries: Some(12),
+                count: Some(12),
                 drop: Some(9),
+                error: None,
             }]),
             time_to_full: Some(f64::INFINITY),
             steady_state: Some(1234.5),

@@ -64,12 +64,16 @@ pub const MAX_TOP: usize = 100;
 
 // Range checks live in the parsers so a bad value is a usage error
 // (exit 2, like every other bad flag), not a start-up failure (exit 1).
-pub fn run(args: &ExportArgs, quiet: bool) -> Result<()> {
+pub fn run(args: &ExportArgs, quiet: bool, host: &cthost::Host) -> Result<()> {
     if args.top > MAX_TOP {
         bail!("--top {} is above the limit of {MAX_TOP} series", args.top);
     }
     // Netlink permission first: without CAP_NET_ADMIN nothing works.
-    if let Err(e) = ctnetlink::Conntrack::open().and_then(|mut c| c.stats()) {
+    if let Err(e) = host
+        .has_kernel()
+        .then(|| host.conntrack().and_then(|mut c| c.stats()))
+        .transpose()
+    {
         if e.is_permission() {
             bail!(
                 "{e}: ctdoctor export needs CAP_NET_ADMIN (run as root, or grant it: AmbientCapabilities=CAP_NET_ADMIN)"
@@ -85,7 +89,8 @@ pub fn run(args: &ExportArgs, quiet: bool) -> Result<()> {
         all_netns: args.all_netns,
         kernel_log: !args.no_kernel_log,
         node_exporter_compat: args.node_exporter_compat,
-        entry_bytes: sources::entry_bytes(),
+        entry_bytes: sources::entry_bytes(host.root()),
+        host: host.clone(),
     });
     let background = std::sync::Arc::clone(&shared);
     server::serve(args.listen, shared, |addr| {

@@ -6,17 +6,20 @@
 //! dumps also give the forecast's arrivals (ids new in the second dump,
 //! `ctcore::forecast::dumps`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use cthost::Host;
+use cthost::source::Root;
 use ctmodel::{Breakdown, Filter};
-use ctnetlink::{Conntrack, Family};
+use ctnetlink::Family;
 
 use ctcore::counters::Counters;
 
-use super::metrics::{BreakdownView, NetnsRow, Snapshot, Table};
+use super::metrics::{BreakdownView, Snapshot, Table};
 use crate::forecast;
+use ctcore::facts::NetnsCount;
 use ctcore::forecast::{dumps, estimate};
 
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
@@ -33,6 +36,8 @@ pub struct Config {
     pub node_exporter_compat: bool,
     /// Bytes of one entry's slab object (read once at start).
     pub entry_bytes: u64,
+    /// The system the numbers come from (a fake tree in the golden test).
+    pub host: Host,
 }
 
 #[derive(Debug, Default)]
@@ -48,7 +53,7 @@ struct Cached {
     samples: VecDeque<(Instant, f64)>,
     kmsg: Option<BTreeMap<String, u64>>,
     kmsg_ok: Option<bool>,
-    netns: Option<Vec<NetnsRow>>,
+    netns: Option<Vec<NetnsCount>>,
     netns_seconds: Option<f64>,
 }
 
@@ -59,35 +64,63 @@ pub struct Shared {
     cached: Mutex<Cached>,
 }
 
-fn read_u64(path: &str) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 /// Bytes of one conntrack entry: the slab object (/proc/slabinfo, needs
 /// root) or cthost's estimate.
-pub fn entry_bytes() -> u64 {
-    std::fs::read_to_string("/proc/slabinfo")
+pub fn entry_bytes(root: &Root) -> u64 {
+    root.read("/proc/slabinfo", "root")
         .ok()
         .and_then(|t| cthost::slab::parse_slabinfo(&t))
         .map_or(cthost::diagnose::ESTIMATED_ENTRY_BYTES, |s| s.objsize)
 }
 
 /// The cheap read: count and max (GET_STATS), CPU sums (GET_STATS_CPU),
-/// buckets (/proc/sys). Errors only when the count cannot be read.
-pub fn read_table(entry_bytes: u64) -> Result<Table, ctnetlink::Error> {
-    let mut ct = Conntrack::open()?;
-    let g = ct.stats()?;
-    let cpu = ct.stats_cpu().ok().map(|c| Counters::sum(&c));
+/// buckets (/proc/sys). Over a fake tree (no kernel), the count and the
+/// counters come from its /proc files. Errors only when the count cannot
+/// be read.
+pub fn read_table(host: &Host, entry_bytes: u64) -> Result<Table, String> {
+    let root = host.root();
+    let sysctl = |name: &str| root.read_u64(&format!("{NF}/{name}"), "").ok();
+    let (entries, max, cpu) = if host.has_kernel() {
+        let mut ct = host.conntrack().map_err(|e| e.to_string())?;
+        let g = ct.stats().map_err(|e| e.to_string())?;
+        let cpu = ct.stats_cpu().ok().map(|c| Counters::sum(&c));
+        (u64::from(g.entries), g.max_entries.map(u64::from), cpu)
+    } else {
+        let entries = root
+            .read_u64(&format!("{NF}/nf_conntrack_count"), "")
+            .map_err(|e| e.to_string())?;
+        let cpu = cthost::gather::counters_proc(root)
+            .ok()
+            .map(|c| Counters::from_named(c.values.iter().map(|(k, v)| (k.as_str(), *v))));
+        (entries, None, cpu)
+    };
     Ok(Table {
-        entries: u64::from(g.entries),
-        max: g
-            .max_entries
-            .map(u64::from)
-            .or_else(|| read_u64(&format!("{NF}/nf_conntrack_max"))),
-        buckets: read_u64(&format!("{NF}/nf_conntrack_buckets")),
+        entries,
+        max: max.or_else(|| sysctl("nf_conntrack_max")),
+        buckets: sysctl("nf_conntrack_buckets"),
         entry_bytes,
         cpu,
     })
+}
+
+/// Every entry of the table: a ctnetlink dump, or over a fake tree its
+/// /proc/net/nf_conntrack.
+fn dump(host: &Host, mut f: impl FnMut(&ctmodel::Entry)) -> Result<(), String> {
+    if host.has_kernel() {
+        let mut ct = host.conntrack().map_err(|e| e.to_string())?;
+        ct.dump(Family::Any, f).map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let text = host
+        .root()
+        .read("/proc/net/nf_conntrack", "root")
+        .map_err(|e| e.to_string())?;
+    for line in text.lines() {
+        if let Ok(ctmodel::text::Line::Entry(e)) = ctmodel::text::parse_line(line.as_bytes()) {
+            f(&e);
+        }
+    }
+    Ok(())
 }
 
 fn view(b: &Breakdown, top: usize) -> BreakdownView {
@@ -115,54 +148,37 @@ fn view(b: &Breakdown, top: usize) -> BreakdownView {
 /// One full dump folded into a breakdown and into the arrivals since the
 /// previous dump's ids (this dump's ids are returned for the next one).
 fn breakdown_and_arrivals(
+    host: &Host,
     top: usize,
     previous: &dumps::Ids,
-) -> Result<(BreakdownView, dumps::Arrivals), ctnetlink::Error> {
-    let mut ct = Conntrack::open()?;
+) -> Result<(BreakdownView, dumps::Arrivals), String> {
     let mut b = Breakdown::new(Filter::default());
     let mut a = dumps::Arrivals::default();
-    ct.dump(Family::Any, |e| {
+    dump(host, |e| {
         b.add(e);
         a.add(previous, e);
     })?;
     Ok((view(&b, top), a))
 }
 
-fn netns_rows() -> Vec<NetnsRow> {
-    let root = cthost::source::Root::default();
-    let all = cthost::namespaces::list(&root);
-    let owners = cthost::owners::owners(&root, &all, cthost::namespaces::init_inode(&root));
-    let count = |path: &std::path::Path| -> Option<(u64, Option<u64>)> {
-        let path = path.to_string_lossy().into_owned();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                ctnetlink::netns::enter(&path).ok()?;
-                let mut ct = Conntrack::open().ok()?;
-                let n = u64::from(ct.stats().ok()?.entries);
-                let d = ct
-                    .stats_cpu()
-                    .ok()
-                    .map(|c| Counters::sum(&c))
-                    .and_then(|c| c.drop);
-                Some((n, d))
-            })
-            .join()
-            .ok()
-            .flatten()
-        })
-    };
-    all.iter()
-        .map(|ns| {
-            let r = count(&ns.path);
-            NetnsRow {
-                inode: ns.inode,
-                name: ns.name.clone(),
-                owner: owners.get(&ns.inode).cloned().unwrap_or_default(),
-                entries: r.map(|(n, _)| n),
-                drop: r.and_then(|(_, d)| d),
-            }
-        })
-        .collect()
+/// Every namespace's count (cthost's one reader); a namespace that cannot
+/// be read is said on stderr the first time, then only shows no series.
+fn netns_rows(host: &Host, warned: &mut BTreeSet<u64>) -> Vec<NetnsCount> {
+    let root = host.root();
+    let all = cthost::namespaces::list(root);
+    let rows = cthost::counts::count_all(host, &all, cthost::namespaces::init_inode(root));
+    for r in &rows {
+        if let Some(e) = &r.error
+            && warned.len() < MAX_KMSG_NETNS
+            && warned.insert(r.inode)
+        {
+            eprintln!(
+                "ctdoctor: warning: netns {} ({}): no per-netns series: {e}",
+                r.inode, r.name
+            );
+        }
+    }
+    rows
 }
 
 impl Shared {
@@ -197,12 +213,13 @@ impl Shared {
     /// breakdown (unless above --breakdown-max-entries) and namespaces.
     fn sampler(&self) {
         let mut last_breakdown: Option<Instant> = None;
+        let mut warned = BTreeSet::new();
         loop {
             let now = Instant::now();
-            let count = Conntrack::open().and_then(|mut c| c.stats()).ok();
-            if let Some(g) = count {
+            let count = read_table(&self.config.host, 0).ok().map(|t| t.entries);
+            if let Some(n) = count {
                 let mut c = self.lock();
-                c.samples.push_back((now, f64::from(g.entries)));
+                c.samples.push_back((now, n as f64));
                 while c
                     .samples
                     .front()
@@ -215,10 +232,10 @@ impl Shared {
                 .is_none_or(|t| now.duration_since(t) >= self.config.breakdown_interval)
             {
                 last_breakdown = Some(now);
-                self.refresh_breakdown(count.map(|g| u64::from(g.entries)));
+                self.refresh_breakdown(count);
                 if self.config.all_netns {
                     let t = Instant::now();
-                    let rows = netns_rows();
+                    let rows = netns_rows(&self.config.host, &mut warned);
                     let mut c = self.lock();
                     c.netns = Some(rows);
                     c.netns_seconds = Some(t.elapsed().as_secs_f64());
@@ -244,6 +261,7 @@ impl Shared {
         let t = Instant::now();
         let empty = dumps::Ids::default();
         let r = breakdown_and_arrivals(
+            &self.config.host,
             self.config.top,
             previous.as_ref().map_or(&empty, |(_, ids)| ids),
         );
@@ -270,8 +288,7 @@ impl Shared {
     /// Follow /dev/kmsg: the records still in the ring buffer are counted
     /// once at start, then new ones as they come (one record per read).
     fn follow_kmsg(&self) {
-        let root = cthost::source::Root::default();
-        let f = match cthost::kmsg::Kmsg::open(&root, cthost::kmsg::From::Start, true) {
+        let f = match self.config.host.kmsg(cthost::kmsg::From::Start, true) {
             Ok(f) => f,
             Err(_) => {
                 self.lock().kmsg_ok = Some(false);
@@ -296,7 +313,7 @@ impl Shared {
     /// Everything one scrape shows: the cheap read now, the rest cached.
     pub fn snapshot(&self) -> Snapshot {
         let t = Instant::now();
-        let table = read_table(self.config.entry_bytes);
+        let table = read_table(&self.config.host, self.config.entry_bytes);
         let stats_seconds = t.elapsed().as_secs_f64();
         let c = self.lock();
         let mut up = vec![("stats".to_string(), table.is_ok())];
@@ -335,7 +352,7 @@ impl Shared {
                     window: *window,
                     classes: estimate::class_inputs(
                         classes.clone(),
-                        &forecast::timeouts(),
+                        &forecast::timeouts(self.config.host.root()),
                         cthost::plan::Profile::Web,
                     ),
                     count,

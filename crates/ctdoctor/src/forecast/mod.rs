@@ -15,6 +15,7 @@ use ctcore::duration;
 use ctcore::forecast::{dumps, estimate};
 use ctcore::timeouts::{self, TimeoutTable};
 use ctcore::version::Version;
+use cthost::Host;
 use cthost::plan::Profile;
 use cthost::source::Root;
 use ctmodel::Filter;
@@ -97,12 +98,12 @@ pub struct Report {
 /// The namespace's timeouts by short sysctl name (cthost reads /proc/sys,
 /// as `check`, `plan` and `simulate` do), falling back to the kernel's
 /// defaults for names it cannot read.
-pub fn timeouts() -> BTreeMap<String, f64> {
+pub fn timeouts(root: &Root) -> BTreeMap<String, f64> {
     let mut out: BTreeMap<String, f64> = TimeoutTable::defaults(Version::LATEST)
         .iter()
         .map(|(t, v)| (t.short().to_string(), v))
         .collect();
-    for (k, v) in cthost::gather::timeouts(&Root::default()) {
+    for (k, v) in cthost::gather::timeouts(root) {
         if let Some(t) = timeouts::Timeout::from_name(&k) {
             out.insert(t.short().to_string(), v as f64);
         }
@@ -225,7 +226,7 @@ fn observe_dumps(ct: &mut Conntrack, window: Duration) -> Result<Observed> {
     })
 }
 
-pub fn run(args: &ForecastArgs) -> Result<Report> {
+pub fn run(args: &ForecastArgs, host: &Host) -> Result<Report> {
     let crit = args.crit.as_secs_f64();
     let warn = args.warn.as_secs_f64();
     if crit > warn {
@@ -236,7 +237,7 @@ pub fn run(args: &ForecastArgs) -> Result<Report> {
         ))
         .into());
     }
-    let mut ct = Conntrack::open().context("opening ctnetlink")?;
+    let mut ct = host.conntrack().context("opening ctnetlink")?;
     let g = ct.stats().map_err(|e| {
         if e.is_permission() {
             anyhow::anyhow!("{e}: forecast needs CAP_NET_ADMIN in the namespace (run as root)")
@@ -248,19 +249,20 @@ pub fn run(args: &ForecastArgs) -> Result<Report> {
         .max_entries
         .map(u64::from)
         .or_else(|| {
-            Root::default()
+            host.root()
                 .read_u64(&format!("{NF}/nf_conntrack_max"), "")
                 .ok()
         })
         .context("nf_conntrack_max is unreadable (neither ctnetlink nor /proc/sys gives it)")?;
     // Events need nf_conntrack_events on; subscribing can still fail (no
     // CAP_NET_ADMIN for the multicast groups, a kernel without them).
-    let events = match (args.source, cthost::gather::events_setting(&Root::default())) {
+    let events = match (args.source, cthost::gather::events_setting(host.root())) {
         (SourceArg::Dumps, _) => Err("--source dumps".to_string()),
         (_, Some(0)) => Err(
             "net.netfilter.nf_conntrack_events is 0 in this namespace, so the kernel sends no events (enable: sysctl -w net.netfilter.nf_conntrack_events=1)".to_string(),
         ),
-        _ => Events::subscribe(Groups::ALL)
+        _ => host
+            .events(Groups::ALL)
             .map_err(|e| format!("subscribing to ctnetlink events failed: {e}")),
     };
     let (source, source_note, observed) = match events {
@@ -279,7 +281,7 @@ pub fn run(args: &ForecastArgs) -> Result<Report> {
             observe_dumps(&mut ct, args.window)?,
         ),
     };
-    let timeouts = timeouts();
+    let timeouts = timeouts(host.root());
     let count = observed
         .samples
         .last()

@@ -39,8 +39,8 @@ pub fn add(seed: &mut Seed, e: &ctmodel::Entry) {
 }
 
 /// Dump the table and measure the creation rate over one second.
-pub fn measure() -> Result<(Seed, Vec<String>)> {
-    let mut c = ctnetlink::Conntrack::open().context("--from-live: open ctnetlink")?;
+pub fn measure(host: &cthost::Host) -> Result<(Seed, Vec<String>)> {
+    let mut c = host.conntrack().context("--from-live: open ctnetlink")?;
     let mut seed = Seed::default();
     let t0 = Instant::now();
     let cpus0 = c.stats_cpu().ok();

@@ -117,8 +117,7 @@ pub enum Workload {
 
 /// This host's table settings (cthost reads the sysctls); empty where
 /// unreadable, so the kernel defaults apply.
-fn host_table() -> (Table, Vec<String>) {
-    let root = cthost::source::Root::default();
+fn host_table(root: &cthost::source::Root) -> (Table, Vec<String>) {
     let nf = "/proc/sys/net/netfilter";
     let mut t = Table::default();
     let mut notes = Vec::new();
@@ -126,7 +125,7 @@ fn host_table() -> (Table, Vec<String>) {
     t.buckets = root
         .read_u64(&format!("{nf}/nf_conntrack_buckets"), "")
         .ok();
-    for (k, v) in cthost::gather::timeouts(&root) {
+    for (k, v) in cthost::gather::timeouts(root) {
         if let Some(timeout) = Timeout::from_name(&k) {
             t.timeouts.insert(timeout.short().to_string(), v);
         }
@@ -259,7 +258,7 @@ fn fmt_s(s: f64) -> String {
 }
 
 /// Run the command; writes to `out`.
-pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
+pub fn run(a: &SimulateArgs, json: bool, host: &cthost::Host, out: &mut dyn Write) -> Result<()> {
     if json && a.csv {
         return Err(Usage("--json and --csv exclude each other".into()).into());
     }
@@ -290,7 +289,7 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
     let mut notes = Vec::new();
     let one_class = matches!(work, Workload::OneClass { .. } | Workload::Live);
     if one_class {
-        let (h, n) = host_table();
+        let (h, n) = host_table(host.root());
         table.overlay(&h);
         notes.extend(n);
     }
@@ -303,7 +302,7 @@ pub fn run(a: &SimulateArgs, json: bool, out: &mut dyn Write) -> Result<()> {
         notes.push("flags override: --max/--buckets/--timeout/--kernel as given".into());
     }
     let live = if a.from_live {
-        let (seed, n) = live::measure()?;
+        let (seed, n) = live::measure(host)?;
         notes.extend(n);
         if a.rate.is_some() {
             notes.push("--rate given: the model runs at that rate, not the measured one".into());

@@ -10,16 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use ctcore::resync::{self, Why};
+use cthost::Host;
 use ctmodel::Filter;
 use ctmodel::flows::Tracker;
 use ctnetlink::{Conntrack, CpuStats, Events, Family, Groups};
 
 use super::snapshot::{EventStatus, Reading, Snapshot, TableFull, counter_delta};
-
-/// nf_conntrack_events of the calling thread's namespace, None when unreadable.
-fn events_setting() -> Option<u8> {
-    cthost::gather::events_setting(&cthost::source::Root::default())
-}
 
 /// Table-full lines in /dev/kmsg from now on: a thread reads records
 /// written after the start (it seeks past the ring buffer's old ones) and
@@ -32,22 +28,19 @@ struct KernelLog {
 }
 
 impl KernelLog {
-    fn follow() -> Option<Self> {
-        let root = cthost::source::Root::default();
-        let kmsg = cthost::kmsg::Kmsg::open(&root, cthost::kmsg::From::End, true).ok()?;
+    fn follow(host: &Host) -> Option<Self> {
+        let kmsg = host.kmsg(cthost::kmsg::From::End, true).ok()?;
         let ours = cthost::namespaces::current_inode();
         let me = Self {
             lines: Arc::default(),
             last: Arc::default(),
         };
         let (lines, last) = (me.lines.clone(), me.last.clone());
+        let clock = host.clone();
         cthost::kmsg::Follower::spawn(kmsg, move |netns, n| {
             if netns.is_none() || netns == ours {
                 lines.fetch_add(n, Ordering::Relaxed);
-                let now = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                last.store(now, Ordering::Relaxed);
+                last.store(clock.unix_now(), Ordering::Relaxed);
             }
         })
         .ok()?;
@@ -67,6 +60,7 @@ impl KernelLog {
 const DUMP_ATTEMPTS: usize = 3;
 
 pub struct Feed {
+    host: Host,
     ct: Conntrack,
     events: Events,
     tracker: Tracker,
@@ -82,11 +76,12 @@ pub struct Feed {
 
 impl Feed {
     /// Subscribe, dump once, and start the first interval.
-    pub fn open(filter: Filter, clauses: Vec<String>) -> Result<Self> {
-        let events = Events::subscribe(Groups::ALL)?;
-        let ct = Conntrack::open()?;
-        let setting = events_setting();
+    pub fn open(host: &Host, filter: Filter, clauses: Vec<String>) -> Result<Self> {
+        let events = host.events(Groups::ALL)?;
+        let ct = host.conntrack()?;
+        let setting = cthost::gather::events_setting(host.root());
         let mut feed = Self {
+            host: host.clone(),
             ct,
             events,
             tracker: Tracker::new(filter),
@@ -100,7 +95,7 @@ impl Feed {
             lost: false,
             last_dump: 0.0,
             cpu: None,
-            kernel_log: KernelLog::follow(),
+            kernel_log: KernelLog::follow(host),
         };
         feed.dump()?;
         feed.status.resyncs = 0;
@@ -175,7 +170,7 @@ impl Feed {
         let cpu = self.ct.stats_cpu().ok();
         let t = self.now();
         let iv = self.tracker.take_interval(t);
-        let setting = events_setting();
+        let setting = cthost::gather::events_setting(self.host.root());
         let was_on = self.status.enabled;
         self.status.setting = setting;
         self.status.enabled = setting != Some(0);
@@ -185,7 +180,9 @@ impl Feed {
         };
         self.cpu = cpu;
         let reading = Reading {
-            unix_time: SystemTime::now()
+            unix_time: self
+                .host
+                .now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             count: u64::from(stats.entries),

@@ -59,7 +59,13 @@ pub struct WatchArgs {
 pub const EVENTS_OFF: &str = "net.netfilter.nf_conntrack_events is 0: the kernel sends no conntrack events, so new/s, destroyed/s and the top rankings are unavailable (null); enable them with `sysctl -w net.netfilter.nf_conntrack_events=1` (in the watched namespace)";
 
 /// Run `watch`; `json`: the global --json flag. Returns the exit code.
-pub fn run(args: &WatchArgs, json: bool, quiet: bool, netns: Option<&str>) -> Result<u8> {
+pub fn run(
+    args: &WatchArgs,
+    json: bool,
+    quiet: bool,
+    netns: Option<&str>,
+    host: &cthost::Host,
+) -> Result<u8> {
     let filter = Filter::parse(&args.filter).map_err(Usage::from)?;
     let lines = args.json_lines || json;
     if !lines && !std::io::stdout().is_terminal() {
@@ -73,7 +79,7 @@ pub fn run(args: &WatchArgs, json: bool, quiet: bool, netns: Option<&str>) -> Re
     // Before the first dump, which can take seconds on a big table: a
     // SIGTERM then must still end the run cleanly, not kill it mid-way.
     let stop = terminal::stop_flag()?;
-    let feed = feed::Feed::open(filter, args.filter.clone())?;
+    let feed = feed::Feed::open(host, filter, args.filter.clone())?;
     if lines {
         json_lines(args, feed, quiet, &stop)
     } else {

@@ -1,0 +1,155 @@
+//! The host seam: everything a command reads from the system goes through
+//! one [`Host`], built once in `main` from `--root`: files under its
+//! [`Root`] (/proc, /sys, /dev/kmsg, /run/netns, /etc), ctnetlink sockets in
+//! this or another network namespace, the kernel log and the clock.
+//!
+//! A host over a fake tree (`Host::under`) reads only files: it opens no
+//! kernel socket (the kernel behind it is not the tree's), so code falls
+//! back to the /proc files the tree holds, and tests and golden files run
+//! without root.
+
+use std::io;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ctnetlink::events::{Events, Groups};
+use ctnetlink::{Conntrack, Error};
+
+use crate::kmsg::{self, Kmsg};
+use crate::source::{Root, Unreadable};
+
+/// The system ctdoctor reads: the real one, or a file tree standing in.
+#[derive(Debug, Clone)]
+pub struct Host {
+    root: Root,
+    kernel: bool,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl Host {
+    /// This machine: files under `/`, the running kernel's sockets.
+    pub fn system() -> Self {
+        Self {
+            root: Root::default(),
+            kernel: true,
+        }
+    }
+
+    /// Files under `prefix` only; ctnetlink is off (see the module header).
+    pub fn under(prefix: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            root: Root::under(prefix),
+            kernel: false,
+        }
+    }
+
+    /// `Some(dir)`: [`Host::under`]; `None`: [`Host::system`].
+    pub fn from_flag(root: Option<&Path>) -> Self {
+        root.map_or_else(Self::system, Self::under)
+    }
+
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// Whether ctnetlink reaches a kernel (false over a fake tree).
+    pub fn has_kernel(&self) -> bool {
+        self.kernel
+    }
+
+    fn kernel(&self, what: &'static str) -> Result<(), Error> {
+        if self.kernel {
+            Ok(())
+        } else {
+            Err(Error::Io {
+                what,
+                source: io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "ctnetlink is off under --root (a file tree has no kernel behind it)",
+                ),
+            })
+        }
+    }
+
+    /// A ctnetlink request socket in the calling thread's namespace.
+    pub fn conntrack(&self) -> Result<Conntrack, Error> {
+        self.kernel("opening NETLINK_NETFILTER socket")?;
+        Conntrack::open()
+    }
+
+    /// A ctnetlink event subscription in the calling thread's namespace.
+    pub fn events(&self, groups: Groups) -> Result<Events, Error> {
+        self.kernel("subscribing to conntrack events")?;
+        Events::subscribe(groups)
+    }
+
+    /// Run `f` in a thread that entered network namespace `spec` (a name,
+    /// PID or path, as `--netns`), so the caller's namespace is untouched.
+    pub fn in_netns<T: Send>(
+        &self,
+        spec: &str,
+        f: impl FnOnce(&Self) -> Result<T, Error> + Send,
+    ) -> Result<T, Error> {
+        self.kernel("entering a network namespace")?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                ctnetlink::netns::enter(spec)?;
+                f(self)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Error::Netns {
+                    spec: spec.to_string(),
+                    why: "the reading thread panicked".into(),
+                })
+            })
+        })
+    }
+
+    /// /dev/kmsg under the root (see [`Kmsg::open`]).
+    pub fn kmsg(&self, from: kmsg::From, blocking: bool) -> Result<Kmsg, Unreadable> {
+        Kmsg::open(&self.root, from, blocking)
+    }
+
+    /// The wall clock.
+    pub fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    /// The wall clock in whole seconds since the Unix epoch.
+    pub fn unix_now(&self) -> u64 {
+        self.now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fake_tree_opens_no_kernel_socket() {
+        let h = Host::under("/nonexistent");
+        assert!(!h.has_kernel());
+        let e = h
+            .conntrack()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("ctnetlink is off under --root"), "{e}");
+        assert!(h.in_netns("1", |_| Ok(())).is_err());
+        assert_eq!(h.root().path("/proc/x"), Path::new("/nonexistent/proc/x"));
+    }
+
+    #[test]
+    fn the_flag_picks_the_host() {
+        assert!(Host::from_flag(None).has_kernel());
+        assert!(!Host::from_flag(Some(Path::new("/tmp"))).has_kernel());
+    }
+}
