@@ -19,6 +19,7 @@
 //! - [`time`]: wall-clock text (RFC 3339 UTC)
 //! - [`timeouts`]: the timeout sysctls, their defaults, floors and classes
 //! - [`version`]: the kernel version every version-dependent rule takes
+//! - [`watch`]: what `watch` shows for one interval (rates, ranks, status)
 
 pub mod counters;
 pub mod diagnose;
@@ -35,3 +36,4 @@ pub mod stat;
 pub mod time;
 pub mod timeouts;
 pub mod version;
+pub mod watch;

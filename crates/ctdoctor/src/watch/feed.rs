@@ -15,7 +15,7 @@ use ctmodel::Filter;
 use ctmodel::flows::Tracker;
 use ctnetlink::{Conntrack, CpuStats, Events, Family, Groups};
 
-use super::snapshot::{EventStatus, Reading, Snapshot, TableFull, counter_delta};
+use ctcore::watch::{EventStatus, Reading, Snapshot, TableFull, counter_delta};
 
 /// Table-full lines in /dev/kmsg from now on: a thread reads records
 /// written after the start (it seeks past the ring buffer's old ones) and

@@ -1,16 +1,14 @@
 //! `ctdoctor watch`: the table as it moves, kept current from ctnetlink
 //! events rather than dumps (one dump at the start, more only when the
 //! event-fed state drifts, `ctcore::resync`). Each interval becomes a
-//! [`snapshot::Snapshot`] that goes to the full-screen TUI ([`tui`], [`terminal`]) or,
+//! [`ctcore::watch::Snapshot`] that goes to the full-screen TUI ([`tui`], [`terminal`]) or,
 //! with `--json-lines`, to stdout as one JSON object per line.
 //!
-//! - [`snapshot`]: the pure per-interval value and its construction
 //! - [`feed`]: events + stats + dumps (the only netlink use)
 //! - [`tui`]: drawing a snapshot history (pure, tested on TestBackend)
 //! - [`terminal`]: raw mode, keys, signals, restore on every exit
 
 pub mod feed;
-pub mod snapshot;
 pub mod terminal;
 pub mod tui;
 

@@ -12,7 +12,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Gauge, Paragraph, Row, Sparkline, Table, Tabs};
 
-use super::snapshot::{Rank, Snapshot};
+use ctcore::watch::{Rank, Snapshot};
 
 /// Snapshots kept for the sparkline and the window ranking.
 const HISTORY: usize = 600;
@@ -528,8 +528,8 @@ fn draw_states(f: &mut Frame, area: Rect, s: &Snapshot, rows: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watch::snapshot::{EventStatus, TableFull};
     use crossterm::event::KeyEventKind;
+    use ctcore::watch::{EventStatus, TableFull};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
     use std::collections::BTreeMap;

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::counters::CpuStats;
 use ctmodel::flows::Interval;
-use ctnetlink::CpuStats;
 use serde::Serialize;
 
 /// The per-CPU counters `watch` turns into rates, summed over CPUs.
@@ -20,7 +20,7 @@ pub struct Counters {
 /// Increase of the counters from `before` to `after` (ctcore's per-CPU,
 /// wrap-safe delta); a counter no CPU reported counts 0.
 pub fn counter_delta(before: &[CpuStats], after: &[CpuStats]) -> Counters {
-    let d = ctcore::counters::Counters::delta(before, after);
+    let d = crate::counters::Counters::delta(before, after);
     Counters {
         drop: d.drop.unwrap_or(0),
         early_drop: d.early_drop.unwrap_or(0),
@@ -61,7 +61,7 @@ pub struct TableFull {
 
 fn last_rfc3339<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
-        Some(t) => s.serialize_some(&ctcore::time::rfc3339(*t as f64)),
+        Some(t) => s.serialize_some(&crate::time::rfc3339(*t as f64)),
         None => s.serialize_none(),
     }
 }
@@ -178,7 +178,7 @@ impl Snapshot {
             (Vec::new(), Vec::new(), Vec::new())
         };
         Self {
-            time: ctcore::time::rfc3339(r.unix_time),
+            time: crate::time::rfc3339(r.unix_time),
             interval_s: s,
             count: r.count,
             max: r.max,
