@@ -1,7 +1,7 @@
 //! `ctdoctor check`: gather host facts, diagnose, and print a one-screen
 //! report whose exit code is a Nagios/Icinga plugin status.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +11,8 @@ use ctcore::duration;
 use cthost::diagnose::{self, Finding, Report, Severity, Thresholds, Verdict};
 use cthost::gather::{self, LogInput, Options};
 
-use crate::cli::{Color, is_stdin};
+use crate::cli::is_stdin;
+use crate::output::{Render, Style as Draw};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -90,20 +91,6 @@ pub fn run(args: &CheckArgs, host: &cthost::Host) -> anyhow::Result<Report> {
     ))
 }
 
-/// Whether to colour: `auto` means a terminal, no NO_COLOR, and a TERM
-/// other than `dumb` (a terminal that cannot show escape codes).
-pub fn use_color(choice: Color) -> bool {
-    match choice {
-        Color::Always => true,
-        Color::Never => false,
-        Color::Auto => {
-            io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
-        }
-    }
-}
-
 fn style(sev: Severity) -> Style {
     let c = match sev {
         Severity::Critical => AnsiColor::Red,
@@ -156,6 +143,15 @@ fn finding(out: &mut impl Write, f: &Finding, color: bool) -> io::Result<()> {
         wrapped(out, "  fix: ", "       ", fix)?;
     }
     Ok(())
+}
+
+impl Render for Report {
+    fn text(&self, mut out: &mut dyn Write, style: Draw) -> io::Result<()> {
+        render(self, style.color, &mut out)
+    }
+    fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
 }
 
 pub fn render(r: &Report, color: bool, out: &mut impl Write) -> io::Result<()> {

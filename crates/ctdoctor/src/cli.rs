@@ -53,6 +53,23 @@ pub enum Color {
     Never,
 }
 
+impl Color {
+    /// Whether to colour: `auto` means a terminal, no NO_COLOR, and a TERM
+    /// other than `dumb` (a terminal that cannot show escape codes).
+    pub fn enabled(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            Self::Always => true,
+            Self::Never => false,
+            Self::Auto => {
+                std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+            }
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Diagnose conntrack exhaustion on this host: fill, memory, drop

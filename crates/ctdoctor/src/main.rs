@@ -13,6 +13,7 @@ mod export;
 mod fidelity;
 mod forecast;
 mod lab;
+mod output;
 mod plan;
 mod render;
 mod simulate;
@@ -24,6 +25,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use cli::{Cli, Command};
+use output::{Format, Style};
 
 /// Run the command; `Ok` carries the process exit code.
 fn run(cli: &Cli) -> Result<u8> {
@@ -37,100 +39,67 @@ fn run(cli: &Cli) -> Result<u8> {
     let host = &host;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    match &cli.command {
+    let json = if cli.json { Format::Json } else { Format::Text };
+    let style = Style {
+        color: cli.color.enabled(),
+    };
+    let code = match &cli.command {
         Command::Check(args) => {
-            let report = check::run(args, host)?;
-            let written = if cli.json {
-                render::json(&report, &mut out)
-            } else {
-                check::render(&report, check::use_color(cli.color), &mut out)
-            }
-            .and_then(|()| out.flush());
-            match written {
-                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
-                // Nobody reads the report: the verdict still counts.
-                _ => return Ok(report.exit_code),
-            }
+            output::emit(&check::run(args, host)?, json, style, cli.quiet, &mut out)?
         }
-        Command::Forecast(args) => {
-            let report = forecast::run(args, host)?;
-            let written = if cli.json {
-                render::json(&report, &mut out)
-            } else {
-                forecast::render(&report, &mut out)
-            }
-            .and_then(|()| out.flush());
-            match written {
-                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
-                _ => return Ok(report.exit_code),
-            }
-        }
-        Command::Plan(args) => {
-            let p = plan::make_plan(args, host)?;
-            let format = if cli.json {
-                plan::Format::Json
-            } else {
-                args.format
-            };
-            plan::render(&p, format, &mut out)?;
-            for w in &p.warnings {
-                if !cli.quiet && format != plan::Format::Text {
-                    eprintln!("ctdoctor: warning: {w}");
-                }
-            }
-        }
-        Command::Apply(args) => plan::run_apply(args, host, &mut out)?,
-        Command::Rollback(args) => plan::run_rollback(args, host, &mut out)?,
-        Command::Export(args) => export::run(args, cli.quiet, host)?,
-        Command::Completions(args) => assets::completions(args, &mut out)?,
-        Command::Man(args) => assets::man(args, &mut out)?,
-        Command::Lab(args) => {
-            let code = lab::run(args, cli.json, cli.netns.as_deref(), host, &mut out)?;
-            out.flush()?;
-            return Ok(code);
-        }
-        Command::Simulate(args) => simulate::run(args, cli.json, host, &mut out)?,
-        Command::Watch(args) => {
-            drop(out);
-            return watch::run(args, cli.json, cli.quiet, cli.netns.as_deref(), host);
-        }
+        Command::Forecast(args) => output::emit(
+            &forecast::run(args, host)?,
+            json,
+            style,
+            cli.quiet,
+            &mut out,
+        )?,
         Command::Top(args) => {
-            if args.csv && cli.json {
-                anyhow::bail!("--csv and --json exclude each other");
-            }
+            let format = match (args.csv, cli.json) {
+                (true, true) => anyhow::bail!("--csv and --json exclude each other"),
+                (true, false) => Format::Csv,
+                (false, _) => json,
+            };
             let mut report = top::run(args, host)?;
             if let Some(ns) = &cli.netns {
                 report.source = format!("{} (netns {ns})", report.source);
             }
-            if !cli.quiet {
-                for n in &report.notes {
-                    eprintln!("ctdoctor: note: {n}");
-                }
-                for e in &report.errors {
-                    if e.line > 0 {
-                        eprintln!("ctdoctor: line {}: skipped: {}", e.line, e.reason);
-                    } else {
-                        eprintln!("ctdoctor: skipped: {}", e.reason);
-                    }
-                }
-                if report.skipped_lines > 0 {
-                    eprintln!(
-                        "ctdoctor: {} of {} lines skipped as malformed",
-                        report.skipped_lines, report.lines
-                    );
-                }
-            }
-            if cli.json {
-                render::json(&report, &mut out)?;
-            } else if args.csv {
-                render::csv(&report, &args.by, &mut out)?;
-            } else {
-                render::table(&report, &args.by, &mut out)?;
-            }
+            output::emit(&report, format, style, cli.quiet, &mut out)?
         }
+        Command::Plan(args) => {
+            let answer = plan::Answer {
+                plan: plan::make_plan(args, host)?,
+                format: if cli.json {
+                    plan::Format::Json
+                } else {
+                    args.format
+                },
+            };
+            let format = if answer.format == plan::Format::Json {
+                Format::Json
+            } else {
+                Format::Text
+            };
+            output::emit(&answer, format, style, cli.quiet, &mut out)?
+        }
+        // Commands that write as they go.
+        Command::Apply(args) => plan::run_apply(args, host, &mut out).map(|()| 0)?,
+        Command::Rollback(args) => plan::run_rollback(args, host, &mut out).map(|()| 0)?,
+        Command::Export(args) => export::run(args, cli.quiet, host).map(|()| 0)?,
+        Command::Completions(args) => assets::completions(args, &mut out).map(|()| 0)?,
+        Command::Man(args) => assets::man(args, &mut out).map(|()| 0)?,
+        Command::Lab(args) => lab::run(args, cli.json, cli.netns.as_deref(), host, &mut out)?,
+        Command::Simulate(args) => simulate::run(args, cli.json, host, &mut out).map(|()| 0)?,
+        Command::Watch(args) => {
+            drop(out);
+            return watch::run(args, cli.json, cli.quiet, cli.netns.as_deref(), host);
+        }
+    };
+    match out.flush() {
+        // A reader that went away is not an error; the answer's code stands.
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(code),
     }
-    out.flush()?;
-    Ok(0)
 }
 
 /// The error and its causes, each said once: many errors already include

@@ -225,17 +225,43 @@ pub fn make_plan(a: &PlanArgs, host: &Host) -> Result<Plan> {
     Ok(plan::plan(inputs(a, host)?)?)
 }
 
-pub fn render(p: &Plan, format: Format, out: &mut impl Write) -> Result<()> {
-    let text = match format {
-        Format::Text => plan::render_text(p),
-        Format::Sysctl => plan::render_sysctl(p),
-        Format::Modprobe => plan::render_modprobe(p),
-        Format::Nft => plan::render_nft(p),
-        Format::Iptables => plan::render_iptables(p),
-        Format::Json => return Ok(crate::render::json(p, out)?),
-    };
-    out.write_all(text.as_bytes())?;
-    Ok(())
+/// A plan in the `--format` it was asked in (JSON is the plan itself).
+pub struct Answer {
+    pub plan: Plan,
+    pub format: Format,
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.plan.serialize(s)
+    }
+}
+
+impl crate::output::Render for Answer {
+    fn text(&self, out: &mut dyn Write, _: crate::output::Style) -> std::io::Result<()> {
+        let p = &self.plan;
+        let text = match self.format {
+            Format::Text => plan::render_text(p),
+            Format::Sysctl => plan::render_sysctl(p),
+            Format::Modprobe => plan::render_modprobe(p),
+            Format::Nft => plan::render_nft(p),
+            Format::Iptables => plan::render_iptables(p),
+            Format::Json => return crate::output::json(p, out),
+        };
+        out.write_all(text.as_bytes())
+    }
+    /// The text form shows the warnings; a file format cannot.
+    fn notes(&self) -> Vec<String> {
+        match self.format {
+            Format::Text => Vec::new(),
+            _ => self
+                .plan
+                .warnings
+                .iter()
+                .map(|w| format!("warning: {w}"))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

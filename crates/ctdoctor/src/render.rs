@@ -106,8 +106,3 @@ pub fn csv(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()> 
     }
     Ok(())
 }
-
-pub fn json(value: &impl serde::Serialize, out: &mut impl Write) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)
-}

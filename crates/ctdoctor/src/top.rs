@@ -127,6 +127,35 @@ pub struct TopReport {
     /// Notes for stderr (e.g. --threads lowered), not part of the JSON.
     #[serde(skip)]
     pub notes: Vec<String>,
+    /// The groupings to show (`--by`; empty: all).
+    #[serde(skip)]
+    pub by: Vec<Group>,
+}
+
+impl crate::output::Render for TopReport {
+    fn text(&self, mut out: &mut dyn io::Write, _: crate::output::Style) -> io::Result<()> {
+        crate::render::table(self, &self.by, &mut out)
+    }
+    fn csv(&self, mut out: &mut dyn io::Write) -> Option<io::Result<()>> {
+        Some(crate::render::csv(self, &self.by, &mut out))
+    }
+    fn notes(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.notes.iter().map(|n| format!("note: {n}")).collect();
+        for e in &self.errors {
+            lines.push(if e.line > 0 {
+                format!("line {}: skipped: {}", e.line, e.reason)
+            } else {
+                format!("skipped: {}", e.reason)
+            });
+        }
+        if self.skipped_lines > 0 {
+            lines.push(format!(
+                "{} of {} lines skipped as malformed",
+                self.skipped_lines, self.lines
+            ));
+        }
+        lines
+    }
 }
 
 fn map<K: ToString>(rows: impl IntoIterator<Item = (K, u64)>) -> Map<String, Value> {
@@ -173,6 +202,7 @@ impl TopReport {
             dump_interrupted: false,
             lines: 0,
             notes: Vec::new(),
+            by: Vec::new(),
         }
     }
 
@@ -285,7 +315,14 @@ fn from_netlink(args: &TopArgs, filter: &Filter, host: &Host) -> Result<TopRepor
     }
 }
 
+/// The breakdown `args` ask for, from the source they name.
 pub fn run(args: &TopArgs, host: &Host) -> Result<TopReport> {
+    let mut report = breakdown(args, host)?;
+    report.by.clone_from(&args.by);
+    Ok(report)
+}
+
+fn breakdown(args: &TopArgs, host: &Host) -> Result<TopReport> {
     let filter = Filter::parse(&args.filter).map_err(crate::exit::Usage::from)?;
     if let Some(path) = &args.file {
         if is_stdin(path) {

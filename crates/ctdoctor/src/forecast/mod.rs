@@ -329,6 +329,15 @@ fn status_text(s: Status) -> &'static str {
 /// At most this many classes in the table; the rest are summed.
 const SHOWN: usize = 12;
 
+impl crate::output::Render for Report {
+    fn text(&self, out: &mut dyn Write, _: crate::output::Style) -> io::Result<()> {
+        render(self, out)
+    }
+    fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
+}
+
 pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let f = &r.forecast;
     let pct = |x: f64| 100.0 * x / (f.max.max(1) as f64);

@@ -362,8 +362,7 @@ pub fn run(a: &SimulateArgs, json: bool, host: &cthost::Host, out: &mut dyn Writ
     match plan {
         None => {
             if json {
-                serde_json::to_writer_pretty(&mut *out, &current)?;
-                writeln!(out)?;
+                crate::output::json(&current, out)?;
             } else if a.csv {
                 render::csv(&current.series, out)?;
             } else {
@@ -384,8 +383,7 @@ pub fn run(a: &SimulateArgs, json: bool, host: &cthost::Host, out: &mut dyn Writ
                     "planned": planned,
                     "drops_avoided": current.summary.drops as i64 - planned.summary.drops as i64,
                 });
-                serde_json::to_writer_pretty(&mut *out, &v)?;
-                writeln!(out)?;
+                crate::output::json(&v, out)?;
             } else if a.csv {
                 render::csv(&current.series, out)?;
             } else {
