@@ -3,11 +3,12 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::check::CheckArgs;
+use crate::commands::apply::{ApplyArgs, RollbackArgs};
+use crate::commands::check::CheckArgs;
+use crate::commands::plan::PlanArgs;
+use crate::commands::top::TopArgs;
 use crate::export::ExportArgs;
 use crate::lab::LabArgs;
-use crate::plan::{ApplyArgs, PlanArgs, RollbackArgs};
-use crate::top::TopArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -112,13 +113,13 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  ctdoctor completions bash > /etc/bash_completion.d/ctdoctor\n  ctdoctor completions zsh > \"${fpath[1]}/_ctdoctor\"\n  ctdoctor completions fish > ~/.config/fish/completions/ctdoctor.fish"
     )]
-    Completions(crate::assets::CompletionsArgs),
+    Completions(crate::commands::assets::CompletionsArgs),
 
     /// Print the man page (roff), of ctdoctor or of one subcommand.
     #[command(
         after_help = "Examples:\n  ctdoctor man | man -l -\n  ctdoctor man check > ctdoctor-check.1"
     )]
-    Man(crate::assets::ManArgs),
+    Man(crate::commands::assets::ManArgs),
 
     /// Reproduce table exhaustion with real traffic in a throwaway network
     /// namespace (root), sampling the kernel's count, states, counters and
@@ -129,14 +130,14 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  ctdoctor simulate --scenario nginx-short-upstream --duration 10m\n  ctdoctor simulate --rate 8000 --lifecycle short-http --timeout tcp_timeout_time_wait=120\n  ctdoctor simulate --scenario syn-flood --json > run.json\n  ctdoctor plan --format json > p.json && ctdoctor simulate --scenario nat-gateway --compare p.json\n  ctdoctor simulate --from-live --duration 1h --svg live.svg\n\nExit codes: 0 ran, 1 failed, 2 bad usage."
     )]
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(crate::commands::simulate::SimulateArgs),
 
     /// Live view of the table from ctnetlink events: fill, new/destroyed
     /// and drop rates, state mix, and who creates connections fastest.
     #[command(
         after_help = "Examples:\n  ctdoctor watch                                  full-screen view, 1 s intervals\n  ctdoctor --netns ctd-x watch --interval 5s\n  ctdoctor watch --filter l4=tcp --filter state=SYN_SENT\n  ctdoctor watch --json-lines --count 60 > minute.jsonl\n\nKeys: q quit, p pause, tab or 1-3 switch views, s sort (last interval / last 60 s),\n/ filter (the syntax of top --filter, space-separated; empty clears).\nEvents need net.netfilter.nf_conntrack_events=1 or 2 (the default); with 0,\nwatch still shows count, fill and drop rates, and says what to enable.\n\nExit codes: 0 stopped (q, --count, SIGINT/SIGTERM), 1 failure, 2 bad usage\n(including a full-screen view asked for without a terminal)."
     )]
-    Watch(crate::watch::WatchArgs),
+    Watch(crate::commands::watch::WatchArgs),
 
     /// Predict the steady-state count and when the table is full, from
     /// arrival rates and time in state per protocol/state (ctnetlink events
@@ -144,7 +145,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  ctdoctor forecast\n  ctdoctor forecast --window 5m --crit 30m --warn 4h\n  ctdoctor --netns pod forecast --json\n  ctdoctor forecast --source dumps        without ctnetlink events\n\nExit codes (Nagios/Icinga plugin, like check): 0 OK, 1 WARNING (full within\n--warn), 2 CRITICAL (full within --crit), 3 UNKNOWN (including bad usage)."
     )]
-    Forecast(crate::forecast::ForecastArgs),
+    Forecast(crate::commands::forecast::ForecastArgs),
 }
 
 /// Where `top` reads entries from.

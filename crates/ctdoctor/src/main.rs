@@ -4,21 +4,17 @@
 //! `check` it keeps the verdict's exit code (`check | true` must still say
 //! CRITICAL to the shell, issue 7 §6).
 
-mod assets;
 mod chart;
-mod check;
 mod cli;
+mod commands;
 mod exit;
 mod export;
 mod fidelity;
-mod forecast;
 mod lab;
 mod output;
-mod plan;
-mod render;
-mod simulate;
-mod top;
-mod watch;
+
+// `crate::forecast` for the exporter, which publishes forecast's figures.
+use commands::{apply, assets, check, forecast, plan, simulate, top, watch};
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -83,8 +79,8 @@ fn run(cli: &Cli) -> Result<u8> {
             output::emit(&answer, format, style, cli.quiet, &mut out)?
         }
         // Commands that write as they go.
-        Command::Apply(args) => plan::run_apply(args, host, &mut out).map(|()| 0)?,
-        Command::Rollback(args) => plan::run_rollback(args, host, &mut out).map(|()| 0)?,
+        Command::Apply(args) => apply::run_apply(args, host, &mut out).map(|()| 0)?,
+        Command::Rollback(args) => apply::run_rollback(args, host, &mut out).map(|()| 0)?,
         Command::Export(args) => export::run(args, cli.quiet, host).map(|()| 0)?,
         Command::Completions(args) => assets::completions(args, &mut out).map(|()| 0)?,
         Command::Man(args) => assets::man(args, &mut out).map(|()| 0)?,

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
-use crate::top::{Group, KeyCount, TopReport};
+use super::{Group, KeyCount, TopReport};
 
 fn rows_of_map(m: &Map<String, Value>) -> Vec<(String, u64)> {
     m.iter()

@@ -5,7 +5,7 @@
 pub mod args;
 pub mod live;
 pub mod model;
-pub mod render;
+pub mod report;
 
 use ctcore::plan::Settings;
 use ctcore::timeouts::Timeout;
@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::exit::Usage;
-use render::{RunInfo, Timeline};
+use report::{RunInfo, Timeline};
 
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
@@ -357,16 +357,16 @@ pub fn run(a: &SimulateArgs, json: bool, host: &cthost::Host, out: &mut dyn Writ
     let current = run_with_progress(&sc, duration_s, step_s, a.seed)?;
     let cur_info = info(&sc, notes.clone());
     if let Some(p) = &a.svg {
-        render::svg(&format!("ctdoctor simulate: {name}"), &current.series, p)?;
+        report::svg(&format!("ctdoctor simulate: {name}"), &current.series, p)?;
     }
     match plan {
         None => {
             if json {
                 crate::output::json(&current, out)?;
             } else if a.csv {
-                render::csv(&current.series, out)?;
+                report::csv(&current.series, out)?;
             } else {
-                render::summary(&cur_info, &current, out)?;
+                report::summary(&cur_info, &current, out)?;
             }
         }
         Some(pt) => {
@@ -385,9 +385,9 @@ pub fn run(a: &SimulateArgs, json: bool, host: &cthost::Host, out: &mut dyn Writ
                 });
                 crate::output::json(&v, out)?;
             } else if a.csv {
-                render::csv(&current.series, out)?;
+                report::csv(&current.series, out)?;
             } else {
-                render::compare((&cur_info, &current), (&plan_info, &planned), out)?;
+                report::compare((&cur_info, &current), (&plan_info, &planned), out)?;
             }
         }
     }

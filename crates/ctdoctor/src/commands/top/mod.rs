@@ -1,5 +1,8 @@
 //! `ctdoctor top`: read entries from ctnetlink, /proc or a text dump, fold
-//! them into a [`Breakdown`] and build a [`TopReport`] for the renderers.
+//! them into a [`Breakdown`] and build a [`TopReport`]; its table and CSV
+//! forms are [`report`]'s.
+
+mod report;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -134,10 +137,10 @@ pub struct TopReport {
 
 impl crate::output::Render for TopReport {
     fn text(&self, mut out: &mut dyn io::Write, _: crate::output::Style) -> io::Result<()> {
-        crate::render::table(self, &self.by, &mut out)
+        report::table(self, &self.by, &mut out)
     }
     fn csv(&self, mut out: &mut dyn io::Write) -> Option<io::Result<()>> {
-        Some(crate::render::csv(self, &self.by, &mut out))
+        Some(report::csv(self, &self.by, &mut out))
     }
     fn notes(&self) -> Vec<String> {
         let mut lines: Vec<String> = self.notes.iter().map(|n| format!("note: {n}")).collect();

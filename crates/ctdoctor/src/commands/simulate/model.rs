@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use ctsim::{Class, Initial, Lifecycle, Scenario};
 
 use super::live::Seed;
-use super::render::Timeline;
+use super::report::Timeline;
 use super::{Table, Workload};
 use crate::exit::Usage;
 
