@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::counters::CpuStats;
-use ctmodel::flows::Interval;
+use ctmodel::flows::{ClassKey, Interval};
 use serde::Serialize;
 
 /// The per-CPU counters `watch` turns into rates, summed over CPUs.
@@ -42,7 +42,7 @@ pub struct Reading {
     pub counters: Option<Counters>,
     /// Entries the tracker holds (matching the filter) and their classes.
     pub live: u64,
-    pub states: BTreeMap<String, u64>,
+    pub states: BTreeMap<ClassKey, u64>,
     /// Table-full kernel log lines since `watch` started; None when
     /// /dev/kmsg is unreadable.
     pub table_full: Option<TableFull>,
@@ -115,7 +115,7 @@ pub struct Snapshot {
     pub early_drop_per_s: Option<f64>,
     pub insert_failed_per_s: Option<f64>,
     /// Live entries per class (`tcp/ESTABLISHED`, `udp/UNREPLIED`, ...).
-    pub states: BTreeMap<String, u64>,
+    pub states: BTreeMap<ClassKey, u64>,
     pub top_src: Vec<Rank>,
     pub top_dst: Vec<Rank>,
     pub top_dport: Vec<Rank>,
@@ -289,7 +289,7 @@ mod tests {
                 insert_failed: 0,
             }),
             live: 299,
-            states: BTreeMap::from([("udp/UNREPLIED".to_string(), 299)]),
+            states: BTreeMap::from([(ClassKey::parse("udp/UNREPLIED").expect("class"), 299)]),
             table_full: Some(TableFull {
                 lines: 2,
                 last: Some(1_700_000_000),

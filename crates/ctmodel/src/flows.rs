@@ -28,16 +28,82 @@ pub enum EventKind {
     Destroy,
 }
 
-/// `tcp/ESTABLISHED`, `udp/ASSURED`, `udp/UNREPLIED`, `udp/REPLIED`,
-/// `icmp/UNREPLIED`: the state for protocols that have one, else the
-/// status flags (the keys of the simulator's states).
-pub fn class_key(e: &Entry) -> String {
-    let l4 = e.l4();
-    match e.state.as_ref().and_then(|s| s.name(l4)) {
-        Some(state) => format!("{l4}/{state}"),
-        None if e.assured() => format!("{l4}/ASSURED"),
-        None if e.unreplied() => format!("{l4}/UNREPLIED"),
-        None => format!("{l4}/REPLIED"),
+/// A connection class: `tcp/ESTABLISHED`, `udp/ASSURED`, `udp/UNREPLIED`,
+/// `udp/REPLIED`, `icmp/UNREPLIED`: the protocol, then its state for
+/// protocols that have one, else the status flags (the keys of the
+/// simulator's states). Built only from an entry ([`ClassKey::of`]) or
+/// checked text ([`ClassKey::parse`]), so every key has both parts; shown
+/// and serialized as the text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClassKey(String);
+
+impl ClassKey {
+    /// The class `e` is in.
+    pub fn of(e: &Entry) -> Self {
+        let l4 = e.l4();
+        Self(match e.state.as_ref().and_then(|s| s.name(l4)) {
+            Some(state) => format!("{l4}/{state}"),
+            None if e.assured() => format!("{l4}/ASSURED"),
+            None if e.unreplied() => format!("{l4}/UNREPLIED"),
+            None => format!("{l4}/REPLIED"),
+        })
+    }
+
+    /// `proto/STATE` text: two non-empty parts of printable ASCII without
+    /// spaces, at most 64 bytes.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (l4, state) = text.split_once('/')?;
+        let part = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+        (text.len() <= 64 && part(l4) && part(state)).then(|| Self(text.to_string()))
+    }
+
+    /// The class all classes past the tracker's bound share.
+    pub fn other() -> Self {
+        Self("other/OTHER".into())
+    }
+
+    /// The protocol part (`tcp`).
+    pub fn l4(&self) -> &str {
+        self.0.split_once('/').map_or(&self.0, |(l4, _)| l4)
+    }
+
+    /// The state part (`ESTABLISHED`).
+    pub fn state(&self) -> &str {
+        self.0.split_once('/').map_or("", |(_, s)| s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ClassKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for ClassKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ClassKey {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ClassKey {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl serde::Serialize for ClassKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 
@@ -89,8 +155,8 @@ struct Flow {
 pub struct Tracker {
     filter: Filter,
     live: FxHashMap<u32, Live>,
-    names: Vec<String>,
-    ids: FxHashMap<String, u16>,
+    names: Vec<ClassKey>,
+    ids: FxHashMap<ClassKey, u16>,
     flows: Vec<Flow>,
     /// First time given; times are stored relative to it as f32: steps of
     /// about 1 ms for the first 4.6 h, 7.8 ms after a day, 62 ms after a week.
@@ -125,12 +191,12 @@ impl Tracker {
     }
 
     fn class(&mut self, e: &Entry) -> u16 {
-        let key = class_key(e);
+        let key = ClassKey::of(e);
         if let Some(&id) = self.ids.get(&key) {
             return id;
         }
         let key = if self.names.len() >= MAX_CLASSES {
-            "other/OTHER".to_string()
+            ClassKey::other()
         } else {
             key
         };
@@ -278,7 +344,7 @@ impl Tracker {
     }
 
     /// Live entries per class, classes with none left out.
-    pub fn states(&self) -> BTreeMap<String, u64> {
+    pub fn states(&self) -> BTreeMap<ClassKey, u64> {
         self.names
             .iter()
             .zip(&self.flows)
@@ -301,7 +367,7 @@ impl Tracker {
     }
 
     /// Per class: arrivals, exits with dwell, and entries still in it with their age at `t`.
-    pub fn classes(&self, t: f64) -> BTreeMap<String, ClassStats> {
+    pub fn classes(&self, t: f64) -> BTreeMap<ClassKey, ClassStats> {
         let now = self.origin.map_or(0.0, |o| (t - o) as f32);
         let mut out: Vec<ClassStats> = self
             .flows
@@ -361,6 +427,7 @@ mod tests {
 
     #[test]
     fn class_keys() {
+        let class_key = ClassKey::of;
         assert_eq!(class_key(&tcp(1, 2, ESTABLISHED)), "tcp/ESTABLISHED");
         let mut udp = tcp(1, 2, 0);
         udp.l4 = Some(L4Proto::Udp);
@@ -370,6 +437,29 @@ mod tests {
         assert_eq!(class_key(&udp), "udp/REPLIED");
         udp.status = Status::ASSURED;
         assert_eq!(class_key(&udp), "udp/ASSURED");
+        let k = class_key(&udp);
+        assert_eq!((k.l4(), k.state()), ("udp", "ASSURED"));
+    }
+
+    #[test]
+    fn class_text_is_checked() {
+        assert_eq!(
+            ClassKey::parse("tcp/TIME_WAIT")
+                .map(|k| k.to_string())
+                .as_deref(),
+            Some("tcp/TIME_WAIT")
+        );
+        for bad in [
+            "",
+            "tcp",
+            "/X",
+            "tcp/",
+            "a/b/c",
+            "tcp/TIME WAIT",
+            &"x".repeat(65),
+        ] {
+            assert_eq!(ClassKey::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use ctmodel::Entry;
-use ctmodel::flows::{ClassStats, class_key};
+use ctmodel::flows::{ClassKey, ClassStats};
 
 /// The first dump's ids, sorted (4 bytes an entry).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,7 +29,7 @@ impl Ids {
 /// The second dump, folded against the first's ids.
 #[derive(Debug, Clone, Default)]
 pub struct Arrivals {
-    classes: BTreeMap<String, ClassStats>,
+    classes: BTreeMap<ClassKey, ClassStats>,
     ids: Vec<u32>,
 }
 
@@ -37,7 +37,7 @@ impl Arrivals {
     /// Count `e` (of the second dump) in its class; an arrival when its id
     /// is not in `first`. Entries without an id count as live only.
     pub fn add(&mut self, first: &Ids, e: &Entry) {
-        let c = self.classes.entry(class_key(e)).or_default();
+        let c = self.classes.entry(ClassKey::of(e)).or_default();
         c.live += 1;
         if let Some(id) = e.id {
             self.ids.push(id);
@@ -50,7 +50,7 @@ impl Arrivals {
 
     /// Per class stats (arrivals, live) and the second dump's ids, the
     /// first of the next pair.
-    pub fn finish(self) -> (BTreeMap<String, ClassStats>, Ids) {
+    pub fn finish(self) -> (BTreeMap<ClassKey, ClassStats>, Ids) {
         (self.classes, Ids::new(self.ids))
     }
 }

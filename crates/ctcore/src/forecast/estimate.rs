@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use ctmodel::flows::ClassStats;
+use ctmodel::flows::{ClassKey, ClassStats};
 use serde::Serialize;
 
 /// An expired entry still counts until the GC worker reaps it; the worker
@@ -40,7 +40,7 @@ pub struct ClassInput {
 pub struct Inputs {
     /// Seconds the classes were observed.
     pub window: f64,
-    pub classes: BTreeMap<String, ClassInput>,
+    pub classes: BTreeMap<ClassKey, ClassInput>,
     /// The namespace's count now, and the (global) max it is compared with.
     pub count: u64,
     pub max: u64,
@@ -61,14 +61,14 @@ pub fn timeout_sysctl(class: &str) -> Option<&'static str> {
 /// (short sysctl name to seconds, this namespace's; a class whose timeout
 /// is missing there gets none) and plan's floor for `profile`.
 pub fn class_inputs(
-    classes: BTreeMap<String, ClassStats>,
+    classes: BTreeMap<ClassKey, ClassStats>,
     timeouts: &BTreeMap<String, f64>,
     profile: crate::plan::Profile,
-) -> BTreeMap<String, ClassInput> {
+) -> BTreeMap<ClassKey, ClassInput> {
     classes
         .into_iter()
         .map(|(class, stats)| {
-            let timeout = timeout_sysctl(&class).and_then(|name| {
+            let timeout = timeout_sysctl(class.as_str()).and_then(|name| {
                 Some(Timeout {
                     sysctl: name.to_string(),
                     seconds: *timeouts.get(name)?,
@@ -105,7 +105,7 @@ pub enum DwellBasis {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClassForecast {
-    pub class: String,
+    pub class: ClassKey,
     pub entered: u64,
     pub exited: u64,
     /// Live entries in the class now.
@@ -146,7 +146,7 @@ pub enum Basis {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     LowerTimeout {
-        class: String,
+        class: ClassKey,
         sysctl: String,
         from_s: f64,
         to_s: u64,
@@ -155,7 +155,7 @@ pub enum Change {
     },
     RaiseMax {
         /// The class that holds the most (its timeout cannot go low enough).
-        class: String,
+        class: ClassKey,
         why_not_timeout: String,
         from: u64,
         to: u64,
@@ -463,6 +463,10 @@ pub fn status(f: &Forecast, crit: f64, warn: f64) -> Status {
 mod tests {
     use super::*;
 
+    fn key(k: &str) -> ClassKey {
+        ClassKey::parse(k).expect("class key")
+    }
+
     fn stats(entered: u64, exited: u64, dwell_sum: f64, still_in: u64, age: f64) -> ClassStats {
         ClassStats {
             entered,
@@ -487,7 +491,7 @@ mod tests {
             window: 60.0,
             classes: classes
                 .into_iter()
-                .map(|(k, stats, timeout)| (k.to_string(), ClassInput { stats, timeout }))
+                .map(|(k, stats, timeout)| (key(k), ClassInput { stats, timeout }))
                 .collect(),
             count,
             max,
@@ -529,7 +533,7 @@ mod tests {
     fn classes_get_the_namespaces_timeout_and_plans_floor() {
         let classes = ["udp/UNREPLIED", "tcp/TIME_WAIT", "sctp/ESTABLISHED"]
             .into_iter()
-            .map(|k| (k.to_string(), stats(1, 0, 0.0, 1, 0.0)))
+            .map(|k| (key(k), stats(1, 0, 0.0, 1, 0.0)))
             .collect();
         let timeouts = [("udp_timeout".to_string(), 45.0)].into_iter().collect();
         let c = class_inputs(classes, &timeouts, crate::plan::Profile::Web);

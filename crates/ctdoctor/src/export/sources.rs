@@ -49,7 +49,10 @@ struct Cached {
     dump_ids: Option<(Instant, dumps::Ids)>,
     /// Arrivals per class between the last two breakdown dumps, and the
     /// seconds between them.
-    arrivals: Option<(f64, BTreeMap<String, ctmodel::flows::ClassStats>)>,
+    arrivals: Option<(
+        f64,
+        BTreeMap<ctmodel::flows::ClassKey, ctmodel::flows::ClassStats>,
+    )>,
     samples: VecDeque<(Instant, f64)>,
     kmsg: Option<BTreeMap<String, u64>>,
     kmsg_ok: Option<bool>,

@@ -116,7 +116,7 @@ pub fn timeouts(root: &Root) -> BTreeMap<String, f64> {
 
 /// What one observation window gave.
 struct Observed {
-    classes: BTreeMap<String, ctmodel::flows::ClassStats>,
+    classes: BTreeMap<ctmodel::flows::ClassKey, ctmodel::flows::ClassStats>,
     window: f64,
     samples: Vec<(f64, f64)>,
     resyncs: u64,

@@ -20,7 +20,7 @@ pub struct Group {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Seed {
-    pub groups: BTreeMap<String, Group>,
+    pub groups: BTreeMap<ctmodel::flows::ClassKey, Group>,
     /// New entries per second, measured.
     pub rate: f64,
     pub rate_source: String,
@@ -28,7 +28,10 @@ pub struct Seed {
 
 /// Fold one dumped entry into the seed.
 pub fn add(seed: &mut Seed, e: &ctmodel::Entry) {
-    let g = seed.groups.entry(ctmodel::flows::class_key(e)).or_default();
+    let g = seed
+        .groups
+        .entry(ctmodel::flows::ClassKey::of(e))
+        .or_default();
     g.count += 1;
     if e.assured() {
         g.assured += 1;

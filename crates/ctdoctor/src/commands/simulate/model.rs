@@ -77,9 +77,9 @@ pub fn build(
     let mut skipped: Vec<String> = Vec::new();
     if let Some(seed) = live {
         for (key, g) in &seed.groups {
-            let state = match key.strip_prefix("icmpv6/") {
-                Some(rest) => format!("icmp/{rest}"),
-                None => key.clone(),
+            let state = match key.l4() {
+                "icmpv6" => format!("icmp/{}", key.state()),
+                _ => key.to_string(),
             };
             if ctsim::State::parse(&state).is_none() {
                 skipped.push(format!("{key} {}", g.count));

@@ -493,7 +493,7 @@ impl App {
 /// Live entries per class, largest first, with their share of the live set.
 fn draw_states(f: &mut Frame, area: Rect, s: &Snapshot, rows: usize) {
     let total: u64 = s.states.values().sum();
-    let mut v: Vec<(&String, &u64)> = s.states.iter().collect();
+    let mut v: Vec<(&ctmodel::flows::ClassKey, &u64)> = s.states.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
     let rows = v.into_iter().take(rows).map(|(k, n)| {
         let share = if total > 0 {
@@ -502,7 +502,7 @@ fn draw_states(f: &mut Frame, area: Rect, s: &Snapshot, rows: usize) {
             0.0
         };
         Row::new(vec![
-            Cell::from(k.clone()),
+            Cell::from(k.to_string()),
             Cell::from(thousands(*n)),
             Cell::from(format!("{:.1}%", share * 100.0)),
         ])
@@ -556,8 +556,14 @@ mod tests {
             early_drop_per_s: Some(0.0),
             insert_failed_per_s: Some(0.0),
             states: BTreeMap::from([
-                ("udp/UNREPLIED".to_string(), count.saturating_sub(100)),
-                ("tcp/TIME_WAIT".to_string(), 100),
+                (
+                    ctmodel::flows::ClassKey::parse("udp/UNREPLIED").expect("class"),
+                    count.saturating_sub(100),
+                ),
+                (
+                    ctmodel::flows::ClassKey::parse("tcp/TIME_WAIT").expect("class"),
+                    100,
+                ),
             ]),
             top_src,
             top_dst: vec![rank("127.0.0.1", 400.0, 1.0)],
