@@ -70,7 +70,7 @@ fn get_with(ns: &Netns, path: &str, accept: &str) -> std::io::Result<(u16, Strin
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            dechunk(body)
+            common::dechunk(body)
         } else {
             body.to_string()
         };
@@ -81,19 +81,6 @@ fn get_with(ns: &Netns, path: &str, accept: &str) -> std::io::Result<(u16, Strin
 
 fn get(ns: &Netns, path: &str) -> std::io::Result<(u16, String)> {
     get_with(ns, path, "text/plain")
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Sample values by name (labels ignored: the families compared have none).

@@ -1,6 +1,7 @@
 //! Helpers shared by the binary's end-to-end tests: run ctdoctor, read its
 //! output and JSON findings, facts of test namespaces, numbers read from
-//! /proc and /sys, and self-deleting temporary files and trees (`--root`).
+//! /proc and /sys, self-deleting temporary files and trees (`--root`), and
+//! chunked HTTP bodies (the exporter's tests).
 //! A test that needs root starts with `ctlab::require_root!()` (in ctlab,
 //! so ctlab's own tests share it).
 #![allow(dead_code)] // each test binary uses its own subset
@@ -188,4 +189,18 @@ pub fn netns_exists(ns: &str) -> bool {
     netns_list()
         .lines()
         .any(|l| l.split_whitespace().next() == Some(ns))
+}
+
+/// The body of an HTTP/1.1 response sent with `Transfer-Encoding: chunked`.
+pub fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
