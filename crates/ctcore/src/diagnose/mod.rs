@@ -14,15 +14,29 @@ use crate::facts::Facts;
 use crate::facts::Unreadable;
 use crate::kernel_log::{self, Stamp};
 
+// One file per rule (drops.rs: the drop counter and the kernel log,
+// weighed against each other).
+mod chains;
+mod cloud;
 mod drops;
+mod fill;
 mod id;
+mod memory;
+mod namespaces;
 #[cfg(test)]
 mod tests;
+mod timeouts;
 mod who;
 
+use chains::chains;
+use cloud::cloud;
 pub use drops::undated_excess;
 use drops::{counters, kernel_log};
+use fill::table_fill;
 pub use id::FindingId;
+use memory::memory;
+use namespaces::namespaces;
+use timeouts::timeouts;
 use who::who;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -213,332 +227,9 @@ fn raise_fix(f: &Facts, size: Option<crate::plan::TableSize>, entry_bytes: u64) 
     fix
 }
 
-fn table_fill(f: &Facts, s: &Summary, t: &Thresholds) -> Option<Finding> {
-    let (count, max) = (s.count?, s.max?);
-    if max == 0 {
-        return Some(Finding {
-            id: FindingId::TableFill,
-            severity: Severity::Info,
-            title: format!("{count} entries; nf_conntrack_max is 0 (no limit)"),
-            evidence: vec![format!("count {count}, max 0")],
-            fix: vec![],
-        });
-    }
-    let fill = pct(count, max);
-    let mut evidence = vec![format!(
-        "count {count} / max {max} = {fill:.1}% (warn {:.0}%, crit {:.0}%)",
-        t.warn, t.crit
-    )];
-    if let (Some(b), Some(chain)) = (s.buckets, s.average_chain) {
-        evidence.push(format!(
-            "buckets {b}, average chain length {chain:.2} (count x 2 / buckets)"
-        ));
-    }
-    let mut evictable_share = None;
-    if let (Some(e), Some(mix)) = (s.evictable, &f.mix) {
-        let share = pct(e, mix.entries.max(1));
-        evictable_share = Some(share / 100.0);
-        evidence.push(format!(
-            "evictable (not ASSURED, early_drop may remove them): {e} of {} dumped ({share:.1}%)",
-            mix.entries
-        ));
-    }
-    let mostly_evictable = evictable_share.is_some_and(|x| x >= EVICTABLE_SHARE);
-    let (severity, title) = if fill >= t.crit && !mostly_evictable {
-        (
-            Severity::Critical,
-            format!(
-                "conntrack table {fill:.0}% full ({count}/{max}): new flows are dropped when it reaches 100%"
-            ),
-        )
-    } else if fill >= t.crit {
-        (
-            Severity::Warning,
-            format!(
-                "conntrack table {fill:.0}% full, mostly unassured entries (scans, SYN floods, unanswered UDP): the kernel early-drops them for new flows"
-            ),
-        )
-    } else if fill >= t.warn {
-        (
-            Severity::Warning,
-            format!("conntrack table {fill:.0}% full ({count}/{max})"),
-        )
-    } else {
-        (
-            Severity::Ok,
-            format!("conntrack table {fill:.1}% full ({count}/{max})"),
-        )
-    };
-    let fix = if severity > Severity::Ok {
-        raise_fix(f, suggested(f), s.entry_total())
-    } else {
-        vec![]
-    };
-    Some(Finding {
-        id: FindingId::TableFill,
-        severity,
-        title,
-        evidence,
-        fix,
-    })
-}
-
-fn chains(s: &Summary) -> Option<Finding> {
-    let (chain, buckets, max) = (s.average_chain?, s.buckets?, s.max?);
-    (chain > 8.0).then(|| Finding {
-        id: FindingId::TableChains,
-        severity: Severity::Warning,
-        title: format!("hash chains average {chain:.1} entries: every lookup walks them"),
-        evidence: vec![format!("{} entries hashed twice into {buckets} buckets", s.count.unwrap_or(0))],
-        fix: vec![format!(
-            "echo {} > /sys/module/nf_conntrack/parameters/hashsize   # initial namespace; resizing rehashes live",
-            max.max(buckets.saturating_mul(4))
-        )],
-    })
-}
-
-fn memory(s: &Summary) -> Option<Finding> {
-    let at_max = s.memory_at_max?;
-    let label = if s.entry_bytes_estimated {
-        format!(
-            "{} B/entry (estimate: /proc/slabinfo unreadable)",
-            s.entry_bytes
-        )
-    } else {
-        format!(
-            "{} B/entry (slab object size from /proc/slabinfo)",
-            s.entry_bytes
-        )
-    };
-    let ext = match s.extension.bytes {
-        0 => String::new(),
-        b => format!(" + {b} B extension area"),
-    };
-    let mut evidence = vec![
-        format!(
-            "now: {} ({label}{ext}, plus 8 B per bucket)",
-            mib(s.memory_now.unwrap_or(0))
-        ),
-        s.extension.describe(),
-        format!("at max: {}", mib(at_max)),
-    ];
-    let share = s.mem_total.map(|m| pct(at_max, m));
-    if let (Some(m), Some(p)) = (s.mem_total, share) {
-        evidence.push(format!("{p:.2}% of {} RAM", mib(m)));
-    }
-    let (severity, title) = match share {
-        Some(p) if p > 10.0 => (
-            Severity::Warning,
-            format!("a full table would take {p:.0}% of RAM: max is too high for this machine"),
-        ),
-        _ => (
-            Severity::Info,
-            format!(
-                "memory: {} now, {} at max",
-                mib(s.memory_now.unwrap_or(0)),
-                mib(at_max)
-            ),
-        ),
-    };
-    Some(Finding {
-        id: FindingId::Memory,
-        severity,
-        title,
-        evidence,
-        fix: vec![],
-    })
-}
-
 /// Whether the table is at least `p` percent full (so table.fill has a fix).
 fn fill_at_least(s: &Summary, p: f64) -> bool {
     s.fill_percent.is_some_and(|x| x >= p)
-}
-
-fn timeouts(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
-    let Some(mix) = &f.mix else { return vec![] };
-    let fill = match (s.count, s.max) {
-        (Some(c), Some(m)) if m > 0 => pct(c, m),
-        _ => 0.0,
-    };
-    let pressure = fill >= t.warn / 2.0;
-    let mut out = Vec::new();
-    if let Some(&est) = f.timeouts.get("nf_conntrack_tcp_timeout_established") {
-        let idle = mix.established_idle_1h;
-        let share = pct(idle, mix.entries.max(1));
-        if est > RFC5382_ESTABLISHED && share >= 20.0 && pressure {
-            out.push(Finding {
-                id: FindingId::TimeoutTcpEstablished,
-                severity: Severity::Warning,
-                title: format!("idle ESTABLISHED entries hold {share:.0}% of the table (timeout {est} s)"),
-                evidence: vec![
-                    format!("{idle} ESTABLISHED entries idle for over an hour, of {} dumped", mix.entries),
-                    format!("nf_conntrack_tcp_timeout_established = {est} s ({:.1} days)", est as f64 / 86_400.0),
-                ],
-                fix: vec![format!(
-                    "sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established={RFC5382_ESTABLISHED}   # 2 h 4 min, the RFC 5382 floor for NAT; applications need TCP keepalives below it"
-                )],
-            });
-        } else if est >= 86_400 && idle > 0 {
-            out.push(Finding {
-                id: FindingId::TimeoutTcpEstablished,
-                severity: Severity::Info,
-                title: format!("tcp_timeout_established is {est} s; idle ESTABLISHED entries: {share:.1}% of the table"),
-                evidence: vec![format!("{idle} of {} entries idle for over an hour", mix.entries)],
-                fix: vec![],
-            });
-        }
-    }
-    let tw = mix.state("TIME_WAIT");
-    let tw_share = pct(tw, mix.entries.max(1));
-    if tw_share >= 30.0 && pressure {
-        let tw_timeout = f
-            .timeouts
-            .get("nf_conntrack_tcp_timeout_time_wait")
-            .copied()
-            .unwrap_or(120);
-        out.push(Finding {
-            id: FindingId::TimeoutTcpTimeWait,
-            severity: Severity::Warning,
-            title: format!("TIME_WAIT entries are {tw_share:.0}% of the table: many short connections"),
-            evidence: vec![format!("{tw} TIME_WAIT of {} dumped; nf_conntrack_tcp_timeout_time_wait = {tw_timeout} s", mix.entries)],
-            fix: vec![
-                "reuse connections (HTTP keep-alive, connection pools) for the busiest peers: ctdoctor top --filter state=TIME_WAIT --by src,dst,dport".into(),
-                "for local services that need no NAT or state: exempt them, e.g. nft add table inet raw; nft add chain inet raw pre '{ type filter hook prerouting priority raw; }'; nft add rule inet raw pre tcp dport 80 notrack (and the same for output with sport), then accept ct state untracked before stateful rules".into(),
-                format!("lowering tcp_timeout_time_wait below 120 s (2 x MSL) trades protection against late duplicates: sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=60 only if you accept that"),
-            ],
-        });
-    }
-    out
-}
-
-fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
-    let (Some(counts), Some(max)) = (&f.netns_counts, s.max) else {
-        return vec![];
-    };
-    // The owner (pod, container, process) goes with the name everywhere
-    // a namespace is named: it is what an operator acts on.
-    let labels: Vec<(u64, String)> = counts
-        .iter()
-        .map(|n| {
-            let label = if n.owner.is_empty() {
-                n.name.clone()
-            } else {
-                format!("{}, owner {}", n.name, n.owner)
-            };
-            (n.inode, label)
-        })
-        .collect();
-    let label_of = |inode: u64| {
-        labels
-            .iter()
-            .find(|l| l.0 == inode)
-            .map_or("", |l| l.1.as_str())
-    };
-    let mut rows: Vec<(u64, &str, u64)> = counts
-        .iter()
-        .filter_map(|n| Some((n.count?, label_of(n.inode), n.inode)))
-        .collect();
-    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
-    // Each namespace's own `drop` counter, read in it with its count: it
-    // belongs to the namespace that has the inode now, unlike a kernel log
-    // line naming the inode (inodes are reused).
-    let drop_of = |inode: u64| {
-        counts
-            .iter()
-            .find(|n| n.inode == inode)
-            .and_then(|n| n.drop)
-    };
-    let with_drop = |inode: u64| drop_of(inode).map_or_else(String::new, |d| format!(", drop {d}"));
-    let mut out = Vec::new();
-    for &(count, name, inode) in &rows {
-        let path = f
-            .namespaces
-            .iter()
-            .find(|n| n.inode == inode)
-            .map_or_else(String::new, |n| n.path.display().to_string());
-        let fill = pct(count, max.max(1));
-        let severity = if fill >= t.crit {
-            Severity::Critical
-        } else if fill >= t.warn {
-            Severity::Warning
-        } else {
-            continue;
-        };
-        out.push(Finding {
-            id: FindingId::Netns(inode),
-            severity,
-            title: format!("netns {name}: {fill:.0}% full ({count}/{max})"),
-            evidence: [
-                "each namespace's count is compared with the global nf_conntrack_max on its own"
-                    .to_string(),
-            ]
-            .into_iter()
-            .chain(drop_of(inode).map(|d| {
-                format!("drop counter of this namespace: {d} packets dropped, table full")
-            }))
-            .collect(),
-            fix: vec![format!("ctdoctor --netns {path} check")],
-        });
-    }
-    let unreadable = counts.iter().filter(|n| n.count.is_none()).count();
-    let mut evidence: Vec<String> = rows
-        .iter()
-        .take(10)
-        .map(|&(c, n, i)| format!("{n} (inode {i}): {c}{}", with_drop(i)))
-        .collect();
-    // Namespaces that dropped, even if not among the fullest now.
-    let dropped: Vec<String> = rows
-        .iter()
-        .skip(10)
-        .filter(|r| drop_of(r.2).is_some_and(|d| d > 0))
-        .map(|&(c, n, i)| format!("{n} (inode {i}): {c}{}", with_drop(i)))
-        .collect();
-    evidence.extend(dropped);
-    if unreadable > 0 {
-        evidence.push(format!("{unreadable} namespaces could not be read"));
-    }
-    out.push(Finding {
-        id: FindingId::NetnsAll,
-        severity: if out.is_empty() {
-            Severity::Ok
-        } else {
-            Severity::Info
-        },
-        title: format!(
-            "{} network namespaces; fullest holds {}",
-            counts.len(),
-            rows.first().map_or(0, |r| r.0)
-        ),
-        evidence,
-        fix: vec![],
-    });
-    out
-}
-
-fn cloud(f: &Facts) -> Vec<Finding> {
-    f.cloud
-        .iter()
-        .map(|a| Finding {
-            id: FindingId::CloudEna(a.interface.clone()),
-            severity: if a.exceeded > 0 { Severity::Critical } else { Severity::Ok },
-            title: if a.exceeded > 0 {
-                format!("{}: the cloud NIC dropped {} packets for its own connection-tracking allowance", a.interface, a.exceeded)
-            } else {
-                format!("{}: cloud NIC conntrack allowance not exceeded", a.interface)
-            },
-            evidence: vec![format!(
-                "ethtool -S {}: conntrack_allowance_exceeded={}{}",
-                a.interface,
-                a.exceeded,
-                a.available.map(|v| format!(" conntrack_allowance_available={v}")).unwrap_or_default()
-            )],
-            fix: if a.exceeded > 0 {
-                vec!["the hypervisor's table (AWS ENA), not the kernel's, is full: use a larger instance type or track fewer flows (security-group rules that need no tracking)".into()]
-            } else {
-                vec![]
-            },
-        })
-        .collect()
 }
 
 impl Summary {
