@@ -3,7 +3,7 @@
 //! packets, which looks exactly like a full kernel table from inside.
 
 pub use crate::facts::Allowance;
-use crate::source::{Root, Unreadable, on_path, run};
+use crate::source::Unreadable;
 
 /// Parse `ethtool -S IFACE` output.
 pub fn parse_ethtool_stats(interface: &str, text: &str) -> Option<Allowance> {
@@ -23,7 +23,8 @@ pub fn parse_ethtool_stats(interface: &str, text: &str) -> Option<Allowance> {
 }
 
 /// Interfaces whose driver is `ena`, read with `ethtool -S`.
-pub fn ena_allowances(root: &Root) -> (Vec<Allowance>, Vec<Unreadable>) {
+pub fn ena_allowances(host: &crate::Host) -> (Vec<Allowance>, Vec<Unreadable>) {
+    let root = host.root();
     let mut found = Vec::new();
     let mut errors = Vec::new();
     let Ok(dir) = std::fs::read_dir(root.path("/sys/class/net")) else {
@@ -37,14 +38,14 @@ pub fn ena_allowances(root: &Root) -> (Vec<Allowance>, Vec<Unreadable>) {
         if driver.as_deref() != Some("ena") {
             continue;
         }
-        if !on_path("ethtool") {
+        if !host.on_path("ethtool") {
             errors.push(Unreadable {
                 what: format!("ethtool -S {iface}"),
                 why: crate::source::Why::NotPresent,
             });
             continue;
         }
-        match run("ethtool", &["-S", &iface], "CAP_NET_ADMIN") {
+        match host.run("ethtool", &["-S", &iface], "CAP_NET_ADMIN") {
             Ok(text) => found.extend(parse_ethtool_stats(&iface, &text)),
             Err(e) => errors.push(e),
         }

@@ -17,7 +17,7 @@ use crate::namespaces::{self, Namespace};
 use crate::ruleset;
 use crate::services;
 use crate::slab;
-use crate::source::{Root, Unreadable, Why, io_unreadable, netlink_unreadable, on_path, run};
+use crate::source::{Root, Unreadable, Why, io_unreadable, netlink_unreadable};
 use crate::{Host, counts};
 use crate::{cloud, stat};
 
@@ -150,15 +150,15 @@ pub fn timeouts(root: &Root) -> BTreeMap<String, u64> {
     out
 }
 
-fn rulesets(f: &mut Facts) {
+fn rulesets(f: &mut Facts, host: &Host) {
     let mut nft_ok = false;
-    if on_path("nft") {
-        match run("nft", &["-j", "list", "ruleset"], "CAP_NET_ADMIN") {
+    if host.on_path("nft") {
+        match host.run("nft", &["-j", "list", "ruleset"], "CAP_NET_ADMIN") {
             Ok(json) => match ruleset::read_nft_json(&json) {
                 Ok(nft) => {
                     f.rule_sources.push("nft -j list ruleset".into());
                     let saves = if nft.has_xt() {
-                        iptables_nft_saves(f)
+                        iptables_nft_saves(f, host)
                     } else {
                         Vec::new()
                     };
@@ -190,11 +190,11 @@ fn rulesets(f: &mut Facts) {
     if !nft_ok {
         tools.extend(["iptables-nft-save", "ip6tables-nft-save"]);
     }
-    if !tools.iter().any(|t| on_path(t)) {
+    if !tools.iter().any(|t| host.on_path(t)) {
         tools = vec!["iptables-save", "ip6tables-save"];
     }
-    for tool in tools.into_iter().filter(|t| on_path(t)) {
-        match run(tool, &[], "CAP_NET_ADMIN (root)") {
+    for tool in tools.into_iter().filter(|t| host.on_path(t)) {
+        match host.run(tool, &[], "CAP_NET_ADMIN (root)") {
             Ok(text) => {
                 f.rules.extend(ruleset::parse_iptables_save(&text, tool));
                 f.rule_sources.push(tool.to_string());
@@ -217,16 +217,16 @@ fn conntrack_builtin(root: &Root) -> Option<bool> {
 /// xt statements, which `nft -j` names without their options (issue 7
 /// section 4). Where only `iptables-save` exists (RHEL 8), it is used when
 /// its header says it is the nf_tables backend.
-fn iptables_nft_saves(f: &mut Facts) -> Vec<(&'static str, &'static str, String)> {
+fn iptables_nft_saves(f: &mut Facts, host: &Host) -> Vec<(&'static str, &'static str, String)> {
     let mut out = Vec::new();
     for (family, tools) in [
         ("ip", ["iptables-nft-save", "iptables-save"]),
         ("ip6", ["ip6tables-nft-save", "ip6tables-save"]),
     ] {
-        let Some(tool) = tools.into_iter().find(|t| on_path(t)) else {
+        let Some(tool) = tools.into_iter().find(|t| host.on_path(t)) else {
             continue;
         };
-        match run(tool, &[], "CAP_NET_ADMIN (root)") {
+        match host.run(tool, &[], "CAP_NET_ADMIN (root)") {
             Ok(text) if tool.contains("-nft-") || text.contains("(nf_tables)") => {
                 f.rule_sources.push(tool.to_string());
                 out.push((family, tool, text));
@@ -490,10 +490,10 @@ pub fn gather(opts: &Options) -> Facts {
         .ok()
         .and_then(|t| slab::parse_memtotal(&t));
 
-    rulesets(&mut f);
+    rulesets(&mut f, &opts.host);
     f.services = services::detect(root);
     f.conntrack_builtin = conntrack_builtin(root);
-    let (cloud, cloud_errors) = cloud::ena_allowances(root);
+    let (cloud, cloud_errors) = cloud::ena_allowances(&opts.host);
     f.cloud = cloud;
     f.unreadable.extend(cloud_errors);
     if opts.all_netns {

@@ -16,7 +16,7 @@ use ctnetlink::events::{Events, Groups};
 use ctnetlink::{Conntrack, Error};
 
 use crate::kmsg::{self, Kmsg};
-use crate::source::{Root, Unreadable};
+use crate::source::{self, Root, Unreadable};
 
 /// The system ctdoctor reads: the real one, or a file tree standing in.
 #[derive(Debug, Clone)]
@@ -116,6 +116,30 @@ impl Host {
         Kmsg::open(&self.root, from, blocking)
     }
 
+    /// Whether `program` is on PATH to be run. Over a fake tree no program
+    /// is: `nft`, `iptables-save` and `ethtool` would read this machine,
+    /// not the tree.
+    pub fn on_path(&self, program: &str) -> bool {
+        self.kernel && source::on_path(program)
+    }
+
+    /// Run a program that reads the system and return its stdout (see
+    /// [`source::run`]); over a fake tree it is not present.
+    pub fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+        needs: &'static str,
+    ) -> Result<String, Unreadable> {
+        if !self.kernel {
+            return Err(Unreadable {
+                what: format!("{program} {}", args.join(" ")),
+                why: source::Why::NotPresent,
+            });
+        }
+        source::run(program, args, needs)
+    }
+
     /// The wall clock.
     pub fn now(&self) -> SystemTime {
         SystemTime::now()
@@ -144,6 +168,8 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("ctnetlink is off under --root"), "{e}");
         assert!(h.in_netns("1", |_| Ok(())).is_err());
+        assert!(!h.on_path("sh"));
+        assert!(h.run("sh", &["-c", "true"], "").is_err());
         assert_eq!(h.root().path("/proc/x"), Path::new("/nonexistent/proc/x"));
     }
 
