@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// The global max lowered for one run: journaled with apply's journal
 /// before the write, restored by `restore` or, on any other exit path
@@ -18,25 +18,22 @@ pub(super) struct LoweredMax {
 }
 
 const MAX_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+const COUNT_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_count";
 
 impl LoweredMax {
-    pub(super) fn lower(n: u64) -> Result<Self> {
+    /// Lower the global max to `n` through `host`'s root (the journal,
+    /// the lock and the sysctl are all under it).
+    pub(super) fn lower(host: &cthost::Host, n: u64) -> Result<Self> {
         use cthost::apply;
         if n == 0 {
             bail!("N must be at least 1 (0 would mean unlimited on this kernel)");
         }
-        let read = |p: &str| -> Result<u64> {
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading {p}"))?
-                .trim()
-                .parse()
-                .with_context(|| format!("parsing {p}"))
-        };
-        let root = cthost::source::Root::default();
+        let root = host.root().clone();
+        let read = |p: &str| root.read_u64(p, "root").map_err(|e| anyhow!("{e}"));
         let journal = apply::journal_path(&root, None)?;
         let lock = apply::lock::take(apply::lock::state_dir_of(&journal), apply::lock::LOCK_WAIT)?;
         let old = read(MAX_PATH)?;
-        let count = read("/proc/sys/net/netfilter/nf_conntrack_count")?;
+        let count = read(COUNT_PATH)?;
         if n >= old {
             bail!("it only lowers the global max, which is {old}");
         }

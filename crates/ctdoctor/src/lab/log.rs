@@ -2,12 +2,14 @@
 //! lines naming the lab namespace, their first timestamp and the global
 //! net_ratelimit suppressions.
 
-use std::io::{self, Read, Seek};
+use cthost::Host;
+use cthost::kmsg::{From, Kmsg};
 
 /// New /dev/kmsg records since it was opened (it starts at the end), read
 /// without blocking; table-full lines for one namespace inode are kept.
 pub(super) struct KernelLog {
-    pub(super) file: Option<std::fs::File>,
+    /// `None` when /dev/kmsg could not be opened, or reading it failed.
+    kmsg: Option<Kmsg>,
     inode: u64,
     pub(super) lines: u64,
     pub(super) suppressed: u64,
@@ -20,16 +22,16 @@ pub(super) struct KernelLog {
 }
 
 impl KernelLog {
-    pub(super) fn open(inode: u64) -> Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_o_nonblock())
-            .open("/dev/kmsg")
-            .and_then(|mut f| f.seek(io::SeekFrom::End(0)).map(|_| f))
+    /// Opened at the end of the ring: only records logged from now on.
+    /// Unreadable (no CAP_SYSLOG) is a warning: the run goes on without
+    /// log lines.
+    pub(super) fn open(host: &Host, inode: u64) -> Self {
+        let kmsg = host
+            .kmsg(From::End, false)
+            .map_err(|e| eprintln!("ctdoctor: warning: {e}: no table-full log lines"))
             .ok();
         Self {
-            file,
+            kmsg,
             inode,
             lines: 0,
             suppressed: 0,
@@ -40,18 +42,13 @@ impl KernelLog {
     }
 
     pub(super) fn poll(&mut self) {
-        let Some(f) = self.file.as_mut() else { return };
-        let mut buf = vec![0u8; 8192];
+        let Some(kmsg) = self.kmsg.as_mut() else {
+            return;
+        };
         let mut records = Vec::new();
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => records.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                // EPIPE: records were overwritten before we read them; the
-                // next read continues with the oldest still there.
-                Err(e) if e.raw_os_error() == Some(32) => continue,
-                Err(_) => break,
-            }
+        if let Err(e) = kmsg.drain(|r| records.push(r.to_string())) {
+            eprintln!("ctdoctor: warning: {e}: no further table-full log lines");
+            self.kmsg = None;
         }
         let ctx = cthost::kernel_log::Context {
             netns_inode: Some(self.inode),
@@ -90,10 +87,6 @@ impl KernelLog {
             }
         }
     }
-}
-
-const fn libc_o_nonblock() -> i32 {
-    0o4000 // O_NONBLOCK on Linux
 }
 
 /// Microseconds of CLOCK_MONOTONIC, the clock of /dev/kmsg timestamps.

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use cthost::Host;
 use ctlab::Netns;
 use ctlab::traffic::{self, Limits};
-use ctnetlink::Conntrack;
 use serde::Serialize;
 
 use guard::{LoweredMax, SignalHooks};
@@ -44,6 +44,11 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NOT_ROOT: u8 = 4;
 /// Interrupted: 128 + the signal (130 SIGINT, 143 SIGTERM), namespace removed.
 pub const EXIT_SIGNAL_BASE: u8 = 128;
+
+/// Where `ip netns` names its namespaces (the lab's inode is read there).
+const NETNS_DIR: &str = "/run/netns";
+/// The running kernel's release, for the report.
+const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
 
 #[derive(Debug, Args)]
 #[command(
@@ -187,7 +192,7 @@ pub fn run(
     args: &LabArgs,
     json: bool,
     netns: Option<&str>,
-    host: &cthost::Host,
+    host: &Host,
     out: &mut dyn Write,
 ) -> Result<u8> {
     if netns.is_some() {
@@ -198,7 +203,7 @@ pub fn run(
         eprintln!("ctdoctor: lab loads the real kernel's table; --root does not apply to it");
         return Ok(EXIT_USAGE);
     }
-    let sc = match resolve(&args.scenario) {
+    let sc = match resolve(host, &args.scenario) {
         Ok(sc) => sc,
         Err(e) => {
             eprintln!("ctdoctor: {e}");
@@ -232,7 +237,7 @@ pub fn run(
     let signal = Arc::new(AtomicUsize::new(0));
     let _hooks = SignalHooks::install(&signal).context("installing SIGINT/SIGTERM handlers")?;
     let lowered = match args.max {
-        Some(n) => match LoweredMax::lower(n) {
+        Some(n) => match LoweredMax::lower(host, n) {
             Ok(g) => Some(g),
             Err(e) => {
                 eprintln!("ctdoctor: --max {n} refused: {e:#}");
@@ -241,7 +246,7 @@ pub fn run(
         },
         None => None,
     };
-    let report = experiment(&sc, &limits, args, &signal);
+    let report = experiment(host, &sc, &limits, args, &signal);
     if let Some(g) = lowered {
         g.restore()?;
     }
@@ -293,6 +298,7 @@ pub fn run(
 }
 
 fn experiment(
+    host: &Host,
     sc: &Scenario,
     limits: &Limits,
     args: &LabArgs,
@@ -300,7 +306,7 @@ fn experiment(
 ) -> Result<LabReport> {
     let ns = Netns::create("lab").context("creating the lab namespace")?;
     let name = ns.name().to_string();
-    let result = experiment_in(&ns, sc, limits, args, signal);
+    let result = experiment_in(host, &ns, sc, limits, args, signal);
     if args.keep {
         std::mem::forget(ns);
         eprintln!("ctdoctor: kept namespace {name} (remove it with `ip netns del {name}`)");
@@ -313,6 +319,7 @@ fn experiment(
 }
 
 fn experiment_in(
+    host: &Host,
     ns: &Netns,
     sc: &Scenario,
     limits: &Limits,
@@ -335,11 +342,14 @@ fn experiment_in(
         .with_context(|| format!("setting {} in the lab namespace", k.sysctl()))?;
         timeouts.insert(k.sysctl().to_string(), *v);
     }
-    let inode = std::fs::metadata(format!("/run/netns/{}", ns.name()))
+    let inode = host
+        .root()
+        .path(&format!("{NETNS_DIR}/{}", ns.name()))
+        .metadata()
         .context("reading the namespace's inode")?
         .ino();
-    let mut ct = ns
-        .run(Conntrack::open)?
+    let mut ct = host
+        .in_netns(ns.name(), Host::conntrack)
         .context("opening ctnetlink in the lab namespace")?;
     let global_max = u64::from(ct.stats()?.max_entries.unwrap_or(0));
     if global_max == 0 {
@@ -365,10 +375,7 @@ fn experiment_in(
     drop(all);
     let prefill = done as u64;
     let base = counters(&mut ct)?;
-    let mut log = KernelLog::open(inode);
-    if log.file.is_none() {
-        eprintln!("ctdoctor: warning: /dev/kmsg unreadable (CAP_SYSLOG): no table-full log lines");
-    }
+    let mut log = KernelLog::open(host, inode);
 
     let stop = Arc::new(AtomicBool::new(false));
     let gen_stop = Arc::clone(&stop);
@@ -459,7 +466,9 @@ fn experiment_in(
         about: sc.about.to_string(),
         namespace: ns.name().to_string(),
         netns_inode: inode,
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        kernel: host
+            .root()
+            .read(OSRELEASE, "read access")
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
         duration_s: traffic.elapsed_secs,

@@ -185,12 +185,25 @@ pub fn from_sim(sim: &ctsim::Scenario) -> Result<Scenario, String> {
 
 /// The lab's own scenarios by name, else a `simulate` scenario: a TOML file
 /// (a path ending in .toml or containing '/') or a built-in name.
-pub fn resolve(name: &str) -> Result<Scenario, String> {
+pub fn resolve(host: &cthost::Host, name: &str) -> Result<Scenario, String> {
     if let Some(sc) = scenario(name) {
         return Ok(sc);
     }
     let sim = if name.ends_with(".toml") || name.contains('/') {
-        let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
+        // The user's file, read through the host like every other file (lab
+        // runs on the real host only, so its root is `/`).
+        let path = std::path::absolute(name).map_err(|e| format!("{name}: {e}"))?;
+        let text = host
+            .root()
+            .read(&path.to_string_lossy(), "read permission")
+            .map_err(|e| {
+                // Named as the user wrote it, not as made absolute.
+                cthost::source::Unreadable {
+                    what: name.to_string(),
+                    ..e
+                }
+                .to_string()
+            })?;
         ctsim::Scenario::from_toml(&text).map_err(|e| format!("{name}: {e}"))?
     } else {
         ctsim::Scenario::builtin(name).ok_or_else(|| {
@@ -221,7 +234,8 @@ mod tests {
 
     #[test]
     fn simulate_scenarios_become_lab_runs() {
-        let sc = resolve("nginx-short-upstream").expect("one short-http class");
+        let host = cthost::Host::system();
+        let sc = resolve(&host, "nginx-short-upstream").expect("one short-http class");
         assert!(matches!(
             sc.kind,
             Kind::Short {
@@ -244,7 +258,7 @@ mod tests {
         assert_eq!(sc.timeouts, vec![(Timeout::TcpTimeWait, 600)]);
         assert_eq!(sc.headroom, 3000);
         // More than one class, or a lifecycle without a generator: refused.
-        let e = resolve("nat-gateway").expect_err("several classes");
+        let e = resolve(&host, "nat-gateway").expect_err("several classes");
         assert!(e.contains("traffic classes"), "{e}");
         let flood = toml.replace("{ kind = \"short-http\" }", "{ kind = \"udp-flood\" }");
         let sim = ctsim::Scenario::from_toml(&flood).expect("valid");
@@ -253,11 +267,11 @@ mod tests {
                 .expect_err("no generator")
                 .contains("no real-traffic generator")
         );
-        let e = resolve("no-such").expect_err("unknown");
+        let e = resolve(&host, "no-such").expect_err("unknown");
         assert!(
             e.contains("unknown scenario") && e.contains("nginx-short-upstream"),
             "{e}"
         );
-        assert!(resolve("/nonexistent/x.toml").is_err());
+        assert!(resolve(&host, "/nonexistent/x.toml").is_err());
     }
 }
