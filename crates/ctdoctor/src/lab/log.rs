@@ -2,23 +2,16 @@
 //! lines naming the lab namespace, their first timestamp and the global
 //! net_ratelimit suppressions.
 
+use ctcore::lab::LogTally;
 use cthost::Host;
 use cthost::kmsg::{From, Kmsg};
 
 /// New /dev/kmsg records since it was opened (it starts at the end), read
-/// without blocking; table-full lines for one namespace inode are kept.
+/// without blocking, into the tally of the namespace's table-full lines.
 pub(super) struct KernelLog {
     /// `None` when /dev/kmsg could not be opened, or reading it failed.
     kmsg: Option<Kmsg>,
-    inode: u64,
-    pub(super) lines: u64,
-    pub(super) suppressed: u64,
-    /// Every `net_ratelimit: N callbacks suppressed` during the run, whoever
-    /// logged: the limit is global (5 s, burst 10), so other namespaces'
-    /// messages can hide this one's.
-    pub(super) ratelimited: u64,
-    pub(super) first_ts_us: Option<u64>,
-    pub(super) texts: Vec<String>,
+    pub(super) tally: LogTally,
 }
 
 impl KernelLog {
@@ -32,15 +25,11 @@ impl KernelLog {
             .ok();
         Self {
             kmsg,
-            inode,
-            lines: 0,
-            suppressed: 0,
-            ratelimited: 0,
-            first_ts_us: None,
-            texts: Vec::new(),
+            tally: LogTally::new(inode),
         }
     }
 
+    /// Read what was logged since the last poll.
     pub(super) fn poll(&mut self) {
         let Some(kmsg) = self.kmsg.as_mut() else {
             return;
@@ -50,42 +39,7 @@ impl KernelLog {
             eprintln!("ctdoctor: warning: {e}: no further table-full log lines");
             self.kmsg = None;
         }
-        let ctx = cthost::kernel_log::Context {
-            netns_inode: Some(self.inode),
-            this_boot: true,
-            ..Default::default()
-        };
-        let scan = cthost::kernel_log::scan_with(records.iter().map(String::as_str), ctx);
-        for g in scan
-            .table_full
-            .iter()
-            .filter(|g| g.netns_inode == Some(self.inode))
-        {
-            self.lines += g.count;
-            self.suppressed += g.suppressed;
-        }
-        let needle = format!("in netns {},", self.inode);
-        for r in &records {
-            let Some((head, msg)) = r.split_once(';') else {
-                continue;
-            };
-            if let Some(n) = msg
-                .strip_prefix("net_ratelimit: ")
-                .and_then(|m| m.split_whitespace().next())
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                self.ratelimited += n;
-            }
-            if !msg.contains(&needle) {
-                continue;
-            }
-            if self.first_ts_us.is_none() {
-                self.first_ts_us = head.split(',').nth(2).and_then(|t| t.parse().ok());
-            }
-            if self.texts.len() < 20 {
-                self.texts.push(msg.trim_end().to_string());
-            }
-        }
+        self.tally.add(&records);
     }
 }
 

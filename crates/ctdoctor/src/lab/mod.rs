@@ -30,10 +30,11 @@ use ctlab::Netns;
 use ctlab::traffic::{self, Limits};
 use serde::Serialize;
 
+use ctcore::lab::{count_sent, counter_map};
 use guard::{LoweredMax, SignalHooks};
 use log::{KernelLog, monotonic_us};
 use render::{render, svg};
-use sample::{counter_map, counters, prefill_entries, sample};
+use sample::{counters, prefill_entries, sample};
 use scenario::{Scenario, resolve};
 
 /// Exit codes of `ctdoctor lab` (also in `--help`).
@@ -104,68 +105,7 @@ pub struct LabArgs {
     pub compare_sim: bool,
 }
 
-/// One sample of the namespace: the simulate series point plus the
-/// kernel's own raw figures. Counters are cumulative since the start.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Point {
-    /// Seconds since the traffic started.
-    pub t: f64,
-    /// Traffic entries: the namespace's count minus the pre-fill.
-    pub entries: u64,
-    /// The effective max: global max minus the pre-fill.
-    pub max: u64,
-    pub drops: u64,
-    pub early_drops: u64,
-    pub insert_failed: u64,
-    /// Traffic entries by "l4/STATE" (TCP) or "l4/UNREPLIED|REPLIED|ASSURED"
-    /// (from a dump; pre-fill entries excluded).
-    pub by_state: BTreeMap<String, u64>,
-    /// The namespace's own count (CTA_STATS_GLOBAL_ENTRIES).
-    pub count: u64,
-    pub global_max: u64,
-    /// Flows the generator has started so far (approximate: read at the
-    /// end from its per-second report).
-    pub sent: u64,
-    /// Table-full log lines naming this namespace, so far.
-    pub log_lines: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    pub scenario: String,
-    pub about: String,
-    pub namespace: String,
-    pub netns_inode: u64,
-    pub kernel: String,
-    pub duration_s: f64,
-    pub step_s: f64,
-    pub rate_target: f64,
-    pub rate_achieved: f64,
-    pub timeouts: BTreeMap<String, u32>,
-    pub global_max: u64,
-    pub prefill: u64,
-    /// headroom = global max - prefill: the table size the traffic sees.
-    pub effective_max: u64,
-    pub new_flows: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub drops: u64,
-    pub early_drops: u64,
-    pub insert_failed: u64,
-    pub chaintoolong: u64,
-    pub peak_entries: u64,
-    /// First sample with drops > 0 (step resolution).
-    pub time_to_first_drop_s: Option<f64>,
-    /// From the first table-full log line's kernel timestamp (sub-second).
-    pub time_to_first_log_s: Option<f64>,
-    pub log_lines: u64,
-    pub log_suppressed: u64,
-    /// All `net_ratelimit: N callbacks suppressed` during the run (global:
-    /// other namespaces' table-full messages use up the same budget).
-    pub log_ratelimited: u64,
-    pub interrupted: bool,
-    pub kept: bool,
-}
+pub use ctcore::lab::{Point, Summary};
 
 /// The kernel's own counters (sum over CPUs of IPCTNL_MSG_CT_GET_STATS_CPU,
 /// minus the values before the traffic) and its table-full lines.
@@ -434,7 +374,7 @@ fn experiment_in(
             Ok((mut p, c)) => {
                 log.poll();
                 p.t = t;
-                p.log_lines = log.lines;
+                p.log_lines = log.tally.lines;
                 series.push(p);
                 last = c;
             }
@@ -450,18 +390,8 @@ fn experiment_in(
     sampled?;
     log.poll();
 
-    // Flows started by each sample time, from the per-second report.
-    for p in &mut series {
-        let whole = p.t.floor() as usize;
-        let before: u64 = traffic.started_per_second.iter().take(whole).sum();
-        let part = traffic
-            .started_per_second
-            .get(whole)
-            .map_or(0.0, |&n| n as f64 * (p.t - p.t.floor()));
-        p.sent = before + part.round() as u64;
-    }
-    let first_drop = series.iter().find(|p| p.drops > 0).map(|p| p.t);
-    let summary = Summary {
+    count_sent(&mut series, &traffic.started_per_second);
+    let mut summary = Summary {
         scenario: sc.name.to_string(),
         about: sc.about.to_string(),
         namespace: ns.name().to_string(),
@@ -478,32 +408,20 @@ fn experiment_in(
         timeouts,
         global_max,
         prefill,
-        effective_max: global_max - prefill,
         new_flows: traffic.started,
         completed: traffic.completed,
         failed: traffic.failed,
-        drops: last.drop.unwrap_or(0),
-        early_drops: last.early_drop.unwrap_or(0),
-        insert_failed: last.insert_failed.unwrap_or(0),
-        chaintoolong: last.chaintoolong.unwrap_or(0),
-        peak_entries: series.iter().map(|p| p.entries).max().unwrap_or(0),
-        time_to_first_drop_s: first_drop,
-        time_to_first_log_s: match (log.first_ts_us, start_us) {
-            (Some(l), Some(s)) => Some(l.saturating_sub(s) as f64 / 1e6),
-            _ => None,
-        },
-        log_lines: log.lines,
-        log_suppressed: log.suppressed,
-        log_ratelimited: log.ratelimited,
         interrupted: interrupted(),
         kept: false,
+        ..Summary::default()
     };
+    summary.record(&series, &last, &log.tally, start_us);
     Ok(LabReport {
         summary,
         series,
         kernel: KernelView {
             counters: counter_map(&last),
-            log: log.texts,
+            log: log.tally.texts,
         },
         traffic,
         compare_sim: None,

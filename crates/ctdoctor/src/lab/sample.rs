@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use ctcore::counters::{Counters, CpuStats};
-use ctmodel::{L4Proto, Status};
 use ctnetlink::{Conntrack, Family};
 
-use super::Point;
+use ctcore::lab::{Point, state_key};
 
 /// The pre-fill entries: long-lived ASSURED ESTABLISHED TCP entries from
 /// 10.0.0.0/8 to 172.16.0.1:443 (told apart from traffic in dumps).
@@ -33,39 +32,10 @@ fn is_prefill(e: &ctmodel::Entry) -> bool {
         && e.orig.dport() == Some(443)
 }
 
-fn state_key(e: &ctmodel::Entry) -> String {
-    let l4 = e.l4();
-    if let Some(name) = e.state.as_ref().and_then(|s| s.name(l4)) {
-        return format!("{l4}/{name}");
-    }
-    let flag = if e.status.contains(Status::ASSURED) {
-        "ASSURED"
-    } else if e.unreplied() {
-        "UNREPLIED"
-    } else {
-        "REPLIED"
-    };
-    let l4 = if l4 == L4Proto::Unknown(0) {
-        "?".to_string()
-    } else {
-        l4.to_string()
-    };
-    format!("{l4}/{flag}")
-}
-
 /// The namespace's per-CPU stat counters, read raw: increases are taken
 /// CPU by CPU (ctcore), so a counter that wraps mid-run still counts right.
 pub(super) fn counters(ct: &mut Conntrack) -> Result<Vec<CpuStats>> {
     ct.stats_cpu().context("reading per-CPU stats")
-}
-
-/// The counters as the run's JSON names them (every counter, 0 when the
-/// kernel does not report it).
-pub(super) fn counter_map(c: &Counters) -> BTreeMap<&'static str, u64> {
-    let mut m: BTreeMap<&'static str, u64> =
-        ctcore::counters::NAMES.iter().map(|n| (*n, 0)).collect();
-    m.extend(c.named());
-    m
 }
 
 /// Take one sample: count and max, counters, per-state dump.
@@ -91,20 +61,7 @@ pub(super) fn sample(
     .context("dumping the namespace's table")?;
     let count = u64::from(g.entries);
     let global_max = u64::from(g.max_entries.unwrap_or(0));
-    Ok((
-        Point {
-            entries: count.saturating_sub(prefill),
-            max: global_max.saturating_sub(prefill),
-            drops: c.drop.unwrap_or(0),
-            early_drops: c.early_drop.unwrap_or(0),
-            insert_failed: c.insert_failed.unwrap_or(0),
-            by_state,
-            count,
-            global_max,
-            ..Point::default()
-        },
-        c,
-    ))
+    Ok((Point::new(count, global_max, prefill, &c, by_state), c))
 }
 
 #[cfg(test)]
