@@ -53,8 +53,11 @@ const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Scenarios: short-connections (many sources, TIME_WAIT 600 s), \
-short-connections-one-client, syn-flood, idle-attack, keepalive, udp-query, icmp-echo.\n\n\
+    after_help = "Scenarios (scenarios/*.toml, the files `simulate --scenario` runs too): \
+short-connections (many sources, TIME_WAIT 600 s), short-connections-one-client, syn-flood, \
+idle-attack, keepalive, udp-query, icmp-echo, nginx-short-upstream; or a FILE.toml with one \
+traffic class. Scenarios without a traffic generator (several classes, udp-flood, hash-flood) \
+are refused (exit 2).\n\n\
 Examples:\n  ctdoctor lab short-connections\n  ctdoctor lab short-connections --duration 30s --rate 2000 --json\n  \
 ctdoctor lab syn-flood --headroom 5000 --svg flood.svg\n\n\
 The global nf_conntrack_max is never changed: the lab fills its own namespace \
@@ -64,7 +67,7 @@ Exit codes: 0 run completed, 1 failure, 2 bad usage, 4 not root, \
 130/143 interrupted by SIGINT/SIGTERM (the namespace is removed)."
 )]
 pub struct LabArgs {
-    /// Scenario name (see below).
+    /// Scenario name or FILE.toml (see below).
     pub scenario: String,
     /// How long to run the traffic.
     #[arg(long, value_parser = duration::flag(Duration::from_millis(100), duration::DAY))]

@@ -1,6 +1,8 @@
-//! The scenarios `lab` runs: a lab scenario is a traffic generator, its
+//! The scenarios `lab` runs: the repository's scenarios/*.toml (ctsim's
+//! built-ins, the catalogue `simulate --scenario` reads: one name, one
+//! workload) or a TOML file, each turned into a traffic generator, its
 //! default rate, the headroom left in the table and the namespace's own
-//! timeouts, resolved from a name or a `simulate` scenario.
+//! timeouts. A scenario with no generator mapping is refused by name.
 
 use std::time::Duration;
 
@@ -8,8 +10,8 @@ use ctcore::timeouts::Timeout;
 use ctlab::traffic::{Kind, Sources};
 use serde::Serialize;
 
-/// A built-in lab scenario: traffic, its default rate, the headroom left
-/// in the table, and the namespace's own timeouts.
+/// A scenario as the lab runs it: traffic, its default rate, the headroom
+/// left in the table, and the namespace's own timeouts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
     pub name: String,
@@ -22,105 +24,24 @@ pub struct Scenario {
     pub timeouts: Vec<(Timeout, u32)>,
 }
 
-pub const SCENARIOS: &[&str] = &[
-    "short-connections",
-    "short-connections-one-client",
-    "syn-flood",
-    "idle-attack",
-    "keepalive",
-    "udp-query",
-    "icmp-echo",
-];
-
-pub fn scenario(name: &str) -> Option<Scenario> {
-    let s = |about: &str, kind, rate, headroom, timeouts| Scenario {
-        name: name.to_string(),
-        about: about.to_string(),
-        kind,
-        rate,
-        headroom,
-        duration: Duration::from_secs(60),
-        timeouts,
-    };
-    Some(match name {
-        "short-connections" => s(
-            "the runbook's load test: short TCP connections without keep-alive from many \
-             source addresses, closed by the client, TIME_WAIT raised to 600 s",
-            Kind::Short {
-                sources: Sources::Many,
-            },
-            1000.0,
-            20_000,
-            vec![(Timeout::TcpTimeWait, 600)],
-        ),
-        "short-connections-one-client" => s(
-            "the same load from one client address: ephemeral ports get reused and \
-             reopen their TIME_WAIT entries, so the table fills more slowly",
-            Kind::Short {
-                sources: Sources::OneClient,
-            },
-            1000.0,
-            20_000,
-            vec![(Timeout::TcpTimeWait, 600)],
-        ),
-        "syn-flood" => s(
-            "spoofed SYNs from many addresses: unreplied SYN_SENT entries, never ASSURED, \
-             which early_drop may evict",
-            Kind::SynFlood,
-            2000.0,
-            20_000,
-            vec![],
-        ),
-        "idle-attack" => s(
-            "TCP handshakes then silence, held against the 5-day ESTABLISHED timeout",
-            Kind::Idle {
-                sources: Sources::Many,
-            },
-            500.0,
-            5_000,
-            vec![],
-        ),
-        "keepalive" => s(
-            "keep-alive TCP connections held open, one byte a second each way",
-            Kind::KeepAlive {
-                sources: Sources::Many,
-                ping: Duration::from_secs(1),
-            },
-            200.0,
-            5_000,
-            vec![],
-        ),
-        "udp-query" => s(
-            "UDP query/answer from many addresses, 20% unreplied (udp timeout 30 s)",
-            Kind::Udp {
-                sources: Sources::Many,
-                unreplied: 0.2,
-            },
-            1000.0,
-            20_000,
-            vec![],
-        ),
-        "icmp-echo" => s(
-            "ICMP echo requests, each a new entry (icmp timeout 30 s)",
-            Kind::Icmp,
-            1000.0,
-            20_000,
-            vec![],
-        ),
-        _ => return None,
-    })
+/// The built-in scenarios the lab can run (one traffic class with a
+/// generator), in the catalogue's order.
+pub fn runnable() -> Vec<&'static str> {
+    ctsim::Scenario::builtin_names()
+        .iter()
+        .copied()
+        .filter(|n| ctsim::Scenario::builtin(n).is_some_and(|s| from_sim(&s).is_ok()))
+        .collect()
 }
 
-/// A `simulate` scenario (built-in name or TOML file, crates/ctsim) as a
-/// lab run: its one traffic class becomes the generator, its table max the
+/// A scenario (built-in or TOML file, crates/ctsim) as a lab run: its one traffic class becomes the generator, its table max the
 /// headroom, its timeout overrides the namespace's timeouts. Lifecycles
 /// and arrivals the generators cannot produce are refused by name.
 pub fn from_sim(sim: &ctsim::Scenario) -> Result<Scenario, String> {
     use ctsim::{Arrival, Lifecycle};
     let [class] = sim.classes.as_slice() else {
         return Err(format!(
-            "scenario {:?} has {} traffic classes; the lab runs exactly one",
-            sim.name,
+            "it has {} traffic classes; the lab runs exactly one",
             sim.classes.len()
         ));
     };
@@ -183,12 +104,10 @@ pub fn from_sim(sim: &ctsim::Scenario) -> Result<Scenario, String> {
     })
 }
 
-/// The lab's own scenarios by name, else a `simulate` scenario: a TOML file
-/// (a path ending in .toml or containing '/') or a built-in name.
+/// A built-in scenario by name, or a TOML file (a path ending in .toml
+/// or containing '/'), as a lab run; the error says why the lab cannot run
+/// it (unknown, unreadable, invalid, or no generator for its traffic).
 pub fn resolve(host: &cthost::Host, name: &str) -> Result<Scenario, String> {
-    if let Some(sc) = scenario(name) {
-        return Ok(sc);
-    }
     let sim = if name.ends_with(".toml") || name.contains('/') {
         // The user's file, read through the host like every other file (lab
         // runs on the real host only, so its root is `/`).
@@ -207,29 +126,123 @@ pub fn resolve(host: &cthost::Host, name: &str) -> Result<Scenario, String> {
         ctsim::Scenario::from_toml(&text).map_err(|e| format!("{name}: {e}"))?
     } else {
         ctsim::Scenario::builtin(name).ok_or_else(|| {
+            let lab = runnable();
+            let other: Vec<&str> = ctsim::Scenario::builtin_names()
+                .iter()
+                .copied()
+                .filter(|n| !lab.contains(n))
+                .collect();
             format!(
-                "unknown scenario {name:?}; lab: {}; simulate: {}",
-                SCENARIOS.join(", "),
-                ctsim::Scenario::builtin_names().join(", ")
+                "unknown scenario {name:?}; lab runs: {} (or a FILE.toml); simulate only: {}",
+                lab.join(", "),
+                other.join(", ")
             )
         })?
     };
-    from_sim(&sim)
+    from_sim(&sim).map_err(|e| {
+        format!(
+            "lab cannot run scenario {name:?}: {e}. Built-in scenarios lab runs: {}",
+            runnable().join(", ")
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The lab's scenarios as they were built into lab before they became
+    /// scenarios/*.toml (issue 17): the same generator, rate, headroom,
+    /// run length and namespace timeouts.
     #[test]
-    fn every_listed_scenario_exists() {
-        for n in SCENARIOS {
-            let s = scenario(n).expect("built in");
-            assert_eq!(s.name, *n);
-            assert!(s.rate > 0.0 && s.headroom > 0);
-            s.kind.validate().expect("valid kind");
+    fn lab_scenarios_are_scenario_files_with_their_old_workloads() {
+        let many = Sources::Many;
+        let minute = Duration::from_secs(60);
+        let tw = vec![(Timeout::TcpTimeWait, 600)];
+        // name, generator, rate, headroom, the namespace's timeouts
+        type Case = (&'static str, Kind, f64, u64, Vec<(Timeout, u32)>);
+        let cases: [Case; 7] = [
+            (
+                "short-connections",
+                Kind::Short { sources: many },
+                1000.0,
+                20_000,
+                tw.clone(),
+            ),
+            (
+                "short-connections-one-client",
+                Kind::Short {
+                    sources: Sources::OneClient,
+                },
+                1000.0,
+                20_000,
+                tw,
+            ),
+            ("syn-flood", Kind::SynFlood, 2000.0, 20_000, vec![]),
+            (
+                "idle-attack",
+                Kind::Idle { sources: many },
+                500.0,
+                5_000,
+                vec![],
+            ),
+            (
+                "keepalive",
+                Kind::KeepAlive {
+                    sources: many,
+                    ping: Duration::from_secs(1),
+                },
+                200.0,
+                5_000,
+                vec![],
+            ),
+            (
+                "udp-query",
+                Kind::Udp {
+                    sources: many,
+                    unreplied: 0.2,
+                },
+                1000.0,
+                20_000,
+                vec![],
+            ),
+            ("icmp-echo", Kind::Icmp, 1000.0, 20_000, vec![]),
+        ];
+        let host = cthost::Host::system();
+        for (name, kind, rate, headroom, timeouts) in cases {
+            let sc = resolve(&host, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(sc.name, name);
+            assert_eq!(sc.kind, kind, "{name}");
+            assert_eq!(
+                (sc.rate, sc.headroom, sc.duration),
+                (rate, headroom, minute),
+                "{name}"
+            );
+            assert_eq!(sc.timeouts, timeouts, "{name}");
+            assert!(!sc.about.is_empty(), "{name}");
+            sc.kind.validate().expect("valid kind");
+            assert!(runnable().contains(&name), "{name}");
         }
-        assert!(scenario("nope").is_none());
+    }
+
+    #[test]
+    fn scenarios_without_a_generator_are_refused_by_name() {
+        let host = cthost::Host::system();
+        for (name, why) in [
+            ("syn-flood-web", "2 traffic classes"),
+            ("idle-attack-web", "2 traffic classes"),
+            ("nat-gateway", "traffic classes"),
+            ("udp-flood", "traffic classes"),
+        ] {
+            let e = resolve(&host, name).expect_err(name);
+            assert!(
+                e.contains(&format!("lab cannot run scenario \"{name}\"")),
+                "{e}"
+            );
+            assert!(e.contains(why), "{e}");
+            assert!(e.contains("short-connections"), "{e}");
+            assert!(!runnable().contains(&name), "{name}");
+        }
     }
 
     #[test]
