@@ -14,8 +14,6 @@ mod render;
 mod sample;
 mod scenario;
 
-use ctcore::counters::Counters;
-use ctcore::duration;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -25,12 +23,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use ctcore::counters::Counters;
+use ctcore::duration;
+use ctcore::lab::{count_sent, counter_map};
 use cthost::Host;
 use ctlab::Netns;
 use ctlab::traffic::{self, Limits};
 use serde::Serialize;
 
-use ctcore::lab::{count_sent, counter_map};
 use guard::{LoweredMax, SignalHooks};
 use log::{KernelLog, monotonic_us};
 use render::{render, svg};
