@@ -520,6 +520,14 @@ impl Scanner {
     }
 }
 
+/// `N` of a `net_ratelimit: N callbacks suppressed` line (any format),
+/// whoever logged it: the limit is global, so a scan of one namespace's
+/// lines may also want the count of all.
+pub fn suppressed_callbacks(line: &str) -> Option<u64> {
+    let (_, msg) = split(line.trim_end());
+    RATELIMIT.captures(msg)?[1].parse().ok()
+}
+
 /// Scan log lines (any of the supported formats, even mixed) of unknown
 /// origin and date.
 pub fn scan<'a>(lines: impl IntoIterator<Item = &'a str>) -> LogScan {

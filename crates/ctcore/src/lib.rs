@@ -12,6 +12,7 @@
 //! - [`fidelity`]: a kernel run's curve against the model's, with the
 //!   tolerances the simulator is held to
 //! - [`diagnose`]: the rules from facts to findings and a verdict
+//! - [`lab`]: a lab run's samples, summary and kernel-log tally
 //! - [`forecast`]: steady state and time to full from arrivals and
 //!   lifetimes, the change that avoids a full table, two-dump arrivals
 //! - [`plan`]: sizing and timeout policy, and the files it renders
@@ -28,6 +29,7 @@ pub mod facts;
 pub mod fidelity;
 pub mod forecast;
 pub mod kernel_log;
+pub mod lab;
 pub mod plan;
 pub mod resync;
 pub mod ruleset;

@@ -128,7 +128,7 @@ pub enum Command {
     /// Predict when a workload or an attack fills the table: a
     /// kernel-faithful model of nf_conntrack (count, early_drop, GC).
     #[command(
-        after_help = "Examples:\n  ctdoctor simulate --scenario nginx-short-upstream --duration 10m\n  ctdoctor simulate --rate 8000 --lifecycle short-http --timeout tcp_timeout_time_wait=120\n  ctdoctor simulate --scenario syn-flood --json > run.json\n  ctdoctor plan --format json > p.json && ctdoctor simulate --scenario nat-gateway --compare p.json\n  ctdoctor simulate --from-live --duration 1h --svg live.svg\n\nExit codes: 0 ran, 1 failed, 2 bad usage."
+        after_help = "Examples:\n  ctdoctor simulate --scenario nginx-short-upstream --duration 10m\n  ctdoctor simulate --rate 8000 --lifecycle short-http --timeout tcp_timeout_time_wait=120\n  ctdoctor simulate --scenario syn-flood-web --json > run.json\n  ctdoctor plan --format json > p.json && ctdoctor simulate --scenario nat-gateway --compare p.json\n  ctdoctor simulate --from-live --duration 1h --svg live.svg\n\nExit codes: 0 ran, 1 failed, 2 bad usage."
     )]
     Simulate(crate::commands::simulate::SimulateArgs),
 

@@ -219,6 +219,47 @@ fn bad_input_gives_clear_errors() {
     }
 }
 
+/// One catalogue for lab and simulate (issue 17): a scenario the lab has
+/// no traffic generator for is refused by name with exit 2, before any
+/// namespace is made (so this needs neither root nor kernel traffic).
+#[test]
+fn a_scenario_without_a_generator_is_refused() {
+    let d = common::TempDir::new("lab-unrunnable");
+    d.put(
+        "flood.toml",
+        "name = \"flood\"\n[table]\nmax = 3000\nbuckets = 1024\n[[class]]\nname = \"c\"\n\
+         arrival = { kind = \"constant\", rate = 500 }\nlifecycle = { kind = \"udp-flood\" }\n",
+    );
+    let file = d.p("flood.toml");
+    let cases: &[(&str, &str)] = &[
+        (
+            "syn-flood-web",
+            "2 traffic classes; the lab runs exactly one",
+        ),
+        (
+            "idle-attack-web",
+            "2 traffic classes; the lab runs exactly one",
+        ),
+        ("hash-flood", "traffic classes"),
+        (
+            file.to_str().expect("utf8"),
+            "no real-traffic generator for UdpFlood",
+        ),
+    ];
+    for (name, why) in cases {
+        let o = run(&["lab", name, "--duration", "1s"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {t}");
+        assert!(t.contains("lab cannot run scenario"), "{name}: {t}");
+        assert!(t.contains(why), "{name}: {t}");
+        assert!(
+            t.contains("short-connections"),
+            "{name}: names what it runs: {t}"
+        );
+        assert!(!t.contains("panicked"), "{name}: {t}");
+    }
+}
+
 /// The lab's per-step dump asks the kernel for traffic entries only (mark
 /// filter); the pre-fill (marked) never leaves the kernel.
 #[test]

@@ -7,14 +7,22 @@
 mod common;
 use common::{TempDir, json, run, text};
 
-const BUILTINS: [&str; 7] = [
+const BUILTINS: [&str; 14] = [
     "nginx-short-upstream",
     "nat-gateway",
     "k8s-dns-churn",
-    "syn-flood",
-    "idle-attack",
+    "syn-flood-web",
+    "idle-attack-web",
     "udp-flood",
     "hash-flood",
+    // lab's scenarios (issue 17: one catalogue for lab and simulate)
+    "short-connections",
+    "short-connections-one-client",
+    "syn-flood",
+    "idle-attack",
+    "keepalive",
+    "udp-query",
+    "icmp-echo",
 ];
 
 fn assert_contract(v: &serde_json::Value, what: &str) {
@@ -77,7 +85,13 @@ fn every_builtin_scenario_runs_and_prints_the_json_contract() {
 
 #[test]
 fn human_summary_names_its_parts() {
-    let o = run(&["simulate", "--scenario", "syn-flood", "--duration", "30s"]);
+    let o = run(&[
+        "simulate",
+        "--scenario",
+        "syn-flood-web",
+        "--duration",
+        "30s",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     for part in [
@@ -134,7 +148,7 @@ fn svg_is_written_with_its_labels() {
     let o = run(&[
         "simulate",
         "--scenario",
-        "syn-flood",
+        "syn-flood-web",
         "--duration",
         "30s",
         "--svg",
@@ -173,7 +187,7 @@ fn compare_with_a_real_plan() {
     let o = run(&[
         "simulate",
         "--scenario",
-        "syn-flood",
+        "syn-flood-web",
         "--max",
         "30000",
         "--duration",
@@ -192,7 +206,7 @@ fn compare_with_a_real_plan() {
         "--json",
         "simulate",
         "--scenario",
-        "syn-flood",
+        "syn-flood-web",
         "--max",
         "30000",
         "--duration",
@@ -340,7 +354,7 @@ fn bad_inputs_have_clear_messages_and_exit_codes() {
             "at most 2147483136",
         ),
         (
-            vec!["simulate", "--scenario", "syn-flood", "--rate", "10"],
+            vec!["simulate", "--scenario", "syn-flood-web", "--rate", "10"],
             2,
             "exclude each other",
         ),

@@ -170,7 +170,7 @@ fn hash_flood_hits_the_chain_limit() {
 
 #[test]
 fn deterministic_for_a_seed() {
-    let sc = Scenario::builtin("syn-flood").expect("builtin");
+    let sc = Scenario::builtin("syn-flood-web").expect("builtin");
     let a = serde_json::to_string(&go(&sc, 60.0, 9)).expect("json");
     let b = serde_json::to_string(&go(&sc, 60.0, 9)).expect("json");
     assert_eq!(a, b);
@@ -226,6 +226,29 @@ fn littles_law_holds_without_drops() {
         let ss = tl.summary.steady_state[state];
         let ll = tl.summary.littles_law[state];
         assert!((ss - ll).abs() / ll < 0.02, "{state}: {ss} vs {ll}");
+    }
+}
+
+#[test]
+fn every_scenario_file_is_a_builtin_under_its_own_name() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("scenarios/")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name().into_string().expect("utf8");
+            name.strip_suffix(".toml").map(str::to_string)
+        })
+        .collect();
+    files.sort();
+    let mut names: Vec<String> = Scenario::builtin_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(files, names);
+    for name in Scenario::builtin_names() {
+        let sc = Scenario::builtin(name).unwrap_or_else(|| panic!("{name} does not parse"));
+        assert_eq!(sc.name, *name);
     }
 }
 
