@@ -105,10 +105,11 @@ impl Point {
 /// The key of an entry in [`Point::by_state`]: its "l4/STATE" class
 /// (ctmodel's), with "?" for protocol number 0.
 pub fn state_key(e: &Entry) -> String {
-    let key = ctmodel::flows::class_key(e);
-    match key.split_once('/') {
-        Some((_, flag)) if e.l4() == L4Proto::Unknown(0) => format!("?/{flag}"),
-        _ => key,
+    let key = ctmodel::flows::ClassKey::of(e);
+    if e.l4() == L4Proto::Unknown(0) {
+        format!("?/{}", key.state())
+    } else {
+        key.to_string()
     }
 }
 
