@@ -229,6 +229,8 @@ impl std::fmt::Display for Unreadable {
     }
 }
 
+impl std::error::Error for Unreadable {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,10 +5,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::apply::{ApplyArgs, RollbackArgs};
 use crate::commands::check::CheckArgs;
+use crate::commands::export::ExportArgs;
+use crate::commands::lab::LabArgs;
 use crate::commands::plan::PlanArgs;
 use crate::commands::top::TopArgs;
-use crate::export::ExportArgs;
-use crate::lab::LabArgs;
 
 #[derive(Debug, Parser)]
 #[command(

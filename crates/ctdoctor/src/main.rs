@@ -8,13 +8,9 @@ mod chart;
 mod cli;
 mod commands;
 mod exit;
-mod export;
-mod fidelity;
-mod lab;
 mod output;
 
-// `crate::forecast` for the exporter, which publishes forecast's figures.
-use commands::{apply, assets, check, forecast, plan, simulate, top, watch};
+use commands::{apply, assets, check, export, forecast, lab, plan, simulate, top, watch};
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -145,6 +145,13 @@ impl Host {
         SystemTime::now()
     }
 
+    /// Microseconds of CLOCK_MONOTONIC, the clock /dev/kmsg records are
+    /// stamped with (to date a record against a run's start).
+    pub fn monotonic_us(&self) -> Option<u64> {
+        let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+        Some(t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+    }
+
     /// The wall clock in whole seconds since the Unix epoch.
     pub fn unix_now(&self) -> u64 {
         self.now()

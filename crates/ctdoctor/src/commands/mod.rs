@@ -5,7 +5,9 @@
 pub mod apply;
 pub mod assets;
 pub mod check;
+pub mod export;
 pub mod forecast;
+pub mod lab;
 pub mod plan;
 pub mod simulate;
 pub mod top;

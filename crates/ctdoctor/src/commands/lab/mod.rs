@@ -8,6 +8,7 @@
 //! [`guard`] protects the system, [`sample`] reads the kernel, [`log`] its
 //! log, [`render`] prints and plots.
 
+mod fidelity;
 mod guard;
 mod log;
 mod render;
@@ -32,7 +33,7 @@ use ctlab::traffic::{self, Limits};
 use serde::Serialize;
 
 use guard::{LoweredMax, SignalHooks};
-use log::{KernelLog, monotonic_us};
+use log::KernelLog;
 use render::{render, svg};
 use sample::{counters, prefill_entries, sample};
 use scenario::{Scenario, resolve};
@@ -103,7 +104,7 @@ pub struct LabArgs {
     /// Also run the model (ctsim, what `ctdoctor simulate` runs) on what
     /// this run did (table, timeouts, pre-fill, rate, lifecycle, sources)
     /// and show both curves, the count error at every step, first drop and
-    /// drop totals (see crate::fidelity).
+    /// drop totals (see fidelity).
     #[arg(long)]
     pub compare_sim: bool,
 }
@@ -127,7 +128,7 @@ pub struct LabReport {
     pub traffic: traffic::Report,
     /// With `--compare-sim`: the model's run of the same scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub compare_sim: Option<crate::fidelity::SimComparison>,
+    pub compare_sim: Option<fidelity::SimComparison>,
 }
 
 /// Outcome of `lab::run`: an exit code; the report when the run happened.
@@ -196,7 +197,7 @@ pub fn run(
     let mut report = report?;
     let mut failed = false;
     if args.compare_sim {
-        match crate::fidelity::compare_lab(&sc.kind, &report) {
+        match fidelity::compare_lab(host.root(), &sc.kind, &report) {
             Ok(c) => report.compare_sim = Some(c),
             Err(e) => {
                 eprintln!("ctdoctor: --compare-sim: {e:#}");
@@ -206,9 +207,9 @@ pub fn run(
     }
     if let Some(path) = &args.svg {
         match &report.compare_sim {
-            Some(c) => crate::fidelity::svg(
+            Some(c) => fidelity::svg(
                 &format!("ctdoctor lab {} vs simulate", report.summary.scenario),
-                &crate::fidelity::kernel_curve(&report),
+                &fidelity::kernel_curve(&report),
                 &c.sim,
                 report.summary.effective_max,
                 path,
@@ -218,8 +219,7 @@ pub fn run(
         .with_context(|| format!("writing {}", path.display()))?;
     }
     if json {
-        serde_json::to_writer_pretty(&mut *out, &report)?;
-        writeln!(out)?;
+        crate::output::json(&report, out)?;
     } else {
         render(&report, out)?;
         if let Some(c) = &report.compare_sim {
@@ -227,7 +227,7 @@ pub fn run(
             for n in &c.notes {
                 writeln!(out, "note: {n}")?;
             }
-            crate::fidelity::render(&c.comparison, out)?;
+            fidelity::render(&c.comparison, out)?;
         }
     }
     let sig = signal.load(Ordering::SeqCst);
@@ -350,7 +350,7 @@ fn experiment_in(
         };
     }
     let start = Instant::now();
-    let start_us = monotonic_us();
+    let start_us = host.monotonic_us();
 
     let mut series = Vec::new();
     let mut last = Counters::default();

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use ctcore::fidelity::{
     self, COUNT_TOLERANCE_PCT, Comparison, DROP_TOLERANCE_PCT, LabSample, SKIP_BEFORE_S, Sample,
 };
+use cthost::source::Root;
 use serde::Serialize;
 
 fn opt_s(v: Option<f64>) -> String {
@@ -116,7 +117,7 @@ const PREFILL_TIMEOUT_S: f64 = 86_400.0;
 /// the generator's lifecycle and source population.
 pub fn lab_scenario(
     kind: &ctlab::traffic::Kind,
-    summary: &crate::lab::Summary,
+    summary: &super::Summary,
     buckets: u32,
     port_range: [u16; 2],
 ) -> (ctsim::Scenario, Vec<String>) {
@@ -208,7 +209,7 @@ pub fn lab_scenario(
 }
 
 /// The constant rate the model runs at: what the generator achieved.
-fn model_rate(summary: &crate::lab::Summary) -> f64 {
+fn model_rate(summary: &super::Summary) -> f64 {
     if summary.rate_achieved > 0.0 {
         summary.rate_achieved
     } else {
@@ -216,7 +217,7 @@ fn model_rate(summary: &crate::lab::Summary) -> f64 {
     }
 }
 /// The lab run's samples, as the comparison takes them.
-fn lab_samples(r: &crate::lab::LabReport) -> Vec<LabSample> {
+fn lab_samples(r: &super::LabReport) -> Vec<LabSample> {
     r.series
         .iter()
         .map(|p| LabSample {
@@ -230,24 +231,18 @@ fn lab_samples(r: &crate::lab::LabReport) -> Vec<LabSample> {
 
 /// The lab run's kernel curve ([`fidelity::kernel_curve`]): samples while
 /// the traffic ran, each at the time its input was sent.
-pub fn kernel_curve(r: &crate::lab::LabReport) -> Vec<Sample> {
+pub fn kernel_curve(r: &super::LabReport) -> Vec<Sample> {
     let end = r.summary.duration_s + r.summary.step_s / 2.0;
     fidelity::kernel_curve(&lab_samples(r), model_rate(&r.summary), end)
 }
 
-fn host_buckets() -> anyhow::Result<u64> {
-    use anyhow::Context;
-    let p = "/proc/sys/net/netfilter/nf_conntrack_buckets";
-    std::fs::read_to_string(p)
-        .with_context(|| format!("reading {p}"))?
-        .trim()
-        .parse()
-        .with_context(|| format!("parsing {p}"))
+fn host_buckets(root: &Root) -> anyhow::Result<u64> {
+    Ok(root.read_u64("/proc/sys/net/netfilter/nf_conntrack_buckets", "")?)
 }
 
-fn port_range() -> [u16; 2] {
-    let p = "/proc/sys/net/ipv4/ip_local_port_range";
-    let v: Vec<u16> = std::fs::read_to_string(p)
+fn port_range(root: &Root) -> [u16; 2] {
+    let v: Vec<u16> = root
+        .read("/proc/sys/net/ipv4/ip_local_port_range", "")
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
@@ -260,12 +255,13 @@ fn port_range() -> [u16; 2] {
 
 /// Model what the lab run did (`ctsim::run`, seed 1) and compare.
 pub fn compare_lab(
+    root: &Root,
     kind: &ctlab::traffic::Kind,
-    r: &crate::lab::LabReport,
+    r: &super::LabReport,
 ) -> anyhow::Result<SimComparison> {
     use anyhow::Context;
-    let buckets = u32::try_from(host_buckets()?).context("nf_conntrack_buckets beyond u32")?;
-    let (scenario, notes) = lab_scenario(kind, &r.summary, buckets, port_range());
+    let buckets = u32::try_from(host_buckets(root)?).context("nf_conntrack_buckets beyond u32")?;
+    let (scenario, notes) = lab_scenario(kind, &r.summary, buckets, port_range(root));
     let opts = ctsim::RunOptions {
         duration_s: r.summary.duration_s.max(r.summary.step_s),
         step_s: r.summary.step_s,
@@ -355,7 +351,7 @@ mod tests {
 
     #[test]
     fn the_lab_run_becomes_a_scenario() {
-        let mut sum = crate::lab::Summary {
+        let mut sum = crate::commands::lab::Summary {
             scenario: "short-connections-one-client".into(),
             kernel: "6.18.44-fc-v657".into(),
             rate_achieved: 799.5,
@@ -384,7 +380,7 @@ mod tests {
         assert_eq!(notes.len(), 2, "{notes:?}");
         let (sc, notes) = lab_scenario(
             &ctlab::traffic::Kind::SynFlood,
-            &crate::lab::Summary::default(),
+            &crate::commands::lab::Summary::default(),
             1024,
             [32768, 60999],
         );

@@ -19,7 +19,7 @@ use ctnetlink::Family;
 use ctcore::counters::Counters;
 
 use super::metrics::{BreakdownView, Snapshot, Table};
-use crate::forecast;
+use crate::commands::forecast;
 use ctcore::facts::NetnsCount;
 use ctcore::forecast::{dumps, estimate};
 

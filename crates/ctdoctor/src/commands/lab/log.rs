@@ -42,9 +42,3 @@ impl KernelLog {
         self.tally.add(&records);
     }
 }
-
-/// Microseconds of CLOCK_MONOTONIC, the clock of /dev/kmsg timestamps.
-pub(super) fn monotonic_us() -> Option<u64> {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
-    Some(t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
-}
