@@ -21,14 +21,14 @@ use output::{Format, Style};
 
 /// Run the command; `Ok` carries the process exit code.
 fn run(cli: &Cli) -> Result<u8> {
-    if let Some(ns) = &cli.netns {
-        // Before any thread exists: setns changes only the calling thread,
-        // and /proc/net follows the thread group leader.
-        ctnetlink::netns::enter(ns)?;
-    }
     // The one view of the system every command reads through.
     let host = cthost::Host::from_flag(cli.root.as_deref());
     let host = &host;
+    if let Some(ns) = &cli.netns {
+        // Before any thread exists: setns changes only the calling thread,
+        // and /proc/net follows the thread group leader.
+        host.enter(ns)?;
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let json = if cli.json { Format::Json } else { Format::Text };

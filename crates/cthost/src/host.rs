@@ -88,6 +88,15 @@ impl Host {
         Events::subscribe(groups)
     }
 
+    /// Move the calling thread into network namespace `spec` (a name, PID
+    /// or path, as `--netns`). From `main` before any thread exists, that
+    /// is the whole process (and /proc/net follows it); elsewhere only
+    /// from a thread of its own ([`Host::in_netns`]).
+    pub fn enter(&self, spec: &str) -> Result<(), Error> {
+        self.kernel("entering a network namespace")?;
+        ctnetlink::netns::enter(spec)
+    }
+
     /// Run `f` in a thread that entered network namespace `spec` (a name,
     /// PID or path, as `--netns`), so the caller's namespace is untouched.
     pub fn in_netns<T: Send>(
@@ -95,10 +104,9 @@ impl Host {
         spec: &str,
         f: impl FnOnce(&Self) -> Result<T, Error> + Send,
     ) -> Result<T, Error> {
-        self.kernel("entering a network namespace")?;
         std::thread::scope(|s| {
             s.spawn(|| {
-                ctnetlink::netns::enter(spec)?;
+                self.enter(spec)?;
                 f(self)
             })
             .join()

@@ -331,11 +331,12 @@ fn experiment_in(
         ..*limits
     };
     let ns_name = ns.name().to_string();
+    let traffic_host = host.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let generator = std::thread::Builder::new()
         .name("lab-traffic".into())
         .spawn(move || -> Result<traffic::Report> {
-            ctnetlink::netns::enter(&ns_name)?;
+            traffic_host.enter(&ns_name)?;
             Ok(traffic::run_notify(&kind, &gen_limits, &gen_stop, || {
                 let _ = tx.send(());
             })?)
