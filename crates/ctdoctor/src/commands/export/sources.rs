@@ -369,7 +369,12 @@ impl Shared {
             up.push(("kernel_log".into(), ok));
         }
         if self.config.all_netns {
-            up.push(("netns".into(), c.netns.is_some()));
+            // Up when some namespace could be counted (not when every one failed).
+            let counted = c
+                .netns
+                .as_ref()
+                .is_some_and(|rows| rows.iter().any(|r| r.error.is_none()));
+            up.push(("netns".into(), counted));
         }
         if let Some(s) = c.netns_seconds {
             durations.push(("netns".into(), s));
