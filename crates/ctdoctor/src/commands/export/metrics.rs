@@ -138,7 +138,7 @@ pub fn registry(s: &Snapshot) -> Registry {
         gauge(
             &mut reg,
             "ctdoctor_entries",
-            "Conntrack entries in this network namespace (ctnetlink GET_STATS)",
+            "Conntrack entries in this network namespace (ctnetlink GET_STATS; nf_conntrack_count under --root)",
             t.entries as f64,
         );
         if let Some(max) = t.max {
