@@ -365,13 +365,18 @@ pub(super) fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) 
         &newest
     };
     let (n, window) = (g.count, window(t));
+    let n_lines = if n == 1 {
+        "1 line".to_string()
+    } else {
+        format!("{n} lines")
+    };
     let title = match (mine, severity, g.netns_inode) {
         (false, Severity::Info, Some(i)) if theirs == Theirs::Gone && tb.lines > 0 => format!(
-            "kernel log: a namespace that no longer exists (inode {i}) was full at {} ({n} lines)",
+            "kernel log: a namespace that no longer exists (inode {i}) was full at {} ({n_lines})",
             when(last)
         ),
         (false, Severity::Info, Some(i)) if theirs == Theirs::Earlier => format!(
-            "kernel log: an earlier namespace with inode {i} was full at {} ({n} lines); not {}, whose drop counter is 0",
+            "kernel log: an earlier namespace with inode {i} was full at {} ({n_lines}); not {}, whose drop counter is 0",
             when(last),
             holder.map_or("the one that has it now", |h| h.name.as_str())
         ),
@@ -380,15 +385,15 @@ pub(super) fn table_full(f: &Facts, t: &Thresholds, g: &TableFull, reach: &str) 
             when(last)
         ),
         (true, Severity::Info, Some(i)) => format!(
-            "kernel log: an earlier namespace with inode {i} was full at {} ({n} lines); not this one, whose drop counter is 0",
+            "kernel log: an earlier namespace with inode {i} was full at {} ({n_lines}); not this one, whose drop counter is 0",
             when(last)
         ),
         (true, Severity::Info, None) => format!(
-            "kernel log: a table was full at {} ({n} lines) in a namespace the message does not name; not this one, whose drop counter is 0",
+            "kernel log: a table was full at {} ({n_lines}) in a namespace the message does not name; not this one, whose drop counter is 0",
             when(last)
         ),
         _ => format!(
-            "kernel log: table was full in {who} at {}, {n} lines; none in the last {window}",
+            "kernel log: table was full in {who} at {}, {n_lines}; none in the last {window}",
             when(last)
         ),
     };

@@ -184,8 +184,13 @@ pub fn inputs(a: &PlanArgs, host: &Host) -> Result<Inputs> {
     } else if let Some(f) = &facts {
         peak = peak.or_else(|| plan::observed_peak(f));
     }
-    let (peak, peak_source) =
-        peak.context("no peak: pass --peak N (or --file DUMP), or run as root on the host")?;
+    let (peak, peak_source) = peak.with_context(|| {
+        if planning_here {
+            "no peak: pass --peak N (or --file DUMP), or run as root on the host"
+        } else {
+            "no peak: --memory or --kernel plans for another machine, so this host's count is not used: pass --peak N (or --file DUMP)"
+        }
+    })?;
     let extension = match (a.entry_bytes, &facts) {
         (Some(_), _) => plan::Extension {
             bytes: 0,
