@@ -26,8 +26,9 @@ pub struct Cli {
     /// Read (and, for apply/rollback, write) the system under DIR instead
     /// of /: its proc, sys, dev/kmsg, run/netns, etc and var. A fake tree
     /// for tests, or the host's filesystem mounted in a container. Under a
-    /// DIR no kernel socket is opened: what needs ctnetlink reads the
-    /// tree's /proc files instead.
+    /// DIR no kernel socket is opened and no program run: check, top and
+    /// export read the table from the tree's /proc/net/nf_conntrack;
+    /// watch, forecast, lab and --netns need the running kernel.
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<std::path::PathBuf>,
 

@@ -22,6 +22,21 @@ use output::{Format, Style};
 /// Run the command; `Ok` carries the process exit code.
 fn run(cli: &Cli) -> Result<u8> {
     // The one view of the system every command reads through.
+    if let Some(dir) = &cli.root {
+        if !dir.is_dir() {
+            return Err(exit::Usage(format!(
+                "--root {}: not a directory (a tree laid out like /, with proc/, sys/, dev/kmsg)",
+                dir.display()
+            ))
+            .into());
+        }
+        if cli.netns.is_some() {
+            return Err(exit::Usage(
+                "--netns enters a namespace of the running kernel; a --root tree has none".into(),
+            )
+            .into());
+        }
+    }
     let host = cthost::Host::from_flag(cli.root.as_deref());
     let host = &host;
     if let Some(ns) = &cli.netns {
@@ -48,7 +63,9 @@ fn run(cli: &Cli) -> Result<u8> {
         )?,
         Command::Top(args) => {
             let format = match (args.csv, cli.json) {
-                (true, true) => anyhow::bail!("--csv and --json exclude each other"),
+                (true, true) => {
+                    return Err(exit::Usage("--csv and --json exclude each other".into()).into());
+                }
                 (true, false) => Format::Csv,
                 (false, _) => json,
             };
@@ -59,6 +76,12 @@ fn run(cli: &Cli) -> Result<u8> {
             output::emit(&report, format, style, cli.quiet, &mut out)?
         }
         Command::Plan(args) => {
+            if cli.json && !matches!(args.format, plan::Format::Text | plan::Format::Json) {
+                return Err(exit::Usage(
+                    "--json and --format other than json exclude each other".into(),
+                )
+                .into());
+            }
             let answer = plan::Answer {
                 plan: plan::make_plan(args, host)?,
                 format: if cli.json {

@@ -325,3 +325,56 @@ fn simulate_kernel_major_only_is_the_same_version_everywhere() {
     let o = run(&["simulate", "--kernel", "six", "--duration", "5s"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// The export golden test's fake system (a tree laid out like /).
+const TREE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/export/root");
+
+#[test]
+fn a_root_that_is_not_a_tree_is_bad_usage_not_a_green_check() {
+    // A typo in --root once read as "conntrack is not in use": OK, exit 0.
+    let o = run(&["--root", "/nonexistent/ctdoctor-root", "check"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
+    let o = run(&["--root", "/nonexistent/ctdoctor-root", "top"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A tree has no kernel to enter a namespace of.
+    let o = run(&["--root", TREE, "--netns", "x", "top"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--root"), "{}", stderr(&o));
+}
+
+#[test]
+fn flags_that_exclude_each_other_are_bad_usage() {
+    let o = run(&["top", "--file", "/dev/null", "--csv", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // --json would silently win over --format sysctl (JSON in sysctl.d).
+    let o = run(&[
+        "--json", "plan", "--format", "sysctl", "--memory", "8G", "--kernel", "6.1", "--peak", "10",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(&[
+        "--json", "plan", "--format", "json", "--memory", "8G", "--kernel", "6.1", "--peak", "10",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn check_on_a_tree_reads_its_table_from_the_trees_proc_file() {
+    let log = TempFile::new("regression-tree-log", b"");
+    let o = run(&[
+        "--root",
+        TREE,
+        "--json",
+        "check",
+        "--kernel-log",
+        log.path(),
+    ]);
+    let v = json(&o);
+    // The tree's count, its 12 dumped entries, and no ctnetlink dump error.
+    assert_eq!(v["summary"]["count"], 5000, "{v}");
+    let unreadable = v["unreadable"].to_string();
+    assert!(!unreadable.contains("dump"), "{unreadable}");
+    // Evictable entries come from the dump: the 4 of the tree's 12 that
+    // are not ASSURED (fixtures/export/README.md).
+    assert_eq!(v["summary"]["evictable"], 4, "{v}");
+}

@@ -468,12 +468,18 @@ pub fn gather(opts: &Options) -> Facts {
             .get("nf_conntrack_tcp_timeout_established")
             .copied();
         let mut mix = Mix::default();
-        match ct
-            .as_mut()
-            .map(|c| c.dump(Family::Any, |e| mix.add(e, established)))
-        {
-            Some(Ok(_)) => f.mix = Some(mix),
-            Some(Err(e)) => f.unreadable.push(netlink_unreadable("ctnetlink dump", &e)),
+        match ct.as_mut() {
+            Some(c) => match c.dump(Family::Any, |e| mix.add(e, established)) {
+                Ok(_) => f.mix = Some(mix),
+                Err(e) => f.unreadable.push(netlink_unreadable("ctnetlink dump", &e)),
+            },
+            // A fake tree: its /proc/net/nf_conntrack is the table.
+            None if !opts.host.has_kernel() => {
+                match crate::table::for_each_entry(&opts.host, |e| mix.add(e, established)) {
+                    Ok(()) => f.mix = Some(mix),
+                    Err(e) => f.unreadable.push(e),
+                }
+            }
             None => f.unreadable.push(Unreadable {
                 what: "table dump (entry mix)".into(),
                 why: Why::Permission("CAP_NET_ADMIN".into()),

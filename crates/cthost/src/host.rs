@@ -48,9 +48,15 @@ impl Host {
         }
     }
 
-    /// `Some(dir)`: [`Host::under`]; `None`: [`Host::system`].
+    /// `Some(dir)`: [`Host::under`], except that `/` itself is this
+    /// machine; `None`: [`Host::system`].
     pub fn from_flag(root: Option<&Path>) -> Self {
-        root.map_or_else(Self::system, Self::under)
+        match root {
+            Some(dir) if dir.canonicalize().ok().as_deref() != Some(Path::new("/")) => {
+                Self::under(dir)
+            }
+            _ => Self::system(),
+        }
     }
 
     pub fn root(&self) -> &Root {
@@ -192,5 +198,7 @@ mod tests {
     fn the_flag_picks_the_host() {
         assert!(Host::from_flag(None).has_kernel());
         assert!(!Host::from_flag(Some(Path::new("/tmp"))).has_kernel());
+        assert!(Host::from_flag(Some(Path::new("/"))).has_kernel());
+        assert!(Host::from_flag(Some(Path::new("/tmp/.."))).has_kernel());
     }
 }

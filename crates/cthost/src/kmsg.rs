@@ -52,6 +52,23 @@ impl Kmsg {
     /// record (for [`Kmsg::follow`]); otherwise the end of the ring buffer
     /// ends a read (for [`Kmsg::drain`]).
     pub fn open(root: &Root, from: From, blocking: bool) -> Result<Self, Unreadable> {
+        // The kmsg device (char 1:11), or a regular file standing in for it
+        // in a fake tree; never a FIFO (the open would block) or another
+        // device (/dev/zero never ends).
+        {
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            let m =
+                std::fs::metadata(root.path(PATH)).map_err(|e| io_unreadable(PATH, NEEDS, &e))?;
+            let kmsg = m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 11);
+            if !(kmsg || m.is_file()) {
+                return Err(Unreadable {
+                    what: PATH.into(),
+                    why: crate::source::Why::Malformed(
+                        "neither the kmsg device (char 1:11) nor a regular file".into(),
+                    ),
+                });
+            }
+        }
         let flags = if blocking { 0 } else { libc::O_NONBLOCK };
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -331,5 +348,29 @@ mod tests {
             .err()
             .expect("absent");
         assert_eq!(e.what, PATH);
+    }
+
+    #[test]
+    fn a_tree_kmsg_that_never_ends_or_blocks_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ctd-kmsg-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("dev")).expect("mkdir");
+        let root = Root::under(&dir);
+        std::os::unix::fs::symlink("/dev/zero", dir.join("dev/kmsg")).expect("symlink");
+        let zero = Kmsg::open(&root, From::Start, false)
+            .err()
+            .map(|e| e.to_string());
+        std::fs::remove_file(dir.join("dev/kmsg")).expect("rm");
+        nix::unistd::mkfifo(&dir.join("dev/kmsg"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let fifo = Kmsg::open(&root, From::Start, true)
+            .err()
+            .map(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        for e in [zero, fifo] {
+            assert!(
+                e.as_deref()
+                    .is_some_and(|e| e.contains("nor a regular file")),
+                "{e:?}"
+            );
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! - readers: [`source`] (paths under a configurable root, classified
 //!   errors), [`services`], [`namespaces`], [`owners`] (who lives in each
 //!   namespace), [`cloud`] (`ethtool -S` of ENA NICs), [`gather`] (all of it
-//!   into [`facts::Facts`]), [`counts`] (each namespace's count and drops)
+//!   into [`facts::Facts`]), [`counts`] (each namespace's count and drops), [`table`] (every
+//!   entry: a dump, or a tree's /proc file)
 //! - [`apply`]: the only code that writes to the system (journal, rollback)
 //! - the pure parsers, facts, rules and policy are ctcore's, re-exported.
 
@@ -23,5 +24,6 @@ pub mod namespaces;
 pub mod owners;
 pub mod services;
 pub mod source;
+pub mod table;
 
 pub use host::Host;

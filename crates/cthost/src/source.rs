@@ -9,6 +9,10 @@ use std::process::Command;
 
 pub use crate::facts::{Unreadable, Why};
 
+/// The most [`Root::read`] takes: /proc/slabinfo and /proc/meminfo are a
+/// few KiB, a process's cgroup file a few hundred bytes.
+pub const READ_MAX: u64 = 4 << 20;
+
 /// Filesystem roots; `Root::default()` is the real system.
 #[derive(Debug, Clone)]
 pub struct Root {
@@ -35,8 +39,37 @@ impl Root {
         self.prefix.join(path.trim_start_matches('/'))
     }
 
+    /// Open `path` for reading: only a regular file (what /proc, /sys and
+    /// a fake tree hold), never a FIFO, device or directory a tree could
+    /// put there (a FIFO would block the open, /dev/zero never ends).
+    pub fn open(&self, path: &str, needs: &'static str) -> Result<std::fs::File, Unreadable> {
+        let full = self.path(path);
+        let meta = std::fs::metadata(&full).map_err(|e| io_unreadable(path, needs, &e))?;
+        if !meta.is_file() {
+            return Err(Unreadable {
+                what: path.to_string(),
+                why: Why::Malformed("not a regular file".into()),
+            });
+        }
+        std::fs::File::open(&full).map_err(|e| io_unreadable(path, needs, &e))
+    }
+
+    /// The text of a small file (a sysctl, slabinfo, meminfo, a process's
+    /// comm): at most [`READ_MAX`] bytes, refused past that.
     pub fn read(&self, path: &str, needs: &'static str) -> Result<String, Unreadable> {
-        std::fs::read_to_string(self.path(path)).map_err(|e| io_unreadable(path, needs, &e))
+        use std::io::Read;
+        let mut text = String::new();
+        self.open(path, needs)?
+            .take(READ_MAX + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| io_unreadable(path, needs, &e))?;
+        if text.len() as u64 > READ_MAX {
+            return Err(Unreadable {
+                what: path.to_string(),
+                why: Why::Malformed(format!("larger than {} MiB", READ_MAX >> 20)),
+            });
+        }
+        Ok(text)
     }
 
     pub fn read_u64(&self, path: &str, needs: &'static str) -> Result<u64, Unreadable> {
@@ -111,4 +144,47 @@ pub fn run(program: &str, args: &[&str], needs: &'static str) -> Result<String, 
         return Err(Unreadable { what, why });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tree in a fresh temp dir, removed on drop.
+    struct Tree(PathBuf);
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn only_small_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("ctd-root-{}", std::process::id()));
+        let _t = Tree(dir.clone());
+        std::fs::create_dir_all(dir.join("p")).expect("mkdir");
+        std::fs::write(dir.join("p/n"), "42\n").expect("write");
+        std::os::unix::fs::symlink("/dev/zero", dir.join("p/zero")).expect("symlink");
+        nix::unistd::mkfifo(&dir.join("p/fifo"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        std::fs::write(dir.join("p/big"), vec![b'1'; READ_MAX as usize + 1]).expect("write");
+        let root = Root::under(&dir);
+        assert_eq!(root.read_u64("/p/n", "").ok(), Some(42));
+        for (path, why) in [
+            ("/p/zero", "not a regular file"),
+            ("/p/fifo", "not a regular file"),
+            ("/p", "not a regular file"),
+            ("/p/big", "larger than 4 MiB"),
+        ] {
+            let e = root
+                .read(path, "")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(why), "{path}: {e}");
+        }
+        assert_eq!(
+            root.read("/p/none", "").err().map(|e| e.why),
+            Some(Why::NotPresent)
+        );
+    }
 }

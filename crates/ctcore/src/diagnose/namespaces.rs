@@ -88,6 +88,21 @@ pub(super) fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding>
     evidence.extend(dropped);
     if unreadable > 0 {
         evidence.push(format!("{unreadable} namespaces could not be read"));
+        // Why, for the first few (the report's own list has the rest).
+        evidence.extend(
+            counts
+                .iter()
+                .filter(|n| n.count.is_none())
+                .take(3)
+                .map(|n| {
+                    format!(
+                        "{} (inode {}): {}",
+                        n.name,
+                        n.inode,
+                        n.error.as_deref().unwrap_or("unreadable")
+                    )
+                }),
+        );
     }
     out.push(Finding {
         id: FindingId::NetnsAll,
@@ -96,11 +111,10 @@ pub(super) fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding>
         } else {
             Severity::Info
         },
-        title: format!(
-            "{} network namespaces; fullest holds {}",
-            counts.len(),
-            rows.first().map_or(0, |r| r.0)
-        ),
+        title: match rows.first() {
+            Some(r) => format!("{} network namespaces; fullest holds {}", counts.len(), r.0),
+            None => format!("{} network namespaces; none could be counted", counts.len()),
+        },
         evidence,
         fix: vec![],
     });

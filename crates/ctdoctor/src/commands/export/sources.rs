@@ -7,14 +7,12 @@
 //! `ctcore::forecast::dumps`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::{BufRead, Read};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cthost::Host;
 use cthost::source::Root;
 use ctmodel::{Breakdown, Filter};
-use ctnetlink::Family;
 
 use ctcore::counters::Counters;
 
@@ -107,63 +105,6 @@ pub fn read_table(host: &Host, entry_bytes: u64) -> Result<Table, String> {
     })
 }
 
-/// Every entry of the table: a ctnetlink dump, or over a fake tree its
-/// /proc/net/nf_conntrack.
-fn dump(host: &Host, f: impl FnMut(&ctmodel::Entry)) -> Result<(), String> {
-    if host.has_kernel() {
-        let mut ct = host.conntrack().map_err(|e| e.to_string())?;
-        ct.dump(Family::Any, f).map_err(|e| e.to_string())?;
-        return Ok(());
-    }
-    let path = "/proc/net/nf_conntrack";
-    let file = std::fs::File::open(host.root().path(path))
-        .map_err(|e| cthost::source::io_unreadable(path, "root", &e).to_string())?;
-    proc_entries(std::io::BufReader::with_capacity(64 * 1024, file), f)
-        .map_err(|e| format!("{path}: {e}"))
-}
-
-/// Each entry of /proc/net/nf_conntrack text, read a line at a time: under
-/// `--root /host` this is a live table (1 Mi entries are some 250 MB of
-/// text, which must not be held at once), and a line that does not parse
-/// (not UTF-8, too long, unknown) is skipped alone.
-fn proc_entries(mut r: impl BufRead, mut f: impl FnMut(&ctmodel::Entry)) -> std::io::Result<()> {
-    use ctmodel::text::{Line, MAX_LINE, parse_line};
-    let mut line = Vec::with_capacity(512);
-    loop {
-        line.clear();
-        // The newline and one byte more than a line may hold: a longer
-        // line is skipped whole, never parsed in pieces.
-        let cap = MAX_LINE as u64 + 2;
-        if (&mut r).take(cap).read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        if !line.ends_with(b"\n") && line.len() as u64 == cap {
-            skip_line(&mut r)?;
-            continue;
-        }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        if let Ok(Line::Entry(e)) = parse_line(text) {
-            f(&e);
-        }
-    }
-}
-
-/// Consume the rest of the current line, newline included.
-fn skip_line(r: &mut impl BufRead) -> std::io::Result<()> {
-    loop {
-        let buf = r.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            r.consume(i + 1);
-            return Ok(());
-        }
-        let n = buf.len();
-        r.consume(n);
-    }
-}
-
 fn view(b: &Breakdown, top: usize) -> BreakdownView {
     BreakdownView {
         by_state: b
@@ -195,10 +136,11 @@ fn breakdown_and_arrivals(
 ) -> Result<(BreakdownView, dumps::Arrivals), String> {
     let mut b = Breakdown::new(Filter::default());
     let mut a = dumps::Arrivals::default();
-    dump(host, |e| {
+    cthost::table::for_each_entry(host, |e| {
         b.add(e);
         a.add(previous, e);
-    })?;
+    })
+    .map_err(|e| e.to_string())?;
     Ok((view(&b, top), a))
 }
 
@@ -454,33 +396,6 @@ pub fn add_bounded(map: &mut BTreeMap<String, u64>, netns: String, n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn states(text: &[u8]) -> Vec<String> {
-        let mut seen = Vec::new();
-        proc_entries(std::io::BufReader::with_capacity(16, text), |e| {
-            seen.push(format!("{}:{}", e.l4(), e.orig.sport().unwrap_or(0)));
-        })
-        .expect("reads");
-        seen
-    }
-
-    #[test]
-    fn proc_lines_are_read_one_at_a_time_and_a_bad_one_is_skipped_alone() {
-        let good = |port: u16| {
-            format!(
-                "ipv4     2 udp      17 28 src=10.0.0.5 dst=10.0.0.53 sport={port} dport=53 [UNREPLIED] src=10.0.0.53 dst=10.0.0.5 sport=53 dport={port} mark=0 zone=0 use=2\n"
-            )
-        };
-        let mut text = good(1).into_bytes();
-        text.extend_from_slice(b"ipv4 2 udp 17 \xff\xfe not UTF-8\n");
-        text.extend(std::iter::repeat_n(b'x', ctmodel::text::MAX_LINE * 3));
-        text.push(b'\n');
-        text.extend_from_slice(good(2).as_bytes());
-        // The last line without its newline still counts.
-        text.extend_from_slice(good(3).trim_end().as_bytes());
-        assert_eq!(states(&text), ["udp:1", "udp:2", "udp:3"]);
-        assert!(states(b"").is_empty());
-    }
 
     #[test]
     fn kernel_log_labels_are_bounded() {

@@ -338,13 +338,13 @@ fn breakdown(args: &TopArgs, host: &Host) -> Result<TopReport> {
         Source::Netlink if host.has_kernel() => from_netlink(args, &filter, host),
         // A fake --root tree has no kernel to ask: its /proc file is the table.
         Source::Netlink | Source::Proc => {
-            let f = match File::open(host.root().path(PROC_CONNTRACK)) {
+            let f = match host.root().open(PROC_CONNTRACK, "root") {
                 Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+                Err(e) if e.why == cthost::source::Why::NotPresent && host.has_kernel() => bail!(
                     "{PROC_CONNTRACK} does not exist: the kernel is built without \
                      CONFIG_NF_CONNTRACK_PROCFS (or conntrack is not loaded); use --source netlink"
                 ),
-                Err(e) => return Err(e).with_context(|| format!("cannot open {PROC_CONNTRACK}")),
+                Err(e) => bail!("cannot open {e}"),
             };
             scan_text(f, args, &filter, "proc".into())
         }
