@@ -23,7 +23,9 @@ use output::{Format, Style};
 fn run(cli: &Cli) -> Result<u8> {
     // The one view of the system every command reads through.
     if let Some(dir) = &cli.root {
-        if !dir.is_dir() {
+        // rollback reads only its journal: a missing tree has none, and
+        // "nothing to roll back" is its answer.
+        if !dir.is_dir() && !matches!(cli.command, Command::Rollback(_)) {
             return Err(exit::Usage(format!(
                 "--root {}: not a directory (a tree laid out like /, with proc/, sys/, dev/kmsg)",
                 dir.display()
