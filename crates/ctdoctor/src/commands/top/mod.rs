@@ -338,13 +338,21 @@ fn breakdown(args: &TopArgs, host: &Host) -> Result<TopReport> {
         Source::Netlink if host.has_kernel() => from_netlink(args, &filter, host),
         // A fake --root tree has no kernel to ask: its /proc file is the table.
         Source::Netlink | Source::Proc => {
-            let f = match host.root().open(PROC_CONNTRACK, "root") {
+            if !host.has_kernel() {
+                // A tree's file: only a regular one (never a FIFO or a device).
+                let f = host
+                    .root()
+                    .open(PROC_CONNTRACK, "root")
+                    .map_err(|e| anyhow::anyhow!("cannot open {e}"))?;
+                return scan_text(f, args, &filter, "proc".into());
+            }
+            let f = match File::open(host.root().path(PROC_CONNTRACK)) {
                 Ok(f) => f,
-                Err(e) if e.why == cthost::source::Why::NotPresent && host.has_kernel() => bail!(
+                Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
                     "{PROC_CONNTRACK} does not exist: the kernel is built without \
                      CONFIG_NF_CONNTRACK_PROCFS (or conntrack is not loaded); use --source netlink"
                 ),
-                Err(e) => bail!("cannot open {e}"),
+                Err(e) => return Err(e).with_context(|| format!("cannot open {PROC_CONNTRACK}")),
             };
             scan_text(f, args, &filter, "proc".into())
         }
