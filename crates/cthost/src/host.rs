@@ -1,12 +1,13 @@
 //! The host seam: everything a command reads from the system goes through
 //! one [`Host`], built once in `main` from `--root`: files under its
 //! [`Root`] (/proc, /sys, /dev/kmsg, /run/netns, /etc), ctnetlink sockets in
-//! this or another network namespace, the kernel log and the clock.
+//! this or another network namespace, the kernel log, the programs that
+//! read the system (nft, iptables-save, ethtool) and the clocks.
 //!
 //! A host over a fake tree (`Host::under`) reads only files: it opens no
-//! kernel socket (the kernel behind it is not the tree's), so code falls
-//! back to the /proc files the tree holds, and tests and golden files run
-//! without root.
+//! kernel socket and runs no program (the kernel behind them is not the
+//! tree's), so code falls back to the /proc files the tree holds, and tests
+//! and golden files run without root.
 
 use std::io;
 use std::path::Path;

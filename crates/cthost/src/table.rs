@@ -31,7 +31,7 @@ pub fn for_each_entry(host: &Host, f: impl FnMut(&Entry)) -> Result<(), Unreadab
 /// `--root /host` this is a live table (1 Mi entries are some 250 MB of
 /// text, which must not be held at once), and a line that does not parse
 /// (not UTF-8, too long, unknown) is skipped alone.
-pub fn proc_entries(mut r: impl BufRead, mut f: impl FnMut(&Entry)) -> std::io::Result<()> {
+fn proc_entries(mut r: impl BufRead, mut f: impl FnMut(&Entry)) -> std::io::Result<()> {
     use ctmodel::text::{Line, MAX_LINE, parse_line};
     let mut line = Vec::with_capacity(512);
     loop {
