@@ -32,6 +32,19 @@ fn run(cli: &Cli) -> Result<u8> {
             ))
             .into());
         }
+        // The commands that read the system: a tree without proc/ is a typo
+        // in --root, not a host where conntrack is unused.
+        let reads = !matches!(
+            cli.command,
+            Command::Apply(_) | Command::Rollback(_) | Command::Completions(_) | Command::Man(_)
+        );
+        if reads && dir.is_dir() && !dir.join("proc").is_dir() {
+            return Err(exit::Usage(format!(
+                "--root {}: no proc/ in it: not a tree laid out like /",
+                dir.display()
+            ))
+            .into());
+        }
         if cli.netns.is_some() {
             return Err(exit::Usage(
                 "--netns enters a namespace of the running kernel; a --root tree has none".into(),

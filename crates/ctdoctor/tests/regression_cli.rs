@@ -337,6 +337,13 @@ fn a_root_that_is_not_a_tree_is_bad_usage_not_a_green_check() {
     assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
     let o = run(&["--root", "/nonexistent/ctdoctor-root", "top"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // An existing directory that is no tree (no proc/): the same.
+    let empty = std::env::temp_dir().join(format!("ctd-empty-root-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let o = run(&["--root", empty.to_str().expect("utf8"), "check"]);
+    let _ = std::fs::remove_dir(&empty);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no proc/"), "{}", stderr(&o));
     // A tree has no kernel to enter a namespace of.
     let o = run(&["--root", TREE, "--netns", "x", "top"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

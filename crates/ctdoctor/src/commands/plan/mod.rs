@@ -72,7 +72,7 @@ pub struct PlanArgs {
     /// Bytes per entry, extension area included (64 to 65536; default: the
     /// slab object size from /proc/slabinfo, else 256 as on 6.x, plus 128
     /// when NAT, accounting, timestamps, labels, zones or helpers are in use).
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(64..=65536))]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(cthost::slab::ENTRY_BYTES))]
     pub entry_bytes: Option<u64>,
 
     /// Ports to exempt from tracking (NOTRACK rules): 80,443,53/udp.
