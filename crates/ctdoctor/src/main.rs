@@ -119,7 +119,22 @@ fn run(cli: &Cli) -> Result<u8> {
         Command::Completions(args) => assets::completions(args, &mut out).map(|()| 0)?,
         Command::Man(args) => assets::man(args, &mut out).map(|()| 0)?,
         Command::Lab(args) => lab::run(args, cli.json, cli.netns.as_deref(), host, &mut out)?,
-        Command::Simulate(args) => simulate::run(args, cli.json, host, &mut out).map(|()| 0)?,
+        Command::Simulate(args) => {
+            let format = match (args.csv, cli.json) {
+                (true, true) => {
+                    return Err(exit::Usage("--json and --csv exclude each other".into()).into());
+                }
+                (true, false) => Format::Csv,
+                (false, _) => json,
+            };
+            output::emit(
+                &simulate::run(args, host)?,
+                format,
+                style,
+                cli.quiet,
+                &mut out,
+            )?
+        }
         Command::Watch(args) => {
             drop(out);
             return watch::run(args, cli.json, cli.quiet, cli.netns.as_deref(), host);

@@ -6,8 +6,9 @@
 //! rule: a reader that went away (`ctdoctor check | head -1`) is not an
 //! error, and the answer's own exit status still counts. SVG charts are
 //! files a command writes beside its answer (`--svg`, [`crate::chart`]).
-//! Commands that stream (`watch`, `export`, `lab`, `simulate`) write
-//! through the same [`json`] helper.
+//! check, forecast, top, plan and simulate answer through it; the commands
+//! that stream or write as they go (`watch`, `export`, `lab`, `apply`)
+//! write JSON through the same [`json`] helper.
 
 use std::io::{self, Write};
 

@@ -10,7 +10,7 @@ pub mod report;
 use ctcore::plan::Settings;
 use ctcore::timeouts::Timeout;
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -258,10 +258,7 @@ fn fmt_s(s: f64) -> String {
 }
 
 /// Run the command; writes to `out`.
-pub fn run(a: &SimulateArgs, json: bool, host: &cthost::Host, out: &mut dyn Write) -> Result<()> {
-    if json && a.csv {
-        return Err(Usage("--json and --csv exclude each other".into()).into());
-    }
+pub fn run(a: &SimulateArgs, host: &cthost::Host) -> Result<report::Answer> {
     // Cheap checks first: a bad flag fails before the host is read.
     if let Some(d) = &a.duration {
         args::parse_seconds("--duration", d)?;
@@ -359,16 +356,8 @@ pub fn run(a: &SimulateArgs, json: bool, host: &cthost::Host, out: &mut dyn Writ
     if let Some(p) = &a.svg {
         report::svg(&format!("ctdoctor simulate: {name}"), &current.series, p)?;
     }
-    match plan {
-        None => {
-            if json {
-                crate::output::json(&current, out)?;
-            } else if a.csv {
-                report::csv(&current.series, out)?;
-            } else {
-                report::summary(&cur_info, &current, out)?;
-            }
-        }
+    let planned = match plan {
+        None => None,
         Some(pt) => {
             let mut t2 = table.clone();
             t2.overlay(&pt);
@@ -376,22 +365,13 @@ pub fn run(a: &SimulateArgs, json: bool, host: &cthost::Host, out: &mut dyn Writ
             let planned = run_with_progress(&planned_sc, duration_s, step_s, a.seed)?;
             let mut pn = notes;
             pn.push("max, buckets and timeouts from the plan".into());
-            let plan_info = info(&planned_sc, pn);
-            if json {
-                let v = serde_json::json!({
-                    "current": current,
-                    "planned": planned,
-                    "drops_avoided": current.summary.drops as i64 - planned.summary.drops as i64,
-                });
-                crate::output::json(&v, out)?;
-            } else if a.csv {
-                report::csv(&current.series, out)?;
-            } else {
-                report::compare((&cur_info, &current), (&plan_info, &planned), out)?;
-            }
+            Some((info(&planned_sc, pn), planned))
         }
-    }
-    Ok(())
+    };
+    Ok(report::Answer {
+        current: (cur_info, current),
+        planned,
+    })
 }
 
 /// Fail before a long run, not after it.

@@ -23,6 +23,42 @@ pub struct RunInfo {
     pub notes: Vec<String>,
 }
 
+/// The answer: the run, and with `--compare` the plan's run beside it.
+/// JSON is the timeline, or `{current, planned, drops_avoided}`; CSV is
+/// the current run's series.
+pub struct Answer {
+    pub current: (RunInfo, Timeline),
+    pub planned: Option<(RunInfo, Timeline)>,
+}
+
+impl Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let current = &self.current.1;
+        match &self.planned {
+            None => current.serialize(s),
+            Some((_, planned)) => serde_json::json!({
+                "current": current,
+                "planned": planned,
+                "drops_avoided": current.summary.drops as i64 - planned.summary.drops as i64,
+            })
+            .serialize(s),
+        }
+    }
+}
+
+impl crate::output::Render for Answer {
+    fn text(&self, out: &mut dyn Write, _: crate::output::Style) -> io::Result<()> {
+        let (info, tl) = &self.current;
+        match &self.planned {
+            None => summary(info, tl, out),
+            Some((pinfo, ptl)) => compare((info, tl), (pinfo, ptl), out),
+        }
+    }
+    fn csv(&self, out: &mut dyn Write) -> Option<io::Result<()>> {
+        Some(csv(&self.current.1.series, out))
+    }
+}
+
 fn secs(s: f64) -> String {
     if s >= 86_400.0 {
         format!("{:.1} d", s / 86_400.0)
