@@ -27,12 +27,6 @@ pub struct Reading {
     pub drop: Option<u64>,
 }
 
-/// Count the namespace `spec` enters (a name, PID or path), from a thread
-/// of its own.
-pub fn count_in(host: &Host, spec: &str) -> Result<Reading, Error> {
-    host.in_netns(spec, read_here)
-}
-
 /// Count in the calling thread's namespace.
 fn read_here(host: &Host) -> Result<Reading, Error> {
     let mut ct = host.conntrack()?;
@@ -53,7 +47,14 @@ pub fn count_all(host: &Host, namespaces: &[Namespace], init: Option<u64>) -> Ve
         std::thread::scope(|s| {
             let handles: Vec<_> = batch
                 .iter()
-                .map(|ns| s.spawn(move || count_in(host, &ns.path.to_string_lossy())))
+                // Each counting thread is its own: it enters the namespace
+                // itself, the caller's namespace stays as it is.
+                .map(|ns| {
+                    s.spawn(move || {
+                        host.enter(&ns.path.to_string_lossy())?;
+                        read_here(host)
+                    })
+                })
                 .collect();
             for (ns, h) in batch.iter().zip(handles) {
                 let r = h.join().unwrap_or_else(|_| {
