@@ -26,12 +26,6 @@ pub struct Host {
     kernel: bool,
 }
 
-impl Default for Host {
-    fn default() -> Self {
-        Self::system()
-    }
-}
-
 impl Host {
     /// This machine: files under `/`, the running kernel's sockets.
     pub fn system() -> Self {
