@@ -270,15 +270,13 @@ fn log_netns(f: &Facts, host: &Host) -> Vec<NetnsCount> {
 /// blocking: `Ok(true)`). Other devices never end (`/dev/urandom`, a
 /// terminal) and sockets are no log: refused (issue 7), the check is UNKNOWN.
 fn log_kind(what: &str, m: &std::fs::Metadata) -> Result<bool, Unreadable> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::FileTypeExt;
     let t = m.file_type();
     let kind = if t.is_file() || t.is_fifo() {
         return Ok(false);
+    } else if kmsg::is_device(m) {
+        return Ok(true);
     } else if t.is_char_device() {
-        // makedev(1, 11): drivers/char/mem.c devlist "kmsg".
-        if m.rdev() == libc::makedev(1, 11) {
-            return Ok(true);
-        }
         "a character device"
     } else if t.is_block_device() {
         "a block device"

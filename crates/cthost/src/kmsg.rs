@@ -23,6 +23,13 @@ const NEEDS: &str = "CAP_SYSLOG (root)";
 /// dictionary); a read into a smaller buffer fails with EINVAL.
 const RECORD_MAX: usize = 16 * 1024;
 
+/// Whether `m` is the kmsg device: char 1:11 (drivers/char/mem.c devlist
+/// "kmsg"), whatever path it has.
+pub fn is_device(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 11)
+}
+
 /// Where reading starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum From {
@@ -56,11 +63,9 @@ impl Kmsg {
         // in a fake tree; never a FIFO (the open would block) or another
         // device (/dev/zero never ends).
         {
-            use std::os::unix::fs::{FileTypeExt, MetadataExt};
             let m =
                 std::fs::metadata(root.path(PATH)).map_err(|e| io_unreadable(PATH, NEEDS, &e))?;
-            let kmsg = m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 11);
-            if !(kmsg || m.is_file()) {
+            if !(is_device(&m) || m.is_file()) {
                 return Err(Unreadable {
                     what: PATH.into(),
                     why: crate::source::Why::Malformed(
