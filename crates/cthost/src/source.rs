@@ -43,15 +43,14 @@ impl Root {
     /// a fake tree hold), never a FIFO, device or directory a tree could
     /// put there (a FIFO would block the open, /dev/zero never ends).
     pub fn open(&self, path: &str, needs: &'static str) -> Result<std::fs::File, Unreadable> {
-        let full = self.path(path);
-        let meta = std::fs::metadata(&full).map_err(|e| io_unreadable(path, needs, &e))?;
-        if !meta.is_file() {
-            return Err(Unreadable {
+        match open_regular(&self.path(path)) {
+            Ok(Some((f, _))) => Ok(f),
+            Ok(None) => Err(Unreadable {
                 what: path.to_string(),
                 why: Why::Malformed("not a regular file".into()),
-            });
+            }),
+            Err(e) => Err(io_unreadable(path, needs, &e)),
         }
-        std::fs::File::open(&full).map_err(|e| io_unreadable(path, needs, &e))
     }
 
     /// The text of a small file (a sysctl, slabinfo, meminfo, a process's
@@ -83,6 +82,21 @@ impl Root {
     pub fn exists(&self, path: &str) -> bool {
         self.path(path).exists()
     }
+}
+
+/// Open `path` for reading if it is a regular file, with its metadata;
+/// `Ok(None)` when it is something else (a FIFO, a device, a directory).
+/// The open does not block (a FIFO's would wait for a writer) and the
+/// check is made on the open descriptor, so nothing can be swapped in
+/// between.
+pub fn open_regular(path: &Path) -> io::Result<Option<(std::fs::File, std::fs::Metadata)>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = f.metadata()?;
+    Ok(meta.is_file().then_some((f, meta)))
 }
 
 /// An I/O error classified: not present, permission (naming what is needed)

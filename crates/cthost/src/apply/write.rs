@@ -222,19 +222,13 @@ pub const PLAN_MAX_BYTES: u64 = 1 << 20;
 /// cap (review item 2).
 pub fn read_plan(path: &Path) -> Result<String, String> {
     let shown = path.display();
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if !meta.is_file() {
+    let Some((f, meta)) =
+        crate::source::open_regular(path).map_err(|e| format!("cannot read {shown}: {e}"))?
+    else {
         return Err(format!(
             "{shown} is not a regular file: a plan is read only from a regular file (a device, FIFO or directory is refused)"
         ));
-    }
+    };
     let too_big = || {
         format!(
             "{shown} is larger than {PLAN_MAX_BYTES} bytes: not a plan (a plan is a few hundred bytes)"
