@@ -88,9 +88,7 @@ pub fn read_table(host: &Host, entry_bytes: u64) -> Result<Table, String> {
         let cpu = ct.stats_cpu().ok().map(|c| Counters::sum(&c));
         (u64::from(g.entries), g.max_entries.map(u64::from), cpu)
     } else {
-        let entries = root
-            .read_u64(&format!("{NF}/nf_conntrack_count"), "")
-            .map_err(|e| e.to_string())?;
+        let entries = tree_count(root).map_err(|e| e.to_string())?;
         let cpu = cthost::gather::counters_proc(root)
             .ok()
             .map(|c| Counters::from_named(c.values.iter().map(|(k, v)| (k.as_str(), *v))));
@@ -103,6 +101,21 @@ pub fn read_table(host: &Host, entry_bytes: u64) -> Result<Table, String> {
         entry_bytes,
         cpu,
     })
+}
+
+/// A tree's count (no kernel to ask): its nf_conntrack_count.
+fn tree_count(root: &Root) -> Result<u64, cthost::source::Unreadable> {
+    root.read_u64(&format!("{NF}/nf_conntrack_count"), "")
+}
+
+/// The count alone, for the trend sampler (GET_STATS, no per-CPU stats).
+fn read_count(host: &Host) -> Option<u64> {
+    if host.has_kernel() {
+        let g = host.conntrack().and_then(|mut c| c.stats()).ok()?;
+        Some(u64::from(g.entries))
+    } else {
+        tree_count(host.root()).ok()
+    }
 }
 
 fn view(b: &Breakdown, top: usize) -> BreakdownView {
@@ -199,7 +212,7 @@ impl Shared {
         let mut warned = BTreeSet::new();
         loop {
             let now = Instant::now();
-            let count = read_table(&self.config.host, 0).ok().map(|t| t.entries);
+            let count = read_count(&self.config.host);
             if let Some(n) = count {
                 let mut c = self.lock();
                 c.samples.push_back((now, n as f64));
