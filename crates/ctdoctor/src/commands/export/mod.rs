@@ -3,6 +3,7 @@
 //! [`metrics`] maps and encodes, [`server`] serves; the prediction is
 //! `ctcore::forecast::estimate`'s, the same as `ctdoctor forecast`.
 
+pub mod connections;
 pub mod metrics;
 pub mod server;
 pub mod sources;
@@ -57,6 +58,13 @@ pub struct ExportArgs {
     /// Do not follow /dev/kmsg for table-full lines.
     #[arg(long)]
     pub no_kernel_log: bool,
+
+    /// Open HTTP connections at once (16 to 65536): past it a new one
+    /// closes the oldest idle one, so a flood cannot starve a scrape. Each
+    /// costs a descriptor and about 10 KiB.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(server::MAX_CONNECTIONS))]
+    pub max_connections: usize,
 }
 
 /// Upper bound of --top: labels stay bounded.
@@ -92,8 +100,15 @@ pub fn run(args: &ExportArgs, quiet: bool, host: &cthost::Host) -> Result<()> {
         entry_bytes: sources::entry_bytes(host.root()),
         host: host.clone(),
     });
+    let (max_connections, note) = server::fit_open_files(args.max_connections);
+    if let Some(note) = note
+        && (!quiet || max_connections < args.max_connections)
+    {
+        eprintln!("ctdoctor: {note}");
+    }
+    let limits = server::Limits::new(max_connections);
     let background = std::sync::Arc::clone(&shared);
-    server::serve(args.listen, shared, |addr| {
+    server::serve(args.listen, limits, shared, |addr| {
         if let Err(e) = background.start() {
             eprintln!("ctdoctor: warning: background threads not started: {e}");
         }
@@ -120,6 +135,8 @@ mod tests {
             &["--breakdown-interval", "500ms"],
             &["--trend-window", "0"],
             &["--trend-window", "19s"],
+            &["--max-connections", "15"],
+            &["--max-connections", "65537"],
         ] {
             let e = parse(bad)
                 .err()
@@ -131,6 +148,8 @@ mod tests {
             &["--top", "0"],
             &["--breakdown-interval", "1s"],
             &["--trend-window", "20s"],
+            &["--max-connections", "16"],
+            &["--max-connections", "65536"],
         ] {
             assert!(parse(good).is_ok(), "{good:?}");
         }

@@ -1,6 +1,9 @@
-//! The HTTP side: axum on a small tokio runtime, with tower limits
-//! (bounded concurrency, request timeout, body limit) and graceful shutdown
-//! on SIGTERM/SIGINT. Routes: /metrics, /healthz, /.
+//! The HTTP side: axum's router on hyper's HTTP/1.1 connections, served
+//! on a small tokio runtime, with tower limits (bounded concurrency,
+//! request timeout, body limit), connection limits that hold under a flood
+//! (issue 21: a bounded table that evicts idle connections, deadlines for
+//! the first request head and for idle keep-alive, a head size) and
+//! graceful shutdown on SIGTERM/SIGINT. Routes: /metrics, /healthz, /.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use super::connections::{Entry, Table};
 use super::metrics::{self, Format};
 use super::sources::Shared;
 
@@ -22,68 +26,123 @@ use super::sources::Shared;
 /// bounds the memory of a burst to this many encoded pages).
 pub const MAX_CONCURRENT: usize = 16;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// GET needs no body: anything larger is refused unread.
+/// GET needs no body: anything larger is refused unread (413).
 pub const MAX_BODY: usize = 4096;
-/// Open connections at once; further ones wait in the kernel's accept
-/// queue. Without this, idle clients could hold every file descriptor.
-pub const MAX_CONNECTIONS: usize = 256;
-/// A connection that sends nothing for this long is closed (idle
-/// keep-alive, or a client that never finishes its request headers).
+/// Default of `--max-connections`: open connections at once. Each costs
+/// one descriptor and about 10 KiB (hyper's 8 KiB read buffer and the
+/// task), so 1,024 are about 10 MiB; beyond it the oldest idle connection
+/// is closed (see `connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Bounds of `--max-connections`: fewer than the requests served at once
+/// would refuse scrapes; 65,536 is about 650 MiB and as many descriptors.
+pub const MAX_CONNECTIONS: std::ops::RangeInclusive<u64> = 16..=65_536;
+/// A new connection must send a whole request head this soon (a scraper
+/// sends it with the handshake); slowloris and idle sockets are closed.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Between requests on a keep-alive connection, the next request head
+/// must arrive within this (hyper's header_read_timeout, whose timer runs
+/// from the end of the previous response); and a connection that moves no
+/// byte either way for this long (a client that stopped reading its
+/// response) is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The request line and headers together: hyper answers 431 above it.
+/// Prometheus sends about 300 bytes; hyper's floor is 8 KiB.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Pending handshakes the kernel keeps for accept (capped by
+/// net.core.somaxconn): a connection burst waits there instead of being
+/// dropped, which would cost a scraper a 1 s SYN retransmit.
+pub const BACKLOG: u32 = 4096;
 /// After SIGTERM, requests in flight get this long to finish; connections
 /// still open then (a half-sent request) do not hold the exit.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Descriptors kept beside the connections (listener, netlink sockets,
+/// /dev/kmsg, the runtime's own, per-namespace sockets).
+pub const FD_RESERVE: u64 = 256;
 
-/// A TCP listener that holds at most `MAX_CONNECTIONS` connections open
-/// and closes those idle for `idle` (axum's own TcpListener has neither).
-pub struct BoundedListener {
-    inner: tokio::net::TcpListener,
-    permits: Arc<tokio::sync::Semaphore>,
-    idle: Duration,
+/// The connection limits of one server (constants above, tests shrink them).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub first_request: Duration,
+    pub idle: Duration,
 }
 
-impl BoundedListener {
-    pub fn new(inner: tokio::net::TcpListener, max: usize, idle: Duration) -> Self {
+impl Limits {
+    pub fn new(max_connections: usize) -> Self {
         Self {
-            inner,
-            permits: Arc::new(tokio::sync::Semaphore::new(max)),
-            idle,
+            max_connections,
+            first_request: FIRST_REQUEST_TIMEOUT,
+            idle: IDLE_TIMEOUT,
         }
     }
 }
 
-impl axum::serve::Listener for BoundedListener {
-    type Io = Bounded;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Bounded, SocketAddr) {
-        // The semaphore is never closed, so acquiring only waits.
-        let permit = Arc::clone(&self.permits).acquire_owned().await;
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let stream = Bounded {
-            io,
-            _permit: permit.ok(),
-            idle: self.idle,
-            deadline: Box::pin(tokio::time::sleep(self.idle)),
-        };
-        (stream, addr)
+/// Make room for `max` connections under RLIMIT_NOFILE: raise the soft
+/// limit to the hard one when it is too low (the systemd default soft
+/// limit is 1,024). Returns the connections that fit and a note for the
+/// operator when the limit was changed or is too small.
+pub fn fit_open_files(max: usize) -> (usize, Option<String>) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let need = max as u64 + FD_RESERVE;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return (max, None);
+    };
+    if soft >= need {
+        return (max, None);
     }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.local_addr()
+    let raised = setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok();
+    let now = if raised { hard } else { soft };
+    if now >= need {
+        return (
+            max,
+            Some(format!(
+                "open-file limit raised from {soft} to {now} (the hard limit) for {max} connections"
+            )),
+        );
     }
+    let fit = usize::try_from(now.saturating_sub(FD_RESERVE))
+        .unwrap_or(max)
+        .clamp(1, max);
+    (
+        fit,
+        Some(format!(
+            "warning: the open-file limit is {now} (hard {hard}): serving at most {fit} connections instead of {max} (raise LimitNOFILE)"
+        )),
+    )
 }
 
-/// One accepted connection: its permit and its idle deadline, which every
-/// byte read pushes back.
-pub struct Bounded {
+/// A connection's byte stream with a progress deadline: when neither a
+/// read nor a write moves for `idle`, it fails with TimedOut.
+pub struct Idle {
     io: tokio::net::TcpStream,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     idle: Duration,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
-impl tokio::io::AsyncRead for Bounded {
+impl Idle {
+    pub fn new(io: tokio::net::TcpStream, idle: Duration) -> Self {
+        Self {
+            io,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn progress(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "connection idle")
+}
+
+impl tokio::io::AsyncRead for Idle {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -94,37 +153,35 @@ impl tokio::io::AsyncRead for Bounded {
         match std::pin::Pin::new(&mut self.io).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    let next = tokio::time::Instant::now() + self.idle;
-                    self.deadline.as_mut().reset(next);
+                    self.progress();
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connection idle",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
 
-impl tokio::io::AsyncWrite for Bounded {
+impl tokio::io::AsyncWrite for Idle {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = r
-            && n > 0
-        {
-            // A client reading a long response is not idle.
-            let next = tokio::time::Instant::now() + self.idle;
-            self.deadline.as_mut().reset(next);
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    // A client reading a long response is not idle.
+                    self.progress();
+                }
+                Poll::Ready(Ok(n))
+            }
+            // A client that stopped reading its response.
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            other => other,
         }
-        r
     }
 
     fn poll_flush(
@@ -198,10 +255,23 @@ async fn shutdown_signal() {
     }
 }
 
+/// Bind with a deep accept backlog (tokio's own bind asks for 1,024).
+pub fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(BACKLOG)
+}
+
 /// Bind, then serve until SIGTERM/SIGINT. Binding happens before anything
 /// else so a taken port is the first error the operator sees.
 pub fn serve(
     listen: SocketAddr,
+    limits: Limits,
     shared: Arc<Shared>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
@@ -212,28 +282,109 @@ pub fn serve(
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr().context("listening address")?;
         ready(addr);
-        let listener = BoundedListener::new(listener, MAX_CONNECTIONS, IDLE_TIMEOUT);
-        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-        let server = axum::serve(listener, router(shared)).with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stopping.send(true);
-        });
-        let grace = async move {
-            // Err only once the server is gone, and then select! has
-            // already taken the server's branch.
-            let _ = stopped.wait_for(|s| *s).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        tokio::select! {
-            r = server => r.context("HTTP server"),
-            () = grace => Ok(()),
-        }
+        run(listener, router(shared), limits, shutdown_signal()).await;
+        Ok(())
     })
+}
+
+/// Accept until `stop` resolves, then let requests in flight finish for
+/// at most SHUTDOWN_GRACE.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let table = Table::new(limits.max_connections);
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    // Every connection task holds a sender: recv() returns None once
+    // they are all gone.
+    let (alive, mut all_gone) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    // Refused: every connection is mid-request; the drop
+                    // closes this one.
+                    let Some(entry) = table.admit() else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let conn = connection(stream, entry, app.clone(), limits, stopped.clone(), alive.clone());
+                    tokio::spawn(conn);
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: free one and retry
+                    // soon (axum::serve sleeps 1 s, as long as a scrape
+                    // may take); anything else (ECONNABORTED) is the
+                    // client's and the next accept goes on.
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) {
+                        table.evict_one();
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            },
+        }
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    drop(alive);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, all_gone.recv()).await;
+}
+
+/// Serve one connection until it ends, is evicted, misses its first
+/// request deadline, or the server stops (then gracefully).
+async fn connection(
+    stream: tokio::net::TcpStream,
+    entry: Entry,
+    app: Router,
+    limits: Limits,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    _alive: tokio::sync::mpsc::Sender<()>,
+) {
+    use tower::ServiceExt;
+    let slot = Arc::clone(entry.slot());
+    let on_request = Arc::clone(&slot);
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let busy = on_request.begin();
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(req).await;
+            drop(busy);
+            response
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.idle)
+        .max_buf_size(MAX_HEAD);
+    let io = hyper_util::rt::TokioIo::new(Idle::new(stream, limits.idle));
+    let conn = http.serve_connection(io, service);
+    tokio::pin!(conn);
+    let first = tokio::time::sleep(limits.first_request);
+    tokio::pin!(first);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            // Errors (reset, timeouts, 4xx on a bad head) end this client only.
+            _ = conn.as_mut() => break,
+            () = slot.evicted() => break,
+            () = &mut first, if !slot.served() => break,
+            r = stopped.changed(), if !stopping => {
+                stopping = true;
+                if r.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    drop(entry);
 }
 
 #[cfg(test)]
@@ -242,9 +393,9 @@ mod tests {
     use std::io::{Read, Write};
     use std::time::Instant;
 
-    /// Serve a trivial router on a BoundedListener of `max` connections
-    /// and `idle` timeout in a background runtime; return its address.
-    fn spawn(max: usize, idle: Duration) -> SocketAddr {
+    /// Serve a trivial router with `max` connections, `first` and `idle`
+    /// deadlines in a background runtime; return its address.
+    fn spawn(max: usize, first: Duration, idle: Duration) -> SocketAddr {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -252,12 +403,15 @@ mod tests {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
+                let l = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
                 tx.send(l.local_addr().expect("addr")).expect("send");
                 let app = Router::new().route("/", get(|| async { "ok" }));
-                let _ = axum::serve(BoundedListener::new(l, max, idle), app).await;
+                let limits = Limits {
+                    max_connections: max,
+                    first_request: first,
+                    idle,
+                };
+                run(l, app, limits, std::future::pending()).await;
             });
         });
         rx.recv().expect("address")
@@ -278,38 +432,75 @@ mod tests {
         out.starts_with("HTTP/1.1 200")
     }
 
-    #[test]
-    fn idle_and_half_sent_requests_are_closed() {
-        let addr = spawn(4, Duration::from_millis(300));
-        let mut half = std::net::TcpStream::connect(addr).expect("connect");
-        half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
-            .expect("write");
-        half.set_read_timeout(Some(Duration::from_secs(5)))
+    /// Closed by the server (EOF or reset) within `within`, not by our
+    /// 5 s read timeout.
+    fn closed_within(s: &mut std::net::TcpStream, within: Duration) {
+        s.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
         let t = Instant::now();
         let mut buf = [0u8; 64];
-        // Closed by the server (EOF or reset), not by our 5 s timeout.
-        let r = half.read(&mut buf);
+        let r = s.read(&mut buf);
         assert!(
             matches!(r, Ok(0))
                 || r.as_ref()
                     .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock),
             "{r:?}"
         );
-        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(t.elapsed() < within, "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn half_sent_first_requests_are_closed() {
+        let addr = spawn(4, Duration::from_millis(300), Duration::from_secs(30));
+        let mut half = std::net::TcpStream::connect(addr).expect("connect");
+        half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .expect("write");
+        closed_within(&mut half, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn idle_keep_alive_connections_are_closed() {
+        let addr = spawn(4, Duration::from_secs(30), Duration::from_millis(300));
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let mut buf = [0u8; 256];
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let n = s.read(&mut buf).expect("response");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        closed_within(&mut s, Duration::from_secs(3));
     }
 
     #[test]
     fn idle_clients_cannot_starve_a_scrape() {
-        let addr = spawn(2, Duration::from_millis(300));
-        // More idle connections than the limit: they take the permits,
-        // then time out, and the real request is served after them.
-        let idle: Vec<_> = (0..8)
+        // Long deadlines: only eviction can make room.
+        let addr = spawn(2, Duration::from_secs(60), Duration::from_secs(60));
+        let mut idle: Vec<_> = (0..8)
             .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
             .collect();
         let t = Instant::now();
         assert!(get_ok(addr));
-        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
-        drop(idle);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // The oldest idle ones were closed to make room.
+        closed_within(&mut idle[0], Duration::from_secs(3));
+    }
+
+    #[test]
+    fn oversized_heads_are_refused() {
+        let addr = spawn(4, Duration::from_secs(5), Duration::from_secs(5));
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(MAX_HEAD));
+        // The server may close before taking it all.
+        let _ = s.write_all(long.as_bytes());
+        let mut out = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let _ = s.read_to_end(&mut out);
+        assert!(
+            out.is_empty() || out.starts_with(b"HTTP/1.1 431"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
     }
 }
