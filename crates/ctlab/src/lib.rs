@@ -4,6 +4,7 @@
 //! ctnetlink, and the root check every kernel test starts with
 //! ([`require_root!`]). Never touches the initial namespace's table.
 
+pub mod abuse;
 pub mod host;
 pub mod mix;
 pub mod netns;

@@ -6,6 +6,11 @@
 //!   ctlab listen SECONDS      count ctnetlink events (NEW/UPDATE/DESTROY,
 //!                             lost) for SECONDS; print them as JSON with the
 //!                             listener's CPU time (for scripts/bench-events)
+//!   ctlab abuse ADDR [--seconds N] [--idle N] [--burst N] [--reopen N]
+//!               [--slowloris N] [--oversized N] [--sources N] [--pid PID]
+//!                             flood an exporter at ADDR while scraping it
+//!                             once a second; print the report as JSON (for
+//!                             scripts/bench-export-abuse)
 
 use anyhow::{Context, Result, bail};
 use ctlab::{Mix, generate};
@@ -13,6 +18,9 @@ use ctnetlink::{Conntrack, Family};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("abuse") {
+        return abuse(&args[1..]);
+    }
     let mut ct = Conntrack::open()?;
     match args.first().map(String::as_str) {
         Some("populate") => {
@@ -64,6 +72,42 @@ fn main() -> Result<()> {
             )
         }
     }
+    Ok(())
+}
+
+/// `ctlab abuse ADDR [--flag N]...`: the full plan with its numbers changed.
+fn abuse(args: &[String]) -> Result<()> {
+    let target = args
+        .first()
+        .context("abuse ADDR [--seconds N] [--idle N] ...")?
+        .parse()
+        .context("ADDR")?;
+    let mut plan = ctlab::abuse::Plan::full(target);
+    for pair in args[1..].chunks(2) {
+        let [flag, value] = pair else {
+            bail!("{pair:?}: every flag takes a number");
+        };
+        let n: u64 = value.parse().with_context(|| format!("{flag} {value}"))?;
+        let count = usize::try_from(n)?;
+        match flag.as_str() {
+            "--seconds" => plan.duration = std::time::Duration::from_secs(n),
+            "--idle" => plan.idle = count,
+            "--burst" => plan.burst_per_s = u32::try_from(n)?,
+            "--reopen" => plan.reopen_per_s = u32::try_from(n)?,
+            "--slowloris" => plan.slowloris = count,
+            "--oversized" => plan.oversized = count,
+            "--pid" => plan.watch_pid = Some(u32::try_from(n)?),
+            // 127.0.0.2, .3, ...: more ephemeral ports than one address has.
+            "--sources" => {
+                plan.sources = (0..n.min(250))
+                    .map(|i| std::net::IpAddr::from([127, 0, 0, 2 + i as u8]))
+                    .collect();
+            }
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    let report = ctlab::abuse::run(&plan)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
