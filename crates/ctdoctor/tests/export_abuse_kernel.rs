@@ -116,11 +116,11 @@ fn a_flood_of_idle_slow_and_oversized_clients_does_not_starve_a_scrape() {
         "{:?}",
         r.oversized
     );
-    // Bounded: the connection table plus a margin of descriptors (the
-    // listener, netlink, runtime), and memory of a few MiB per 100
-    // connections at most.
+    // Bounded: the connection table plus the descriptors the exporter
+    // reserves beside it (FD_RESERVE, 256: listener, netlink, runtime, and
+    // evicted connections whose task has not run yet), and memory.
     assert!(r.server.peak_fds > 0, "{:?}", r.server);
-    assert!(r.server.peak_fds <= MAX_CONNECTIONS + 64, "{:?}", r.server);
+    assert!(r.server.peak_fds <= MAX_CONNECTIONS + 256, "{:?}", r.server);
     assert!(r.server.peak_hwm_kib < 256 * 1024, "{:?}", r.server);
     // And it still serves afterwards.
     assert!(healthy(&ns));

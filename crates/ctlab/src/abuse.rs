@@ -444,17 +444,20 @@ async fn slowloris(s: Arc<Shared>) {
 }
 
 /// New connections at `burst_per_s`, each reset (SO_LINGER 0) as soon as
-/// it is up, in ticks of 10 ms.
+/// it is up; every 10 ms, as many as are due by then.
 async fn burst(s: Arc<Shared>) {
-    let per_tick = (s.plan.burst_per_s as usize).div_ceil(100);
-    if per_tick == 0 {
+    let rate = f64::from(s.plan.burst_per_s);
+    if rate == 0.0 {
         return;
     }
+    let start = tokio::time::Instant::now();
+    let mut started = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !s.over() {
         tick.tick().await;
-        for _ in 0..per_tick {
+        let due = (rate * start.elapsed().as_secs_f64()) as u64;
+        for _ in started..due {
             let s = Arc::clone(&s);
             s.burst[0].fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
@@ -470,6 +473,7 @@ async fn burst(s: Arc<Shared>) {
                 }
             });
         }
+        started = started.max(due);
     }
 }
 
