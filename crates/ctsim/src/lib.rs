@@ -7,4 +7,6 @@ mod scenario;
 
 pub use ctmodel::ephemeral::{NoPort, PortWalk};
 pub use model::{Point, RunOptions, SimError, State, Summary, Timeline, run};
-pub use scenario::{Arrival, Class, Initial, Lifecycle, Scenario, ScenarioError, Sources, Table};
+pub use scenario::{
+    Arrival, Class, Initial, Lifecycle, MAX_ENTRIES, Scenario, ScenarioError, Sources, Table,
+};

@@ -19,9 +19,14 @@ use std::time::{Duration, Instant};
 pub use pacer::Pacer;
 
 /// Errors of a generator: bad limits, or a socket that could not be set up.
+/// The fastest flow rate accepted (new flows per second): far above what
+/// one loopback generator reaches, low enough that the pacer's burst
+/// arithmetic stays exact.
+pub const MAX_RATE: f64 = 10_000_000.0;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrafficError {
-    #[error("rate must be a number > 0 per second, got {0}")]
+    #[error("rate must be above 0 and at most {MAX_RATE} per second, got {0}")]
     Rate(f64),
     #[error("duration must be between 1 ms and 24 h, got {0:?}")]
     Duration(Duration),
@@ -119,7 +124,7 @@ pub struct Limits {
 
 impl Limits {
     pub fn validate(&self) -> Result<(), TrafficError> {
-        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 10_000_000.0) {
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= MAX_RATE) {
             return Err(TrafficError::Rate(self.rate));
         }
         if self.duration < Duration::from_millis(1) || self.duration > Duration::from_secs(86_400) {

@@ -126,6 +126,17 @@ pub fn build(
         ))
         .into());
     }
+    // Below the kernel's bound: the model keeps every entry in memory
+    // (issue 21: a flag never sizes memory without a bound, and a value
+    // past it is a usage error, exit 2, not a failure).
+    if sc.table.max > ctsim::MAX_ENTRIES {
+        return Err(Usage(format!(
+            "max {}: the model holds every entry in memory, at most {}",
+            sc.table.max,
+            ctsim::MAX_ENTRIES
+        ))
+        .into());
+    }
     sc.validate().context("scenario")?;
     Ok(sc)
 }
