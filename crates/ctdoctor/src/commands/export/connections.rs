@@ -87,10 +87,8 @@ impl Table {
     /// one: the exporter is busy with real work).
     pub fn admit(self: &Arc<Self>) -> Option<Entry> {
         let mut t = self.lock();
-        if t.open.len() >= self.max {
-            if !t.evict_one() {
-                return None;
-            }
+        if t.open.len() >= self.max && !t.evict_one() {
+            return None;
         }
         let id = t.next;
         t.next += 1;
