@@ -73,9 +73,6 @@ pub const MAX_TOP: usize = 100;
 // Range checks live in the parsers so a bad value is a usage error
 // (exit 2, like every other bad flag), not a start-up failure (exit 1).
 pub fn run(args: &ExportArgs, quiet: bool, host: &cthost::Host) -> Result<()> {
-    if args.top > MAX_TOP {
-        bail!("--top {} is above the limit of {MAX_TOP} series", args.top);
-    }
     // Netlink permission first: without CAP_NET_ADMIN nothing works.
     if let Err(e) = host
         .has_kernel()
