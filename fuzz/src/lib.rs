@@ -21,8 +21,12 @@ use ctnetlink::codec::{Attrs, Messages};
 use ctnetlink::decode::{decode_cpu_stats, decode_entry, decode_global_stats};
 use ctnetlink::events::{Poll, decode_datagram, event_kind};
 
-/// Every target, by name, as scripts/fuzz and the corpus test list them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A target's name (its fuzz_targets/ file and corpus directory) and entry.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target, as the corpus test runs them (scripts/fuzz takes the names
+/// from Cargo.toml's [[bin]] tables).
+pub const TARGETS: &[Target] = &[
     ("text_dump", text_dump),
     ("filter", filter),
     ("kernel_log", kernel_log),
