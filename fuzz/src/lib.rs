@@ -73,6 +73,7 @@ pub fn text_dump(data: &[u8]) {
                 Ok(Line::Entry(e)) => {
                     entries += 1;
                     breakdown.add(&e);
+                    same_entry_in_other_forms(line, &e);
                 }
                 Ok(Line::Ignored) => ignored += 1,
                 Err(e) => {
@@ -99,6 +100,38 @@ pub fn text_dump(data: &[u8]) {
     assert_eq!(report.skipped, skipped);
     assert_eq!(count.0, entries);
     assert_eq!(breakdown.entries, entries);
+}
+
+/// What does not change an entry must not change its parse: a blank
+/// after the last word, and the `ipv4 2 ` / `ipv6 10 ` prefix that turns a
+/// `conntrack -L` line into the /proc (`-o extended`) form.
+fn same_entry_in_other_forms(line: &[u8], e: &Entry) {
+    let mut spaced = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+    spaced.push(b' ');
+    if spaced.len() <= ctmodel::text::MAX_LINE {
+        assert_eq!(
+            parse_line(&spaced).ok(),
+            Some(Line::Entry(e.clone())),
+            "a trailing blank changed the entry"
+        );
+    }
+    let plain =
+        e.l3.is_none() && !line.starts_with(b"[") && line.first().is_some_and(|b| *b > b' ');
+    if plain && line.len() + 8 <= ctmodel::text::MAX_LINE {
+        for (prefix, l3) in [(&b"ipv4 2 "[..], 2u8), (b"ipv6 10 ", 10)] {
+            let mut ext = prefix.to_vec();
+            ext.extend_from_slice(line);
+            let want = Entry {
+                l3: Some(ctmodel::L3Proto::from_family(l3)),
+                ..e.clone()
+            };
+            assert_eq!(
+                parse_line(&ext).ok(),
+                Some(Line::Entry(want)),
+                "the extended form of a conntrack -L line parses otherwise"
+            );
+        }
+    }
 }
 
 /// The watch/top filter syntax: the lines before the first blank line are
@@ -257,10 +290,43 @@ pub fn scenario_toml(data: &[u8]) {
         let _ = c.arrival.mean_rate(d);
         let _ = c.is_legit();
     }
+    run_small(&sc);
     if let Ok(again) = toml::to_string(&sc) {
         let back = ctsim::Scenario::from_toml(&again)
             .unwrap_or_else(|e| panic!("a valid scenario re-renders invalid: {e}\n{again}"));
         assert_eq!(back, sc, "scenario changed through TOML");
+    }
+}
+
+/// A valid scenario small enough to run in a fuzz iteration runs 3 s of
+/// model time without error, and its totals add up (model.rs `Summary`).
+fn run_small(sc: &ctsim::Scenario) {
+    let rate: f64 = sc.classes.iter().map(|c| c.arrival.max_rate()).sum();
+    let initial: u64 = sc.initial.iter().map(|i| i.count).sum();
+    let slots = sc.classes.iter().all(|c| {
+        let [lo, hi] = c.sources.ports;
+        u64::from(c.sources.clients) * (u64::from(hi - lo) + 1) <= 1 << 16
+    });
+    let small = sc.table.buckets <= 1 << 16 && sc.table.max <= 1 << 16;
+    if !(small && slots && rate <= 200.0 && initial <= 1000 && sc.classes.len() <= 8) {
+        return;
+    }
+    let opt = ctsim::RunOptions {
+        duration_s: 3.0,
+        step_s: 1.0,
+        seed: 1,
+    };
+    let tl = ctsim::run(sc, &opt, &mut |_| {}).expect("a valid scenario runs");
+    let s = &tl.summary;
+    assert_eq!(
+        s.new_flows,
+        s.inserted + s.reopened + s.drops + s.insert_failed,
+        "new flows do not add up"
+    );
+    assert!(s.peak_entries <= sc.table.max, "peak above table.max");
+    for p in &tl.series {
+        assert!(p.entries <= sc.table.max);
+        assert_eq!(p.by_state.values().sum::<u64>(), p.entries);
     }
 }
 
