@@ -165,19 +165,13 @@ fn address_attributes_have_their_familys_size() {
         orig: Tuple {
             src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-            l4: L4Tuple::Ports {
-                sport: 1,
-                dport: 2,
-            },
+            l4: L4Tuple::Ports { sport: 1, dport: 2 },
             zone: None,
         },
         reply: Tuple {
             src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
             dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-            l4: L4Tuple::Ports {
-                sport: 2,
-                dport: 1,
-            },
+            l4: L4Tuple::Ports { sport: 2, dport: 1 },
             zone: None,
         },
         timeout: Some(30),
