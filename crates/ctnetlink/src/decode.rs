@@ -11,19 +11,34 @@ use crate::codec::{Attr, Attrs};
 use crate::consts::*;
 use crate::error::DecodeError;
 
-fn ip(attr: &Attr<'_>, name: &'static str) -> Result<IpAddr, DecodeError> {
-    Ok(match attr.value.len() {
-        4 => IpAddr::V4(Ipv4Addr::from(attr.exact::<4>(name)?)),
-        _ => IpAddr::V6(Ipv6Addr::from(attr.exact::<16>(name)?)),
-    })
+/// CTA_IP_V4_* are 4 bytes and CTA_IP_V6_* 16 (the kernel's policy): a
+/// 16-byte V4 attribute is malformed, not an IPv6 address.
+fn ipv4(attr: &Attr<'_>, name: &'static str) -> Result<IpAddr, DecodeError> {
+    Ok(IpAddr::V4(Ipv4Addr::from(attr.exact::<4>(name)?)))
 }
 
-fn decode_tuple(attr: &Attr<'_>) -> Result<(Tuple, Option<u8>), DecodeError> {
-    let mut t = Tuple::default();
-    let (mut src, mut dst) = (None, None);
-    let mut proto = None;
-    let (mut sport, mut dport) = (None, None);
-    let (mut kind, mut code, mut id) = (None, None, None);
+fn ipv6(attr: &Attr<'_>, name: &'static str) -> Result<IpAddr, DecodeError> {
+    Ok(IpAddr::V6(Ipv6Addr::from(attr.exact::<16>(name)?)))
+}
+
+/// The attributes of one CTA_TUPLE_* nest, before the L4 part is shaped:
+/// that takes the entry's protocol, which only the original tuple names
+/// for sure.
+#[derive(Default)]
+struct TupleAttrs {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    proto: Option<u8>,
+    sport: Option<u16>,
+    dport: Option<u16>,
+    kind: Option<u8>,
+    code: Option<u8>,
+    id: Option<u16>,
+    zone: Option<u16>,
+}
+
+fn read_tuple(attr: &Attr<'_>) -> Result<TupleAttrs, DecodeError> {
+    let mut t = TupleAttrs::default();
     for a in attr.nested() {
         let a = a?;
         match a.kind {
@@ -31,10 +46,10 @@ fn decode_tuple(attr: &Attr<'_>) -> Result<(Tuple, Option<u8>), DecodeError> {
                 for ipa in a.nested() {
                     let ipa = ipa?;
                     match ipa.kind {
-                        CTA_IP_V4_SRC => src = Some(ip(&ipa, "CTA_IP_V4_SRC")?),
-                        CTA_IP_V4_DST => dst = Some(ip(&ipa, "CTA_IP_V4_DST")?),
-                        CTA_IP_V6_SRC => src = Some(ip(&ipa, "CTA_IP_V6_SRC")?),
-                        CTA_IP_V6_DST => dst = Some(ip(&ipa, "CTA_IP_V6_DST")?),
+                        CTA_IP_V4_SRC => t.src = Some(ipv4(&ipa, "CTA_IP_V4_SRC")?),
+                        CTA_IP_V4_DST => t.dst = Some(ipv4(&ipa, "CTA_IP_V4_DST")?),
+                        CTA_IP_V6_SRC => t.src = Some(ipv6(&ipa, "CTA_IP_V6_SRC")?),
+                        CTA_IP_V6_DST => t.dst = Some(ipv6(&ipa, "CTA_IP_V6_DST")?),
                         _ => {}
                     }
                 }
@@ -43,17 +58,17 @@ fn decode_tuple(attr: &Attr<'_>) -> Result<(Tuple, Option<u8>), DecodeError> {
                 for p in a.nested() {
                     let p = p?;
                     match p.kind {
-                        CTA_PROTO_NUM => proto = Some(p.u8("CTA_PROTO_NUM")?),
-                        CTA_PROTO_SRC_PORT => sport = Some(p.be16("CTA_PROTO_SRC_PORT")?),
-                        CTA_PROTO_DST_PORT => dport = Some(p.be16("CTA_PROTO_DST_PORT")?),
+                        CTA_PROTO_NUM => t.proto = Some(p.u8("CTA_PROTO_NUM")?),
+                        CTA_PROTO_SRC_PORT => t.sport = Some(p.be16("CTA_PROTO_SRC_PORT")?),
+                        CTA_PROTO_DST_PORT => t.dport = Some(p.be16("CTA_PROTO_DST_PORT")?),
                         CTA_PROTO_ICMP_ID | CTA_PROTO_ICMPV6_ID => {
-                            id = Some(p.be16("CTA_PROTO_ICMP_ID")?)
+                            t.id = Some(p.be16("CTA_PROTO_ICMP_ID")?)
                         }
                         CTA_PROTO_ICMP_TYPE | CTA_PROTO_ICMPV6_TYPE => {
-                            kind = Some(p.u8("CTA_PROTO_ICMP_TYPE")?);
+                            t.kind = Some(p.u8("CTA_PROTO_ICMP_TYPE")?);
                         }
                         CTA_PROTO_ICMP_CODE | CTA_PROTO_ICMPV6_CODE => {
-                            code = Some(p.u8("CTA_PROTO_ICMP_CODE")?);
+                            t.code = Some(p.u8("CTA_PROTO_ICMP_CODE")?);
                         }
                         _ => {}
                     }
@@ -63,24 +78,41 @@ fn decode_tuple(attr: &Attr<'_>) -> Result<(Tuple, Option<u8>), DecodeError> {
             _ => {}
         }
     }
-    t.src = src.ok_or(DecodeError::Missing("CTA_IP_*_SRC"))?;
-    t.dst = dst.ok_or(DecodeError::Missing("CTA_IP_*_DST"))?;
-    let l4 = proto.map(L4Proto::from_number);
-    t.l4 = match (l4, sport, dport, kind) {
-        // GRE keys travel in the port attributes (nf_ct_port_tuple_to_nlattr).
-        (Some(L4Proto::Gre), s, d, _) if s.is_some() || d.is_some() => L4Tuple::Gre {
-            skey: s.unwrap_or(0).into(),
-            dkey: d.unwrap_or(0).into(),
-        },
-        (_, Some(s), Some(d), _) => L4Tuple::Ports { sport: s, dport: d },
-        (_, _, _, Some(k)) => L4Tuple::Icmp {
-            kind: k,
-            code: code.unwrap_or(0),
-            id: id.unwrap_or(0),
-        },
-        _ => L4Tuple::None,
-    };
-    Ok((t, proto))
+    Ok(t)
+}
+
+impl TupleAttrs {
+    /// The tuple of an entry of protocol `proto`: GRE keys travel in the
+    /// port attributes (nf_ct_port_tuple_to_nlattr), so the shape follows
+    /// the entry's protocol, not the attributes alone.
+    fn build(self, proto: u8) -> Result<Tuple, DecodeError> {
+        let src = self.src.ok_or(DecodeError::Missing("CTA_IP_*_SRC"))?;
+        let dst = self.dst.ok_or(DecodeError::Missing("CTA_IP_*_DST"))?;
+        let l4 = match (
+            L4Proto::from_number(proto),
+            self.sport,
+            self.dport,
+            self.kind,
+        ) {
+            (L4Proto::Gre, s, d, _) if s.is_some() || d.is_some() => L4Tuple::Gre {
+                skey: s.unwrap_or(0).into(),
+                dkey: d.unwrap_or(0).into(),
+            },
+            (_, Some(s), Some(d), _) => L4Tuple::Ports { sport: s, dport: d },
+            (_, _, _, Some(k)) => L4Tuple::Icmp {
+                kind: k,
+                code: self.code.unwrap_or(0),
+                id: self.id.unwrap_or(0),
+            },
+            _ => L4Tuple::None,
+        };
+        Ok(Tuple {
+            src,
+            dst,
+            l4,
+            zone: self.zone,
+        })
+    }
 }
 
 fn decode_counters(attr: &Attr<'_>) -> Result<Counters, DecodeError> {
@@ -130,8 +162,8 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, DecodeError> {
     for a in Attrs::new(attrs) {
         let a = a?;
         match a.kind {
-            CTA_TUPLE_ORIG => orig = Some(decode_tuple(&a)?),
-            CTA_TUPLE_REPLY => reply = Some(decode_tuple(&a)?.0),
+            CTA_TUPLE_ORIG => orig = Some(read_tuple(&a)?),
+            CTA_TUPLE_REPLY => reply = Some(read_tuple(&a)?),
             CTA_STATUS => e.status = Status::from_bits_retain(a.be32("CTA_STATUS")?),
             CTA_PROTOINFO => e.state = decode_protoinfo(&a)?.map(State::Code),
             CTA_TIMEOUT => e.timeout = Some(a.be32("CTA_TIMEOUT")?),
@@ -168,12 +200,19 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, DecodeError> {
             _ => {}
         }
     }
-    let (orig, proto) = orig.ok_or(DecodeError::Missing("CTA_TUPLE_ORIG"))?;
-    e.orig = orig;
-    e.reply = reply.ok_or(DecodeError::Missing("CTA_TUPLE_REPLY"))?;
-    e.l4 = Some(L4Proto::from_number(
-        proto.ok_or(DecodeError::Missing("CTA_PROTO_NUM"))?,
-    ));
+    let orig = orig.ok_or(DecodeError::Missing("CTA_TUPLE_ORIG"))?;
+    let reply = reply.ok_or(DecodeError::Missing("CTA_TUPLE_REPLY"))?;
+    let proto = orig.proto.ok_or(DecodeError::Missing("CTA_PROTO_NUM"))?;
+    // ctnetlink_dump_tuples() writes the protocol into both tuples; a reply
+    // tuple of another protocol (or none) would be shaped wrong silently.
+    if reply.proto != Some(proto) {
+        return Err(DecodeError::Inconsistent(
+            "CTA_PROTO_NUM of CTA_TUPLE_REPLY differs from CTA_TUPLE_ORIG's",
+        ));
+    }
+    e.orig = orig.build(proto)?;
+    e.reply = reply.build(proto)?;
+    e.l4 = Some(L4Proto::from_number(proto));
     Ok(e)
 }
 

@@ -22,6 +22,9 @@ pub enum DecodeError {
     },
     #[error("{0} missing")]
     Missing(&'static str),
+    /// Two attributes that the kernel always sends alike disagree.
+    #[error("{0}")]
+    Inconsistent(&'static str),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -136,3 +136,66 @@ proptest! {
         }
     }
 }
+
+/// fuzz/regressions/netlink_dump/gre-reply-without-protonum.bin: its second
+/// message is a GRE entry whose reply tuple lost CTA_PROTO_NUM (its type
+/// bytes mangled); the reply keys came out as ports (issue 21).
+#[test]
+fn reply_tuple_without_the_originals_protocol_is_refused() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/regressions/netlink_dump/gre-reply-without-protonum.bin"
+    );
+    let bytes = std::fs::read(path).expect("regression input");
+    let msgs: Vec<_> = Messages::new(&bytes).flatten().collect();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(
+        decode_entry(msgs[1].payload),
+        Err(ctnetlink::DecodeError::Inconsistent(
+            "CTA_PROTO_NUM of CTA_TUPLE_REPLY differs from CTA_TUPLE_ORIG's"
+        ))
+    );
+}
+
+#[test]
+fn address_attributes_have_their_familys_size() {
+    let e = Entry {
+        l3: Some(L3Proto::Ipv4),
+        l4: Some(L4Proto::from_number(17)),
+        orig: Tuple {
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            l4: L4Tuple::Ports { sport: 1, dport: 2 },
+            zone: None,
+        },
+        reply: Tuple {
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            l4: L4Tuple::Ports { sport: 2, dport: 1 },
+            zone: None,
+        },
+        timeout: Some(30),
+        ..Entry::default()
+    };
+    let mut bytes = create_request(Vec::new(), 1, &e);
+    // Relabel the first CTA_IP_V4_SRC (type 1, 8 bytes long) as
+    // CTA_IP_V6_SRC (type 3): four bytes are no IPv6 address.
+    let mut v4_src = [0u8; 8];
+    v4_src[..2].copy_from_slice(&8u16.to_ne_bytes());
+    v4_src[2..4].copy_from_slice(&1u16.to_ne_bytes());
+    v4_src[4..].copy_from_slice(&[10, 0, 0, 1]);
+    let at = bytes
+        .windows(8)
+        .position(|w| w == v4_src)
+        .expect("CTA_IP_V4_SRC 10.0.0.1");
+    bytes[at + 2..at + 4].copy_from_slice(&3u16.to_ne_bytes());
+    let msg = Messages::new(&bytes).next().expect("one").expect("valid");
+    assert!(matches!(
+        decode_entry(msg.payload),
+        Err(ctnetlink::DecodeError::AttrSize {
+            attr: "CTA_IP_V6_SRC",
+            expected: 16,
+            got: 4
+        })
+    ));
+}

@@ -64,6 +64,12 @@ pub struct Scenario {
 pub const MAX_ENTRIES: u64 = 100_000_000;
 /// The most traffic classes (their index is 16 bits in an entry).
 pub const MAX_CLASSES: usize = 1024;
+/// The most hash buckets: the kernel refuses a table of more
+/// (nf_ct_alloc_hashtable() in nf_conntrack_core.c: INT_MAX / sizeof(struct
+/// hlist_nulls_head)), and the model allocates a chain per bucket, so
+/// 4294967295 aborted `run` on allocation instead of failing (issue 21).
+/// `simulate` holds its own tables to a tighter bound (2^25).
+pub const MAX_BUCKETS: u32 = (i32::MAX as u32) / 8;
 /// The most modelled (client, port) slots over all clients of a class
 /// (4 bytes each): 4096 clients x the default 28,232 ports fit.
 pub const MAX_PORT_SLOTS: u64 = 1 << 27;
@@ -571,8 +577,11 @@ impl Scenario {
     /// Checks ranges; `run` calls it too.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         self.timeouts()?;
-        if self.table.buckets == 0 {
-            return Err(invalid("table.buckets", "must be >= 1"));
+        if !(1..=MAX_BUCKETS).contains(&self.table.buckets) {
+            return Err(invalid(
+                "table.buckets",
+                format!("must be within 1..={MAX_BUCKETS} (the kernel's largest hash table)"),
+            ));
         }
         // The model keeps every live entry in memory and indexes them with
         // 32 bits: bound the table (max = 0, the kernel's "unlimited" before

@@ -402,6 +402,17 @@ fn hostile_sizes_are_refused() {
     let cases = [
         (base.replace("max = 1000", "max = 0"), "table.max"),
         (base.replace("max = 1000", "max = 100000001"), "table.max"),
+        // The model allocates a chain per bucket: 4294967295 of them (103
+        // GB) aborted ctsim::run on allocation; `simulate` bounds buckets
+        // itself, ctsim::run's other callers did not (issue 21).
+        (
+            base.replace("buckets = 1024", "buckets = 4294967295"),
+            "table.buckets",
+        ),
+        (
+            base.replace("buckets = 1024", "buckets = 268435456"),
+            "table.buckets",
+        ),
         (
             format!(
                 "{base}[[initial]]\nstate = \"tcp/ESTABLISHED\"\ncount = 18446744073709551615\nremaining_s = [1, 2]\n\
