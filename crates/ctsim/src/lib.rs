@@ -3,6 +3,8 @@
 // clock. The CLI (`ctdoctor simulate`) and the lab call `run`.
 
 mod model;
+#[cfg(any(test, feature = "reference"))]
+pub mod reference;
 mod scenario;
 
 pub use ctmodel::ephemeral::{NoPort, PortWalk};

@@ -31,7 +31,7 @@ pub enum State {
     IcmpReplied,
 }
 
-const N_STATES: usize = 13;
+pub(crate) const N_STATES: usize = 13;
 
 impl State {
     pub const ALL: [State; N_STATES] = [
@@ -94,7 +94,7 @@ impl State {
     }
 
     /// TCP closing states (gc_worker_can_early_drop evicts them even when ASSURED).
-    fn closing(self) -> bool {
+    pub(crate) fn closing(self) -> bool {
         matches!(
             self,
             State::TcpFinWait
