@@ -1,14 +1,18 @@
-// Simulator throughput: simulated short-HTTP connections per second of
-// wall time (divan counts items), and a shortened 10,000 conn/s run whose
-// time extrapolates to the issue's 24 h target (864 million connections).
-// Run: cargo bench -p ctsim --bench sim
+// Simulator throughput in simulated connections per second of wall time
+// (divan counts items): short-HTTP at 10,000/s (1 M connections, and one
+// simulated hour = 36 M, TIME_WAIT expiring and reaped), and the built-in
+// hash-flood and syn-flood scenarios, each for `run` (new) and the frozen
+// pre-issue-21 model (`ctsim::reference`, old) in the same run.
+// Run: cargo bench -p ctsim --bench sim   (scripts/bench-sim: Markdown table)
 
-use ctsim::{Arrival, Class, Lifecycle, RunOptions, Scenario, Sources, run};
+use ctsim::{Arrival, Class, Lifecycle, RunOptions, Scenario, SimError, Sources, Timeline};
 use divan::counter::ItemsCount;
 
 fn main() {
     divan::main();
 }
+
+type Run = fn(&Scenario, &RunOptions, &mut dyn FnMut(f64)) -> Result<Timeline, SimError>;
 
 fn short_http(rate: f64) -> Scenario {
     let class = Class {
@@ -24,29 +28,53 @@ fn short_http(rate: f64) -> Scenario {
     Scenario::single(2_000_000, 524_288, class)
 }
 
-/// 1 million connections at 10,000/s (100 s simulated, TIME_WAIT 120 s).
-#[divan::bench(sample_count = 5)]
-fn short_http_1m_connections(b: divan::Bencher) {
-    let sc = short_http(10_000.0);
-    let opt = RunOptions {
-        duration_s: 100.0,
+fn opt(duration_s: f64) -> RunOptions {
+    RunOptions {
+        duration_s,
         step_s: 1.0,
         seed: 1,
-    };
-    b.counter(ItemsCount::new(1_000_000usize))
-        .bench(|| run(&sc, &opt, &mut |_| {}).expect("run"));
+    }
 }
 
-/// 10 simulated minutes at 10,000/s (6 million connections, steady state
-/// reached): x144 = the 24 h run.
-#[divan::bench(sample_count = 1)]
-fn ten_minutes_at_10k(b: divan::Bencher) {
-    let sc = short_http(10_000.0);
-    let opt = RunOptions {
-        duration_s: 600.0,
-        step_s: 1.0,
-        seed: 1,
-    };
-    b.counter(ItemsCount::new(6_000_000usize))
-        .bench(|| run(&sc, &opt, &mut |_| {}).expect("run"));
+/// Times `f` on a scenario; the counter is the connections it simulated
+/// (new_flows, from one untimed run).
+fn bench(b: divan::Bencher, f: Run, sc: &Scenario, o: &RunOptions) {
+    let n = f(sc, o, &mut |_| {}).expect("run").summary.new_flows;
+    b.counter(ItemsCount::new(n as usize))
+        .bench(|| f(sc, o, &mut |_| {}).expect("run"));
+}
+
+fn builtin(name: &str) -> (Scenario, RunOptions) {
+    let sc = Scenario::builtin(name).expect("builtin scenario");
+    let o = RunOptions::for_scenario(&sc);
+    (sc, o)
+}
+
+const NEW: Run = ctsim::run;
+const OLD: Run = ctsim::reference::run;
+
+#[divan::bench(args = ["new", "old"], sample_count = 5)]
+fn short_http_1m(b: divan::Bencher, which: &str) {
+    let f = if which == "new" { NEW } else { OLD };
+    bench(b, f, &short_http(10_000.0), &opt(100.0));
+}
+
+#[divan::bench(args = ["new", "old"], sample_count = 1)]
+fn short_http_hour(b: divan::Bencher, which: &str) {
+    let f = if which == "new" { NEW } else { OLD };
+    bench(b, f, &short_http(10_000.0), &opt(3600.0));
+}
+
+#[divan::bench(args = ["new", "old"], sample_count = 10)]
+fn hash_flood(b: divan::Bencher, which: &str) {
+    let f = if which == "new" { NEW } else { OLD };
+    let (sc, o) = builtin("hash-flood");
+    bench(b, f, &sc, &o);
+}
+
+#[divan::bench(args = ["new", "old"], sample_count = 10)]
+fn syn_flood(b: divan::Bencher, which: &str) {
+    let f = if which == "new" { NEW } else { OLD };
+    let (sc, o) = builtin("syn-flood");
+    bench(b, f, &sc, &o);
 }

@@ -2,7 +2,11 @@
 // (issue 10). Scenarios in, a Timeline (summary + series) out; no I/O, no
 // clock. The CLI (`ctdoctor simulate`) and the lab call `run`.
 
+mod chains;
+mod lanes;
 mod model;
+#[cfg(any(test, feature = "reference"))]
+pub mod reference;
 mod scenario;
 
 pub use ctmodel::ephemeral::{NoPort, PortWalk};

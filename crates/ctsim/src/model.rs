@@ -3,11 +3,12 @@
 // per-protocol state machines and ASSURED, and the GC worker. Pure and
 // deterministic for a seed (fastrand); time is simulated seconds.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chains::{Chains, Node, ticks};
+use crate::lanes::Lanes;
 use crate::scenario::{Arrival, Lifecycle, Scenario, ScenarioError};
 use ctcore::timeouts::{Timeout, TimeoutTable};
 use ctcore::version::Version;
@@ -31,7 +32,7 @@ pub enum State {
     IcmpReplied,
 }
 
-const N_STATES: usize = 13;
+pub(crate) const N_STATES: usize = 13;
 
 impl State {
     pub const ALL: [State; N_STATES] = [
@@ -94,7 +95,7 @@ impl State {
     }
 
     /// TCP closing states (gc_worker_can_early_drop evicts them even when ASSURED).
-    fn closing(self) -> bool {
+    pub(crate) fn closing(self) -> bool {
         matches!(
             self,
             State::TcpFinWait
@@ -221,7 +222,14 @@ struct ClassRt {
     hash_target: Option<u32>,
     n: u64,
     max_rate: f64,
+    /// Event lanes: arrivals on `lane`, port frees on `lane + 1`, phase p
+    /// (>= 1) of variant v on `phase_lane[v] + p - 1`.
+    lane: u32,
+    phase_lane: Vec<u32>,
 }
+
+/// The GC worker's lane (lane 0).
+const GC_LANE: u32 = 0;
 
 const NONE: u32 = u32::MAX;
 
@@ -241,14 +249,11 @@ struct Entry {
     phase: u8,
     generation: u32,
     port: u32,
+    /// At least the `lo` of both chain nodes (chains.rs): an expiry below
+    /// it must lower them.
+    hi: u32,
 }
 
-#[derive(PartialEq)]
-struct Ev {
-    t: f64,
-    seq: u64,
-    kind: EvKind,
-}
 #[derive(PartialEq, Clone, Copy)]
 enum EvKind {
     Arrival(u16),
@@ -256,17 +261,6 @@ enum EvKind {
     Gc,
     /// A refused connect gives up (connect timeout) and frees its port.
     PortFree(u16, u32),
-}
-impl Eq for Ev {}
-impl PartialOrd for Ev {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Ev {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.t.total_cmp(&o.t).then(self.seq.cmp(&o.seq))
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -286,31 +280,27 @@ struct Sim {
     timeouts: TimeoutTable,
     kernel: Version,
     chain_limit: Option<(u32, u32)>,
-    chains: Vec<Vec<u32>>,
+    chains: Chains,
     slab: Vec<Entry>,
     free: Vec<u32>,
     count: u64,
     by_state: [u64; N_STATES],
-    events: BinaryHeap<Reverse<Ev>>,
+    events: Lanes<EvKind>,
     /// Calendar of expiries by whole second: (entry, generation). Only
     /// entries whose expiry comes before their next scheduled packet.
     expiry: BTreeMap<u64, Vec<(u32, u32)>>,
-    seq: u64,
     classes: Vec<ClassRt>,
     gc_flag: bool,
     s: Summary,
     legit_new: u64,
     legit_lost: u64,
+    /// early_drop's scratch list.
+    victims: Vec<u32>,
 }
 
 impl Sim {
-    fn push(&mut self, t: f64, kind: EvKind) {
-        self.seq += 1;
-        self.events.push(Reverse(Ev {
-            t,
-            seq: self.seq,
-            kind,
-        }));
+    fn push(&mut self, lane: u32, t: f64, kind: EvKind) {
+        self.events.push(lane, t, kind);
     }
 
     fn bucket(&mut self) -> u32 {
@@ -323,9 +313,8 @@ impl Sim {
             return;
         }
         for h in e.h {
-            let chain = &mut self.chains[h as usize];
-            if let Some(p) = chain.iter().position(|&x| x == idx) {
-                chain.swap_remove(p);
+            if let Some(p) = self.chains.position(h, idx) {
+                self.chains.remove_at(h, p);
             }
         }
         self.count -= 1;
@@ -370,21 +359,43 @@ impl Sim {
         self.free.push(idx);
     }
 
-    /// Walks a chain at `now`, reaping expired entries; collects the live
-    /// non-ASSURED ones into `victims` when given.
-    fn walk_reap(&mut self, b: u32, now: f64, mut victims: Option<&mut Vec<u32>>) {
+    /// The lookup's walk of a chain at `now`: reaps expired entries. A node
+    /// whose expiry bound is after `now` is live without reading the entry;
+    /// an entry read and found live raises its node's bound to its expiry.
+    fn walk_reap(&mut self, b: u32, now: f64) {
+        let now_t = ticks(now);
         let mut i = 0;
-        while i < self.chains[b as usize].len() {
-            let idx = self.chains[b as usize][i];
+        while i < self.chains.len(b) {
+            let n = self.chains.get(b, i);
+            if n.lo > now_t {
+                i += 1;
+                continue;
+            }
+            let e = &mut self.slab[n.idx as usize];
+            if e.exp <= now {
+                self.remove(n.idx, Kill::Lookup);
+                continue; // the last node moved to i
+            }
+            let lo = ticks(e.exp);
+            e.hi = e.hi.max(lo);
+            self.chains.set_lo(b, i, lo);
+            i += 1;
+        }
+    }
+
+    /// early_drop's walk of a chain: reaps expired entries and collects the
+    /// live non-ASSURED ones into `self.victims` (every entry is read).
+    fn walk_victims(&mut self, b: u32, now: f64) {
+        let mut i = 0;
+        while i < self.chains.len(b) {
+            let idx = self.chains.get(b, i).idx;
             let e = self.slab[idx as usize];
             if e.exp <= now {
                 self.remove(idx, Kill::Lookup);
-                continue; // swap_remove moved another entry to i
+                continue; // the last node moved to i
             }
-            if !e.assured
-                && let Some(v) = victims.as_deref_mut()
-            {
-                v.push(idx);
+            if !e.assured {
+                self.victims.push(idx);
             }
             i += 1;
         }
@@ -392,14 +403,14 @@ impl Sim {
 
     /// early_drop(): frees room for one allocation; true when something was killed.
     fn early_drop(&mut self, h: u32, now: f64) -> bool {
-        let mut victims = Vec::new();
         if !self.kernel.at_least(4, 8) {
             // Old kernels: look at up to 8 entries from the bucket on, kill one non-ASSURED.
             let mut seen = 0;
             let mut pick = None;
             for i in 0..self.buckets.min(8) {
                 let b = (h + i) % self.buckets;
-                for &idx in &self.chains[b as usize] {
+                for i in 0..self.chains.len(b) {
+                    let idx = self.chains.get(b, i).idx;
                     let e = self.slab[idx as usize];
                     if !e.assured {
                         pick = Some(idx);
@@ -422,13 +433,15 @@ impl Sim {
         }
         for i in 0..self.buckets.min(8) {
             let b = (h + i) % self.buckets;
-            victims.clear();
-            self.walk_reap(b, now, Some(&mut victims));
-            if !victims.is_empty() {
+            self.victims.clear();
+            self.walk_victims(b, now);
+            if !self.victims.is_empty() {
+                let victims = std::mem::take(&mut self.victims);
                 for &v in &victims {
                     self.remove(v, Kill::EarlyDrop);
                 }
                 self.s.early_drops += victims.len() as u64;
+                self.victims = victims;
                 return true;
             }
         }
@@ -442,6 +455,16 @@ impl Sim {
         e.state = st;
         e.assured = e.assured || assured;
         e.exp = now + self.timeouts.get(st.timeout());
+        let lo = ticks(e.exp);
+        if lo < e.hi {
+            // Rare (a shorter timeout than the state's before): the chain
+            // nodes' bounds must stay at or below the expiry.
+            e.hi = lo;
+            let h = e.h;
+            for b in h {
+                self.chains.lower(b, idx, lo);
+            }
+        }
     }
 
     /// Puts an entry on the expiry calendar.
@@ -467,7 +490,12 @@ impl Sim {
         if port != NONE {
             // The client's SYN is lost; it gives up after CONNECT_GIVE_UP_S
             // and the port is free again (no TIME_WAIT after a failed connect).
-            self.push(now + CONNECT_GIVE_UP_S, EvKind::PortFree(c as u16, port));
+            let lane = self.classes[c].lane + 1;
+            self.push(
+                lane,
+                now + CONNECT_GIVE_UP_S,
+                EvKind::PortFree(c as u16, port),
+            );
         }
     }
 
@@ -503,7 +531,7 @@ impl Sim {
             self.legit_new += 1;
         }
         // Lookup: walk the original-direction chain, reaping expired entries.
-        self.walk_reap(h[0], now, None);
+        self.walk_reap(h[0], now);
         let mut reopen = false;
         if port != NONE {
             let old = self.classes[c].by_port[port as usize];
@@ -524,7 +552,7 @@ impl Sim {
             let limit = lo + self.rng.u32(..=(hi - lo));
             let too_long = h
                 .iter()
-                .any(|&b| self.chains[b as usize].len() as u64 > u64::from(limit) + 1);
+                .any(|&b| u64::from(self.chains.len(b)) > u64::from(limit) + 1);
             if too_long {
                 self.s.insert_failed += 1;
                 self.s.chaintoolong += 1;
@@ -566,6 +594,7 @@ impl Sim {
             phase: 0,
             generation: 0,
             port,
+            hi: 0,
         });
         if reopen {
             self.s.reopened += 1;
@@ -576,14 +605,15 @@ impl Sim {
             self.classes[c].by_port[port as usize] = idx;
         }
         let exp = self.slab[idx as usize].exp;
+        let lane = self.classes[c].phase_lane[vi];
         match next_at {
             Some(at) if now + at < exp => {
                 let generation = self.slab[idx as usize].generation;
-                self.push(now + at, EvKind::Phase(idx, generation));
+                self.push(lane, now + at, EvKind::Phase(idx, generation));
             }
             Some(at) => {
                 let generation = self.slab[idx as usize].generation;
-                self.push(now + at, EvKind::Phase(idx, generation));
+                self.push(lane, now + at, EvKind::Phase(idx, generation));
                 self.arm(idx);
             }
             None => self.arm(idx),
@@ -591,6 +621,7 @@ impl Sim {
     }
 
     fn alloc(&mut self, mut e: Entry) -> u32 {
+        e.hi = ticks(e.exp);
         let idx = match self.free.pop() {
             Some(i) => {
                 e.generation = self.slab[i as usize].generation;
@@ -603,9 +634,8 @@ impl Sim {
             }
         };
         for b in e.h {
-            let ch = &mut self.chains[b as usize];
-            ch.push(idx);
-            self.s.longest_chain = self.s.longest_chain.max(ch.len() as u64);
+            let len = self.chains.push(b, Node { idx, lo: e.hi });
+            self.s.longest_chain = self.s.longest_chain.max(u64::from(len));
         }
         self.count += 1;
         self.s.peak_entries = self.s.peak_entries.max(self.count);
@@ -645,7 +675,8 @@ impl Sim {
             self.arm(idx);
         }
         if let Some(t) = next {
-            self.push(t, EvKind::Phase(idx, generation));
+            let lane = self.classes[c].phase_lane[e.variant as usize] + pi as u32;
+            self.push(lane, t, EvKind::Phase(idx, generation));
         }
     }
 
@@ -733,7 +764,7 @@ impl Sim {
         } else {
             16.0
         };
-        self.push(now + next, EvKind::Gc);
+        self.push(GC_LANE, now + next, EvKind::Gc);
     }
 
     /// gc_worker's average: remaining timeouts clamped to 1..300 s, with 100
@@ -948,6 +979,7 @@ pub fn run(
     };
     let mut rng = fastrand::Rng::with_seed(opt.seed);
     let mut classes = Vec::new();
+    let mut lanes = GC_LANE + 1;
     for (i, c) in sc.classes.iter().enumerate() {
         let distinct = c.sources.clients == 0 || c.sources.spoofed;
         let [a, b] = c.sources.ports;
@@ -960,9 +992,20 @@ pub fn run(
                 .collect()
         };
         let nports = u32::from(hi) - u32::from(lo) + 1;
+        let variants = phases(&c.lifecycle, kernel);
+        let lane = lanes;
+        lanes += 2;
+        let phase_lane = variants
+            .iter()
+            .map(|(_, v)| {
+                let first = lanes;
+                lanes += v.len().saturating_sub(1) as u32;
+                first
+            })
+            .collect();
         classes.push(ClassRt {
             arrival: c.arrival.clone(),
-            variants: phases(&c.lifecycle, kernel),
+            variants,
             legit: c.is_legit(),
             by_port: if distinct {
                 Vec::new()
@@ -978,6 +1021,8 @@ pub fn run(
             },
             n: 0,
             max_rate: c.arrival.max_rate(),
+            lane,
+            phase_lane,
         });
     }
     let mut sim = Sim {
@@ -988,19 +1033,22 @@ pub fn run(
         timeouts,
         kernel,
         chain_limit,
-        chains: vec![Vec::new(); sc.table.buckets as usize],
+        chains: Chains::new(
+            sc.table.buckets,
+            2.0 * sc.table.max as f64 / f64::from(sc.table.buckets),
+        ),
         slab: Vec::new(),
         free: Vec::new(),
         count: 0,
         by_state: [0; N_STATES],
-        events: BinaryHeap::new(),
+        events: Lanes::new(lanes as usize),
         expiry: BTreeMap::new(),
-        seq: 0,
         classes,
         gc_flag: false,
         s: Summary::default(),
         legit_new: 0,
         legit_lost: 0,
+        victims: Vec::new(),
     };
     // Initial population (counts against max; no phases after).
     let total_init: u64 = sc.initial.iter().map(|i| i.count).sum();
@@ -1028,6 +1076,7 @@ pub fn run(
                 phase: 0,
                 generation: 0,
                 port: NONE,
+                hi: 0,
             });
             sim.arm(idx);
         }
@@ -1039,11 +1088,16 @@ pub fn run(
         } else {
             sim.next_arrival(c, 0.0)
         } {
-            sim.push(t, EvKind::Arrival(c as u16));
+            let lane = sim.classes[c].lane;
+            sim.push(lane, t, EvKind::Arrival(c as u16));
         }
     }
     // The GC's first pass: gc_worker starts with a full interval.
-    sim.push(if kernel.at_least(5, 15) { 1.0 } else { 16.0 }, EvKind::Gc);
+    sim.push(
+        GC_LANE,
+        if kernel.at_least(5, 15) { 1.0 } else { 16.0 },
+        EvKind::Gc,
+    );
 
     let nsteps = (opt.duration_s / opt.step_s).floor() as u64;
     let mut series = Vec::with_capacity(nsteps as usize + 1);
@@ -1053,24 +1107,25 @@ pub fn run(
     let mut last_progress = 0.0;
     for k in 0..=nsteps {
         let ts = k as f64 * opt.step_s;
-        while let Some(Reverse(ev)) = sim.events.peek() {
-            if ev.t >= ts {
+        while let Some(t) = sim.events.peek_t() {
+            if t >= ts {
                 break;
             }
-            let Some(Reverse(ev)) = sim.events.pop() else {
+            let Some((t, kind)) = sim.events.pop() else {
                 break;
             };
-            match ev.kind {
+            match kind {
                 EvKind::Arrival(c) => {
-                    sim.arrival(c as usize, ev.t);
-                    if let Some(t) = sim.next_arrival(c as usize, ev.t)
-                        && t <= opt.duration_s
+                    sim.arrival(c as usize, t);
+                    if let Some(next) = sim.next_arrival(c as usize, t)
+                        && next <= opt.duration_s
                     {
-                        sim.push(t, EvKind::Arrival(c));
+                        let lane = sim.classes[c as usize].lane;
+                        sim.push(lane, next, EvKind::Arrival(c));
                     }
                 }
-                EvKind::Phase(idx, generation) => sim.phase(idx, generation, ev.t),
-                EvKind::Gc => sim.gc(ev.t),
+                EvKind::Phase(idx, generation) => sim.phase(idx, generation, t),
+                EvKind::Gc => sim.gc(t),
                 EvKind::PortFree(c, port) => sim.port_free(c as usize, port),
             }
         }
