@@ -148,8 +148,14 @@ impl Addrs {
     }
 
     fn ranked(&self, n: usize) -> Vec<(IpAddr, u64)> {
-        let v4 = self.v4.iter().map(|(a, c)| (IpAddr::V4(Ipv4Addr::from(*a)), *c));
-        let v6 = self.v6.iter().map(|(a, c)| (IpAddr::V6(Ipv6Addr::from(*a)), *c));
+        let v4 = self
+            .v4
+            .iter()
+            .map(|(a, c)| (IpAddr::V4(Ipv4Addr::from(*a)), *c));
+        let v6 = self
+            .v6
+            .iter()
+            .map(|(a, c)| (IpAddr::V6(Ipv6Addr::from(*a)), *c));
         ranked_vec(v4.chain(v6).collect(), n)
     }
 }

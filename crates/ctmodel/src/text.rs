@@ -273,7 +273,10 @@ pub(crate) struct TupleParts {
 }
 
 impl TupleParts {
-    pub(crate) fn build(self, which: &'static str) -> Result<(Tuple, Option<Counters>), ParseError> {
+    pub(crate) fn build(
+        self,
+        which: &'static str,
+    ) -> Result<(Tuple, Option<Counters>), ParseError> {
         let (Some(src), Some(dst)) = (self.src, self.dst) else {
             return Err(ParseError::Missing(which));
         };

@@ -248,7 +248,10 @@ fn read<'l>(b: &[u8; PAD], s: &'l [u8]) -> Option<Keys<'l>> {
         i = skip(b, token_end(b, i), end);
         let (n, e) = num::<u8>(b, i)?;
         i = skip(b, e, end);
-        (Some(L3Proto::from_family(first_num)), L4Proto::from_number(n))
+        (
+            Some(L3Proto::from_family(first_num)),
+            L4Proto::from_number(n),
+        )
     } else {
         // `tcp 6 95 ...`; a word here would make the full parser read
         // the line as the extended form.
@@ -323,9 +326,12 @@ fn read<'l>(b: &[u8; PAD], s: &'l [u8]) -> Option<Keys<'l>> {
                 let sport = head == K_SPOR;
                 // A reply port mirrors the original's other port.
                 let (mirror, own) = if sport { (3, 2) } else { (2, 3) };
-                let (port, e) = if dir == 1 && same_text(b, v, spans[mirror].0, spans[mirror].1)
-                {
-                    let p = if sport { parts[0].dport } else { parts[0].sport };
+                let (port, e) = if dir == 1 && same_text(b, v, spans[mirror].0, spans[mirror].1) {
+                    let p = if sport {
+                        parts[0].dport
+                    } else {
+                        parts[0].sport
+                    };
                     (p?, v + spans[mirror].1)
                 } else {
                     num::<u16>(b, v)?
@@ -490,8 +496,18 @@ mod tests {
     #[test]
     fn swar_numbers_match_the_full_parser() {
         for v in [
-            "0", "7", "42", "255", "256", "65535", "65536", "00000001", "99999999", "12345678",
-            "4294967295", "123456789012345678901",
+            "0",
+            "7",
+            "42",
+            "255",
+            "256",
+            "65535",
+            "65536",
+            "00000001",
+            "99999999",
+            "12345678",
+            "4294967295",
+            "123456789012345678901",
         ] {
             assert_eq!(
                 number(&padded(v), 0).map(|(n, _)| n),
@@ -537,7 +553,11 @@ mod tests {
                 Ok(Line::Entry(e)) => Some(e),
                 _ => None,
             };
-            assert_eq!(r.keys(line.as_bytes()), want.as_ref().map(Keys::of), "{line}");
+            assert_eq!(
+                r.keys(line.as_bytes()),
+                want.as_ref().map(Keys::of),
+                "{line}"
+            );
         }
     }
 }
