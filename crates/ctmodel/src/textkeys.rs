@@ -26,21 +26,24 @@ use crate::text::{
 /// rest of it is always zero (a blank, as the full parser pads its loads),
 /// so every 8-byte load is a plain load.
 const PAD: usize = 1024;
-/// Longer lines (none in practice) go to the full parser.
-const FAST_MAX: usize = PAD - 16;
+/// Longer lines (none in practice) go to the full parser. Reads stop at
+/// the first zero byte, so none reaches past `FAST_MAX + 32`, and the
+/// index mask below never wraps.
+const FAST_MAX: usize = PAD - 64;
+/// The buffer's size: 8 bytes more, so a load at any masked index fits.
+const BUF: usize = PAD + 8;
 
 #[inline(always)]
-fn load(b: &[u8; PAD], i: usize) -> u64 {
-    // Past the end the clamped load reads the zero tail: still a blank.
-    let i = i.min(PAD - 8);
+fn load(b: &[u8; BUF], i: usize) -> u64 {
+    let i = i & (PAD - 1);
     b[i..]
         .first_chunk::<8>()
         .map_or(0, |w| u64::from_le_bytes(*w))
 }
 
 #[inline(always)]
-fn byte(b: &[u8; PAD], i: usize) -> u8 {
-    b[i.min(PAD - 1)]
+fn byte(b: &[u8; BUF], i: usize) -> u8 {
+    b[i & (PAD - 1)]
 }
 
 /// High bit set in each byte that is not an ASCII digit. Exact per byte:
@@ -61,7 +64,7 @@ fn solid_mask(x: u64) -> u64 {
 
 /// How many ASCII digits start at `i`.
 #[inline(always)]
-fn digit_run(b: &[u8; PAD], i: usize) -> usize {
+fn digit_run(b: &[u8; BUF], i: usize) -> usize {
     let mut n = 0;
     loop {
         let m = non_digit_mask(load(b, i + n));
@@ -74,7 +77,7 @@ fn digit_run(b: &[u8; PAD], i: usize) -> usize {
 
 /// The first blank at or after `i` (the zero tail ends every token).
 #[inline(always)]
-fn token_end(b: &[u8; PAD], i: usize) -> usize {
+fn token_end(b: &[u8; BUF], i: usize) -> usize {
     let mut i = i;
     loop {
         let m = !solid_mask(load(b, i)) & HI;
@@ -96,14 +99,14 @@ fn swar_value(x: u64, n: usize) -> u64 {
 }
 
 #[inline(always)]
-fn ends_token(b: &[u8; PAD], i: usize) -> bool {
+fn ends_token(b: &[u8; BUF], i: usize) -> bool {
     byte(b, i) <= b' '
 }
 
 /// A whole-token number at `i` with the full parser's `digits` semantics,
 /// and where it ends; `None` unless it ends at a blank.
 #[inline(always)]
-fn number(b: &[u8; PAD], i: usize) -> Option<(u64, usize)> {
+fn number(b: &[u8; BUF], i: usize) -> Option<(u64, usize)> {
     let n = digit_run(b, i);
     if n == 0 || !ends_token(b, i + n) {
         return None;
@@ -111,13 +114,13 @@ fn number(b: &[u8; PAD], i: usize) -> Option<(u64, usize)> {
     let v = if n <= 8 {
         swar_value(load(b, i), n)
     } else {
-        digits(&b[i.min(PAD)..(i + n).min(PAD)])?
+        digits(b.get(i..i + n)?)?
     };
     Some((v, i + n))
 }
 
 #[inline(always)]
-fn num<T: TryFrom<u64>>(b: &[u8; PAD], i: usize) -> Option<(T, usize)> {
+fn num<T: TryFrom<u64>>(b: &[u8; BUF], i: usize) -> Option<(T, usize)> {
     let (v, end) = number(b, i)?;
     Some((T::try_from(v).ok()?, end))
 }
@@ -125,7 +128,7 @@ fn num<T: TryFrom<u64>>(b: &[u8; PAD], i: usize) -> Option<(T, usize)> {
 /// A dotted quad at `i` ending at a blank, read like the full parser's
 /// `parse_ipv4` (1 to 3 digits per octet, each at most 255), and its end.
 #[inline(always)]
-fn ipv4_at(b: &[u8; PAD], i: usize) -> Option<(u32, usize)> {
+fn ipv4_at(b: &[u8; BUF], i: usize) -> Option<(u32, usize)> {
     let mut addr = 0u32;
     let mut j = i;
     for octet in 0..4 {
@@ -154,18 +157,18 @@ fn ipv4_at(b: &[u8; PAD], i: usize) -> Option<(u32, usize)> {
 /// An address at `i`: a dotted quad read in place, anything else (IPv6,
 /// or a quad the fast reading refuses) by the full parser's [`parse_ip`].
 #[inline(always)]
-fn ip(b: &[u8; PAD], i: usize) -> Option<(IpAddr, usize)> {
+fn ip(b: &[u8; BUF], i: usize) -> Option<(IpAddr, usize)> {
     if let Some((a, end)) = ipv4_at(b, i) {
         return Some((IpAddr::V4(a.into()), end));
     }
     let end = token_end(b, i);
-    Some((parse_ip(&b[i.min(PAD)..end.min(PAD)])?, end))
+    Some((parse_ip(b.get(i..end)?)?, end))
 }
 
 /// Whether the token at `i` is exactly the `len` bytes at `at` (at most
 /// 16), i.e. reads to the same value.
 #[inline(always)]
-fn same_text(b: &[u8; PAD], i: usize, at: usize, len: usize) -> bool {
+fn same_text(b: &[u8; BUF], i: usize, at: usize, len: usize) -> bool {
     if len == 0 || len > 16 || !ends_token(b, i + len) {
         return false;
     }
@@ -174,24 +177,62 @@ fn same_text(b: &[u8; PAD], i: usize, at: usize, len: usize) -> bool {
     (load(b, i) ^ load(b, at)) & m0 == 0 && (load(b, i + 8) ^ load(b, at + 8)) & m1 == 0
 }
 
+/// Whether the bytes at `i` start with `key` (at most 16 bytes; a literal,
+/// so the words and masks fold to constants).
+#[inline(always)]
+fn has(b: &[u8; BUF], i: usize, key: &[u8]) -> bool {
+    let word = |k: &[u8]| k.iter().rev().fold(0u64, |w, &c| w << 8 | u64::from(c));
+    let mask = |n: usize| if n >= 8 { !0u64 } else { (1u64 << (8 * n)) - 1 };
+    let (k0, k1) = key.split_at(key.len().min(8));
+    load(b, i) & mask(k0.len()) == word(k0)
+        && (k1.is_empty() || load(b, i + 8) & mask(k1.len()) == word(k1))
+}
+
 /// Where one token of the original tuple was: (start, length).
 type Span = (usize, usize);
 
 const K_ID: u32 = k4(b"id=\0");
 const K_BR: u8 = b'[';
 
+/// The previous line's header (`ipv4     2 tcp      6 `, up to its
+/// timeout): a dump repeats a few headers, and the same bytes read the same.
+#[derive(Default, Clone, Copy)]
+struct Header {
+    /// Bytes, with the blanks after the L4 number (0: none cached).
+    len: usize,
+    words: [u64; 4],
+    l3: Option<L3Proto>,
+    l4: Option<L4Proto>,
+}
+
+impl Header {
+    const MAX: usize = 32;
+
+    fn masked(b: &[u8; BUF], len: usize) -> [u64; 4] {
+        let mut w = [0u64; 4];
+        for (k, word) in w.iter_mut().enumerate() {
+            let n = len.saturating_sub(8 * k).min(8);
+            let mask = if n >= 8 { !0u64 } else { (1u64 << (8 * n)) - 1 };
+            *word = load(b, 8 * k) & mask;
+        }
+        w
+    }
+}
+
 /// Reads the grouping fields of lines, one at a time, through its buffer.
 pub struct KeyReader {
-    buf: Box<[u8; PAD]>,
+    buf: Box<[u8; BUF]>,
     /// Bytes of the previous line (the only non-zero ones).
     len: usize,
+    header: Header,
 }
 
 impl Default for KeyReader {
     fn default() -> Self {
         Self {
-            buf: Box::new([0; PAD]),
+            buf: Box::new([0; BUF]),
             len: 0,
+            header: Header::default(),
         }
     }
 }
@@ -210,27 +251,31 @@ impl KeyReader {
             self.buf[s.len()..old].fill(0);
         }
         self.len = s.len();
-        read(&self.buf, s)
+        read(&self.buf, s, &mut self.header)
     }
 }
 
 /// The cursor to the next token: usually one space.
 #[inline(always)]
-fn skip(b: &[u8; PAD], i: usize, end: usize) -> usize {
+fn skip(b: &[u8; BUF], i: usize, end: usize) -> usize {
     if byte(b, i) == b' ' && byte(b, i + 1) > b' ' {
         return i + 1;
     }
     let mut i = i;
-    while i < end && byte(b, i) <= b' ' {
-        i += 1;
+    while i < end {
+        let m = solid_mask(load(b, i));
+        if m != 0 {
+            return (i + (m.trailing_zeros() / 8) as usize).min(end);
+        }
+        i += 8;
     }
-    i
+    end
 }
 
-/// `s` is the line, `b` its copy with the zero tail.
+/// The header of a line (`ipv4 2 tcp 6 ` or `tcp 6 `): the family when
+/// the line gives it, the L4 protocol, and where the next token starts.
 #[inline(always)]
-fn read<'l>(b: &[u8; PAD], s: &'l [u8]) -> Option<Keys<'l>> {
-    let end = s.len();
+fn header(b: &[u8; BUF], end: usize) -> Option<(Option<L3Proto>, L4Proto, usize)> {
     let mut i = skip(b, 0, end);
     // Event prefixes (`[NEW]`) and noise are the full parser's.
     if i >= end || byte(b, i) == K_BR {
@@ -240,7 +285,7 @@ fn read<'l>(b: &[u8; PAD], s: &'l [u8]) -> Option<Keys<'l>> {
     i = skip(b, token_end(b, i), end);
     let (first_num, e) = num::<u8>(b, i)?;
     i = skip(b, e, end);
-    let (l3, l4) = if extended {
+    if extended {
         // `ipv4 2 tcp 6 ...`: the L4 name is not read, only its number.
         if i >= end || byte(b, i) == K_BR {
             return None;
@@ -248,18 +293,44 @@ fn read<'l>(b: &[u8; PAD], s: &'l [u8]) -> Option<Keys<'l>> {
         i = skip(b, token_end(b, i), end);
         let (n, e) = num::<u8>(b, i)?;
         i = skip(b, e, end);
-        (
+        Some((
             Some(L3Proto::from_family(first_num)),
             L4Proto::from_number(n),
-        )
+            i,
+        ))
     } else {
+        Some((None, L4Proto::from_number(first_num), i))
+    }
+}
+
+/// `s` is the line, `b` its copy with the zero tail; `cache` the last header read.
+#[inline(always)]
+fn read<'l>(b: &[u8; BUF], s: &'l [u8], cache: &mut Header) -> Option<Keys<'l>> {
+    let end = s.len();
+    let (l3, l4, mut i) = match cache.l4 {
+        Some(l4) if end > cache.len && Header::masked(b, cache.len) == cache.words => {
+            (cache.l3, l4, skip(b, cache.len, end))
+        }
+        _ => {
+            let (l3, l4, i) = header(b, end)?;
+            // Only a header that ends in blanks before more text: the same
+            // bytes then hold the same tokens.
+            if i < end && i <= Header::MAX {
+                *cache = Header {
+                    len: i,
+                    words: Header::masked(b, i),
+                    l3,
+                    l4: Some(l4),
+                };
+            }
+            (l3, l4, i)
+        }
+    };
+    if l3.is_none() && !byte(b, i).is_ascii_digit() {
         // `tcp 6 95 ...`; a word here would make the full parser read
         // the line as the extended form.
-        if !byte(b, i).is_ascii_digit() {
-            return None;
-        }
-        (None, L4Proto::from_number(first_num))
-    };
+        return None;
+    }
     let mut timeout = None;
     if byte(b, i).is_ascii_digit() {
         let (t, e) = num::<u32>(b, i)?;
@@ -285,7 +356,7 @@ fn read<'l>(b: &[u8; PAD], s: &'l [u8]) -> Option<Keys<'l>> {
     let (mut mark, mut zone) = (None::<u32>, None::<u16>);
     while i < end {
         let head = load(b, i) as u32;
-        let key = |k: &[u8]| s[i..].starts_with(k);
+        let key = |k: &[u8]| has(b, i, k);
         let e = match head {
             K_SRC => {
                 let v = i + 4;
@@ -487,8 +558,8 @@ mod tests {
     use super::*;
     use crate::text::{Line, parse_line};
 
-    fn padded(v: &str) -> Box<[u8; PAD]> {
-        let mut b = Box::new([0; PAD]);
+    fn padded(v: &str) -> Box<[u8; BUF]> {
+        let mut b = Box::new([0; BUF]);
         b[..v.len()].copy_from_slice(v.as_bytes());
         b
     }
