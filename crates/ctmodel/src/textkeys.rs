@@ -480,17 +480,20 @@ fn read<'l>(b: &[u8; BUF], s: &'l [u8], cache: &mut Header) -> Option<Keys<'l>> 
             K_SPOR | K_DPOR | K_PACK | K_BYTE | K_MARK | K_DELT | K_TYPE | K_CODE | K_SECC
             | K_LABE => return None,
             _ if byte(b, i) == K_BR => {
-                // `[...]` runs to its `]`, blanks included.
-                let e = i + memchr::memchr(b']', &s[i..])? + 1;
-                if !ends_token(b, e) {
-                    return None;
+                if has(b, i, b"[ASSURED]") && ends_token(b, i + 9) {
+                    assured = true;
+                    i + 9
+                } else if has(b, i, b"[UNREPLIED]") && ends_token(b, i + 11) {
+                    unreplied = true;
+                    i + 11
+                } else {
+                    // `[...]` runs to its `]`, blanks included.
+                    let e = i + memchr::memchr(b']', &s[i..])? + 1;
+                    if !ends_token(b, e) {
+                        return None;
+                    }
+                    e
                 }
-                match &s[i..e] {
-                    b"[UNREPLIED]" => unreplied = true,
-                    b"[ASSURED]" => assured = true,
-                    _ => {}
-                }
-                e
             }
             _ => {
                 // Keys newer tools print, and gre's `timeout=0,` in /proc.
@@ -530,9 +533,22 @@ fn read<'l>(b: &[u8; BUF], s: &'l [u8], cache: &mut Header) -> Option<Keys<'l>> 
 /// (`None`: not UTF-8, which the full parser refuses).
 #[inline(always)]
 fn state_key(l4: L4Proto, tok: &[u8]) -> Option<StateKey<'_>> {
+    // Names differ in length or in their first eight bytes: compare those
+    // before the whole name.
+    let head = |t: &[u8]| {
+        t.iter()
+            .take(8)
+            .rev()
+            .fold(0u64, |w, &c| w << 8 | u64::from(c))
+    };
+    let (len, first) = (tok.len(), head(tok));
     let code = l4
         .state_names()
-        .and_then(|names| names.iter().position(|n| n.as_bytes() == tok))
+        .and_then(|names| {
+            names
+                .iter()
+                .position(|n| n.len() == len && head(n.as_bytes()) == first && n.as_bytes() == tok)
+        })
         .and_then(|c| u8::try_from(c).ok());
     Some(match code {
         Some(c) => StateKey::Code(c),
