@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use crate::entry::{Entry, Nat};
+use crate::keys::Keys;
 use crate::proto::{L3Proto, L4Proto};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -207,31 +208,35 @@ impl Filter {
     }
 
     pub fn matches(&self, e: &Entry) -> bool {
+        self.matches_keys(&Keys::of(e))
+    }
+
+    /// The same test on the fields a breakdown reads.
+    pub fn matches_keys(&self, k: &Keys) -> bool {
         self.clauses
             .iter()
-            .all(|c| c.any_of.iter().any(|v| value_matches(v, e)) != c.negate)
+            .all(|c| c.any_of.iter().any(|v| value_matches(v, k)) != c.negate)
     }
 }
 
-fn value_matches(v: &Value, e: &Entry) -> bool {
-    let l4 = e.l4();
+fn value_matches(v: &Value, k: &Keys) -> bool {
     let port_matches = |want: &Option<L4Proto>, port: u16, got: Option<u16>| {
-        want.is_none_or(|p| p == l4) && got == Some(port)
+        want.is_none_or(|p| p == k.l4) && got == Some(port)
     };
     match v {
-        Value::L3(p) => e.l3 == Some(*p),
-        Value::L4(p) => l4 == *p,
-        Value::State(s) => e.state_name() == Some(s.as_str()),
-        Value::Flag(FlagValue::Assured) => e.assured(),
-        Value::Flag(FlagValue::Unreplied) => e.unreplied(),
-        Value::Flag(FlagValue::Other) => !e.assured() && !e.unreplied(),
-        Value::Zone(z) => e.zone.unwrap_or(0) == *z,
-        Value::Mark(m) => e.mark.unwrap_or(0) == *m,
-        Value::Nat(n) => e.nat() == *n,
-        Value::Src(p) => p.contains(e.orig.src),
-        Value::Dst(p) => p.contains(e.orig.dst),
-        Value::Sport(want, port) => port_matches(want, *port, e.orig.sport()),
-        Value::Dport(want, port) => port_matches(want, *port, e.orig.dport()),
+        Value::L3(p) => k.l3 == Some(*p),
+        Value::L4(p) => k.l4 == *p,
+        Value::State(s) => k.state_name() == Some(s.as_str()),
+        Value::Flag(FlagValue::Assured) => k.assured,
+        Value::Flag(FlagValue::Unreplied) => k.unreplied,
+        Value::Flag(FlagValue::Other) => !k.assured && !k.unreplied,
+        Value::Zone(z) => k.zone == *z,
+        Value::Mark(m) => k.mark == *m,
+        Value::Nat(n) => k.nat == *n,
+        Value::Src(p) => p.contains(k.src),
+        Value::Dst(p) => p.contains(k.dst),
+        Value::Sport(want, port) => port_matches(want, *port, k.sport),
+        Value::Dport(want, port) => port_matches(want, *port, k.dport),
     }
 }
 

@@ -10,17 +10,29 @@ use std::io::{self, Read};
 use std::sync::mpsc;
 
 use crate::entry::Entry;
+use crate::keys::Keys;
 use crate::text::{Line, MAX_LINE, ParseError, parse_line};
+use crate::textkeys;
 
 /// Something that consumes entries and can be merged with its peers.
 pub trait Accumulate: Send {
+    /// True when [`add_keys`](Accumulate::add_keys) is all this reads: the
+    /// scan then takes the [`textkeys`] fast path for the lines it can read
+    /// and parses only the others whole.
+    const KEYS_ONLY: bool = false;
     fn add(&mut self, entry: &Entry);
+    /// One entry's grouping fields; called only when `KEYS_ONLY`.
+    fn add_keys(&mut self, _keys: &Keys) {}
     fn merge(&mut self, other: Self);
 }
 
 impl Accumulate for crate::Breakdown {
+    const KEYS_ONLY: bool = true;
     fn add(&mut self, entry: &Entry) {
         crate::Breakdown::add(self, entry);
+    }
+    fn add_keys(&mut self, keys: &Keys) {
+        crate::Breakdown::add_keys(self, keys);
     }
     fn merge(&mut self, other: Self) {
         crate::Breakdown::merge(self, other);
@@ -91,6 +103,7 @@ fn too_long(max_line: usize) -> ScanReport {
 /// Parse every line of one chunk (whole lines only) into `acc`.
 fn parse_chunk<A: Accumulate>(chunk: &[u8], max_line: usize, acc: &mut A) -> ScanReport {
     let mut r = ScanReport::default();
+    let mut reader = textkeys::KeyReader::default();
     let mut start = 0;
     let mut ends = memchr::memchr_iter(b'\n', chunk).chain(
         // a last line without its newline
@@ -101,6 +114,14 @@ fn parse_chunk<A: Accumulate>(chunk: &[u8], max_line: usize, acc: &mut A) -> Sca
         start = end + 1;
         r.lines += 1;
         let long = line.strip_suffix(b"\r").unwrap_or(line).len() > max_line;
+        if A::KEYS_ONLY
+            && !long
+            && let Some(keys) = reader.keys(line)
+        {
+            r.entries += 1;
+            acc.add_keys(&keys);
+            continue;
+        }
         let parsed = if long {
             Err(ParseError::TooLong(max_line))
         } else {

@@ -56,12 +56,12 @@ fn shown(bytes: &[u8]) -> String {
 // is where a byte loop spends most of its time on conntrack lines (short
 // tokens of varying length). No crate does this for us: memchr is built for
 // long haystacks and pays a call per token.
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
+pub(crate) const LO: u64 = 0x0101_0101_0101_0101;
+pub(crate) const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Eight bytes from `i`, zero-padded past the end (zero counts as a blank).
 #[inline(always)]
-fn load8(line: &[u8], i: usize) -> u64 {
+pub(crate) fn load8(line: &[u8], i: usize) -> u64 {
     if let Some(b) = line.get(i..i + 8)
         && let Ok(arr) = <[u8; 8]>::try_from(b)
     {
@@ -84,7 +84,7 @@ fn solid_mask(x: u64) -> u64 {
 /// Index of the first blank (any byte `<= b' '`: space, tab, CR, NUL) at
 /// or after `start`, or the line's end.
 #[inline(always)]
-fn token_end(line: &[u8], start: usize) -> usize {
+pub(crate) fn token_end(line: &[u8], start: usize) -> usize {
     let mut i = start;
     loop {
         let m = !solid_mask(load8(line, i)) & HI;
@@ -97,7 +97,7 @@ fn token_end(line: &[u8], start: usize) -> usize {
 
 /// Index of the first non-blank at or after `start`, or the line's end.
 #[inline(always)]
-fn skip_blanks(line: &[u8], start: usize) -> usize {
+pub(crate) fn skip_blanks(line: &[u8], start: usize) -> usize {
     let mut i = start;
     while i < line.len() {
         let m = solid_mask(load8(line, i));
@@ -125,7 +125,7 @@ fn next_token<'a>(line: &'a [u8], pos: &mut usize) -> &'a [u8] {
 
 /// The first four bytes of a token (zero-padded), for key dispatch.
 #[inline(always)]
-fn head4(tok: &[u8]) -> u32 {
+pub(crate) fn head4(tok: &[u8]) -> u32 {
     let x = load8(tok, 0) as u32;
     if tok.len() >= 4 {
         x
@@ -134,37 +134,37 @@ fn head4(tok: &[u8]) -> u32 {
     }
 }
 
-const fn k4(key: &[u8; 4]) -> u32 {
+pub(crate) const fn k4(key: &[u8; 4]) -> u32 {
     u32::from_le_bytes(*key)
 }
 
-const K_SRC: u32 = k4(b"src=");
-const K_DST: u32 = k4(b"dst=");
-const K_SPOR: u32 = k4(b"spor");
-const K_DPOR: u32 = k4(b"dpor");
-const K_PACK: u32 = k4(b"pack");
-const K_BYTE: u32 = k4(b"byte");
-const K_MARK: u32 = k4(b"mark");
-const K_USE: u32 = k4(b"use=");
-const K_DELT: u32 = k4(b"delt");
-const K_ZONE: u32 = k4(b"zone");
-const K_TYPE: u32 = k4(b"type");
-const K_CODE: u32 = k4(b"code");
-const K_SRCK: u32 = k4(b"srck");
-const K_DSTK: u32 = k4(b"dstk");
-const K_SECC: u32 = k4(b"secc");
-const K_LABE: u32 = k4(b"labe");
-const K_BR_UNR: u32 = k4(b"[UNR");
-const K_BR_ASS: u32 = k4(b"[ASS");
-const K_BR_OFF: u32 = k4(b"[OFF");
-const K_BR_HW: u32 = k4(b"[HW_");
+pub(crate) const K_SRC: u32 = k4(b"src=");
+pub(crate) const K_DST: u32 = k4(b"dst=");
+pub(crate) const K_SPOR: u32 = k4(b"spor");
+pub(crate) const K_DPOR: u32 = k4(b"dpor");
+pub(crate) const K_PACK: u32 = k4(b"pack");
+pub(crate) const K_BYTE: u32 = k4(b"byte");
+pub(crate) const K_MARK: u32 = k4(b"mark");
+pub(crate) const K_USE: u32 = k4(b"use=");
+pub(crate) const K_DELT: u32 = k4(b"delt");
+pub(crate) const K_ZONE: u32 = k4(b"zone");
+pub(crate) const K_TYPE: u32 = k4(b"type");
+pub(crate) const K_CODE: u32 = k4(b"code");
+pub(crate) const K_SRCK: u32 = k4(b"srck");
+pub(crate) const K_DSTK: u32 = k4(b"dstk");
+pub(crate) const K_SECC: u32 = k4(b"secc");
+pub(crate) const K_LABE: u32 = k4(b"labe");
+pub(crate) const K_BR_UNR: u32 = k4(b"[UNR");
+pub(crate) const K_BR_ASS: u32 = k4(b"[ASS");
+pub(crate) const K_BR_OFF: u32 = k4(b"[OFF");
+pub(crate) const K_BR_HW: u32 = k4(b"[HW_");
 
 /// A decimal u64, up to 18446744073709551615: the kernel prints packet and
 /// byte counters as full u64s (`packets=%llu bytes=%llu` in nf_conntrack_standalone.c
 /// seq_print_acct(), and conntrack-tools likewise),
 /// so every value up to u64::MAX is valid (issue 7 §6).
 #[inline(always)]
-fn digits(v: &[u8]) -> Option<u64> {
+pub(crate) fn digits(v: &[u8]) -> Option<u64> {
     // Up to 19 digits cannot overflow: the fast path, without checks.
     if v.is_empty() || v.len() > 19 {
         return digits_checked(v);
@@ -203,7 +203,7 @@ fn number<T: TryFrom<u64>>(v: &[u8]) -> Option<T> {
 /// A dotted quad parsed in one pass; anything else (IPv6, including
 /// /proc's zero-padded form, or a malformed quad) through the std parser.
 #[inline(always)]
-fn parse_ip(v: &[u8]) -> Option<IpAddr> {
+pub(crate) fn parse_ip(v: &[u8]) -> Option<IpAddr> {
     match parse_ipv4(v) {
         Some(a) => Some(IpAddr::V4(a)),
         None => std::str::from_utf8(v).ok()?.parse().ok(),
@@ -246,7 +246,7 @@ fn is_digits(t: &[u8]) -> bool {
 }
 
 /// GRE keys print as `0x1`; accept decimal too.
-fn parse_key(t: &[u8]) -> Option<u32> {
+pub(crate) fn parse_key(t: &[u8]) -> Option<u32> {
     match t.strip_prefix(b"0x") {
         Some(hex) if !hex.is_empty() && hex.len() <= 8 => {
             u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
@@ -258,22 +258,25 @@ fn parse_key(t: &[u8]) -> Option<u32> {
 
 /// Tuple under construction: which fields the text gave.
 #[derive(Default)]
-struct TupleParts {
-    src: Option<IpAddr>,
-    dst: Option<IpAddr>,
-    sport: Option<u16>,
-    dport: Option<u16>,
-    kind: Option<u8>,
-    code: Option<u8>,
-    id: Option<u16>,
-    skey: Option<u32>,
-    dkey: Option<u32>,
-    zone: Option<u16>,
-    counters: Option<Counters>,
+pub(crate) struct TupleParts {
+    pub(crate) src: Option<IpAddr>,
+    pub(crate) dst: Option<IpAddr>,
+    pub(crate) sport: Option<u16>,
+    pub(crate) dport: Option<u16>,
+    pub(crate) kind: Option<u8>,
+    pub(crate) code: Option<u8>,
+    pub(crate) id: Option<u16>,
+    pub(crate) skey: Option<u32>,
+    pub(crate) dkey: Option<u32>,
+    pub(crate) zone: Option<u16>,
+    pub(crate) counters: Option<Counters>,
 }
 
 impl TupleParts {
-    fn build(self, which: &'static str) -> Result<(Tuple, Option<Counters>), ParseError> {
+    pub(crate) fn build(
+        self,
+        which: &'static str,
+    ) -> Result<(Tuple, Option<Counters>), ParseError> {
         let (Some(src), Some(dst)) = (self.src, self.dst) else {
             return Err(ParseError::Missing(which));
         };

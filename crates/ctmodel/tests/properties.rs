@@ -4,7 +4,7 @@
 use ctmodel::scan::{Accumulate, Sizes, scan, scan_sized};
 use ctmodel::text::ParseError;
 use ctmodel::text::{Line, parse_line};
-use ctmodel::{Breakdown, Entry};
+use ctmodel::{Breakdown, Entry, Filter};
 use proptest::prelude::*;
 
 fn fixture_lines() -> Vec<Vec<u8>> {
@@ -279,5 +279,394 @@ proptest! {
         let got: Vec<(u64, ParseError)> =
             r.first_errors.iter().map(|e| (e.line, e.error.clone())).collect();
         prop_assert_eq!(got, errors.into_iter().take(5).collect::<Vec<_>>());
+    }
+}
+
+// The fast path (textkeys) against the full parser: random lines of every
+// protocol and form, valid and mutated (issue 21).
+
+use ctmodel::keys::Keys;
+use ctmodel::textkeys::KeyReader;
+
+fn v4() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(vec!["10.0.0.1", "10.0.0.2", "192.168.1.1", "172.16.0.23", "127.0.0.1"])
+            .prop_map(str::to_string),
+        1 => any::<[u8; 4]>().prop_map(|o| format!("{}.{}.{}.{}", o[0], o[1], o[2], o[3])),
+        1 => Just("010.1.1.1".to_string()),
+        1 => Just("10.0.0.256".to_string()),
+    ]
+}
+
+fn v6() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "2001:db8::1",
+        "2001:db8::2",
+        "::1",
+        "2001:0db8:0000:0000:0000:0000:0000:0001",
+        "0000:0000:0000:0000:0000:0000:0000:0001",
+        "fe80::1%x",
+    ])
+    .prop_map(str::to_string)
+}
+
+/// (name, number) as conntrack-tools and /proc print them; sometimes a
+/// number that does not match the name.
+fn proto() -> impl Strategy<Value = (&'static str, u16)> {
+    prop_oneof![
+        8 => prop::sample::select(vec![
+            ("tcp", 6u16), ("udp", 17), ("udplite", 136), ("icmp", 1), ("icmpv6", 58),
+            ("sctp", 132), ("dccp", 33), ("gre", 47), ("unknown", 33), ("unknown", 2),
+        ]),
+        1 => (0u16..300).prop_map(|n| ("tcp", n)),
+    ]
+}
+
+fn state() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        2 => Just(None),
+        6 => prop::sample::select(vec![
+            "ESTABLISHED", "TIME_WAIT", "SYN_SENT", "SYN_RECV", "CLOSE", "NONE",
+            "COOKIE_WAIT", "SHUTDOWN_ACK_SENT", "OPEN", "REQUEST", "LISTEN", "SYN_SENT2",
+        ]).prop_map(|s| Some(s.to_string())),
+        1 => "[A-Za-z_]{1,20}".prop_map(Some),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Dump {
+    proc_form: bool,
+    v6: bool,
+    proto: (&'static str, u16),
+    timeout: Option<u64>,
+    state: Option<String>,
+    addrs: [String; 4],
+    ports: [u32; 4],
+    counters: Option<[u64; 4]>,
+    unreplied: bool,
+    assured: bool,
+    offload: bool,
+    mark: Option<u64>,
+    secctx: bool,
+    zone: Option<u32>,
+    zone_dirs: bool,
+    delta: Option<u64>,
+    use_count: Option<u64>,
+    id: Option<u64>,
+    labels: bool,
+    stamp: bool,
+    newer_key: bool,
+    gre_timeouts: bool,
+    event_prefix: bool,
+    blanks: &'static str,
+}
+
+fn dump_line() -> impl Strategy<Value = Dump> {
+    let addrs = |six: bool| {
+        if six {
+            prop::array::uniform4(v6()).boxed()
+        } else {
+            prop::array::uniform4(v4()).boxed()
+        }
+    };
+    let port = || prop_oneof![4 => 0u32..70_000, 1 => Just(80u32), 1 => Just(443u32)];
+    (
+        (
+            any::<bool>(),
+            any::<bool>(),
+            proto(),
+            prop::option::of(prop_oneof![0u64..500_000, Just(4_294_967_296u64)]),
+            state(),
+        ),
+        any::<bool>().prop_flat_map(move |v6| (Just(v6), addrs(v6))),
+        (
+            prop::array::uniform4(port()),
+            any::<bool>(),
+            prop::option::of(prop::array::uniform4(prop_oneof![
+                0u64..1000,
+                Just(u64::MAX)
+            ])),
+        ),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            prop::bool::weighted(0.1),
+            prop::option::of(prop_oneof![0u64..10, Just(4_294_967_296u64)]),
+        ),
+        (
+            prop::bool::weighted(0.2),
+            prop::option::of(prop_oneof![0u32..10, Just(70_000u32)]),
+            prop::bool::weighted(0.2),
+            prop::option::of(0u64..100),
+            prop::option::of(0u64..5),
+        ),
+        (
+            prop::option::of(any::<u32>().prop_map(u64::from)),
+            prop::bool::weighted(0.1),
+            prop::bool::weighted(0.1),
+            prop::bool::weighted(0.1),
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.05),
+        ),
+        prop::sample::select(vec![" ", " ", " ", "  ", "\t", " \r"]),
+    )
+        .prop_map(
+            |(
+                (proc_form, mirror, proto, timeout, state),
+                (v6, mut addrs),
+                (mut ports, mirror_ports, counters),
+                (unreplied, assured, offload, mark),
+                (secctx, zone, zone_dirs, delta, use_count),
+                (id, labels, stamp, newer_key, gre_timeouts, event_prefix),
+                blanks,
+            )| {
+                if mirror {
+                    addrs[2] = addrs[1].clone();
+                    addrs[3] = addrs[0].clone();
+                }
+                if mirror_ports {
+                    ports[2] = ports[1];
+                    ports[3] = ports[0];
+                }
+                Dump {
+                    proc_form,
+                    v6,
+                    proto,
+                    timeout,
+                    state,
+                    addrs,
+                    ports,
+                    counters,
+                    unreplied,
+                    assured,
+                    offload,
+                    mark,
+                    secctx,
+                    zone,
+                    zone_dirs,
+                    delta,
+                    use_count,
+                    id,
+                    labels,
+                    stamp,
+                    newer_key,
+                    gre_timeouts,
+                    event_prefix,
+                    blanks,
+                }
+            },
+        )
+}
+
+fn render(d: &Dump) -> String {
+    let mut w: Vec<String> = Vec::new();
+    if d.event_prefix {
+        w.push("[NEW]".into());
+    }
+    if d.proc_form {
+        w.push(if d.v6 {
+            "ipv6     10".into()
+        } else {
+            "ipv4     2".into()
+        });
+    }
+    w.push(format!("{}      {}", d.proto.0, d.proto.1));
+    if let Some(t) = d.timeout {
+        w.push(t.to_string());
+    }
+    if let Some(s) = &d.state {
+        w.push(s.clone());
+    }
+    if d.gre_timeouts {
+        w.push("timeout=0, stream_timeout=0".into());
+    }
+    let l4 = |w: &mut Vec<String>, dir: usize| {
+        let (s, p) = (d.ports[2 * dir], d.ports[2 * dir + 1]);
+        match d.proto.0 {
+            "icmp" | "icmpv6" => {
+                w.push(format!("type={} code=0 id={}", s % 300, p));
+            }
+            "gre" => w.push(format!("srckey=0x{s:x} dstkey=0x{p:x}")),
+            "unknown" => {}
+            _ => w.push(format!("sport={s} dport={p}")),
+        }
+        if let Some(c) = d.counters {
+            w.push(format!("packets={} bytes={}", c[2 * dir], c[2 * dir + 1]));
+        }
+    };
+    w.push(format!("src={} dst={}", d.addrs[0], d.addrs[1]));
+    l4(&mut w, 0);
+    if d.unreplied {
+        w.push("[UNREPLIED]".into());
+    }
+    w.push(format!("src={} dst={}", d.addrs[2], d.addrs[3]));
+    l4(&mut w, 1);
+    if d.assured {
+        w.push("[ASSURED]".into());
+    }
+    if d.offload {
+        w.push("[OFFLOAD]".into());
+    }
+    if let Some(m) = d.mark {
+        w.push(format!("mark={m}"));
+    }
+    if d.secctx {
+        w.push("secctx=system_u:object_r:unlabeled_t:s0".into());
+    }
+    if let Some(z) = d.zone {
+        w.push(format!("zone={z}"));
+    }
+    if d.zone_dirs {
+        w.push("zone-orig=1 zone-reply=2".into());
+    }
+    if let Some(t) = d.delta {
+        w.push(format!("delta-time={t}"));
+    }
+    if d.stamp {
+        w.push("[start=Thu Nov 26 13:04:13 2026]".into());
+    }
+    if d.labels {
+        w.push("labels=0x1".into());
+    }
+    if d.newer_key {
+        w.push("helper=ftp".into());
+    }
+    if let Some(u) = d.use_count {
+        w.push(format!("use={u}"));
+    }
+    if let Some(id) = d.id {
+        w.push(format!("id={id}"));
+    }
+    w.join(d.blanks)
+}
+
+/// Breakdown with the full parser only (no fast path).
+struct Full(Breakdown);
+impl Accumulate for Full {
+    fn add(&mut self, e: &Entry) {
+        self.0.add(e);
+    }
+    fn merge(&mut self, o: Self) {
+        self.0.merge(o.0);
+    }
+}
+
+/// Every figure `top` shows, for comparing two breakdowns.
+type Figures = (
+    (u64, u64, u64, u64, u64, u64),
+    Vec<(String, u64)>,
+    Vec<(String, u64)>,
+    Vec<(String, u64)>,
+    Vec<(u16, u64)>,
+    Vec<(u32, u64)>,
+    Vec<(&'static str, u64)>,
+    Vec<(std::net::IpAddr, u64)>,
+    Vec<(std::net::IpAddr, u64)>,
+    Vec<(String, u64)>,
+    Vec<(&'static str, u64)>,
+);
+
+fn figures(b: &Breakdown) -> Figures {
+    (
+        (
+            b.entries,
+            b.filtered_out,
+            b.assured,
+            b.unreplied,
+            b.other_flags,
+            b.no_timeout,
+        ),
+        b.l3(),
+        b.l4(),
+        b.tcp_state(),
+        b.zone(),
+        b.mark(0),
+        b.nat(),
+        b.top_src(0),
+        b.top_dst(0),
+        b.top_dport(0),
+        b.timeout_histogram(),
+    )
+}
+
+fn fast_agrees(line: &[u8], reader: &mut KeyReader) -> Result<(), TestCaseError> {
+    if let Some(k) = reader.keys(line) {
+        match parse_line(line) {
+            Ok(Line::Entry(e)) => {
+                prop_assert_eq!(k, Keys::of(&e), "{}", String::from_utf8_lossy(line))
+            }
+            other => prop_assert!(
+                false,
+                "fast path took {:?}, full parser: {:?}",
+                String::from_utf8_lossy(line),
+                other
+            ),
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// Whenever the fast path reads a line, the full parser gives an entry
+    /// with the same grouping fields.
+    #[test]
+    fn fast_path_agrees_with_the_full_parser(
+        d in dump_line(),
+        muts in prop::collection::vec(mutation(), 0..3),
+    ) {
+        let mut line = render(&d).into_bytes();
+        let mut reader = KeyReader::default();
+        fast_agrees(&line, &mut reader)?;
+        for m in &muts {
+            apply(&mut line, m);
+            // The same reader, after a longer line: its buffer is reused.
+            fast_agrees(&line, &mut reader)?;
+        }
+    }
+
+    /// A whole dump: fast path plus fallback give exactly the full parser's
+    /// breakdown and line accounting, with and without a filter.
+    #[test]
+    fn fast_path_and_fallback_give_the_full_breakdown(
+        lines in prop::collection::vec((dump_line(), prop::collection::vec(mutation(), 0..2)), 0..60),
+        threads in 1usize..3,
+        filter in prop::sample::select(vec![
+            vec![], vec!["l4=tcp"], vec!["state=ESTABLISHED"], vec!["flags=other", "src=10.0.0.0/8"],
+            vec!["nat=snat", "dport=tcp/80"], vec!["zone=0", "mark!=1"], vec!["l3=ipv6"],
+        ]),
+    ) {
+        let mut text = Vec::new();
+        for (d, muts) in &lines {
+            let mut line = render(d).into_bytes();
+            for m in muts {
+                apply(&mut line, m);
+            }
+            text.extend_from_slice(&line);
+            text.push(b'\n');
+        }
+        let filter = Filter::parse(&filter).expect("filter");
+        let sizes = Sizes { chunk: 700, max_line: ctmodel::text::MAX_LINE };
+        let (fast, rf) = scan_sized(&text[..], threads, || Breakdown::new(filter.clone()), sizes).expect("scan");
+        let (full, rs) = scan_sized(&text[..], threads, || Full(Breakdown::new(filter.clone())), sizes).expect("scan");
+        prop_assert_eq!(rf, rs);
+        prop_assert_eq!(figures(&fast), figures(&full.0));
+    }
+}
+
+#[test]
+fn fast_path_reads_every_fixture_line() {
+    let mut reader = KeyReader::default();
+    for line in fixture_lines() {
+        let Ok(Line::Entry(e)) = parse_line(&line) else {
+            panic!("{}", String::from_utf8_lossy(&line));
+        };
+        assert_eq!(
+            reader.keys(&line),
+            Some(Keys::of(&e)),
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
     }
 }
