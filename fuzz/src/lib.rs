@@ -14,8 +14,10 @@ use std::time::Duration;
 use ctcore::kernel_log::{self, Context};
 use ctcore::ruleset::{self, IptablesSave};
 use ctmodel::entry::{Entry, L4Tuple, Status, Tuple};
+use ctmodel::keys::Keys;
 use ctmodel::scan::{Accumulate, Sizes, scan_sized};
 use ctmodel::text::{Line, parse_line};
+use ctmodel::textkeys::KeyReader;
 use ctmodel::{Breakdown, Filter};
 use ctnetlink::codec::{Attrs, Messages};
 use ctnetlink::decode::{decode_cpu_stats, decode_entry, decode_global_stats};
@@ -28,6 +30,7 @@ pub type Target = (&'static str, fn(&[u8]));
 /// from Cargo.toml's [[bin]] tables).
 pub const TARGETS: &[Target] = &[
     ("text_dump", text_dump),
+    ("text_keys", text_keys),
     ("filter", filter),
     ("kernel_log", kernel_log),
     ("nft_json", nft_json),
@@ -51,6 +54,29 @@ impl Accumulate for Count {
     }
     fn merge(&mut self, other: Self) {
         self.0 += other.0;
+    }
+}
+
+/// `top --file`'s fast path (`ctmodel::textkeys`): whenever it reads a
+/// line, the full parser gives an entry with the same grouping keys. One
+/// reader for every line of the input, so its buffer is reused across
+/// lines of different lengths, as in a scan.
+pub fn text_keys(data: &[u8]) {
+    let mut reader = KeyReader::default();
+    for line in data.split(|&b| b == b'\n') {
+        let Some(k) = reader.keys(line) else { continue };
+        match parse_line(line) {
+            Ok(Line::Entry(e)) => assert_eq!(
+                k,
+                Keys::of(&e),
+                "fast path and full parser disagree on {:?}",
+                String::from_utf8_lossy(line)
+            ),
+            other => panic!(
+                "fast path read {:?}, the full parser gave {other:?}",
+                String::from_utf8_lossy(line)
+            ),
+        }
     }
 }
 

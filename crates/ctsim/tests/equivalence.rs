@@ -97,22 +97,6 @@ fn class() -> impl Strategy<Value = Class> {
         )
 }
 
-const STATES: [&str; 13] = [
-    "tcp/SYN_SENT",
-    "tcp/SYN_RECV",
-    "tcp/ESTABLISHED",
-    "tcp/FIN_WAIT",
-    "tcp/CLOSE_WAIT",
-    "tcp/LAST_ACK",
-    "tcp/TIME_WAIT",
-    "tcp/CLOSE",
-    "udp/UNREPLIED",
-    "udp/REPLIED",
-    "udp/ASSURED",
-    "icmp/UNREPLIED",
-    "icmp/REPLIED",
-];
-
 const TIMEOUTS: [&str; 6] = [
     "tcp_timeout_time_wait",
     "tcp_timeout_syn_sent",
@@ -132,7 +116,7 @@ prop_compose! {
         chain_limit in prop_oneof![Just(None), Just(Some([0, 0])),
                                    (0u32..6, 0u32..6).prop_map(|(a, b)| Some([a, a + b]))],
         timeouts in prop::collection::vec((0usize..6, prop_oneof![0.0f64..1.0, 0.0f64..40.0]), 0..4),
-        initial in prop::collection::vec((0usize..13, 0u64..400, 0.0f64..30.0, 0.0f64..30.0,
+        initial in prop::collection::vec((0usize..ctsim::State::ALL_KEYS.len(), 0u64..400, 0.0f64..30.0, 0.0f64..30.0,
                                           any::<bool>()), 0..3),
         dump_each_step in any::<bool>(),
     ) -> Scenario {
@@ -148,7 +132,7 @@ prop_compose! {
             let count = count.min(left);
             left -= count;
             sc.initial.push(Initial {
-                state: STATES[s].into(),
+                state: ctsim::State::ALL_KEYS[s].into(),
                 count,
                 remaining_s: [a.min(b), a.max(b)],
                 assured,
