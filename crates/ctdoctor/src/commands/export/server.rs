@@ -361,7 +361,10 @@ async fn connection(
         }
     });
     let mut http = hyper::server::conn::http1::Builder::new();
+    // half_close: a probe that sends its request and shuts down its write
+    // side (`nc -N`, HTTP/1.0 scripts) still gets the answer.
     http.timer(hyper_util::rt::TokioTimer::new())
+        .half_close(true)
         .header_read_timeout(limits.idle)
         .max_buf_size(MAX_HEAD);
     let io = hyper_util::rt::TokioIo::new(Idle::new(stream, limits.idle));
