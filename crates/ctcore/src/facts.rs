@@ -215,6 +215,9 @@ pub struct Facts {
     /// be its own, since inode numbers are reused.
     pub log_netns: Vec<NetnsCount>,
     pub cloud: Vec<Allowance>,
+    /// Cilium and Calico eBPF conntrack maps found pinned under bpffs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bpf_maps: Vec<crate::bpf::BpfMap>,
     pub unreadable: Vec<Unreadable>,
 }
 

@@ -7,6 +7,7 @@
 //!   (every table-full text in every log format, dating, scan), [`ruleset`]
 //!   (nft JSON, iptables-save)
 //! - [`duration`]: the duration syntax and bounds of every flag
+//! - [`bpf`]: Cilium and Calico eBPF conntrack maps: names, agent flags, fill
 //! - [`counters`]: per-CPU stat counters, their sums and wrap-safe increases
 //! - [`facts`]: the plain values readers fill and rules take
 //! - [`fidelity`]: a kernel run's curve against the model's, with the
@@ -22,6 +23,7 @@
 //! - [`version`]: the kernel version every version-dependent rule takes
 //! - [`watch`]: what `watch` shows for one interval (rates, ranks, status)
 
+pub mod bpf;
 pub mod counters;
 pub mod diagnose;
 pub mod duration;

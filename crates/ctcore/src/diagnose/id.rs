@@ -26,6 +26,8 @@ pub enum FindingId {
     LogVmalloc,
     /// An ENA NIC's conntrack allowance, by interface.
     CloudEna(String),
+    /// A Cilium or Calico eBPF conntrack map, by pin name.
+    BpfMap(String),
     WhoRules,
     WhoNotrack,
     WhoNotrackIneffective,
@@ -64,6 +66,7 @@ impl fmt::Display for FindingId {
         let fixed = match self {
             Self::Netns(inode) => return write!(f, "netns.{inode}"),
             Self::CloudEna(interface) => return write!(f, "cloud.ena.{interface}"),
+            Self::BpfMap(name) => return write!(f, "bpf.{name}"),
             Self::LogTableFullIn(inode) => return write!(f, "log.table_full.{inode}"),
             Self::TableFill => "table.fill",
             Self::TableChains => "table.chains",

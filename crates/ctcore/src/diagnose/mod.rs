@@ -16,6 +16,7 @@ use crate::kernel_log::{self, Stamp};
 
 // One file per rule (drops.rs: the drop counter and the kernel log,
 // weighed against each other).
+mod bpf;
 mod chains;
 mod cloud;
 mod drops;
@@ -28,6 +29,7 @@ mod tests;
 mod timeouts;
 mod who;
 
+use bpf::bpf_maps;
 use chains::chains;
 use cloud::cloud;
 pub use drops::undated_excess;
@@ -290,6 +292,8 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         findings.extend(timeouts(f, &summary, t));
         findings.extend(who(f, &summary, t));
     }
+    // Beside nf_conntrack, loaded or not: an eBPF datapath may use none.
+    findings.extend(bpf_maps(f, t));
     // Stable sort: most severe first, rule order within a severity.
     findings.sort_by_key(|x| std::cmp::Reverse(x.severity));
     let worst = findings.first().map_or(Severity::Ok, |x| x.severity);

@@ -827,3 +827,53 @@ fn host_warns_about_a_live_namespace_that_dropped() {
         assert_eq!(r.verdict, Verdict::Warning, "{:?}", ids(&r));
     }
 }
+
+#[test]
+fn bpf_maps_are_judged_beside_nf_conntrack() {
+    use crate::bpf::{BpfMap, Datapath};
+    let mut f = healthy();
+    f.bpf_maps = vec![
+        BpfMap {
+            name: "cilium_ct4_global".into(),
+            datapath: Datapath::Cilium,
+            entries: 1000,
+            max_entries: 1024,
+        },
+        BpfMap {
+            name: "cilium_ct_any4_global".into(),
+            datapath: Datapath::Cilium,
+            entries: 800,
+            max_entries: 1024,
+        },
+        BpfMap {
+            name: "cali_v4_ct3".into(),
+            datapath: Datapath::Calico,
+            entries: 100,
+            max_entries: 4096,
+        },
+    ];
+    let r = diagnose(&f, &Thresholds::default());
+    let full = find(&r, "bpf.cilium_ct4_global");
+    assert_eq!(full.severity, Severity::Critical);
+    assert!(
+        full.evidence[0].contains("1000 of max_entries 1024"),
+        "{:?}",
+        full.evidence
+    );
+    assert!(full.fix[0].contains("--bpf-ct-global-tcp-max"));
+    let any = find(&r, "bpf.cilium_ct_any4_global");
+    assert_eq!(any.severity, Severity::Warning);
+    assert!(any.fix[0].contains("--bpf-ct-global-any-max"));
+    let calico = find(&r, "bpf.cali_v4_ct3");
+    assert_eq!(calico.severity, Severity::Ok);
+    assert!(calico.fix.is_empty());
+    assert_eq!(r.verdict, Verdict::Critical);
+
+    // A Cilium node without nf_conntrack: the maps are still judged.
+    f.conntrack_loaded = false;
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(
+        find(&r, "bpf.cilium_ct4_global").severity,
+        Severity::Critical
+    );
+}
