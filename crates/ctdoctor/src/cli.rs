@@ -32,6 +32,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<std::path::PathBuf>,
 
+    /// Where bpffs is mounted: check, top and export report the Cilium and
+    /// Calico eBPF conntrack maps pinned under DIR/tc/globals.
+    #[arg(long, global = true, value_name = "DIR", default_value = cthost::host::BPFFS)]
+    pub bpffs: std::path::PathBuf,
+
     /// Machine-readable JSON output (stable field names).
     #[arg(long, global = true)]
     pub json: bool,

@@ -52,7 +52,7 @@ fn run(cli: &Cli) -> Result<u8> {
             .into());
         }
     }
-    let host = cthost::Host::from_flag(cli.root.as_deref());
+    let host = cthost::Host::from_flag(cli.root.as_deref()).with_bpffs(&cli.bpffs);
     let host = &host;
     if let Some(ns) = &cli.netns {
         // Before any thread exists: setns changes only the calling thread,

@@ -500,6 +500,9 @@ pub fn gather(opts: &Options) -> Facts {
     let (cloud, cloud_errors) = cloud::ena_allowances(&opts.host);
     f.cloud = cloud;
     f.unreadable.extend(cloud_errors);
+    let (maps, bpf_errors) = crate::bpf::conntrack_maps(&opts.host);
+    f.bpf_maps = maps;
+    f.unreadable.extend(bpf_errors);
     if opts.all_netns {
         f.netns_counts = Some(counts::count_all(
             &opts.host,

@@ -24,7 +24,12 @@ use crate::source::{self, Root, Unreadable};
 pub struct Host {
     root: Root,
     kernel: bool,
+    /// Where bpffs is mounted (`--bpffs`, /sys/fs/bpf by default).
+    bpffs: std::path::PathBuf,
 }
+
+/// The usual bpffs mount point.
+pub const BPFFS: &str = "/sys/fs/bpf";
 
 impl Host {
     /// This machine: files under `/`, the running kernel's sockets.
@@ -32,6 +37,7 @@ impl Host {
         Self {
             root: Root::default(),
             kernel: true,
+            bpffs: BPFFS.into(),
         }
     }
 
@@ -40,6 +46,7 @@ impl Host {
         Self {
             root: Root::under(prefix),
             kernel: false,
+            bpffs: BPFFS.into(),
         }
     }
 
@@ -51,6 +58,50 @@ impl Host {
                 Self::under(dir)
             }
             _ => Self::system(),
+        }
+    }
+
+    /// Read eBPF maps pinned under `dir` instead of /sys/fs/bpf.
+    pub fn with_bpffs(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.bpffs = dir.into();
+        self
+    }
+
+    pub fn bpffs(&self) -> &Path {
+        &self.bpffs
+    }
+
+    /// The names pinned in `dir` below bpffs (`tc/globals`). Over a fake
+    /// tree there is no bpf: `Unsupported` ("not read"), like ctnetlink.
+    pub fn bpf_pins(&self, dir: &str) -> io::Result<Vec<String>> {
+        self.bpf_on()?;
+        let mut names: Vec<String> = std::fs::read_dir(self.bpffs.join(dir))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// A pinned map's max_entries and key count (bpf(2): BPF_OBJ_GET,
+    /// BPF_OBJ_GET_INFO_BY_FD, BPF_MAP_GET_NEXT_KEY). Needs CAP_BPF (root).
+    pub fn bpf_map_fill(&self, pin: &Path) -> io::Result<(u64, u64)> {
+        self.bpf_on()?;
+        let fd = crate::bpf_sys::open_pin(pin)?;
+        let info = crate::bpf_sys::info(&fd)?;
+        let max = u64::from(info.max_entries);
+        let entries = crate::bpf_sys::count_keys(&fd, info.key_size, max)?;
+        Ok((entries, max))
+    }
+
+    fn bpf_on(&self) -> io::Result<()> {
+        if self.kernel {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "eBPF maps not read under --root (a file tree has no kernel behind it)",
+            ))
         }
     }
 
@@ -187,6 +238,8 @@ mod tests {
         assert!(!h.on_path("sh"));
         assert!(h.run("sh", &["-c", "true"], "").is_err());
         assert_eq!(h.root().path("/proc/x"), Path::new("/nonexistent/proc/x"));
+        let e = h.bpf_pins("tc/globals").err().map(|e| e.kind());
+        assert_eq!(e, Some(io::ErrorKind::Unsupported));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   (root, ctnetlink, kernel log, clock)
 //! - readers: [`source`] (paths under a configurable root, classified
 //!   errors), [`services`], [`namespaces`], [`owners`] (who lives in each
-//!   namespace), [`cloud`] (`ethtool -S` of ENA NICs), [`gather`] (all of it
+//!   namespace), [`cloud`] (`ethtool -S` of ENA NICs), [`bpf`] (Cilium and
+//!   Calico eBPF conntrack maps, bpf(2) in `bpf_sys`), [`gather`] (all of it
 //!   into [`facts::Facts`]), [`counts`] (each namespace's count and drops), [`table`] (every
 //!   entry: a dump, or a tree's /proc file)
 //! - [`apply`]: the only code that writes to the system (journal, rollback)
@@ -15,6 +16,8 @@ pub mod apply;
 // The pure parsers, facts, rules and policy live in ctcore; re-exported so
 // `cthost::plan` and friends keep naming them.
 pub use ctcore::{diagnose, facts, kernel_log, plan, ruleset, slab, stat};
+pub mod bpf;
+mod bpf_sys;
 pub mod cloud;
 pub mod counts;
 pub mod gather;

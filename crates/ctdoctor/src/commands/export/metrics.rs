@@ -60,6 +60,9 @@ pub struct Snapshot {
     /// (source, up) for every source this exporter reads.
     pub up: Vec<(String, bool)>,
     pub node_exporter_compat: bool,
+    /// Cilium and Calico eBPF conntrack maps (known pin names only, so the
+    /// `map` label is bounded).
+    pub bpf_maps: Vec<ctcore::bpf::BpfMap>,
 }
 
 fn gauge(reg: &mut Registry, name: &str, help: &str, v: f64) {
@@ -302,6 +305,28 @@ pub fn registry(s: &Snapshot) -> Registry {
             n,
         );
     }
+    if !s.bpf_maps.is_empty() {
+        let entries = Family::<Labels, G>::default();
+        let max = Family::<Labels, G>::default();
+        for m in &s.bpf_maps {
+            let l = labels(&[
+                ("map", &m.name),
+                ("datapath", &m.datapath.label().to_lowercase()),
+            ]);
+            entries.get_or_create(&l).set(m.entries as f64);
+            max.get_or_create(&l).set(m.max_entries as f64);
+        }
+        reg.register(
+            "ctdoctor_bpf_ct_entries",
+            "Keys in a Cilium or Calico eBPF conntrack map pinned under bpffs",
+            entries,
+        );
+        reg.register(
+            "ctdoctor_bpf_ct_max_entries",
+            "max_entries of a Cilium or Calico eBPF conntrack map pinned under bpffs",
+            max,
+        );
+    }
     let f = Family::<Labels, G>::default();
     for (part, secs) in &s.durations {
         f.get_or_create(&labels(&[("part", part)])).set(*secs);
@@ -502,7 +527,28 @@ mod tests {
             durations: vec![("stats".into(), 0.001)],
             up: vec![("stats".into(), true), ("breakdown".into(), false)],
             node_exporter_compat: true,
+            bpf_maps: vec![ctcore::bpf::BpfMap {
+                name: "cilium_ct4_global".into(),
+                datapath: ctcore::bpf::Datapath::Cilium,
+                entries: 1234,
+                max_entries: 524288,
+            }],
         }
+    }
+
+    #[test]
+    fn bpf_maps_are_gauges_by_map() {
+        let t = encode(&snapshot(), Format::Prometheus).expect("encodes");
+        assert_eq!(
+            line(&t, "ctdoctor_bpf_ct_entries{"),
+            "ctdoctor_bpf_ct_entries{map=\"cilium_ct4_global\",datapath=\"cilium\"} 1234.0"
+        );
+        assert_eq!(
+            line(&t, "ctdoctor_bpf_ct_max_entries{"),
+            "ctdoctor_bpf_ct_max_entries{map=\"cilium_ct4_global\",datapath=\"cilium\"} 524288.0"
+        );
+        let none = encode(&Snapshot::default(), Format::Prometheus).expect("encodes");
+        assert!(!none.contains("ctdoctor_bpf_ct"));
     }
 
     fn line<'a>(text: &'a str, start: &str) -> &'a str {

@@ -311,9 +311,17 @@ impl Shared {
         let t = Instant::now();
         let table = read_table(&self.config.host, self.config.entry_bytes);
         let stats_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (bpf_maps, bpf_errors) = cthost::bpf::conntrack_maps(&self.config.host);
+        let bpf_seconds = t.elapsed().as_secs_f64();
         let c = self.lock();
         let mut up = vec![("stats".to_string(), table.is_ok())];
         let mut durations = vec![("stats".to_string(), stats_seconds)];
+        // Only where Cilium or Calico pins maps: a plain host has no series.
+        if !bpf_maps.is_empty() || !bpf_errors.is_empty() {
+            up.push(("bpf".into(), bpf_errors.is_empty()));
+            durations.push(("bpf".into(), bpf_seconds));
+        }
         if let Some(ok) = c.breakdown_ok {
             up.push(("breakdown".into(), ok));
         }
@@ -386,6 +394,7 @@ impl Shared {
             durations,
             up,
             node_exporter_compat: self.config.node_exporter_compat,
+            bpf_maps,
         }
     }
 }

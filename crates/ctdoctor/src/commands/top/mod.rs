@@ -125,6 +125,10 @@ pub struct TopReport {
     /// ctnetlink reported NLM_F_DUMP_INTR on every attempt: counts may be
     /// off by the entries that changed during the dump.
     pub dump_interrupted: bool,
+    /// Cilium and Calico eBPF conntrack maps of the live host (not of a
+    /// --file dump); absent where none is pinned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bpf_maps: Vec<ctcore::bpf::BpfMap>,
     #[serde(skip)]
     pub lines: u64,
     /// Notes for stderr (e.g. --threads lowered), not part of the JSON.
@@ -203,6 +207,7 @@ impl TopReport {
             distinct_dst,
             errors: Vec::new(),
             dump_interrupted: false,
+            bpf_maps: Vec::new(),
             lines: 0,
             notes: Vec::new(),
             by: Vec::new(),
@@ -322,6 +327,11 @@ fn from_netlink(args: &TopArgs, filter: &Filter, host: &Host) -> Result<TopRepor
 pub fn run(args: &TopArgs, host: &Host) -> Result<TopReport> {
     let mut report = breakdown(args, host)?;
     report.by.clone_from(&args.by);
+    if args.file.is_none() {
+        let (maps, errors) = cthost::bpf::conntrack_maps(host);
+        report.bpf_maps = maps;
+        report.notes.extend(errors.iter().map(|e| e.to_string()));
+    }
     Ok(report)
 }
 

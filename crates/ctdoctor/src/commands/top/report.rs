@@ -64,6 +64,16 @@ pub fn table(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()
         write!(out, "   skipped lines: {}", r.skipped_lines)?;
     }
     writeln!(out)?;
+    for m in &r.bpf_maps {
+        writeln!(
+            out,
+            "{} CT map {}: {} / {} entries",
+            m.datapath.label(),
+            m.name,
+            crate::output::thousands(m.entries),
+            crate::output::thousands(m.max_entries)
+        )?;
+    }
     if r.dump_interrupted {
         writeln!(
             out,

@@ -3,6 +3,7 @@
 //! typed), its key handling, and its drawing onto a ratatui [`Frame`].
 //! Pure: no terminal I/O here, so screens are tested on `TestBackend`.
 
+use crate::output::thousands;
 use std::collections::{HashMap, VecDeque};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -79,18 +80,6 @@ pub struct App {
     /// The resync count seen last and when it last changed (snapshot time).
     resyncs_seen: u64,
     last_resync_at: Option<String>,
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn rate(r: Option<f64>) -> String {
