@@ -28,6 +28,9 @@ struct ObjGet {
     bpf_fd: u32,
     file_flags: u32,
     path_fd: i32,
+    /// Explicit, so the tail is zero: the kernel rejects (EINVAL) an
+    /// attribute whose bytes past the last field it knows are not.
+    _pad: u32,
 }
 
 #[repr(C)]
