@@ -215,6 +215,9 @@ pub struct Facts {
     /// be its own, since inode numbers are reused.
     pub log_netns: Vec<NetnsCount>,
     pub cloud: Vec<Allowance>,
+    /// Live conntrack settings against the persisted ones and the last
+    /// apply (issue 20); `None` where not read (no conntrack).
+    pub drift: Option<crate::drift::DriftFacts>,
     pub unreadable: Vec<Unreadable>,
 }
 

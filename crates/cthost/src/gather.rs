@@ -508,6 +508,9 @@ pub fn gather(opts: &Options) -> Facts {
         ));
     }
     f.log_netns = log_netns(&f, &opts.host);
+    let (drift, drift_errors) = crate::drift::read(root, &f);
+    f.drift = Some(drift);
+    f.unreadable.extend(drift_errors);
 
     // Drops the log cannot date (rate-limited, issue 7): without
     // --interval, sample the counters for AUTO_SAMPLE so the rate dates

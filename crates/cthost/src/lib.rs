@@ -6,7 +6,8 @@
 //! - readers: [`source`] (paths under a configurable root, classified
 //!   errors), [`services`], [`namespaces`], [`owners`] (who lives in each
 //!   namespace), [`cloud`] (`ethtool -S` of ENA NICs), [`gather`] (all of it
-//!   into [`facts::Facts`]), [`counts`] (each namespace's count and drops), [`table`] (every
+//!   into [`facts::Facts`]), [`drift`] (persisted settings, kube-proxy,
+//!   the apply journal), [`counts`] (each namespace's count and drops), [`table`] (every
 //!   entry: a dump, or a tree's /proc file)
 //! - [`apply`]: the only code that writes to the system (journal, rollback)
 //! - the pure parsers, facts, rules and policy are ctcore's, re-exported.
@@ -17,6 +18,7 @@ pub mod apply;
 pub use ctcore::{diagnose, facts, kernel_log, plan, ruleset, slab, stat};
 pub mod cloud;
 pub mod counts;
+pub mod drift;
 pub mod gather;
 pub mod host;
 pub mod kmsg;

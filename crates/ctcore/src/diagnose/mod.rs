@@ -18,6 +18,7 @@ use crate::kernel_log::{self, Stamp};
 // weighed against each other).
 mod chains;
 mod cloud;
+mod drift;
 mod drops;
 mod fill;
 mod id;
@@ -30,6 +31,7 @@ mod who;
 
 use chains::chains;
 use cloud::cloud;
+use drift::drift;
 pub use drops::undated_excess;
 use drops::{counters, kernel_log};
 use fill::table_fill;
@@ -289,6 +291,7 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         findings.extend(memory(&summary));
         findings.extend(timeouts(f, &summary, t));
         findings.extend(who(f, &summary, t));
+        findings.extend(drift(f));
     }
     // Stable sort: most severe first, rule order within a severity.
     findings.sort_by_key(|x| std::cmp::Reverse(x.severity));
