@@ -181,6 +181,22 @@ fn journal_values(
     }
 }
 
+/// [`read`] without a gathered [`Facts`] (the exporter, on each scrape):
+/// the few live values it compares, read here.
+pub fn read_here(root: &Root) -> (DriftFacts, Vec<Unreadable>) {
+    let nf = crate::gather::NF;
+    let f = Facts {
+        max: root.read_u64(&format!("{nf}/nf_conntrack_max"), "").ok(),
+        buckets: root.read_u64(&format!("{nf}/nf_conntrack_buckets"), "").ok(),
+        timeouts: crate::gather::timeouts(root),
+        conntrack_builtin: crate::gather::conntrack_builtin(root),
+        netns_inode: crate::namespaces::current_inode(),
+        init_netns_inode: crate::namespaces::init_inode(root),
+        ..Facts::default()
+    };
+    read(root, &f)
+}
+
 /// What the guard compares, from `f` (already gathered) and the files.
 pub fn read(root: &Root, f: &Facts) -> (DriftFacts, Vec<Unreadable>) {
     let mut un = Vec::new();
