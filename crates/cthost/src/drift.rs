@@ -187,7 +187,9 @@ pub fn read_here(root: &Root) -> (DriftFacts, Vec<Unreadable>) {
     let nf = crate::gather::NF;
     let f = Facts {
         max: root.read_u64(&format!("{nf}/nf_conntrack_max"), "").ok(),
-        buckets: root.read_u64(&format!("{nf}/nf_conntrack_buckets"), "").ok(),
+        buckets: root
+            .read_u64(&format!("{nf}/nf_conntrack_buckets"), "")
+            .ok(),
         timeouts: crate::gather::timeouts(root),
         conntrack_builtin: crate::gather::conntrack_builtin(root),
         netns_inode: crate::namespaces::current_inode(),

@@ -514,7 +514,10 @@ mod tests {
             }]),
             time_to_full: Some(f64::INFINITY),
             steady_state: Some(1234.5),
-            drift: vec![("nf_conntrack_max".into(), true), ("hashsize".into(), false)],
+            drift: vec![
+                ("nf_conntrack_max".into(), true),
+                ("hashsize".into(), false),
+            ],
             durations: vec![("stats".into(), 0.001)],
             up: vec![("stats".into(), true), ("breakdown".into(), false)],
             node_exporter_compat: true,
@@ -600,8 +603,14 @@ mod tests {
         assert!(t.ends_with("# EOF\n"));
         assert!(t.contains("# TYPE ctdoctor_stat_drop counter"));
         assert!(t.contains("ctdoctor_stat_drop_total 7"));
-        assert!(t.contains("ctdoctor_config_drift{key=\"nf_conntrack_max\"} 1"), "{t}");
-        assert!(t.contains("ctdoctor_config_drift{key=\"hashsize\"} 0"), "{t}");
+        assert!(
+            t.contains("ctdoctor_config_drift{key=\"nf_conntrack_max\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ctdoctor_config_drift{key=\"hashsize\"} 0"),
+            "{t}"
+        );
         assert!(t.contains("ctdoctor_time_to_full_seconds +Inf\n"), "{t}");
         assert!(
             t.contains("ctdoctor_forecast_steady_state_entries 1234.5\n"),
