@@ -246,8 +246,14 @@ mod tests {
 
     #[test]
     fn cpus_and_read_only_sys() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let root = Root::under(dir.path());
+        struct Gone(std::path::PathBuf);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir = Gone(std::env::temp_dir().join(format!("cthost-drift-{}", std::process::id())));
+        let root = Root::under(&dir.0);
         std::fs::create_dir_all(root.path("/sys/devices/system/cpu")).expect("mkdir");
         std::fs::create_dir_all(root.path("/proc/self")).expect("mkdir");
         std::fs::write(root.path("/sys/devices/system/cpu/online"), "0-3,6\n").expect("w");
