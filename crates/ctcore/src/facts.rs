@@ -218,6 +218,9 @@ pub struct Facts {
     /// Cilium and Calico eBPF conntrack maps found pinned under bpffs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bpf_maps: Vec<crate::bpf::BpfMap>,
+    /// Live conntrack settings against the persisted ones and the last
+    /// apply (issue 20); `None` where not read (no conntrack).
+    pub drift: Option<crate::drift::DriftFacts>,
     pub unreadable: Vec<Unreadable>,
 }
 

@@ -13,6 +13,8 @@
 //! - [`fidelity`]: a kernel run's curve against the model's, with the
 //!   tolerances the simulator is held to
 //! - [`diagnose`]: the rules from facts to findings and a verdict
+//! - [`drift`]: persisted conntrack settings (sysctl.d, modprobe.d,
+//!   modules-load.d), kube-proxy's flags and config, and who undid a fix
 //! - [`lab`]: a lab run's samples, summary and kernel-log tally
 //! - [`forecast`]: steady state and time to full from arrivals and
 //!   lifetimes, the change that avoids a full table, two-dump arrivals
@@ -26,6 +28,7 @@
 pub mod bpf;
 pub mod counters;
 pub mod diagnose;
+pub mod drift;
 pub mod duration;
 pub mod facts;
 pub mod fidelity;

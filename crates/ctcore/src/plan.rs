@@ -366,6 +366,12 @@ const TIMEOUTS: &[TimeoutRule] = &[
     (Timeout::Icmp, 30, 60, 30, "echo requests and replies"),
 ];
 
+/// Every timeout `plan` has a rule for (and so may persist): the keys
+/// the drift guard compares besides nf_conntrack_max and hashsize.
+pub fn planned_timeouts() -> impl Iterator<Item = Timeout> {
+    TIMEOUTS.iter().map(|r| r.0)
+}
+
 /// The lowest value `plan` would set `timeout` to for `profile`, with the
 /// reason; `None` for timeouts plan has no rule for. `forecast` suggests
 /// no lower value.

@@ -21,7 +21,7 @@ use crate::source::{Root, Unreadable, Why, io_unreadable, netlink_unreadable};
 use crate::{Host, counts};
 use crate::{cloud, stat};
 
-const NF: &str = "/proc/sys/net/netfilter";
+pub(crate) const NF: &str = "/proc/sys/net/netfilter";
 
 /// How long `check` samples the counters itself when drops cannot be dated
 /// by the log: long enough for a table that is full now to drop a packet
@@ -207,7 +207,7 @@ fn rulesets(f: &mut Facts, host: &Host) {
 /// Whether nf_conntrack is built in: /sys/module/NAME exists for a built-in
 /// with parameters too (kernel/params.c param_sysfs_builtin), but only a
 /// loadable module gets `initstate` (kernel/module/main.c modinfo_attrs).
-fn conntrack_builtin(root: &Root) -> Option<bool> {
+pub(crate) fn conntrack_builtin(root: &Root) -> Option<bool> {
     root.exists("/sys/module/nf_conntrack")
         .then(|| !root.exists("/sys/module/nf_conntrack/initstate"))
 }
@@ -511,6 +511,9 @@ pub fn gather(opts: &Options) -> Facts {
         ));
     }
     f.log_netns = log_netns(&f, &opts.host);
+    let (drift, drift_errors) = crate::drift::read(root, &f);
+    f.drift = Some(drift);
+    f.unreadable.extend(drift_errors);
 
     // Drops the log cannot date (rate-limited, issue 7): without
     // --interval, sample the counters for AUTO_SAMPLE so the rate dates

@@ -7,7 +7,8 @@
 //!   errors), [`services`], [`namespaces`], [`owners`] (who lives in each
 //!   namespace), [`cloud`] (`ethtool -S` of ENA NICs), [`bpf`] (Cilium and
 //!   Calico eBPF conntrack maps, bpf(2) in `bpf_sys`), [`gather`] (all of it
-//!   into [`facts::Facts`]), [`counts`] (each namespace's count and drops), [`table`] (every
+//!   into [`facts::Facts`]), [`drift`] (persisted settings, kube-proxy,
+//!   the apply journal), [`counts`] (each namespace's count and drops), [`table`] (every
 //!   entry: a dump, or a tree's /proc file)
 //! - [`apply`]: the only code that writes to the system (journal, rollback)
 //! - the pure parsers, facts, rules and policy are ctcore's, re-exported.
@@ -20,6 +21,7 @@ pub mod bpf;
 mod bpf_sys;
 pub mod cloud;
 pub mod counts;
+pub mod drift;
 pub mod gather;
 pub mod host;
 pub mod kmsg;

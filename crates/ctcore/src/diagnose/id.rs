@@ -34,6 +34,9 @@ pub enum FindingId {
     WhoServices,
     WhoHostServices,
     WhoUnneeded,
+    /// A live value that differs from the persisted or applied one, by key
+    /// (`drift.nf_conntrack_max`, `drift.hashsize`).
+    Drift(String),
 }
 
 impl FindingId {
@@ -68,6 +71,7 @@ impl fmt::Display for FindingId {
             Self::CloudEna(interface) => return write!(f, "cloud.ena.{interface}"),
             Self::BpfMap(name) => return write!(f, "bpf.{name}"),
             Self::LogTableFullIn(inode) => return write!(f, "log.table_full.{inode}"),
+            Self::Drift(key) => return write!(f, "drift.{key}"),
             Self::TableFill => "table.fill",
             Self::TableChains => "table.chains",
             Self::Memory => "memory",

@@ -19,6 +19,7 @@ use crate::kernel_log::{self, Stamp};
 mod bpf;
 mod chains;
 mod cloud;
+mod drift;
 mod drops;
 mod fill;
 mod id;
@@ -32,6 +33,7 @@ mod who;
 use bpf::bpf_maps;
 use chains::chains;
 use cloud::cloud;
+use drift::drift;
 pub use drops::undated_excess;
 use drops::{counters, kernel_log};
 use fill::table_fill;
@@ -291,6 +293,7 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         findings.extend(memory(&summary));
         findings.extend(timeouts(f, &summary, t));
         findings.extend(who(f, &summary, t));
+        findings.extend(drift(f));
     }
     // Beside nf_conntrack, loaded or not: an eBPF datapath may use none.
     findings.extend(bpf_maps(f, t));

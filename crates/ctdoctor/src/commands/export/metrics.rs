@@ -55,6 +55,9 @@ pub struct Snapshot {
     pub time_to_full: Option<f64>,
     /// forecast's steady-state entries from the last two breakdown dumps.
     pub steady_state: Option<f64>,
+    /// (key, live differs from the persisted/applied value) for the keys
+    /// of `ctcore::drift::keys` that have one (issue 20).
+    pub drift: Vec<(String, bool)>,
     /// (part, seconds) of this scrape and of the background work.
     pub durations: Vec<(String, f64)>,
     /// (source, up) for every source this exporter reads.
@@ -287,6 +290,18 @@ pub fn registry(s: &Snapshot) -> Registry {
             "ctdoctor_netns_stat_drop",
             "Kernel stat drop per network namespace, summed over CPUs (--all-netns)",
             d,
+        );
+    }
+    if !s.drift.is_empty() {
+        let fam = Family::<Labels, G>::default();
+        for (key, drifted) in &s.drift {
+            fam.get_or_create(&labels(&[("key", key)]))
+                .set(if *drifted { 1.0 } else { 0.0 });
+        }
+        reg.register(
+            "ctdoctor_config_drift",
+            "1 when the live value of key differs from the persisted one (sysctl.d, modprobe.d) or from the last ctdoctor apply, 0 when it matches; only keys that have one",
+            fam,
         );
     }
     if let Some(ttf) = s.time_to_full {
@@ -524,6 +539,10 @@ mod tests {
             }]),
             time_to_full: Some(f64::INFINITY),
             steady_state: Some(1234.5),
+            drift: vec![
+                ("nf_conntrack_max".into(), true),
+                ("hashsize".into(), false),
+            ],
             durations: vec![("stats".into(), 0.001)],
             up: vec![("stats".into(), true), ("breakdown".into(), false)],
             node_exporter_compat: true,
@@ -630,6 +649,14 @@ mod tests {
         assert!(t.ends_with("# EOF\n"));
         assert!(t.contains("# TYPE ctdoctor_stat_drop counter"));
         assert!(t.contains("ctdoctor_stat_drop_total 7"));
+        assert!(
+            t.contains("ctdoctor_config_drift{key=\"nf_conntrack_max\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ctdoctor_config_drift{key=\"hashsize\"} 0"),
+            "{t}"
+        );
         assert!(t.contains("ctdoctor_time_to_full_seconds +Inf\n"), "{t}");
         assert!(
             t.contains("ctdoctor_forecast_steady_state_entries 1234.5\n"),

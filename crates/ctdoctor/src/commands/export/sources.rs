@@ -314,6 +314,13 @@ impl Shared {
         let t = Instant::now();
         let (bpf_maps, bpf_errors) = cthost::bpf::conntrack_maps(&self.config.host);
         let bpf_seconds = t.elapsed().as_secs_f64();
+        // Files and /proc only, read before the lock is taken.
+        let drift = cthost::drift::read_here(self.config.host.root())
+            .0
+            .status()
+            .into_iter()
+            .map(|(k, d)| (k.to_string(), d))
+            .collect();
         let c = self.lock();
         let mut up = vec![("stats".to_string(), table.is_ok())];
         let mut durations = vec![("stats".to_string(), stats_seconds)];
@@ -391,6 +398,7 @@ impl Shared {
             netns: c.netns.clone(),
             time_to_full,
             steady_state: forecast.map(|f| f.steady_state),
+            drift,
             durations,
             up,
             node_exporter_compat: self.config.node_exporter_compat,

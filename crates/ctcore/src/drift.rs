@@ -1,0 +1,698 @@
+//! The drift guard (issue 20): what is persisted for conntrack (sysctl.d in
+//! systemd-sysctl's order, modprobe.d `options nf_conntrack hashsize=`,
+//! modules-load.d), what kube-proxy sets at start (its flags or its
+//! KubeProxyConfiguration), and the pure comparison of live values with
+//! the persisted ones and with ctdoctor's last apply journal, naming who
+//! set the live value where that can be told. No I/O: cthost reads.
+
+use std::collections::BTreeMap;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// The hash table size key (the module parameter; nf_conntrack_buckets
+/// shows the same number).
+pub const HASHSIZE: &str = "hashsize";
+pub const MAX: &str = "nf_conntrack_max";
+
+/// systemd-sysctl's directories, highest priority first (systemd's
+/// CONF_PATHS("sysctl.d"); /lib only on split-usr systems). A name in an
+/// earlier directory hides the same name in a later one; the files are then
+/// applied in lexical order of their names, a later assignment winning.
+pub const SYSCTL_DIRS: [&str; 5] = [
+    "/etc/sysctl.d",
+    "/run/sysctl.d",
+    "/usr/local/lib/sysctl.d",
+    "/usr/lib/sysctl.d",
+    "/lib/sysctl.d",
+];
+/// Read last by `sysctl --system` (procps); systemd-sysctl reads it only
+/// through a sysctl.d link such as Debian's /etc/sysctl.d/99-sysctl.conf.
+pub const SYSCTL_CONF: &str = "/etc/sysctl.conf";
+/// kmod's directories, in the same precedence.
+pub const MODPROBE_DIRS: [&str; 5] = [
+    "/etc/modprobe.d",
+    "/run/modprobe.d",
+    "/usr/local/lib/modprobe.d",
+    "/usr/lib/modprobe.d",
+    "/lib/modprobe.d",
+];
+/// systemd-modules-load's directories, in the same precedence; Debian's
+/// /etc/modules is read too.
+pub const MODULES_LOAD_DIRS: [&str; 5] = [
+    "/etc/modules-load.d",
+    "/run/modules-load.d",
+    "/usr/local/lib/modules-load.d",
+    "/usr/lib/modules-load.d",
+    "/lib/modules-load.d",
+];
+pub const ETC_MODULES: &str = "/etc/modules";
+
+/// kube-proxy's defaults (pkg/proxy/apis/config/v1alpha1/defaults.go).
+pub const KUBE_PROXY_MAX_PER_CORE: i64 = 32768;
+pub const KUBE_PROXY_MIN: i64 = 131072;
+pub const KUBE_PROXY_TCP_ESTABLISHED: u64 = 86_400;
+pub const KUBE_PROXY_TCP_CLOSE_WAIT: u64 = 3600;
+
+/// The fixed key set the guard compares and the exporter labels with:
+/// nf_conntrack_max, hashsize and every timeout `plan` may persist.
+pub fn keys() -> Vec<&'static str> {
+    let mut k = vec![MAX, HASHSIZE];
+    k.extend(crate::plan::planned_timeouts().map(|t| t.sysctl()));
+    k
+}
+
+/// The files of `dirs` (each with the `.conf` names found in it, in the
+/// order of `dirs`) in the order systemd reads them: per name, the first
+/// directory holding it; then by name.
+pub fn conf_order(dirs: &[(&str, Vec<String>)]) -> Vec<String> {
+    let mut by_name: BTreeMap<&str, &str> = BTreeMap::new();
+    for (dir, names) in dirs {
+        for n in names.iter().filter(|n| n.ends_with(".conf")) {
+            by_name.entry(n.as_str()).or_insert(dir);
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(n, d)| format!("{}/{n}", d.trim_end_matches('/')))
+        .collect()
+}
+
+/// One persisted assignment and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Setting {
+    pub key: String,
+    pub value: u64,
+    pub file: String,
+    pub line: usize,
+}
+
+/// The conntrack key of a sysctl name: `net.netfilter.nf_conntrack_max`,
+/// `net/netfilter/nf_conntrack_max` and the alias `net.nf_conntrack_max`
+/// all give `nf_conntrack_max`.
+pub fn sysctl_key(name: &str) -> Option<String> {
+    let n = name.trim().trim_start_matches('-').replace('/', ".");
+    let key = n
+        .strip_prefix("net.netfilter.")
+        .or_else(|| (n == "net.nf_conntrack_max").then_some("nf_conntrack_max"))?;
+    (key.starts_with("nf_conntrack_") && !key.contains(['*', '.'])).then(|| key.to_string())
+}
+
+/// The conntrack assignments of one sysctl.d file (`key = value`, `#` and
+/// `;` comments, a leading `-` ignoring errors); other keys and values that
+/// are no number are left out.
+pub fn parse_sysctl(text: &str, file: &str) -> Vec<Setting> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let l = l.trim();
+            if l.starts_with('#') || l.starts_with(';') {
+                return None;
+            }
+            let (k, v) = l.split_once('=')?;
+            Some(Setting {
+                key: sysctl_key(k)?,
+                value: v.trim().parse().ok()?,
+                file: file.to_string(),
+                line: i + 1,
+            })
+        })
+        .collect()
+}
+
+/// `options nf_conntrack hashsize=N` in one modprobe.d file (the module
+/// name with `-` or `_`); the last one wins, as the kernel parses the
+/// concatenated options in order.
+pub fn parse_modprobe(text: &str, file: &str) -> Option<Setting> {
+    let mut found = None;
+    for (i, l) in text.lines().enumerate() {
+        let mut w = l.split_whitespace();
+        if w.next() != Some("options") {
+            continue;
+        }
+        if w.next().map(|m| m.replace('-', "_")).as_deref() != Some("nf_conntrack") {
+            continue;
+        }
+        for opt in w.take_while(|o| !o.starts_with('#')) {
+            if let Some(v) = opt.strip_prefix("hashsize=")
+                && let Ok(value) = v.trim_matches('"').parse()
+            {
+                found = Some(Setting {
+                    key: HASHSIZE.into(),
+                    value,
+                    file: file.to_string(),
+                    line: i + 1,
+                });
+            }
+        }
+    }
+    found
+}
+
+/// What is persisted: `sysctl_files` and `modprobe_files` as (path, text)
+/// in read order; a later assignment of a key replaces an earlier one.
+pub fn persisted(
+    sysctl_files: &[(String, String)],
+    modprobe_files: &[(String, String)],
+) -> BTreeMap<String, Setting> {
+    let mut out = BTreeMap::new();
+    for (path, text) in sysctl_files {
+        for s in parse_sysctl(text, path) {
+            out.insert(s.key.clone(), s);
+        }
+    }
+    for (path, text) in modprobe_files {
+        if let Some(s) = parse_modprobe(text, path) {
+            out.insert(s.key.clone(), s);
+        }
+    }
+    out
+}
+
+/// The first module of a modules-load.d file (or /etc/modules) that loads
+/// nf_conntrack with it: nf_conntrack itself or a module depending on it.
+pub fn loads_conntrack(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|m| m.replace('-', "_"))
+        .find(|m| {
+            m.starts_with("nf_conntrack")
+                || m.starts_with("nf_nat")
+                || m.starts_with("ip_vs")
+                || [
+                    "xt_conntrack",
+                    "xt_state",
+                    "xt_nat",
+                    "xt_MASQUERADE",
+                    "nft_ct",
+                    "nft_nat",
+                    "nft_masq",
+                    "openvswitch",
+                ]
+                .contains(&m.as_str())
+        })
+}
+
+/// kube-proxy's conntrack settings (KubeProxyConntrackConfiguration);
+/// `None` is "not given": the default applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KubeProxyConntrack {
+    pub max_per_core: Option<i64>,
+    pub min: Option<i64>,
+    pub tcp_established: Option<u64>,
+    pub tcp_close_wait: Option<u64>,
+    pub udp: Option<u64>,
+    pub udp_stream: Option<u64>,
+}
+
+/// One running kube-proxy and the settings it started with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KubeProxy {
+    pub pid: u32,
+    /// "flags" or "config FILE".
+    pub source: String,
+    pub settings: KubeProxyConntrack,
+}
+
+/// kube-proxy's command line, split.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeProxyArgs {
+    pub flags: KubeProxyConntrack,
+    /// `--config FILE`: then the file's values apply and these flags are
+    /// ignored (kube-proxy's flag help says so).
+    pub config: Option<String>,
+}
+
+/// Whether a command line is kube-proxy's (argv[0]'s base name, or
+/// `hyperkube kube-proxy`).
+pub fn is_kube_proxy(argv: &[String]) -> bool {
+    let base = |s: &String| s.rsplit('/').next().unwrap_or(s).to_string();
+    match argv.first().map(base).as_deref() {
+        Some("kube-proxy") => true,
+        Some("hyperkube") => argv
+            .get(1)
+            .is_some_and(|a| a == "kube-proxy" || a == "proxy"),
+        _ => false,
+    }
+}
+
+/// A Go duration (`24h0m0s`, `1h`, `0s`) in whole seconds.
+fn go_secs(s: &str) -> Option<u64> {
+    let s = s.trim().trim_matches('"');
+    if s == "0" {
+        return Some(0);
+    }
+    humantime::parse_duration(s).ok().map(|d| d.as_secs())
+}
+
+/// pflag's forms: `--name=value` and `--name value`.
+pub fn parse_args(argv: &[String]) -> KubeProxyArgs {
+    let mut out = KubeProxyArgs::default();
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        i += 1;
+        let Some(flag) = a.strip_prefix("--").or_else(|| a.strip_prefix('-')) else {
+            continue;
+        };
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, v.to_string()),
+            None => {
+                let Some(v) = argv.get(i) else { break };
+                if !matches!(
+                    flag,
+                    "config"
+                        | "conntrack-max-per-core"
+                        | "conntrack-min"
+                        | "conntrack-tcp-timeout-established"
+                        | "conntrack-tcp-timeout-close-wait"
+                        | "conntrack-udp-timeout"
+                        | "conntrack-udp-timeout-stream"
+                ) {
+                    continue;
+                }
+                i += 1;
+                (flag, v.clone())
+            }
+        };
+        let f = &mut out.flags;
+        match name {
+            "config" => out.config = Some(value),
+            "conntrack-max-per-core" => f.max_per_core = value.parse().ok(),
+            "conntrack-min" => f.min = value.parse().ok(),
+            "conntrack-tcp-timeout-established" => f.tcp_established = go_secs(&value),
+            "conntrack-tcp-timeout-close-wait" => f.tcp_close_wait = go_secs(&value),
+            "conntrack-udp-timeout" => f.udp = go_secs(&value),
+            "conntrack-udp-timeout-stream" => f.udp_stream = go_secs(&value),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The `conntrack:` section of a KubeProxyConfiguration (YAML or JSON).
+pub fn parse_config(text: &str) -> Result<KubeProxyConntrack, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
+    let doc = docs.first().ok_or("empty document")?;
+    if let Some(kind) = doc["kind"].as_str()
+        && kind != "KubeProxyConfiguration"
+    {
+        return Err(format!("kind {kind:?} is not KubeProxyConfiguration"));
+    }
+    let c = &doc["conntrack"];
+    let secs = |y: &Yaml| match y {
+        Yaml::String(s) => go_secs(s),
+        Yaml::Integer(i) => u64::try_from(*i).ok(),
+        _ => None,
+    };
+    Ok(KubeProxyConntrack {
+        max_per_core: c["maxPerCore"].as_i64(),
+        min: c["min"].as_i64(),
+        tcp_established: secs(&c["tcpEstablishedTimeout"]),
+        tcp_close_wait: secs(&c["tcpCloseWaitTimeout"]),
+        udp: secs(&c["udpTimeout"]),
+        udp_stream: secs(&c["udpStreamTimeout"]),
+    })
+}
+
+impl KubeProxyConntrack {
+    /// What kube-proxy writes to nf_conntrack_max on `cpus` CPUs
+    /// (cmd/kube-proxy/app/server_linux.go getConntrackMax): maxPerCore x
+    /// CPUs, at least min; `None` when maxPerCore is 0 (left as is).
+    pub fn max(&self, cpus: u64) -> Option<u64> {
+        let per = self.max_per_core.unwrap_or(KUBE_PROXY_MAX_PER_CORE);
+        if per <= 0 {
+            return None;
+        }
+        let floor = u64::try_from(self.min.unwrap_or(KUBE_PROXY_MIN)).unwrap_or(0);
+        let scaled = (per as u64).saturating_mul(cpus);
+        Some(scaled.max(floor))
+    }
+
+    /// The formula, for a finding: `--conntrack-max-per-core=32768 x 4
+    /// CPUs = 131072, at least --conntrack-min=131072`.
+    pub fn explain_max(&self, cpus: u64) -> String {
+        let per = self.max_per_core.unwrap_or(KUBE_PROXY_MAX_PER_CORE);
+        let min = self.min.unwrap_or(KUBE_PROXY_MIN);
+        format!(
+            "maxPerCore {per}{} x {cpus} CPUs = {}, at least min {min}{}",
+            if self.max_per_core.is_none() {
+                " (default)"
+            } else {
+                ""
+            },
+            (per.max(0) as u64).saturating_mul(cpus),
+            if self.min.is_none() { " (default)" } else { "" },
+        )
+    }
+
+    /// What kube-proxy writes to a timeout sysctl, `None` when it leaves
+    /// it (0, or a timeout it does not set).
+    pub fn timeout(&self, key: &str) -> Option<u64> {
+        let v = match key {
+            "nf_conntrack_tcp_timeout_established" => {
+                self.tcp_established.unwrap_or(KUBE_PROXY_TCP_ESTABLISHED)
+            }
+            "nf_conntrack_tcp_timeout_close_wait" => {
+                self.tcp_close_wait.unwrap_or(KUBE_PROXY_TCP_CLOSE_WAIT)
+            }
+            "nf_conntrack_udp_timeout" => self.udp?,
+            "nf_conntrack_udp_timeout_stream" => self.udp_stream?,
+            _ => return None,
+        };
+        (v > 0).then_some(v)
+    }
+}
+
+/// Everything the guard compares, read by cthost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DriftFacts {
+    /// Live values by key (hashsize from the module parameter).
+    pub live: BTreeMap<String, u64>,
+    pub persisted: BTreeMap<String, Setting>,
+    /// The new values of ctdoctor's last apply that is not rolled back.
+    pub journal: BTreeMap<String, u64>,
+    pub journal_path: Option<String>,
+    pub kube_proxy: Vec<KubeProxy>,
+    /// Online CPUs (kube-proxy counts /sys/devices/system/cpu).
+    pub cpus: Option<u64>,
+    /// nf_conntrack is built into the kernel; `None` unknown.
+    pub builtin: Option<bool>,
+    /// The modules-load.d file and module that load nf_conntrack at boot.
+    pub loaded_at_boot: Option<(String, String)>,
+    pub sys_read_only: bool,
+    /// Timeouts are per namespace: outside the initial one only
+    /// nf_conntrack_max and hashsize (global) are compared.
+    pub init_netns: bool,
+}
+
+/// Who set a drifted live value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cause {
+    /// kube-proxy's settings reproduce the live value.
+    KubeProxy {
+        pid: u32,
+        source: String,
+        formula: String,
+    },
+    /// A sysctl file sets the key but nf_conntrack is a module that nothing
+    /// loads before systemd-sysctl runs: the key does not exist yet.
+    ReadBeforeLoad {
+        file: String,
+    },
+    /// hashsize cannot be written while /sys is mounted read-only.
+    SysReadOnly,
+    /// nf_conntrack is built in: modprobe.d options never reach it.
+    BuiltinModprobe {
+        file: String,
+    },
+    Unknown,
+}
+
+/// One key whose live value differs from what was persisted or applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    pub key: String,
+    pub live: u64,
+    pub persisted: Option<Setting>,
+    pub journal: Option<u64>,
+    pub cause: Cause,
+}
+
+impl DriftFacts {
+    fn compared(&self) -> impl Iterator<Item = &'static str> + '_ {
+        keys()
+            .into_iter()
+            .filter(|k| self.init_netns || *k == MAX || *k == HASHSIZE)
+    }
+
+    /// (key, drifted) for every key of [`keys`] that has a live value and
+    /// a persisted or journal value: the exporter's series.
+    pub fn status(&self) -> Vec<(&'static str, bool)> {
+        self.compared()
+            .filter_map(|k| {
+                let live = *self.live.get(k)?;
+                let p = self.persisted.get(k).map(|s| s.value);
+                let j = self.journal.get(k).copied();
+                (p.is_some() || j.is_some()).then(|| {
+                    (
+                        k,
+                        p.is_some_and(|v| v != live) || j.is_some_and(|v| v != live),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The drifted keys, each with its most likely cause.
+    pub fn drifts(&self) -> Vec<Drift> {
+        self.status()
+            .into_iter()
+            .filter(|(_, d)| *d)
+            .filter_map(|(k, _)| {
+                let live = *self.live.get(k)?;
+                Some(Drift {
+                    key: k.to_string(),
+                    live,
+                    persisted: self.persisted.get(k).cloned(),
+                    journal: self.journal.get(k).copied(),
+                    cause: self.cause(k, live),
+                })
+            })
+            .collect()
+    }
+
+    fn cause(&self, key: &str, live: u64) -> Cause {
+        let cpus = self.cpus.unwrap_or(1);
+        for kp in &self.kube_proxy {
+            let s = &kp.settings;
+            let max = s.max(cpus);
+            let formula = match key {
+                MAX if max == Some(live) => Some(s.explain_max(cpus)),
+                // It raises hashsize to max/4 when smaller.
+                HASHSIZE if max.is_some_and(|m| m / 4 == live) => Some(format!(
+                    "hashsize = nf_conntrack_max / 4 ({})",
+                    s.explain_max(cpus)
+                )),
+                _ if key != MAX && key != HASHSIZE && s.timeout(key) == Some(live) => {
+                    Some(format!("{key} = {live} s"))
+                }
+                _ => None,
+            };
+            if let Some(formula) = formula {
+                return Cause::KubeProxy {
+                    pid: kp.pid,
+                    source: kp.source.clone(),
+                    formula,
+                };
+            }
+        }
+        let persisted = self.persisted.get(key);
+        if key == HASHSIZE {
+            if self.sys_read_only {
+                return Cause::SysReadOnly;
+            }
+            if self.builtin == Some(true)
+                && let Some(p) = persisted
+            {
+                return Cause::BuiltinModprobe {
+                    file: p.file.clone(),
+                };
+            }
+            return Cause::Unknown;
+        }
+        match persisted {
+            Some(p)
+                if p.value != live
+                    && self.builtin == Some(false)
+                    && self.loaded_at_boot.is_none() =>
+            {
+                Cause::ReadBeforeLoad {
+                    file: p.file.clone(),
+                }
+            }
+            _ => Cause::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn systemd_order_first_directory_wins_then_by_name() {
+        let order = conf_order(&[
+            (
+                "/etc/sysctl.d",
+                vec!["90-conntrack.conf".into(), "README".into()],
+            ),
+            ("/run/sysctl.d", vec!["10-a.conf".into()]),
+            (
+                "/usr/lib/sysctl.d",
+                vec!["90-conntrack.conf".into(), "50-default.conf".into()],
+            ),
+        ]);
+        assert_eq!(
+            order,
+            [
+                "/run/sysctl.d/10-a.conf",
+                "/usr/lib/sysctl.d/50-default.conf",
+                "/etc/sysctl.d/90-conntrack.conf"
+            ]
+        );
+    }
+
+    #[test]
+    fn sysctl_files_parse_and_the_last_assignment_wins() {
+        let a = "# c\n; c\nnet.netfilter.nf_conntrack_max = 1048576\nnet.ipv4.ip_forward=1\n-net/netfilter/nf_conntrack_tcp_timeout_established=7440\nnet.netfilter.nf_conntrack_max = lots\n";
+        let s = parse_sysctl(a, "/etc/sysctl.d/90.conf");
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].key.as_str(), s[0].value, s[0].line),
+            (MAX, 1048576, 3)
+        );
+        assert_eq!(s[1].key, "nf_conntrack_tcp_timeout_established");
+        let p = persisted(
+            &[
+                ("/a".into(), a.into()),
+                ("/etc/sysctl.conf".into(), "net.nf_conntrack_max=2000000".into()),
+            ],
+            &[(
+                "/etc/modprobe.d/x.conf".into(),
+                "options nf-conntrack hashsize=1000 # old\noptions nf_conntrack expect_hashsize=9 hashsize=262144\n".into(),
+            )],
+        );
+        assert_eq!(p[MAX].value, 2_000_000);
+        assert_eq!(p[MAX].file, "/etc/sysctl.conf");
+        assert_eq!((p[HASHSIZE].value, p[HASHSIZE].line), (262144, 2));
+        assert_eq!(parse_modprobe("options nf_nat hashsize=5", "x"), None);
+        assert_eq!(sysctl_key("net.netfilter.nf_conntrack_*"), None);
+    }
+
+    #[test]
+    fn modules_load_entries_that_pull_in_conntrack() {
+        assert_eq!(
+            loads_conntrack("# x\nbr_netfilter\nnf_conntrack\n").as_deref(),
+            Some("nf_conntrack")
+        );
+        assert_eq!(
+            loads_conntrack("xt_conntrack").as_deref(),
+            Some("xt_conntrack")
+        );
+        assert_eq!(loads_conntrack("br_netfilter\n;nf_conntrack\n"), None);
+    }
+
+    #[test]
+    fn kube_proxy_flags_config_and_formula() {
+        assert!(is_kube_proxy(&argv("/usr/local/bin/kube-proxy --v=2")));
+        assert!(is_kube_proxy(&argv("/hyperkube kube-proxy")));
+        assert!(!is_kube_proxy(&argv("/bin/sleep kube-proxy")));
+        let a = parse_args(&argv(
+            "kube-proxy --conntrack-max-per-core=65536 --v 2 --conntrack-min 100 --conntrack-tcp-timeout-established=1h30m0s --conntrack-tcp-timeout-close-wait 0s",
+        ));
+        assert_eq!(a.flags.max_per_core, Some(65536));
+        assert_eq!(a.flags.min, Some(100));
+        assert_eq!(a.flags.tcp_established, Some(5400));
+        assert_eq!(a.flags.max(4), Some(262144));
+        assert_eq!(a.flags.timeout("nf_conntrack_tcp_timeout_close_wait"), None);
+        assert!(a.config.is_none());
+        // Defaults: 32768 x CPUs, at least 131072.
+        let d = KubeProxyConntrack::default();
+        assert_eq!((d.max(2), d.max(8)), (Some(131072), Some(262144)));
+        assert_eq!(
+            d.timeout("nf_conntrack_tcp_timeout_established"),
+            Some(86400)
+        );
+        assert_eq!(d.timeout("nf_conntrack_udp_timeout"), None);
+        // maxPerCore 0: left as is.
+        let zero = parse_args(&argv("kube-proxy --conntrack-max-per-core=0"));
+        assert_eq!(zero.flags.max(8), None);
+        let c = parse_args(&argv("kube-proxy --config /var/lib/kube-proxy/config.conf"));
+        assert_eq!(c.config.as_deref(), Some("/var/lib/kube-proxy/config.conf"));
+        let y = parse_config(
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nconntrack:\n  max: null\n  maxPerCore: 0\n  min: null\n  tcpEstablishedTimeout: 24h0m0s\n  udpTimeout: 30s\n",
+        )
+        .expect("yaml");
+        assert_eq!(
+            (y.max_per_core, y.min, y.tcp_established, y.udp),
+            (Some(0), None, Some(86400), Some(30))
+        );
+        assert!(parse_config("kind: Pod\n").is_err());
+        assert!(parse_config(": : [").is_err());
+    }
+
+    fn facts() -> DriftFacts {
+        DriftFacts {
+            live: [(MAX.to_string(), 262144), (HASHSIZE.to_string(), 65536)].into(),
+            persisted: persisted(
+                &[(
+                    "/etc/sysctl.d/90-conntrack.conf".into(),
+                    "net.netfilter.nf_conntrack_max = 1048576\n".into(),
+                )],
+                &[(
+                    "/etc/modprobe.d/nf_conntrack.conf".into(),
+                    "options nf_conntrack hashsize=262144\n".into(),
+                )],
+            ),
+            cpus: Some(4),
+            builtin: Some(true),
+            init_netns: true,
+            ..DriftFacts::default()
+        }
+    }
+
+    #[test]
+    fn causes_are_told_apart() {
+        let mut f = facts();
+        assert_eq!(f.drifts()[0].cause, Cause::Unknown);
+        f.kube_proxy.push(KubeProxy {
+            pid: 7,
+            source: "flags".into(),
+            settings: parse_args(&argv("kube-proxy --conntrack-max-per-core=65536")).flags,
+        });
+        let d = f.drifts();
+        assert_eq!(d.len(), 2);
+        assert!(
+            matches!(&d[0].cause, Cause::KubeProxy { pid: 7, formula, .. } if formula.contains("65536 x 4 CPUs")),
+            "{d:?}"
+        );
+        assert!(matches!(&d[1].cause, Cause::KubeProxy { .. }), "{d:?}");
+        let mut f = facts();
+        f.live.insert(HASHSIZE.into(), 1000);
+        assert!(matches!(f.drifts()[1].cause, Cause::BuiltinModprobe { .. }));
+        f.sys_read_only = true;
+        assert_eq!(f.drifts()[1].cause, Cause::SysReadOnly);
+        f.builtin = Some(false);
+        assert!(
+            matches!(&f.drifts()[0].cause, Cause::ReadBeforeLoad { file } if file == "/etc/sysctl.d/90-conntrack.conf")
+        );
+        f.loaded_at_boot = Some(("/etc/modules-load.d/x.conf".into(), "nf_conntrack".into()));
+        assert_eq!(f.drifts()[0].cause, Cause::Unknown);
+    }
+
+    #[test]
+    fn journal_and_no_drift() {
+        let mut f = DriftFacts {
+            live: [(MAX.to_string(), 262144)].into(),
+            journal: [(MAX.to_string(), 262144)].into(),
+            init_netns: true,
+            ..DriftFacts::default()
+        };
+        assert_eq!(f.status(), [(MAX, false)]);
+        assert!(f.drifts().is_empty());
+        f.journal.insert(MAX.into(), 300000);
+        assert_eq!(f.drifts()[0].journal, Some(300000));
+        // Outside the initial namespace timeouts are not compared.
+        f.init_netns = false;
+        f.live.insert("nf_conntrack_udp_timeout".into(), 30);
+        f.journal.insert("nf_conntrack_udp_timeout".into(), 60);
+        assert_eq!(f.status().len(), 1);
+    }
+}
