@@ -40,6 +40,11 @@ pub struct EvictArgs {
     #[arg(long, value_name = "N/s", value_parser = parse_rate)]
     pub rate: Option<u64>,
 
+    /// Delete matching ASSURED entries too, as a filter naming them
+    /// (flags=assured, state=...) does.
+    #[arg(long)]
+    pub include_assured: bool,
+
     /// Every network namespace (ip netns names, then those of processes).
     #[arg(long)]
     pub all_netns: bool,
@@ -175,7 +180,7 @@ struct Plan<'a> {
 fn evict_here(p: &Plan<'_>, netns: String, host: &Host) -> Result<NsEvict, ctnetlink::Error> {
     let t = Instant::now();
     let mut ct = host.conntrack()?;
-    let names_assured = p.filter.names_assured();
+    let names_assured = p.args.include_assured || p.filter.names_assured();
     let (mut matched, mut protected) = (0u64, 0u64);
     let mut selected: Vec<Entry> = Vec::new();
     let summary = ct.dump(Family::Any, |e| {
