@@ -85,7 +85,7 @@ pub enum Command {
     /// Break the conntrack table down by protocol, state, flags, zone, mark,
     /// NAT, top sources, destinations and ports, and remaining timeout.
     #[command(
-        after_help = "Examples:\n  ctdoctor top\n  ctdoctor top --source proc -n 20\n  ctdoctor top --file conntrack-L.txt --by src,dport\n  conntrack -L -o extended | ctdoctor top --file - --json\n  ctdoctor top --filter l4=tcp --filter state=SYN_SENT --by src\n  ctdoctor top --filter 'src=10.0.0.0/8' --filter 'dport=tcp/443,tcp/80' --csv\n\nFilter keys: l3, l4, state, flags (assured|unreplied|other), zone, mark,\nnat (none|snat|dnat|snat+dnat), src, dst (address or CIDR), sport, dport\n(PORT or PROTO/PORT). Commas mean OR, repeated --filter means AND, != negates."
+        after_help = "Examples:\n  ctdoctor top\n  ctdoctor top --source proc -n 20\n  ctdoctor top --file conntrack-L.txt --by src,dport\n  conntrack -L -o extended | ctdoctor top --file - --json\n  ctdoctor top --filter l4=tcp --filter state=SYN_SENT --by src\n  ctdoctor top --filter 'src=10.0.0.0/8' --filter 'dport=tcp/443,tcp/80' --csv\n\nFilter keys: l3, l4, state, flags (assured|unreplied|other), zone, mark,\nnat (none|snat|dnat|snat+dnat), src, dst, reply-src (address or CIDR), sport, dport\n(PORT or PROTO/PORT), timeout<DURATION, timeout>DURATION (remaining timeout).\nCommas mean OR, repeated --filter means AND, != negates."
     )]
     Top(TopArgs),
 
