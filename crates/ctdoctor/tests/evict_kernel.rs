@@ -6,8 +6,8 @@ mod common;
 
 use common::{json, run, stderr};
 use ctlab::Netns;
-use ctmodel::text::{Line, parse_line};
 use ctmodel::Entry;
+use ctmodel::text::{Line, parse_line};
 
 fn entry(line: &str) -> Entry {
     match parse_line(line.as_bytes()) {
@@ -64,28 +64,58 @@ fn deletes_exactly_the_unreplied_and_keeps_assured() {
     let (dry, _) = evict(&ns, &["--filter", "flags=unreplied"]);
     let n = &dry["namespaces"][0];
     assert_eq!(dry["dry_run"], true);
-    assert_eq!((n["before"].as_u64(), n["selected"].as_u64()), (Some(600), Some(400)));
-    assert_eq!((n["deleted"].as_u64(), n["after"].as_u64()), (Some(0), Some(600)));
+    assert_eq!(
+        (n["before"].as_u64(), n["selected"].as_u64()),
+        (Some(600), Some(400))
+    );
+    assert_eq!(
+        (n["deleted"].as_u64(), n["after"].as_u64()),
+        (Some(0), Some(600))
+    );
     assert_eq!(n["breakdown"]["l4"]["udp"], 300);
     assert_eq!(listing(&ns).lines().count(), 600);
 
     // ASSURED entries are protected when the filter does not name them.
-    let (tcp, _) = evict(&ns, &["--filter", "l4=tcp", "--filter", "dport=443", "--dry-run", "--yes"]);
+    let (tcp, _) = evict(
+        &ns,
+        &[
+            "--filter",
+            "l4=tcp",
+            "--filter",
+            "dport=443",
+            "--dry-run",
+            "--yes",
+        ],
+    );
     let t = &tcp["namespaces"][0];
-    assert_eq!((t["matched"].as_u64(), t["protected_assured"].as_u64()), (Some(300), Some(200)));
+    assert_eq!(
+        (t["matched"].as_u64(), t["protected_assured"].as_u64()),
+        (Some(300), Some(200))
+    );
     assert_eq!(t["selected"], 100);
 
     let (done, _) = evict(&ns, &["--filter", "flags=unreplied", "--yes"]);
     let d = &done["namespaces"][0];
     assert_eq!(done["dry_run"], false);
     assert_eq!(
-        (d["deleted"].as_u64(), d["gone"].as_u64(), d["failed"].as_u64()),
+        (
+            d["deleted"].as_u64(),
+            d["gone"].as_u64(),
+            d["failed"].as_u64()
+        ),
         (Some(400), Some(0), Some(0))
     );
-    assert_eq!((d["before"].as_u64(), d["after"].as_u64()), (Some(600), Some(200)));
+    assert_eq!(
+        (d["before"].as_u64(), d["after"].as_u64()),
+        (Some(600), Some(200))
+    );
     let left = listing(&ns);
     assert_eq!(left.lines().count(), 200);
-    assert!(left.lines().all(|l| l.contains("[ASSURED]") && !l.contains("UNREPLIED")), "{left}");
+    assert!(
+        left.lines()
+            .all(|l| l.contains("[ASSURED]") && !l.contains("UNREPLIED")),
+        "{left}"
+    );
 }
 
 #[test]
@@ -94,10 +124,22 @@ fn limit_and_rate() {
     let ns = Netns::create("evictlim").expect("netns");
     ns.insert(&mix(300, 0, 0)).expect("insert");
     let t = std::time::Instant::now();
-    let (r, _) = evict(&ns, &["--filter", "l4=udp", "--yes", "--limit", "100", "--rate", "1000/s"]);
+    let (r, _) = evict(
+        &ns,
+        &[
+            "--filter", "l4=udp", "--yes", "--limit", "100", "--rate", "1000/s",
+        ],
+    );
     let n = &r["namespaces"][0];
-    assert_eq!((n["deleted"].as_u64(), n["over_limit"].as_u64()), (Some(100), Some(200)));
-    assert!(t.elapsed().as_secs_f64() >= 0.09, "100 at 1000/s took {:?}", t.elapsed());
+    assert_eq!(
+        (n["deleted"].as_u64(), n["over_limit"].as_u64()),
+        (Some(100), Some(200))
+    );
+    assert!(
+        t.elapsed().as_secs_f64() >= 0.09,
+        "100 at 1000/s took {:?}",
+        t.elapsed()
+    );
     assert_eq!(listing(&ns).lines().count(), 200);
 }
 
@@ -128,15 +170,30 @@ fn kube_proxy_stale_udp_recipe() {
     let (r, _) = evict(
         &ns,
         &[
-            "--filter", "l4=udp", "--filter", "dst=10.96.0.10", "--filter", "dport=53",
-            "--filter", "reply-src!=10.244.1.5,10.244.2.7", "--include-assured", "--yes",
+            "--filter",
+            "l4=udp",
+            "--filter",
+            "dst=10.96.0.10",
+            "--filter",
+            "dport=53",
+            "--filter",
+            "reply-src!=10.244.1.5,10.244.2.7",
+            "--include-assured",
+            "--yes",
         ],
     );
     let n = &r["namespaces"][0];
-    assert_eq!((n["deleted"].as_u64(), n["failed"].as_u64()), (Some(7), Some(0)));
+    assert_eq!(
+        (n["deleted"].as_u64(), n["failed"].as_u64()),
+        (Some(7), Some(0))
+    );
     let left = listing(&ns);
     assert_eq!(left.lines().count(), 8, "{left}");
-    assert!(!left.lines().any(|l| l.contains("dst=10.96.0.10") && l.contains("src=10.244.9.9")));
+    assert!(
+        !left
+            .lines()
+            .any(|l| l.contains("dst=10.96.0.10") && l.contains("src=10.244.9.9"))
+    );
 }
 
 #[test]

@@ -159,7 +159,11 @@ fn delete_exact_checks_the_id_and_counts_every_answer() {
     assert_eq!((stale.deleted, stale.gone, stale.failures()), (0, 1, 0));
     assert!(fresh_gone.id.is_some());
     assert_eq!(
-        (fresh_deleted.deleted, fresh_deleted.gone, fresh_deleted.failures()),
+        (
+            fresh_deleted.deleted,
+            fresh_deleted.gone,
+            fresh_deleted.failures()
+        ),
         (3_000, 0, 0)
     );
     assert_eq!(

@@ -245,6 +245,15 @@ impl Filter {
         })
     }
 
+    /// The one L4 protocol every match has, when a clause such as `l4=udp`
+    /// requires it: lets a dump be filtered by the kernel first.
+    pub fn only_l4(&self) -> Option<L4Proto> {
+        self.clauses.iter().find_map(|c| match c.any_of.as_slice() {
+            [Value::L4(p)] if !c.negate => Some(*p),
+            _ => None,
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.clauses.is_empty()
     }
@@ -349,7 +358,10 @@ mod tests {
         assert!(f(&["mark=0x7"]).matches(&tcp));
         assert!(f(&["nat=none"]).matches(&tcp));
         assert!(f(&["src=0.0.0.0/0"]).matches(&udp));
-        assert!(f(&["reply-src=10.2.2.2"]).matches(&udp) && !f(&["reply_src!=10.2.0.0/16"]).matches(&udp));
+        assert!(
+            f(&["reply-src=10.2.2.2"]).matches(&udp)
+                && !f(&["reply_src!=10.2.0.0/16"]).matches(&udp)
+        );
         assert!(f(&["timeout<21"]).matches(&udp) && !f(&["timeout<20s"]).matches(&udp));
         assert!(f(&["timeout>1m"]).matches(&tcp) && !f(&["timeout>2m"]).matches(&tcp));
         assert!(f(&["timeout>5"]).matches(&udp) && !f(&["timeout>20"]).matches(&udp));
@@ -361,6 +373,10 @@ mod tests {
         assert!(!f(&[]) && !f(&["flags=unreplied"]) && !f(&["flags!=assured"]));
         assert!(f(&["flags=assured"]) && f(&["flags=unreplied,assured"]));
         assert!(f(&["state=TIME_WAIT"]) && !f(&["state!=TIME_WAIT"]));
+        let l4 = |s: &[&str]| Filter::parse(s).expect("valid filter").only_l4();
+        assert_eq!(l4(&["dport=53", "l4=udp"]), Some(L4Proto::Udp));
+        assert_eq!(l4(&["l4!=udp"]), None);
+        assert_eq!(l4(&["l4=udp,tcp"]), None);
     }
 
     #[test]
@@ -381,7 +397,13 @@ mod tests {
             Filter::parse(&["dport=tcp/70000"]),
             Err(FilterError::BadValue { .. })
         ));
-        for bad in ["timeout<", "timeout<5x", "timeout>99999999999", "mark<3", "reply-src=x"] {
+        for bad in [
+            "timeout<",
+            "timeout<5x",
+            "timeout>99999999999",
+            "mark<3",
+            "reply-src=x",
+        ] {
             assert!(
                 matches!(Filter::parse(&[bad]), Err(FilterError::BadValue { .. })),
                 "{bad}"

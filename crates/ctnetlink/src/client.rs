@@ -296,6 +296,40 @@ impl Conntrack {
         self.dump_replies(what, seq, f)
     }
 
+    /// Dump only the entries of L4 protocol `proto` (a CTA_FILTER on the
+    /// original tuple's CTA_PROTO_NUM, kernel 5.8+): the kernel still walks
+    /// the table but copies out only the matches. `family` must be Ipv4 or
+    /// Ipv6 (the kernel parses the filter tuple for one family).
+    pub fn dump_l4(
+        &mut self,
+        family: Family,
+        proto: u8,
+        f: impl FnMut(&Entry),
+    ) -> Result<DumpSummary, Error> {
+        let what = "ctnetlink dump by protocol (IPCTNL_MSG_CT_GET, CTA_FILTER)";
+        let seq = self.next_seq();
+        let mut b = MessageBuilder::new(
+            Vec::new(),
+            ctnl_msg(IPCTNL_MSG_CT_GET),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            family.number(),
+        );
+        b.begin(CTA_TUPLE_ORIG)
+            .begin(CTA_TUPLE_PROTO)
+            .attr(CTA_PROTO_NUM, &[proto])
+            .end()
+            .end();
+        b.begin(CTA_FILTER)
+            .attr(
+                CTA_FILTER_ORIG_FLAGS,
+                &CTA_FILTER_F_CTA_PROTO_NUM.to_ne_bytes(),
+            )
+            .end();
+        self.send(what, &b.finish())?;
+        self.dump_replies(what, seq, f)
+    }
+
     fn dump_replies(
         &mut self,
         what: &'static str,

@@ -67,7 +67,8 @@ fn parse_rate(s: &str) -> Result<u64, String> {
 #[derive(Debug, Serialize)]
 pub struct NsEvict {
     pub netns: String,
-    /// Entries in the dump.
+    /// Entries in the table before (the kernel's count; the dump's when
+    /// the kernel does not report it).
     pub before: u64,
     /// Entries the filter matched (ASSURED ones included).
     pub matched: u64,
@@ -130,7 +131,11 @@ impl crate::output::Render for EvictReport {
                 },
             )?;
             if self.dry_run {
-                writeln!(out, "dry run: would delete {} (add --yes to delete)", ns.selected)?;
+                writeln!(
+                    out,
+                    "dry run: would delete {} (add --yes to delete)",
+                    ns.selected
+                )?;
             } else {
                 writeln!(
                     out,
@@ -170,6 +175,26 @@ fn errno_name(errno: i32) -> String {
     }
 }
 
+#[derive(Default)]
+struct Selection {
+    matched: u64,
+    protected: u64,
+    selected: Vec<Entry>,
+}
+
+impl Selection {
+    fn take(&mut self, filter: &Filter, names_assured: bool, e: &Entry) {
+        if filter.matches(e) {
+            self.matched += 1;
+            if e.assured() && !names_assured {
+                self.protected += 1;
+            } else {
+                self.selected.push(e.clone());
+            }
+        }
+    }
+}
+
 struct Plan<'a> {
     filter: &'a Filter,
     args: &'a EvictArgs,
@@ -181,18 +206,42 @@ fn evict_here(p: &Plan<'_>, netns: String, host: &Host) -> Result<NsEvict, ctnet
     let t = Instant::now();
     let mut ct = host.conntrack()?;
     let names_assured = p.args.include_assured || p.filter.names_assured();
-    let (mut matched, mut protected) = (0u64, 0u64);
-    let mut selected: Vec<Entry> = Vec::new();
-    let summary = ct.dump(Family::Any, |e| {
-        if p.filter.matches(e) {
-            matched += 1;
-            if e.assured() && !names_assured {
-                protected += 1;
-            } else {
-                selected.push(e.clone());
+    let before = ct.stats().ok().map(|s| u64::from(s.entries));
+    let mut sel = Selection::default();
+    // With one protocol required, the kernel copies out only its entries
+    // (CTA_FILTER, 5.8+); an older kernel refuses the filter: full dump.
+    let filtered = match p.filter.only_l4() {
+        Some(l4) => (|| {
+            let take = |e: &Entry| sel.take(p.filter, names_assured, e);
+            let mut take = take;
+            let v4 = ct.dump_l4(Family::Ipv4, l4.number(), &mut take)?;
+            let v6 = ct.dump_l4(Family::Ipv6, l4.number(), &mut take)?;
+            Ok::<_, ctnetlink::Error>((v4, v6))
+        })()
+        .ok(),
+        None => None,
+    };
+    let summary = match filtered {
+        Some((v4, v6)) => ctnetlink::DumpSummary {
+            entries: before.unwrap_or(v4.entries + v6.entries),
+            malformed: v4.malformed + v6.malformed,
+            first_malformed: v4.first_malformed.or(v6.first_malformed),
+            interrupted: v4.interrupted || v6.interrupted,
+        },
+        None => {
+            sel = Selection::default();
+            let s = ct.dump(Family::Any, |e| sel.take(p.filter, names_assured, e))?;
+            ctnetlink::DumpSummary {
+                entries: before.unwrap_or(s.entries),
+                ..s
             }
         }
-    })?;
+    };
+    let Selection {
+        matched,
+        protected,
+        mut selected,
+    } = sel;
     let mut over_limit = 0;
     if let Some(limit) = p.args.limit {
         let keep = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -223,10 +272,9 @@ fn evict_here(p: &Plan<'_>, netns: String, host: &Host) -> Result<NsEvict, ctnet
     };
     if !p.dry_run {
         // Chunks of a twentieth of a second's worth when paced.
-        let chunk = p
-            .args
-            .rate
-            .map_or(usize::MAX, |r| usize::try_from((r / 20).max(1)).unwrap_or(1));
+        let chunk = p.args.rate.map_or(usize::MAX, |r| {
+            usize::try_from((r / 20).max(1)).unwrap_or(1)
+        });
         let start = Instant::now();
         let mut done = 0u64;
         for part in selected.chunks(chunk.max(1)) {
