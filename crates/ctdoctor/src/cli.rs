@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::apply::{ApplyArgs, RollbackArgs};
 use crate::commands::check::CheckArgs;
+use crate::commands::evict::EvictArgs;
 use crate::commands::export::ExportArgs;
 use crate::commands::lab::LabArgs;
 use crate::commands::plan::PlanArgs;
@@ -89,9 +90,16 @@ pub enum Command {
     /// Break the conntrack table down by protocol, state, flags, zone, mark,
     /// NAT, top sources, destinations and ports, and remaining timeout.
     #[command(
-        after_help = "Examples:\n  ctdoctor top\n  ctdoctor top --source proc -n 20\n  ctdoctor top --file conntrack-L.txt --by src,dport\n  conntrack -L -o extended | ctdoctor top --file - --json\n  ctdoctor top --filter l4=tcp --filter state=SYN_SENT --by src\n  ctdoctor top --filter 'src=10.0.0.0/8' --filter 'dport=tcp/443,tcp/80' --csv\n\nFilter keys: l3, l4, state, flags (assured|unreplied|other), zone, mark,\nnat (none|snat|dnat|snat+dnat), src, dst (address or CIDR), sport, dport\n(PORT or PROTO/PORT). Commas mean OR, repeated --filter means AND, != negates."
+        after_help = "Examples:\n  ctdoctor top\n  ctdoctor top --source proc -n 20\n  ctdoctor top --file conntrack-L.txt --by src,dport\n  conntrack -L -o extended | ctdoctor top --file - --json\n  ctdoctor top --filter l4=tcp --filter state=SYN_SENT --by src\n  ctdoctor top --filter 'src=10.0.0.0/8' --filter 'dport=tcp/443,tcp/80' --csv\n\nFilter keys: l3, l4, state, flags (assured|unreplied|other), zone, mark,\nnat (none|snat|dnat|snat+dnat), src, dst, reply-src (address or CIDR), sport, dport\n(PORT or PROTO/PORT), timeout<DURATION, timeout>DURATION (remaining timeout).\nCommas mean OR, repeated --filter means AND, != negates."
     )]
     Top(TopArgs),
+
+    /// Delete the entries matching a filter (top's syntax) over ctnetlink:
+    /// one dump, then batched deletes by tuple and id. A dry run unless --yes.
+    #[command(
+        after_help = "Examples:\n  ctdoctor evict --filter flags=unreplied                 what would go (dry run)\n  ctdoctor --netns pod evict --filter flags=unreplied --yes\n  ctdoctor evict --filter l4=udp --filter 'timeout<10s' --yes --rate 20000/s\n  ctdoctor evict --filter l4=udp --filter dst=10.96.0.10 --filter dport=53 \\\n      --filter 'reply-src!=10.244.1.5,10.244.2.7' --yes   (kube-proxy stale service)\n\nASSURED entries are kept unless the filter names them (flags=assured or any state=).\n\nExit codes: 0 done (or dry run), 1 some deletions failed or no ctnetlink, 2 bad usage."
+    )]
+    Evict(EvictArgs),
 
     /// Size nf_conntrack_max, the hash table and timeouts from RAM, kernel
     /// and observed load; print sysctl.d, modprobe.d and NOTRACK rule files.

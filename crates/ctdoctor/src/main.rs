@@ -10,7 +10,7 @@ mod commands;
 mod exit;
 mod output;
 
-use commands::{apply, assets, check, export, forecast, lab, plan, simulate, top, watch};
+use commands::{apply, assets, check, evict, export, forecast, lab, plan, simulate, top, watch};
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -90,6 +90,13 @@ fn run(cli: &Cli) -> Result<u8> {
             }
             output::emit(&report, format, style, cli.quiet, &mut out)?
         }
+        Command::Evict(args) => output::emit(
+            &evict::run(args, cli.netns.as_deref(), host)?,
+            json,
+            style,
+            cli.quiet,
+            &mut out,
+        )?,
         Command::Plan(args) => {
             if cli.json && !matches!(args.format, plan::Format::Text | plan::Format::Json) {
                 return Err(exit::Usage(

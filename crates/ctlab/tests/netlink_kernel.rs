@@ -113,3 +113,62 @@ fn delete_and_flush() {
 fn libc_eexist() -> i32 {
     17
 }
+
+/// `delete_exact` sends tuple and CTA_ID: an entry deleted and re-created
+/// with the same tuple since the dump has another id and is left alone
+/// (ENOENT, counted as gone); answers are counted exactly across batches
+/// of requests that carry no ACK but the last.
+#[test]
+fn delete_exact_checks_the_id_and_counts_every_answer() {
+    ctlab::require_root!();
+    let ns = Netns::create("delx").expect("netns");
+    let mix = ctlab::fill(3_000, false);
+    ns.insert(&mix).expect("insert");
+    let (stale, fresh_gone, fresh_deleted, gone_again, left) = ns
+        .run(|| {
+            let mut ct = Conntrack::open().expect("open");
+            let (dumped, _) = ct.dump_all(Family::Any).expect("dump");
+            let victim = dumped
+                .iter()
+                .find(|e| e.orig == mix[0].orig)
+                .expect("dumped")
+                .clone();
+            // Delete by tuple alone and re-create: same tuple, new id.
+            assert_eq!(ct.delete([&victim]).expect("delete").ok, 1);
+            assert_eq!(ct.create([&mix[0]]).expect("create").ok, 1);
+            let stale = ct.delete_exact([&victim]).expect("stale id");
+            let (now, _) = ct.dump_all(Family::Any).expect("dump");
+            let fresh = now
+                .iter()
+                .find(|e| e.orig == mix[0].orig)
+                .expect("re-created entry survives a stale id")
+                .clone();
+            assert_ne!(fresh.id, victim.id);
+            let fresh_deleted = ct.delete_exact(&now).expect("delete all");
+            // Everything is gone now: 3,000 ENOENT answers over 3 batches.
+            let gone_again = ct.delete_exact(&now).expect("delete again");
+            (
+                stale,
+                fresh,
+                fresh_deleted,
+                gone_again,
+                ct.stats().expect("stats").entries,
+            )
+        })
+        .expect("run");
+    assert_eq!((stale.deleted, stale.gone, stale.failures()), (0, 1, 0));
+    assert!(fresh_gone.id.is_some());
+    assert_eq!(
+        (
+            fresh_deleted.deleted,
+            fresh_deleted.gone,
+            fresh_deleted.failures()
+        ),
+        (3_000, 0, 0)
+    );
+    assert_eq!(
+        (gone_again.deleted, gone_again.gone, gone_again.failures()),
+        (0, 3_000, 0)
+    );
+    assert_eq!(left, 0);
+}

@@ -1,6 +1,7 @@
 //! `--filter key=value` selection of entries, on the same keys `top` groups
 //! by. Clauses are ANDed; comma-separated values within a clause are ORed;
-//! `key!=value` negates. Parsing is strict: an unknown key or a malformed
+//! `key!=value` negates; `timeout<DURATION` and `timeout>DURATION` compare
+//! the remaining timeout (`30`, `30s`, `5m`, `2h`). Parsing is strict: an unknown key or a malformed
 //! value is an error naming it, never a filter that silently matches nothing.
 
 use std::net::IpAddr;
@@ -23,7 +24,8 @@ pub enum FilterError {
     },
 }
 
-const KEYS: &str = "l3, l4, state, flags, zone, mark, nat, src, dst, sport, dport";
+const KEYS: &str =
+    "l3, l4, state, flags, zone, mark, nat, src, dst, sport, dport, reply-src, timeout<, timeout>";
 
 /// An address or a CIDR prefix. Hand-written (a dozen lines) rather than a
 /// crate: only containment of one address is needed.
@@ -80,6 +82,10 @@ enum Value {
     Dst(Prefix),
     Sport(Option<L4Proto>, u16),
     Dport(Option<L4Proto>, u16),
+    ReplySrc(Prefix),
+    /// Remaining timeout strictly below / above, in seconds.
+    TimeoutBelow(u32),
+    TimeoutAbove(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +123,22 @@ fn parse_port(s: &str) -> Option<(Option<L4Proto>, u16)> {
     }
 }
 
+/// Seconds from `30`, `30s`, `5m`, `2h` or `1d`.
+fn parse_seconds(s: &str) -> Option<u32> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    digits.parse::<u32>().ok()?.checked_mul(mult)
+}
+
 fn parse_u32(s: &str) -> Option<u32> {
     match s.strip_prefix("0x") {
         Some(hex) => u32::from_str_radix(hex, 16).ok(),
@@ -131,6 +153,10 @@ impl Filter {
         let mut out = Vec::new();
         for raw in clauses {
             let raw = raw.as_ref();
+            if let Some(clause) = parse_comparison(raw)? {
+                out.push(clause);
+                continue;
+            }
             let (key, negate, values) = match raw.split_once('=') {
                 Some((k, v)) if k.ends_with('!') => (&k[..k.len() - 1], true, v),
                 Some((k, v)) => (k, false, v),
@@ -194,6 +220,9 @@ impl Filter {
                             parse_port(&lower).ok_or_else(|| err("expected PORT or PROTO/PORT"))?;
                         Value::Dport(p, n)
                     }
+                    "reply-src" | "reply_src" => Value::ReplySrc(
+                        Prefix::parse(value).ok_or_else(|| err("expected an address or CIDR"))?,
+                    ),
                     _ => return Err(FilterError::UnknownKey(raw.into())),
                 };
                 any_of.push(v);
@@ -201,6 +230,28 @@ impl Filter {
             out.push(Clause { negate, any_of });
         }
         Ok(Self { clauses: out })
+    }
+
+    /// Whether a clause asks for ASSURED entries by name: `flags=assured`
+    /// or any `state=` (a state named explicitly, such as ESTABLISHED or
+    /// TIME_WAIT, is mostly ASSURED entries). `evict` protects ASSURED
+    /// entries unless this holds.
+    pub fn names_assured(&self) -> bool {
+        self.clauses.iter().any(|c| {
+            !c.negate
+                && c.any_of
+                    .iter()
+                    .any(|v| matches!(v, Value::Flag(FlagValue::Assured) | Value::State(_)))
+        })
+    }
+
+    /// The one L4 protocol every match has, when a clause such as `l4=udp`
+    /// requires it: lets a dump be filtered by the kernel first.
+    pub fn only_l4(&self) -> Option<L4Proto> {
+        self.clauses.iter().find_map(|c| match c.any_of.as_slice() {
+            [Value::L4(p)] if !c.negate => Some(*p),
+            _ => None,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -237,7 +288,43 @@ fn value_matches(v: &Value, k: &Keys) -> bool {
         Value::Dst(p) => p.contains(k.dst),
         Value::Sport(want, port) => port_matches(want, *port, k.sport),
         Value::Dport(want, port) => port_matches(want, *port, k.dport),
+        Value::ReplySrc(p) => p.contains(k.reply_src),
+        Value::TimeoutBelow(s) => k.timeout.is_some_and(|t| t < *s),
+        Value::TimeoutAbove(s) => k.timeout.is_some_and(|t| t > *s),
     }
+}
+
+/// `timeout<DURATION` / `timeout>DURATION` (`Ok(None)`: not a comparison).
+fn parse_comparison(raw: &str) -> Result<Option<Clause>, FilterError> {
+    let Some(i) = raw.find(['<', '>', '=']) else {
+        return Ok(None);
+    };
+    let op = raw.as_bytes()[i];
+    if op == b'=' {
+        return Ok(None);
+    }
+    let (key, value) = (raw[..i].trim().to_ascii_lowercase(), raw[i + 1..].trim());
+    if key != "timeout" {
+        return Err(FilterError::BadValue {
+            clause: raw.into(),
+            value: key,
+            why: "only timeout compares with < or >",
+        });
+    }
+    let secs = parse_seconds(value).ok_or_else(|| FilterError::BadValue {
+        clause: raw.into(),
+        value: value.into(),
+        why: "expected a duration such as 30, 30s, 5m or 2h",
+    })?;
+    let v = if op == b'<' {
+        Value::TimeoutBelow(secs)
+    } else {
+        Value::TimeoutAbove(secs)
+    };
+    Ok(Some(Clause {
+        negate: false,
+        any_of: vec![v],
+    }))
 }
 
 #[cfg(test)]
@@ -271,6 +358,25 @@ mod tests {
         assert!(f(&["mark=0x7"]).matches(&tcp));
         assert!(f(&["nat=none"]).matches(&tcp));
         assert!(f(&["src=0.0.0.0/0"]).matches(&udp));
+        assert!(
+            f(&["reply-src=10.2.2.2"]).matches(&udp)
+                && !f(&["reply_src!=10.2.0.0/16"]).matches(&udp)
+        );
+        assert!(f(&["timeout<21"]).matches(&udp) && !f(&["timeout<20s"]).matches(&udp));
+        assert!(f(&["timeout>1m"]).matches(&tcp) && !f(&["timeout>2m"]).matches(&tcp));
+        assert!(f(&["timeout>5"]).matches(&udp) && !f(&["timeout>20"]).matches(&udp));
+    }
+
+    #[test]
+    fn assured_is_named_only_explicitly() {
+        let f = |s: &[&str]| Filter::parse(s).expect("valid filter").names_assured();
+        assert!(!f(&[]) && !f(&["flags=unreplied"]) && !f(&["flags!=assured"]));
+        assert!(f(&["flags=assured"]) && f(&["flags=unreplied,assured"]));
+        assert!(f(&["state=TIME_WAIT"]) && !f(&["state!=TIME_WAIT"]));
+        let l4 = |s: &[&str]| Filter::parse(s).expect("valid filter").only_l4();
+        assert_eq!(l4(&["dport=53", "l4=udp"]), Some(L4Proto::Udp));
+        assert_eq!(l4(&["l4!=udp"]), None);
+        assert_eq!(l4(&["l4=udp,tcp"]), None);
     }
 
     #[test]
@@ -291,5 +397,17 @@ mod tests {
             Filter::parse(&["dport=tcp/70000"]),
             Err(FilterError::BadValue { .. })
         ));
+        for bad in [
+            "timeout<",
+            "timeout<5x",
+            "timeout>99999999999",
+            "mark<3",
+            "reply-src=x",
+        ] {
+            assert!(
+                matches!(Filter::parse(&[bad]), Err(FilterError::BadValue { .. })),
+                "{bad}"
+            );
+        }
     }
 }

@@ -63,6 +63,8 @@ pub struct Keys<'a> {
     pub sport: Option<u16>,
     pub dport: Option<u16>,
     pub timeout: Option<u32>,
+    /// The reply tuple's source: after DNAT, the backend that answers.
+    pub reply_src: IpAddr,
 }
 
 impl<'a> Keys<'a> {
@@ -81,6 +83,7 @@ impl<'a> Keys<'a> {
             sport: e.orig.sport(),
             dport: e.orig.dport(),
             timeout: e.timeout,
+            reply_src: e.reply.src,
         }
     }
 

@@ -526,6 +526,7 @@ fn read<'l>(b: &[u8; BUF], s: &'l [u8], cache: &mut Header) -> Option<Keys<'l>> 
         sport: orig.sport(),
         dport: orig.dport(),
         timeout,
+        reply_src: reply.src,
     })
 }
 

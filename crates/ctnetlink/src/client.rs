@@ -4,6 +4,8 @@
 
 use ctmodel::Entry;
 use netlink_sys::Socket;
+use nix::sys::socket::{setsockopt, sockopt};
+use std::os::fd::AsFd;
 
 use crate::codec::{Message, MessageBuilder, Messages};
 use crate::consts::*;
@@ -62,6 +64,29 @@ impl BatchReport {
         self.failed.iter().map(|(_, n)| n).sum()
     }
 }
+
+/// Outcome of [`Conntrack::delete_exact`]: every request is counted once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteReport {
+    pub deleted: u64,
+    /// ENOENT: gone already (expired, deleted by someone else) or
+    /// re-created since the dump (another CTA_ID).
+    pub gone: u64,
+    /// Other errors, (errno, count).
+    pub failed: Vec<(i32, u64)>,
+}
+
+impl DeleteReport {
+    pub fn failures(&self) -> u64 {
+        self.failed.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Delete requests per sendmsg: 1024 x ~90 bytes stays under the default
+/// socket send buffer (212 KiB; netlink_sendmsg refuses a larger message),
+/// and 1024 error answers fit the forced receive buffer.
+const DELETE_BATCH: usize = 1024;
+const DELETE_RCVBUF: usize = 8 << 20;
 
 /// Requests in one datagram; stays well under the socket send buffer.
 const BATCH: usize = 256;
@@ -271,6 +296,40 @@ impl Conntrack {
         self.dump_replies(what, seq, f)
     }
 
+    /// Dump only the entries of L4 protocol `proto` (a CTA_FILTER on the
+    /// original tuple's CTA_PROTO_NUM, kernel 5.8+): the kernel still walks
+    /// the table but copies out only the matches. `family` must be Ipv4 or
+    /// Ipv6 (the kernel parses the filter tuple for one family).
+    pub fn dump_l4(
+        &mut self,
+        family: Family,
+        proto: u8,
+        f: impl FnMut(&Entry),
+    ) -> Result<DumpSummary, Error> {
+        let what = "ctnetlink dump by protocol (IPCTNL_MSG_CT_GET, CTA_FILTER)";
+        let seq = self.next_seq();
+        let mut b = MessageBuilder::new(
+            Vec::new(),
+            ctnl_msg(IPCTNL_MSG_CT_GET),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            family.number(),
+        );
+        b.begin(CTA_TUPLE_ORIG)
+            .begin(CTA_TUPLE_PROTO)
+            .attr(CTA_PROTO_NUM, &[proto])
+            .end()
+            .end();
+        b.begin(CTA_FILTER)
+            .attr(
+                CTA_FILTER_ORIG_FLAGS,
+                &CTA_FILTER_F_CTA_PROTO_NUM.to_ne_bytes(),
+            )
+            .end();
+        self.send(what, &b.finish())?;
+        self.dump_replies(what, seq, f)
+    }
+
     fn dump_replies(
         &mut self,
         what: &'static str,
@@ -442,6 +501,87 @@ impl Conntrack {
             entries,
             encode::delete_request,
         )
+    }
+
+    /// Delete exactly these entries (tuple, zone and CTA_ID when the entry
+    /// has one), [`DELETE_BATCH`] requests per sendmsg. Only the last
+    /// request of a batch asks for an ACK: the kernel handles a sendmsg's
+    /// requests in order before the call returns and answers every failed
+    /// one even without NLM_F_ACK, so once the last ACK is read every error
+    /// of the batch has been read, and deleted = sent - errors. Should the
+    /// receive buffer overflow (ENOBUFS), answers were lost and the counts
+    /// cannot be known: that is an error, never a guess.
+    pub fn delete_exact<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a Entry>,
+    ) -> Result<DeleteReport, Error> {
+        let what = "ctnetlink delete (IPCTNL_MSG_CT_DELETE)";
+        let want = DELETE_RCVBUF;
+        if setsockopt(&self.sock.as_fd(), sockopt::RcvBufForce, &want).is_err() {
+            let _ = setsockopt(&self.sock.as_fd(), sockopt::RcvBuf, &want);
+        }
+        let mut report = DeleteReport::default();
+        let mut entries = entries.into_iter().peekable();
+        let mut buf = Vec::with_capacity(DELETE_BATCH * 96);
+        while entries.peek().is_some() {
+            buf.clear();
+            let first = self.seq.wrapping_add(1);
+            let mut sent = 0u32;
+            while let Some(e) = entries.next() {
+                let seq = self.next_seq();
+                sent += 1;
+                let last = sent as usize == DELETE_BATCH || entries.peek().is_none();
+                buf = encode::delete_exact_request(std::mem::take(&mut buf), seq, e, last);
+                if last {
+                    break;
+                }
+            }
+            let last_seq = first.wrapping_add(sent - 1);
+            self.send(what, &buf)?;
+            let mut errors = 0u64;
+            let mut done = false;
+            while !done {
+                let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(|e| {
+                    if e.raw_os_error() == Some(libc::ENOBUFS) {
+                        Error::from_io(
+                            "ctnetlink delete: answers lost (receive buffer overflow), \
+                             the counts are unknown",
+                            e,
+                        )
+                    } else {
+                        Error::from_io(what, e)
+                    }
+                })?;
+                let data = self.buf.get(..n).unwrap_or_default();
+                for msg in Messages::new(data) {
+                    let msg = msg.map_err(|source| Error::Decode { what, source })?;
+                    if msg.kind != NLMSG_ERROR || msg.seq.wrapping_sub(first) >= sent {
+                        continue;
+                    }
+                    let errno = ack_errno(&msg).map_err(|source| Error::Decode { what, source })?;
+                    match errno {
+                        0 => {}
+                        libc::EPERM => return Err(Error::Permission { what }),
+                        libc::ENOENT => {
+                            report.gone += 1;
+                            errors += 1;
+                        }
+                        errno => {
+                            match report.failed.iter_mut().find(|(e, _)| *e == errno) {
+                                Some((_, n)) => *n += 1,
+                                None => report.failed.push((errno, 1)),
+                            }
+                            errors += 1;
+                        }
+                    }
+                    if msg.seq == last_seq {
+                        done = true;
+                    }
+                }
+            }
+            report.deleted += u64::from(sent) - errors;
+        }
+        Ok(report)
     }
 
     /// Delete every entry of this namespace (IPCTNL_MSG_CT_DELETE without a tuple).

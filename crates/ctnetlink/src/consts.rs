@@ -115,3 +115,9 @@ pub const CTA_STATS_GLOBAL_MAX_ENTRIES: u16 = 2;
 pub const fn ctnl_msg(msg: u16) -> u16 {
     (NFNL_SUBSYS_CTNETLINK << 8) | msg
 }
+
+/// CTA_FILTER (kernel 5.8+): which tuple attributes of the dump request a
+/// dumped entry must match; nested CTA_FILTER_ORIG_FLAGS (u32, host order).
+pub const CTA_FILTER: u16 = 25;
+pub const CTA_FILTER_ORIG_FLAGS: u16 = 1;
+pub const CTA_FILTER_F_CTA_PROTO_NUM: u32 = 1 << 3;

@@ -114,6 +114,28 @@ pub fn delete_request(buf: Vec<u8>, seq: u32, e: &Entry) -> Vec<u8> {
     m.finish()
 }
 
+/// Append one IPCTNL_MSG_CT_DELETE for exactly the entry `e` was: its
+/// original tuple, zone and CTA_ID, so that an entry re-created with the
+/// same tuple since `e` was dumped is not deleted (ctnetlink_del_conntrack
+/// compares CTA_ID with nf_ct_get_id() and answers ENOENT when they
+/// differ). `ack`: NLM_F_ACK; without it the kernel still answers errors.
+pub fn delete_exact_request(buf: Vec<u8>, seq: u32, e: &Entry, ack: bool) -> Vec<u8> {
+    let flags = if ack {
+        NLM_F_REQUEST | NLM_F_ACK
+    } else {
+        NLM_F_REQUEST
+    };
+    let mut m = MessageBuilder::new(buf, ctnl_msg(IPCTNL_MSG_CT_DELETE), flags, seq, family(e));
+    put_tuple(&mut m, CTA_TUPLE_ORIG, &e.orig, e.l4());
+    if let Some(zone) = e.zone {
+        m.attr(CTA_ZONE, &zone.to_be_bytes());
+    }
+    if let Some(id) = e.id {
+        m.attr(CTA_ID, &id.to_be_bytes());
+    }
+    m.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

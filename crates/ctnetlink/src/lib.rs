@@ -24,7 +24,7 @@ pub mod error;
 pub mod events;
 pub mod netns;
 
-pub use client::{BatchReport, Conntrack, DumpSummary, Family};
+pub use client::{BatchReport, Conntrack, DeleteReport, DumpSummary, Family};
 pub use decode::{CpuStats, GlobalStats};
 pub use error::{DecodeError, Error};
 pub use events::{EventKind, Events, Groups, Poll};

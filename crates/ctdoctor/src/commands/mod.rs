@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod assets;
 pub mod check;
+pub mod evict;
 pub mod export;
 pub mod forecast;
 pub mod lab;
