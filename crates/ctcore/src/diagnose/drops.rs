@@ -194,9 +194,11 @@ pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let mut out = Vec::new();
     let drop = get("drop");
     let mut evidence = vec![format!(
-        "drop={drop} early_drop={} insert_failed={} (summed over CPUs, from {})",
+        "drop={drop} early_drop={} insert_failed={} chaintoolong={} clash_resolve={} (summed over CPUs, from {})",
         get("early_drop"),
         get("insert_failed"),
+        get("chaintoolong"),
+        get("clash_resolve"),
         c.source
     )];
     if let (Some(r), Some(secs)) = (rate("drop"), f.interval_secs) {
@@ -243,7 +245,7 @@ pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             title: format!("{failed} packets dropped at insert (clashes or hash chains too long)"),
             evidence: vec![format!("insert_failed={failed} chaintoolong={toolong} clash_resolve={}", get("clash_resolve"))],
             fix: if toolong > 0 {
-                vec!["chains are too long: raise hashsize (echo N > /sys/module/nf_conntrack/parameters/hashsize) or look for a hash-chain flood".into()]
+                vec!["chains are too long: see counters.chaintoolong".into()]
             } else {
                 vec!["usually UDP races (DNS A/AAAA in parallel from one socket); see insert_failed in the kernel docs".into()]
             },

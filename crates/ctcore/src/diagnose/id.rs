@@ -9,6 +9,8 @@ use std::fmt;
 pub enum FindingId {
     TableFill,
     TableChains,
+    /// The average chain at max near this kernel's insert-time chain limit.
+    TableChainLimit,
     Memory,
     TimeoutTcpEstablished,
     TimeoutTcpTimeWait,
@@ -19,6 +21,7 @@ pub enum FindingId {
     CountersDrop,
     CountersEarlyDrop,
     CountersInsertFailed,
+    CountersChainTooLong,
     LogTableFull,
     /// Table-full messages from one namespace, by its inode.
     LogTableFullIn(u64),
@@ -36,9 +39,10 @@ pub enum FindingId {
 
 impl FindingId {
     /// The id of every variant without a parameter, for tests and docs.
-    pub const FIXED: [Self; 19] = [
+    pub const FIXED: [Self; 21] = [
         Self::TableFill,
         Self::TableChains,
+        Self::TableChainLimit,
         Self::Memory,
         Self::TimeoutTcpEstablished,
         Self::TimeoutTcpTimeWait,
@@ -47,6 +51,7 @@ impl FindingId {
         Self::CountersDrop,
         Self::CountersEarlyDrop,
         Self::CountersInsertFailed,
+        Self::CountersChainTooLong,
         Self::LogTableFull,
         Self::LogTableFullMore,
         Self::LogVmalloc,
@@ -67,6 +72,7 @@ impl fmt::Display for FindingId {
             Self::LogTableFullIn(inode) => return write!(f, "log.table_full.{inode}"),
             Self::TableFill => "table.fill",
             Self::TableChains => "table.chains",
+            Self::TableChainLimit => "table.chain_limit",
             Self::Memory => "memory",
             Self::TimeoutTcpEstablished => "timeouts.tcp_established",
             Self::TimeoutTcpTimeWait => "timeouts.tcp_time_wait",
@@ -75,6 +81,7 @@ impl fmt::Display for FindingId {
             Self::CountersDrop => "counters.drop",
             Self::CountersEarlyDrop => "counters.early_drop",
             Self::CountersInsertFailed => "counters.insert_failed",
+            Self::CountersChainTooLong => "counters.chaintoolong",
             Self::LogTableFull => "log.table_full",
             Self::LogTableFullMore => "log.table_full.more",
             Self::LogVmalloc => "log.vmalloc",

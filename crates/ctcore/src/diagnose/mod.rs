@@ -28,7 +28,7 @@ mod tests;
 mod timeouts;
 mod who;
 
-use chains::chains;
+use chains::{chain_limit, chains, chaintoolong};
 use cloud::cloud;
 pub use drops::undated_excess;
 use drops::{counters, kernel_log};
@@ -286,6 +286,8 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         findings.extend(namespaces(f, &summary, t));
         findings.extend(cloud(f));
         findings.extend(chains(&summary));
+        findings.extend(chain_limit(f, &summary));
+        findings.extend(chaintoolong(f, &summary));
         findings.extend(memory(&summary));
         findings.extend(timeouts(f, &summary, t));
         findings.extend(who(f, &summary, t));
