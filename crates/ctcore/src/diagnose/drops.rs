@@ -533,6 +533,40 @@ pub(super) fn kernel_log(f: &Facts, t: &Thresholds) -> Vec<Finding> {
             fix: vec!["ctdoctor check --all-netns".into()],
         });
     }
+    if !log.other_hosts.is_empty() {
+        let hosts: Vec<String> = log
+            .other_hosts
+            .iter()
+            .map(|(h, n)| {
+                let h = if h.is_empty() {
+                    "more hosts"
+                } else {
+                    h.as_str()
+                };
+                format!("{h}: {n}")
+            })
+            .collect();
+        let this = f.hostname.as_deref().unwrap_or("this host");
+        let whose = if log.table_full.is_empty() {
+            format!("this is another host's log, not {this}'s")
+        } else {
+            format!("the rest of the log is {this}'s")
+        };
+        out.push(Finding {
+            id: FindingId::LogOtherHost,
+            severity: Severity::Info,
+            title: format!(
+                "kernel log: {} table-full lines name another host ({}): {whose}; they are not weighed against {this}'s drop counter",
+                log.other_hosts.values().sum::<u64>(),
+                hosts.join(", ")
+            ),
+            evidence: vec![
+                format!("this host is {this} (/proc/sys/kernel/hostname); the lines' syslog/journal prefix names another"),
+                reach.clone(),
+            ],
+            fix: vec!["run ctdoctor check on that host, or pass this host's own log".into()],
+        });
+    }
     if log.table_full.is_empty() {
         out.push(Finding {
             id: FindingId::LogTableFull,

@@ -26,6 +26,8 @@ pub enum FindingId {
     /// Table-full messages from one namespace, by its inode.
     LogTableFullIn(u64),
     LogTableFullMore,
+    /// Table-full lines of another host's log (syslog/journal host name).
+    LogOtherHost,
     LogVmalloc,
     /// An ENA NIC's conntrack allowance, by interface.
     CloudEna(String),
@@ -39,7 +41,7 @@ pub enum FindingId {
 
 impl FindingId {
     /// The id of every variant without a parameter, for tests and docs.
-    pub const FIXED: [Self; 21] = [
+    pub const FIXED: [Self; 22] = [
         Self::TableFill,
         Self::TableChains,
         Self::TableChainLimit,
@@ -54,6 +56,7 @@ impl FindingId {
         Self::CountersChainTooLong,
         Self::LogTableFull,
         Self::LogTableFullMore,
+        Self::LogOtherHost,
         Self::LogVmalloc,
         Self::WhoRules,
         Self::WhoNotrack,
@@ -84,6 +87,7 @@ impl fmt::Display for FindingId {
             Self::CountersChainTooLong => "counters.chaintoolong",
             Self::LogTableFull => "log.table_full",
             Self::LogTableFullMore => "log.table_full.more",
+            Self::LogOtherHost => "log.other_host",
             Self::LogVmalloc => "log.vmalloc",
             Self::WhoRules => "who.rules",
             Self::WhoNotrack => "who.notrack",
