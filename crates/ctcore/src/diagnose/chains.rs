@@ -78,10 +78,10 @@ pub(super) fn chaintoolong(f: &Facts, s: &Summary) -> Option<Finding> {
     } else {
         evidence.push("run with --interval 10 to see whether it still rises".into());
     }
-    if let Some(k) = f.kernel.as_deref().and_then(|k| Version::parse(k).ok()) {
-        if let Some((lo, hi)) = k.chain_limit() {
-            evidence.push(format!("kernel {k}'s chain limit: a random {lo}..{hi}"));
-        }
+    if let Some(k) = f.kernel.as_deref().and_then(|k| Version::parse(k).ok())
+        && let Some((lo, hi)) = k.chain_limit()
+    {
+        evidence.push(format!("kernel {k}'s chain limit: a random {lo}..{hi}"));
     }
     if let Some(chain) = s.average_chain {
         evidence.push(format!("average chain now: {chain:.1}"));
