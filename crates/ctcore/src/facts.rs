@@ -190,6 +190,9 @@ pub struct Facts {
     pub interval_secs: Option<f64>,
     pub kernel_log: Option<LogScan>,
     pub kernel_log_source: Option<String>,
+    /// This host's name (/proc/sys/kernel/hostname): a log line naming
+    /// another host is that host's log.
+    pub hostname: Option<String>,
     /// /dev/kmsg had already overwritten its oldest records.
     pub kernel_log_truncated: bool,
     /// The kernel log the user named (`--kernel-log FILE|-`) could not be

@@ -143,6 +143,11 @@ pub struct LogScan {
     /// not a known one, and never an unnamed line. Counted, also in
     /// `ungrouped`.
     pub malformed_netns: u64,
+    /// Table-full lines whose syslog/journal prefix names another host
+    /// than the one checked ([`Scanner::for_host`]), by that host name:
+    /// that host's log, never weighed against this host's drop counter.
+    /// Bounded by [`MAX_GROUPS`] names; beyond, counted under `""`.
+    pub other_hosts: BTreeMap<String, u64>,
 }
 
 impl LogScan {
@@ -194,6 +199,36 @@ static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
         r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\S+) \S+ kernel: (?:\[\s*(\d+\.\d+)\] )?(.*)$",
     )
 });
+/// The host a syslog (`Dec  5 10:00:00 host kernel:`; `journalctl -k`
+/// short, short-precise and short-iso print the same), `journalctl -o
+/// short-full` / `short-unix` or RFC 5424 line names.
+static HOSTS: LazyLock<[Regex; 4]> = LazyLock::new(|| {
+    [
+        re(
+            r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\S+) (\S+) kernel: ",
+        ),
+        re(r"^[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ (\S+) kernel: "),
+        re(r"^\d{9,}(?:\.\d+)? (\S+) kernel: "),
+        re(r"^<\d+>1 \S+ (\S+) "),
+    ]
+});
+
+/// The host name a log line's prefix carries, if its format has one.
+pub fn line_host(line: &str) -> Option<&str> {
+    HOSTS
+        .iter()
+        .find_map(|r| r.captures(line).and_then(|c| c.get(1)))
+        .map(|m| m.as_str())
+        .filter(|h| *h != "-")
+}
+
+/// Whether a log's host name is this host: equal ignoring case, or equal
+/// in the first label (syslog prints `web1` for `web1.example.com`).
+pub fn same_host(logged: &str, this: &str) -> bool {
+    let first = |h: &str| h.split('.').next().unwrap_or(h).to_ascii_lowercase();
+    logged.eq_ignore_ascii_case(this) || first(logged) == first(this)
+}
+
 static FULL: LazyLock<Regex> = LazyLock::new(|| {
     re(
         // Anywhere in the line: a prefix this scanner does not know (a
@@ -405,6 +440,8 @@ pub struct Scanner {
     /// The group and part (this boot or not) of the previous kernel line,
     /// for attributing a following `net_ratelimit` line.
     previous: Option<(Option<u64>, bool)>,
+    /// The host checked: table-full lines naming another are that host's.
+    host: Option<String>,
 }
 
 impl Scanner {
@@ -414,6 +451,19 @@ impl Scanner {
             out: LogScan::default(),
             groups: BTreeMap::new(),
             previous: None,
+            host: None,
+        }
+    }
+
+    /// A scanner for the log of host `host` (this host's name): table-full
+    /// lines whose prefix names another host go to
+    /// [`LogScan::other_hosts`], not to the groups; lines naming no host
+    /// (kmsg, dmesg) and this host's are grouped. So a file mixing hosts
+    /// (a central syslog) is judged line by line.
+    pub fn for_host(ctx: Context, host: Option<&str>) -> Self {
+        Self {
+            host: host.map(str::to_string),
+            ..Self::new(ctx)
         }
     }
 
@@ -441,6 +491,20 @@ impl Scanner {
             self.out.first = stamp();
         }
         if let Some(c) = FULL.captures(msg) {
+            if let Some(this) = self.host.as_deref()
+                && let Some(other) = line_host(line).filter(|h| !same_host(h, this))
+            {
+                let key = if self.out.other_hosts.len() < MAX_GROUPS
+                    || self.out.other_hosts.contains_key(other)
+                {
+                    other
+                } else {
+                    ""
+                };
+                *self.out.other_hosts.entry(key.to_string()).or_insert(0) += 1;
+                self.previous = None;
+                return;
+            }
             let stamp = stamp();
             let text = c.name("m").map_or(msg, |m| m.as_str());
             // `in netns N` as the kernel prints it (%u of an inode): a
@@ -546,8 +610,17 @@ pub fn scan_with<'a>(lines: impl IntoIterator<Item = &'a str>, ctx: Context) -> 
 /// Scan a log as a stream: memory stays bounded by [`MAX_LINE`] whatever
 /// the input's size. Lines longer than that are skipped and counted; a run
 /// of [`MAX_RUN`] bytes without a line break is an error (not a text log).
-pub fn scan_reader(mut r: impl BufRead, ctx: Context) -> io::Result<LogScan> {
-    let mut s = Scanner::new(ctx);
+pub fn scan_reader(r: impl BufRead, ctx: Context) -> io::Result<LogScan> {
+    scan_reader_for(r, ctx, None)
+}
+
+/// [`scan_reader`] of a log judged for host `host` ([`Scanner::for_host`]).
+pub fn scan_reader_for(
+    mut r: impl BufRead,
+    ctx: Context,
+    host: Option<&str>,
+) -> io::Result<LogScan> {
+    let mut s = Scanner::for_host(ctx, host);
     let mut line: Vec<u8> = Vec::with_capacity(1024);
     let mut overlong = false;
     let mut run: u64 = 0;
@@ -1028,5 +1101,34 @@ mod tests {
             s.table_full[0].last.as_ref().and_then(|t| t.at),
             Some(NOW2 - 3600.0)
         );
+    }
+
+    #[test]
+    fn lines_naming_another_host_are_that_hosts_log() {
+        let log = "Dec  5 10:00:00 otherhost kernel: nf_conntrack: table full, dropping packet
+Dec 05 10:00:01.123456 OtherHost kernel: nf_conntrack: nf_conntrack: table full, dropping packet
+Dec  5 10:00:02 web1 kernel: nf_conntrack: table full, dropping packet
+2026-12-05T10:00:03+0000 db2 kernel: nf_conntrack: table full, dropping packet
+<4>1 2026-12-05T10:00:04Z db2 kernel - - - nf_conntrack: table full, dropping packet
+1764928804.5 db2 kernel: nf_conntrack: table full, dropping packet
+[ 5.0] nf_conntrack: table full, dropping packet
+";
+        let mut s = Scanner::for_host(Context::default(), Some("web1.example.com"));
+        for l in log.lines() {
+            s.line(l);
+        }
+        let s = s.finish();
+        // web1's line and the dmesg line (no host) are this host's.
+        assert_eq!(s.total_full(), 2);
+        assert_eq!(s.other_hosts.get("otherhost"), Some(&1));
+        assert_eq!(s.other_hosts.get("OtherHost"), Some(&1));
+        assert_eq!(s.other_hosts.get("db2"), Some(&3));
+        // Without a host to compare with, every line is grouped as before.
+        let all = scan_reader(log.as_bytes(), Context::default()).expect("scan");
+        assert_eq!(all.total_full(), 7);
+        assert!(all.other_hosts.is_empty());
+        assert_eq!(line_host("Dec  5 10:00:00 h1 kernel: x"), Some("h1"));
+        assert_eq!(line_host("[ 1.0] x"), None);
+        assert!(same_host("WEB1", "web1.example.com") && !same_host("web10", "web1"));
     }
 }

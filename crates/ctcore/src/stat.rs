@@ -81,6 +81,44 @@ mod tests {
         assert_eq!(t.counters["drop"], u64::MAX);
     }
 
+    /// This machine's 6.18 file and a 4.19 one: the same positions name
+    /// different counters, so only the header tells `clashres` from
+    /// `searched` and `chainlength` from `delete_list`.
+    #[test]
+    fn new_and_old_layouts_map_by_header() {
+        use crate::counters::{Counters, canonical};
+        let new = parse_stat(include_str!("../tests/fixtures/stat-6.18.txt")).expect("parses");
+        assert!(new.counters.contains_key("clashres") && new.counters.contains_key("chainlength"));
+        let c = Counters::from_named(new.counters.iter().map(|(k, v)| (k.as_str(), *v)));
+        assert!(c.clash_resolve.is_some() && c.chaintoolong.is_some());
+        let old = parse_stat(include_str!("../tests/fixtures/stat-4.19.txt")).expect("parses");
+        assert_eq!(old.cpus, 2);
+        assert_eq!(old.entries, Some(16));
+        // Old columns keep their own names: `searched` is not clash_resolve,
+        // `delete_list` is not chaintoolong.
+        assert_eq!(old.counters["searched"], 12);
+        assert_eq!(old.counters["delete_list"], 5);
+        assert_eq!(canonical("searched"), "searched");
+        assert_eq!(canonical("delete_list"), "delete_list");
+        let c = Counters::from_named(old.counters.iter().map(|(k, v)| (k.as_str(), *v)));
+        assert_eq!(c.clash_resolve, None);
+        assert_eq!(c.chaintoolong, None);
+        assert_eq!(c.found, Some(0x300));
+        assert_eq!(c.drop, Some(5));
+        assert_eq!(c.insert_failed, Some(1));
+        assert_eq!(c.error, Some(0));
+        assert_eq!(c.search_restart, Some(6));
+        // Any order, unknown columns kept by name.
+        let t = parse_stat("future drop entries chainlength\n1 2 3 4\n1 0 3 1\n").expect("parses");
+        assert_eq!(t.entries, Some(3));
+        assert_eq!(t.counters["future"], 2);
+        assert_eq!(t.counters["drop"], 2);
+        assert_eq!(
+            Counters::from_named([("chainlength", t.counters["chainlength"])]).chaintoolong,
+            Some(5)
+        );
+    }
+
     #[test]
     fn malformed() {
         assert_eq!(parse_stat(""), Err(StatError::Empty));

@@ -48,6 +48,21 @@ impl Version {
     pub fn at_least(self, major: u32, minor: u32) -> bool {
         self >= Self::new(major, minor)
     }
+
+    /// The range `(lo, hi)` of the random chain length above which
+    /// `__nf_conntrack_confirm` refuses an insert, drops the packet and
+    /// counts `chaintoolong` (KERNEL.md sections 8 and 15): 50..79 since
+    /// 6.3, 8..31 in 5.15-6.2; `None` before 5.15 (no limit). The one
+    /// table: the simulator and `check` both read it.
+    pub fn chain_limit(self) -> Option<(u32, u32)> {
+        if self.at_least(6, 3) {
+            Some((50, 79))
+        } else if self.at_least(5, 15) {
+            Some((8, 31))
+        } else {
+            None
+        }
+    }
 }
 
 impl FromStr for Version {
@@ -86,6 +101,16 @@ mod tests {
         for s in ["", "linux", "-", "4294967296.1", "6.4294967296"] {
             assert!(Version::parse(s).is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn chain_limit_by_version() {
+        assert_eq!(Version::new(6, 18).chain_limit(), Some((50, 79)));
+        assert_eq!(Version::new(6, 3).chain_limit(), Some((50, 79)));
+        assert_eq!(Version::new(6, 2).chain_limit(), Some((8, 31)));
+        assert_eq!(Version::new(5, 15).chain_limit(), Some((8, 31)));
+        assert_eq!(Version::new(5, 14).chain_limit(), None);
+        assert_eq!(Version::new(4, 19).chain_limit(), None);
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub struct Counters {
     pub drop: u64,
     pub early_drop: u64,
     pub insert_failed: u64,
+    /// Packets dropped for a hash chain over the kernel's limit.
+    pub chaintoolong: u64,
+    /// Insert clashes the kernel resolved (no drop).
+    pub clash_resolve: u64,
 }
 
 /// Increase of the counters from `before` to `after` (ctcore's per-CPU,
@@ -25,6 +29,8 @@ pub fn counter_delta(before: &[CpuStats], after: &[CpuStats]) -> Counters {
         drop: d.drop.unwrap_or(0),
         early_drop: d.early_drop.unwrap_or(0),
         insert_failed: d.insert_failed.unwrap_or(0),
+        chaintoolong: d.chaintoolong.unwrap_or(0),
+        clash_resolve: d.clash_resolve.unwrap_or(0),
     }
 }
 
@@ -114,6 +120,9 @@ pub struct Snapshot {
     pub drop_per_s: Option<f64>,
     pub early_drop_per_s: Option<f64>,
     pub insert_failed_per_s: Option<f64>,
+    /// Packets dropped for hash chains over the kernel's limit: a hash flood.
+    pub chaintoolong_per_s: Option<f64>,
+    pub clash_resolve_per_s: Option<f64>,
     /// Live entries per class (`tcp/ESTABLISHED`, `udp/UNREPLIED`, ...).
     pub states: BTreeMap<ClassKey, u64>,
     pub top_src: Vec<Rank>,
@@ -189,6 +198,8 @@ impl Snapshot {
             drop_per_s: counter(|c| c.drop),
             early_drop_per_s: counter(|c| c.early_drop),
             insert_failed_per_s: counter(|c| c.insert_failed),
+            chaintoolong_per_s: counter(|c| c.chaintoolong),
+            clash_resolve_per_s: counter(|c| c.clash_resolve),
             states: r.states.clone(),
             top_src,
             top_dst,
@@ -272,7 +283,9 @@ mod tests {
             Counters {
                 drop: 7,
                 early_drop: 1,
-                insert_failed: 2
+                insert_failed: 2,
+                chaintoolong: 0,
+                clash_resolve: 0,
             }
         );
     }
@@ -287,6 +300,8 @@ mod tests {
                 drop: 10,
                 early_drop: 4,
                 insert_failed: 0,
+                chaintoolong: 6,
+                clash_resolve: 2,
             }),
             live: 299,
             states: BTreeMap::from([(ClassKey::parse("udp/UNREPLIED").expect("class"), 299)]),
@@ -309,6 +324,9 @@ mod tests {
         assert_eq!(s.drop_per_s, Some(5.0));
         assert_eq!(s.early_drop_per_s, Some(2.0));
         assert_eq!(s.insert_failed_per_s, Some(0.0));
+        assert_eq!(s.chaintoolong_per_s, Some(3.0));
+        assert_eq!(s.clash_resolve_per_s, Some(1.0));
+        assert_eq!(json["chaintoolong_per_s"], 3.0);
         assert_eq!(
             s.top_src,
             vec![

@@ -112,15 +112,23 @@ fn read_kmsg(root: &Root, ctx: kernel_log::Context) -> Result<(LogScan, bool), U
 }
 
 /// Scan a log file or stdin as a stream (bounded memory whatever its size).
-fn read_log(what: &str, input: impl Read, ctx: kernel_log::Context) -> Result<LogScan, Unreadable> {
-    kernel_log::scan_reader(std::io::BufReader::with_capacity(64 * 1024, input), ctx).map_err(|e| {
-        match e.kind() {
-            std::io::ErrorKind::InvalidData => Unreadable {
-                what: what.to_string(),
-                why: Why::Malformed(e.to_string()),
-            },
-            _ => io_unreadable(what, "read permission", &e),
-        }
+fn read_log(
+    what: &str,
+    input: impl Read,
+    ctx: kernel_log::Context,
+    host: Option<&str>,
+) -> Result<LogScan, Unreadable> {
+    kernel_log::scan_reader_for(
+        std::io::BufReader::with_capacity(64 * 1024, input),
+        ctx,
+        host,
+    )
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => Unreadable {
+            what: what.to_string(),
+            why: Why::Malformed(e.to_string()),
+        },
+        _ => io_unreadable(what, "read permission", &e),
     })
 }
 
@@ -308,6 +316,13 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
         this_boot: matches!(opts.kernel_log, LogInput::Kmsg),
         netns_inode: f.netns_inode,
     };
+    // This host's name, as the syslog/journal prefix of its own lines says.
+    f.hostname = root
+        .read("/proc/sys/kernel/hostname", "")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    let host = f.hostname.clone();
     let log = match &opts.kernel_log {
         LogInput::Kmsg => read_kmsg(root, ctx).map(|(scan, truncated)| {
             f.kernel_log_truncated = truncated;
@@ -327,7 +342,7 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
                     }
                     std::fs::File::open(p)
                         .map_err(|e| io_unreadable(what.clone(), "read permission", &e))
-                        .and_then(|file| read_log(&what, file, ctx))
+                        .and_then(|file| read_log(&what, file, ctx, host.as_deref()))
                 })
                 .map(|scan| (what, scan))
         }
@@ -340,7 +355,7 @@ fn kernel_log(f: &mut Facts, opts: &Options) {
                 .and_then(|file| file.metadata())
                 .map_err(|e| io_unreadable("stdin", "", &e))
                 .and_then(|m| log_kind("stdin", &m))
-                .and_then(|_| read_log("stdin", std::io::stdin().lock(), ctx))
+                .and_then(|_| read_log("stdin", std::io::stdin().lock(), ctx, host.as_deref()))
                 .map(|scan| ("stdin".to_string(), scan))
         }
     };

@@ -973,9 +973,7 @@ pub fn run(
     let chain_limit = match sc.table.chain_limit {
         Some([0, 0]) => None,
         Some([lo, hi]) => Some((lo, hi)),
-        None if kernel.at_least(6, 3) => Some((50, 79)),
-        None if kernel.at_least(5, 15) => Some((8, 31)),
-        None => None,
+        None => kernel.chain_limit(),
     };
     let mut rng = fastrand::Rng::with_seed(opt.seed);
     let mut classes = Vec::new();

@@ -194,9 +194,11 @@ pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let mut out = Vec::new();
     let drop = get("drop");
     let mut evidence = vec![format!(
-        "drop={drop} early_drop={} insert_failed={} (summed over CPUs, from {})",
+        "drop={drop} early_drop={} insert_failed={} chaintoolong={} clash_resolve={} (summed over CPUs, from {})",
         get("early_drop"),
         get("insert_failed"),
+        get("chaintoolong"),
+        get("clash_resolve"),
         c.source
     )];
     if let (Some(r), Some(secs)) = (rate("drop"), f.interval_secs) {
@@ -243,7 +245,7 @@ pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
             title: format!("{failed} packets dropped at insert (clashes or hash chains too long)"),
             evidence: vec![format!("insert_failed={failed} chaintoolong={toolong} clash_resolve={}", get("clash_resolve"))],
             fix: if toolong > 0 {
-                vec!["chains are too long: raise hashsize (echo N > /sys/module/nf_conntrack/parameters/hashsize) or look for a hash-chain flood".into()]
+                vec!["chains are too long: see counters.chaintoolong".into()]
             } else {
                 vec!["usually UDP races (DNS A/AAAA in parallel from one socket); see insert_failed in the kernel docs".into()]
             },
@@ -529,6 +531,40 @@ pub(super) fn kernel_log(f: &Facts, t: &Thresholds) -> Vec<Finding> {
                 reach.clone(),
             ],
             fix: vec!["ctdoctor check --all-netns".into()],
+        });
+    }
+    if !log.other_hosts.is_empty() {
+        let hosts: Vec<String> = log
+            .other_hosts
+            .iter()
+            .map(|(h, n)| {
+                let h = if h.is_empty() {
+                    "more hosts"
+                } else {
+                    h.as_str()
+                };
+                format!("{h}: {n}")
+            })
+            .collect();
+        let this = f.hostname.as_deref().unwrap_or("this host");
+        let whose = if log.table_full.is_empty() {
+            format!("this is another host's log, not {this}'s")
+        } else {
+            format!("the rest of the log is {this}'s")
+        };
+        out.push(Finding {
+            id: FindingId::LogOtherHost,
+            severity: Severity::Info,
+            title: format!(
+                "kernel log: {} table-full lines name another host ({}): {whose}; they are not weighed against {this}'s drop counter",
+                log.other_hosts.values().sum::<u64>(),
+                hosts.join(", ")
+            ),
+            evidence: vec![
+                format!("this host is {this} (/proc/sys/kernel/hostname); the lines' syslog/journal prefix names another"),
+                reach.clone(),
+            ],
+            fix: vec!["run ctdoctor check on that host, or pass this host's own log".into()],
         });
     }
     if log.table_full.is_empty() {

@@ -9,6 +9,8 @@ use std::fmt;
 pub enum FindingId {
     TableFill,
     TableChains,
+    /// The average chain at max near this kernel's insert-time chain limit.
+    TableChainLimit,
     Memory,
     TimeoutTcpEstablished,
     TimeoutTcpTimeWait,
@@ -19,10 +21,13 @@ pub enum FindingId {
     CountersDrop,
     CountersEarlyDrop,
     CountersInsertFailed,
+    CountersChainTooLong,
     LogTableFull,
     /// Table-full messages from one namespace, by its inode.
     LogTableFullIn(u64),
     LogTableFullMore,
+    /// Table-full lines of another host's log (syslog/journal host name).
+    LogOtherHost,
     LogVmalloc,
     /// An ENA NIC's conntrack allowance, by interface.
     CloudEna(String),
@@ -41,9 +46,10 @@ pub enum FindingId {
 
 impl FindingId {
     /// The id of every variant without a parameter, for tests and docs.
-    pub const FIXED: [Self; 19] = [
+    pub const FIXED: [Self; 22] = [
         Self::TableFill,
         Self::TableChains,
+        Self::TableChainLimit,
         Self::Memory,
         Self::TimeoutTcpEstablished,
         Self::TimeoutTcpTimeWait,
@@ -52,8 +58,10 @@ impl FindingId {
         Self::CountersDrop,
         Self::CountersEarlyDrop,
         Self::CountersInsertFailed,
+        Self::CountersChainTooLong,
         Self::LogTableFull,
         Self::LogTableFullMore,
+        Self::LogOtherHost,
         Self::LogVmalloc,
         Self::WhoRules,
         Self::WhoNotrack,
@@ -74,6 +82,7 @@ impl fmt::Display for FindingId {
             Self::Drift(key) => return write!(f, "drift.{key}"),
             Self::TableFill => "table.fill",
             Self::TableChains => "table.chains",
+            Self::TableChainLimit => "table.chain_limit",
             Self::Memory => "memory",
             Self::TimeoutTcpEstablished => "timeouts.tcp_established",
             Self::TimeoutTcpTimeWait => "timeouts.tcp_time_wait",
@@ -82,8 +91,10 @@ impl fmt::Display for FindingId {
             Self::CountersDrop => "counters.drop",
             Self::CountersEarlyDrop => "counters.early_drop",
             Self::CountersInsertFailed => "counters.insert_failed",
+            Self::CountersChainTooLong => "counters.chaintoolong",
             Self::LogTableFull => "log.table_full",
             Self::LogTableFullMore => "log.table_full.more",
+            Self::LogOtherHost => "log.other_host",
             Self::LogVmalloc => "log.vmalloc",
             Self::WhoRules => "who.rules",
             Self::WhoNotrack => "who.notrack",

@@ -31,7 +31,7 @@ mod timeouts;
 mod who;
 
 use bpf::bpf_maps;
-use chains::chains;
+use chains::{chain_limit, chains, chaintoolong};
 use cloud::cloud;
 use drift::drift;
 pub use drops::undated_excess;
@@ -290,6 +290,8 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         findings.extend(namespaces(f, &summary, t));
         findings.extend(cloud(f));
         findings.extend(chains(&summary));
+        findings.extend(chain_limit(f, &summary));
+        findings.extend(chaintoolong(f, &summary));
         findings.extend(memory(&summary));
         findings.extend(timeouts(f, &summary, t));
         findings.extend(who(f, &summary, t));

@@ -877,3 +877,71 @@ fn bpf_maps_are_judged_beside_nf_conntrack() {
         Severity::Critical
     );
 }
+
+#[test]
+fn average_chain_at_max_against_the_kernel_chain_limit() {
+    // 6.18: limit 50..79; max 16 x buckets gives chains of 32 at max (>= 25).
+    let mut f = healthy();
+    f.max = Some(262_144 * 16);
+    let r = diagnose(&f, &Thresholds::default());
+    let x = find(&r, "table.chain_limit");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(
+        x.title.contains("32.0") && x.title.contains("50..79"),
+        "{}",
+        x.title
+    );
+    assert!(x.fix[0].contains("hashsize"));
+    // 8 x buckets (chains of 16 at max) is far from 50 on 6.18 ...
+    f.max = Some(262_144 * 8);
+    let r = diagnose(&f, &Thresholds::default());
+    assert!(!ids(&r).iter().any(|(i, _)| i == "table.chain_limit"));
+    // ... and over the 8..31 limit of 5.15-6.2; no limit before 5.15.
+    f.kernel = Some("5.15.0-91-generic".into());
+    let r = diagnose(&f, &Thresholds::default());
+    assert!(find(&r, "table.chain_limit").title.contains("8..31"));
+    f.kernel = Some("5.10".into());
+    let r = diagnose(&f, &Thresholds::default());
+    assert!(!ids(&r).iter().any(|(i, _)| i == "table.chain_limit"));
+    // The default sizing (max = buckets, chains of 2) never warns.
+    let r = diagnose(&healthy(), &Thresholds::default());
+    assert!(!ids(&r).iter().any(|(i, _)| i.starts_with("table.chain")));
+}
+
+#[test]
+fn chaintoolong_since_boot_warns_and_rising_is_critical() {
+    let mut f = healthy();
+    let r = diagnose(&f, &Thresholds::default());
+    assert!(!ids(&r).iter().any(|(i, _)| i == "counters.chaintoolong"));
+    f.counters = Some(Counters {
+        source: "test".into(),
+        values: [
+            ("drop".to_string(), 0),
+            ("chaintoolong".to_string(), 7),
+            ("clash_resolve".to_string(), 3),
+        ]
+        .into(),
+    });
+    let r = diagnose(&f, &Thresholds::default());
+    let x = find(&r, "counters.chaintoolong");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(x.title.contains("hash-flood"), "{}", x.title);
+    assert!(x.evidence.iter().any(|e| e.contains("--interval")));
+    assert!(x.fix.iter().any(|e| e.contains("hashsize")));
+    assert!(find(&r, "counters.drop").evidence[0].contains("chaintoolong=7 clash_resolve=3"));
+    // Rising over an interval: dropping now.
+    f.rates = Some([("chaintoolong".to_string(), 2.5)].into());
+    f.interval_secs = Some(2.0);
+    let r = diagnose(&f, &Thresholds::default());
+    let x = find(&r, "counters.chaintoolong");
+    assert_eq!(x.severity, Severity::Critical);
+    assert!(x.title.contains("2.5/s"), "{}", x.title);
+    assert_eq!(r.verdict, Verdict::Critical);
+    // Nonzero since boot, flat over the interval: still a warning.
+    f.rates = Some([("chaintoolong".to_string(), 0.0)].into());
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(
+        find(&r, "counters.chaintoolong").severity,
+        Severity::Warning
+    );
+}

@@ -342,6 +342,18 @@ impl App {
                 Style::new().add_modifier(Modifier::BOLD),
             ),
             Span::raw(rate(s.insert_failed_per_s)),
+            Span::styled(
+                "  chaintoolong/s ",
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(
+                rate(s.chaintoolong_per_s),
+                if s.chaintoolong_per_s.unwrap_or(0.0) > 0.0 {
+                    Style::new().fg(Color::Red)
+                } else {
+                    Style::new()
+                },
+            ),
             Span::styled("  table full ", Style::new().add_modifier(Modifier::BOLD)),
             match s.table_full {
                 None => Span::raw("n/a"),
@@ -544,6 +556,8 @@ mod tests {
             drop_per_s: Some(0.0),
             early_drop_per_s: Some(0.0),
             insert_failed_per_s: Some(0.0),
+            chaintoolong_per_s: Some(0.0),
+            clash_resolve_per_s: Some(0.0),
             states: BTreeMap::from([
                 (
                     ctmodel::flows::ClassKey::parse("udp/UNREPLIED").expect("class"),
