@@ -48,22 +48,55 @@ impl BpfMap {
 }
 
 /// Cilium's pinned maps that track or translate connections, with the agent
-/// flag that sizes each (`--bpf-map-dynamic-size-ratio` sizes all of them
-/// from RAM when the per-map flag is not set).
-const CILIUM: [(&str, &str); 6] = [
-    ("cilium_ct4_global", "--bpf-ct-global-tcp-max"),
-    ("cilium_ct6_global", "--bpf-ct-global-tcp-max"),
-    ("cilium_ct_any4_global", "--bpf-ct-global-any-max"),
-    ("cilium_ct_any6_global", "--bpf-ct-global-any-max"),
-    ("cilium_snat_v4_external", "--bpf-nat-global-max"),
-    ("cilium_snat_v6_external", "--bpf-nat-global-max"),
+/// flag that sizes each and its Helm value (`--bpf-map-dynamic-size-ratio`,
+/// Helm `bpf.mapDynamicSizeRatio`, sizes all of them from RAM when the
+/// per-map flag is not set). The ConfigMap (cilium-config) key is the flag
+/// without its dashes. Checked against docs.cilium.io/en/stable/network/
+/// ebpf/maps/ (the flags), Cilium's Documentation/helm-values.rst
+/// (`bpf.ctTcpMax`, `bpf.ctAnyMax`, `bpf.natMax`) and pkg/maps/nat/nat.go
+/// (`MapNameSnat4Global = "cilium_snat_v4_external"`); the pins live in
+/// /sys/fs/bpf/tc/globals (pkg/bpf's tc/globals map root).
+const CILIUM: [(&str, &str, &str); 6] = [
+    (
+        "cilium_ct4_global",
+        "--bpf-ct-global-tcp-max",
+        "bpf.ctTcpMax",
+    ),
+    (
+        "cilium_ct6_global",
+        "--bpf-ct-global-tcp-max",
+        "bpf.ctTcpMax",
+    ),
+    (
+        "cilium_ct_any4_global",
+        "--bpf-ct-global-any-max",
+        "bpf.ctAnyMax",
+    ),
+    (
+        "cilium_ct_any6_global",
+        "--bpf-ct-global-any-max",
+        "bpf.ctAnyMax",
+    ),
+    (
+        "cilium_snat_v4_external",
+        "--bpf-nat-global-max",
+        "bpf.natMax",
+    ),
+    (
+        "cilium_snat_v6_external",
+        "--bpf-nat-global-max",
+        "bpf.natMax",
+    ),
 ];
 
 /// The datapath of a pin name ctdoctor reports, `None` for any other map.
 /// Calico versions its pin names (`cali_v4_ct`, `cali_v4_ct2`,
-/// `cali_v4_ct3`): the digits are the layout version.
+/// `cali_v4_ct3`): the digits are the layout version (felix/bpf/maps:
+/// `versionedStr` appends the version when above 1; felix/bpf/conntrack:
+/// `Name: "cali_v4_ct"`, `"cali_v6_ct"`, Version 2 then 3), pinned under
+/// /sys/fs/bpf/tc/globals (`bpfdefs.GlobalPinDir`).
 pub fn known(name: &str) -> Option<Datapath> {
-    if CILIUM.iter().any(|(n, _)| *n == name) {
+    if CILIUM.iter().any(|(n, _, _)| *n == name) {
         return Some(Datapath::Cilium);
     }
     let version = name
@@ -79,16 +112,23 @@ pub fn known(name: &str) -> Option<Datapath> {
 pub fn raise(map: &BpfMap) -> String {
     match map.datapath {
         Datapath::Cilium => {
-            let flag = CILIUM
+            let (flag, helm) = CILIUM
                 .iter()
-                .find(|(n, _)| *n == map.name)
-                .map_or("--bpf-ct-global-tcp-max", |(_, f)| f);
+                .find(|(n, _, _)| *n == map.name)
+                .map_or(("--bpf-ct-global-tcp-max", "bpf.ctTcpMax"), |(_, f, h)| {
+                    (*f, *h)
+                });
             format!(
-                "raise cilium-agent's {flag} (Helm/ConfigMap key {}), or --bpf-map-dynamic-size-ratio to size the maps from RAM; the agent recreates the map on restart",
+                "raise cilium-agent's {flag} (Helm value {helm}, cilium-config key {}), or --bpf-map-dynamic-size-ratio (Helm bpf.mapDynamicSizeRatio) to size the maps from RAM; the agent recreates the map on restart",
                 flag.trim_start_matches("--")
             )
         }
-        Datapath::Calico => "raise Felix's bpfMapSizeConntrack (FelixConfiguration; environment FELIX_BPFMAPSIZECONNTRACK); Felix resizes the map on restart".into(),
+        // Felix's FelixConfiguration fields (calico api/pkg/apis/
+        // projectcalico/v3/felixconfig.go): bpfMapSizeConntrack, overridden
+        // by bpfMapSizePerCpuConntrack x CPUs when set; bpfMapSizeConntrackScaling
+        // (default DoubleIfFull in the releases that have it) doubles a
+        // full map by itself. Felix reads every field from FELIX_<NAME> too.
+        Datapath::Calico => "raise Felix's bpfMapSizeConntrack (FelixConfiguration; environment FELIX_BPFMAPSIZECONNTRACK), or bpfMapSizePerCpuConntrack which overrides it when set; where bpfMapSizeConntrackScaling exists, DoubleIfFull (its default) grows a full map by itself, Disabled keeps the size. Felix restarts to resize the map".into(),
     }
 }
 
@@ -158,6 +198,8 @@ mod tests {
         assert!(raise(&map("cilium_ct_any4_global", 1, 2)).contains("--bpf-ct-global-any-max"));
         assert!(raise(&map("cilium_snat_v4_external", 1, 2)).contains("--bpf-nat-global-max"));
         assert!(raise(&map("cilium_ct6_global", 1, 2)).contains("--bpf-ct-global-tcp-max"));
+        assert!(raise(&map("cilium_ct_any6_global", 1, 2)).contains("Helm value bpf.ctAnyMax"));
+        assert!(raise(&map("cilium_snat_v6_external", 1, 2)).contains("bpf.natMax"));
         assert!(raise(&map("cali_v4_ct3", 1, 2)).contains("FELIX_BPFMAPSIZECONNTRACK"));
     }
 }

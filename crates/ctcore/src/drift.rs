@@ -15,7 +15,9 @@ pub const HASHSIZE: &str = "hashsize";
 pub const MAX: &str = "nf_conntrack_max";
 
 /// systemd-sysctl's directories, highest priority first (systemd's
-/// CONF_PATHS("sysctl.d"); /lib only on split-usr systems). A name in an
+/// src/sysctl/sysctl.c reads CONF_PATHS_STRV("sysctl.d"): /etc, /run,
+/// /usr/local/lib, /usr/lib; /lib only on split-usr systems; order and
+/// name masking per sysctl.d(5)). A name in an
 /// earlier directory hides the same name in a later one; the files are then
 /// applied in lexical order of their names, a later assignment winning.
 pub const SYSCTL_DIRS: [&str; 5] = [
@@ -26,7 +28,8 @@ pub const SYSCTL_DIRS: [&str; 5] = [
     "/lib/sysctl.d",
 ];
 /// Read last by `sysctl --system` (procps); systemd-sysctl reads it only
-/// through a sysctl.d link such as Debian's /etc/sysctl.d/99-sysctl.conf.
+/// through a sysctl.d link such as Debian's /etc/sysctl.d/99-sysctl.conf
+/// (sysctl.c reads no /etc/sysctl.conf of its own: checked in its source).
 pub const SYSCTL_CONF: &str = "/etc/sysctl.conf";
 /// kmod's directories, in the same precedence.
 pub const MODPROBE_DIRS: [&str; 5] = [
@@ -47,7 +50,9 @@ pub const MODULES_LOAD_DIRS: [&str; 5] = [
 ];
 pub const ETC_MODULES: &str = "/etc/modules";
 
-/// kube-proxy's defaults (pkg/proxy/apis/config/v1alpha1/defaults.go).
+/// kube-proxy's defaults (pkg/proxy/apis/config/v1alpha1/defaults.go:
+/// MaxPerCore 32*1024, Min 128*1024, TCPEstablishedTimeout 24h,
+/// TCPCloseWaitTimeout 1h; checked against kubernetes/kubernetes).
 pub const KUBE_PROXY_MAX_PER_CORE: i64 = 32768;
 pub const KUBE_PROXY_MIN: i64 = 131072;
 pub const KUBE_PROXY_TCP_ESTABLISHED: u64 = 86_400;
@@ -318,8 +323,10 @@ pub fn parse_config(text: &str) -> Result<KubeProxyConntrack, String> {
 
 impl KubeProxyConntrack {
     /// What kube-proxy writes to nf_conntrack_max on `cpus` CPUs
-    /// (cmd/kube-proxy/app/server_linux.go getConntrackMax): maxPerCore x
-    /// CPUs, at least min; `None` when maxPerCore is 0 (left as is).
+    /// (getConntrackMax, cmd/kube-proxy/app/conntrack.go, formerly
+    /// server_linux.go): maxPerCore x CPUs, at least min; `None` when
+    /// maxPerCore is 0 (left as is). Its SetMax then raises hashsize to
+    /// max/4 only when the live one is smaller.
     pub fn max(&self, cpus: u64) -> Option<u64> {
         let per = self.max_per_core.unwrap_or(KUBE_PROXY_MAX_PER_CORE);
         if per <= 0 {

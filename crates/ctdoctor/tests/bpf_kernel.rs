@@ -4,7 +4,8 @@
 //! 10%, and runs `check --json`, `top` and `export` with `--bpffs DIR`:
 //! the full map is CRITICAL by name with its numbers, the other OK, an
 //! unknown map is not reported, the metrics carry both; as an unprivileged
-//! user the maps are "not read", said once. The guard unpins, unmounts and
+//! user the maps are "not read", said once; a second scrape is served from
+//! the exporter's cache (a map unpinned meanwhile still shows). The guard unpins, unmounts and
 //! removes the directory, also on a panic. Nothing under /sys/fs/bpf is
 //! touched (other tests' `check` must not see these maps).
 
@@ -66,6 +67,10 @@ impl Bpffs {
         map.pin(&path).expect("pin");
         self.pins.push(path);
     }
+
+    fn unpin(&self, name: &str) {
+        std::fs::remove_file(self.root().join("tc/globals").join(name)).expect("unpin");
+    }
 }
 
 impl Drop for Bpffs {
@@ -119,7 +124,8 @@ fn metrics(ns: &Netns) -> std::io::Result<String> {
     .map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
-fn scrape(ns: &Netns, bpffs: &Path) -> String {
+/// Start the exporter on `bpffs` (dropped: killed).
+fn exporter(ns: &Netns, bpffs: &Path) -> Exporter {
     let listen = format!("127.0.0.1:{PORT}");
     let child = Command::new(BIN)
         .args(["--netns", ns.name(), "--bpffs"])
@@ -129,15 +135,29 @@ fn scrape(ns: &Netns, bpffs: &Path) -> String {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn ctdoctor export");
-    let _exporter = Exporter(child);
+    Exporter(child)
+}
+
+/// The first /metrics that carries the maps' counts (the background
+/// thread counts them right after start).
+fn scrape(ns: &Netns) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match metrics(ns) {
-            Ok(body) => return body,
+            Ok(body) if body.contains("ctdoctor_bpf_ct_age_seconds") => return body,
+            Ok(body) if Instant::now() > deadline => panic!("no map counts within 20 s:\n{body}"),
             Err(e) if Instant::now() > deadline => panic!("no /metrics within 20 s: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+fn value(body: &str, start: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {start} in\n{body}"))
 }
 
 #[test]
@@ -206,7 +226,8 @@ fn cilium_and_calico_maps_are_reported_beside_nf_conntrack() {
     assert_eq!(said, 1, "{v:#}");
 
     let ns = Netns::create("bpf").expect("netns");
-    let body = scrape(&ns, &root);
+    let _exporter = exporter(&ns, &root);
+    let body = scrape(&ns);
     for line in [
         "ctdoctor_bpf_ct_entries{map=\"cilium_ct4_global\",datapath=\"cilium\"} 950",
         "ctdoctor_bpf_ct_max_entries{map=\"cilium_ct4_global\",datapath=\"cilium\"} 1024",
@@ -219,6 +240,21 @@ fn cilium_and_calico_maps_are_reported_beside_nf_conntrack() {
         );
     }
     assert!(!body.contains("cilium_lb4_services_v2"));
+
+    // A second scrape right after is served from the cache: the map
+    // unpinned meanwhile is still there, from the same count (same
+    // duration), one that is not older.
+    fs.unpin("cali_v4_ct3");
+    let again = scrape(&ns);
+    assert!(
+        again.lines().any(|l| l
+            .starts_with("ctdoctor_bpf_ct_entries{map=\"cali_v4_ct3\",datapath=\"calico\"} 410")),
+        "{again}"
+    );
+    let took = "ctdoctor_scrape_duration_seconds{part=\"bpf\"}";
+    assert_eq!(value(&again, took), value(&body, took));
+    let age = "ctdoctor_bpf_ct_age_seconds";
+    assert!(value(&again, age) >= value(&body, age), "{body}\n{again}");
 }
 
 #[test]

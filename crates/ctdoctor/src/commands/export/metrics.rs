@@ -66,6 +66,9 @@ pub struct Snapshot {
     /// Cilium and Calico eBPF conntrack maps (known pin names only, so the
     /// `map` label is bounded).
     pub bpf_maps: Vec<ctcore::bpf::BpfMap>,
+    /// Seconds since the maps were counted (refreshed with the breakdown);
+    /// `None` where no map is pinned (no series).
+    pub bpf_age: Option<f64>,
 }
 
 fn gauge(reg: &mut Registry, name: &str, help: &str, v: f64) {
@@ -342,6 +345,14 @@ pub fn registry(s: &Snapshot) -> Registry {
             max,
         );
     }
+    if let Some(age) = s.bpf_age {
+        gauge(
+            &mut reg,
+            "ctdoctor_bpf_ct_age_seconds",
+            "Age of the cached eBPF conntrack map counts (counted in the background every --breakdown-interval, not per scrape)",
+            age,
+        );
+    }
     let f = Family::<Labels, G>::default();
     for (part, secs) in &s.durations {
         f.get_or_create(&labels(&[("part", part)])).set(*secs);
@@ -552,6 +563,7 @@ mod tests {
                 entries: 1234,
                 max_entries: 524288,
             }],
+            bpf_age: Some(4.0),
         }
     }
 
@@ -565,6 +577,10 @@ mod tests {
         assert_eq!(
             line(&t, "ctdoctor_bpf_ct_max_entries{"),
             "ctdoctor_bpf_ct_max_entries{map=\"cilium_ct4_global\",datapath=\"cilium\"} 524288.0"
+        );
+        assert_eq!(
+            line(&t, "ctdoctor_bpf_ct_age_seconds"),
+            "ctdoctor_bpf_ct_age_seconds 4.0"
         );
         let none = encode(&Snapshot::default(), Format::Prometheus).expect("encodes");
         assert!(!none.contains("ctdoctor_bpf_ct"));

@@ -57,6 +57,18 @@ struct Cached {
     kmsg_ok: Option<bool>,
     netns: Option<Vec<NetnsCount>>,
     netns_seconds: Option<f64>,
+    /// The eBPF conntrack maps: when counted, what, why not, and how long
+    /// the count took. Refreshed with the breakdown (walking 500,000 keys
+    /// takes a fraction of a second: never once per scrape).
+    bpf: Option<BpfCache>,
+}
+
+#[derive(Debug)]
+struct BpfCache {
+    at: Instant,
+    maps: Vec<ctcore::bpf::BpfMap>,
+    errors: usize,
+    seconds: f64,
 }
 
 /// State the background threads write and scrapes read.
@@ -228,6 +240,8 @@ impl Shared {
                 .is_none_or(|t| now.duration_since(t) >= self.config.breakdown_interval)
             {
                 last_breakdown = Some(now);
+                // The maps first: a quick count, not behind a long dump.
+                self.refresh_bpf();
                 self.refresh_breakdown(count);
                 if self.config.all_netns {
                     let t = Instant::now();
@@ -239,6 +253,20 @@ impl Shared {
             }
             std::thread::sleep(SAMPLE_EVERY.saturating_sub(now.elapsed()));
         }
+    }
+
+    /// Count the eBPF conntrack maps into the cache (the sampler's, so one
+    /// count at a time; scrapes serve the cached one with its age).
+    pub fn refresh_bpf(&self) {
+        let t = Instant::now();
+        let (maps, errors) = cthost::bpf::conntrack_maps(&self.config.host);
+        let seconds = t.elapsed().as_secs_f64();
+        self.lock().bpf = Some(BpfCache {
+            at: Instant::now(),
+            maps,
+            errors: errors.len(),
+            seconds,
+        });
     }
 
     /// Refresh the cached breakdown; above the entry cap it is dropped
@@ -311,9 +339,6 @@ impl Shared {
         let t = Instant::now();
         let table = read_table(&self.config.host, self.config.entry_bytes);
         let stats_seconds = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let (bpf_maps, bpf_errors) = cthost::bpf::conntrack_maps(&self.config.host);
-        let bpf_seconds = t.elapsed().as_secs_f64();
         // Files and /proc only, read before the lock is taken.
         let drift = cthost::drift::read_here(self.config.host.root())
             .0
@@ -325,9 +350,13 @@ impl Shared {
         let mut up = vec![("stats".to_string(), table.is_ok())];
         let mut durations = vec![("stats".to_string(), stats_seconds)];
         // Only where Cilium or Calico pins maps: a plain host has no series.
-        if !bpf_maps.is_empty() || !bpf_errors.is_empty() {
-            up.push(("bpf".into(), bpf_errors.is_empty()));
-            durations.push(("bpf".into(), bpf_seconds));
+        let bpf = c
+            .bpf
+            .as_ref()
+            .filter(|b| !b.maps.is_empty() || b.errors > 0);
+        if let Some(b) = bpf {
+            up.push(("bpf".into(), b.errors == 0));
+            durations.push(("bpf".into(), b.seconds));
         }
         if let Some(ok) = c.breakdown_ok {
             up.push(("breakdown".into(), ok));
@@ -402,7 +431,8 @@ impl Shared {
             durations,
             up,
             node_exporter_compat: self.config.node_exporter_compat,
-            bpf_maps,
+            bpf_maps: bpf.map(|b| b.maps.clone()).unwrap_or_default(),
+            bpf_age: bpf.map(|b| b.at.elapsed().as_secs_f64()),
         }
     }
 }
