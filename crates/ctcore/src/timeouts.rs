@@ -329,6 +329,16 @@ impl TimeoutTable {
         self.values[t as usize] = secs;
     }
 
+    /// The configured timeout, in whole seconds, of the state the entry
+    /// with these grouping fields is in ([`Timeout::for_class`] of its
+    /// class): what `idle>`/`idle<` filters subtract the remaining timeout
+    /// from. `None` when no timeout is known for the class (tcp/NONE,
+    /// sctp, gre, dccp).
+    pub fn configured(&self, k: &ctmodel::keys::Keys) -> Option<u32> {
+        let t = Timeout::for_class(ctmodel::flows::ClassKey::of_keys(k).as_str())?;
+        Some(self.get(t).clamp(0.0, f64::from(u32::MAX)) as u32)
+    }
+
     /// (timeout, seconds), in [`Timeout::ALL`] order.
     pub fn iter(&self) -> impl Iterator<Item = (Timeout, f64)> + '_ {
         Timeout::ALL.into_iter().zip(self.values.iter().copied())
@@ -387,6 +397,33 @@ mod tests {
         }
         assert_eq!(Timeout::TcpTimeWait.tcp_state(), Some("TIME_WAIT"));
         assert_eq!(Timeout::Udp.tcp_state(), None);
+    }
+
+    #[test]
+    fn configured_timeouts_by_entry_state() {
+        let parse = |line: &str| match ctmodel::text::parse_line(line.as_bytes()) {
+            Ok(ctmodel::text::Line::Entry(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let mut t = TimeoutTable::defaults(Version::new(6, 18));
+        t.set(Timeout::Udp, 60.0);
+        let udp = parse(
+            "udp 17 20 src=10.0.0.1 dst=10.0.0.2 sport=5000 dport=53 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=53 dport=5000 mark=0 use=1",
+        );
+        let stream = parse(
+            "udp 17 20 src=10.0.0.1 dst=10.0.0.2 sport=5000 dport=53 src=10.0.0.2 dst=10.0.0.1 sport=53 dport=5000 [ASSURED] mark=0 use=1",
+        );
+        let tw = parse(
+            "tcp 6 20 TIME_WAIT src=10.0.0.1 dst=10.0.0.2 sport=5000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=5000 [ASSURED] mark=0 use=1",
+        );
+        let sctp = parse(
+            "sctp 132 20 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=5000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=5000 [ASSURED] mark=0 use=1",
+        );
+        let k = ctmodel::keys::Keys::of;
+        assert_eq!(t.configured(&k(&udp)), Some(60));
+        assert_eq!(t.configured(&k(&stream)), Some(120));
+        assert_eq!(t.configured(&k(&tw)), Some(120));
+        assert_eq!(t.configured(&k(&sctp)), None);
     }
 
     #[test]

@@ -196,6 +196,51 @@ fn kube_proxy_stale_udp_recipe() {
     );
 }
 
+/// UDP UNREPLIED entries from 10.5.`net`.x with `remaining` seconds left.
+fn udp_left(net: u32, n: u32, remaining: u32) -> Vec<Entry> {
+    (0..n)
+        .map(|i| {
+            entry(&format!(
+                "udp 17 {remaining} src=10.5.{net}.{i} dst=10.9.0.1 sport={} dport=53 [UNREPLIED] src=10.9.0.1 dst=10.5.{net}.{i} sport=53 dport={} mark=0 use=1",
+                4000 + i, 4000 + i
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn idle_is_the_namespace_configured_timeout_minus_the_remaining() {
+    ctlab::require_root!();
+    let ns = Netns::create("evidle").expect("netns");
+    // This namespace's UDP timeout is 60 s (the kernel's default, 30, would
+    // make every entry below idle 30: nothing would match).
+    ns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "60")
+        .expect("sysctl");
+    // 20 idle ~50 s (10 s left), 30 idle ~5 s (55 s left).
+    ns.insert(&udp_left(1, 20, 10)).expect("insert");
+    ns.insert(&udp_left(2, 30, 55)).expect("insert");
+
+    let (dry, _) = evict(&ns, &["--filter", "l4=udp", "--filter", "idle<20s"]);
+    assert_eq!(dry["namespaces"][0]["selected"], 30, "{dry}");
+    let (top, _) = {
+        let o = run(&["--netns", ns.name(), "--json", "top", "--filter", "idle>30"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (json(&o), o)
+    };
+    assert_eq!(top["entries"], 20, "{top}");
+
+    let (done, _) = evict(&ns, &["--filter", "idle>30", "--yes"]);
+    let n = &done["namespaces"][0];
+    assert_eq!(
+        (n["deleted"].as_u64(), n["after"].as_u64()),
+        (Some(20), Some(30)),
+        "{done}"
+    );
+    let left = listing(&ns);
+    assert_eq!(left.lines().count(), 30);
+    assert!(!left.contains("src=10.5.1."), "{left}");
+}
+
 #[test]
 fn bad_input_is_usage() {
     for args in [
@@ -204,6 +249,8 @@ fn bad_input_is_usage() {
         &["evict", "--filter", "l4=udp", "--rate", "fast"],
         &["evict", "--filter", "l4=udp", "--limit", "lots"],
         &["evict", "--filter", "timeout<soon"],
+        &["evict", "--filter", "idle>soon"],
+        &["top", "--file", "/dev/null", "--filter", "idle>5"],
         &["evict"],
     ] {
         let o = run(args);

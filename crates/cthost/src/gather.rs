@@ -141,6 +141,20 @@ pub fn events_setting(root: &Root) -> Option<u8> {
         .and_then(|v| u8::try_from(v).ok())
 }
 
+/// The namespace's timeout table: the kernel's defaults (latest version)
+/// with every timeout sysctl that can be read. Read in the calling
+/// thread's network namespace, as /proc/sys/net is.
+pub fn timeout_table(root: &Root) -> ctcore::timeouts::TimeoutTable {
+    use ctcore::timeouts::{Timeout, TimeoutTable};
+    let mut t = TimeoutTable::defaults(ctcore::version::Version::LATEST);
+    for (k, v) in timeouts(root) {
+        if let Some(name) = Timeout::from_name(&k) {
+            t.set(name, v as f64);
+        }
+    }
+    t
+}
+
 /// Every nf_conntrack_*timeout* sysctl and its value.
 pub fn timeouts(root: &Root) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();

@@ -1,10 +1,18 @@
 //! `--filter key=value` selection of entries, on the same keys `top` groups
 //! by. Clauses are ANDed; comma-separated values within a clause are ORed;
 //! `key!=value` negates; `timeout<DURATION` and `timeout>DURATION` compare
-//! the remaining timeout (`30`, `30s`, `5m`, `2h`). Parsing is strict: an unknown key or a malformed
-//! value is an error naming it, never a filter that silently matches nothing.
+//! the remaining timeout (`30`, `30s`, `5m`, `2h`); `idle>DURATION` and
+//! `idle<DURATION` compare the time since the entry's timeout was last
+//! refreshed: its state's configured timeout minus the remaining one. The
+//! configured timeouts are the namespace's sysctls, which this pure crate
+//! does not read: the command supplies them ([`Filter::with_configured`],
+//! ctcore's timeout table); without them an idle clause matches nothing
+//! and the command must refuse it ([`Filter::uses_idle`]). Parsing is
+//! strict: an unknown key or a malformed value is an error naming it,
+//! never a filter that silently matches nothing.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::entry::{Entry, Nat};
 use crate::keys::Keys;
@@ -24,8 +32,7 @@ pub enum FilterError {
     },
 }
 
-const KEYS: &str =
-    "l3, l4, state, flags, zone, mark, nat, src, dst, sport, dport, reply-src, timeout<, timeout>";
+const KEYS: &str = "l3, l4, state, flags, zone, mark, nat, src, dst, sport, dport, reply-src, timeout<, timeout>, idle<, idle>";
 
 /// An address or a CIDR prefix. Hand-written (a dozen lines) rather than a
 /// crate: only containment of one address is needed.
@@ -86,6 +93,9 @@ enum Value {
     /// Remaining timeout strictly below / above, in seconds.
     TimeoutBelow(u32),
     TimeoutAbove(u32),
+    /// Idle (configured minus remaining timeout) strictly below / above.
+    IdleBelow(u32),
+    IdleAbove(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +111,33 @@ struct Clause {
     any_of: Vec<Value>,
 }
 
+/// The configured timeout, in seconds, of the state an entry is in (from
+/// the namespace's sysctls), `None` when no timeout is known for it.
+pub type ConfiguredFn = dyn Fn(&Keys) -> Option<u32> + Send + Sync;
+
+/// The configured timeouts an idle clause reads.
+#[derive(Clone)]
+pub struct Configured(Arc<ConfiguredFn>);
+
+impl std::fmt::Debug for Configured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Configured(..)")
+    }
+}
+
+impl PartialEq for Configured {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Configured {}
+
 /// A conjunction of clauses; the empty filter matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     clauses: Vec<Clause>,
+    configured: Option<Configured>,
 }
 
 fn parse_l4(s: &str) -> Option<L4Proto> {
@@ -229,7 +262,28 @@ impl Filter {
             }
             out.push(Clause { negate, any_of });
         }
-        Ok(Self { clauses: out })
+        Ok(Self {
+            clauses: out,
+            configured: None,
+        })
+    }
+
+    /// Whether a clause compares idle time: it needs [`Self::with_configured`].
+    pub fn uses_idle(&self) -> bool {
+        self.clauses.iter().any(|c| {
+            c.any_of
+                .iter()
+                .any(|v| matches!(v, Value::IdleBelow(_) | Value::IdleAbove(_)))
+        })
+    }
+
+    /// The configured timeout of each entry's state, for idle clauses.
+    pub fn with_configured(
+        mut self,
+        f: impl Fn(&Keys) -> Option<u32> + Send + Sync + 'static,
+    ) -> Self {
+        self.configured = Some(Configured(Arc::new(f)));
+        self
     }
 
     /// Whether a clause asks for ASSURED entries by name: `flags=assured`
@@ -264,13 +318,17 @@ impl Filter {
 
     /// The same test on the fields a breakdown reads.
     pub fn matches_keys(&self, k: &Keys) -> bool {
+        let idle = || {
+            let configured = (self.configured.as_ref()?.0)(k)?;
+            Some(configured.saturating_sub(k.timeout?))
+        };
         self.clauses
             .iter()
-            .all(|c| c.any_of.iter().any(|v| value_matches(v, k)) != c.negate)
+            .all(|c| c.any_of.iter().any(|v| value_matches(v, k, &idle)) != c.negate)
     }
 }
 
-fn value_matches(v: &Value, k: &Keys) -> bool {
+fn value_matches(v: &Value, k: &Keys, idle: &dyn Fn() -> Option<u32>) -> bool {
     let port_matches = |want: &Option<L4Proto>, port: u16, got: Option<u16>| {
         want.is_none_or(|p| p == k.l4) && got == Some(port)
     };
@@ -291,10 +349,13 @@ fn value_matches(v: &Value, k: &Keys) -> bool {
         Value::ReplySrc(p) => p.contains(k.reply_src),
         Value::TimeoutBelow(s) => k.timeout.is_some_and(|t| t < *s),
         Value::TimeoutAbove(s) => k.timeout.is_some_and(|t| t > *s),
+        Value::IdleBelow(s) => idle().is_some_and(|t| t < *s),
+        Value::IdleAbove(s) => idle().is_some_and(|t| t > *s),
     }
 }
 
-/// `timeout<DURATION` / `timeout>DURATION` (`Ok(None)`: not a comparison).
+/// `timeout<DURATION` / `timeout>DURATION` / `idle<DURATION` /
+/// `idle>DURATION` (`Ok(None)`: not a comparison).
 fn parse_comparison(raw: &str) -> Result<Option<Clause>, FilterError> {
     let Some(i) = raw.find(['<', '>', '=']) else {
         return Ok(None);
@@ -304,11 +365,11 @@ fn parse_comparison(raw: &str) -> Result<Option<Clause>, FilterError> {
         return Ok(None);
     }
     let (key, value) = (raw[..i].trim().to_ascii_lowercase(), raw[i + 1..].trim());
-    if key != "timeout" {
+    if key != "timeout" && key != "idle" {
         return Err(FilterError::BadValue {
             clause: raw.into(),
             value: key,
-            why: "only timeout compares with < or >",
+            why: "only timeout and idle compare with < or >",
         });
     }
     let secs = parse_seconds(value).ok_or_else(|| FilterError::BadValue {
@@ -316,10 +377,11 @@ fn parse_comparison(raw: &str) -> Result<Option<Clause>, FilterError> {
         value: value.into(),
         why: "expected a duration such as 30, 30s, 5m or 2h",
     })?;
-    let v = if op == b'<' {
-        Value::TimeoutBelow(secs)
-    } else {
-        Value::TimeoutAbove(secs)
+    let v = match (key.as_str(), op) {
+        ("timeout", b'<') => Value::TimeoutBelow(secs),
+        ("timeout", _) => Value::TimeoutAbove(secs),
+        (_, b'<') => Value::IdleBelow(secs),
+        _ => Value::IdleAbove(secs),
     };
     Ok(Some(Clause {
         negate: false,
@@ -365,6 +427,34 @@ mod tests {
         assert!(f(&["timeout<21"]).matches(&udp) && !f(&["timeout<20s"]).matches(&udp));
         assert!(f(&["timeout>1m"]).matches(&tcp) && !f(&["timeout>2m"]).matches(&tcp));
         assert!(f(&["timeout>5"]).matches(&udp) && !f(&["timeout>20"]).matches(&udp));
+    }
+
+    #[test]
+    fn idle_is_the_configured_minus_the_remaining_timeout() {
+        // UDP (UNREPLIED, remaining 20) configured 30: idle 10; TCP
+        // ESTABLISHED (remaining 95) has no configured timeout here.
+        let (tcp, udp) = (entry(TCP), entry(UDP));
+        let f = |s: &[&str]| {
+            Filter::parse(s)
+                .expect("valid filter")
+                .with_configured(|k: &Keys| (k.l4 == L4Proto::Udp).then_some(30))
+        };
+        assert!(f(&["idle>9"]).matches(&udp) && !f(&["idle>10"]).matches(&udp));
+        assert!(f(&["idle<11s"]).matches(&udp) && !f(&["idle<10"]).matches(&udp));
+        assert!(!f(&["idle>0"]).matches(&tcp) && !f(&["idle<1d"]).matches(&tcp));
+        assert!(f(&["l4=udp", "idle>5", "timeout<25"]).matches(&udp));
+        // A remaining timeout above the configured one (raised by hand,
+        // or the sysctl lowered since) is idle 0.
+        let long = Filter::parse(&["idle<1"])
+            .expect("valid filter")
+            .with_configured(|_: &Keys| Some(5));
+        assert!(long.matches(&udp));
+        // Without configured timeouts an idle clause matches nothing, and
+        // says it needs them.
+        let bare = Filter::parse(&["idle>1"]).expect("valid filter");
+        assert!(bare.uses_idle() && !bare.matches(&udp));
+        assert!(!Filter::parse(&["timeout>1"]).expect("valid").uses_idle());
+        assert!(Filter::parse(&["idle>"]).is_err() && Filter::parse(&["idle>5q"]).is_err());
     }
 
     #[test]

@@ -40,11 +40,16 @@ pub struct ClassKey(String);
 impl ClassKey {
     /// The class `e` is in.
     pub fn of(e: &Entry) -> Self {
-        let l4 = e.l4();
-        Self(match e.state.as_ref().and_then(|s| s.name(l4)) {
+        Self::of_keys(&crate::keys::Keys::of(e))
+    }
+
+    /// The class of the entry these grouping fields are of.
+    pub fn of_keys(k: &crate::keys::Keys) -> Self {
+        let l4 = k.l4;
+        Self(match k.state_name() {
             Some(state) => format!("{l4}/{state}"),
-            None if e.assured() => format!("{l4}/ASSURED"),
-            None if e.unreplied() => format!("{l4}/UNREPLIED"),
+            None if k.assured => format!("{l4}/ASSURED"),
+            None if k.unreplied => format!("{l4}/UNREPLIED"),
             None => format!("{l4}/REPLIED"),
         })
     }

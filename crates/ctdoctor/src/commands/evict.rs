@@ -205,14 +205,26 @@ struct Plan<'a> {
 fn evict_here(p: &Plan<'_>, netns: String, host: &Host) -> Result<NsEvict, ctnetlink::Error> {
     let t = Instant::now();
     let mut ct = host.conntrack()?;
+    // idle clauses subtract from this namespace's configured timeouts.
+    let with_idle;
+    let filter = if p.filter.uses_idle() {
+        let table = cthost::gather::timeout_table(host.root());
+        with_idle = p
+            .filter
+            .clone()
+            .with_configured(move |k| table.configured(k));
+        &with_idle
+    } else {
+        p.filter
+    };
     let names_assured = p.args.include_assured || p.filter.names_assured();
     let before = ct.stats().ok().map(|s| u64::from(s.entries));
     let mut sel = Selection::default();
     // With one protocol required, the kernel copies out only its entries
     // (CTA_FILTER, 5.8+); an older kernel refuses the filter: full dump.
-    let filtered = match p.filter.only_l4() {
+    let filtered = match filter.only_l4() {
         Some(l4) => (|| {
-            let take = |e: &Entry| sel.take(p.filter, names_assured, e);
+            let take = |e: &Entry| sel.take(filter, names_assured, e);
             let mut take = take;
             let v4 = ct.dump_l4(Family::Ipv4, l4.number(), &mut take)?;
             let v6 = ct.dump_l4(Family::Ipv6, l4.number(), &mut take)?;
@@ -230,7 +242,7 @@ fn evict_here(p: &Plan<'_>, netns: String, host: &Host) -> Result<NsEvict, ctnet
         },
         None => {
             sel = Selection::default();
-            let s = ct.dump(Family::Any, |e| sel.take(p.filter, names_assured, e))?;
+            let s = ct.dump(Family::Any, |e| sel.take(filter, names_assured, e))?;
             ctnetlink::DumpSummary {
                 entries: before.unwrap_or(s.entries),
                 ..s

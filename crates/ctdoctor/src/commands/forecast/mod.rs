@@ -16,8 +16,6 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use ctcore::duration;
 use ctcore::forecast::{dumps, estimate};
-use ctcore::timeouts::{self, TimeoutTable};
-use ctcore::version::Version;
 use cthost::Host;
 use cthost::plan::Profile;
 use cthost::source::Root;
@@ -102,16 +100,10 @@ pub struct Report {
 /// as `check`, `plan` and `simulate` do), falling back to the kernel's
 /// defaults for names it cannot read.
 pub fn timeouts(root: &Root) -> BTreeMap<String, f64> {
-    let mut out: BTreeMap<String, f64> = TimeoutTable::defaults(Version::LATEST)
+    cthost::gather::timeout_table(root)
         .iter()
         .map(|(t, v)| (t.short().to_string(), v))
-        .collect();
-    for (k, v) in cthost::gather::timeouts(root) {
-        if let Some(t) = timeouts::Timeout::from_name(&k) {
-            out.insert(t.short().to_string(), v as f64);
-        }
-    }
-    out
+        .collect()
 }
 
 /// What one observation window gave.

@@ -336,7 +336,20 @@ pub fn run(args: &TopArgs, host: &Host) -> Result<TopReport> {
 }
 
 fn breakdown(args: &TopArgs, host: &Host) -> Result<TopReport> {
-    let filter = Filter::parse(&args.filter).map_err(crate::exit::Usage::from)?;
+    let mut filter = Filter::parse(&args.filter).map_err(crate::exit::Usage::from)?;
+    if filter.uses_idle() {
+        // idle is the configured timeout minus the remaining one: the
+        // configured ones are this namespace's (or --root tree's) sysctls,
+        // which a saved listing does not carry.
+        if args.file.is_some() {
+            return Err(crate::exit::Usage(
+                "idle< and idle> need the namespace's timeout sysctls: not with --file (use timeout< / timeout>)".into(),
+            )
+            .into());
+        }
+        let table = cthost::gather::timeout_table(host.root());
+        filter = filter.with_configured(move |k| table.configured(k));
+    }
     if let Some(path) = &args.file {
         if is_stdin(path) {
             return scan_text(io::stdin().lock(), args, &filter, "stdin".into());
