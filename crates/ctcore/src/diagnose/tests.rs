@@ -686,6 +686,9 @@ fn all_netns() {
             owner: "default/web-0".into(),
             count: Some(262_144),
             drop: Some(3),
+            sysctl_max: None,
+            sysctl_mode: None,
+            max: None,
             error: None,
         },
         crate::facts::NetnsCount {
@@ -694,6 +697,9 @@ fn all_netns() {
             owner: "host".into(),
             count: Some(10),
             drop: None,
+            sysctl_max: None,
+            sysctl_mode: None,
+            max: None,
             error: None,
         },
     ]);
@@ -729,6 +735,9 @@ fn netns_findings_show_each_namespaces_own_drop_counter() {
         owner: String::new(),
         count: Some(count),
         drop,
+        sysctl_max: None,
+        sysctl_mode: None,
+        max: None,
         error: None,
     };
     let mut counts = vec![ns(7, 262_144, Some(3))];
@@ -776,6 +785,9 @@ fn host_sees_7777(holder_drop: Option<Option<u64>>) -> Report {
             owner: String::new(),
             count: Some(0),
             drop,
+            sysctl_max: None,
+            sysctl_mode: None,
+            max: None,
             error: None,
         }];
     }
