@@ -164,6 +164,16 @@ pub struct NetnsCount {
     /// ctnetlink GET_STATS_CPU `drop` counter summed over CPUs, read in
     /// the namespace with `count`); `None` when it could not be read.
     pub drop: Option<u64>,
+    /// `nf_conntrack_max` as read inside the namespace, and the sysctl
+    /// file's mode there (writable in a non-init namespace: the kernel has
+    /// a per-namespace max, [`crate::netns_max`]).
+    #[serde(skip)]
+    pub sysctl_max: Option<u64>,
+    #[serde(skip)]
+    pub sysctl_mode: Option<u32>,
+    /// The effective limit of this namespace's table
+    /// ([`crate::netns_max::effective`]), filled in by the diagnosis.
+    pub max: Option<u64>,
     pub error: Option<String>,
 }
 

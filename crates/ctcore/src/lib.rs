@@ -16,6 +16,7 @@
 //! - [`drift`]: persisted conntrack settings (sysctl.d, modprobe.d,
 //!   modules-load.d), kube-proxy's flags and config, and who undid a fix
 //! - [`lab`]: a lab run's samples, summary and kernel-log tally
+//! - [`netns_max`]: per-namespace `nf_conntrack_max`: detection, effective limit
 //! - [`forecast`]: steady state and time to full from arrivals and
 //!   lifetimes, the change that avoids a full table, two-dump arrivals
 //! - [`plan`]: sizing and timeout policy, and the files it renders
@@ -35,6 +36,7 @@ pub mod fidelity;
 pub mod forecast;
 pub mod kernel_log;
 pub mod lab;
+pub mod netns_max;
 pub mod plan;
 pub mod resync;
 pub mod ruleset;

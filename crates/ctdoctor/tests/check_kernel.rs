@@ -150,6 +150,21 @@ fn full_table_of_assured_entries_drops_and_check_says_critical() {
         "{ns_finding:#}"
     );
     assert_eq!(code, 2);
+    // This kernel has no per-namespace nf_conntrack_max (read-only in the
+    // namespace, KERNEL.md section 15): the check says so, and the row's
+    // effective max is the initial namespace's.
+    assert_eq!(v["per_netns_max"], "not supported", "{v:#}");
+    let row = v["namespaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["inode"] == inode))
+        .unwrap_or_else(|| panic!("no row for {inode}: {v:#}"));
+    assert_eq!(row["max"], v["summary"]["max"], "{row:#}");
+    assert!(
+        finding(&v, "netns.max").is_some_and(|f| f["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("not supported by this kernel"))),
+        "{v:#}"
+    );
 
     // The human report says the same, verdict first.
     let out = Command::new(BIN)

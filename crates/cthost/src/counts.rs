@@ -7,6 +7,12 @@
 //! The `drop` counter (table full, KERNEL.md section 3) is read with the
 //! count, on the same socket: it says whether *this* namespace dropped,
 //! which a kernel log line naming an inode cannot (inodes are reused).
+//!
+//! So is the namespace's `nf_conntrack_max` and its sysctl file's mode
+//! (/proc/sys/net shows the namespace of the thread that opens it): a
+//! writable file in a non-init namespace is the per-namespace max
+//! (KERNEL.md section 15), judged in [`ctcore::netns_max`]. Nothing is
+//! written to detect it.
 
 use ctcore::counters::Counters;
 use ctcore::facts::{Namespace, NetnsCount};
@@ -14,6 +20,7 @@ use ctnetlink::Error;
 
 use crate::host::Host;
 use crate::owners;
+use crate::source::Root;
 
 /// Namespaces counted at once (one thread each: setns moves only the
 /// calling thread).
@@ -25,6 +32,29 @@ pub struct Reading {
     pub count: u64,
     /// Summed over CPUs; `None` when GET_STATS_CPU gives no drop counter.
     pub drop: Option<u64>,
+    /// `nf_conntrack_max` and its sysctl file's mode, as seen here.
+    pub limit: Limit,
+}
+
+/// A namespace's `nf_conntrack_max` value and its sysctl file's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limit {
+    pub max: Option<u64>,
+    pub mode: Option<u32>,
+}
+
+const MAX_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+
+/// The calling thread's namespace's `nf_conntrack_max` and the mode of its
+/// sysctl file, from `root` (a fake tree stands in for the namespace).
+pub fn read_limit(root: &Root) -> Limit {
+    use std::os::unix::fs::PermissionsExt;
+    Limit {
+        max: root.read_u64(MAX_SYSCTL, "").ok(),
+        mode: std::fs::metadata(root.path(MAX_SYSCTL))
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777),
+    }
 }
 
 /// Count in the calling thread's namespace.
@@ -35,7 +65,11 @@ fn read_here(host: &Host) -> Result<Reading, Error> {
         .stats_cpu()
         .ok()
         .and_then(|cpus| Counters::sum(&cpus).drop);
-    Ok(Reading { count, drop })
+    Ok(Reading {
+        count,
+        drop,
+        limit: read_limit(host.root()),
+    })
 }
 
 /// Every namespace in `namespaces`, [`BATCH`] at a time, in their order,
@@ -69,6 +103,9 @@ pub fn count_all(host: &Host, namespaces: &[Namespace], init: Option<u64>) -> Ve
                     owner: owners.get(&ns.inode).cloned().unwrap_or_default(),
                     count: r.as_ref().ok().map(|r| r.count),
                     drop: r.as_ref().ok().and_then(|r| r.drop),
+                    sysctl_max: r.as_ref().ok().and_then(|r| r.limit.max),
+                    sysctl_mode: r.as_ref().ok().and_then(|r| r.limit.mode),
+                    max: None,
                     error: r.err().map(|e| e.to_string()),
                 });
             }
@@ -80,6 +117,64 @@ pub fn count_all(host: &Host, namespaces: &[Namespace], init: Option<u64>) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two layouts of KERNEL.md section 15, as a namespace sees them:
+    /// with the per-namespace max the sysctl is writable and holds the
+    /// namespace's own value; without it, read-only with the initial one's.
+    #[test]
+    fn limit_of_both_layouts() {
+        use std::os::unix::fs::PermissionsExt;
+        struct Gone(std::path::PathBuf);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let base = Gone(std::env::temp_dir().join(format!("cthost-limit-{}", std::process::id())));
+        let layout = |mode: u32, value: &str| {
+            let dir = base.0.join(format!("{mode:o}"));
+            let nf = dir.join("proc/sys/net/netfilter");
+            std::fs::create_dir_all(&nf).expect("mkdir");
+            let file = nf.join("nf_conntrack_max");
+            std::fs::write(&file, value).expect("write");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            read_limit(Host::under(&dir).root())
+        };
+        let writable = layout(0o644, "1000\n");
+        assert_eq!(
+            writable,
+            Limit {
+                max: Some(1000),
+                mode: Some(0o644)
+            }
+        );
+        let read_only = layout(0o444, "262144\n");
+        assert_eq!(
+            read_only,
+            Limit {
+                max: Some(262_144),
+                mode: Some(0o444)
+            }
+        );
+        // Judged the same way the diagnosis judges them.
+        use ctcore::netns_max::{PerNetnsMax, effective};
+        let support = |l: Limit| l.mode.map(PerNetnsMax::from_mode);
+        assert_eq!(support(writable), Some(PerNetnsMax::Supported));
+        assert_eq!(support(read_only), Some(PerNetnsMax::NotSupported));
+        assert_eq!(
+            effective(PerNetnsMax::Supported, Some(262_144), writable.max),
+            Some(1000)
+        );
+        assert_eq!(
+            effective(PerNetnsMax::NotSupported, Some(262_144), Some(1000)),
+            Some(262_144)
+        );
+        // No such file (no conntrack): nothing, no error.
+        assert_eq!(
+            read_limit(Host::under(base.0.join("none")).root()),
+            Limit::default()
+        );
+    }
 
     #[test]
     fn every_namespace_keeps_its_error() {

@@ -17,6 +17,8 @@ pub enum FindingId {
     /// One namespace's own fill, by its inode.
     Netns(u64),
     NetnsAll,
+    /// Whether each namespace has its own `nf_conntrack_max`.
+    NetnsMax,
     ConntrackUnused,
     CountersDrop,
     CountersEarlyDrop,
@@ -46,7 +48,7 @@ pub enum FindingId {
 
 impl FindingId {
     /// The id of every variant without a parameter, for tests and docs.
-    pub const FIXED: [Self; 22] = [
+    pub const FIXED: [Self; 23] = [
         Self::TableFill,
         Self::TableChains,
         Self::TableChainLimit,
@@ -54,6 +56,7 @@ impl FindingId {
         Self::TimeoutTcpEstablished,
         Self::TimeoutTcpTimeWait,
         Self::NetnsAll,
+        Self::NetnsMax,
         Self::ConntrackUnused,
         Self::CountersDrop,
         Self::CountersEarlyDrop,
@@ -87,6 +90,7 @@ impl fmt::Display for FindingId {
             Self::TimeoutTcpEstablished => "timeouts.tcp_established",
             Self::TimeoutTcpTimeWait => "timeouts.tcp_time_wait",
             Self::NetnsAll => "netns.all",
+            Self::NetnsMax => "netns.max",
             Self::ConntrackUnused => "conntrack.unused",
             Self::CountersDrop => "counters.drop",
             Self::CountersEarlyDrop => "counters.early_drop",

@@ -156,6 +156,10 @@ pub struct Report {
     /// With `--all-netns`: every namespace's count, drop counter and owner.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<crate::facts::NetnsCount>>,
+    /// With `--all-netns`: whether the kernel has a per-namespace
+    /// `nf_conntrack_max` ("supported", "not supported"; null: unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_netns_max: Option<crate::netns_max::PerNetnsMax>,
     pub unreadable: Vec<Unreadable>,
 }
 
@@ -331,6 +335,7 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
             .first()
             .map_or_else(String::new, |x| x.title.clone()),
     };
+    let (per_netns_max, namespaces) = namespaces::with_limits(f, &summary);
     Report {
         verdict,
         exit_code: verdict.exit_code(),
@@ -340,7 +345,8 @@ pub fn diagnose(f: &Facts, t: &Thresholds) -> Report {
         kernel: f.kernel.clone(),
         summary,
         findings,
-        namespaces: f.netns_counts.clone(),
+        namespaces,
+        per_netns_max,
         unreadable: f.unreadable.clone(),
     }
 }

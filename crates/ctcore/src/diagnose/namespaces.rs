@@ -1,11 +1,69 @@
 //! The namespace rules: each namespace's own count and drops (`--all-netns`,
-//! and the namespaces the kernel log names) against the global max.
+//! and the namespaces the kernel log names) against each one's effective
+//! `nf_conntrack_max` ([`crate::netns_max`]: its own where the kernel has a
+//! per-namespace max, else the initial namespace's).
 
 use super::*;
+use crate::netns_max::{self, PerNetnsMax};
+
+/// Whether the kernel has a per-namespace max, and the `--all-netns` rows
+/// with each one's effective limit filled in.
+pub(super) fn with_limits(
+    f: &Facts,
+    s: &Summary,
+) -> (Option<PerNetnsMax>, Option<Vec<crate::facts::NetnsCount>>) {
+    let Some(counts) = &f.netns_counts else {
+        return (None, None);
+    };
+    let support = netns_max::detect(counts, f.init_netns_inode);
+    // This namespace's max is the initial one's when checked from there.
+    let init_max = (f.netns_inode.is_none() || f.netns_inode == f.init_netns_inode)
+        .then_some(s.max)
+        .flatten();
+    let mut rows = counts.clone();
+    netns_max::fill_effective(&mut rows, support, f.init_netns_inode, init_max);
+    (support, Some(rows))
+}
+
+/// The info line saying which layout applies.
+fn support_finding(support: Option<PerNetnsMax>) -> Finding {
+    let (title, evidence) = match support {
+        Some(PerNetnsMax::NotSupported) => (
+            "per-namespace nf_conntrack_max: not supported by this kernel (read-only in namespaces); every namespace shares the initial namespace's limit",
+            "/proc/sys/net/netfilter/nf_conntrack_max is read-only (no write bit) inside non-init namespaces",
+        ),
+        Some(PerNetnsMax::Supported) => (
+            "per-namespace nf_conntrack_max: supported by this kernel; each namespace is judged against min(its own max, the initial namespace's)",
+            "/proc/sys/net/netfilter/nf_conntrack_max is writable inside non-init namespaces",
+        ),
+        None => (
+            "per-namespace nf_conntrack_max: unknown (no non-init namespace's sysctl could be read); namespaces are judged against the initial namespace's limit",
+            "the sysctl's mode is read inside each namespace with its count",
+        ),
+    };
+    Finding {
+        id: FindingId::NetnsMax,
+        severity: Severity::Info,
+        title: title.into(),
+        evidence: vec![evidence.into()],
+        fix: vec![],
+    }
+}
 
 pub(super) fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
-    let (Some(counts), Some(max)) = (&f.netns_counts, s.max) else {
+    let (support, Some(counts)) = with_limits(f, s) else {
         return vec![];
+    };
+    let Some(global) = s.max else {
+        return vec![];
+    };
+    let counts = &counts;
+    let limit_of = |inode: u64| {
+        counts
+            .iter()
+            .find(|n| n.inode == inode)
+            .and_then(|n| n.max)
+            .unwrap_or(global)
     };
     // The owner (pod, container, process) goes with the name everywhere
     // a namespace is named: it is what an operator acts on.
@@ -48,6 +106,7 @@ pub(super) fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding>
             .iter()
             .find(|n| n.inode == inode)
             .map_or_else(String::new, |n| n.path.display().to_string());
+        let max = limit_of(inode);
         let fill = pct(count, max.max(1));
         let severity = if fill >= t.crit {
             Severity::Critical
@@ -60,10 +119,13 @@ pub(super) fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding>
             id: FindingId::Netns(inode),
             severity,
             title: format!("netns {name}: {fill:.0}% full ({count}/{max})"),
-            evidence: [
-                "each namespace's count is compared with the global nf_conntrack_max on its own"
+            evidence: [match support {
+                Some(PerNetnsMax::Supported) => format!(
+                    "this namespace's count is compared with its effective nf_conntrack_max {max} (min of its own and the initial namespace's)"
+                ),
+                _ => "each namespace's count is compared with the initial namespace's nf_conntrack_max (shared by all)"
                     .to_string(),
-            ]
+            }]
             .into_iter()
             .chain(drop_of(inode).map(|d| {
                 format!("drop counter of this namespace: {d} packets dropped, table full")
@@ -104,13 +166,11 @@ pub(super) fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding>
                 }),
         );
     }
+    let full = out.is_empty();
+    out.push(support_finding(support));
     out.push(Finding {
         id: FindingId::NetnsAll,
-        severity: if out.is_empty() {
-            Severity::Ok
-        } else {
-            Severity::Info
-        },
+        severity: if full { Severity::Ok } else { Severity::Info },
         title: match rows.first() {
             Some(r) => format!("{} network namespaces; fullest holds {}", counts.len(), r.0),
             None => format!("{} network namespaces; none could be counted", counts.len()),

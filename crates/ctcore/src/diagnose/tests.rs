@@ -686,6 +686,9 @@ fn all_netns() {
             owner: "default/web-0".into(),
             count: Some(262_144),
             drop: Some(3),
+            sysctl_max: None,
+            sysctl_mode: None,
+            max: None,
             error: None,
         },
         crate::facts::NetnsCount {
@@ -694,6 +697,9 @@ fn all_netns() {
             owner: "host".into(),
             count: Some(10),
             drop: None,
+            sysctl_max: None,
+            sysctl_mode: None,
+            max: None,
             error: None,
         },
     ]);
@@ -729,6 +735,9 @@ fn netns_findings_show_each_namespaces_own_drop_counter() {
         owner: String::new(),
         count: Some(count),
         drop,
+        sysctl_max: None,
+        sysctl_mode: None,
+        max: None,
         error: None,
     };
     let mut counts = vec![ns(7, 262_144, Some(3))];
@@ -776,6 +785,9 @@ fn host_sees_7777(holder_drop: Option<Option<u64>>) -> Report {
             owner: String::new(),
             count: Some(0),
             drop,
+            sysctl_max: None,
+            sysctl_mode: None,
+            max: None,
             error: None,
         }];
     }
@@ -944,4 +956,65 @@ fn chaintoolong_since_boot_warns_and_rising_is_critical() {
         find(&r, "counters.chaintoolong").severity,
         Severity::Warning
     );
+}
+
+/// Both layouts of KERNEL.md section 15: a namespace whose sysctl is
+/// writable with a lower max is judged against it (full: CRITICAL); a
+/// read-only one shares the initial namespace's limit.
+#[test]
+fn per_netns_max_both_layouts() {
+    let row = |inode: u64, count: u64, mode: u32, max: u64| crate::facts::NetnsCount {
+        inode,
+        name: format!("ns{inode}"),
+        owner: String::new(),
+        count: Some(count),
+        drop: None,
+        sysctl_max: Some(max),
+        sysctl_mode: Some(mode),
+        max: None,
+        error: None,
+    };
+    let mut f = healthy();
+    f.netns_counts = Some(vec![
+        row(1000, 10, 0o644, 262_144),
+        row(7, 1000, 0o644, 1000),
+    ]);
+    let r = diagnose(&f, &Thresholds::default());
+    assert_eq!(find(&r, "netns.7").severity, Severity::Critical);
+    assert_eq!(
+        find(&r, "netns.7").title,
+        "netns ns7: 100% full (1000/1000)"
+    );
+    assert_eq!(
+        r.per_netns_max,
+        Some(crate::netns_max::PerNetnsMax::Supported)
+    );
+    let rows = r
+        .namespaces
+        .as_ref()
+        .map(|n| n.iter().map(|n| n.max).collect::<Vec<_>>());
+    assert_eq!(rows, Some(vec![Some(262_144), Some(1000)]));
+
+    f.netns_counts = Some(vec![
+        row(1000, 10, 0o644, 262_144),
+        row(7, 1000, 0o444, 262_144),
+    ]);
+    let r = diagnose(&f, &Thresholds::default());
+    assert!(
+        r.findings.iter().all(|x| x.id != "netns.7"),
+        "{:?}",
+        ids(&r)
+    );
+    assert_eq!(
+        r.per_netns_max,
+        Some(crate::netns_max::PerNetnsMax::NotSupported)
+    );
+    assert!(
+        find(&r, "netns.max")
+            .title
+            .contains("not supported by this kernel")
+    );
+    let json = serde_json::to_value(&r).expect("json");
+    assert_eq!(json["per_netns_max"], "not supported");
+    assert_eq!(json["namespaces"][1]["max"], 262_144);
 }
