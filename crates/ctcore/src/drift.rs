@@ -671,7 +671,11 @@ mod tests {
             loads_conntrack(&modules_load_body("# h\n")).as_deref(),
             Some("nf_conntrack")
         );
-        assert!(BootLoad::Builtin.explain().contains("built into the kernel"));
+        assert!(
+            BootLoad::Builtin
+                .explain()
+                .contains("built into the kernel")
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use ctcore::drift::BootLoad;
 use cthost::Host;
 use cthost::apply::{self, Diff, Fault, FaultKind, MODPROBE_FILE, RolledBack, SYSCTL_FILE};
-use ctcore::drift::BootLoad;
 use cthost::plan::{self, Settings};
 
 use super::plan::{PlanArgs, make_plan};
