@@ -199,6 +199,68 @@ pub fn loads_conntrack(text: &str) -> Option<String> {
         })
 }
 
+/// The modules-load.d file `apply --persist` writes when nf_conntrack is
+/// a loadable module nothing loads at boot: systemd-modules-load then
+/// loads it before systemd-sysctl runs, so the sysctl.d file finds its keys.
+pub const MODULES_LOAD_FILE: &str = "/etc/modules-load.d/ctdoctor-nf_conntrack.conf";
+
+/// Body of [`MODULES_LOAD_FILE`], after a comment `header`.
+pub fn modules_load_body(header: &str) -> String {
+    format!(
+        "{header}# Loads nf_conntrack at boot before systemd-sysctl runs, so that the\n# net.netfilter.nf_conntrack_* keys of the sysctl.d file exist when it is applied.\nnf_conntrack\n"
+    )
+}
+
+/// Whether `apply --persist` writes [`MODULES_LOAD_FILE`], and why not.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BootLoad {
+    /// A loadable module that nothing loads at boot: the file is written.
+    Write { file: String },
+    /// Built into the kernel: present before any sysctl file is read.
+    Builtin,
+    /// Already loaded at boot by this file's entry (`module`).
+    AlreadyLoaded { file: String, module: String },
+    /// nf_conntrack is not loaded here, so whether it is a module is unknown.
+    Unknown,
+}
+
+impl BootLoad {
+    /// From [`DriftFacts::builtin`] and [`DriftFacts::loaded_at_boot`], the
+    /// same facts the drift cause [`Cause::ReadBeforeLoad`] is judged on.
+    pub fn decide(builtin: Option<bool>, loaded_at_boot: Option<&(String, String)>) -> BootLoad {
+        match (builtin, loaded_at_boot) {
+            (Some(true), _) => BootLoad::Builtin,
+            (_, Some((file, module))) => BootLoad::AlreadyLoaded {
+                file: file.clone(),
+                module: module.clone(),
+            },
+            (Some(false), None) => BootLoad::Write {
+                file: MODULES_LOAD_FILE.into(),
+            },
+            (None, None) => BootLoad::Unknown,
+        }
+    }
+
+    /// One line for plan and apply.
+    pub fn explain(&self) -> String {
+        match self {
+            BootLoad::Write { file } => format!(
+                "{file}: nf_conntrack is a loadable module that nothing loads at boot; written with --persist so the sysctl file takes effect at boot"
+            ),
+            BootLoad::Builtin => format!(
+                "{MODULES_LOAD_FILE} not needed: nf_conntrack is built into the kernel, so its sysctls exist before the sysctl file is read"
+            ),
+            BootLoad::AlreadyLoaded { file, module } => format!(
+                "{MODULES_LOAD_FILE} not needed: {file} already loads {module} (and with it nf_conntrack) at boot"
+            ),
+            BootLoad::Unknown => format!(
+                "{MODULES_LOAD_FILE} not written: nf_conntrack is not loaded here (no /sys/module/nf_conntrack), so whether it is a module is unknown"
+            ),
+        }
+    }
+}
+
 /// kube-proxy's conntrack settings (KubeProxyConntrackConfiguration);
 /// `None` is "not given": the default applies.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -594,6 +656,33 @@ mod tests {
             Some("xt_conntrack")
         );
         assert_eq!(loads_conntrack("br_netfilter\n;nf_conntrack\n"), None);
+    }
+
+    #[test]
+    fn boot_load_only_for_a_module_nothing_loads() {
+        assert_eq!(
+            BootLoad::decide(Some(false), None),
+            BootLoad::Write {
+                file: MODULES_LOAD_FILE.into()
+            }
+        );
+        assert_eq!(BootLoad::decide(Some(true), None), BootLoad::Builtin);
+        let entry = ("/etc/modules".to_string(), "nf_nat".to_string());
+        assert!(matches!(
+            BootLoad::decide(Some(false), Some(&entry)),
+            BootLoad::AlreadyLoaded { module, .. } if module == "nf_nat"
+        ));
+        assert_eq!(BootLoad::decide(None, None), BootLoad::Unknown);
+        // The file it writes is one the drift reader counts as loading it.
+        assert_eq!(
+            loads_conntrack(&modules_load_body("# h\n")).as_deref(),
+            Some("nf_conntrack")
+        );
+        assert!(
+            BootLoad::Builtin
+                .explain()
+                .contains("built into the kernel")
+        );
     }
 
     #[test]

@@ -273,6 +273,11 @@ pub struct TimeoutPlan {
     pub effect: Option<String>,
 }
 
+/// The files `apply --persist` writes (the modules-load.d one only when
+/// [`Plan::boot_load`] says so).
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-conntrack.conf";
+pub const MODPROBE_FILE: &str = "/etc/modprobe.d/nf_conntrack.conf";
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
     pub settings: Settings,
@@ -289,6 +294,30 @@ pub struct Plan {
     pub notrack_ports: Vec<Port>,
     pub notrack_loopback: bool,
     pub inputs: Inputs,
+    /// The files `apply --persist` writes, in order.
+    pub persist_files: Vec<String>,
+    /// Whether the modules-load.d file is among them, and why (`None`:
+    /// not known, no host was looked at).
+    pub boot_load: Option<crate::drift::BootLoad>,
+}
+
+impl Plan {
+    /// Record what the host says about loading nf_conntrack at boot, and
+    /// list the modules-load.d file among the persisted ones when it is
+    /// written.
+    pub fn set_boot_load(&mut self, b: crate::drift::BootLoad) {
+        self.persist_files = persist_files(Some(&b));
+        self.boot_load = Some(b);
+    }
+}
+
+/// The files `apply --persist` writes given `boot_load`.
+pub fn persist_files(boot_load: Option<&crate::drift::BootLoad>) -> Vec<String> {
+    let mut v = vec![SYSCTL_FILE.to_string(), MODPROBE_FILE.to_string()];
+    if let Some(crate::drift::BootLoad::Write { file }) = boot_load {
+        v.push(file.clone());
+    }
+    v
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -667,5 +696,7 @@ pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
         notrack_ports: i.notrack_ports.clone(),
         notrack_loopback: i.notrack_loopback,
         inputs: i,
+        persist_files: persist_files(None),
+        boot_load: None,
     })
 }

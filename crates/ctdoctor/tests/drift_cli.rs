@@ -138,7 +138,7 @@ fn sysctl_file_read_before_the_module_is_loaded() {
     assert!(
         f["fix"]
             .to_string()
-            .contains("/etc/modules-load.d/nf_conntrack.conf"),
+            .contains("/etc/modules-load.d/ctdoctor-nf_conntrack.conf"),
         "{f}"
     );
     // Loaded at boot: the cause is not the order any more.
@@ -220,4 +220,78 @@ fn persisted_values_that_hold_are_no_drift() {
     let v = json(&o);
     let ids = v["findings"].to_string();
     assert!(!ids.contains("drift."), "{ids}");
+}
+
+fn apply_persist(d: &TempDir) -> Output {
+    let plan = TempFile::new(
+        "drift-plan",
+        br#"{"settings":{"nf_conntrack_max":262144,"hashsize":65536,"timeouts":{}}}"#,
+    );
+    Command::new(BIN)
+        .args([
+            "apply",
+            "--root",
+            d.s(),
+            "--plan",
+            plan.path(),
+            "--yes",
+            "--persist",
+            "--force",
+        ])
+        .output()
+        .expect("apply")
+}
+
+const LOAD_FILE: &str = "/etc/modules-load.d/ctdoctor-nf_conntrack.conf";
+
+#[test]
+fn apply_persist_loads_a_loadable_module_at_boot_and_rollback_removes_it() {
+    let d = tree("drift-persist-module");
+    d.put("/sys/module/nf_conntrack/initstate", "live\n");
+    let o = apply_persist(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("{LOAD_FILE:<62} create")), "{out}");
+    assert!(
+        d.get(LOAD_FILE).ends_with("\nnf_conntrack\n"),
+        "{}",
+        d.get(LOAD_FILE)
+    );
+    let j = d.get("/var/lib/ctdoctor/journal.json");
+    assert!(j.contains(LOAD_FILE), "{j}");
+    // With the file the sysctl file is no longer read before the load.
+    d.put("/etc/sysctl.d/90-conntrack.conf", PERSIST_1M);
+    let c = cause(&drifted(&d, "nf_conntrack_max"));
+    assert!(c.contains("changed at runtime by something else"), "{c}");
+    let o = Command::new(BIN)
+        .args(["rollback", "--root", d.s()])
+        .output()
+        .expect("rollback");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!std::path::Path::new(&format!("{}{LOAD_FILE}", d.s())).exists());
+    assert!(!std::path::Path::new(&format!("{}/etc/modules-load.d", d.s())).exists());
+    // Without it the cause is the order again, and the fix is apply --persist.
+    // (rollback removed the sysctl file apply created too)
+    d.put("/etc/sysctl.d/90-conntrack.conf", PERSIST_1M);
+    let f = drifted(&d, "nf_conntrack_max");
+    assert!(
+        f["fix"].to_string().contains("ctdoctor apply --persist"),
+        "{f}"
+    );
+}
+
+#[test]
+fn apply_persist_skips_the_file_when_built_in_or_already_loaded() {
+    let d = tree("drift-persist-builtin");
+    let o = apply_persist(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("built into the kernel"));
+    assert!(!std::path::Path::new(&format!("{}{LOAD_FILE}", d.s())).exists());
+    let d = tree("drift-persist-loaded");
+    d.put("/sys/module/nf_conntrack/initstate", "live\n");
+    d.put("/etc/modules", "nf_nat\n");
+    let o = apply_persist(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("/etc/modules already loads nf_nat"));
+    assert!(!std::path::Path::new(&format!("{}{LOAD_FILE}", d.s())).exists());
 }

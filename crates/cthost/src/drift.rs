@@ -3,7 +3,8 @@
 //! read order, the modules-load.d entries, ctdoctor's apply journal, every
 //! running kube-proxy's command line and config file (through /proc), the
 //! online CPUs and whether /sys is mounted read-only. The comparison and
-//! the causes are ctcore's ([`ctcore::drift`]).
+//! the causes are ctcore's ([`ctcore::drift`]); and whether `apply
+//! --persist` writes the modules-load.d file ([`boot_load`]).
 
 use std::collections::BTreeMap;
 
@@ -181,6 +182,26 @@ fn journal_values(
     }
 }
 
+/// The modules-load.d file (or /etc/modules) and its entry that load
+/// nf_conntrack at boot, in systemd-modules-load's order.
+pub fn loaded_at_boot(root: &Root) -> Option<(String, String)> {
+    let mut loads = conf_files(root, &drift::MODULES_LOAD_DIRS);
+    loads.push(drift::ETC_MODULES.into());
+    loads.into_iter().find_map(|p| {
+        let t = root.read(&p, "").ok()?;
+        drift::loads_conntrack(&t).map(|m| (p, m))
+    })
+}
+
+/// Whether `apply --persist` writes the modules-load.d file here: a
+/// loadable nf_conntrack (initstate under /sys/module) nothing loads at boot.
+pub fn boot_load(root: &Root) -> drift::BootLoad {
+    drift::BootLoad::decide(
+        crate::gather::conntrack_builtin(root),
+        loaded_at_boot(root).as_ref(),
+    )
+}
+
 /// [`read`] without a gathered [`Facts`] (the exporter, on each scrape):
 /// the few live values it compares, read here.
 pub fn read_here(root: &Root) -> (DriftFacts, Vec<Unreadable>) {
@@ -218,12 +239,7 @@ pub fn read(root: &Root, f: &Facts) -> (DriftFacts, Vec<Unreadable>) {
     }
     let sysctl = read_all(root, sysctl_files(root), &mut un);
     let modprobe = read_all(root, conf_files(root, &drift::MODPROBE_DIRS), &mut un);
-    let mut loads = conf_files(root, &drift::MODULES_LOAD_DIRS);
-    loads.push(drift::ETC_MODULES.into());
-    let loaded_at_boot = loads.into_iter().find_map(|p| {
-        let t = root.read(&p, "").ok()?;
-        drift::loads_conntrack(&t).map(|m| (p, m))
-    });
+    let loaded_at_boot = loaded_at_boot(root);
     let (journal, journal_path) = journal_values(root, &mut un);
     let d = DriftFacts {
         live,

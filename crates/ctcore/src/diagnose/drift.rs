@@ -40,7 +40,7 @@ fn finding(d: &Drift) -> Finding {
         Cause::ReadBeforeLoad { file } => (
             format!("{file} is applied at boot before nf_conntrack is loaded, when the key does not exist yet"),
             vec![
-                "load the module before systemd-sysctl runs: echo nf_conntrack > /etc/modules-load.d/nf_conntrack.conf".into(),
+                format!("load the module before systemd-sysctl runs: ctdoctor apply --persist writes {} (or: echo nf_conntrack > {0})", crate::drift::MODULES_LOAD_FILE),
                 format!("then apply it now: sysctl -w net.netfilter.{}={want}", d.key),
             ],
         ),

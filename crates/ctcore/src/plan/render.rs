@@ -17,7 +17,7 @@ fn header(p: &Plan, file: &str) -> String {
 
 /// Body of /etc/sysctl.d/90-conntrack.conf.
 pub fn render_sysctl(p: &Plan) -> String {
-    sysctl_body(&header(p, "/etc/sysctl.d/90-conntrack.conf"), &p.settings)
+    sysctl_body(&header(p, SYSCTL_FILE), &p.settings)
 }
 
 /// The sysctl.d body for `settings`, after a comment `header`.
@@ -40,7 +40,7 @@ pub fn sysctl_body(header: &str, settings: &Settings) -> String {
 
 /// Body of /etc/modprobe.d/nf_conntrack.conf.
 pub fn render_modprobe(p: &Plan) -> String {
-    modprobe_body(&header(p, "/etc/modprobe.d/nf_conntrack.conf"), &p.settings)
+    modprobe_body(&header(p, MODPROBE_FILE), &p.settings)
 }
 
 pub fn modprobe_body(header: &str, settings: &Settings) -> String {
@@ -192,6 +192,13 @@ pub fn render_text(p: &Plan) -> String {
         s.push_str(" (ctdoctor plan --format nft | iptables for the rules)\n");
     }
     s.push_str("\nFiles: ctdoctor plan --format sysctl | modprobe | nft | iptables | json\n");
+    s.push_str(&format!(
+        "apply --persist writes: {}\n",
+        p.persist_files.join(", ")
+    ));
+    if let Some(b) = &p.boot_load {
+        s.push_str(&format!("  - {}\n", b.explain()));
+    }
     s.push_str(
         "Apply live, with a journal and rollback: ctdoctor apply (same flags) --yes [--persist]\n",
     );

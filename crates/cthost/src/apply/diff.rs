@@ -108,7 +108,7 @@ fn missing_dirs(root: &Root, path: &str) -> Vec<String> {
 }
 
 /// Compare `settings` with the live values under `root`. `files` are the
-/// config files to write with `--persist` (only the fixed two).
+/// config files to write with `--persist` (only the fixed set).
 pub fn diff(
     root: &Root,
     s: &Settings,

@@ -30,7 +30,7 @@ pub use diff::{
     timeout_refusals,
 };
 pub use journal::{JOURNAL_FILE, Journal, STATE_DIR, journal_path};
-pub use paths::{HASHSIZE, MODPROBE_FILE, NF, SYSCTL_FILE};
+pub use paths::{HASHSIZE, MODPROBE_FILE, MODULES_LOAD_FILE, NF, SYSCTL_FILE};
 pub use run::{Applied, RolledBack, apply, apply_locked, rollback};
 pub use write::{Fault, FaultKind};
 

@@ -2,8 +2,9 @@
 //! resolution under a root. Nothing read from a plan file or a journal
 //! becomes a path unless it is one of these (issue 8, section 1): the
 //! netfilter sysctls nf_conntrack_max and `nf_conntrack_*timeout*`, the
-//! hashsize module parameter, the two config files, and the directories
-//! above those files that apply created.
+//! hashsize module parameter, the config files (sysctl.d, modprobe.d,
+//! modules-load.d), and the directories above those files that apply
+//! created.
 
 use std::fs;
 use std::io;
@@ -13,10 +14,13 @@ use crate::source::Root;
 
 pub const NF: &str = "/proc/sys/net/netfilter";
 pub const HASHSIZE: &str = "/sys/module/nf_conntrack/parameters/hashsize";
-pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-conntrack.conf";
-pub const MODPROBE_FILE: &str = "/etc/modprobe.d/nf_conntrack.conf";
+pub const SYSCTL_FILE: &str = ctcore::plan::SYSCTL_FILE;
+pub const MODPROBE_FILE: &str = ctcore::plan::MODPROBE_FILE;
+/// Written with `--persist` only when nf_conntrack is a loadable module
+/// nothing loads at boot ([`crate::drift::boot_load`]).
+pub const MODULES_LOAD_FILE: &str = ctcore::drift::MODULES_LOAD_FILE;
 /// Every config file apply may replace (with `--persist`).
-pub const CONFIG_FILES: [&str; 2] = [SYSCTL_FILE, MODPROBE_FILE];
+pub const CONFIG_FILES: [&str; 3] = [SYSCTL_FILE, MODPROBE_FILE, MODULES_LOAD_FILE];
 
 /// A sysctl file name as the kernel spells them: `nf_conntrack_` and then
 /// lower-case letters, digits and `_` (no `/`, `..` or NUL can pass).
@@ -75,7 +79,7 @@ pub fn check_file_path(path: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{} is not a file apply writes (only {SYSCTL_FILE} and {MODPROBE_FILE})",
+            "{} is not a file apply writes (only {SYSCTL_FILE}, {MODPROBE_FILE} and {MODULES_LOAD_FILE})",
             super::shorten(&format!("{path:?}"))
         ))
     }

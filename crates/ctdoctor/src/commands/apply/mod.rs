@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use ctcore::drift::BootLoad;
 use cthost::Host;
 use cthost::apply::{self, Diff, Fault, FaultKind, MODPROBE_FILE, RolledBack, SYSCTL_FILE};
 use cthost::plan::{self, Settings};
@@ -29,7 +30,10 @@ pub struct ApplyArgs {
     pub yes: bool,
 
     /// Also write /etc/sysctl.d/90-conntrack.conf and
-    /// /etc/modprobe.d/nf_conntrack.conf (atomically, old ones journaled).
+    /// /etc/modprobe.d/nf_conntrack.conf, and
+    /// /etc/modules-load.d/ctdoctor-nf_conntrack.conf when nf_conntrack is
+    /// a loadable module nothing loads at boot (atomically, old ones
+    /// journaled).
     #[arg(long)]
     pub persist: bool,
 
@@ -143,7 +147,7 @@ pub fn run_apply(a: &ApplyArgs, host: &Host, out: &mut impl Write) -> Result<()>
         );
     }
     let files = if a.persist {
-        vec![
+        let mut files = vec![
             (
                 SYSCTL_FILE.to_string(),
                 plan::sysctl_body(&header, &settings),
@@ -152,7 +156,17 @@ pub fn run_apply(a: &ApplyArgs, host: &Host, out: &mut impl Write) -> Result<()>
                 MODPROBE_FILE.to_string(),
                 plan::modprobe_body(&header, &settings),
             ),
-        ]
+        ];
+        // A loadable nf_conntrack nothing loads at boot: without this file
+        // the sysctl file is read before the keys exist (drift's cause).
+        let boot = cthost::drift::boot_load(root);
+        match &boot {
+            BootLoad::Write { file } => {
+                files.push((file.clone(), ctcore::drift::modules_load_body(&header)))
+            }
+            other => writeln!(out, "note: {}", other.explain())?,
+        }
+        files
     } else {
         vec![]
     };

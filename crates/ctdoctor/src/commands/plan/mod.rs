@@ -227,7 +227,11 @@ pub fn inputs(a: &PlanArgs, host: &Host) -> Result<Inputs> {
 }
 
 pub fn make_plan(a: &PlanArgs, host: &Host) -> Result<Plan> {
-    Ok(plan::plan(inputs(a, host)?)?)
+    let mut p = plan::plan(inputs(a, host)?)?;
+    // Whether --persist also writes the modules-load.d file: this host's
+    // nf_conntrack (under --root), as apply decides it.
+    p.set_boot_load(cthost::drift::boot_load(host.root()));
+    Ok(p)
 }
 
 /// A plan in the `--format` it was asked in (JSON is the plan itself).
