@@ -20,7 +20,7 @@ use ctlab::Netns;
 use serde_json::Value;
 
 mod common;
-use common::{BIN, finding, global_max, inode_of, json};
+use common::{BIN, TempFile, finding, global_max, inode_of, json};
 
 /// Held by every test that fills a table. A drop in one full namespace makes
 /// the GC's next pass kill unassured entries in every namespace at >= 95%
@@ -226,10 +226,20 @@ fn check_without_privileges_is_partial_not_a_crash() {
 #[test]
 fn check_reads_a_saved_kernel_log_and_usage_errors_are_unknown() {
     ctlab::require_root!();
-    let log = concat!(
+    // The fixture is gw1's syslog; as this host's own log (another host's
+    // is counters_cli's case) its lines are weighed here.
+    let fixture = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../ctcore/tests/fixtures/kernel-log-historical.txt"
+    ))
+    .expect("fixture");
+    let own = TempFile::new(
+        "log",
+        fixture
+            .replace(" gw1 ", &format!(" {} ", hostname()))
+            .as_bytes(),
     );
+    let log = own.path();
     let ns = Netns::create("log").expect("netns");
     let (_, v, _) = check(&["--netns", ns.name(), "check", "--json", "--kernel-log", log]);
     let ids: Vec<&str> = v["findings"]
@@ -434,10 +444,16 @@ fn check_streams_a_200_mb_log_in_bounded_memory() {
     // String) cannot fit; streaming it must.
     let mut child = check_limited(&ns, 256 * 1024, "-");
     let mut stdin = child.stdin.take().expect("stdin");
-    let line = b"Nov 20 03:12:01 gw kernel: e1000e: eth0 NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx\n";
-    let full =
-        b"Nov 20 03:12:02 gw kernel: nf_conntrack: nf_conntrack: table full, dropping packet\n";
-    let block: Vec<u8> = line.repeat(1000);
+    // This host's own syslog lines (another host's are only counted).
+    let host = hostname();
+    let line = format!(
+        "Nov 20 03:12:01 {host} kernel: e1000e: eth0 NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx\n"
+    );
+    let full = format!(
+        "Nov 20 03:12:02 {host} kernel: nf_conntrack: nf_conntrack: table full, dropping packet\n"
+    );
+    let full = full.as_bytes();
+    let block: Vec<u8> = line.as_bytes().repeat(1000);
     let mut written = 0usize;
     while written < 200_000_000 {
         if stdin.write_all(&block).is_err() || stdin.write_all(full).is_err() {
@@ -659,4 +675,12 @@ fn kernel_log_path_dev_kmsg_is_read_like_the_default() {
             .any(|e| e.starts_with("/dev/kmsg: "))),
         "{log:#}"
     );
+}
+
+/// This host's name, as check reads it (/proc/sys/kernel/hostname).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string()
 }
