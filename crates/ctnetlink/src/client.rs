@@ -96,6 +96,10 @@ pub struct Conntrack {
     sock: Socket,
     seq: u32,
     buf: Vec<u8>,
+    /// The requests of a delete batch, kept between calls.
+    delete_buf: Vec<u8>,
+    /// The receive buffer was raised to [`DELETE_RCVBUF`] for deletes.
+    delete_rcvbuf: bool,
 }
 
 /// The errno in an NLMSG_ERROR payload (negative in the kernel's int).
@@ -152,6 +156,8 @@ impl Conntrack {
             sock,
             seq: 1,
             buf: vec![0; RECV_BUF],
+            delete_buf: Vec::with_capacity(DELETE_BATCH * 96),
+            delete_rcvbuf: false,
         })
     }
 
@@ -435,6 +441,49 @@ impl Conntrack {
         })
     }
 
+    /// Read the answers (NLMSG_ERROR: errno 0 is an ACK) to the requests
+    /// numbered `first..first + sent` of one sendmsg, in order, handing
+    /// each errno to `on_answer` until it returns true (the last answer
+    /// expected). EPERM stops at once; a receive buffer overflow (ENOBUFS)
+    /// means answers were lost, so the counts cannot be known: an error,
+    /// never a guess. One loop for every batched request (create, delete).
+    fn answers(
+        &mut self,
+        what: &'static str,
+        first: u32,
+        sent: u32,
+        mut on_answer: impl FnMut(u32, i32) -> bool,
+    ) -> Result<(), Error> {
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENOBUFS) {
+                    Error::from_io(
+                        "ctnetlink batch: answers lost (receive buffer overflow), \
+                         the counts are unknown",
+                        e,
+                    )
+                } else {
+                    Error::from_io(what, e)
+                }
+            })?;
+            let data = self.buf.get(..n).unwrap_or_default();
+            for msg in Messages::new(data) {
+                let msg = msg.map_err(|source| Error::Decode { what, source })?;
+                if msg.kind != NLMSG_ERROR || msg.seq.wrapping_sub(first) >= sent {
+                    continue; // a late answer to an earlier request
+                }
+                match ack_errno(&msg).map_err(|source| Error::Decode { what, source })? {
+                    libc::EPERM => return Err(Error::Permission { what }),
+                    errno => {
+                        if on_answer(msg.seq, errno) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn batch<'a>(
         &mut self,
         what: &'static str,
@@ -453,27 +502,16 @@ impl Conntrack {
                 sent += 1;
             }
             self.send(what, &buf)?;
+            // Every request asks for an ACK: one answer each.
             let mut pending = sent;
-            // ACKs come back in order, one per request.
-            while pending > 0 {
-                let n = self
-                    .sock
-                    .recv(&mut &mut self.buf[..], 0)
-                    .map_err(|e| Error::from_io(what, e))?;
-                let data = self.buf.get(..n).unwrap_or_default();
-                for msg in Messages::new(data) {
-                    let msg = msg.map_err(|source| Error::Decode { what, source })?;
-                    if msg.kind != NLMSG_ERROR || msg.seq.wrapping_sub(first) >= sent {
-                        continue;
-                    }
-                    match ack_errno(&msg).map_err(|source| Error::Decode { what, source })? {
-                        0 => report.ok += 1,
-                        libc::EPERM => return Err(Error::Permission { what }),
-                        errno => report.fail(errno),
-                    }
-                    pending -= 1;
+            self.answers(what, first, sent, |_, errno| {
+                match errno {
+                    0 => report.ok += 1,
+                    errno => report.fail(errno),
                 }
-            }
+                pending -= 1;
+                pending == 0
+            })?;
         }
         Ok(report)
     }
@@ -516,13 +554,16 @@ impl Conntrack {
         entries: impl IntoIterator<Item = &'a Entry>,
     ) -> Result<DeleteReport, Error> {
         let what = "ctnetlink delete (IPCTNL_MSG_CT_DELETE)";
-        let want = DELETE_RCVBUF;
-        if setsockopt(&self.sock.as_fd(), sockopt::RcvBufForce, &want).is_err() {
-            let _ = setsockopt(&self.sock.as_fd(), sockopt::RcvBuf, &want);
+        if !self.delete_rcvbuf {
+            let want = DELETE_RCVBUF;
+            if setsockopt(&self.sock.as_fd(), sockopt::RcvBufForce, &want).is_err() {
+                let _ = setsockopt(&self.sock.as_fd(), sockopt::RcvBuf, &want);
+            }
+            self.delete_rcvbuf = true;
         }
         let mut report = DeleteReport::default();
         let mut entries = entries.into_iter().peekable();
-        let mut buf = Vec::with_capacity(DELETE_BATCH * 96);
+        let mut buf = std::mem::take(&mut self.delete_buf);
         while entries.peek().is_some() {
             buf.clear();
             let first = self.seq.wrapping_add(1);
@@ -539,48 +580,26 @@ impl Conntrack {
             let last_seq = first.wrapping_add(sent - 1);
             self.send(what, &buf)?;
             let mut errors = 0u64;
-            let mut done = false;
-            while !done {
-                let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(|e| {
-                    if e.raw_os_error() == Some(libc::ENOBUFS) {
-                        Error::from_io(
-                            "ctnetlink delete: answers lost (receive buffer overflow), \
-                             the counts are unknown",
-                            e,
-                        )
-                    } else {
-                        Error::from_io(what, e)
+            self.answers(what, first, sent, |seq, errno| {
+                match errno {
+                    0 => {}
+                    libc::ENOENT => {
+                        report.gone += 1;
+                        errors += 1;
                     }
-                })?;
-                let data = self.buf.get(..n).unwrap_or_default();
-                for msg in Messages::new(data) {
-                    let msg = msg.map_err(|source| Error::Decode { what, source })?;
-                    if msg.kind != NLMSG_ERROR || msg.seq.wrapping_sub(first) >= sent {
-                        continue;
-                    }
-                    let errno = ack_errno(&msg).map_err(|source| Error::Decode { what, source })?;
-                    match errno {
-                        0 => {}
-                        libc::EPERM => return Err(Error::Permission { what }),
-                        libc::ENOENT => {
-                            report.gone += 1;
-                            errors += 1;
+                    errno => {
+                        match report.failed.iter_mut().find(|(e, _)| *e == errno) {
+                            Some((_, n)) => *n += 1,
+                            None => report.failed.push((errno, 1)),
                         }
-                        errno => {
-                            match report.failed.iter_mut().find(|(e, _)| *e == errno) {
-                                Some((_, n)) => *n += 1,
-                                None => report.failed.push((errno, 1)),
-                            }
-                            errors += 1;
-                        }
-                    }
-                    if msg.seq == last_seq {
-                        done = true;
+                        errors += 1;
                     }
                 }
-            }
+                seq == last_seq
+            })?;
             report.deleted += u64::from(sent) - errors;
         }
+        self.delete_buf = buf;
         Ok(report)
     }
 

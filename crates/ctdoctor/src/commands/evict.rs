@@ -1,10 +1,13 @@
 //! `ctdoctor evict`: delete the entries that match a `top --filter`, over
-//! ctnetlink: one dump, then batched deletes by tuple and CTA_ID (an entry
-//! re-created since the dump is not touched). Owns the dry run, the ASSURED
-//! protection, --limit, --rate pacing and the report (its JSON shape is in
-//! DESIGN.md under evict). The breakdown of what goes is `top`'s.
+//! ctnetlink: one dump (per family with a kernel-side protocol filter),
+//! and batched deletes by tuple and CTA_ID (an entry re-created since the
+//! dump is not touched) on a second socket while the dump goes on. Owns the
+//! dry run, the ASSURED protection, --limit, --rate pacing and the report
+//! (its JSON shape is in DESIGN.md under evict). The breakdown of what goes
+//! is `top`'s.
 
 use std::io;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -16,6 +19,10 @@ use serde::Serialize;
 
 use crate::commands::top::TopReport;
 use crate::exit::{FAILED, Usage};
+
+/// Entries per batch handed to the deleter: one sendmsg of
+/// `Conntrack::delete_exact`.
+const DELETE_BATCH: usize = 1024;
 
 #[derive(Debug, Args)]
 pub struct EvictArgs {
@@ -175,24 +182,122 @@ fn errno_name(errno: i32) -> String {
     }
 }
 
-#[derive(Default)]
-struct Selection {
+/// What the dump selects, counted as the entries stream by: matches,
+/// ASSURED kept, --limit, top's breakdown of the selected, and the
+/// selected entries themselves, handed to the deleter in batches while the
+/// dump goes on.
+struct Selection<'a> {
+    filter: &'a Filter,
+    names_assured: bool,
+    limit: u64,
+    /// Entries the dump delivered (to tell a refused filter from a failure
+    /// after entries came).
+    seen: u64,
     matched: u64,
     protected: u64,
-    selected: Vec<Entry>,
+    selected: u64,
+    over_limit: u64,
+    breakdown: Breakdown,
+    /// Selected entries not yet handed over; `None` in a dry run.
+    pending: Option<Vec<Entry>>,
+    batch: usize,
+    to_delete: Option<mpsc::SyncSender<Vec<Entry>>>,
 }
 
-impl Selection {
-    fn take(&mut self, filter: &Filter, names_assured: bool, e: &Entry) {
-        if filter.matches(e) {
-            self.matched += 1;
-            if e.assured() && !names_assured {
-                self.protected += 1;
-            } else {
-                self.selected.push(e.clone());
+impl Selection<'_> {
+    fn take(&mut self, e: &Entry) {
+        self.seen += 1;
+        if !self.filter.matches(e) {
+            return;
+        }
+        self.matched += 1;
+        if e.assured() && !self.names_assured {
+            self.protected += 1;
+            return;
+        }
+        if self.selected >= self.limit {
+            self.over_limit += 1;
+            return;
+        }
+        self.selected += 1;
+        self.breakdown.add(e);
+        if let Some(pending) = &mut self.pending {
+            pending.push(e.clone());
+            if pending.len() >= self.batch {
+                self.hand_over();
             }
         }
     }
+
+    /// Send the pending entries to the deleter. A closed channel means the
+    /// deleter stopped on an error, which its join reports.
+    fn hand_over(&mut self) {
+        if let (Some(pending), Some(tx)) = (&mut self.pending, &self.to_delete) {
+            if !pending.is_empty() {
+                let batch = std::mem::replace(pending, Vec::with_capacity(self.batch));
+                let _ = tx.send(batch);
+            }
+        }
+    }
+}
+
+/// The deleter: its own ctnetlink socket (opened in the namespace of the
+/// dump), deleting each batch the dump hands over while the dump's next
+/// pages are still coming, paced by --rate.
+fn delete_batches(
+    mut ct: ctnetlink::Conntrack,
+    batches: mpsc::Receiver<Vec<Entry>>,
+    rate: Option<u64>,
+) -> Result<ctnetlink::DeleteReport, ctnetlink::Error> {
+    let mut total = ctnetlink::DeleteReport::default();
+    let mut start = None;
+    let mut done = 0u64;
+    for batch in batches {
+        let start = *start.get_or_insert_with(Instant::now);
+        let r = ct.delete_exact(&batch)?;
+        total.deleted += r.deleted;
+        total.gone += r.gone;
+        for (errno, n) in r.failed {
+            match total.failed.iter_mut().find(|(e, _)| *e == errno) {
+                Some((_, m)) => *m += n,
+                None => total.failed.push((errno, n)),
+            }
+        }
+        done += batch.len() as u64;
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64(done as f64 / rate as f64);
+            std::thread::sleep(due.saturating_sub(start.elapsed()));
+        }
+    }
+    Ok(total)
+}
+
+/// The dump(s) feeding `sel`. With one protocol required, the kernel
+/// copies out only its entries (CTA_FILTER, 5.8+, one dump per family);
+/// a kernel that refuses the filter (before any entry) gets that family's
+/// plain dump instead. Otherwise one dump of both families.
+fn dump_into(
+    ct: &mut ctnetlink::Conntrack,
+    filter: &Filter,
+    sel: &mut Selection<'_>,
+) -> Result<ctnetlink::DumpSummary, ctnetlink::Error> {
+    let Some(l4) = filter.only_l4() else {
+        return ct.dump(Family::Any, |e| sel.take(e));
+    };
+    let mut total = ctnetlink::DumpSummary::default();
+    for family in [Family::Ipv4, Family::Ipv6] {
+        let seen = sel.seen;
+        let s = match ct.dump_l4(family, l4.number(), |e| sel.take(e)) {
+            Ok(s) => s,
+            Err(_) if sel.seen == seen => ct.dump(family, |e| sel.take(e))?,
+            Err(e) => return Err(e),
+        };
+        total.entries += s.entries;
+        total.malformed += s.malformed;
+        total.first_malformed = total.first_malformed.or(s.first_malformed);
+        total.interrupted |= s.interrupted;
+    }
+    Ok(total)
 }
 
 struct Plan<'a> {
@@ -201,7 +306,11 @@ struct Plan<'a> {
     dry_run: bool,
 }
 
-/// Dump, select, delete: in the calling thread's namespace.
+/// Dump, select, delete: in the calling thread's namespace. Deleting
+/// overlaps the dump: a second socket deletes the batches already dumped
+/// while the first still receives (the kernel resumes a dump at the id of
+/// the first entry it has not sent yet, so deleting sent ones neither skips
+/// nor repeats any).
 fn evict_here(p: &Plan<'_>, netns: String, host: &Host) -> Result<NsEvict, ctnetlink::Error> {
     let t = Instant::now();
     let mut ct = host.conntrack()?;
@@ -217,62 +326,57 @@ fn evict_here(p: &Plan<'_>, netns: String, host: &Host) -> Result<NsEvict, ctnet
     } else {
         p.filter
     };
-    let names_assured = p.args.include_assured || p.filter.names_assured();
     let before = ct.stats().ok().map(|s| u64::from(s.entries));
-    let mut sel = Selection::default();
-    // With one protocol required, the kernel copies out only its entries
-    // (CTA_FILTER, 5.8+); an older kernel refuses the filter: full dump.
-    let filtered = match filter.only_l4() {
-        Some(l4) => (|| {
-            let take = |e: &Entry| sel.take(filter, names_assured, e);
-            let mut take = take;
-            let v4 = ct.dump_l4(Family::Ipv4, l4.number(), &mut take)?;
-            let v6 = ct.dump_l4(Family::Ipv6, l4.number(), &mut take)?;
-            Ok::<_, ctnetlink::Error>((v4, v6))
-        })()
-        .ok(),
-        None => None,
+    // Batches of a twentieth of a second's worth when paced.
+    let batch = p.args.rate.map_or(DELETE_BATCH, |r| {
+        usize::try_from(r / 20).unwrap_or(1).clamp(1, DELETE_BATCH)
+    });
+    let mut sel = Selection {
+        filter,
+        names_assured: p.args.include_assured || p.filter.names_assured(),
+        limit: p.args.limit.unwrap_or(u64::MAX),
+        seen: 0,
+        matched: 0,
+        protected: 0,
+        selected: 0,
+        over_limit: 0,
+        breakdown: Breakdown::new(Filter::default()),
+        pending: (!p.dry_run).then(|| Vec::with_capacity(batch)),
+        batch,
+        to_delete: None,
     };
-    let summary = match filtered {
-        Some((v4, v6)) => ctnetlink::DumpSummary {
-            entries: before.unwrap_or(v4.entries + v6.entries),
-            malformed: v4.malformed + v6.malformed,
-            first_malformed: v4.first_malformed.or(v6.first_malformed),
-            interrupted: v4.interrupted || v6.interrupted,
-        },
-        None => {
-            sel = Selection::default();
-            let s = ct.dump(Family::Any, |e| sel.take(filter, names_assured, e))?;
-            ctnetlink::DumpSummary {
-                entries: before.unwrap_or(s.entries),
-                ..s
-            }
-        }
+    let (summary, deleted) = if p.dry_run {
+        (dump_into(&mut ct, filter, &mut sel)?, None)
+    } else {
+        let deleter = host.conntrack()?;
+        let rate = p.args.rate;
+        std::thread::scope(|s| {
+            // A few batches in flight: the dump never waits on the deleter
+            // unless it is far ahead, and memory stays bounded.
+            let (tx, rx) = mpsc::sync_channel(16);
+            let worker = s.spawn(move || delete_batches(deleter, rx, rate));
+            sel.to_delete = Some(tx);
+            let dumped = dump_into(&mut ct, filter, &mut sel);
+            sel.hand_over();
+            sel.to_delete = None; // closes the channel: the deleter finishes
+            let deleted = worker.join().unwrap_or_else(|_| {
+                Err(ctnetlink::Error::Io {
+                    what: "evict: the deleting thread",
+                    source: io::Error::other("panicked"),
+                })
+            });
+            Ok::<_, ctnetlink::Error>((dumped?, Some(deleted?)))
+        })?
     };
-    let Selection {
-        matched,
-        protected,
-        mut selected,
-    } = sel;
-    let mut over_limit = 0;
-    if let Some(limit) = p.args.limit {
-        let keep = usize::try_from(limit).unwrap_or(usize::MAX);
-        over_limit = selected.len().saturating_sub(keep) as u64;
-        selected.truncate(keep);
-    }
-    let mut b = Breakdown::new(Filter::default());
-    for e in &selected {
-        b.add(e);
-    }
-    let mut breakdown = TopReport::new("netlink".into(), &b, p.args.top);
+    let mut breakdown = TopReport::new("netlink".into(), &sel.breakdown, p.args.top);
     breakdown.dump_interrupted = summary.interrupted;
     let mut ns = NsEvict {
         netns,
-        before: summary.entries,
-        matched,
-        protected_assured: protected,
-        over_limit,
-        selected: selected.len() as u64,
+        before: before.unwrap_or(summary.entries),
+        matched: sel.matched,
+        protected_assured: sel.protected,
+        over_limit: sel.over_limit,
+        selected: sel.selected,
         deleted: 0,
         gone: 0,
         failed: 0,
@@ -282,26 +386,12 @@ fn evict_here(p: &Plan<'_>, netns: String, host: &Host) -> Result<NsEvict, ctnet
         seconds: 0.0,
         breakdown,
     };
-    if !p.dry_run {
-        // Chunks of a twentieth of a second's worth when paced.
-        let chunk = p.args.rate.map_or(usize::MAX, |r| {
-            usize::try_from((r / 20).max(1)).unwrap_or(1)
-        });
-        let start = Instant::now();
-        let mut done = 0u64;
-        for part in selected.chunks(chunk.max(1)) {
-            let r = ct.delete_exact(part)?;
-            ns.deleted += r.deleted;
-            ns.gone += r.gone;
-            for (errno, n) in r.failed {
-                ns.failed += n;
-                *ns.failed_errors.entry(errno_name(errno)).or_default() += n;
-            }
-            done += part.len() as u64;
-            if let Some(rate) = p.args.rate {
-                let due = Duration::from_secs_f64(done as f64 / rate as f64);
-                std::thread::sleep(due.saturating_sub(start.elapsed()));
-            }
+    if let Some(r) = deleted {
+        ns.deleted = r.deleted;
+        ns.gone = r.gone;
+        for (errno, n) in r.failed {
+            ns.failed += n;
+            *ns.failed_errors.entry(errno_name(errno)).or_default() += n;
         }
     }
     ns.after = ct.stats().ok().map(|s| u64::from(s.entries));
