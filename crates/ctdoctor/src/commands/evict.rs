@@ -232,11 +232,11 @@ impl Selection<'_> {
     /// Send the pending entries to the deleter. A closed channel means the
     /// deleter stopped on an error, which its join reports.
     fn hand_over(&mut self) {
-        if let (Some(pending), Some(tx)) = (&mut self.pending, &self.to_delete) {
-            if !pending.is_empty() {
-                let batch = std::mem::replace(pending, Vec::with_capacity(self.batch));
-                let _ = tx.send(batch);
-            }
+        if let (Some(pending), Some(tx)) = (&mut self.pending, &self.to_delete)
+            && !pending.is_empty()
+        {
+            let batch = std::mem::replace(pending, Vec::with_capacity(self.batch));
+            let _ = tx.send(batch);
         }
     }
 }
