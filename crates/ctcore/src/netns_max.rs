@@ -93,6 +93,19 @@ pub fn fill_effective(
     }
 }
 
+/// Detect the layout from `counts` and fill in each row's effective max:
+/// what check's `--all-netns` rows and the exporter's
+/// `ctdoctor_netns_entries_limit` both show.
+pub fn judge(
+    counts: &mut [NetnsCount],
+    init_inode: Option<u64>,
+    init_max: Option<u64>,
+) -> Option<PerNetnsMax> {
+    let support = detect(counts, init_inode);
+    fill_effective(counts, support, init_inode, init_max);
+    support
+}
+
 /// A plan made inside a non-init namespace (`plan --netns NS`): which
 /// layout applies, the limits on both sides, and what the planned max
 /// means there. Pure: [`plan_for_netns`] computes it from the readings.
