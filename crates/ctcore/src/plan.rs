@@ -299,6 +299,11 @@ pub struct Plan {
     /// Whether the modules-load.d file is among them, and why (`None`:
     /// not known, no host was looked at).
     pub boot_load: Option<crate::drift::BootLoad>,
+    /// Planned inside a non-init namespace: which per-namespace max layout
+    /// applies and what the planned max means there (`None`: planned in
+    /// the initial namespace, or for another machine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<crate::netns_max::NetnsPlan>,
 }
 
 impl Plan {
@@ -308,6 +313,29 @@ impl Plan {
     pub fn set_boot_load(&mut self, b: crate::drift::BootLoad) {
         self.persist_files = persist_files(Some(&b));
         self.boot_load = Some(b);
+    }
+
+    /// Record that the plan was made inside a non-init namespace, from the
+    /// readings there ([`crate::netns_max::plan_for_netns`]); its warning,
+    /// if any, joins the plan's.
+    pub fn set_netns(
+        &mut self,
+        netns: &str,
+        support: Option<crate::netns_max::PerNetnsMax>,
+        init_max: Option<u64>,
+        own_max: Option<u64>,
+    ) {
+        let n = crate::netns_max::plan_for_netns(
+            netns,
+            support,
+            init_max,
+            own_max,
+            self.settings.nf_conntrack_max,
+        );
+        if let Some(w) = &n.warning {
+            self.warnings.push(w.clone());
+        }
+        self.netns = Some(n);
     }
 }
 
@@ -698,5 +726,6 @@ pub fn plan(i: Inputs) -> Result<Plan, PlanError> {
         inputs: i,
         persist_files: persist_files(None),
         boot_load: None,
+        netns: None,
     })
 }

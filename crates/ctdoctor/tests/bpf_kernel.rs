@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,32 +94,8 @@ impl Drop for Exporter {
 }
 
 fn metrics(ns: &Netns) -> std::io::Result<String> {
-    ns.run(|| -> std::io::Result<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", PORT))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        if !head.starts_with("HTTP/1.1 200") {
-            return Err(std::io::Error::other(head.to_string()));
-        }
-        Ok(
-            if head
-                .to_ascii_lowercase()
-                .contains("transfer-encoding: chunked")
-            {
-                common::dechunk(body)
-            } else {
-                body.to_string()
-            },
-        )
-    })
-    .map_err(|e| std::io::Error::other(e.to_string()))?
+    ns.run(|| common::scrape(("127.0.0.1", PORT), "text/plain"))
+        .map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
 /// Start the exporter on `bpffs` (dropped: killed).

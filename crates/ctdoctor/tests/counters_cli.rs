@@ -34,15 +34,24 @@ impl Tree {
         let dir = std::env::temp_dir().join(format!("ctd-counters-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         copy(Path::new(TREE), &dir);
-        let w = |p: &str, s: &str| {
-            let p = dir.join(p);
-            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            std::fs::write(p, s).expect("write");
-        };
-        w("proc/sys/kernel/osrelease", osrelease);
-        w("proc/sys/kernel/hostname", "web1\n");
-        w("proc/net/stat/nf_conntrack", stat);
-        Self(dir)
+        let t = Self(dir);
+        t.put("proc/sys/kernel/osrelease", osrelease);
+        t.put("proc/sys/kernel/hostname", "web1\n");
+        t.put("proc/net/stat/nf_conntrack", stat);
+        t
+    }
+    /// Write `body` at `rel` in the tree (directories made as needed).
+    fn put(&self, rel: &str, body: &str) {
+        let p = self.0.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+    /// `check` with a saved kernel log holding `lines` (the tree's
+    /// `kern.log`, rewritten each call).
+    fn check_log(&self, lines: &str) -> (i32, Value) {
+        self.put("kern.log", lines);
+        let log = self.0.join("kern.log");
+        self.check(&["--kernel-log", log.to_str().expect("utf8")])
     }
     fn s(&self) -> &str {
         self.0.to_str().expect("utf8")
@@ -106,14 +115,10 @@ fn a_log_of_another_host_is_not_weighed_against_this_drop_counter() {
     );
     stat = stat.replace(" 00000003 ", " 00000000 ");
     let t = Tree::new("log", "6.18.44\n", &stat);
-    let log = t.0.join("other.log");
-    std::fs::write(
-        &log,
+    let (code, v) = t.check_log(
         "Dec  5 10:00:00 otherhost kernel: nf_conntrack: table full, dropping packet\n\
          Dec 05 10:00:01 otherhost kernel: nf_conntrack: table full, dropping packet\n",
-    )
-    .expect("write");
-    let (code, v) = t.check(&["--kernel-log", log.to_str().expect("utf8")]);
+    );
     let f = finding(&v, "log.other_host").expect("log.other_host");
     let title = f["title"].as_str().unwrap_or("");
     assert!(
@@ -133,13 +138,10 @@ fn a_log_of_another_host_is_not_weighed_against_this_drop_counter() {
         "{v}"
     );
     // A mixed file: web1's own line is weighed, otherhost's reported apart.
-    std::fs::write(
-        &log,
+    let (_, v) = t.check_log(
         "Dec  5 10:00:00 otherhost kernel: nf_conntrack: table full, dropping packet\n\
          Dec  5 10:00:02 web1 kernel: nf_conntrack: table full, dropping packet\n",
-    )
-    .expect("write");
-    let (_, v) = t.check(&["--kernel-log", log.to_str().expect("utf8")]);
+    );
     let title = finding(&v, "log.other_host")
         .map(|f| f["title"].to_string())
         .unwrap_or_default();
@@ -154,20 +156,12 @@ fn a_log_of_another_host_is_not_weighed_against_this_drop_counter() {
 fn chains_at_max_near_the_limit_warn_by_kernel_version() {
     // The tree's max over buckets; 5.15's limit (8..31) is nearer than 6.18's.
     let t = Tree::new("limit", "5.15.0-91-generic\n", NEW);
-    std::fs::write(
-        t.0.join("proc/sys/net/netfilter/nf_conntrack_buckets"),
-        "1024\n",
-    )
-    .expect("w");
-    std::fs::write(
-        t.0.join("proc/sys/net/netfilter/nf_conntrack_max"),
-        "4096\n",
-    )
-    .expect("w");
+    t.put("proc/sys/net/netfilter/nf_conntrack_buckets", "1024\n");
+    t.put("proc/sys/net/netfilter/nf_conntrack_max", "4096\n");
     let (_, v) = t.check(&[]);
     let f = finding(&v, "table.chain_limit").expect("table.chain_limit");
     assert!(f["title"].as_str().unwrap_or("").contains("8..31"), "{f}");
-    std::fs::write(t.0.join("proc/sys/kernel/osrelease"), "6.18.44\n").expect("w");
+    t.put("proc/sys/kernel/osrelease", "6.18.44\n");
     let (_, v) = t.check(&[]);
     assert!(finding(&v, "table.chain_limit").is_none(), "{v}");
 }

@@ -16,8 +16,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -115,27 +115,7 @@ impl Exporter {
 
     /// One HTTP/1.1 GET of /metrics with this Accept header: the body.
     fn scrape(&self, accept: &str) -> String {
-        let mut s = TcpStream::connect(self.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).expect("read");
-        let text = String::from_utf8(raw).expect("UTF-8 response");
-        let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            common::dechunk(body)
-        } else {
-            body.to_string()
-        }
+        common::scrape(self.addr, accept).expect("scrape /metrics")
     }
 
     /// Everything it printed on stderr so far.

@@ -399,6 +399,30 @@ fn all_netns_and_breakdown_cap() {
         .find(|l| l.starts_with(&series))
         .unwrap_or_else(|| panic!("no {series} in\n{text}"));
     assert!(row.ends_with(" 500.0") || row.ends_with(" 500"), "{row}");
+    // Its effective limit, same labels: the initial namespace's max on a
+    // kernel without a per-namespace one (read-only sysctl in there),
+    // else min(its own, the initial one's).
+    let limit = series.replace("ctdoctor_netns_entries{", "ctdoctor_netns_entries_limit{");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&limit))
+        .unwrap_or_else(|| panic!("no {limit} in\n{text}"));
+    let value: f64 = row
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("value");
+    let sh = |cmd: &str, arg: &str| {
+        let o = ns
+            .exec(cmd, &[arg, "/proc/sys/net/netfilter/nf_conntrack_max"])
+            .expect(cmd);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let writable = u32::from_str_radix(&sh("stat", "-c%a"), 8).expect("mode") & 0o222 != 0;
+    let own: u64 = sh("cat", "--").parse().expect("max");
+    let init = common::global_max() as u64;
+    let want = if writable { own.min(init) } else { init };
+    assert_eq!(value, want as f64, "{row}");
     assert!(text.contains("ctdoctor_up{source=\"netns\"} 1"), "{text}");
     let age = text
         .lines()

@@ -499,6 +499,51 @@ fn ns_sysctl(ns: &Netns, key: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// `plan --netns`: the plan says which per-namespace max layout this
+/// kernel has, judged from the sysctl's mode inside the namespace (read
+/// here with stat, independently), and the initial namespace's shared max.
+#[test]
+fn plan_in_a_namespace_says_which_max_applies() {
+    let ns = Netns::create("planns").expect("netns");
+    let o = run(&["--netns", ns.name(), "plan", "--peak", "1000", "--json"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let v = common::json(&o);
+    let n = &v["netns"];
+    assert_eq!(n["netns"], ns.name(), "{n:#}");
+    let mode = ns
+        .exec(
+            "stat",
+            &["-c", "%a", "/proc/sys/net/netfilter/nf_conntrack_max"],
+        )
+        .expect("stat");
+    let mode = u32::from_str_radix(String::from_utf8_lossy(&mode.stdout).trim(), 8).expect("mode");
+    let init = common::global_max() as u64;
+    assert_eq!(n["init_max"], init, "{n:#}");
+    if mode & 0o222 == 0 {
+        assert_eq!(n["per_netns_max"], "not supported", "{n:#}");
+        assert_eq!(n["effective_planned"], init, "{n:#}");
+        assert!(
+            n["note"]
+                .as_str()
+                .is_some_and(|t| t.contains("shares the initial namespace's max")),
+            "{n:#}"
+        );
+    } else {
+        assert_eq!(n["per_netns_max"], "supported", "{n:#}");
+        let planned = v["settings"]["nf_conntrack_max"].as_u64().expect("max");
+        assert_eq!(n["effective_planned"], init.min(planned), "{n:#}");
+    }
+    // The text names it too; the initial namespace's plan has no such note.
+    let o = run(&["--netns", ns.name(), "plan", "--peak", "1000"]);
+    assert!(
+        text(&o).contains(&format!("  - netns {}: this kernel", ns.name())),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["plan", "--peak", "1000", "--json"]);
+    assert!(common::json(&o).get("netns").is_none());
+}
+
 #[test]
 fn apply_timeouts_in_a_namespace_then_roll_back() {
     ctlab::require_root!();

@@ -57,6 +57,49 @@ pub fn read_limit(root: &Root) -> Limit {
     }
 }
 
+/// A non-init namespace's limits beside the initial one's: what
+/// `plan --netns` notes ([`ctcore::netns_max::plan_for_netns`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HereAndInit {
+    /// The namespace's name (`ip netns` name, `pid N (comm)`, or inode).
+    pub name: String,
+    pub support: Option<ctcore::netns_max::PerNetnsMax>,
+    pub own: Option<u64>,
+    pub init: Option<u64>,
+}
+
+/// The calling thread's namespace against the initial one, when they
+/// differ (`--netns`, or run inside a container); `None` in the initial
+/// namespace and over a fake tree (it has no namespaces to enter). The
+/// sysctl's mode decides the layout; read-only, the file shows the shared
+/// (initial) value; writable, the initial value is read from a thread
+/// that enters the initial namespace.
+pub fn here_and_init(host: &Host) -> Option<HereAndInit> {
+    use ctcore::netns_max::PerNetnsMax;
+    let root = host.root();
+    let here = crate::namespaces::current_inode()?;
+    if !host.has_kernel() || Some(here) == crate::namespaces::init_inode(root) {
+        return None;
+    }
+    let limit = read_limit(root);
+    let support = limit.mode.map(PerNetnsMax::from_mode);
+    let init = match support {
+        Some(PerNetnsMax::Supported) => ["/proc/1/ns/net", "/proc/2/ns/net"]
+            .iter()
+            .find_map(|spec| host.in_netns(spec, |h| Ok(read_limit(h.root()).max)).ok())
+            .flatten(),
+        _ => limit.max,
+    };
+    let all = crate::namespaces::list(root);
+    Some(HereAndInit {
+        name: crate::namespaces::name_of(&all, here)
+            .map_or_else(|| format!("inode {here}"), str::to_string),
+        support,
+        own: limit.max,
+        init,
+    })
+}
+
 /// Count in the calling thread's namespace.
 fn read_here(host: &Host) -> Result<Reading, Error> {
     let mut ct = host.conntrack()?;

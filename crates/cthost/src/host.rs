@@ -84,13 +84,13 @@ impl Host {
     }
 
     /// A pinned map's max_entries and key count (bpf(2): BPF_OBJ_GET,
-    /// BPF_OBJ_GET_INFO_BY_FD, BPF_MAP_GET_NEXT_KEY). Needs CAP_BPF (root).
+    /// BPF_OBJ_GET_INFO_BY_FD, then BPF_MAP_LOOKUP_BATCH, or
+    /// BPF_MAP_GET_NEXT_KEY where batches are unsupported). Needs CAP_BPF
+    /// (root).
     pub fn bpf_map_fill(&self, pin: &Path) -> io::Result<(u64, u64)> {
         self.bpf_on()?;
         let fd = crate::bpf_sys::open_pin(pin)?;
-        let info = crate::bpf_sys::info(&fd)?;
-        let max = u64::from(info.max_entries);
-        let entries = crate::bpf_sys::count_keys(&fd, info.key_size, max)?;
+        let (entries, max, _) = crate::bpf::count_fd(&fd, None)?;
         Ok((entries, max))
     }
 

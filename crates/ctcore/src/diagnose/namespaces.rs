@@ -15,13 +15,12 @@ pub(super) fn with_limits(
     let Some(counts) = &f.netns_counts else {
         return (None, None);
     };
-    let support = netns_max::detect(counts, f.init_netns_inode);
     // This namespace's max is the initial one's when checked from there.
     let init_max = (f.netns_inode.is_none() || f.netns_inode == f.init_netns_inode)
         .then_some(s.max)
         .flatten();
     let mut rows = counts.clone();
-    netns_max::fill_effective(&mut rows, support, f.init_netns_inode, init_max);
+    let support = netns_max::judge(&mut rows, f.init_netns_inode, init_max);
     (support, Some(rows))
 }
 

@@ -162,6 +162,9 @@ pub fn render_text(p: &Plan) -> String {
         p.settings.hashsize,
         mib(p.memory_at_max)
     ));
+    if let Some(n) = &p.netns {
+        s.push_str(&format!("  - {}\n", n.note));
+    }
     for line in &p.sizing {
         s.push_str(&format!("  - {line}\n"));
     }

@@ -450,3 +450,76 @@ fn a_plan_file_is_read_once_for_apply_and_simulate() {
         assert!(e.contains(why), "{text}: {e}");
     }
 }
+
+/// `plan --netns`: both per-namespace max layouts end up in the text,
+/// the JSON and the warnings (fixture readings as a namespace sees them).
+#[test]
+fn a_plan_in_a_namespace_notes_which_max_applies() {
+    use crate::netns_max::PerNetnsMax;
+    // 8 GiB 6.18, peak 200000 x 2: planned 400384.
+    let fresh = || plan(inputs(8 * GIB, "6.18", 200_000)).expect("plan");
+    assert_eq!(fresh().settings.nf_conntrack_max, 400_384);
+    assert!(fresh().netns.is_none());
+    assert!(
+        serde_json::to_value(fresh())
+            .expect("json")
+            .get("netns")
+            .is_none()
+    );
+
+    // With the patch: read-write, own 65536, initial 1048576.
+    let mut p = fresh();
+    p.set_netns(
+        "pod",
+        Some(PerNetnsMax::from_mode(0o644)),
+        Some(1_048_576),
+        Some(65_536),
+    );
+    let text = render_text(&p);
+    assert!(
+        text.contains("  - netns pod: this kernel has a per-namespace nf_conntrack_max"),
+        "{text}"
+    );
+    assert!(text.contains("= 400384 once applied (now 65536)"), "{text}");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let v = serde_json::to_value(&p).expect("json");
+    assert_eq!(v["netns"]["per_netns_max"], "supported");
+    assert_eq!(v["netns"]["effective_planned"], 400_384);
+    // The initial namespace below the plan: held to it, warned.
+    let mut p = fresh();
+    p.set_netns(
+        "pod",
+        Some(PerNetnsMax::Supported),
+        Some(262_144),
+        Some(65_536),
+    );
+    assert_eq!(
+        p.netns.as_ref().and_then(|n| n.effective_planned),
+        Some(262_144)
+    );
+    assert!(render_text(&p).contains(
+        "  ! netns pod: the initial namespace's nf_conntrack_max 262144 is below the planned 400384"
+    ));
+
+    // Without it (this 6.18 kernel): read-only, the initial namespace's value.
+    let mut p = fresh();
+    p.set_netns(
+        "pod",
+        Some(PerNetnsMax::from_mode(0o444)),
+        Some(262_144),
+        Some(262_144),
+    );
+    let text = render_text(&p);
+    assert!(
+        text.contains("shares the initial namespace's max (262144)"),
+        "{text}"
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("held to the shared nf_conntrack_max 262144"))
+    );
+    let v = serde_json::to_value(&p).expect("json");
+    assert_eq!(v["netns"]["per_netns_max"], "not supported");
+    assert_eq!(v["netns"]["effective_planned"], 262_144);
+}

@@ -1,7 +1,7 @@
 //! Helpers shared by the binary's end-to-end tests: run ctdoctor, read its
 //! output and JSON findings, facts of test namespaces, numbers read from
 //! /proc and /sys, self-deleting temporary files and trees (`--root`), and
-//! chunked HTTP bodies (the exporter's tests).
+//! scrapes of the exporter's /metrics (chunked bodies decoded).
 //! A test that needs root starts with `ctlab::require_root!()` (in ctlab,
 //! so ctlab's own tests share it).
 #![allow(dead_code)] // each test binary uses its own subset
@@ -189,6 +189,37 @@ pub fn netns_exists(ns: &str) -> bool {
     netns_list()
         .lines()
         .any(|l| l.split_whitespace().next() == Some(ns))
+}
+
+/// One HTTP/1.1 GET of /metrics at `addr` (`Accept: accept`, `Connection:
+/// close`, 10 s read timeout): the body, dechunked when sent chunked; an
+/// error (with the response head) unless the status is 200. Opened in the
+/// calling thread's namespace (wrap it in `Netns::run` for another).
+pub fn scrape(addr: impl std::net::ToSocketAddrs, accept: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.1 200 ") {
+        return Err(std::io::Error::other(format!("not 200: {head}")));
+    }
+    Ok(
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    )
 }
 
 /// The body of an HTTP/1.1 response sent with `Transfer-Encoding: chunked`.

@@ -117,6 +117,7 @@ impl Tree {
                 || rel == "etc"
                 || rel.starts_with("etc/sysctl.d")
                 || rel.starts_with("etc/modprobe.d")
+                || rel.starts_with("etc/modules-load.d")
         };
         self.snapshot()
             .into_iter()

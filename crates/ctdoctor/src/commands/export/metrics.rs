@@ -271,6 +271,7 @@ pub fn registry(s: &Snapshot) -> Registry {
     if let Some(rows) = &s.netns {
         let e = Family::<Labels, G>::default();
         let d = Family::<Labels, C>::default();
+        let m = Family::<Labels, G>::default();
         for r in rows {
             let l = labels(&[
                 ("netns", &r.inode.to_string()),
@@ -283,6 +284,9 @@ pub fn registry(s: &Snapshot) -> Registry {
             if let Some(n) = r.drop {
                 d.get_or_create(&l).inc_by(n);
             }
+            if let Some(n) = r.max {
+                m.get_or_create(&l).set(n as f64);
+            }
         }
         reg.register(
             "ctdoctor_netns_entries",
@@ -293,6 +297,11 @@ pub fn registry(s: &Snapshot) -> Registry {
             "ctdoctor_netns_stat_drop",
             "Kernel stat drop per network namespace, summed over CPUs (--all-netns)",
             d,
+        );
+        reg.register(
+            "ctdoctor_netns_entries_limit",
+            "Effective nf_conntrack_max of each network namespace (--all-netns): min(its own, the initial namespace's) on kernels with a per-namespace max, else the initial namespace's",
+            m,
         );
     }
     if !s.drift.is_empty() {
@@ -548,7 +557,7 @@ mod tests {
                 drop: Some(9),
                 sysctl_max: None,
                 sysctl_mode: None,
-                max: None,
+                max: Some(4000),
                 error: None,
             }]),
             time_to_full: Some(f64::INFINITY),
@@ -627,6 +636,9 @@ mod tests {
         );
         assert!(t.contains(
             "ctdoctor_netns_entries{netns=\"7\",name=\"pod\",owner=\"default/web-0\"} 12"
+        ));
+        assert!(t.contains(
+            "ctdoctor_netns_entries_limit{netns=\"7\",name=\"pod\",owner=\"default/web-0\"} 4000"
         ));
         assert!(t.contains("ctdoctor_top_source_entries{rank=\"1\",address=\"10.0.0.1\"} 500"));
         assert!(t.contains("ctdoctor_up{source=\"breakdown\"} 0"));

@@ -174,7 +174,10 @@ fn breakdown_and_arrivals(
 fn netns_rows(host: &Host, warned: &mut BTreeSet<u64>) -> Vec<NetnsCount> {
     let root = host.root();
     let all = cthost::namespaces::list(root);
-    let rows = cthost::counts::count_all(host, &all, cthost::namespaces::init_inode(root));
+    let init = cthost::namespaces::init_inode(root);
+    let mut rows = cthost::counts::count_all(host, &all, init);
+    // Each row's effective limit, as check's --all-netns rows have it.
+    ctcore::netns_max::judge(&mut rows, init, None);
     for r in &rows {
         if let Some(e) = &r.error
             && warned.len() < MAX_KMSG_NETNS

@@ -231,6 +231,15 @@ pub fn make_plan(a: &PlanArgs, host: &Host) -> Result<Plan> {
     // Whether --persist also writes the modules-load.d file: this host's
     // nf_conntrack (under --root), as apply decides it.
     p.set_boot_load(cthost::drift::boot_load(host.root()));
+    // Planned inside a non-init namespace (`--netns`): whether that
+    // namespace has its own max, and what the planned one means there.
+    // Only for this host's facts: another machine's are not read.
+    if a.memory.is_none()
+        && a.kernel.is_none()
+        && let Some(n) = cthost::counts::here_and_init(host)
+    {
+        p.set_netns(&n.name, n.support, n.init, n.own);
+    }
     Ok(p)
 }
 

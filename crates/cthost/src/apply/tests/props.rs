@@ -35,6 +35,8 @@ fn path() -> impl Strategy<Value = String> {
         Just(HASHSIZE.to_string()),
         Just(SYSCTL_FILE.to_string()),
         Just(MODPROBE_FILE.to_string()),
+        Just(MODULES_LOAD_FILE.to_string()),
+        Just("/etc/modules-load.d".to_string()),
         Just("/etc".to_string()),
         Just("/".to_string()),
         Just("/../outside/victim".to_string()),
@@ -76,6 +78,10 @@ fn plan_files() -> Vec<(String, String)> {
     vec![
         (SYSCTL_FILE.to_string(), "a\n".to_string()),
         (MODPROBE_FILE.to_string(), "b\n".to_string()),
+        // Only when nf_conntrack is a loadable module nothing loads at
+        // boot; its directory does not exist in the tree, so apply
+        // creates it and rollback must remove it.
+        (MODULES_LOAD_FILE.to_string(), "nf_conntrack\n".to_string()),
     ]
 }
 
@@ -97,7 +103,10 @@ fn plan(i: usize) -> (Settings, Vec<(String, String)>) {
                 hashsize: 1_000_000,
                 timeouts: t(45),
             },
-            vec![(MODPROBE_FILE.to_string(), "c\n".to_string())],
+            vec![
+                (MODPROBE_FILE.to_string(), "c\n".to_string()),
+                (MODULES_LOAD_FILE.to_string(), "d\n".to_string()),
+            ],
         ),
         _ => (
             Settings {
