@@ -151,6 +151,27 @@ pub struct Counters {
     pub values: BTreeMap<String, u64>,
 }
 
+/// The container that owns a network namespace, as its runtime's metadata
+/// describes it (Docker's config.v2.json, podman's conmon arguments and
+/// containers/storage containers.json). Fields the metadata lacks, or that
+/// could not be read (`metadata_error` says why), are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerOwner {
+    /// `docker`, `podman`, `containerd`, `cri-o`, `kubernetes`.
+    pub runtime: String,
+    /// The full container id (64 hex digits), when the cgroup names it.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// The image as the container was started from (`repo:tag`).
+    pub image: Option<String>,
+    /// The Kubernetes CRI labels `io.kubernetes.pod.name` and
+    /// `io.kubernetes.pod.namespace`, when the container carries them.
+    pub pod: Option<String>,
+    pub pod_namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata_error: Option<String>,
+}
+
 /// The count of one namespace, for `--all-netns`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NetnsCount {
@@ -159,6 +180,10 @@ pub struct NetnsCount {
     /// What lives there ([`crate::owners`]): `namespace/pod`, a container
     /// name or id, a process name, "host" for the initial one, or "".
     pub owner: String,
+    /// The container behind `owner`, from its runtime's metadata; absent
+    /// for a namespace no container owns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerOwner>,
     pub count: Option<u64>,
     /// Packets this namespace dropped because its table was full (the
     /// ctnetlink GET_STATS_CPU `drop` counter summed over CPUs, read in

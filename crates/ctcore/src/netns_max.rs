@@ -205,6 +205,7 @@ mod tests {
             inode,
             name: format!("ns{inode}"),
             owner: String::new(),
+            container: None,
             count: Some(1),
             drop: None,
             sysctl_max: max,

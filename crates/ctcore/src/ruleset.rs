@@ -504,6 +504,45 @@ pub fn parse_iptables_save(text: &str, tool: &str) -> RuleUse {
     out
 }
 
+/// Who wrote the rules that need conntrack, told by the names they put in
+/// them (chains, bridges, tables, comments), as each writes them:
+/// Docker's `DOCKER*` chains and `docker0`; netavark's `NETAVARK*` chains
+/// and `netavark` table (podman 4+); CNI plugins' `CNI-`; kube-proxy's
+/// `KUBE-`; Calico's `cali-`; Cilium's `CILIUM_`; libvirt's `LIBVIRT_`;
+/// ufw's `ufw-`; firewalld's tables. First marker wins; a rule with none
+/// is nobody's (a base-chain MASQUERADE of a user-defined bridge).
+const WRITERS: &[(&str, &[&str])] = &[
+    ("Docker", &["DOCKER", "docker0"]),
+    ("Podman (netavark)", &["NETAVARK", "netavark", "podman"]),
+    ("CNI plugins", &["CNI-"]),
+    ("kube-proxy", &["KUBE-"]),
+    ("Calico", &["cali-"]),
+    ("Cilium", &["CILIUM_", "cilium"]),
+    ("libvirt", &["LIBVIRT_"]),
+    ("ufw", &["ufw-", "ufw6-"]),
+    ("firewalld", &["firewalld"]),
+];
+
+/// The writers of the rules that need conntrack (NAT, stateful, objects),
+/// with how many rules each wrote, most first.
+pub fn writers(r: &RuleUse) -> Vec<(&'static str, usize)> {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for rule in r.nat.iter().chain(&r.stateful).chain(&r.objects) {
+        let Some(w) = WRITERS
+            .iter()
+            .find(|(_, marks)| marks.iter().any(|m| rule.contains(m)))
+        else {
+            continue;
+        };
+        match counts.iter_mut().find(|c| c.0 == w.0) {
+            Some(c) => c.1 += 1,
+            None => counts.push((w.0, 1)),
+        }
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,5 +823,22 @@ mod tests {
         ] {
             let _ = parse_iptables_save(line, "t");
         }
+    }
+
+    /// Captured with `iptables-save` in a namespace running dockerd 20.10
+    /// (Debian docker.io, a container with `-p 8080:80`) and rootful
+    /// podman 4.3 with netavark 1.4 (iptables driver), kernel 6.18.
+    #[test]
+    fn writers_of_real_docker_and_netavark_rules() {
+        let save = include_str!("../tests/fixtures/iptables-docker-podman.save");
+        let r = parse_iptables_save(save, "iptables-nft-save");
+        let w = writers(&r);
+        let get = |n: &str| w.iter().find(|x| x.0 == n).map(|x| x.1);
+        assert!(get("Docker").is_some_and(|n| n >= 3), "{w:?}\n{r:#?}");
+        assert!(
+            get("Podman (netavark)").is_some_and(|n| n >= 2),
+            "{w:?}\n{r:#?}"
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
     }
 }

@@ -143,7 +143,11 @@ pub fn count_all(host: &Host, namespaces: &[Namespace], init: Option<u64>) -> Ve
                 out.push(NetnsCount {
                     inode: ns.inode,
                     name: ns.name.clone(),
-                    owner: owners.get(&ns.inode).cloned().unwrap_or_default(),
+                    owner: owners
+                        .get(&ns.inode)
+                        .map(|o| o.name.clone())
+                        .unwrap_or_default(),
+                    container: owners.get(&ns.inode).and_then(|o| o.container.clone()),
                     count: r.as_ref().ok().map(|r| r.count),
                     drop: r.as_ref().ok().and_then(|r| r.drop),
                     sysctl_max: r.as_ref().ok().and_then(|r| r.limit.max),

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 
+pub use crate::facts::ContainerOwner;
 use crate::facts::Namespace;
 use crate::source::Root;
 
@@ -69,6 +70,12 @@ fn component_id(c: &str) -> Option<(&'static str, String)> {
             }
         }
         return None;
+    }
+    // podman's cgroupfs driver: `/libpod_parent/libpod-<id>`, no scope.
+    if let Some(id) = c.strip_prefix("libpod-")
+        && is_container_id(id)
+    {
+        return Some(("podman", id.to_string()));
     }
     is_container_id(c).then(|| ("", c.to_string()))
 }
@@ -154,12 +161,116 @@ pub fn parse_pod_log_dir(name: &str) -> Option<(String, String)> {
     Some((uid, format!("{ns}/{pod}")))
 }
 
-/// The container name in Docker's config.v2.json (`"Name": "/web"`),
-/// without the leading slash; `None` when absent or not JSON.
-pub fn parse_docker_config(json: &str) -> Option<String> {
+/// What Docker's config.v2.json says: the container name (`"Name":
+/// "/web"`, without the slash), the image as started (`Config.Image`) and
+/// the CRI pod labels (`Config.Labels`); `None` when not JSON or nameless.
+pub fn parse_docker_config(json: &str) -> Option<ContainerOwner> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     let name = v.get("Name")?.as_str()?.trim_start_matches('/');
-    (!name.is_empty()).then(|| name.to_string())
+    if name.is_empty() {
+        return None;
+    }
+    let config = v.get("Config");
+    let text = |key: &str| {
+        config
+            .and_then(|c| c.get(key))
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let label = |key: &str| {
+        config
+            .and_then(|c| c.get("Labels"))
+            .and_then(|l| l.get(key))
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    Some(ContainerOwner {
+        runtime: "docker".into(),
+        id: v.get("ID").and_then(|i| i.as_str()).map(str::to_string),
+        name: Some(name.to_string()),
+        image: text("Image"),
+        pod: label(POD_NAME),
+        pod_namespace: label(POD_NAMESPACE),
+        metadata_error: None,
+    })
+}
+
+/// The Kubernetes CRI labels a container may carry (kubelet sets them;
+/// `docker run --label` can too).
+pub const POD_NAME: &str = "io.kubernetes.pod.name";
+pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+
+/// The container `id` in containers/storage's `containers.json` (podman,
+/// buildah, CRI-O): its name and the image it was created from (the
+/// `metadata` string holds JSON with `name` and `image-name`).
+pub fn parse_storage_containers(json: &str, id: &str) -> Option<(Option<String>, Option<String>)> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let c = v
+        .as_array()?
+        .iter()
+        .find(|c| c.get("id").and_then(|i| i.as_str()) == Some(id))?;
+    let meta: Option<serde_json::Value> = c
+        .get("metadata")
+        .and_then(|m| m.as_str())
+        .and_then(|m| serde_json::from_str(m).ok());
+    let field = |k: &str| {
+        meta.as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(|x| x.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let name = field("name").or_else(|| {
+        c.get("names")
+            .and_then(|n| n.get(0))
+            .and_then(|n| n.as_str())
+            .map(str::to_string)
+    });
+    Some((name, field("image-name")))
+}
+
+/// The value of a command-line option, `--opt VALUE` or `--opt=VALUE`,
+/// under any of its spellings; the last one given wins.
+fn option<'a>(args: &'a [String], names: &[&str]) -> Option<&'a str> {
+    let mut found = None;
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        for n in names {
+            if a == n {
+                found = it.peek().map(|v| v.as_str());
+            } else if let Some(v) = a.strip_prefix(n).and_then(|r| r.strip_prefix('=')) {
+                found = Some(v);
+            }
+        }
+    }
+    found
+}
+
+/// dockerd's data root from its arguments (`--data-root`, or the old
+/// `-g`/`--graph`); `None` for the default, /var/lib/docker.
+pub fn parse_dockerd_args(args: &[String]) -> Option<String> {
+    option(args, &["--data-root", "--graph", "-g"]).map(str::to_string)
+}
+
+/// What a conmon (podman's per-container monitor) was started with: the
+/// container id (`-c`), its name (`-n`) and its bundle directory (`-b`,
+/// `<storage root>/<driver>-containers/<id>/userdata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conmon {
+    pub id: String,
+    pub name: Option<String>,
+    pub bundle: Option<String>,
+}
+
+pub fn parse_conmon_args(args: &[String]) -> Option<Conmon> {
+    let id = option(args, &["-c", "--cid"])?;
+    is_container_id(id).then(|| Conmon {
+        id: id.to_string(),
+        name: option(args, &["-n", "--name"]).map(str::to_string),
+        bundle: option(args, &["-b", "--bundle"]).map(str::to_string),
+    })
 }
 
 /// The 12-character short id that `docker ps` and `crictl ps` show.
@@ -170,11 +281,60 @@ fn short(id: &str) -> &str {
 /// config.v2.json is a few KiB; anything far larger is not one.
 const MAX_CONFIG: u64 = 4 << 20;
 
-fn read_capped(root: &Root, path: &str, cap: u64) -> Option<String> {
-    let f = std::fs::File::open(root.path(path)).ok()?;
+fn read_capped(root: &Root, path: &str, cap: u64) -> std::io::Result<String> {
+    let f = std::fs::File::open(root.path(path))?;
     let mut s = String::new();
-    f.take(cap).read_to_string(&mut s).ok()?;
-    Some(s)
+    f.take(cap).read_to_string(&mut s)?;
+    Ok(s)
+}
+
+fn cmdline(root: &Root, pid: u32) -> Vec<String> {
+    std::fs::read(root.path(&format!("/proc/{pid}/cmdline")))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where the runtimes on this host keep their metadata, from their
+/// processes: every running dockerd's data root (and the default one), and
+/// each podman container's conmon arguments, by container id.
+#[derive(Debug, Clone, Default)]
+pub struct Runtimes {
+    pub docker_roots: Vec<String>,
+    pub conmon: BTreeMap<String, Conmon>,
+}
+
+const DOCKER_ROOT: &str = "/var/lib/docker";
+/// containers/storage's default graph root (rootful podman, CRI-O).
+const STORAGE_ROOT: &str = "/var/lib/containers/storage";
+
+pub fn runtimes(root: &Root, pids: &[u32]) -> Runtimes {
+    let mut r = Runtimes::default();
+    for &pid in pids {
+        match comm(root, pid).as_str() {
+            "dockerd" => {
+                let dr = parse_dockerd_args(&cmdline(root, pid))
+                    .unwrap_or_else(|| DOCKER_ROOT.to_string());
+                if !r.docker_roots.contains(&dr) {
+                    r.docker_roots.push(dr);
+                }
+            }
+            "conmon" => {
+                if let Some(c) = parse_conmon_args(&cmdline(root, pid)) {
+                    r.conmon.insert(c.id.clone(), c);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !r.docker_roots.iter().any(|d| d == DOCKER_ROOT) {
+        r.docker_roots.push(DOCKER_ROOT.to_string());
+    }
+    r
 }
 
 /// Pod UID to `namespace/pod`, from the directory names in /var/log/pods.
@@ -188,26 +348,152 @@ pub fn pod_names(root: &Root) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The owner's name for a container: the pod's `namespace/pod` (or `pod
-/// UID` when kubelet's log directory is not there), the Docker container's
-/// name (or its short id), the short id of another runtime's container.
-pub fn container_name(root: &Root, pods: &BTreeMap<String, String>, c: &Container) -> String {
-    match c {
-        Container::Pod { uid, .. } => pods
-            .get(uid)
-            .cloned()
-            .unwrap_or_else(|| format!("pod {uid}")),
-        Container::Docker { id } => {
-            // `id` is 64 hex digits (checked by the parser): no path tricks.
-            read_capped(
-                root,
-                &format!("/var/lib/docker/containers/{id}/config.v2.json"),
-                MAX_CONFIG,
-            )
-            .and_then(|j| parse_docker_config(&j))
-            .unwrap_or_else(|| short(id).to_string())
+/// What lives in a namespace: the name shown (a pod's `namespace/pod`, a
+/// container's name or short id, a process name, "host", or ""), and the
+/// container behind it when there is one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub name: String,
+    pub container: Option<ContainerOwner>,
+}
+
+impl Owner {
+    fn named(name: String) -> Self {
+        Self {
+            name,
+            container: None,
         }
-        Container::Other { id, .. } => short(id).to_string(),
+    }
+}
+
+/// A Docker container's metadata from the first data root holding it.
+fn docker_owner(root: &Root, rt: &Runtimes, id: &str) -> ContainerOwner {
+    let mut errors = Vec::new();
+    for dr in &rt.docker_roots {
+        // `id` is 64 hex digits (checked by the parser): no path tricks.
+        let path = format!("{dr}/containers/{id}/config.v2.json");
+        match read_capped(root, &path, MAX_CONFIG) {
+            Ok(j) => match parse_docker_config(&j) {
+                Some(c) => return c,
+                None => errors.push(format!("{path}: not a container config")),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("{path}: {e}")),
+        }
+    }
+    ContainerOwner {
+        runtime: "docker".into(),
+        id: Some(id.to_string()),
+        metadata_error: Some(if errors.is_empty() {
+            format!(
+                "no config.v2.json for container {} under {}",
+                short(id),
+                rt.docker_roots.join(", ")
+            )
+        } else {
+            errors.join("; ")
+        }),
+        ..ContainerOwner::default()
+    }
+}
+
+/// A podman container's name (conmon's `-n`) and image (containers.json
+/// next to its bundle, or in the default storage root).
+fn podman_owner(root: &Root, rt: &Runtimes, id: &str) -> ContainerOwner {
+    let conmon = rt.conmon.get(id);
+    let mut lists: Vec<String> = Vec::new();
+    if let Some(b) = conmon.and_then(|c| c.bundle.as_deref()) {
+        // <graph root>/<driver>-containers/<id>/userdata
+        if let Some(dir) = std::path::Path::new(b).parent().and_then(|p| p.parent()) {
+            lists.push(dir.join("containers.json").to_string_lossy().into_owned());
+        }
+    }
+    for driver in ["overlay", "vfs", "btrfs", "zfs"] {
+        lists.push(format!(
+            "{STORAGE_ROOT}/{driver}-containers/containers.json"
+        ));
+    }
+    let mut out = ContainerOwner {
+        runtime: "podman".into(),
+        id: Some(id.to_string()),
+        name: conmon.and_then(|c| c.name.clone()),
+        ..ContainerOwner::default()
+    };
+    let mut errors = Vec::new();
+    for l in &lists {
+        match read_capped(root, l, 64 << 20) {
+            Ok(j) => {
+                if let Some((name, image)) = parse_storage_containers(&j, id) {
+                    out.name = out.name.or(name);
+                    out.image = image;
+                    return out;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("{l}: {e}")),
+        }
+    }
+    out.metadata_error = Some(if errors.is_empty() {
+        format!(
+            "container {} is in no containers.json ({})",
+            short(id),
+            lists.join(", ")
+        )
+    } else {
+        errors.join("; ")
+    });
+    out
+}
+
+/// The owner for a container: the pod's `namespace/pod` (from the CRI
+/// labels, or kubelet's log directory, or `pod UID`), else the container's
+/// name, else its short id.
+pub fn container_owner(
+    root: &Root,
+    rt: &Runtimes,
+    pods: &BTreeMap<String, String>,
+    c: &Container,
+) -> Owner {
+    let meta = match c {
+        Container::Pod { uid, id } => ContainerOwner {
+            runtime: "kubernetes".into(),
+            id: id.clone(),
+            name: None,
+            pod: pods
+                .get(uid)
+                .and_then(|p| p.split_once('/'))
+                .map(|(_, p)| p.to_string()),
+            pod_namespace: pods
+                .get(uid)
+                .and_then(|p| p.split_once('/'))
+                .map(|(n, _)| n.to_string()),
+            ..ContainerOwner::default()
+        },
+        Container::Docker { id } => docker_owner(root, rt, id),
+        Container::Other {
+            runtime: "podman",
+            id,
+        } => podman_owner(root, rt, id),
+        Container::Other { runtime, id } => ContainerOwner {
+            runtime: (*runtime).to_string(),
+            id: Some(id.clone()),
+            ..ContainerOwner::default()
+        },
+    };
+    let name = match (&meta.pod_namespace, &meta.pod, c) {
+        (Some(ns), Some(pod), _) => format!("{ns}/{pod}"),
+        (_, _, Container::Pod { uid, .. }) => format!("pod {uid}"),
+        _ => meta.name.clone().unwrap_or_else(|| {
+            meta.id
+                .as_deref()
+                .map(short)
+                .unwrap_or_default()
+                .to_string()
+        }),
+    };
+    Owner {
+        name,
+        container: Some(meta),
     }
 }
 
@@ -225,7 +511,7 @@ pub fn owners(
     root: &Root,
     namespaces: &[Namespace],
     init_inode: Option<u64>,
-) -> BTreeMap<u64, String> {
+) -> BTreeMap<u64, Owner> {
     let pids = crate::namespaces::pids(root);
     let wanted: BTreeMap<u64, ()> = namespaces
         .iter()
@@ -234,7 +520,7 @@ pub fn owners(
         .collect();
     // Processes of each wanted namespace, lowest PID first.
     let mut inside: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
-    for pid in pids {
+    for &pid in &pids {
         let Ok(m) = std::fs::metadata(root.path(&format!("/proc/{pid}/ns/net"))) else {
             continue;
         };
@@ -243,6 +529,7 @@ pub fn owners(
         }
     }
     let pods = pod_names(root);
+    let rt = runtimes(root, &pids);
     let rank = |c: &Container| match c {
         Container::Pod { .. } => 0,
         Container::Docker { .. } => 1,
@@ -251,7 +538,7 @@ pub fn owners(
     let mut out = BTreeMap::new();
     for ns in namespaces {
         if Some(ns.inode) == init_inode {
-            out.insert(ns.inode, HOST.to_string());
+            out.insert(ns.inode, Owner::named(HOST.to_string()));
             continue;
         }
         let procs = inside.get(&ns.inode).map(Vec::as_slice).unwrap_or(&[]);
@@ -259,6 +546,7 @@ pub fn owners(
         let mut container: Option<Container> = None;
         for pid in procs {
             let Some(c) = read_capped(root, &format!("/proc/{pid}/cgroup"), 64 << 10)
+                .ok()
                 .and_then(|t| parse_cgroup(&t))
             else {
                 continue;
@@ -271,8 +559,8 @@ pub fn owners(
             }
         }
         let owner = match container {
-            Some(c) => container_name(root, &pods, &c),
-            None => procs.first().map(|&p| comm(root, p)).unwrap_or_default(),
+            Some(c) => container_owner(root, &rt, &pods, &c),
+            None => Owner::named(procs.first().map(|&p| comm(root, p)).unwrap_or_default()),
         };
         out.insert(ns.inode, owner);
     }
@@ -406,11 +694,62 @@ mod tests {
     #[test]
     fn docker_config() {
         assert_eq!(
-            parse_docker_config(r#"{"ID":"x","Name":"/web-1","State":{}}"#),
+            parse_docker_config(r#"{"ID":"x","Name":"/web-1","State":{}}"#).and_then(|c| c.name),
             Some("web-1".into())
         );
         assert_eq!(parse_docker_config(r#"{"Name":""}"#), None);
         assert_eq!(parse_docker_config(r#"{"Name":7}"#), None);
         assert_eq!(parse_docker_config("{not json"), None);
+    }
+
+    fn args(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn podman_cgroupfs_has_no_scope() {
+        // Real (podman 4.3 rootful, no systemd): `/libpod_parent/libpod-ID`.
+        assert_eq!(
+            parse_cgroup_path(&format!("/libpod_parent/libpod-{ID}")),
+            Some(Container::Other {
+                runtime: "podman",
+                id: ID.into()
+            })
+        );
+    }
+
+    #[test]
+    fn dockerd_and_conmon_arguments() {
+        assert_eq!(
+            parse_dockerd_args(&args("/usr/sbin/dockerd --data-root /srv/d -H unix:///x")),
+            Some("/srv/d".into())
+        );
+        assert_eq!(
+            parse_dockerd_args(&args("dockerd --data-root=/a -g /b")),
+            Some("/b".into())
+        );
+        assert_eq!(parse_dockerd_args(&args("dockerd -H fd://")), None);
+        let c = parse_conmon_args(&args(&format!(
+            "/usr/bin/conmon --api-version 1 -c {ID} -u {ID} -b /r/vfs-containers/{ID}/userdata -n web"
+        )))
+        .expect("conmon");
+        assert_eq!(c.name.as_deref(), Some("web"));
+        assert_eq!(c.bundle, Some(format!("/r/vfs-containers/{ID}/userdata")));
+        // Not a container id: not a podman container's monitor.
+        assert_eq!(parse_conmon_args(&args("conmon -c ../../etc -n x")), None);
+        assert_eq!(parse_conmon_args(&args("conmon -c")), None);
+    }
+
+    #[test]
+    fn storage_containers_json() {
+        let j = format!(
+            r#"[{{"id":"{ID}","names":["pweb"],"metadata":"{{\"image-name\":\"localhost/bb:1\",\"name\":\"pweb\"}}"}}]"#
+        );
+        assert_eq!(
+            parse_storage_containers(&j, ID),
+            Some((Some("pweb".into()), Some("localhost/bb:1".into())))
+        );
+        assert_eq!(parse_storage_containers(&j, "other"), None);
+        assert_eq!(parse_storage_containers("{", ID), None);
     }
 }

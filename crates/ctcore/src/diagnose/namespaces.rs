@@ -69,10 +69,18 @@ pub(super) fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding>
     let labels: Vec<(u64, String)> = counts
         .iter()
         .map(|n| {
+            // A container's runtime and image say which one it is.
+            let what = n
+                .container
+                .as_ref()
+                .map_or_else(String::new, |c| match &c.image {
+                    Some(image) => format!(" [{} {image}]", c.runtime),
+                    None => format!(" [{}]", c.runtime),
+                });
             let label = if n.owner.is_empty() {
                 n.name.clone()
             } else {
-                format!("{}, owner {}", n.name, n.owner)
+                format!("{}, owner {}{what}", n.name, n.owner)
             };
             (n.inode, label)
         })
@@ -164,6 +172,19 @@ pub(super) fn namespaces(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding>
                     )
                 }),
         );
+    }
+    // Said once, not per namespace: the runtime's metadata could not be
+    // read (not root, a data root elsewhere, a runtime gone), so those
+    // owners are container ids only.
+    let no_meta: Vec<&str> = counts
+        .iter()
+        .filter_map(|n| n.container.as_ref()?.metadata_error.as_deref())
+        .collect();
+    if let Some(first) = no_meta.first() {
+        evidence.push(format!(
+            "container metadata unreadable for {} namespaces, owners shown by id: {first}",
+            no_meta.len()
+        ));
     }
     let full = out.is_empty();
     out.push(support_finding(support));

@@ -32,6 +32,10 @@ pub(super) fn services_evidence(f: &Facts, list: &[&crate::facts::Service]) -> V
         .collect()
 }
 
+fn by_title(by: String, title: String) -> String {
+    title + &by
+}
+
 pub(super) fn names(list: &[&crate::facts::Service]) -> String {
     list.iter()
         .map(|s| s.name.as_str())
@@ -56,23 +60,37 @@ pub(super) fn who(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
         if more > 8 {
             evidence.push(format!("... {} more", more - 8));
         }
+        // Who wrote them (Docker, netavark, kube-proxy...): the enabler
+        // an operator would remove or tune.
+        let by: Vec<String> = crate::ruleset::writers(r)
+            .iter()
+            .map(|(w, n)| format!("{w} {n}"))
+            .collect();
+        let by = if by.is_empty() {
+            String::new()
+        } else {
+            format!(" (written by {})", by.join(", "))
+        };
         out.push(Finding {
             id: FindingId::WhoRules,
             severity: Severity::Info,
-            title: if r.objects.is_empty() {
-                format!(
-                    "firewall rules need conntrack: {} NAT, {} stateful",
-                    r.nat.len(),
-                    r.stateful.len()
-                )
-            } else {
-                format!(
-                    "firewall rules need conntrack: {} NAT, {} stateful, {} ct objects",
-                    r.nat.len(),
-                    r.stateful.len(),
-                    r.objects.len()
-                )
-            },
+            title: by_title(
+                by,
+                if r.objects.is_empty() {
+                    format!(
+                        "firewall rules need conntrack: {} NAT, {} stateful",
+                        r.nat.len(),
+                        r.stateful.len()
+                    )
+                } else {
+                    format!(
+                        "firewall rules need conntrack: {} NAT, {} stateful, {} ct objects",
+                        r.nat.len(),
+                        r.stateful.len(),
+                        r.objects.len()
+                    )
+                },
+            ),
             evidence,
             fix: vec![],
         });

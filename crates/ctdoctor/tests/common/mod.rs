@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use ctlab::Netns;
+
+pub mod containers;
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");

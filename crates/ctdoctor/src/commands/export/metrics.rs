@@ -553,6 +553,7 @@ mod tests {
                 inode: 7,
                 name: "pod".into(),
                 owner: "default/web-0".into(),
+                container: None,
                 count: Some(12),
                 drop: Some(9),
                 sysctl_max: None,

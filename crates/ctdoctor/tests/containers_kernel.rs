@@ -1,0 +1,227 @@
+//! Real Docker and Podman (issue 18): dockerd 20.10 with its own
+//! containerd and rootful podman with netavark, confined to a network
+//! namespace this test creates (tests/common/containers.rs), run
+//! containers on Docker's default bridge with a published port, on a
+//! user-defined `--internal` network, and on podman's default network,
+//! send traffic between them and the bridges' host-side addresses (never
+//! beyond the machine), and check what ctdoctor says run in that
+//! namespace: `check` names Docker and Podman as the writers of the rules
+//! that need conntrack, `check --all-netns --json` carries each
+//! container's name, image and CRI pod labels, and the container whose
+//! own table is filled is CRITICAL by name.
+//!
+//! One test, steps in order: dockerd starts once (the slow part).
+
+use std::process::Command;
+
+use ctlab::Netns;
+use serde_json::Value;
+
+mod common;
+use common::containers::{self, DockerHost, IMAGE, PodmanHost, netns_inode_of, stdout};
+use common::{TempDir, evidence, must_find};
+
+/// `ip netns exec NS ctdoctor ARGS`: ctdoctor as an operator runs it on
+/// the node (here the namespace standing for the node).
+fn ctdoctor_in(ns: &Netns, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns.name(), common::BIN])
+        .args(args)
+        .output()
+        .expect("run ctdoctor in the namespace")
+}
+
+/// Insert `n` entries into the table of the namespace of `pid`.
+fn fill_netns_of(pid: u32, n: usize) {
+    let entries = ctlab::mix::fill(n, true);
+    let report = std::thread::scope(|s| {
+        s.spawn(|| -> anyhow::Result<ctnetlink::BatchReport> {
+            ctnetlink::netns::enter(&pid.to_string())?;
+            let mut ct = ctnetlink::Conntrack::open()?;
+            Ok(ct.create(&entries)?)
+        })
+        .join()
+        .expect("insert thread")
+    })
+    .expect("insert entries");
+    assert_eq!(report.failures(), 0, "{:?}", report.failed);
+}
+
+fn row<'a>(rows: &'a [Value], inode: u64) -> &'a Value {
+    rows.iter()
+        .find(|r| r["inode"] == inode)
+        .unwrap_or_else(|| panic!("no namespace {inode} in {rows:#?}"))
+}
+
+#[test]
+fn docker_and_podman_containers_are_named_and_judged() {
+    ctlab::require_root!();
+    let _lock = containers::lock();
+    let ns = Netns::create("ctr").expect("netns");
+    let dir = TempDir::new("ctr");
+    let tar = containers::busybox_tar(&dir.0);
+
+    let docker = DockerHost::start(&ns, &dir.0);
+    docker.import(&tar);
+    // Default bridge, a published port (DNAT), CRI labels.
+    docker.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--label",
+        "io.kubernetes.pod.name=web-0",
+        "--label",
+        "io.kubernetes.pod.namespace=shop",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+    ]);
+    // A user-defined network with no way out.
+    docker.docker(&["network", "create", "--internal", "ctd-internal"]);
+    for (name, cmd) in [
+        ("internal-a", ["httpd", "-f", "-p", "80"].as_slice()),
+        ("internal-b", ["sleep", "600"].as_slice()),
+    ] {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "ctd-internal",
+            IMAGE,
+        ];
+        args.extend(cmd);
+        docker.docker(&args);
+    }
+    let podman = PodmanHost::new(&ns, &dir.0);
+    podman.import(&tar);
+    podman.podman(&[
+        "run", "-d", "--name", "pweb", IMAGE, "httpd", "-f", "-p", "80",
+    ]);
+
+    // Traffic, all inside the namespace: the published port on the
+    // bridge's host-side address (DNAT in OUTPUT), container to container
+    // on the internal network, the namespace to the podman container.
+    let bridge_ip = "172.17.0.1";
+    // busybox's nc inside the containers and in the namespace alike.
+    let get = |host: &str, port: &str| {
+        format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2 {host} {port}")
+    };
+    let o = ns
+        .exec("sh", &["-c", &get(bridge_ip, "8080")])
+        .expect("published port");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("HTTP/1.1 404"),
+        "busybox httpd answers 404 on the published port: {o:?}"
+    );
+    let a_ip = docker.ip("internal-a", "ctd-internal");
+    let o = docker.docker(&["exec", "internal-b", "sh", "-c", &get(&a_ip, "80")]);
+    assert!(stdout(&o).starts_with("HTTP/1.1 404"), "{o:?}");
+    let p_ip = podman.ip("pweb");
+    let o = ns
+        .exec("sh", &["-c", &get(&p_ip, "80")])
+        .expect("podman container");
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("HTTP/1.1 404"));
+    // The DNAT of the published port is in the namespace's table.
+    let list = ns.exec("conntrack", &["-L", "-p", "tcp", "--dport", "8080"]);
+    let list = String::from_utf8_lossy(&list.expect("conntrack -L").stdout).into_owned();
+    let web_ip = docker.ip("web", "bridge");
+    assert!(
+        list.contains(&format!("src={web_ip} dst={bridge_ip} sport=80")),
+        "no DNAT to {web_ip}:80 in:\n{list}"
+    );
+
+    // Fill internal-b's own table past --crit: a share of the global max
+    // (the kernel here has no per-namespace max), thresholds low enough
+    // that a few thousand entries cross them, high enough that the other
+    // containers (a handful of entries each) stay OK.
+    let max = common::global_max();
+    let (warn, crit) = ("0.1", "0.2");
+    let n = max * 3 / 1000 + 1;
+    let b_pid = docker.pid("internal-b");
+    fill_netns_of(b_pid, n);
+
+    let out = ctdoctor_in(
+        &ns,
+        &[
+            "check",
+            "--all-netns",
+            "--json",
+            "--warn",
+            warn,
+            "--crit",
+            crit,
+        ],
+    );
+    let v = common::json(&out);
+    assert_eq!(out.status.code(), Some(2), "CRITICAL: {v:#}");
+    // Enablers from their real rules, in the namespace they act in.
+    let rules = must_find(&v, "who.rules");
+    let title = rules["title"].as_str().expect("title");
+    assert!(
+        title.contains("written by")
+            && title.contains("Docker")
+            && title.contains("Podman (netavark)"),
+        "{title}"
+    );
+    let svc = must_find(&v, "who.services");
+    assert!(
+        svc["title"].as_str().expect("title").contains("Docker"),
+        "{svc:#}"
+    );
+
+    let rows = v["namespaces"].as_array().expect("namespaces");
+    let web = row(rows, netns_inode_of(docker.pid("web")));
+    assert_eq!(web["owner"], "shop/web-0", "{web:#}");
+    assert_eq!(web["container"]["runtime"], "docker");
+    assert_eq!(web["container"]["name"], "web");
+    assert_eq!(web["container"]["image"], IMAGE);
+    assert_eq!(web["container"]["pod"], "web-0");
+    assert_eq!(web["container"]["pod_namespace"], "shop");
+    let a = row(rows, netns_inode_of(docker.pid("internal-a")));
+    assert_eq!(a["owner"], "internal-a");
+    assert_eq!(a["container"]["pod"], Value::Null);
+    let p = row(rows, netns_inode_of(podman.pid("pweb")));
+    assert_eq!(p["owner"], "pweb", "{p:#}");
+    assert_eq!(p["container"]["runtime"], "podman");
+    assert_eq!(p["container"]["image"], format!("localhost/{IMAGE}"));
+    let b_inode = netns_inode_of(b_pid);
+    let b = row(rows, b_inode);
+    assert_eq!(b["owner"], "internal-b");
+    assert!(b["count"].as_u64().is_some_and(|c| c >= n as u64), "{b:#}");
+
+    // CRITICAL by name: the finding of internal-b's namespace.
+    let f = must_find(&v, &format!("netns.{b_inode}"));
+    assert_eq!(f["severity"], "critical", "{f:#}");
+    let t = f["title"].as_str().expect("title");
+    assert!(
+        t.contains(&format!("owner internal-b [docker {IMAGE}]")),
+        "{t}"
+    );
+    // The other containers stay below --warn.
+    for (name, inode) in [
+        ("web", netns_inode_of(docker.pid("web"))),
+        ("pweb", netns_inode_of(podman.pid("pweb"))),
+    ] {
+        assert!(
+            common::finding(&v, &format!("netns.{inode}")).is_none(),
+            "{name} judged full: {v:#}"
+        );
+    }
+    // No metadata was unreadable: nothing said about it.
+    let all = must_find(&v, "netns.all");
+    assert!(
+        !evidence(all)
+            .iter()
+            .any(|e| e.contains("metadata unreadable")),
+        "{all:#}"
+    );
+    drop(podman);
+    drop(docker);
+}
