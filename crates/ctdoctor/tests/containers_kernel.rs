@@ -225,3 +225,179 @@ fn docker_and_podman_containers_are_named_and_judged() {
     drop(podman);
     drop(docker);
 }
+
+/// The DaemonSet's exporter container, parsed from the manifest.
+fn daemonset_container() -> yaml_rust2::Yaml {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/kubernetes/daemonset.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("daemonset.yaml");
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("YAML");
+    let ds = docs
+        .into_iter()
+        .find(|d| d["kind"].as_str() == Some("DaemonSet"))
+        .expect("a DaemonSet");
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["hostNetwork"].as_bool(),
+        Some(true)
+    );
+    ds["spec"]["template"]["spec"]["containers"][0].clone()
+}
+
+fn strings(y: &yaml_rust2::Yaml) -> Vec<String> {
+    y.as_vec()
+        .map(|v| {
+            v.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `podman run` arguments that run the image as the DaemonSet's container
+/// spec says: host network (here the test's namespace), the
+/// capabilities it drops and adds, its user, no privilege escalation, a
+/// read-only root, its volume mounts (read-only host paths), its command
+/// and args with `$(POD_IP)` set to `pod_ip`.
+fn run_args_from_spec(c: &yaml_rust2::Yaml, pod_ip: &str) -> Vec<String> {
+    let sc = &c["securityContext"];
+    let mut a: Vec<String> = vec!["run".into(), "-d".into(), "--network".into(), "host".into()];
+    for cap in strings(&sc["capabilities"]["drop"]) {
+        a.extend(["--cap-drop".into(), cap]);
+    }
+    for cap in strings(&sc["capabilities"]["add"]) {
+        a.extend(["--cap-add".into(), cap]);
+    }
+    if let Some(uid) = sc["runAsUser"].as_i64() {
+        a.extend(["--user".into(), uid.to_string()]);
+    }
+    if sc["allowPrivilegeEscalation"].as_bool() == Some(false) {
+        a.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    if sc["readOnlyRootFilesystem"].as_bool() == Some(true) {
+        a.push("--read-only".into());
+    }
+    assert_eq!(sc["privileged"].as_bool(), Some(false));
+    for m in c["volumeMounts"].as_vec().map(Vec::as_slice).unwrap_or(&[]) {
+        let p = m["mountPath"].as_str().expect("mountPath");
+        a.extend(["--volume".into(), format!("{p}:{p}:ro")]);
+    }
+    let command = strings(&c["command"]);
+    assert_eq!(command.len(), 1, "one entrypoint: {command:?}");
+    a.extend(["--entrypoint".into(), command[0].clone()]);
+    a.push(c["image"].as_str().expect("image").to_string());
+    a.extend(
+        strings(&c["args"])
+            .into_iter()
+            .map(|s| s.replace("$(POD_IP)", pod_ip)),
+    );
+    a
+}
+
+/// Issue 18, the image: `scripts/package image` builds it with podman
+/// (FROM scratch: no pull), it runs as the DaemonSet runs it, and its
+/// /metrics agree with `conntrack -C` in the namespace it shares. podman,
+/// not docker, runs it: a dockerd confined by `ip netns exec` cannot start
+/// a `--network host` container (runc's init dies: "can't get final
+/// child's PID from pipe"); podman under `nsenter --net` can. (The build
+/// itself works with either; `scripts/package image` picks docker first.)
+#[test]
+fn the_image_runs_as_the_daemonset_and_serves_the_namespaces_metrics() {
+    ctlab::require_root!();
+    let _lock = containers::lock();
+    let ns = Netns::create("img").expect("netns");
+    // The "node" address the pod IP stands for.
+    let pod_ip = "10.254.0.1";
+    // (on loopback: no dummy or veth module needed for one address)
+    ns.exec("ip", &["addr", "add", &format!("{pod_ip}/32"), "dev", "lo"])
+        .expect("address");
+    let dir = TempDir::new("img");
+    let podman = PodmanHost::new(&ns, &dir.0);
+
+    let spec = daemonset_container();
+    let image = spec["image"].as_str().expect("image").to_string();
+    assert_eq!(
+        image,
+        format!("ghcr.io/ctdoctor/ctdoctor:{}", env!("CARGO_PKG_VERSION"))
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/package");
+    let out = Command::new(script)
+        .args([
+            "image",
+            "--binary",
+            common::BIN,
+            "--tool",
+            &podman.command_line(),
+        ])
+        .output()
+        .expect("scripts/package image");
+    assert!(out.status.success(), "{}", common::text(&out));
+    let said = stdout(&out);
+    let (tag, size) = said.rsplit_once(' ').expect("TAG SIZE");
+    assert_eq!(tag, image, "the DaemonSet names the image built");
+    let size: u64 = size.parse().expect("size");
+    eprintln!("image {tag}: {size} bytes");
+    assert!(
+        size < 32 << 20,
+        "{size} bytes: more than the binary and libc"
+    );
+    let cfg = stdout(&podman.podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Entrypoint}} {{.Config.User}}",
+        &image,
+    ]));
+    assert_eq!(cfg, r#"["/usr/bin/ctdoctor","export"] 0:0"#);
+
+    // The node's table: a known number of entries in the namespace.
+    ns.insert(&ctlab::fill(700, true)).expect("insert");
+    let args = run_args_from_spec(&spec, pod_ip);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let id = stdout(&podman.podman(&args));
+    let port = spec["ports"][0]["containerPort"].as_i64().expect("port");
+    let url = format!("http://{pod_ip}:{port}/metrics");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let body = loop {
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns.name(),
+                "/bin/busybox",
+                "wget",
+                "-qO-",
+                &url,
+            ])
+            .output()
+            .expect("wget");
+        if o.status.success() {
+            break String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+        let logs = podman.podman(&["logs", &id]);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no /metrics at {url}: {}\n{}",
+            common::text(&o),
+            common::text(&logs)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let after: u64 = stdout(&ns.exec("conntrack", &["-C"]).expect("conntrack -C"))
+        .parse()
+        .expect("count");
+    let entries: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("ctdoctor_entries "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no ctdoctor_entries in:\n{body}"));
+    // The scrape's own HTTP connection may be tracked too.
+    assert!(
+        entries >= 700 && entries.abs_diff(after) <= 2,
+        "exported {entries}, conntrack -C {after}\n{body}"
+    );
+    assert!(body.contains("ctdoctor_up"), "{body}");
+    drop(podman);
+}

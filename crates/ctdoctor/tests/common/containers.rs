@@ -277,6 +277,11 @@ impl DockerHost {
         ]);
     }
 
+    /// dockerd's API socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
     /// The data root (config.v2.json of each container lives under it).
     pub fn data_root(&self) -> PathBuf {
         self.dir.join("data")
@@ -386,6 +391,18 @@ impl PodmanHost {
             .args(["--storage-driver", "vfs"])
             .args(args)
             .output()
+    }
+
+    /// The podman command as one line (for `scripts/package image --tool`).
+    pub fn command_line(&self) -> String {
+        let p = |s: &str| self.dir.join(s).display().to_string();
+        format!(
+            "nsenter --net=/run/netns/{} env CONTAINERS_CONF={} podman --root {} --runroot {} --storage-driver vfs",
+            self.ns,
+            p("containers.conf"),
+            p("root"),
+            p("run")
+        )
     }
 
     /// `podman ARGS`; panics with its output unless it succeeds.
