@@ -255,3 +255,35 @@ fn all_netns_patch_adds_exactly_what_setns_needs() {
         .collect();
     assert_eq!(mounts, [("/run/netns", true), ("/var/log/pods", true)]);
 }
+
+/// Issue 18: the DaemonSet's container and the image agree: the image it
+/// names is the one `scripts/package image` tags (this version), its
+/// command plus the first arg is the Containerfile's ENTRYPOINT, its port
+/// is the one the image exposes, and its user is the image's (root, for
+/// the reason the Containerfile gives). containers_kernel.rs runs the
+/// image with exactly this spec.
+#[test]
+fn daemonset_container_matches_the_image() {
+    let d = docs("kubernetes/daemonset.yaml");
+    let c = &of_kind(&d, "DaemonSet")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["image"].as_str(),
+        Some(format!("ghcr.io/ctdoctor/ctdoctor:{}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    let file = read("container/Containerfile");
+    let directive = |name: &str| {
+        file.lines()
+            .find_map(|l| l.strip_prefix(name).map(str::trim))
+            .unwrap_or_else(|| panic!("no {name} in the Containerfile"))
+    };
+    assert_eq!(directive("FROM "), "scratch", "nothing to pull");
+    let entrypoint: Vec<String> =
+        serde_json::from_str(directive("ENTRYPOINT ")).expect("ENTRYPOINT in exec form");
+    let mut run: Vec<&str> = strings(&c["command"]);
+    run.push(strings(&c["args"])[0]);
+    assert_eq!(entrypoint, run);
+    let port = c["ports"][0]["containerPort"].as_i64().expect("port");
+    assert_eq!(directive("EXPOSE "), port.to_string());
+    let uid = c["securityContext"]["runAsUser"].as_i64().expect("runAsUser");
+    assert_eq!(directive("USER "), format!("{uid}:{uid}"));
+}
