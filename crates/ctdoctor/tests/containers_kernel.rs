@@ -47,7 +47,7 @@ fn fill_netns_of(pid: u32, n: usize) {
     assert_eq!(report.failures(), 0, "{:?}", report.failed);
 }
 
-fn row<'a>(rows: &'a [Value], inode: u64) -> &'a Value {
+fn row(rows: &[Value], inode: u64) -> &Value {
     rows.iter()
         .find(|r| r["inode"] == inode)
         .unwrap_or_else(|| panic!("no namespace {inode} in {rows:#?}"))
