@@ -222,6 +222,12 @@ fn docker_and_podman_containers_are_named_and_judged() {
             .any(|e| e.contains("metadata unreadable")),
         "{all:#}"
     );
+    // The text report, as the docs show it (docs/src/containers.md).
+    let text = ctdoctor_in(
+        &ns,
+        &["check", "--all-netns", "--color", "never", "--warn", warn, "--crit", crit],
+    );
+    eprintln!("{}", common::text(&text));
     drop(podman);
     drop(docker);
 }
