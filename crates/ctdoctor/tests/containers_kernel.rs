@@ -222,10 +222,61 @@ fn docker_and_podman_containers_are_named_and_judged() {
             .any(|e| e.contains("metadata unreadable")),
         "{all:#}"
     );
+    // The exporter's per-netns series carry the owner and image too.
+    let mut export = Command::new("ip")
+        .args(["netns", "exec", ns.name(), common::BIN])
+        .args(["export", "--all-netns", "--listen", "127.0.0.1:19466"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctdoctor export");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let metrics = loop {
+        let o = ns.exec(
+            "/bin/busybox",
+            &["wget", "-qO-", "http://127.0.0.1:19466/metrics"],
+        );
+        if let Ok(o) = o {
+            break String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exporter never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = export.kill();
+    let _ = export.wait();
+    let series = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("ctdoctor_netns_entries{") && l.contains(&format!("netns=\"{b_inode}\""))
+        })
+        .unwrap_or_else(|| panic!("no series for {b_inode}:\n{metrics}"));
+    assert!(
+        series.contains("owner=\"internal-b\"") && series.contains(&format!("image=\"{IMAGE}\"")),
+        "{series}"
+    );
+    let count: f64 = series
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("value");
+    assert!(count >= n as f64, "{series}");
+
     // The text report, as the docs show it (docs/src/containers.md).
     let text = ctdoctor_in(
         &ns,
-        &["check", "--all-netns", "--color", "never", "--warn", warn, "--crit", crit],
+        &[
+            "check",
+            "--all-netns",
+            "--color",
+            "never",
+            "--warn",
+            warn,
+            "--crit",
+            crit,
+        ],
     );
     eprintln!("{}", common::text(&text));
     drop(podman);

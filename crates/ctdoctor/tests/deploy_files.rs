@@ -284,6 +284,8 @@ fn daemonset_container_matches_the_image() {
     assert_eq!(entrypoint, run);
     let port = c["ports"][0]["containerPort"].as_i64().expect("port");
     assert_eq!(directive("EXPOSE "), port.to_string());
-    let uid = c["securityContext"]["runAsUser"].as_i64().expect("runAsUser");
+    let uid = c["securityContext"]["runAsUser"]
+        .as_i64()
+        .expect("runAsUser");
     assert_eq!(directive("USER "), format!("{uid}:{uid}"));
 }

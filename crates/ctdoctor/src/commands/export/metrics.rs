@@ -273,10 +273,18 @@ pub fn registry(s: &Snapshot) -> Registry {
         let d = Family::<Labels, C>::default();
         let m = Family::<Labels, G>::default();
         for r in rows {
+            // The container's image beside its owner (issue 18): one
+            // value per namespace, so no more series than namespaces.
+            let image = r
+                .container
+                .as_ref()
+                .and_then(|c| c.image.as_deref())
+                .unwrap_or("");
             let l = labels(&[
                 ("netns", &r.inode.to_string()),
                 ("name", &r.name),
                 ("owner", &r.owner),
+                ("image", image),
             ]);
             if let Some(n) = r.count {
                 e.get_or_create(&l).set(n as f64);
@@ -290,7 +298,7 @@ pub fn registry(s: &Snapshot) -> Registry {
         }
         reg.register(
             "ctdoctor_netns_entries",
-            "Conntrack entries per network namespace (--all-netns)",
+            "Conntrack entries per network namespace (--all-netns), with its owner and, for a container, its image",
             e,
         );
         reg.register(
@@ -553,7 +561,14 @@ mod tests {
                 inode: 7,
                 name: "pod".into(),
                 owner: "default/web-0".into(),
-                container: None,
+                container: Some(ctcore::facts::ContainerOwner {
+                    runtime: "docker".into(),
+                    name: Some("web".into()),
+                    image: Some("nginx:1.27".into()),
+                    pod: Some("web-0".into()),
+                    pod_namespace: Some("default".into()),
+                    ..Default::default()
+                }),
                 count: Some(12),
                 drop: Some(9),
                 sysctl_max: None,
@@ -636,7 +651,7 @@ mod tests {
             "node_nf_conntrack_entries_limit 4000.0"
         );
         assert!(t.contains(
-            "ctdoctor_netns_entries{netns=\"7\",name=\"pod\",owner=\"default/web-0\"} 12"
+            "ctdoctor_netns_entries{netns=\"7\",name=\"pod\",owner=\"default/web-0\",image=\"nginx:1.27\"} 12"
         ));
         assert!(t.contains(
             "ctdoctor_netns_entries_limit{netns=\"7\",name=\"pod\",owner=\"default/web-0\"} 4000"
