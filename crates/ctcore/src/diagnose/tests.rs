@@ -724,6 +724,68 @@ fn all_netns() {
     assert_eq!(r.verdict, Verdict::Critical);
 }
 
+/// Issue 18: a container's runtime and image follow its owner in every
+/// namespace label, and metadata that could not be read is said once in
+/// netns.all (not per namespace), with the first reason.
+#[test]
+fn container_labels_and_unreadable_metadata_said_once() {
+    let mut f = healthy();
+    let row = |inode: u64, owner: &str, c: crate::facts::ContainerOwner| crate::facts::NetnsCount {
+        inode,
+        name: format!("pid {inode} (sh)"),
+        owner: owner.into(),
+        container: Some(c),
+        count: Some(inode),
+        drop: None,
+        sysctl_max: None,
+        sysctl_mode: None,
+        max: None,
+        error: None,
+    };
+    let gone = |id: &str| crate::facts::ContainerOwner {
+        runtime: "docker".into(),
+        id: Some(id.into()),
+        metadata_error: Some(format!(
+            "no config.v2.json for container {id} under /var/lib/docker"
+        )),
+        ..Default::default()
+    };
+    f.netns_counts = Some(vec![
+        row(
+            30,
+            "web",
+            crate::facts::ContainerOwner {
+                runtime: "docker".into(),
+                name: Some("web".into()),
+                image: Some("nginx:1.27".into()),
+                ..Default::default()
+            },
+        ),
+        row(20, "aaaaaaaaaaaa", gone("aaaaaaaaaaaa")),
+        row(10, "bbbbbbbbbbbb", gone("bbbbbbbbbbbb")),
+    ]);
+    let r = diagnose(&f, &Thresholds::default());
+    let all = &find(&r, "netns.all").evidence;
+    assert_eq!(
+        all[0],
+        "pid 30 (sh), owner web [docker nginx:1.27] (inode 30): 30"
+    );
+    assert_eq!(
+        all[1],
+        "pid 20 (sh), owner aaaaaaaaaaaa [docker] (inode 20): 20"
+    );
+    let said: Vec<&String> = all
+        .iter()
+        .filter(|e| e.contains("metadata unreadable"))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "container metadata unreadable for 2 namespaces, owners shown by id: no config.v2.json for container aaaaaaaaaaaa under /var/lib/docker"
+        ]
+    );
+}
+
 /// --all-netns reads each namespace's own `drop` counter with its count
 /// (inodes are reused, so a log line naming an inode cannot say which
 /// namespace dropped); the netns.* findings show it, also for a namespace
