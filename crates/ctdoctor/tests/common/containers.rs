@@ -433,6 +433,24 @@ impl PodmanHost {
 
 impl Drop for PodmanHost {
     fn drop(&mut self) {
+        // Our containers' namespace files (podman removes them with the
+        // container; these are what it might leave): only ours, never
+        // another podman's on the same host.
+        let ours: Vec<String> = self
+            .podman_raw(&["ps", "-aq"])
+            .map(|o| stdout(&o))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|id| {
+                let o = self
+                    .podman_raw(&["inspect", "--format", "{{.NetworkSettings.SandboxKey}}", id])
+                    .ok()?;
+                let key = stdout(&o);
+                key.strip_prefix("/run/netns/")
+                    .filter(|k| k.starts_with("netns-") && !k.contains('/'))
+                    .map(str::to_string)
+            })
+            .collect();
         // -t 0: busybox as PID 1 ignores SIGTERM; no 10 s wait.
         let _ = self.podman_raw(&["rm", "--all", "--force", "--time", "0"]);
         // conmon runs `podman container cleanup` as it exits: let it end
@@ -444,7 +462,7 @@ impl Drop for PodmanHost {
         }
         unmount_under(&self.dir);
         for e in run_netns_entries() {
-            if e.starts_with("netns-") && !self.netns_before.contains(&e) {
+            if ours.contains(&e) && !self.netns_before.contains(&e) {
                 let p = format!("/run/netns/{e}");
                 let _ = Command::new("umount").args(["-l", &p]).status();
                 let _ = std::fs::remove_file(&p);
