@@ -236,12 +236,17 @@ fn docker_and_podman_containers_are_named_and_judged() {
             "/bin/busybox",
             &["wget", "-qO-", "http://127.0.0.1:19466/metrics"],
         );
-        if let Ok(o) = o {
-            break String::from_utf8_lossy(&o.stdout).into_owned();
+        // The per-netns source is read in the background: until its first
+        // round ends, the page has no netns series.
+        let page = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        if let Ok(p) = &page
+            && p.contains(&format!("netns=\"{b_inode}\""))
+        {
+            break page.unwrap_or_default();
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "exporter never answered"
+            "no series for {b_inode} in 20 s: {page:?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };

@@ -367,6 +367,25 @@ impl PodmanHost {
             ),
         )
         .expect("containers.conf");
+        // Commands that copy images (import, build) write containers/image's
+        // blob-info cache to /var/lib/containers/cache whatever --root says
+        // (podman 4.3): they run in a private mount namespace over an empty
+        // /var/lib. Not `run`: a container's netns file must stay visible.
+        let script = format!(
+            "#!/bin/sh\nexec unshare --mount --propagation private sh -c 'mount -t tmpfs ctdoctor-test /var/lib && exec \"$@\"' sh \
+             nsenter --net=/run/netns/{} env CONTAINERS_CONF={} podman --root {} --runroot {} --storage-driver vfs \"$@\"\n",
+            ns.name(),
+            p("containers.conf"),
+            p("root"),
+            p("run")
+        );
+        let wrapper = dir.join("podman-private");
+        std::fs::write(&wrapper, script).expect("podman wrapper");
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod wrapper");
         Self {
             ns: ns.name().to_string(),
             dir,
@@ -393,16 +412,10 @@ impl PodmanHost {
             .output()
     }
 
-    /// The podman command as one line (for `scripts/package image --tool`).
+    /// The podman command for image copies (`scripts/package image
+    /// --tool`): the private-mount wrapper.
     pub fn command_line(&self) -> String {
-        let p = |s: &str| self.dir.join(s).display().to_string();
-        format!(
-            "nsenter --net=/run/netns/{} env CONTAINERS_CONF={} podman --root {} --runroot {} --storage-driver vfs",
-            self.ns,
-            p("containers.conf"),
-            p("root"),
-            p("run")
-        )
+        self.dir.join("podman-private").display().to_string()
     }
 
     /// `podman ARGS`; panics with its output unless it succeeds.
@@ -412,7 +425,12 @@ impl PodmanHost {
 
     /// `podman import` of the busybox rootfs as [`IMAGE`].
     pub fn import(&self, tar: &Path) {
-        self.podman(&["import", "--quiet", &tar.to_string_lossy(), IMAGE]);
+        check(
+            "podman import",
+            Command::new(self.dir.join("podman-private"))
+                .args(["import", "--quiet", &tar.to_string_lossy(), IMAGE])
+                .output(),
+        );
     }
 
     pub fn pid(&self, name: &str) -> u32 {
