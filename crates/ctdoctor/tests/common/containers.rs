@@ -169,6 +169,8 @@ pub struct DockerHost {
     dir: PathBuf,
     containerd: Option<Child>,
     dockerd: Option<Child>,
+    /// Whether /run/docker existed before (removed at the end if not).
+    run_docker_before: bool,
 }
 
 impl DockerHost {
@@ -198,6 +200,7 @@ impl DockerHost {
             dir: dir.clone(),
             containerd: None,
             dockerd: None,
+            run_docker_before: Path::new(RUN_DOCKER).exists(),
         };
         let p = |s: &str| dir.join(s).to_string_lossy().into_owned();
         host.containerd = Some(spawn_in(
@@ -325,6 +328,10 @@ impl Drop for DockerHost {
         // whatever --state says; it is left empty: remove it if it is.
         let _ = std::fs::remove_dir("/run/containerd/s");
         let _ = std::fs::remove_dir("/run/containerd");
+        if !self.run_docker_before {
+            let _ = std::fs::remove_dir("/run/docker/plugins");
+            let _ = std::fs::remove_dir(RUN_DOCKER);
+        }
     }
 }
 
@@ -335,6 +342,14 @@ pub struct PodmanHost {
     /// /run/netns entries before the first podman command (podman adds
     /// `netns-UUID` files there and removes them with the container).
     netns_before: Vec<String>,
+    /// Whether /run/containers existed: netavark keeps its IPAM database
+    /// in /run/containers/networks whatever the configuration says
+    /// (podman 4.3 has no setting for it); removed at the end only if
+    /// this test made it.
+    run_containers_before: bool,
+    /// Whether /run/runc existed: runc's state root for podman (empty once
+    /// the containers are gone); removed at the end if this test made it.
+    run_runc_before: bool,
 }
 
 fn run_netns_entries() -> Vec<String> {
@@ -390,6 +405,8 @@ impl PodmanHost {
             ns: ns.name().to_string(),
             dir,
             netns_before: run_netns_entries(),
+            run_containers_before: Path::new(RUN_CONTAINERS).exists(),
+            run_runc_before: Path::new("/run/runc").exists(),
         }
     }
 
@@ -486,9 +503,20 @@ impl Drop for PodmanHost {
                 let _ = std::fs::remove_file(&p);
             }
         }
+        if !self.run_containers_before {
+            let _ = std::fs::remove_dir_all(RUN_CONTAINERS);
+        }
+        if !self.run_runc_before {
+            // Only if empty: a container still known to runc keeps it.
+            let _ = std::fs::remove_dir("/run/runc");
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+const RUN_CONTAINERS: &str = "/run/containers";
+/// dockerd makes /run/docker/plugins whatever --exec-root says.
+const RUN_DOCKER: &str = "/run/docker";
 
 /// Whether a conmon whose arguments name a path under `prefix` runs.
 fn conmon_running(prefix: &str) -> bool {
