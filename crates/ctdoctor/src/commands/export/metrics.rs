@@ -654,7 +654,7 @@ mod tests {
             "ctdoctor_netns_entries{netns=\"7\",name=\"pod\",owner=\"default/web-0\",image=\"nginx:1.27\"} 12"
         ));
         assert!(t.contains(
-            "ctdoctor_netns_entries_limit{netns=\"7\",name=\"pod\",owner=\"default/web-0\"} 4000"
+            "ctdoctor_netns_entries_limit{netns=\"7\",name=\"pod\",owner=\"default/web-0\",image=\"nginx:1.27\"} 4000"
         ));
         assert!(t.contains("ctdoctor_top_source_entries{rank=\"1\",address=\"10.0.0.1\"} 500"));
         assert!(t.contains("ctdoctor_up{source=\"breakdown\"} 0"));
