@@ -167,7 +167,11 @@ fn flat_load_levels_off_at_the_count_the_namespace_reaches() {
     assert_eq!(v["partial"], false);
     // Arrivals are new flows: every UDP flow is one.
     let total_err = (f(&v["arrivals_per_s"]) - achieved).abs() / achieved;
-    assert!(total_err < 0.05, "arrivals {} vs {achieved}", v["arrivals_per_s"]);
+    assert!(
+        total_err < 0.05,
+        "arrivals {} vs {achieved}",
+        v["arrivals_per_s"]
+    );
     assert_eq!(class["timeout"]["sysctl"], "udp_timeout");
     assert_eq!(f(&class["timeout"]["seconds"]), 10.0);
     let rate_err = (f(&class["rate"]) - achieved).abs() / achieved;
@@ -264,7 +268,11 @@ fn held_connections_fill_when_the_trend_says() {
         est["evidence"],
         est["floor"],
         est["live"],
-        if v["steady_state_is_floor"] == true { ">=" } else { "" },
+        if v["steady_state_is_floor"] == true {
+            ">="
+        } else {
+            ""
+        },
         f(&v["steady_state"])
     );
     assert_eq!(v["source"], "events");
@@ -279,7 +287,11 @@ fn held_connections_fill_when_the_trend_says() {
     assert_eq!(v["basis"], "trend", "{v:#}");
     // New flows, not class changes: SYN_SENT -> ESTABLISHED is one flow.
     let new_err = (f(&v["arrivals_per_s"]) - achieved).abs() / achieved;
-    assert!(new_err < 0.10, "new flows {} vs {achieved}", v["arrivals_per_s"]);
+    assert!(
+        new_err < 0.10,
+        "new flows {} vs {achieved}",
+        v["arrivals_per_s"]
+    );
     // Full in about 20 s: under the 15 min default of --crit.
     assert_eq!(code, 2, "CRITICAL: {v:#}");
     for (what, truth) in [
