@@ -41,6 +41,22 @@ impl fmt::Display for Why {
     }
 }
 
+/// After lost events (ENOBUFS) the socket still holds events queued before
+/// the loss: they are drained (read and applied) before the resync dump,
+/// or they would be applied on top of the dump's fresher state (a DESTROY
+/// of an entry since re-created, a NEW of one long gone) and the live set
+/// would drift until the next drift dump, up to [`DRIFT_EVERY`] later.
+/// The drain stops when a read returns nothing or after this many seconds
+/// (a flood refills the queue as fast as it is read).
+pub const DRAIN_BOUND_S: f64 = 1.0;
+
+/// Whether the drain before a resync dump is over: the last read returned
+/// `events` events (and `lost` said whether it overflowed again) after
+/// `elapsed` seconds of draining.
+pub fn drained(events: u64, lost: bool, elapsed: f64) -> bool {
+    (events == 0 && !lost) || elapsed >= DRAIN_BOUND_S
+}
+
 /// Minimum seconds between two drift-triggered dumps.
 pub const DRIFT_EVERY: f64 = 30.0;
 /// Seconds between two dumps of a filtered view (its drift is invisible).
@@ -102,6 +118,14 @@ mod tests {
         assert_eq!(due(false, 100, 90, false, 100.0), None);
         assert!(due(false, 100, 89, false, 100.0).is_some());
         assert_eq!(due(false, 0, 10, false, 100.0), None);
+    }
+
+    #[test]
+    fn the_backlog_is_drained_until_empty_within_the_bound() {
+        assert!(!drained(500, false, 0.1));
+        assert!(!drained(0, true, 0.1));
+        assert!(drained(0, false, 0.1));
+        assert!(drained(500, true, DRAIN_BOUND_S));
     }
 
     #[test]

@@ -129,6 +129,11 @@ pub struct Snapshot {
     pub top_dst: Vec<Rank>,
     pub top_dport: Vec<Rank>,
     pub events: EventStatus,
+    /// Why this interval's event counts are incomplete ("events lost
+    /// (ENOBUFS)", "events just enabled"); null when complete. A partial
+    /// interval's event rates (new/s, destroyed/s) and top lists are null
+    /// and empty: a partial count is not a rate.
+    pub partial: Option<String>,
     /// Table-full kernel log lines since the start (null: /dev/kmsg unreadable).
     pub table_full: Option<TableFull>,
     /// The --filter clauses in force (empty: the whole table).
@@ -168,7 +173,7 @@ impl Snapshot {
         top: usize,
     ) -> Self {
         let s = iv.seconds;
-        let on = events.enabled;
+        let on = events.enabled && iv.partial.is_none();
         let rate = |n: u64| on.then(|| per_s(n, s));
         let counter = |f: fn(&Counters) -> u64| {
             r.counters
@@ -205,6 +210,7 @@ impl Snapshot {
             top_dst,
             top_dport,
             events: events.clone(),
+            partial: iv.partial.clone(),
             table_full: r.table_full,
             filter: filter.to_vec(),
         }
@@ -368,6 +374,23 @@ mod tests {
         assert!(v["new_per_s"].is_null());
         assert_eq!(v["events"]["setting"], 0);
         assert_eq!(s.time, "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn partial_intervals_give_no_rates() {
+        let mut tr = Tracker::new(Filter::default());
+        tr.take_interval(0.0);
+        tr.event(0.5, EventKind::New, &udp(1, 2, 53));
+        tr.mark_partial("events lost (ENOBUFS)");
+        let iv = tr.take_interval(1.0);
+        let s = Snapshot::new(&iv, &Reading::default(), &on(), &[], 10);
+        assert_eq!(s.partial.as_deref(), Some("events lost (ENOBUFS)"));
+        assert_eq!((s.new_per_s, s.destroyed_per_s), (None, None));
+        assert!(s.top_src.is_empty());
+        // The next interval is complete again.
+        tr.event(1.5, EventKind::New, &udp(2, 2, 53));
+        let s = Snapshot::new(&tr.take_interval(2.0), &Reading::default(), &on(), &[], 10);
+        assert_eq!((s.partial, s.new_per_s), (None, Some(1.0)));
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! Live flow tracking from a dump followed by ctnetlink events: which
-//! entries are live (by conntrack id) and in which `proto/STATE` class,
-//! what was created in each interval (a [`Breakdown`] of the NEW entries,
-//! so "top sources by new connections per second" is the same ranking
-//! `top` uses), and per class the arrivals, exits and time spent in the
-//! class (the inputs of Little's law). Pure: time is a number of seconds
-//! on the caller's monotonic clock, and events arrive as decoded entries.
+//! entries are live (by [`flow_id`]: the conntrack id plus a hash of the
+//! original tuple, so two flows sharing a 32-bit id are never merged) and
+//! in which `proto/STATE` class, what was created in each interval (the
+//! top sources, destinations and ports of the NEW entries, in fixed-size
+//! [`crate::heavy::SpaceSaving`] counters: a spoofed flood over an hour's
+//! interval costs the same memory as a quiet second), and per class the
+//! new flows, arrivals (new flows plus class changes), exits and the time
+//! spent in the class: each exit's time and each survivor's age in
+//! [`Lifetimes`] (the censored-lifetime inputs of `ctcore::forecast`).
+//! Pure: time is a number of seconds on the caller's monotonic clock, and
+//! events arrive as decoded entries.
 //!
 //! Entries seen only in a dump carry no arrival time: they count as live
 //! but never in the arrival and dwell statistics. Entries that vanish
@@ -13,12 +18,86 @@
 //! section 12) are removed at the next resync.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHasher};
 
-use crate::breakdown::Breakdown;
 use crate::entry::Entry;
 use crate::filter::Filter;
+use crate::heavy::SpaceSaving;
+use crate::keys::Keys;
+
+/// A flow's identity: the 32-bit conntrack id in the high half, a hash of
+/// the original tuple (addresses, ports, zone) in the low half. The kernel
+/// reuses ids (they are a hash of the entry's address, so 12 of 262,144
+/// collide in a full table): with the tuple folded in, two flows merge only
+/// when their ids and their 32-bit tuple hashes both collide. Every event
+/// (DESTROY included) and every dump entry carries the original tuple, so
+/// the same flow always gets the same identity. None without an id.
+pub fn flow_id(e: &Entry) -> Option<u64> {
+    let id = e.id?;
+    let mut h = FxHasher::default();
+    e.orig.hash(&mut h);
+    e.l4.map(|p| p.number()).hash(&mut h);
+    let tuple = h.finish();
+    Some(u64::from(id) << 32 | ((tuple ^ (tuple >> 32)) & 0xffff_ffff))
+}
+
+/// Lifetimes (seconds) in log-spaced buckets 2% wide from 10 ms to about
+/// 60 days (1,100 buckets; times below 10 ms share the first, above the
+/// range the last), stored sparsely: at most 1,100 (bucket, count) pairs
+/// per class whatever the number of entries. A bucket stands for its
+/// geometric middle, so a mean computed from it is within 1% of the exact one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lifetimes(BTreeMap<u16, u64>);
+
+const LT_MIN: f64 = 0.01;
+const LT_STEP: f64 = 1.02;
+/// Number of lifetime buckets.
+pub const LT_BUCKETS: u16 = 1100;
+
+impl Lifetimes {
+    fn bucket(secs: f64) -> u16 {
+        if secs.is_nan() || secs <= LT_MIN {
+            return 0;
+        }
+        let i = ((secs / LT_MIN).ln() / LT_STEP.ln()).floor() + 1.0;
+        (i as u64).min(u64::from(LT_BUCKETS - 1)) as u16
+    }
+
+    /// The time a bucket stands for.
+    pub fn value(bucket: u16) -> f64 {
+        if bucket == 0 {
+            return LT_MIN / 2.0;
+        }
+        LT_MIN * LT_STEP.powf(f64::from(bucket) - 0.5)
+    }
+
+    pub fn add(&mut self, secs: f64) {
+        self.add_n(secs, 1);
+    }
+
+    pub fn add_n(&mut self, secs: f64, n: u64) {
+        if n > 0 {
+            *self.0.entry(Self::bucket(secs)).or_insert(0) += n;
+        }
+    }
+
+    /// (time, count), shortest first.
+    pub fn iter(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.0.iter().map(|(b, c)| (Self::value(*b), *c))
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// The longest time held (its bucket's value); None when empty.
+    pub fn longest(&self) -> Option<f64> {
+        self.0.keys().next_back().map(|b| Self::value(*b))
+    }
+}
 
 /// The three ctnetlink event groups (NFNLGRP_CONNTRACK_NEW/UPDATE/DESTROY).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,7 +191,8 @@ impl serde::Serialize for ClassKey {
     }
 }
 
-/// One live entry: 8 bytes, so a million entries cost about 16 MB with the map.
+/// One live entry: 8 bytes (24 with its u64 key in the map), so a million
+/// entries cost about 32 MB.
 #[derive(Debug, Clone, Copy)]
 struct Live {
     /// When it entered its class, seconds after `origin`; NaN when unknown.
@@ -122,9 +202,11 @@ struct Live {
     generation: u8,
 }
 
-/// Per class, since observation started.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Per class, since observation started (or since [`Tracker::restart`]).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClassStats {
+    /// New flows born in this class (NEW events): the table's arrivals.
+    pub new: u64,
     /// Arrivals into the class (a NEW event, or an UPDATE that changed class).
     pub entered: u64,
     /// Departures of entries whose arrival was seen, with their time in the class.
@@ -135,6 +217,71 @@ pub struct ClassStats {
     pub still_in_age_sum: f64,
     /// All live entries in the class, arrival seen or not.
     pub live: u64,
+    /// The exits' times in the class and the survivors' ages (right-censored).
+    pub exit_times: Lifetimes,
+    pub survivor_ages: Lifetimes,
+}
+
+/// The top sources, destinations and destination ports of the flows an
+/// interval created, each in a [`SpaceSaving`] counter of
+/// [`Created::CAPACITY`] keys: exact while fewer distinct keys were seen,
+/// never more memory than that.
+#[derive(Debug, Clone)]
+pub struct Created {
+    src: SpaceSaving<IpAddr>,
+    dst: SpaceSaving<IpAddr>,
+    dport: SpaceSaving<(u8, u16)>,
+}
+
+impl Default for Created {
+    fn default() -> Self {
+        Self {
+            src: SpaceSaving::new(Self::CAPACITY),
+            dst: SpaceSaving::new(Self::CAPACITY),
+            dport: SpaceSaving::new(Self::CAPACITY),
+        }
+    }
+}
+
+impl Created {
+    /// Keys held per ranking (about 100 KB per interval for the three).
+    pub const CAPACITY: usize = 1024;
+
+    pub fn add(&mut self, e: &Entry) {
+        let k = Keys::of(e);
+        self.src.add(k.src);
+        self.dst.add(k.dst);
+        if let Some(port) = k.dport {
+            self.dport.add((k.l4.number(), port));
+        }
+    }
+
+    pub fn top_src(&self, n: usize) -> Vec<(IpAddr, u64)> {
+        self.src.top(n)
+    }
+
+    pub fn top_dst(&self, n: usize) -> Vec<(IpAddr, u64)> {
+        self.dst.top(n)
+    }
+
+    /// Destination ports as `proto/port`.
+    pub fn top_dport(&self, n: usize) -> Vec<(String, u64)> {
+        self.dport
+            .top(n)
+            .into_iter()
+            .map(|((p, port), c)| {
+                (
+                    format!("{}/{port}", crate::proto::L4Proto::from_number(p)),
+                    c,
+                )
+            })
+            .collect()
+    }
+
+    /// Keys held over the three rankings (bounded by 3 x CAPACITY).
+    pub fn held(&self) -> usize {
+        self.src.len() + self.dst.len() + self.dport.len()
+    }
 }
 
 /// What happened since the previous [`Tracker::take_interval`].
@@ -145,21 +292,27 @@ pub struct Interval {
     pub updates: u64,
     pub destroyed: u64,
     /// The entries created in the interval (as their NEW event showed them).
-    pub created: Breakdown,
+    pub created: Created,
+    /// Why the interval's event counts are incomplete (events lost, events
+    /// just turned on); None when complete. Rates must not be taken from a
+    /// partial interval.
+    pub partial: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Flow {
+    new: u64,
     entered: u64,
     exited: u64,
     dwell_sum: f64,
     live: u64,
+    exit_times: Lifetimes,
 }
 
 #[derive(Debug, Clone)]
 pub struct Tracker {
     filter: Filter,
-    live: FxHashMap<u32, Live>,
+    live: FxHashMap<u64, Live>,
     names: Vec<ClassKey>,
     ids: FxHashMap<ClassKey, u16>,
     flows: Vec<Flow>,
@@ -169,6 +322,9 @@ pub struct Tracker {
     generation: u8,
     interval_start: Option<f64>,
     interval: Interval,
+    /// When the per-class statistics started (the first time given, or
+    /// the last [`Tracker::restart`]).
+    stats_since: Option<f64>,
 }
 
 /// Classes beyond this share one overflow class (hostile or exotic states
@@ -187,10 +343,12 @@ impl Tracker {
             generation: 0,
             interval_start: None,
             interval: Interval::default(),
+            stats_since: None,
         }
     }
 
     fn rel(&mut self, t: f64) -> f32 {
+        self.stats_since.get_or_insert(t);
         let origin = *self.origin.get_or_insert(t);
         (t - origin) as f32
     }
@@ -224,16 +382,25 @@ impl Tracker {
         let f = &mut self.flows[usize::from(l.class)];
         f.live -= 1;
         if !l.entered.is_nan() {
+            let d = f64::from((now - l.entered).max(0.0));
             f.exited += 1;
-            f.dwell_sum += f64::from((now - l.entered).max(0.0));
+            f.dwell_sum += d;
+            f.exit_times.add(d);
         }
     }
 
-    fn arrive(&mut self, id: u32, class: u16, entered: f32) {
+    /// An entry leaves without a time we can trust (it went while events
+    /// were lost): live drops, no exit is counted.
+    fn vanish(&mut self, l: Live) {
+        self.flows[usize::from(l.class)].live -= 1;
+    }
+
+    fn arrive(&mut self, id: u64, class: u16, entered: f32, new: bool) {
         let f = &mut self.flows[usize::from(class)];
         f.live += 1;
         if !entered.is_nan() {
             f.entered += 1;
+            f.new += u64::from(new);
         }
         let generation = self.generation;
         self.live.insert(
@@ -253,7 +420,7 @@ impl Tracker {
     }
 
     pub fn resync_add(&mut self, t: f64, e: &Entry) {
-        let Some(id) = e.id else { return };
+        let Some(id) = flow_id(e) else { return };
         let now = self.rel(t);
         let wanted = self.wants(e);
         match self.live.get(&id).copied() {
@@ -266,7 +433,7 @@ impl Tracker {
                 } else {
                     // Changed class without an event we saw: the change time is unknown.
                     self.leave(l, now);
-                    self.arrive(id, class, f32::NAN);
+                    self.arrive(id, class, f32::NAN, false);
                 }
             }
             Some(l) => {
@@ -275,17 +442,29 @@ impl Tracker {
             }
             None if wanted => {
                 let class = self.class(e);
-                self.arrive(id, class, f32::NAN);
+                self.arrive(id, class, f32::NAN, false);
             }
             None => {}
         }
     }
 
-    /// The dump ended: entries it did not list expired without a DESTROY event.
+    /// The dump ended: entries it did not list expired without a DESTROY
+    /// event (made while nobody listened), at about this time.
     pub fn resync_end(&mut self, t: f64) {
+        self.resync_finish(t, true);
+    }
+
+    /// The dump that follows lost events ended: entries it did not list
+    /// left at an unknown time while events were lost, so no exit (and no
+    /// time in the class) is counted for them.
+    pub fn resync_end_after_loss(&mut self, t: f64) {
+        self.resync_finish(t, false);
+    }
+
+    fn resync_finish(&mut self, t: f64, timed: bool) {
         let now = self.rel(t);
         let generation = self.generation;
-        let gone: Vec<(u32, Live)> = self
+        let gone: Vec<(u64, Live)> = self
             .live
             .iter()
             .filter(|(_, l)| l.generation != generation)
@@ -293,18 +472,48 @@ impl Tracker {
             .collect();
         for (id, l) in gone {
             self.live.remove(&id);
-            self.leave(l, now);
+            if timed {
+                self.leave(l, now);
+            } else {
+                self.vanish(l);
+            }
         }
+    }
+
+    /// The current interval's event counts are incomplete (`why`).
+    pub fn mark_partial(&mut self, why: &str) {
+        if self.interval.partial.is_none() {
+            self.interval.partial = Some(why.to_string());
+        }
+    }
+
+    /// Forget the per-class statistics (new flows, arrivals, exits, ages)
+    /// and start them again at `t`, keeping the live set: what came before
+    /// is incomplete (events were lost). Live entries count from now on as
+    /// dumped ones do: live, without an arrival time.
+    pub fn restart(&mut self, t: f64) {
+        self.rel(t);
+        for f in &mut self.flows {
+            *f = Flow {
+                live: f.live,
+                ..Flow::default()
+            };
+        }
+        for l in self.live.values_mut() {
+            l.entered = f32::NAN;
+        }
+        self.stats_since = Some(t);
     }
 
     pub fn event(&mut self, t: f64, kind: EventKind, e: &Entry) {
         let now = self.rel(t);
         self.interval_start.get_or_insert(t);
-        let known = e.id.and_then(|id| self.live.get(&id).copied());
+        let fid = flow_id(e);
+        let known = fid.and_then(|id| self.live.get(&id).copied());
         match kind {
             EventKind::Destroy => {
                 // DESTROY carries no protoinfo, so a state filter cannot judge it: use what we tracked.
-                if let (Some(id), Some(l)) = (e.id, known) {
+                if let (Some(id), Some(l)) = (fid, known) {
                     self.live.remove(&id);
                     self.leave(l, now);
                     self.interval.destroyed += 1;
@@ -314,7 +523,7 @@ impl Tracker {
             }
             EventKind::New | EventKind::Update => {
                 if !self.wants(e) {
-                    if let (Some(id), Some(l)) = (e.id, known) {
+                    if let (Some(id), Some(l)) = (fid, known) {
                         self.live.remove(&id);
                         self.leave(l, now);
                     }
@@ -326,18 +535,27 @@ impl Tracker {
                 } else {
                     self.interval.updates += 1;
                 }
-                let Some(id) = e.id else { return };
+                let Some(id) = fid else { return };
                 let class = self.class(e);
                 // A NEW event for an entry a dump already listed (created
                 // while the dump ran) is its arrival all the same.
                 let arrival = kind == EventKind::New && known.is_some_and(|l| l.entered.is_nan());
+                // A new flow: a NEW event for an entry not already seen
+                // arriving (an UPDATE of an unknown entry, or a class
+                // change, is an arrival into its class, not a new flow).
+                let new = kind == EventKind::New && known.is_none_or(|l| l.entered.is_nan());
                 match known {
                     Some(l) if l.class == class && !arrival => {}
+                    Some(l) if arrival => {
+                        // Listed by the dump, NEW now: not an exit of the class.
+                        self.vanish(l);
+                        self.arrive(id, class, now, new);
+                    }
                     Some(l) => {
                         self.leave(l, now);
-                        self.arrive(id, class, now);
+                        self.arrive(id, class, now, false);
                     }
-                    None => self.arrive(id, class, now),
+                    None => self.arrive(id, class, now, new),
                 }
             }
         }
@@ -366,9 +584,10 @@ impl Tracker {
         out
     }
 
-    /// Seconds of observation so far (since the first time given).
+    /// Seconds the per-class statistics cover at `t` (since the first time
+    /// given, or the last [`Self::restart`]).
     pub fn observed(&self, t: f64) -> f64 {
-        self.origin.map_or(0.0, |o| (t - o).max(0.0))
+        self.stats_since.map_or(0.0, |o| (t - o).max(0.0))
     }
 
     /// Per class: arrivals, exits with dwell, and entries still in it with their age at `t`.
@@ -378,17 +597,21 @@ impl Tracker {
             .flows
             .iter()
             .map(|f| ClassStats {
+                new: f.new,
                 entered: f.entered,
                 exited: f.exited,
                 dwell_sum: f.dwell_sum,
                 live: f.live,
+                exit_times: f.exit_times.clone(),
                 ..ClassStats::default()
             })
             .collect();
         for l in self.live.values().filter(|l| !l.entered.is_nan()) {
             let c = &mut out[usize::from(l.class)];
+            let age = f64::from((now - l.entered).max(0.0));
             c.still_in += 1;
-            c.still_in_age_sum += f64::from((now - l.entered).max(0.0));
+            c.still_in_age_sum += age;
+            c.survivor_ages.add(age);
         }
         self.names
             .iter()
@@ -475,13 +698,13 @@ mod tests {
         tr.event(3.0, EventKind::Update, &tcp(1, 2, TIME_WAIT));
         assert_eq!(tr.live(), 2);
         let c = tr.classes(4.0);
-        let est = c["tcp/ESTABLISHED"];
+        let est = c["tcp/ESTABLISHED"].clone();
         assert_eq!((est.entered, est.exited, est.dwell_sum), (2, 1, 3.0));
         assert_eq!((est.still_in, est.still_in_age_sum, est.live), (1, 3.0, 1));
-        let tw = c["tcp/TIME_WAIT"];
+        let tw = c["tcp/TIME_WAIT"].clone();
         assert_eq!((tw.entered, tw.still_in, tw.still_in_age_sum), (1, 1, 1.0));
         tr.event(5.0, EventKind::Destroy, &tcp(1, 2, 0));
-        let tw = tr.classes(5.0)["tcp/TIME_WAIT"];
+        let tw = tr.classes(5.0)["tcp/TIME_WAIT"].clone();
         assert_eq!((tw.exited, tw.dwell_sum, tw.live), (1, 2.0, 0));
         let iv = tr.take_interval(5.0);
         assert_eq!((iv.new, iv.updates, iv.destroyed), (2, 1, 1));
@@ -500,7 +723,7 @@ mod tests {
         tr.resync_end(0.0);
         assert_eq!(tr.states()["tcp/ESTABLISHED"], 2);
         // Dumped entries have no arrival time: live, but no statistics.
-        let est = tr.classes(1.0)["tcp/ESTABLISHED"];
+        let est = tr.classes(1.0)["tcp/ESTABLISHED"].clone();
         assert_eq!((est.entered, est.still_in, est.live), (0, 0, 2));
         tr.event(1.0, EventKind::New, &tcp(3, 4, ESTABLISHED));
         // Entry 2 expired without DESTROY (no event extension): the next dump drops it.
@@ -509,7 +732,7 @@ mod tests {
         tr.resync_add(2.0, &tcp(3, 4, ESTABLISHED));
         tr.resync_end(2.0);
         assert_eq!(tr.live(), 2);
-        let est = tr.classes(2.0)["tcp/ESTABLISHED"];
+        let est = tr.classes(2.0)["tcp/ESTABLISHED"].clone();
         assert_eq!(
             (est.entered, est.exited, est.still_in, est.live),
             (1, 0, 1, 2)
@@ -524,7 +747,7 @@ mod tests {
         tr.resync_end(0.0);
         // The entry was created while the dump ran: its NEW comes after.
         tr.event(0.5, EventKind::New, &tcp(1, 2, ESTABLISHED));
-        let est = tr.classes(1.0)["tcp/ESTABLISHED"];
+        let est = tr.classes(1.0)["tcp/ESTABLISHED"].clone();
         assert_eq!((est.entered, est.still_in, est.live), (1, 1, 1));
         assert_eq!(est.still_in_age_sum, 0.5);
         // A second NEW for the same id (a duplicate) is not another arrival.
@@ -558,5 +781,97 @@ mod tests {
         assert_eq!(tr.live(), 0);
         let iv = tr.take_interval(0.0);
         assert_eq!((iv.new, iv.updates, iv.destroyed), (1, 1, 1));
+    }
+
+    #[test]
+    fn colliding_32_bit_ids_are_two_flows() {
+        let mut tr = Tracker::new(Filter::default());
+        // The same conntrack id for two different flows (the kernel reuses ids).
+        let a = tcp(77, 2, ESTABLISHED);
+        let b = tcp(77, 3, ESTABLISHED);
+        assert_ne!(flow_id(&a), flow_id(&b));
+        assert_eq!(flow_id(&a).map(|f| f >> 32), Some(77));
+        tr.event(0.0, EventKind::New, &a);
+        tr.event(1.0, EventKind::New, &b);
+        assert_eq!(tr.live(), 2);
+        // a's DESTROY removes a only, with a's time.
+        tr.event(4.0, EventKind::Destroy, &tcp(77, 2, 0));
+        let est = tr.classes(4.0)["tcp/ESTABLISHED"].clone();
+        assert_eq!(
+            (est.new, est.exited, est.dwell_sum, est.live),
+            (2, 1, 4.0, 1)
+        );
+        assert_eq!(tr.live(), 1);
+    }
+
+    #[test]
+    fn new_flows_are_counted_apart_from_class_changes() {
+        let mut tr = Tracker::new(Filter::default());
+        tr.event(0.0, EventKind::New, &tcp(1, 2, 1));
+        tr.event(0.1, EventKind::Update, &tcp(1, 2, ESTABLISHED));
+        tr.event(2.0, EventKind::Update, &tcp(1, 2, TIME_WAIT));
+        // An UPDATE for an entry we never saw: an arrival into its class, not a new flow.
+        tr.event(2.0, EventKind::Update, &tcp(2, 3, ESTABLISHED));
+        let c = tr.classes(3.0);
+        let new: u64 = c.values().map(|s| s.new).sum();
+        let entered: u64 = c.values().map(|s| s.entered).sum();
+        assert_eq!((new, entered), (1, 4));
+        assert_eq!(c["tcp/SYN_SENT"].exit_times.count(), 1);
+        assert_eq!(c["tcp/ESTABLISHED"].survivor_ages.count(), 1);
+    }
+
+    #[test]
+    fn after_a_loss_vanished_entries_are_not_exits_and_statistics_restart() {
+        let mut tr = Tracker::new(Filter::default());
+        tr.event(0.0, EventKind::New, &tcp(1, 2, ESTABLISHED));
+        tr.event(0.0, EventKind::New, &tcp(2, 3, ESTABLISHED));
+        tr.mark_partial("events lost (ENOBUFS)");
+        // Entry 2 went while events were lost: the dump no longer lists it.
+        tr.resync_begin(10.0);
+        tr.resync_add(10.0, &tcp(1, 2, ESTABLISHED));
+        tr.resync_end_after_loss(10.0);
+        let est = tr.classes(10.0)["tcp/ESTABLISHED"].clone();
+        assert_eq!((est.exited, est.live), (0, 1));
+        tr.restart(10.0);
+        assert_eq!(tr.observed(15.0), 5.0);
+        let est = tr.classes(15.0)["tcp/ESTABLISHED"].clone();
+        assert_eq!((est.entered, est.new, est.still_in, est.live), (0, 0, 0, 1));
+        let iv = tr.take_interval(15.0);
+        assert_eq!(iv.partial.as_deref(), Some("events lost (ENOBUFS)"));
+        assert_eq!(tr.take_interval(16.0).partial, None);
+    }
+
+    #[test]
+    fn lifetimes_buckets_are_within_two_percent() {
+        for t in [0.02, 0.5, 1.0, 29.0, 120.0, 432_000.0] {
+            let mut l = Lifetimes::default();
+            l.add(t);
+            let (v, n) = l.iter().next().expect("bucket");
+            assert_eq!(n, 1);
+            assert!((v - t).abs() / t < 0.02, "{t} -> {v}");
+        }
+        let mut l = Lifetimes::default();
+        l.add(-1.0);
+        l.add(f64::NAN);
+        l.add(1e12);
+        assert_eq!(l.count(), 3);
+        assert!(l.0.keys().all(|b| *b < LT_BUCKETS));
+    }
+
+    #[test]
+    fn created_top_lists_are_bounded_under_a_spoofed_flood() {
+        let mut tr = Tracker::new(Filter::default());
+        for i in 0..20_000u32 {
+            let mut e = tcp(i, 2, 1);
+            e.orig.src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            tr.event(0.0, EventKind::New, &e);
+        }
+        let iv = tr.take_interval(1.0);
+        assert_eq!(iv.new, 20_000);
+        assert!(iv.created.held() <= 3 * Created::CAPACITY);
+        assert_eq!(
+            iv.created.top_dport(1),
+            vec![("tcp/80".to_string(), 20_000)]
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! - [`filter`]: `key=value` selection on the same keys
 //! - [`flows`]: live entries from a dump plus ctnetlink events, what each
 //!   interval created, and per-class arrivals and dwell (Little's law inputs)
+//! - [`heavy`]: bounded top-N counting (space-saving) for unbounded key streams
 //! - [`ephemeral`]: the kernel's ephemeral port walk for one client (for
 //!   models of one-client load tests)
 
@@ -20,6 +21,7 @@ pub mod entry;
 pub mod ephemeral;
 pub mod filter;
 pub mod flows;
+pub mod heavy;
 pub mod keys;
 pub mod proto;
 pub mod scan;

@@ -48,10 +48,7 @@ struct Cached {
     dump_ids: Option<(Instant, dumps::Ids)>,
     /// Arrivals per class between the last two breakdown dumps, and the
     /// seconds between them.
-    arrivals: Option<(
-        f64,
-        BTreeMap<ctmodel::flows::ClassKey, ctmodel::flows::ClassStats>,
-    )>,
+    arrivals: Option<(f64, BTreeMap<ctmodel::flows::ClassKey, dumps::DumpClass>)>,
     samples: VecDeque<(Instant, f64)>,
     kmsg: Option<BTreeMap<String, u64>>,
     kmsg_ok: Option<bool>,
@@ -299,7 +296,7 @@ impl Shared {
             Ok((v, a)) => {
                 c.breakdown = Some((Instant::now(), v));
                 c.breakdown_ok = Some(true);
-                let (classes, ids) = a.finish();
+                let (classes, ids) = a.finish(previous.as_ref().map_or(&empty, |(_, ids)| ids));
                 // The dump's start: both ends are measured the same way.
                 c.arrivals = previous.map(|(at, _)| (t.duration_since(at).as_secs_f64(), classes));
                 c.dump_ids = Some((t, ids));

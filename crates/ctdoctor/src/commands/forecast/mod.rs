@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use ctcore::duration;
 use ctcore::forecast::{dumps, estimate};
+use ctcore::resync;
 use cthost::Host;
 use cthost::plan::Profile;
 use cthost::source::Root;
@@ -90,6 +91,11 @@ pub struct Report {
     pub forecast: Forecast,
     /// Events the kernel dropped (ENOBUFS) during the window, each followed by a dump.
     pub resyncs: u64,
+    /// Whether part of the window was left out of the rates (events lost:
+    /// the statistics restart after the resync; `window_s` is what is left).
+    pub partial: bool,
+    /// Seconds left out at the start of the window.
+    pub excluded_s: f64,
     pub crit_s: f64,
     pub warn_s: f64,
     /// The change aims the steady state below this percentage of max.
@@ -108,10 +114,13 @@ pub fn timeouts(root: &Root) -> BTreeMap<String, f64> {
 
 /// What one observation window gave.
 struct Observed {
-    classes: BTreeMap<ctmodel::flows::ClassKey, ctmodel::flows::ClassStats>,
+    classes: BTreeMap<ctmodel::flows::ClassKey, estimate::Observed>,
     window: f64,
     samples: Vec<(f64, f64)>,
     resyncs: u64,
+    /// Seconds at the start of the window left out of the rates (events
+    /// were lost: the statistics restart after the resync).
+    excluded_s: f64,
 }
 
 fn count(ct: &mut Conntrack) -> Result<u32> {
@@ -121,23 +130,43 @@ fn count(ct: &mut Conntrack) -> Result<u32> {
         .entries)
 }
 
+/// Read what the socket holds, until empty or [`resync::DRAIN_BOUND_S`].
+fn drain(ev: &mut Events, tracker: &mut Tracker, now: &dyn Fn() -> f64) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let p = ev
+            .poll(Duration::ZERO, |kind, e| tracker.event(now(), kind, e))
+            .context("reading ctnetlink events")?;
+        if resync::drained(p.events, p.lost, start.elapsed().as_secs_f64()) {
+            return Ok(());
+        }
+    }
+}
+
 /// Events into a tracker: a dump first (entries already there count as
-/// live, without an arrival time), then every event; a loss (ENOBUFS) is
-/// followed by another dump.
+/// live, without an arrival time), then every event. A loss (ENOBUFS):
+/// the old backlog is drained, a dump resynchronises the live set, and the
+/// per-class statistics restart after it (the interval before is partial:
+/// its exits and arrivals are incomplete, so it is left out of the rates).
 fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Result<Observed> {
     let t0 = Instant::now();
     let now = || t0.elapsed().as_secs_f64();
     let mut tracker = Tracker::new(Filter::default());
-    let resync = |tracker: &mut Tracker, ct: &mut Conntrack| -> Result<()> {
+    let resync = |tracker: &mut Tracker, ct: &mut Conntrack, lost: bool| -> Result<()> {
         tracker.resync_begin(now());
         ct.dump(Family::Any, |e| tracker.resync_add(now(), e))
             .context("dumping the table (ctnetlink)")?;
-        tracker.resync_end(now());
+        if lost {
+            tracker.resync_end_after_loss(now());
+        } else {
+            tracker.resync_end(now());
+        }
         Ok(())
     };
-    resync(&mut tracker, ct)?;
+    resync(&mut tracker, ct, false)?;
     let mut samples = vec![(now(), f64::from(count(ct)?))];
     let mut resyncs = 0;
+    let mut excluded_s = 0.0;
     let mut next_sample = Duration::from_secs(1);
     loop {
         let elapsed = t0.elapsed();
@@ -155,21 +184,16 @@ fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Resu
             .context("reading ctnetlink events")?;
         if p.lost {
             resyncs += 1;
-            resync(&mut tracker, ct)?;
+            drain(ev, &mut tracker, &now)?;
+            resync(&mut tracker, ct, true)?;
+            excluded_s = now();
+            tracker.restart(excluded_s);
         }
     }
     // What the kernel queued before the window closed belongs to it (a
     // large initial dump leaves a backlog); bounded so a flood cannot hold
     // the command.
-    let drain_until = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < drain_until {
-        let p = ev
-            .poll(Duration::ZERO, |kind, e| tracker.event(now(), kind, e))
-            .context("reading ctnetlink events")?;
-        if p.events == 0 && !p.lost {
-            break;
-        }
-    }
+    drain(ev, &mut tracker, &now)?;
     let last = count(ct)?;
     // Entries that left without a DESTROY event (made while nobody
     // listened: no event extension) still sit in the tracker: when its live
@@ -177,15 +201,20 @@ fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Resu
     // figures back to the truth (arrivals and dwell are not touched).
     // (Not counted in `resyncs`: those are event losses.)
     if ctcore::resync::drifted(u64::from(last), tracker.live()) {
-        resync(&mut tracker, ct)?;
+        resync(&mut tracker, ct, false)?;
     }
     let end = now();
     samples.push((end, f64::from(last)));
     Ok(Observed {
-        classes: tracker.classes(end),
+        classes: tracker
+            .classes(end)
+            .into_iter()
+            .map(|(k, s)| (k, s.into()))
+            .collect(),
         window: tracker.observed(end),
         samples,
         resyncs,
+        excluded_s,
     })
 }
 
@@ -193,10 +222,11 @@ fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Resu
 fn observe_dumps(ct: &mut Conntrack, window: Duration) -> Result<Observed> {
     let t0 = Instant::now();
     let now = || t0.elapsed().as_secs_f64();
-    let mut ids = Vec::new();
-    ct.dump(Family::Any, |e| ids.extend(e.id))
+    let none = dumps::Ids::default();
+    let mut a = dumps::Arrivals::default();
+    ct.dump(Family::Any, |e| a.add(&none, e))
         .context("dumping the table (ctnetlink)")?;
-    let first = dumps::Ids::new(ids);
+    let (_, first) = a.finish(&none);
     let t_first = now();
     let mut samples = vec![(t_first, f64::from(count(ct)?))];
     let mut next = Duration::from_secs(1);
@@ -212,12 +242,13 @@ fn observe_dumps(ct: &mut Conntrack, window: Duration) -> Result<Observed> {
     ct.dump(Family::Any, |e| arrivals.add(&first, e))
         .context("dumping the table (ctnetlink)")?;
     samples.push((now(), f64::from(count(ct)?)));
-    let (classes, _) = arrivals.finish();
+    let (classes, _) = arrivals.finish(&first);
     Ok(Observed {
-        classes,
+        classes: classes.into_iter().map(|(k, d)| (k, d.into())).collect(),
         window: t_second - t_first,
         samples,
         resyncs: 0,
+        excluded_s: 0.0,
     })
 }
 
@@ -270,7 +301,7 @@ pub fn run(args: &ForecastArgs, host: &Host) -> Result<Report> {
         Err(why) => (
             "dumps",
             format!(
-                "{why}: estimated from two dumps {} apart (arrivals = entries new in the second; flows that came and went in between are missed; time in state = the class timeout, a lower bound: expired entries count until the kernel reaps them)",
+                "{why}: estimated from two dumps {} apart (per class, the share of the first dump's entries still there gives the steady state, entries new to the class / (1 - that share); flows that came and went in between are missed; a class none of whose entries left is unknown, its live count the floor)",
                 human(args.window.as_secs_f64())
             ),
             observe_dumps(&mut ct, args.window)?,
@@ -297,6 +328,8 @@ pub fn run(args: &ForecastArgs, host: &Host) -> Result<Report> {
         source_note,
         forecast,
         resyncs: observed.resyncs,
+        partial: observed.excluded_s > 0.0,
+        excluded_s: observed.excluded_s,
         crit_s: crit,
         warn_s: warn,
         target_pct: args.target,

@@ -113,8 +113,32 @@ impl Feed {
         self.clock.elapsed().as_secs_f64()
     }
 
-    /// Replace the live set with a dump (retried when interrupted).
+    /// Replace the live set with a dump (retried when interrupted). After
+    /// lost events, the old backlog is drained first (see
+    /// [`resync::DRAIN_BOUND_S`]) and entries the dump no longer lists left
+    /// at an unknown time (no exit is counted).
     fn dump(&mut self) -> Result<()> {
+        let after_loss = self.lost;
+        if after_loss {
+            let start = Instant::now();
+            loop {
+                let Self {
+                    events,
+                    tracker,
+                    clock,
+                    ..
+                } = self;
+                let p = events
+                    .poll(Duration::ZERO, |kind, e| {
+                        tracker.event(clock.elapsed().as_secs_f64(), kind, e);
+                    })
+                    .context("reading ctnetlink events")?;
+                self.status.malformed += p.malformed;
+                if resync::drained(p.events, p.lost, start.elapsed().as_secs_f64()) {
+                    break;
+                }
+            }
+        }
         let Self {
             ct, tracker, clock, ..
         } = self;
@@ -129,7 +153,11 @@ impl Feed {
             }
         }
         let t = self.now();
-        self.tracker.resync_end(t);
+        if after_loss {
+            self.tracker.resync_end_after_loss(t);
+        } else {
+            self.tracker.resync_end(t);
+        }
         self.last_dump = t;
         self.lost = false;
         Ok(())
@@ -158,6 +186,7 @@ impl Feed {
         if p.lost {
             self.lost = true;
             self.status.lost += 1;
+            self.tracker.mark_partial("events lost (ENOBUFS)");
         }
         self.status.malformed += p.malformed;
         Ok(())
@@ -168,12 +197,16 @@ impl Feed {
     pub fn sample(&mut self, top: usize) -> Result<Snapshot> {
         let stats = self.ct.stats().context("reading the conntrack count")?;
         let cpu = self.ct.stats_cpu().ok();
-        let t = self.now();
-        let iv = self.tracker.take_interval(t);
         let setting = cthost::gather::events_setting(self.host.root());
         let was_on = self.status.enabled;
         self.status.setting = setting;
         self.status.enabled = setting != Some(0);
+        if self.status.enabled && !was_on {
+            // Events were off for part of the interval.
+            self.tracker.mark_partial("events just enabled");
+        }
+        let t = self.now();
+        let iv = self.tracker.take_interval(t);
         let counters = match (&self.cpu, &cpu) {
             (Some(before), Some(after)) => Some(counter_delta(before, after)),
             _ => None,

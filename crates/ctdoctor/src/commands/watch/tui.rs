@@ -365,8 +365,10 @@ impl App {
             },
         ]);
         f.render_widget(
-            Paragraph::new(line)
-                .block(Block::bordered().title(format!("rates over {:.1} s", s.interval_s))),
+            Paragraph::new(line).block(Block::bordered().title(match &s.partial {
+                None => format!("rates over {:.1} s", s.interval_s),
+                Some(why) => format!("rates over {:.1} s: partial ({why})", s.interval_s),
+            })),
             rates,
         );
         let [states, src] =
@@ -576,6 +578,7 @@ mod tests {
                 enabled: true,
                 ..EventStatus::default()
             },
+            partial: None,
             table_full: Some(TableFull::default()),
             filter: Vec::new(),
         }
