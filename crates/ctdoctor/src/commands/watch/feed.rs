@@ -122,18 +122,7 @@ impl Feed {
         if after_loss {
             let start = Instant::now();
             loop {
-                let Self {
-                    events,
-                    tracker,
-                    clock,
-                    ..
-                } = self;
-                let p = events
-                    .poll(Duration::ZERO, |kind, e| {
-                        tracker.event(clock.elapsed().as_secs_f64(), kind, e);
-                    })
-                    .context("reading ctnetlink events")?;
-                self.status.malformed += p.malformed;
+                let p = self.poll_events(Duration::ZERO)?;
                 if resync::drained(p.events, p.lost, start.elapsed().as_secs_f64()) {
                     break;
                 }
@@ -172,6 +161,17 @@ impl Feed {
 
     /// Feed events into the tracker for up to `timeout`.
     pub fn pump(&mut self, timeout: Duration) -> Result<()> {
+        let p = self.poll_events(timeout)?;
+        if p.lost {
+            self.lost = true;
+            self.status.lost += 1;
+            self.tracker.mark_partial("events lost (ENOBUFS)");
+        }
+        Ok(())
+    }
+
+    /// One poll of the event socket into the tracker (malformed counted).
+    fn poll_events(&mut self, timeout: Duration) -> Result<ctnetlink::Poll> {
         let Self {
             events,
             tracker,
@@ -183,13 +183,8 @@ impl Feed {
                 tracker.event(clock.elapsed().as_secs_f64(), kind, e);
             })
             .context("reading ctnetlink events")?;
-        if p.lost {
-            self.lost = true;
-            self.status.lost += 1;
-            self.tracker.mark_partial("events lost (ENOBUFS)");
-        }
         self.status.malformed += p.malformed;
-        Ok(())
+        Ok(p)
     }
 
     /// Close the interval: read the stats, build its snapshot with `top`
