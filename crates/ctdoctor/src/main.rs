@@ -22,6 +22,13 @@ use output::{Format, Style};
 /// Run the command; `Ok` carries the process exit code.
 fn run(cli: &Cli) -> Result<u8> {
     // The one view of the system every command reads through.
+    if cli.netns.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(exit::Usage(
+            "--netns needs a value: a name from `ip netns list`, a PID, or a path to a namespace file"
+                .into(),
+        )
+        .into());
+    }
     if let Some(dir) = &cli.root {
         // rollback reads only its journal: a missing tree has none, and
         // "nothing to roll back" is its answer.

@@ -2,8 +2,12 @@
 //! and a netlink socket stays bound to the namespace it was created in, so
 //! callers enter first, then open sockets and read /proc. For the whole
 //! process, call [`enter`] from `main` before spawning any thread.
+//! The one place a namespace file is opened: without blocking (a FIFO or a
+//! device left in /run/netns must not hang a command or the exporter) and
+//! only if it is a regular file, as nsfs files and their bind mounts are.
 
-use std::fs::File;
+use std::fs::OpenOptions;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use nix::sched::{CloneFlags, setns};
@@ -29,7 +33,19 @@ pub fn enter(spec: &str) -> Result<(), Error> {
         spec: spec.to_string(),
         why,
     };
-    let file = File::open(&p).map_err(|e| match e.kind() {
+    if spec.is_empty() {
+        return Err(err(
+            "empty namespace (a name from `ip netns list`, a PID, or a path)".into(),
+        ));
+    }
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer
+    // forever; O_NOCTTY: a terminal device never becomes ours. std adds
+    // O_CLOEXEC.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&p)
+        .map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => err(format!(
             "{} does not exist (name from `ip netns list`, a PID, or a path to a namespace file)",
             p.display()
@@ -39,6 +55,27 @@ pub fn enter(spec: &str) -> Result<(), Error> {
         }
         _ => err(format!("cannot open {}: {e}", p.display())),
     })?;
+    let kind = file
+        .metadata()
+        .map_err(|e| err(format!("cannot stat {}: {e}", p.display())))?
+        .file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(err(format!(
+            "{} is not a network namespace ({what})",
+            p.display()
+        )));
+    }
     setns(file, CloneFlags::CLONE_NEWNET).map_err(|e| match e {
         nix::errno::Errno::EPERM => err("setns: permission denied (needs CAP_SYS_ADMIN)".into()),
         nix::errno::Errno::EINVAL => err(format!("{} is not a network namespace", p.display())),

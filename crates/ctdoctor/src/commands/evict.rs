@@ -97,6 +97,33 @@ pub struct NsEvict {
     pub seconds: f64,
     /// top's breakdown of the selected entries.
     pub breakdown: TopReport,
+    /// Why this namespace was not processed (with --all-netns: an entry of
+    /// /run/netns that is not a namespace, one deleted since the listing,
+    /// no ctnetlink); its counts are then 0. `null` when it was.
+    pub error: Option<String>,
+}
+
+impl NsEvict {
+    /// A namespace of --all-netns that could not be processed.
+    fn unprocessed(netns: String, error: String, top: usize) -> Self {
+        NsEvict {
+            netns,
+            before: 0,
+            matched: 0,
+            protected_assured: 0,
+            over_limit: 0,
+            selected: 0,
+            deleted: 0,
+            gone: 0,
+            failed: 0,
+            failed_errors: Default::default(),
+            after: None,
+            dump_interrupted: false,
+            seconds: 0.0,
+            breakdown: TopReport::new("netlink".into(), &Breakdown::new(Filter::default()), top),
+            error: Some(error),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -108,6 +135,8 @@ pub struct EvictReport {
     pub gone: u64,
     pub failed: u64,
     pub selected: u64,
+    /// Namespaces with an `error` (not processed).
+    pub netns_errors: u64,
     #[serde(skip)]
     pub by_netns: bool,
 }
@@ -117,6 +146,10 @@ impl crate::output::Render for EvictReport {
         for ns in &self.namespaces {
             if self.by_netns {
                 writeln!(out, "== netns {} ==", ns.netns)?;
+            }
+            if let Some(e) = &ns.error {
+                writeln!(out, "error: {e}")?;
+                continue;
             }
             writeln!(
                 out,
@@ -168,7 +201,11 @@ impl crate::output::Render for EvictReport {
     }
 
     fn exit_code(&self) -> u8 {
-        if self.failed > 0 { FAILED } else { 0 }
+        if self.failed > 0 || self.netns_errors > 0 {
+            FAILED
+        } else {
+            0
+        }
     }
 }
 
@@ -385,6 +422,7 @@ fn evict_here(p: &Plan<'_>, netns: String, host: &Host) -> Result<NsEvict, ctnet
         dump_interrupted: summary.interrupted,
         seconds: 0.0,
         breakdown,
+        error: None,
     };
     if let Some(r) = deleted {
         ns.deleted = r.deleted;
@@ -417,7 +455,11 @@ pub fn run(args: &EvictArgs, netns: Option<&str>, host: &Host) -> Result<EvictRe
         for ns in cthost::namespaces::list(host.root()) {
             let path = ns.path.to_string_lossy().into_owned();
             let name = ns.name.clone();
-            namespaces.push(host.in_netns(&path, |h| evict_here(&plan, name, h))?);
+            // One bad entry (a file left in /run/netns, a namespace deleted
+            // since the listing) is reported there; the others go on.
+            let r = host.in_netns(&path, |h| evict_here(&plan, name.clone(), h));
+            namespaces
+                .push(r.unwrap_or_else(|e| NsEvict::unprocessed(name, e.to_string(), args.top)));
         }
     } else {
         let name = netns.unwrap_or("current").to_string();
@@ -431,6 +473,7 @@ pub fn run(args: &EvictArgs, netns: Option<&str>, host: &Host) -> Result<EvictRe
         gone: sum(|n| n.gone),
         failed: sum(|n| n.failed),
         selected: sum(|n| n.selected),
+        netns_errors: namespaces.iter().filter(|n| n.error.is_some()).count() as u64,
         by_netns: args.all_netns,
         namespaces,
     })
