@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{json, run, stderr};
+use common::{StrayNetnsEntry, json, run, run_within, stderr};
 use ctlab::Netns;
 use ctmodel::Entry;
 use ctmodel::text::{Line, parse_line};
@@ -316,5 +316,114 @@ fn deleting_while_dumping_skips_and_repeats_nothing() {
         ),
         (Some(1_500), Some(18_500), Some(28_500)),
         "{r}"
+    );
+}
+
+/// A FIFO and a plain file in /run/netns (`ip netns add`/`del` churn, or
+/// a hostile user) neither hang a command nor stop `--all-netns`: each is
+/// reported as not a namespace, the real namespaces are still processed,
+/// and the exit code says something failed.
+#[test]
+fn stray_run_netns_entries_neither_hang_nor_stop_all_netns() {
+    ctlab::require_root!();
+    let limit = std::time::Duration::from_secs(30);
+    let ns = Netns::create("evstray").expect("netns");
+    // TEST-NET-2 sources and a port of their own: nothing of another
+    // test's namespaces matches.
+    let mine: Vec<Entry> = (0..50)
+        .map(|i| {
+            entry(&format!(
+                "udp 17 100 src=198.51.100.{i} dst=10.9.0.1 sport=4{i:03} dport=7391 [UNREPLIED] src=10.9.0.1 dst=198.51.100.{i} sport=7391 dport=4{i:03} mark=0 use=1"
+            ))
+        })
+        .collect();
+    ns.insert(&mine).expect("insert");
+    let fifo = StrayNetnsEntry::fifo("fifo");
+    let file = StrayNetnsEntry::file("file");
+
+    let o = run_within(
+        &[
+            "--json",
+            "evict",
+            "--all-netns",
+            "--filter",
+            "src=198.51.100.0/24",
+            "--filter",
+            "dport=7391",
+            "--yes",
+        ],
+        limit,
+    )
+    .expect("evict --all-netns hung on a FIFO in /run/netns");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json(&o);
+    let by_name = |n: &str| {
+        v["namespaces"]
+            .as_array()
+            .expect("namespaces")
+            .iter()
+            .find(|x| x["netns"] == n)
+            .unwrap_or_else(|| panic!("{n} not in {v}"))
+            .clone()
+    };
+    for (stray, what) in [(&fifo, "(a FIFO)"), (&file, "")] {
+        let e = by_name(stray.name());
+        let err = e["error"].as_str().unwrap_or_default();
+        assert!(
+            err.contains("is not a network namespace") && err.contains(what),
+            "{e}"
+        );
+        assert_eq!(e["deleted"], 0);
+    }
+    let good = by_name(ns.name());
+    assert_eq!(good["error"], serde_json::Value::Null, "{good}");
+    assert_eq!(
+        (good["selected"].as_u64(), good["deleted"].as_u64()),
+        (Some(50), Some(50))
+    );
+    assert_eq!(listing(&ns).lines().count(), 0);
+    assert!(v["netns_errors"].as_u64() >= Some(2), "{v}");
+
+    // Text output names the bad entry and goes on.
+    let o = run_within(
+        &[
+            "evict",
+            "--all-netns",
+            "--filter",
+            "src=198.51.100.0/24",
+            "--filter",
+            "dport=7391",
+        ],
+        limit,
+    )
+    .expect("evict --all-netns (text) hung");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("== netns {} ==\nerror: ", fifo.name()))
+            && out.contains(&format!("== netns {} ==\n0 entries", ns.name())),
+        "{out}"
+    );
+
+    // --netns naming the FIFO fails at once, with the reason.
+    let o = run_within(&["--netns", fifo.name(), "plan"], limit).expect("--netns FIFO plan hung");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("is not a network namespace (a FIFO)"),
+        "{}",
+        stderr(&o)
+    );
+
+    // check --all-netns reads on past both.
+    let o = run_within(&["--json", "check", "--all-netns"], limit)
+        .expect("check --all-netns hung on a FIFO in /run/netns");
+    let _ = json(&o);
+
+    // An empty --netns is bad usage, not a lookup of /run/netns/.
+    let o = run(&["--netns", "", "evict", "--filter", "l4=udp"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--netns needs a value"),
+        "{}",
+        stderr(&o)
     );
 }

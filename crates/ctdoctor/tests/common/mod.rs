@@ -237,3 +237,93 @@ pub fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// `run`, killed after `limit`: `None` if it had not finished by then (a
+/// hang fails the test instead of stalling the suite). stdout and stderr
+/// are drained by threads, so a large output cannot block the child.
+pub fn run_within(args: &[&str], limit: std::time::Duration) -> Option<Output> {
+    use std::io::Read;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctdoctor");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for ctdoctor") {
+            break Some(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    status.map(|status| Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Something that is not a namespace, under /run/netns (where `ip netns`
+/// and `--all-netns` look), with a name unique to this process and `tag`;
+/// removed on drop, so even when the test panics.
+pub struct StrayNetnsEntry(PathBuf);
+
+impl StrayNetnsEntry {
+    /// A FIFO (opening it for reading blocks without O_NONBLOCK).
+    pub fn fifo(tag: &str) -> Self {
+        let s = Self::path(tag);
+        let o = Command::new("mkfifo")
+            .arg(&s.0)
+            .output()
+            .expect("run mkfifo");
+        assert!(o.status.success(), "mkfifo {}: {o:?}", s.0.display());
+        s
+    }
+
+    /// An empty regular file, as a failed `ip netns add` leaves behind.
+    pub fn file(tag: &str) -> Self {
+        let s = Self::path(tag);
+        std::fs::write(&s.0, b"").expect("create stray file");
+        s
+    }
+
+    fn path(tag: &str) -> Self {
+        std::fs::create_dir_all("/run/netns").expect("/run/netns");
+        Self(PathBuf::from(format!(
+            "/run/netns/ctd-stray-{}-{tag}",
+            std::process::id()
+        )))
+    }
+
+    pub fn name(&self) -> &str {
+        self.0
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name")
+    }
+}
+
+impl Drop for StrayNetnsEntry {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
