@@ -37,7 +37,7 @@ fn conf_files(root: &Root, dirs: &[&str]) -> Vec<String> {
 fn read_all(root: &Root, files: Vec<String>, un: &mut Vec<Unreadable>) -> Vec<(String, String)> {
     files
         .into_iter()
-        .filter_map(|p| match root.read(&p, "read permission") {
+        .filter_map(|p| match root.read_lossy(&p, "read permission") {
             Ok(t) => Some((p, t)),
             // A link to /dev/null masks a file (systemd): nothing is set.
             Err(Unreadable {
@@ -286,5 +286,17 @@ mod tests {
         )
         .expect("w");
         assert!(!sys_read_only(&root));
+        // A file that is not UTF-8 is still read line by line.
+        std::fs::create_dir_all(root.path("/etc/sysctl.d")).expect("mkdir");
+        std::fs::write(
+            root.path("/etc/sysctl.d/90-x.conf"),
+            b"# caf\xe9\nnet.netfilter.nf_conntrack_max = 1048576\n",
+        )
+        .expect("w");
+        let mut un = Vec::new();
+        let files = read_all(&root, sysctl_files(&root), &mut un);
+        assert!(un.is_empty(), "{un:?}");
+        let p = drift::persisted(&files, &[]);
+        assert_eq!(p[drift::MAX].value, 1048576);
     }
 }
