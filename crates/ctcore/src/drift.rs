@@ -587,6 +587,9 @@ pub struct DriftFacts {
     /// Live values by key (hashsize from the module parameter).
     pub live: BTreeMap<String, u64>,
     pub persisted: BTreeMap<String, Setting>,
+    /// Keys whose last sysctl.d assignment the kernel rejects (so not
+    /// persisted), by key ([`persisted_and_invalid`]).
+    pub invalid: BTreeMap<String, Invalid>,
     /// The new values of ctdoctor's last apply that is not rolled back.
     pub journal: BTreeMap<String, u64>,
     pub journal_path: Option<String>,
@@ -634,6 +637,8 @@ pub struct Drift {
     pub live: u64,
     pub persisted: Option<Setting>,
     pub journal: Option<u64>,
+    /// The key's last sysctl.d assignment, when the kernel rejects it.
+    pub invalid: Option<Invalid>,
     pub cause: Cause,
 }
 
@@ -674,6 +679,7 @@ impl DriftFacts {
                     live,
                     persisted: self.persisted.get(k).cloned(),
                     journal: self.journal.get(k).copied(),
+                    invalid: self.invalid.get(k).cloned(),
                     cause: self.cause(k, live),
                 })
             })
@@ -900,6 +906,19 @@ mod tests {
             ..DriftFacts::default()
         };
         assert!(f.drifts().is_empty());
+        // A drift for another reason names the rejected assignment.
+        let f = DriftFacts {
+            journal: [(MAX.to_string(), 300000)].into(),
+            invalid: inv,
+            ..f
+        };
+        let d = f.drifts();
+        assert!(
+            d[0].invalid
+                .as_ref()
+                .is_some_and(|i| i.why.contains("octal")),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -241,9 +241,11 @@ pub fn read(root: &Root, f: &Facts) -> (DriftFacts, Vec<Unreadable>) {
     let modprobe = read_all(root, conf_files(root, &drift::MODPROBE_DIRS), &mut un);
     let loaded_at_boot = loaded_at_boot(root);
     let (journal, journal_path) = journal_values(root, &mut un);
+    let (persisted, invalid) = drift::persisted_and_invalid(&sysctl, &modprobe);
     let d = DriftFacts {
         live,
-        persisted: drift::persisted(&sysctl, &modprobe),
+        persisted,
+        invalid,
         journal,
         journal_path,
         kube_proxy: kube_proxies(root, &mut un),
