@@ -72,7 +72,11 @@ pub fn keys() -> Vec<&'static str> {
 pub fn conf_order(dirs: &[(&str, Vec<String>)]) -> Vec<String> {
     let mut by_name: BTreeMap<&str, &str> = BTreeMap::new();
     for (dir, names) in dirs {
-        for n in names.iter().filter(|n| n.ends_with(".conf")) {
+        // Hidden files are skipped (systemd's conf_files_list, kmod).
+        for n in names
+            .iter()
+            .filter(|n| n.ends_with(".conf") && !n.starts_with('.'))
+        {
             by_name.entry(n.as_str()).or_insert(dir);
         }
     }
@@ -93,19 +97,95 @@ pub struct Setting {
 
 /// The conntrack key of a sysctl name: `net.netfilter.nf_conntrack_max`,
 /// `net/netfilter/nf_conntrack_max` and the alias `net.nf_conntrack_max`
-/// all give `nf_conntrack_max`.
+/// all give `nf_conntrack_max`; `net.netfilter.nf_conntrack_buckets` (how
+/// `plan --format sysctl` persists the table size) gives [`HASHSIZE`].
 pub fn sysctl_key(name: &str) -> Option<String> {
     let n = name.trim().trim_start_matches('-').replace('/', ".");
     let key = n
         .strip_prefix("net.netfilter.")
         .or_else(|| (n == "net.nf_conntrack_max").then_some("nf_conntrack_max"))?;
+    if key == "nf_conntrack_buckets" {
+        return Some(HASHSIZE.into());
+    }
     (key.starts_with("nf_conntrack_") && !key.contains(['*', '.'])).then(|| key.to_string())
 }
 
-/// The conntrack assignments of one sysctl.d file (`key = value`, `#` and
-/// `;` comments, a leading `-` ignoring errors); other keys and values that
-/// are no number are left out.
-pub fn parse_sysctl(text: &str, file: &str) -> Vec<Setting> {
+/// A sysctl value as the kernel's proc_dointvec family parses it (these
+/// keys are all `int`): leading blanks skipped, base 0 (`0x` hex, a
+/// leading `0` octal, so `01048576` is invalid), no sign (a negative is
+/// outside every key's range), at most 2147483647, and after the number
+/// only a blank may follow, whatever comes after it is ignored
+/// (`1048576 # tuned` is 1048576). The buckets sysctl also rejects 0.
+/// Timeouts are converted to jiffies, which can lower their bound by HZ:
+/// not known here, so not checked. The error says why.
+pub fn parse_sysctl_value(key: &str, v: &str) -> Result<u64, String> {
+    const BLANK: [char; 3] = [' ', '\t', '\n'];
+    let s = v.trim_start_matches(BLANK);
+    let (radix, digits) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(r) if r.starts_with(|c: char| c.is_ascii_hexdigit()) => (16, r),
+        _ if s.starts_with('0') => (8, s),
+        _ => (10, s),
+    };
+    let end = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
+    let (num, rest) = digits.split_at(end);
+    if num.is_empty() {
+        return Err(format!("{v:?} is not an unsigned number"));
+    }
+    if !rest.is_empty() && !rest.starts_with(BLANK) {
+        let base = if radix == 8 {
+            " (a leading 0 is octal)"
+        } else {
+            ""
+        };
+        return Err(format!("{v:?}: {rest:?} follows the number{base}"));
+    }
+    let n = u64::from_str_radix(num, radix)
+        .ok()
+        .filter(|n| *n <= i32::MAX as u64)
+        .ok_or_else(|| format!("{v:?} is over the kernel's int range (2147483647)"))?;
+    if key == HASHSIZE && n == 0 {
+        return Err(format!("{v:?}: the kernel rejects 0 buckets"));
+    }
+    Ok(n)
+}
+
+/// A module parameter as kstrtouint(val, 0) reads it (hashsize's setter):
+/// an optional `+`, base 0, one trailing newline at most, an unsigned
+/// 32-bit value; 0 (size the table by memory) is no persisted size.
+pub fn parse_module_uint(v: &str) -> Option<u64> {
+    let s = v.strip_suffix('\n').unwrap_or(v);
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let (radix, digits) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(r) => (16, r),
+        None if s.len() > 1 && s.starts_with('0') => (8, &s[1..]),
+        None => (10, s),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u32::from_str_radix(digits, radix)
+        .ok()
+        .filter(|n| *n > 0)
+        .map(u64::from)
+}
+
+/// One assignment of a sysctl.d file whose value the kernel would reject.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Invalid {
+    pub key: String,
+    pub why: String,
+    pub file: String,
+    pub line: usize,
+}
+
+/// The conntrack assignments of one sysctl.d file in order (`key = value`,
+/// `#` and `;` comments, a leading `-` ignoring errors; other keys left
+/// out), each valid or why not ([`parse_sysctl_value`]). A UTF-8 BOM is
+/// skipped (systemd does).
+pub fn parse_sysctl(text: &str, file: &str) -> Vec<Result<Setting, Invalid>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines()
         .enumerate()
         .filter_map(|(i, l)| {
@@ -114,14 +194,44 @@ pub fn parse_sysctl(text: &str, file: &str) -> Vec<Setting> {
                 return None;
             }
             let (k, v) = l.split_once('=')?;
-            Some(Setting {
-                key: sysctl_key(k)?,
-                value: v.trim().parse().ok()?,
-                file: file.to_string(),
-                line: i + 1,
+            let key = sysctl_key(k)?;
+            let (file, line) = (file.to_string(), i + 1);
+            Some(match parse_sysctl_value(&key, v.trim()) {
+                Ok(value) => Ok(Setting {
+                    key,
+                    value,
+                    file,
+                    line,
+                }),
+                Err(why) => Err(Invalid {
+                    key,
+                    why,
+                    file,
+                    line,
+                }),
             })
         })
         .collect()
+}
+
+/// The logical lines of a modprobe.d file, with the number of each one's
+/// first line: a trailing backslash joins the next line (kmod's
+/// getline_wrapped).
+fn modprobe_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut open = false;
+    for (i, l) in text.lines().enumerate() {
+        let (body, cont) = match l.strip_suffix('\\') {
+            Some(b) => (b, true),
+            None => (l, false),
+        };
+        match out.last_mut() {
+            Some((_, last)) if open => last.push_str(body),
+            _ => out.push((i + 1, body.to_string())),
+        }
+        open = cont;
+    }
+    out
 }
 
 /// `options nf_conntrack hashsize=N` in one modprobe.d file (the module
@@ -129,7 +239,8 @@ pub fn parse_sysctl(text: &str, file: &str) -> Vec<Setting> {
 /// concatenated options in order.
 pub fn parse_modprobe(text: &str, file: &str) -> Option<Setting> {
     let mut found = None;
-    for (i, l) in text.lines().enumerate() {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (line, l) in modprobe_lines(text) {
         let mut w = l.split_whitespace();
         if w.next() != Some("options") {
             continue;
@@ -139,13 +250,13 @@ pub fn parse_modprobe(text: &str, file: &str) -> Option<Setting> {
         }
         for opt in w.take_while(|o| !o.starts_with('#')) {
             if let Some(v) = opt.strip_prefix("hashsize=")
-                && let Ok(value) = v.trim_matches('"').parse()
+                && let Some(value) = parse_module_uint(v.trim_matches('"'))
             {
                 found = Some(Setting {
                     key: HASHSIZE.into(),
                     value,
                     file: file.to_string(),
-                    line: i + 1,
+                    line,
                 });
             }
         }
@@ -159,18 +270,54 @@ pub fn persisted(
     sysctl_files: &[(String, String)],
     modprobe_files: &[(String, String)],
 ) -> BTreeMap<String, Setting> {
-    let mut out = BTreeMap::new();
+    persisted_and_invalid(sysctl_files, modprobe_files).0
+}
+
+/// [`persisted`], and the keys whose last sysctl.d assignment the kernel
+/// rejects. systemd-sysctl keeps only the last assignment of a key, so an
+/// invalid last one leaves nothing valid applied for it from sysctl.d.
+/// hashsize: modprobe.d's `hashsize=` is set when the module loads and the
+/// nf_conntrack_buckets sysctl later, by systemd-sysctl, so when both are
+/// there the sysctl wins; an invalid buckets sysctl leaves modprobe's.
+pub fn persisted_and_invalid(
+    sysctl_files: &[(String, String)],
+    modprobe_files: &[(String, String)],
+) -> (BTreeMap<String, Setting>, BTreeMap<String, Invalid>) {
+    let mut last: BTreeMap<String, Result<Setting, Invalid>> = BTreeMap::new();
     for (path, text) in sysctl_files {
-        for s in parse_sysctl(text, path) {
-            out.insert(s.key.clone(), s);
+        for a in parse_sysctl(text, path) {
+            let key = match &a {
+                Ok(s) => s.key.clone(),
+                Err(i) => i.key.clone(),
+            };
+            last.insert(key, a);
         }
     }
+    let mut out = BTreeMap::new();
     for (path, text) in modprobe_files {
         if let Some(s) = parse_modprobe(text, path) {
             out.insert(s.key.clone(), s);
         }
     }
-    out
+    let mut invalid = BTreeMap::new();
+    for (k, a) in last {
+        match a {
+            Ok(s) => {
+                out.insert(k, s);
+            }
+            Err(i) => {
+                invalid.insert(k, i);
+            }
+        }
+    }
+    (out, invalid)
+}
+
+/// Whether a persisted setting comes from a modprobe.d file.
+fn from_modprobe(s: &Setting) -> bool {
+    MODPROBE_DIRS
+        .iter()
+        .any(|d| s.file.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
 }
 
 /// The first module of a modules-load.d file (or /etc/modules) that loads
@@ -440,6 +587,9 @@ pub struct DriftFacts {
     /// Live values by key (hashsize from the module parameter).
     pub live: BTreeMap<String, u64>,
     pub persisted: BTreeMap<String, Setting>,
+    /// Keys whose last sysctl.d assignment the kernel rejects (so not
+    /// persisted), by key ([`persisted_and_invalid`]).
+    pub invalid: BTreeMap<String, Invalid>,
     /// The new values of ctdoctor's last apply that is not rolled back.
     pub journal: BTreeMap<String, u64>,
     pub journal_path: Option<String>,
@@ -487,6 +637,8 @@ pub struct Drift {
     pub live: u64,
     pub persisted: Option<Setting>,
     pub journal: Option<u64>,
+    /// The key's last sysctl.d assignment, when the kernel rejects it.
+    pub invalid: Option<Invalid>,
     pub cause: Cause,
 }
 
@@ -527,6 +679,7 @@ impl DriftFacts {
                     live,
                     persisted: self.persisted.get(k).cloned(),
                     journal: self.journal.get(k).copied(),
+                    invalid: self.invalid.get(k).cloned(),
                     cause: self.cause(k, live),
                 })
             })
@@ -563,14 +716,16 @@ impl DriftFacts {
             if self.sys_read_only {
                 return Cause::SysReadOnly;
             }
-            if self.builtin == Some(true)
-                && let Some(p) = persisted
-            {
-                return Cause::BuiltinModprobe {
-                    file: p.file.clone(),
-                };
+            if let Some(p) = persisted.filter(|p| from_modprobe(p)) {
+                if self.builtin == Some(true) {
+                    return Cause::BuiltinModprobe {
+                        file: p.file.clone(),
+                    };
+                }
+                return Cause::Unknown;
             }
-            return Cause::Unknown;
+            // Else persisted as the nf_conntrack_buckets sysctl (or by
+            // the journal only): as the other sysctls.
         }
         match persisted {
             Some(p)
@@ -621,7 +776,10 @@ mod tests {
     #[test]
     fn sysctl_files_parse_and_the_last_assignment_wins() {
         let a = "# c\n; c\nnet.netfilter.nf_conntrack_max = 1048576\nnet.ipv4.ip_forward=1\n-net/netfilter/nf_conntrack_tcp_timeout_established=7440\nnet.netfilter.nf_conntrack_max = lots\n";
-        let s = parse_sysctl(a, "/etc/sysctl.d/90.conf");
+        let s: Vec<_> = parse_sysctl(a, "/etc/sysctl.d/90.conf")
+            .into_iter()
+            .flatten()
+            .collect();
         assert_eq!(s.len(), 2);
         assert_eq!(
             (s[0].key.as_str(), s[0].value, s[0].line),
@@ -643,6 +801,158 @@ mod tests {
         assert_eq!((p[HASHSIZE].value, p[HASHSIZE].line), (262144, 2));
         assert_eq!(parse_modprobe("options nf_nat hashsize=5", "x"), None);
         assert_eq!(sysctl_key("net.netfilter.nf_conntrack_*"), None);
+    }
+
+    #[test]
+    fn sysctl_values_parse_as_the_kernel_does() {
+        let v = |s| parse_sysctl_value(MAX, s);
+        assert_eq!(v("1048576"), Ok(1048576));
+        assert_eq!(v("0x100000"), Ok(1048576));
+        assert_eq!(v("04000000"), Ok(1048576));
+        assert_eq!(v("1048576 # tuned by ops"), Ok(1048576));
+        assert_eq!(v("1048576\tx"), Ok(1048576));
+        assert_eq!(v("2147483647"), Ok(2147483647));
+        assert_eq!(v("0"), Ok(0));
+        for bad in [
+            "01048576",
+            "2147483648",
+            "99999999999999999999999",
+            "+5",
+            "-5",
+            "lots",
+            "",
+            "1048576#x",
+            "12k",
+            "0x",
+        ] {
+            assert!(v(bad).is_err(), "{bad:?}");
+        }
+        assert!(v("01048576").is_err_and(|e| e.contains("octal")));
+        assert!(parse_sysctl_value(HASHSIZE, "0").is_err());
+        assert_eq!(parse_sysctl_value(HASHSIZE, "0x20000"), Ok(131072));
+    }
+
+    #[test]
+    fn buckets_sysctl_is_hashsize_and_applies_after_modprobe() {
+        assert_eq!(
+            sysctl_key("net.netfilter.nf_conntrack_buckets").as_deref(),
+            Some(HASHSIZE)
+        );
+        let modprobe = [(
+            "/etc/modprobe.d/nf.conf".to_string(),
+            "options nf_conntrack hashsize=65536\n".to_string(),
+        )];
+        let sysctl = |t: &str| [("/etc/sysctl.d/90.conf".to_string(), t.to_string())];
+        let p = persisted(
+            &sysctl("net.netfilter.nf_conntrack_buckets = 131072\n"),
+            &modprobe,
+        );
+        assert_eq!(
+            (p[HASHSIZE].value, p[HASHSIZE].file.as_str()),
+            (131072, "/etc/sysctl.d/90.conf")
+        );
+        // An invalid buckets sysctl leaves modprobe's size.
+        let (p, inv) = persisted_and_invalid(
+            &sysctl("net.netfilter.nf_conntrack_buckets = 0\n"),
+            &modprobe,
+        );
+        assert_eq!(p[HASHSIZE].value, 65536);
+        assert_eq!(inv[HASHSIZE].line, 1);
+        // Drift from a sysctl-persisted size is told as a sysctl's, not as
+        // modprobe.d that a built-in module never reads.
+        let f = DriftFacts {
+            live: [(HASHSIZE.to_string(), 65536)].into(),
+            persisted: persisted(&sysctl("net.netfilter.nf_conntrack_buckets=131072\n"), &[]),
+            builtin: Some(true),
+            init_netns: true,
+            ..DriftFacts::default()
+        };
+        let d = f.drifts();
+        assert_eq!(
+            (d[0].key.as_str(), d[0].cause.clone()),
+            (HASHSIZE, Cause::Unknown)
+        );
+    }
+
+    #[test]
+    fn the_last_sysctl_assignment_wins_even_if_invalid() {
+        let files = [
+            (
+                "/etc/sysctl.d/10.conf".to_string(),
+                "net.netfilter.nf_conntrack_max = 1048576\n".to_string(),
+            ),
+            (
+                "/etc/sysctl.d/90.conf".to_string(),
+                "\u{feff}net.netfilter.nf_conntrack_max = 01048576\n".to_string(),
+            ),
+        ];
+        let (p, inv) = persisted_and_invalid(&files, &[]);
+        assert!(!p.contains_key(MAX), "{p:?}");
+        assert_eq!(
+            (inv[MAX].file.as_str(), inv[MAX].line),
+            ("/etc/sysctl.d/90.conf", 1)
+        );
+        // The BOM is skipped: the key is read on line 1.
+        let bom = "\u{feff}net.netfilter.nf_conntrack_max = 0x100000 # ops\n";
+        assert_eq!(
+            parse_sysctl(bom, "f")[0].as_ref().map(|s| s.value),
+            Ok(1048576)
+        );
+        // No false drift from an invalid value.
+        let f = DriftFacts {
+            live: [(MAX.to_string(), 262144)].into(),
+            persisted: p,
+            init_netns: true,
+            ..DriftFacts::default()
+        };
+        assert!(f.drifts().is_empty());
+        // A drift for another reason names the rejected assignment.
+        let f = DriftFacts {
+            journal: [(MAX.to_string(), 300000)].into(),
+            invalid: inv,
+            ..f
+        };
+        let d = f.drifts();
+        assert!(
+            d[0].invalid
+                .as_ref()
+                .is_some_and(|i| i.why.contains("octal")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn modprobe_hex_and_continued_lines() {
+        let h = |t: &str| parse_modprobe(t, "m").map(|s| (s.value, s.line));
+        assert_eq!(
+            h("options nf_conntrack hashsize=0x20000\n"),
+            Some((131072, 1))
+        );
+        assert_eq!(
+            h("# x\noptions nf_conntrack \\\n  hashsize=131072\n"),
+            Some((131072, 2))
+        );
+        assert_eq!(
+            h("options \\\nnf_conntrack \\\nhashsize=+0400000\n"),
+            Some((131072, 1))
+        );
+        for bad in ["0", "0x", "12k", "4294967296", "-1", "08"] {
+            assert_eq!(
+                h(&format!("options nf_conntrack hashsize={bad}")),
+                None,
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_module_uint("4294967295"), Some(4294967295));
+    }
+
+    #[test]
+    fn hidden_files_are_skipped() {
+        let order = conf_order(&[(
+            "/etc/sysctl.d",
+            vec![".90-x.conf".into(), "90-x.conf".into()],
+        )]);
+        assert_eq!(order, ["/etc/sysctl.d/90-x.conf"]);
     }
 
     #[test]

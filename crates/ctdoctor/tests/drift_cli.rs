@@ -222,6 +222,37 @@ fn persisted_values_that_hold_are_no_drift() {
     assert!(!ids.contains("drift."), "{ids}");
 }
 
+#[test]
+fn buckets_sysctl_persists_hashsize_after_modprobe() {
+    // How `plan --format sysctl` persists the size; it is applied after
+    // modprobe.d's hashsize=, so it wins.
+    let d = tree("drift-buckets");
+    d.put(
+        "/etc/modprobe.d/nf_conntrack.conf",
+        "options nf_conntrack hashsize=65536\n",
+    );
+    d.put(
+        "/etc/sysctl.d/90-conntrack.conf",
+        "net.netfilter.nf_conntrack_buckets = 131072\n",
+    );
+    let f = drifted(&d, "hashsize");
+    let title = f["title"].as_str().unwrap_or_default();
+    assert!(
+        title.contains("live 65536, but 131072 in /etc/sysctl.d/90-conntrack.conf:1"),
+        "{title}"
+    );
+    // A value the kernel rejects (a leading 0 is octal) is not persisted,
+    // and as the last assignment it leaves modprobe.d's, which holds.
+    d.put(
+        "/etc/sysctl.d/90-conntrack.conf",
+        "net.netfilter.nf_conntrack_buckets = 131072\nnet.netfilter.nf_conntrack_buckets = 0196608\nnet.netfilter.nf_conntrack_max = 0x40000 # tuned\n",
+    );
+    let o = check(&d, true);
+    assert_eq!(o.status.code(), Some(0), "{}", json(&o)["findings"]);
+    let ids = json(&o)["findings"].to_string();
+    assert!(!ids.contains("drift."), "{ids}");
+}
+
 fn apply_persist(d: &TempDir) -> Output {
     let plan = TempFile::new(
         "drift-plan",

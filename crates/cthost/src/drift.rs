@@ -37,7 +37,7 @@ fn conf_files(root: &Root, dirs: &[&str]) -> Vec<String> {
 fn read_all(root: &Root, files: Vec<String>, un: &mut Vec<Unreadable>) -> Vec<(String, String)> {
     files
         .into_iter()
-        .filter_map(|p| match root.read(&p, "read permission") {
+        .filter_map(|p| match root.read_lossy(&p, "read permission") {
             Ok(t) => Some((p, t)),
             // A link to /dev/null masks a file (systemd): nothing is set.
             Err(Unreadable {
@@ -241,9 +241,11 @@ pub fn read(root: &Root, f: &Facts) -> (DriftFacts, Vec<Unreadable>) {
     let modprobe = read_all(root, conf_files(root, &drift::MODPROBE_DIRS), &mut un);
     let loaded_at_boot = loaded_at_boot(root);
     let (journal, journal_path) = journal_values(root, &mut un);
+    let (persisted, invalid) = drift::persisted_and_invalid(&sysctl, &modprobe);
     let d = DriftFacts {
         live,
-        persisted: drift::persisted(&sysctl, &modprobe),
+        persisted,
+        invalid,
         journal,
         journal_path,
         kube_proxy: kube_proxies(root, &mut un),
@@ -286,5 +288,17 @@ mod tests {
         )
         .expect("w");
         assert!(!sys_read_only(&root));
+        // A file that is not UTF-8 is still read line by line.
+        std::fs::create_dir_all(root.path("/etc/sysctl.d")).expect("mkdir");
+        std::fs::write(
+            root.path("/etc/sysctl.d/90-x.conf"),
+            b"# caf\xe9\nnet.netfilter.nf_conntrack_max = 1048576\n",
+        )
+        .expect("w");
+        let mut un = Vec::new();
+        let files = read_all(&root, sysctl_files(&root), &mut un);
+        assert!(un.is_empty(), "{un:?}");
+        let p = drift::persisted(&files, &[]);
+        assert_eq!(p[drift::MAX].value, 1048576);
     }
 }

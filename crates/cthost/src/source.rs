@@ -71,6 +71,25 @@ impl Root {
         Ok(text)
     }
 
+    /// [`Root::read`] for configuration files that other tools read line
+    /// by line whatever their bytes (systemd-sysctl, kmod): bytes that are
+    /// not UTF-8 become U+FFFD instead of failing the whole file.
+    pub fn read_lossy(&self, path: &str, needs: &'static str) -> Result<String, Unreadable> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        self.open(path, needs)?
+            .take(READ_MAX + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_unreadable(path, needs, &e))?;
+        if bytes.len() as u64 > READ_MAX {
+            return Err(Unreadable {
+                what: path.to_string(),
+                why: Why::Malformed(format!("larger than {} MiB", READ_MAX >> 20)),
+            });
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     pub fn read_u64(&self, path: &str, needs: &'static str) -> Result<u64, Unreadable> {
         let text = self.read(path, needs)?;
         text.trim().parse().map_err(|_| Unreadable {

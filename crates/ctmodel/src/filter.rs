@@ -30,6 +30,8 @@ pub enum FilterError {
         value: String,
         why: &'static str,
     },
+    #[error("filter {clause:?}: unknown state {value:?} (states: {})", crate::proto::reported_states().collect::<Vec<_>>().join(", "))]
+    UnknownState { clause: String, value: String },
 }
 
 const KEYS: &str = "l3, l4, state, flags, zone, mark, nat, src, dst, sport, dport, reply-src, timeout<, timeout>, idle<, idle>";
@@ -216,8 +218,14 @@ impl Filter {
                             .ok_or_else(|| err("expected a protocol name or number"))?,
                     ),
                     "state" => {
-                        if value.is_empty() {
-                            return Err(err("expected a state name such as ESTABLISHED"));
+                        // Validated: a misspelt name would match nothing,
+                        // and negated (`state!=TIME_WAT`) everything, which
+                        // `evict --yes` would then delete.
+                        if !crate::proto::is_reported_state(value) {
+                            return Err(FilterError::UnknownState {
+                                clause: raw.into(),
+                                value: value.into(),
+                            });
                         }
                         Value::State(value.to_ascii_uppercase())
                     }
@@ -487,6 +495,28 @@ mod tests {
             Filter::parse(&["dport=tcp/70000"]),
             Err(FilterError::BadValue { .. })
         ));
+        for bad in [
+            "state=ESTABLISHD",
+            "state!=TIME_WAT",
+            "state=ESTABLISHED,",
+            "state=",
+            "state=NONE",
+        ] {
+            let e = Filter::parse(&[bad]);
+            assert!(matches!(e, Err(FilterError::UnknownState { .. })), "{bad}");
+            let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                msg.contains("SYN_SENT2, CLOSED") && msg.contains("TIME_WAIT"),
+                "{msg}"
+            );
+        }
+        for good in [
+            "state=time_wait,Established",
+            "state!=COOKIE_WAIT",
+            "state=OPEN",
+        ] {
+            assert!(Filter::parse(&[good]).is_ok(), "{good}");
+        }
         for bad in [
             "timeout<",
             "timeout<5x",

@@ -170,6 +170,24 @@ pub const DCCP_STATES: &[&str] = &[
     "INVALID",
 ];
 
+/// Whether `name` (case-insensitive) is a state the kernel reports for some
+/// protocol's entries: a name of [`TCP_STATES`], [`SCTP_STATES`] or
+/// [`DCCP_STATES`] other than `NONE`, the "no state yet" value an entry in
+/// the table is never in.
+pub fn is_reported_state(name: &str) -> bool {
+    reported_states().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// The state names the kernel reports, in table order, each once (TCP, then
+/// the SCTP and DCCP names TCP does not have).
+pub fn reported_states() -> impl Iterator<Item = &'static str> {
+    let all = || TCP_STATES.iter().chain(SCTP_STATES).chain(DCCP_STATES);
+    all()
+        .enumerate()
+        .filter(move |(i, n)| **n != "NONE" && !all().take(*i).any(|m| m == *n))
+        .map(|(_, n)| *n)
+}
+
 /// Protocol state of an entry: the kernel's state number for its L4 protocol.
 /// A state name that a text dump printed but that this code does not know is
 /// kept as `Other` rather than rejected.
@@ -222,5 +240,17 @@ mod tests {
             State::Other("LISTEN".into())
         );
         assert_eq!(L4Proto::Unknown(50).to_string(), "50");
+    }
+
+    #[test]
+    fn reported_states_are_the_tables_without_none() {
+        assert!(is_reported_state("established") && is_reported_state("SYN_SENT2"));
+        assert!(is_reported_state("cookie_echoed") && is_reported_state("PARTOPEN"));
+        assert!(!is_reported_state("ESTABLISHD") && !is_reported_state("NONE"));
+        assert!(!is_reported_state("") && !is_reported_state("LISTEN"));
+        let all: Vec<_> = reported_states().collect();
+        assert_eq!(all.iter().filter(|n| **n == "ESTABLISHED").count(), 1);
+        assert_eq!(all[0], "SYN_SENT");
+        assert_eq!(all.len(), 9 + 8 + 9);
     }
 }

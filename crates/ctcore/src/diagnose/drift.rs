@@ -74,6 +74,12 @@ fn finding(d: &Drift) -> Finding {
             .into_iter()
             .map(|p| format!("persisted/applied: {p}")),
     );
+    if let Some(i) = &d.invalid {
+        evidence.push(format!(
+            "ignored: {}:{} sets {} to a value the kernel rejects ({}), so nothing is applied from it",
+            i.file, i.line, i.key, i.why
+        ));
+    }
     evidence.push(format!("cause: {who}"));
     Finding {
         id: FindingId::Drift(d.key.clone()),
