@@ -205,3 +205,50 @@ fn a_stat_file_without_its_columns_is_unknown_not_zero_drops() {
         );
     }
 }
+
+/// Issue 20 W8: what `logger` writes (any local user can, into syslog) is
+/// not a kernel table-full line.
+#[test]
+fn a_user_space_table_full_line_is_not_the_kernels() {
+    let t = Tree::new("logger", "6.18.44\n", NEW);
+    let (code, v) = t
+        .check_log("Dec  7 13:19:45 web1 nobody[123]: nf_conntrack: table full, dropping packet\n");
+    assert_eq!(
+        finding(&v, "log.table_full").map(|f| f["severity"].clone()),
+        Some("ok".into()),
+        "{v}"
+    );
+    assert_ne!(code, 2, "{v}");
+    let (_, v) =
+        t.check_log("Dec  7 13:19:45 web1 kernel: nf_conntrack: table full, dropping packet\n");
+    assert_ne!(
+        finding(&v, "log.table_full").map(|f| f["severity"].clone()),
+        Some("ok".into()),
+        "{v}"
+    );
+}
+
+/// Issue 20 W7: only an absent nf_conntrack_max means "not loaded"; a
+/// symlink loop is unreadable: UNKNOWN with the path in `unreadable[]`.
+#[test]
+fn a_looping_nf_conntrack_max_is_unknown_not_unused() {
+    // No drops and an empty log: nothing else to warn about.
+    let zero = NEW.lines().next().unwrap_or("").to_string() + "\n" + &"00000000 ".repeat(17) + "\n";
+    let t = Tree::new("loop", "6.18.44\n", &zero);
+    let max = t.0.join("proc/sys/net/netfilter/nf_conntrack_max");
+    let (code, v) = t.check_log("");
+    assert_eq!(code, 0, "the tree without a loop: {v}");
+    std::fs::remove_file(&max).expect("rm max");
+    std::os::unix::fs::symlink("nf_conntrack_max", &max).expect("symlink");
+    let (code, v) = t.check_log("");
+    assert_eq!(code, 3, "{v}");
+    assert!(finding(&v, "conntrack.unused").is_none(), "{v}");
+    assert!(
+        v["unreadable"].to_string().contains("nf_conntrack_max"),
+        "{v}"
+    );
+    std::fs::remove_file(&max).expect("rm loop");
+    let (code, v) = t.check_log("");
+    assert_eq!(code, 0, "{v}");
+    assert!(finding(&v, "conntrack.unused").is_some(), "{v}");
+}
