@@ -148,6 +148,10 @@ pub struct LogScan {
     /// that host's log, never weighed against this host's drop counter.
     /// Bounded by [`MAX_GROUPS`] names; beyond, counted under `""`.
     pub other_hosts: BTreeMap<String, u64>,
+    /// Table-full or `net_ratelimit` texts in lines whose syslog/journal
+    /// tag is not `kernel` (`logger` writes `host nobody[123]: ...`, and
+    /// any local user can): not kernel messages, never counted.
+    pub not_kernel: u64,
 }
 
 impl LogScan {
@@ -199,16 +203,47 @@ static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
         r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\S+) \S+ kernel: (?:\[\s*(\d+\.\d+)\] )?(.*)$",
     )
 });
+/// The tag (program name) of a syslog-format line: RFC 3164 `MON DD
+/// HH:MM:SS HOST TAG[PID]: ` and the same with an RFC 3339 stamp (rsyslog;
+/// `journalctl` short, short-precise, short-iso), `journalctl -o
+/// short-full`, `short-unix` and `short-monotonic` (`[  1.5] HOST TAG: `),
+/// and RFC 5424's APP-NAME. Only `kernel` is the kernel; plain dmesg and
+/// /dev/kmsg records have no tag and are the kernel's by construction. A
+/// host never contains `:` (so `[1.0] nf_conntrack: nf_conntrack: ...`
+/// is dmesg), and dmesg's iso stamp has a `,` (`--time-format iso`).
+static TAGS: LazyLock<[Regex; 5]> = LazyLock::new(|| {
+    [
+        re(
+            r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT[^\s,]+) [^\s:]+ ([^\s:\[]+)(?:\[\d*\])?: ",
+        ),
+        re(
+            r"^[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ [^\s:]+ ([^\s:\[]+)(?:\[\d*\])?: ",
+        ),
+        re(r"^\d{9,}(?:\.\d+)? [^\s:]+ ([^\s:\[]+)(?:\[\d*\])?: "),
+        re(r"^\[\s*\d+\.\d+\] [^\s:]+ ([^\s:\[]+)(?:\[\d*\])?: "),
+        re(r"^<\d+>1 \S+ \S+ (\S+) "),
+    ]
+});
+
+/// Whether a line's syslog/journal tag names a program other than the
+/// kernel ([`TAGS`]): its text is that program's, whatever it says.
+pub fn user_space(line: &str) -> bool {
+    TAGS.iter()
+        .find_map(|r| r.captures(line).and_then(|c| c.get(1)))
+        .is_some_and(|tag| tag.as_str() != "kernel")
+}
+
 /// The host a syslog (`Dec  5 10:00:00 host kernel:`; `journalctl -k`
 /// short, short-precise and short-iso print the same), `journalctl -o
-/// short-full` / `short-unix` or RFC 5424 line names.
-static HOSTS: LazyLock<[Regex; 4]> = LazyLock::new(|| {
+/// short-full` / `short-unix` / `short-monotonic` or RFC 5424 line names.
+static HOSTS: LazyLock<[Regex; 5]> = LazyLock::new(|| {
     [
         re(
             r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\S+) (\S+) kernel: ",
         ),
         re(r"^[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ (\S+) kernel: "),
         re(r"^\d{9,}(?:\.\d+)? (\S+) kernel: "),
+        re(r"^\[\s*\d+\.\d+\] (\S+) kernel: "),
         re(r"^<\d+>1 \S+ (\S+) "),
     ]
 });
@@ -490,6 +525,11 @@ impl Scanner {
         if self.out.first.is_none() {
             self.out.first = stamp();
         }
+        if (FULL.is_match(msg) || RATELIMIT.is_match(msg)) && user_space(line) {
+            self.out.not_kernel += 1;
+            self.previous = None;
+            return;
+        }
         if let Some(c) = FULL.captures(msg) {
             if let Some(this) = self.host.as_deref()
                 && let Some(other) = line_host(line).filter(|h| !same_host(h, this))
@@ -588,6 +628,9 @@ impl Scanner {
 /// whoever logged it: the limit is global, so a scan of one namespace's
 /// lines may also want the count of all.
 pub fn suppressed_callbacks(line: &str) -> Option<u64> {
+    if user_space(line) {
+        return None;
+    }
     let (_, msg) = split(line.trim_end());
     RATELIMIT.captures(msg)?[1].parse().ok()
 }
@@ -1130,5 +1173,57 @@ Dec  5 10:00:02 web1 kernel: nf_conntrack: table full, dropping packet
         assert_eq!(line_host("Dec  5 10:00:00 h1 kernel: x"), Some("h1"));
         assert_eq!(line_host("[ 1.0] x"), None);
         assert!(same_host("WEB1", "web1.example.com") && !same_host("web10", "web1"));
+    }
+
+    /// Issue 20 W8: what `logger` writes (any local user) is not the
+    /// kernel's, in every tagged format; dmesg and kmsg stay the kernel's.
+    #[test]
+    fn user_space_lines_are_not_kernel_table_full_lines() {
+        let msg = "nf_conntrack: table full, dropping packet";
+        let user = [
+            format!("Dec  7 13:19:45 vm nobody[123]: {msg}"),
+            format!("Dec  7 13:19:45 vm nobody: {msg}"),
+            format!("Dec 07 13:19:45.123456 vm logger[9]: {msg}"),
+            format!("2026-12-07T13:19:45+0000 vm nobody[123]: {msg}"),
+            format!("Mon 2026-12-07 13:19:45 UTC vm nobody[123]: {msg}"),
+            format!("1796649585.5 vm nobody[123]: {msg}"),
+            format!("[  123.456789] vm nobody[123]: {msg}"),
+            format!("<13>1 2026-12-07T13:19:45Z vm nobody 123 - - {msg}"),
+            "Dec  7 13:19:46 vm nobody[123]: net_ratelimit: 99 callbacks suppressed".into(),
+        ];
+        let s = scan(user.iter().map(String::as_str));
+        assert_eq!(s.total_full(), 0, "{s:?}");
+        assert_eq!(s.not_kernel, 9);
+        assert_eq!(suppressed_callbacks(&user[8]), None);
+        let kernel = [
+            format!("Dec  7 13:19:45 vm kernel: {msg}"),
+            format!("Dec 07 13:19:45.123456 vm kernel: {msg}"),
+            format!("2026-12-07T13:19:45+0000 vm kernel: [ 12.5] {msg}"),
+            format!("Mon 2026-12-07 13:19:45 UTC vm kernel: {msg}"),
+            format!("1796649585.5 vm kernel: {msg}"),
+            format!("[  123.456789] vm kernel: {msg}"),
+            format!("<4>1 2026-12-07T13:19:45Z vm kernel - - - {msg}"),
+            format!("[  123.456789] nf_conntrack: {msg}"),
+            format!("<4>[  123.456789] {msg}"),
+            format!("kern  :warn  : [  123.456789] {msg}"),
+            format!("2026-12-07T13:19:45,123456+00:00 nf_conntrack: {msg}"),
+            format!("4,1234,123456789,-;{msg}"),
+        ];
+        let s = scan(kernel.iter().map(String::as_str));
+        assert_eq!((s.total_full(), s.not_kernel), (12, 0), "{s:?}");
+        assert!(kernel.iter().all(|l| !user_space(l)));
+    }
+
+    /// `journalctl -o short-monotonic` names its host: another host's
+    /// lines are that host's log.
+    #[test]
+    fn short_monotonic_names_its_host() {
+        let line = "[  123.456789] web2 kernel: nf_conntrack: table full, dropping packet";
+        assert_eq!(line_host(line), Some("web2"));
+        let mut s = Scanner::for_host(Context::default(), Some("web1"));
+        s.line(line);
+        let s = s.finish();
+        assert_eq!((s.total_full(), s.other_hosts.get("web2")), (0, Some(&1)));
+        assert_eq!(line_host("[  123.456789] nf_conntrack: x"), None);
     }
 }

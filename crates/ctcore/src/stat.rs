@@ -1,7 +1,10 @@
 //! /proc/net/stat/nf_conntrack: one `%08x` row per possible CPU under a
 //! header naming the columns (which changed across kernels, so the header
 //! is read, never assumed). The `entries` column is the namespace total
-//! repeated on every row: it is taken once, not summed.
+//! repeated on every row: it is taken once, not summed. A file without
+//! the counters every kernel since 2.6 prints ([`REQUIRED`]), without CPU
+//! rows, or naming a column twice is malformed: a counter never read is
+//! unknown, not 0.
 
 use std::collections::BTreeMap;
 
@@ -13,10 +16,20 @@ pub struct StatTable {
     pub counters: BTreeMap<String, u64>,
 }
 
+/// Columns every kernel's header has had (2.6 to 6.18, KERNEL.md
+/// sections 9 and 14), and the ones `check` judges drops by.
+pub const REQUIRED: [&str; 4] = ["entries", "insert_failed", "drop", "early_drop"];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StatError {
     #[error("empty file")]
     Empty,
+    #[error("header has no {0} column (header: {1:?})")]
+    Missing(String, String),
+    #[error("header names column {0} twice")]
+    Duplicate(String),
+    #[error("no CPU rows under the header")]
+    NoRows,
     #[error("row {row}: {why}")]
     Row { row: usize, why: String },
 }
@@ -28,6 +41,15 @@ pub fn parse_stat(text: &str) -> Result<StatTable, StatError> {
         .ok_or(StatError::Empty)?
         .split_whitespace()
         .collect();
+    let joined = header.join(" ");
+    for (i, name) in header.iter().enumerate() {
+        if header[..i].contains(name) {
+            return Err(StatError::Duplicate((*name).to_string()));
+        }
+    }
+    if let Some(m) = REQUIRED.iter().find(|r| !header.contains(r)) {
+        return Err(StatError::Missing((*m).to_string(), joined));
+    }
     let mut t = StatTable::default();
     for (i, line) in lines.enumerate() {
         let values: Vec<&str> = line.split_whitespace().collect();
@@ -52,6 +74,9 @@ pub fn parse_stat(text: &str) -> Result<StatTable, StatError> {
             }
         }
     }
+    if t.cpus == 0 {
+        return Err(StatError::NoRows);
+    }
     Ok(t)
 }
 
@@ -66,7 +91,7 @@ mod tests {
         assert_eq!(t.counters.get("drop"), Some(&0));
         assert!(t.counters.contains_key("search_restart"));
         let t = parse_stat(
-            "entries drop early_drop\n0000000a 00000001 000000ff\n0000000a 00000002 00000001\n",
+            "entries insert_failed drop early_drop\n0000000a 0 00000001 000000ff\n0000000a 0 00000002 00000001\n",
         )
         .expect("parses");
         assert_eq!(t.entries, Some(10));
@@ -77,7 +102,9 @@ mod tests {
     #[test]
     fn per_cpu_sums_saturate_instead_of_wrapping() {
         let t =
-            parse_stat("entries drop\n0 ffffffffffffffff\n0 ffffffffffffffff\n").expect("parses");
+            parse_stat(
+            "entries insert_failed drop early_drop\n0 0 ffffffffffffffff 0\n0 0 ffffffffffffffff 0\n",
+        ).expect("parses");
         assert_eq!(t.counters["drop"], u64::MAX);
     }
 
@@ -109,7 +136,10 @@ mod tests {
         assert_eq!(c.error, Some(0));
         assert_eq!(c.search_restart, Some(6));
         // Any order, unknown columns kept by name.
-        let t = parse_stat("future drop entries chainlength\n1 2 3 4\n1 0 3 1\n").expect("parses");
+        let t = parse_stat(
+            "future drop entries chainlength early_drop insert_failed\n1 2 3 4 0 0\n1 0 3 1 0 0\n",
+        )
+        .expect("parses");
         assert_eq!(t.entries, Some(3));
         assert_eq!(t.counters["future"], 2);
         assert_eq!(t.counters["drop"], 2);
@@ -122,7 +152,38 @@ mod tests {
     #[test]
     fn malformed() {
         assert_eq!(parse_stat(""), Err(StatError::Empty));
-        assert!(parse_stat("entries drop\n1\n").is_err());
-        assert!(parse_stat("entries drop\nzz 1\n").is_err());
+        let h = "entries insert_failed drop early_drop";
+        assert!(parse_stat(&format!("{h}\n1\n")).is_err());
+        assert!(parse_stat(&format!("{h}\nzz 1 0 0\n")).is_err());
+    }
+
+    /// Issue 20 W6: files that would have read as "drop=0".
+    #[test]
+    fn missing_duplicate_or_rowless_is_malformed_not_zero() {
+        let full = "entries insert_failed drop early_drop";
+        assert_eq!(
+            parse_stat("entries found new\n1 2 3\n"),
+            Err(StatError::Missing(
+                "insert_failed".into(),
+                "entries found new".into()
+            ))
+        );
+        assert!(matches!(
+            parse_stat("ENTRIES DROP\n1 2\n"),
+            Err(StatError::Missing(..))
+        ));
+        assert!(matches!(parse_stat("foo\n"), Err(StatError::Missing(..))));
+        assert_eq!(parse_stat(&format!("{full}\n")), Err(StatError::NoRows));
+        assert_eq!(
+            parse_stat("entries drop drop\n00000001 00000005 00000001\n"),
+            Err(StatError::Duplicate("drop".into()))
+        );
+        assert_eq!(
+            parse_stat(&format!("{full} drop\n1 0 0 0 0\n")),
+            Err(StatError::Duplicate("drop".into()))
+        );
+        // Every layout the kernel has printed still parses.
+        let t = parse_stat(&format!("{full}\n1 0 2 0\n")).expect("parses");
+        assert_eq!((t.cpus, t.counters["drop"]), (1, 2));
     }
 }

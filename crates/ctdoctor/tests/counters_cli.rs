@@ -100,9 +100,10 @@ fn chainlength_is_chaintoolong_on_6_18_and_delete_list_is_not_on_4_19() {
     let t = Tree::new("old", "4.19.0\n", OLD);
     let (_, v) = t.check(&[]);
     assert!(finding(&v, "counters.chaintoolong").is_none(), "{v}");
-    // `searched` (3) is not clash_resolve: unknown to this kernel, so 0.
+    // `searched` (3) is not clash_resolve: this kernel does not report
+    // either counter, so both are unknown, not 0.
     assert!(
-        evidence(&v, "counters.drop").contains("chaintoolong=0 clash_resolve=0"),
+        evidence(&v, "counters.drop").contains("chaintoolong=unknown clash_resolve=unknown"),
         "{v}"
     );
 }
@@ -164,4 +165,90 @@ fn chains_at_max_near_the_limit_warn_by_kernel_version() {
     t.put("proc/sys/kernel/osrelease", "6.18.44\n");
     let (_, v) = t.check(&[]);
     assert!(finding(&v, "table.chain_limit").is_none(), "{v}");
+}
+
+/// Issue 20 W6: a stat file without the drop columns, without CPU rows,
+/// or naming a column twice is malformed and the drops unknown, never
+/// "no packets dropped (drop counter is 0)".
+#[test]
+fn a_stat_file_without_its_columns_is_unknown_not_zero_drops() {
+    let t = Tree::new("malformed", "6.18.44\n", NEW);
+    for (stat, why) in [
+        (
+            "entries found new\n00000001 00000002 00000003\n",
+            "no insert_failed column",
+        ),
+        ("ENTRIES DROP\n00000001 00000002\n", "no entries column"),
+        ("foo\n", "no entries column"),
+        ("entries insert_failed drop early_drop\n", "no CPU rows"),
+        (
+            "entries drop drop\n00000001 00000005 00000001\n",
+            "column drop twice",
+        ),
+    ] {
+        t.put("proc/net/stat/nf_conntrack", stat);
+        let (_, v) = t.check(&[]);
+        let f = finding(&v, "counters.drop").expect("counters.drop");
+        assert_eq!(f["severity"], "info", "{stat:?}: {f}");
+        assert!(
+            f["title"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("drop counter unknown"),
+            "{stat:?}: {f}"
+        );
+        assert!(f["evidence"].to_string().contains(why), "{stat:?}: {f}");
+        let unreadable = v["unreadable"].to_string();
+        assert!(
+            unreadable.contains("/proc/net/stat/nf_conntrack") && unreadable.contains(why),
+            "{stat:?}: {unreadable}"
+        );
+    }
+}
+
+/// Issue 20 W8: what `logger` writes (any local user can, into syslog) is
+/// not a kernel table-full line.
+#[test]
+fn a_user_space_table_full_line_is_not_the_kernels() {
+    let t = Tree::new("logger", "6.18.44\n", NEW);
+    let (code, v) = t
+        .check_log("Dec  7 13:19:45 web1 nobody[123]: nf_conntrack: table full, dropping packet\n");
+    assert_eq!(
+        finding(&v, "log.table_full").map(|f| f["severity"].clone()),
+        Some("ok".into()),
+        "{v}"
+    );
+    assert_ne!(code, 2, "{v}");
+    let (_, v) =
+        t.check_log("Dec  7 13:19:45 web1 kernel: nf_conntrack: table full, dropping packet\n");
+    assert_ne!(
+        finding(&v, "log.table_full").map(|f| f["severity"].clone()),
+        Some("ok".into()),
+        "{v}"
+    );
+}
+
+/// Issue 20 W7: only an absent nf_conntrack_max means "not loaded"; a
+/// symlink loop is unreadable: UNKNOWN with the path in `unreadable[]`.
+#[test]
+fn a_looping_nf_conntrack_max_is_unknown_not_unused() {
+    // No drops and an empty log: nothing else to warn about.
+    let zero = NEW.lines().next().unwrap_or("").to_string() + "\n" + &"00000000 ".repeat(17) + "\n";
+    let t = Tree::new("loop", "6.18.44\n", &zero);
+    let max = t.0.join("proc/sys/net/netfilter/nf_conntrack_max");
+    let (code, v) = t.check_log("");
+    assert_eq!(code, 0, "the tree without a loop: {v}");
+    std::fs::remove_file(&max).expect("rm max");
+    std::os::unix::fs::symlink("nf_conntrack_max", &max).expect("symlink");
+    let (code, v) = t.check_log("");
+    assert_eq!(code, 3, "{v}");
+    assert!(finding(&v, "conntrack.unused").is_none(), "{v}");
+    assert!(
+        v["unreadable"].to_string().contains("nf_conntrack_max"),
+        "{v}"
+    );
+    std::fs::remove_file(&max).expect("rm loop");
+    let (code, v) = t.check_log("");
+    assert_eq!(code, 0, "{v}");
+    assert!(finding(&v, "conntrack.unused").is_some(), "{v}");
 }

@@ -398,7 +398,12 @@ pub fn gather(opts: &Options) -> Facts {
             .ok()
             .map(|s| s.trim().to_string()),
         netns_inode: namespaces::current_inode(),
-        conntrack_loaded: root.exists(&format!("{NF}/nf_conntrack_max")),
+        // Only an absent nf_conntrack_max means not loaded: any other
+        // error (a loop, an unsearchable directory) leaves it loaded, and
+        // its unreadable count and max make the verdict UNKNOWN.
+        conntrack_loaded: root
+            .present(&format!("{NF}/nf_conntrack_max"))
+            .unwrap_or(true),
         now: opts
             .host
             .now()

@@ -101,6 +101,18 @@ impl Root {
     pub fn exists(&self, path: &str) -> bool {
         self.path(path).exists()
     }
+
+    /// Whether `path` is there: `false` only when it is absent (ENOENT);
+    /// any other failure (a symlink
+    /// loop, a directory that cannot be searched) is "not known", never
+    /// "absent".
+    pub fn present(&self, path: &str) -> io::Result<bool> {
+        match std::fs::metadata(self.path(path)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Open `path` for reading if it is a regular file, with its metadata;

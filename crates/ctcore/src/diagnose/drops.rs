@@ -3,6 +3,7 @@
 //! dated against `--recent` (is it happening now?).
 
 use super::*;
+use crate::facts::{Counters, Why};
 use crate::kernel_log::{TableFull, Tally};
 
 /// Whether a line logged at `at` is younger than `--recent`; a line whose
@@ -188,17 +189,27 @@ pub(super) fn drops_dated(
 }
 
 pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
-    let Some(c) = &f.counters else { return vec![] };
+    let Some(c) = &f.counters else {
+        return unknown_counters(f, None);
+    };
     let get = |k: &str| c.values.get(k).copied().unwrap_or(0);
+    // Evidence: a counter the source did not report is unknown, not 0.
+    let show = |k: &str| {
+        c.values
+            .get(k)
+            .map_or_else(|| "unknown".to_string(), u64::to_string)
+    };
     let rate = |k: &str| f.rates.as_ref().and_then(|r| r.get(k).copied());
     let mut out = Vec::new();
-    let drop = get("drop");
+    let Some(&drop) = c.values.get("drop") else {
+        return unknown_counters(f, Some(c));
+    };
     let mut evidence = vec![format!(
         "drop={drop} early_drop={} insert_failed={} chaintoolong={} clash_resolve={} (summed over CPUs, from {})",
-        get("early_drop"),
-        get("insert_failed"),
-        get("chaintoolong"),
-        get("clash_resolve"),
+        show("early_drop"),
+        show("insert_failed"),
+        show("chaintoolong"),
+        show("clash_resolve"),
         c.source
     )];
     if let (Some(r), Some(secs)) = (rate("drop"), f.interval_secs) {
@@ -261,6 +272,41 @@ pub(super) fn counters(f: &Facts, s: &Summary, t: &Thresholds) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// Sources of the per-CPU counters, as [`Facts::unreadable`] names them.
+const COUNTER_SOURCES: [&str; 2] = ["ctnetlink per-CPU stats", "/proc/net/stat/nf_conntrack"];
+
+/// The drop counter could not be read (no source, or one without a `drop`
+/// counter): INFO "unknown", never OK (issue 20 W6). Nothing at all when
+/// no counter source was tried (conntrack not in use).
+fn unknown_counters(f: &Facts, c: Option<&Counters>) -> Vec<Finding> {
+    let mut evidence: Vec<String> = f
+        .unreadable
+        .iter()
+        .filter(|u| COUNTER_SOURCES.contains(&u.what.as_str()))
+        .map(|u| format!("{u}"))
+        .collect();
+    if let Some(c) = c {
+        evidence.insert(0, format!("{} reports no drop counter", c.source));
+    } else if evidence.is_empty() {
+        return vec![];
+    }
+    let denied = f
+        .unreadable
+        .iter()
+        .any(|u| COUNTER_SOURCES.contains(&u.what.as_str()) && matches!(u.why, Why::Permission(_)));
+    vec![Finding {
+        id: FindingId::CountersDrop,
+        severity: Severity::Info,
+        title: "drop counter unknown: whether packets were dropped for a full table cannot be told (see unreadable)".into(),
+        evidence,
+        fix: if denied {
+            vec!["run as root: ctnetlink's per-CPU stats need CAP_NET_ADMIN".into()]
+        } else {
+            vec![]
+        },
+    }]
 }
 
 pub(super) fn ns_label(f: &Facts, inode: Option<u64>) -> String {

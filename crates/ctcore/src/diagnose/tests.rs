@@ -1085,3 +1085,40 @@ fn per_netns_max_both_layouts() {
     assert_eq!(json["per_netns_max"], "not supported");
     assert_eq!(json["namespaces"][1]["max"], 262_144);
 }
+
+/// Issue 20 W6: a counter source without `drop`, or none readable, is
+/// "unknown", never "no packets dropped".
+#[test]
+fn unreadable_or_dropless_counters_are_unknown_not_ok() {
+    let mut f = healthy();
+    f.counters = Some(Counters {
+        source: "/proc/net/stat/nf_conntrack".into(),
+        values: [("found".into(), 1)].into(),
+    });
+    let r1 = diagnose(&f, &Thresholds::default());
+    let d = find(&r1, "counters.drop");
+    assert_eq!(d.severity, Severity::Info, "{d:?}");
+    assert!(d.title.starts_with("drop counter unknown"), "{}", d.title);
+    f.counters = None;
+    f.unreadable.push(Unreadable {
+        what: "/proc/net/stat/nf_conntrack".into(),
+        why: crate::facts::Why::Malformed("header names column drop twice".into()),
+    });
+    let r2 = diagnose(&f, &Thresholds::default());
+    let d = find(&r2, "counters.drop");
+    assert_eq!(d.severity, Severity::Info);
+    assert!(d.evidence[0].contains("twice"), "{:?}", d.evidence);
+    // A missing counter beside a known drop is shown as unknown.
+    f.counters = Some(Counters {
+        source: "t".into(),
+        values: [("drop".into(), 0)].into(),
+    });
+    let r3 = diagnose(&f, &Thresholds::default());
+    let d = find(&r3, "counters.drop");
+    assert_eq!(d.severity, Severity::Ok);
+    assert!(
+        d.evidence[0].starts_with("drop=0 early_drop=unknown insert_failed=unknown"),
+        "{:?}",
+        d.evidence
+    );
+}
