@@ -56,25 +56,24 @@ impl Root {
     /// The text of a small file (a sysctl, slabinfo, meminfo, a process's
     /// comm): at most [`READ_MAX`] bytes, refused past that.
     pub fn read(&self, path: &str, needs: &'static str) -> Result<String, Unreadable> {
-        use std::io::Read;
-        let mut text = String::new();
-        self.open(path, needs)?
-            .take(READ_MAX + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| io_unreadable(path, needs, &e))?;
-        if text.len() as u64 > READ_MAX {
-            return Err(Unreadable {
-                what: path.to_string(),
-                why: Why::Malformed(format!("larger than {} MiB", READ_MAX >> 20)),
-            });
-        }
-        Ok(text)
+        String::from_utf8(self.read_bytes(path, needs)?).map_err(|_| {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            );
+            io_unreadable(path, needs, &e)
+        })
     }
 
     /// [`Root::read`] for configuration files that other tools read line
     /// by line whatever their bytes (systemd-sysctl, kmod): bytes that are
     /// not UTF-8 become U+FFFD instead of failing the whole file.
     pub fn read_lossy(&self, path: &str, needs: &'static str) -> Result<String, Unreadable> {
+        Ok(String::from_utf8_lossy(&self.read_bytes(path, needs)?).into_owned())
+    }
+
+    /// The bytes of a small file: at most [`READ_MAX`], refused past that.
+    fn read_bytes(&self, path: &str, needs: &'static str) -> Result<Vec<u8>, Unreadable> {
         use std::io::Read;
         let mut bytes = Vec::new();
         self.open(path, needs)?
@@ -87,7 +86,7 @@ impl Root {
                 why: Why::Malformed(format!("larger than {} MiB", READ_MAX >> 20)),
             });
         }
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Ok(bytes)
     }
 
     pub fn read_u64(&self, path: &str, needs: &'static str) -> Result<u64, Unreadable> {
@@ -121,11 +120,7 @@ impl Root {
 /// check is made on the open descriptor, so nothing can be swapped in
 /// between.
 pub fn open_regular(path: &Path) -> io::Result<Option<(std::fs::File, std::fs::Metadata)>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
+    let f = ctnetlink::netns::open_nonblocking(path)?;
     let meta = f.metadata()?;
     Ok(meta.is_file().then_some((f, meta)))
 }

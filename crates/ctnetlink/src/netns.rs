@@ -6,9 +6,9 @@
 //! device left in /run/netns must not hang a command or the exporter) and
 //! only if it is a regular file, as nsfs files and their bind mounts are.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sched::{CloneFlags, setns};
 
@@ -26,6 +26,18 @@ pub fn path(spec: &str) -> PathBuf {
     }
 }
 
+/// Open `path` for reading without blocking: O_NONBLOCK (opening a FIFO
+/// for reading would wait for a writer forever), O_NOCTTY (a terminal
+/// device never becomes ours); std adds O_CLOEXEC. The one way a file that
+/// someone else could have replaced is opened (namespace files here,
+/// cthost's /proc, /sys and configuration reads); callers check its type.
+pub fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
 /// Move the calling thread into the network namespace `spec`.
 pub fn enter(spec: &str) -> Result<(), Error> {
     let p = path(spec);
@@ -38,14 +50,7 @@ pub fn enter(spec: &str) -> Result<(), Error> {
             "empty namespace (a name from `ip netns list`, a PID, or a path)".into(),
         ));
     }
-    // O_NONBLOCK: opening a FIFO for reading would wait for a writer
-    // forever; O_NOCTTY: a terminal device never becomes ours. std adds
-    // O_CLOEXEC.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&p)
-        .map_err(|e| match e.kind() {
+    let file = open_nonblocking(&p).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => err(format!(
             "{} does not exist (name from `ip netns list`, a PID, or a path to a namespace file)",
             p.display()
