@@ -107,6 +107,23 @@ pub struct Scrapes {
     pub latency: Latency,
 }
 
+impl Scrapes {
+    /// Count one scrape that took `took` seconds, keeping its time.
+    fn record(&mut self, took: f64, r: Result<()>, times: &mut Vec<f64>) {
+        self.count += 1;
+        times.push(took);
+        match r {
+            Ok(()) => self.ok += 1,
+            Err(e) => {
+                self.failed += 1;
+                if self.errors.len() < 10 {
+                    self.errors.push(format!("after {took:.3} s: {e}"));
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Held {
     pub opened: u64,
@@ -611,21 +628,7 @@ fn scrape_loop(plan: &Plan, stop: &AtomicBool) -> Scrapes {
     while Instant::now() < end && !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
         let r = scrape(plan);
-        let took = t.elapsed().as_secs_f64();
-        out.count += 1;
-        match r {
-            Ok(()) => {
-                out.ok += 1;
-                times.push(took);
-            }
-            Err(e) => {
-                out.failed += 1;
-                times.push(took);
-                if out.errors.len() < 10 {
-                    out.errors.push(format!("after {took:.3} s: {e}"));
-                }
-            }
-        }
+        out.record(t.elapsed().as_secs_f64(), r, &mut times);
         next += plan.scrape_every;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
@@ -671,8 +674,46 @@ fn scrape(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Peak RSS, high-water mark and descriptors of `pid`, sampled every 200 ms.
-fn watch(pid: u32, stop: &AtomicBool) -> Server {
+/// `rounds` bursts of `concurrency` scrapes at once (each its own thread
+/// and fresh connection, as many Prometheus servers scraping one node),
+/// one burst every `every`, with the plan's target, path and timeout.
+/// Every scrape is timed, failed ones too.
+pub fn bursts(plan: &Plan, concurrency: usize, rounds: usize, every: Duration) -> Scrapes {
+    let mut out = Scrapes::default();
+    let mut times = Vec::new();
+    let mut next = Instant::now();
+    for _ in 0..rounds {
+        let results: Vec<(f64, Result<()>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    s.spawn(|| {
+                        let t = Instant::now();
+                        let r = scrape(plan);
+                        (t.elapsed().as_secs_f64(), r)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| (0.0, Err(anyhow::anyhow!("scraper panicked"))))
+                })
+                .collect()
+        });
+        for (took, r) in results {
+            out.record(took, r, &mut times);
+        }
+        next += every;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    out.latency = Latency::of(times);
+    out
+}
+
+/// Peak RSS, high-water mark and descriptors of `pid`, sampled every 200 ms
+/// until `stop` is set.
+pub fn watch(pid: u32, stop: &AtomicBool) -> Server {
     let mut s = Server::default();
     while !stop.load(Ordering::Relaxed) {
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {

@@ -5,6 +5,7 @@
 //! ([`require_root!`]). Never touches the initial namespace's table.
 
 pub mod abuse;
+pub mod churn;
 pub mod host;
 pub mod mix;
 pub mod netns;

@@ -66,12 +66,43 @@ fn main() -> Result<()> {
         }
         Some("flush") => ct.flush()?,
         Some("listen") => listen(args.get(1).context("listen SECONDS")?.parse()?)?,
+        Some("churn") => {
+            let usage = "churn RATE SECONDS TIMEOUT [SEED]";
+            let num = |i: usize| -> Result<f64> { Ok(args.get(i).context(usage)?.parse::<f64>()?) };
+            let plan = ctlab::churn::Churn {
+                rate: num(1)?,
+                duration: std::time::Duration::try_from_secs_f64(num(2)?)?,
+                timeout: args.get(3).context(usage)?.parse()?,
+                seed: args.get(4).map_or(Ok(1_000_003), |s| s.parse())?,
+            };
+            println!("{}", serde_json::to_string(&ctlab::churn::run(&plan)?)?);
+        }
+        Some("scrape") => scrape(&args[1..])?,
         _ => {
             bail!(
-                "usage: ctlab populate N [SEED] | fill N [assured|unassured] | bare-dump | flush | listen SECONDS"
+                "usage: ctlab populate N [SEED] | fill N [assured|unassured] | bare-dump | flush | listen SECONDS | churn RATE SECONDS TIMEOUT [SEED] | scrape ADDR CONCURRENCY ROUNDS EVERY_MS | abuse ADDR [--flag N]..."
             )
         }
     }
+    Ok(())
+}
+
+/// `ctlab scrape ADDR CONCURRENCY ROUNDS EVERY_MS`: bursts of concurrent
+/// GET /metrics, one burst every EVERY_MS; prints the scrapes as JSON.
+fn scrape(args: &[String]) -> Result<()> {
+    let usage = "scrape ADDR CONCURRENCY ROUNDS EVERY_MS";
+    let [addr, concurrency, rounds, every] = args else {
+        bail!("usage: ctlab {usage}");
+    };
+    let plan = ctlab::abuse::Plan::full(addr.parse().context("ADDR")?);
+    let every = std::time::Duration::from_millis(every.parse().context("EVERY_MS")?);
+    let s = ctlab::abuse::bursts(
+        &plan,
+        concurrency.parse().context("CONCURRENCY")?,
+        rounds.parse().context("ROUNDS")?,
+        every,
+    );
+    println!("{}", serde_json::to_string(&s)?);
     Ok(())
 }
 
