@@ -146,7 +146,8 @@ fn dashboard_is_importable_and_every_panel_has_queries() {
         }
     }
     // The issue's list: fill, entries vs limit, drop/early_drop, state mix,
-    // top sources, per-netns, time to full, scrape duration.
+    // top sources, per-netns, time to full, scrape duration; issue 19's
+    // forecast vs count and top creators (new flows/s).
     let all: String = panel_queries(&d)
         .into_iter()
         .map(|(_, q)| q)
@@ -162,6 +163,11 @@ fn dashboard_is_importable_and_every_panel_has_queries() {
         "ctdoctor_netns_entries",
         "ctdoctor_time_to_full_seconds",
         "ctdoctor_forecast_steady_state_entries",
+        "ctdoctor_forecast_class_steady_state_entries",
+        "ctdoctor_forecast_source",
+        "ctdoctor_forecast_evidence",
+        "ctdoctor_new_flows_per_second",
+        "ctdoctor_top_creator_new_flows_per_second",
         "ctdoctor_scrape_duration_seconds",
     ] {
         assert!(all.contains(metric), "no panel shows {metric}");
@@ -265,13 +271,28 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 /// Start Prometheus inside the namespace with a 1 s scrape of EXPORTER and
 /// the shipped alert rules, storage under `dir`.
 fn start_prometheus(ns: &Netns, dir: &TempDir) -> Killed {
-    let rules = deploy("prometheus/ctdoctor-alerts.yml");
+    start_prometheus_with(
+        ns,
+        dir,
+        &deploy("prometheus/ctdoctor-alerts.yml"),
+        &[EXPORTER],
+    )
+}
+
+/// Start Prometheus inside the namespace: job "ctdoctor" scraping `targets`
+/// every 1 s, rules evaluated every 1 s from `rules`, storage under `dir`.
+fn start_prometheus_with(ns: &Netns, dir: &TempDir, rules: &Path, targets: &[&str]) -> Killed {
+    let targets = targets
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     dir.put(
         "prometheus.yml",
         &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: ctdoctor\n    static_configs:\n      - targets: ['{EXPORTER}']\n",
+             scrape_configs:\n  - job_name: ctdoctor\n    static_configs:\n      - targets: [{targets}]\n",
             rules.display()
         ),
     );
@@ -331,11 +352,14 @@ fn grafana_expand(q: &str) -> String {
 
 /// Metrics a healthy machine may legitimately lack: kernel log series
 /// appear once a table-full line is seen (in any namespace); the steady
-/// state needs two breakdown dumps; netns series need --all-netns (the stand-in serves them, the real test passes it).
+/// state needs two breakdown dumps; netns series need --all-netns (the stand-in serves them, the real test passes it);
+/// top creators need new flows.
 fn may_be_empty(q: &str) -> bool {
     q.contains("ctdoctor_kernel_log_table_full_total")
         // Needs two breakdown dumps, which the drop test turns off.
         || q.contains("ctdoctor_forecast_steady_state_entries")
+        // No new flow arrives in the known-table test: no creator to rank.
+        || q.contains("ctdoctor_top_creator_new_flows_per_second")
 }
 
 /// Evaluate every dashboard query; each must be a vector, with data unless
@@ -374,26 +398,21 @@ fn check_alert_queries(ns: &Netns) -> (Vec<(String, usize)>, Vec<String>) {
     (seen, bad)
 }
 
-/// A minimal stand-in for the exporter: serves the fixture with the drop
-/// counters rising by 7 per scrape, from a socket bound inside `ns`.
+/// A minimal stand-in for the exporter: from a socket bound to `addr`
+/// inside `ns`, answers every request with `body()` as the exposition.
 struct FakeExporter {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeExporter {
-    fn start(ns: &Netns) -> Self {
+    fn serve(ns: &Netns, addr: &str, body: impl Fn() -> String + Send + 'static) -> Self {
         let listener = ns
-            .run(|| TcpListener::bind(EXPORTER))
+            .run(|| TcpListener::bind(addr))
             .expect("netns")
-            .expect("bind fake exporter");
+            .unwrap_or_else(|e| panic!("bind fake exporter {addr}: {e}"));
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
-        let drops = AtomicU64::new(0);
-        let fixture = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/export/metrics.prom"),
-        )
-        .expect("fixture");
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
@@ -405,8 +424,7 @@ impl FakeExporter {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf);
-                let n = drops.fetch_add(7, Ordering::Relaxed) + 7;
-                let body = fixture.replace("DROP", &n.to_string());
+                let body = body();
                 let _ = write!(
                     s,
                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
@@ -418,6 +436,19 @@ impl FakeExporter {
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// The fixture on EXPORTER with the drop counters rising by 7 per scrape.
+    fn start(ns: &Netns) -> Self {
+        let drops = AtomicU64::new(0);
+        let fixture = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/export/metrics.prom"),
+        )
+        .expect("fixture");
+        Self::serve(ns, EXPORTER, move || {
+            let n = drops.fetch_add(7, Ordering::Relaxed) + 7;
+            fixture.replace("DROP", &n.to_string())
+        })
     }
 }
 
@@ -639,4 +670,159 @@ fn real_kernel_drops_fire_the_critical_alert() {
     // What the page says (README shows it; see with --nocapture).
     eprintln!("{:#}", api(&ns, "/api/v1/alerts")["alerts"]);
     assert!(single_value(&ns, "ctdoctor_stat_drop_total").is_some_and(|d| d >= 1.0));
+}
+
+// ---- the forecast alerts in real Prometheus ----
+
+/// The shipped rules with every `for:` divided by 60 (minutes become
+/// seconds, at least 1 s) so a 1 s evaluation reaches them in seconds;
+/// every other line is the shipped file's own. Panics if no `for:` was
+/// found (the copy would then prove nothing about the shipped durations).
+fn rules_with_short_for(shipped: &str) -> String {
+    let mut changed = 0;
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        match trimmed.strip_prefix("for: ") {
+            Some(d) => {
+                let (n, unit) = d.split_at(d.len() - 1);
+                let n: u64 = n.parse().unwrap_or_else(|_| panic!("for: {d}"));
+                let secs = match unit {
+                    "s" => n,
+                    "m" => n * 60,
+                    "h" => n * 3600,
+                    _ => panic!("for: {d}: unit"),
+                };
+                out.push_str(&format!("{indent}for: {}s\n", (secs / 60).max(1)));
+                changed += 1;
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    assert!(
+        changed >= 5,
+        "only {changed} `for:` lines in the shipped rules"
+    );
+    out
+}
+
+const FILLING: &str = "127.0.0.1:9466";
+const FLAT: &str = "127.0.0.1:9467";
+
+/// The forecast an exporter on ctnetlink events publishes, `elapsed`
+/// seconds into a fill: max 100,000, 10 new long-lived flows/s, the time to
+/// full 3,612 s at start and falling 1 s per second (under 1 h after 12 s,
+/// full after an hour), the steady state far above max.
+fn filling_forecast(elapsed: f64) -> String {
+    let ttf = 3612.0 - elapsed;
+    let entries = 100_000.0 - 10.0 * ttf;
+    format!(
+        "ctdoctor_entries {entries}\nctdoctor_entries_limit 100000\n\
+         ctdoctor_time_to_full_seconds {ttf}\n\
+         ctdoctor_forecast_steady_state_entries 500000\n\
+         ctdoctor_forecast_source{{source=\"events\"}} 1\n\
+         ctdoctor_forecast_evidence{{class=\"tcp/ESTABLISHED\",evidence=\"bounded\"}} 1\n\
+         ctdoctor_new_flows_per_second 10\n"
+    )
+}
+
+/// A flat load on the events forecast: arrivals = departures at 3,000.
+const FLAT_FORECAST: &str = "ctdoctor_entries 3000\nctdoctor_entries_limit 100000\n\
+    ctdoctor_time_to_full_seconds +Inf\n\
+    ctdoctor_forecast_steady_state_entries 3000\n\
+    ctdoctor_forecast_source{source=\"events\"} 1\n\
+    ctdoctor_forecast_evidence{class=\"tcp/TIME_WAIT\",evidence=\"measured\"} 1\n\
+    ctdoctor_new_flows_per_second 50\n";
+
+/// Real Prometheus evaluates the shipped rules (every `for:` shortened
+/// 60-fold, nothing else changed) against a filling and a flat stand-in
+/// exporter: ConntrackTableFullSoon and the steady-state warning fire for
+/// the filling instance, an hour before its table is full, and no alert
+/// is ever pending or firing for the flat one.
+#[test]
+fn real_prometheus_fires_table_full_soon_on_a_fill_never_on_a_flat_load() {
+    ctlab::require_root!();
+    let ns = Netns::create("promdeploy-fcst").expect("netns");
+    let dir = TempDir::new("promdeploy-fcst");
+    let shipped = std::fs::read_to_string(deploy("prometheus/ctdoctor-alerts.yml")).expect("rules");
+    dir.put("rules.yml", &rules_with_short_for(&shipped));
+    let out = promtool(&["check", "rules", dir.p("rules.yml").to_str().expect("utf8")]);
+    assert_ok("promtool check rules (short for:)", &out);
+
+    let t0 = Instant::now();
+    let _filling = FakeExporter::serve(&ns, FILLING, move || {
+        filling_forecast(t0.elapsed().as_secs_f64())
+    });
+    let _flat = FakeExporter::serve(&ns, FLAT, || FLAT_FORECAST.to_string());
+    let mut prom = start_prometheus_with(&ns, &dir, &dir.p("rules.yml"), &[FILLING, FLAT]);
+    wait_for_scrapes(&ns, &mut prom, 2);
+
+    // (alertname, state) of every active alert of `instance`.
+    let active = |instance: &str| -> Vec<(String, String)> {
+        let alerts = api(&ns, "/api/v1/alerts");
+        alerts["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["labels"]["instance"] == instance)
+            .map(|a| {
+                let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+                (s(&a["labels"]["alertname"]), s(&a["state"]))
+            })
+            .collect()
+    };
+    let mut flat_seen = std::collections::BTreeSet::new();
+    let mut ttf_at_fire = None;
+    wait_for(
+        "ConntrackTableFullSoon and the steady-state warning to fire for the filling instance",
+        50,
+        || {
+            prom.assert_running();
+            flat_seen.extend(active(FLAT));
+            let filling = active(FILLING);
+            let firing = |name: &str| filling.iter().any(|(n, s)| n == name && s == "firing");
+            if firing("ConntrackTableFullSoon") && ttf_at_fire.is_none() {
+                ttf_at_fire = single_value(
+                    &ns,
+                    &format!(r#"ctdoctor_time_to_full_seconds{{instance="{FILLING}"}}"#),
+                );
+            }
+            ttf_at_fire.is_some() && firing("CtdoctorConntrackSteadyStateAboveMax")
+        },
+    );
+    // Fired while the table was still most of an hour from full.
+    let ttf = ttf_at_fire.expect("time to full when it fired");
+    eprintln!(
+        "ConntrackTableFullSoon firing {:.1} s after start with {ttf} s to full",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        (3000.0..3600.0).contains(&ttf),
+        "ConntrackTableFullSoon fired with {ttf} s left"
+    );
+    let filling_ratio = single_value(
+        &ns,
+        &format!(
+            r#"ctdoctor_entries{{instance="{FILLING}"}} / ctdoctor_entries_limit{{instance="{FILLING}"}}"#
+        ),
+    )
+    .expect("filling ratio");
+    assert!(filling_ratio < 0.7, "the table is {filling_ratio} full");
+    // The flat load: a few more evaluations, still nothing.
+    for _ in 0..8 {
+        flat_seen.extend(active(FLAT));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        flat_seen.is_empty(),
+        "alerts for the flat load: {flat_seen:?}"
+    );
+    // Both instances were evaluated by the rule (not silent for lack of data).
+    let (_, r) = query(&ns, "ctdoctor_time_to_full_seconds");
+    assert_eq!(r.len(), 2, "both instances scraped: {r:?}");
+    prom.assert_running();
 }
