@@ -5,6 +5,8 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
+use ctcore::workload::GroupRow;
+
 use super::{Group, KeyCount, TopReport};
 
 fn rows_of_map(m: &Map<String, Value>) -> Vec<(String, u64)> {
@@ -13,8 +15,18 @@ fn rows_of_map(m: &Map<String, Value>) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Rows of addresses: an owned one as `name (ip)`.
 fn rows_of_list(v: &[KeyCount]) -> Vec<(String, u64)> {
-    v.iter().map(|kc| (kc.key.clone(), kc.count)).collect()
+    v.iter()
+        .map(|kc| match &kc.workload {
+            Some(w) => (format!("{} ({})", w.name, kc.key), kc.count),
+            None => (kc.key.clone(), kc.count),
+        })
+        .collect()
+}
+
+fn rows_of_groups(v: &[GroupRow]) -> Vec<(String, u64)> {
+    v.iter().map(|r| (r.key.clone(), r.count)).collect()
 }
 
 /// The rows of one grouping, with its title.
@@ -31,6 +43,8 @@ pub fn group_rows(r: &TopReport, g: Group) -> (&'static str, Vec<(String, u64)>)
         Group::Dst => ("top_dst", rows_of_list(&r.top_dst)),
         Group::Dport => ("top_dport", rows_of_list(&r.top_dport)),
         Group::Timeout => ("timeout", rows_of_map(&r.timeout)),
+        Group::Container => ("top_container", rows_of_groups(&r.top_container)),
+        Group::Pod => ("top_pod", rows_of_groups(&r.top_pod)),
     }
 }
 
@@ -48,6 +62,8 @@ fn title(g: Group) -> &'static str {
         Group::Dst => "TOP DESTINATIONS",
         Group::Dport => "TOP DESTINATION PORTS",
         Group::Timeout => "TIMEOUT LEFT",
+        Group::Container => "TOP CONTAINERS (by source)",
+        Group::Pod => "TOP PODS (by source)",
     }
 }
 
