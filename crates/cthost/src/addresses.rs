@@ -55,10 +55,12 @@ pub fn book(root: &Root) -> (AddressBook, Option<String>) {
         }
         book.add(Workload::of(c), addrs);
     }
-    if denied > 0 {
+    // As root a denial is a process guarded on purpose (another user
+    // namespace's, a sandbox): not worth a note on every run.
+    if denied > 0 && !nix::unistd::geteuid().is_root() {
         problems.insert(
             0,
-            format!("the network namespaces of {denied} processes are unreadable (not root?)"),
+            format!("the network namespaces of {denied} processes are unreadable (not root)"),
         );
     }
     let note = (!problems.is_empty()).then(|| {
