@@ -67,8 +67,18 @@ fn title(g: Group) -> &'static str {
     }
 }
 
-fn selected(by: &[Group]) -> &[Group] {
-    if by.is_empty() { &Group::ALL } else { by }
+/// The groupings shown: `--by`'s, else all of them but the per-container
+/// and per-pod ones when no container owns an address (they would repeat
+/// the top sources).
+fn selected(r: &TopReport, by: &[Group]) -> Vec<Group> {
+    if !by.is_empty() {
+        return by.to_vec();
+    }
+    let owned = r.top_container.iter().any(|g| g.workload.is_some());
+    Group::ALL
+        .into_iter()
+        .filter(|g| owned || !matches!(g, Group::Container | Group::Pod))
+        .collect()
 }
 
 pub fn table(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()> {
@@ -97,11 +107,11 @@ pub fn table(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()
         )?;
     }
     let total = r.entries.max(1) as f64;
-    for g in selected(by) {
-        let (_, mut rows) = group_rows(r, *g);
+    for g in selected(r, by) {
+        let (_, mut rows) = group_rows(r, g);
         rows.retain(|(_, c)| *c > 0);
         writeln!(out)?;
-        writeln!(out, "{:<40} {:>10} {:>7}", title(*g), "COUNT", "%")?;
+        writeln!(out, "{:<40} {:>10} {:>7}", title(g), "COUNT", "%")?;
         if rows.is_empty() {
             writeln!(out, "  (none)")?;
         }
@@ -124,8 +134,8 @@ fn csv_field(s: &str) -> String {
 pub fn csv(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "group,key,count")?;
     writeln!(out, "entries,all,{}", r.entries)?;
-    for g in selected(by) {
-        let (title, rows) = group_rows(r, *g);
+    for g in selected(r, by) {
+        let (title, rows) = group_rows(r, g);
         for (k, c) in rows {
             writeln!(out, "{title},{},{c}", csv_field(&k))?;
         }
