@@ -47,6 +47,45 @@ fn fill_netns_of(pid: u32, n: usize) {
     assert_eq!(report.failures(), 0, "{:?}", report.failed);
 }
 
+/// The "node": a namespace, a state directory, the busybox image tar and
+/// a dockerd confined to the namespace with the image imported. (Drop the
+/// dockerd first: it lives in the namespace and the directory.)
+fn docker_node(name: &str) -> (Netns, TempDir, std::path::PathBuf, DockerHost) {
+    let ns = Netns::create(name).expect("netns");
+    let dir = TempDir::new(name);
+    let tar = containers::busybox_tar(&dir.0);
+    let docker = DockerHost::start(&ns, &dir.0);
+    docker.import(&tar);
+    (ns, dir, tar, docker)
+}
+
+/// `check`'s thresholds (percent) in these tests: low enough that a few
+/// hundred entries of the shared max cross them, high enough that a
+/// container with a handful stays OK.
+const WARN: &str = "0.1";
+const CRIT: &str = "0.2";
+
+/// Fill the table of `pid`'s namespace past [`CRIT`] (a share of the
+/// global max: this kernel has no per-namespace max), then run `check
+/// --all-netns --json` in `ns`; the entries inserted and its output.
+fn fill_and_check(ns: &Netns, pid: u32) -> (usize, std::process::Output) {
+    let n = common::global_max() * 3 / 1000 + 1;
+    fill_netns_of(pid, n);
+    let out = ctdoctor_in(
+        ns,
+        &[
+            "check",
+            "--all-netns",
+            "--json",
+            "--warn",
+            WARN,
+            "--crit",
+            CRIT,
+        ],
+    );
+    (n, out)
+}
+
 fn row(rows: &[Value], inode: u64) -> &Value {
     rows.iter()
         .find(|r| r["inode"] == inode)
@@ -57,12 +96,7 @@ fn row(rows: &[Value], inode: u64) -> &Value {
 fn docker_and_podman_containers_are_named_and_judged() {
     ctlab::require_root!();
     let _lock = containers::lock();
-    let ns = Netns::create("ctr").expect("netns");
-    let dir = TempDir::new("ctr");
-    let tar = containers::busybox_tar(&dir.0);
-
-    let docker = DockerHost::start(&ns, &dir.0);
-    docker.import(&tar);
+    let (ns, dir, tar, docker) = docker_node("ctr");
     // Default bridge, a published port (DNAT), CRI labels.
     docker.docker(&[
         "run",
@@ -141,24 +175,9 @@ fn docker_and_podman_containers_are_named_and_judged() {
     // (the kernel here has no per-namespace max), thresholds low enough
     // that a few thousand entries cross them, high enough that the other
     // containers (a handful of entries each) stay OK.
-    let max = common::global_max();
-    let (warn, crit) = ("0.1", "0.2");
-    let n = max * 3 / 1000 + 1;
+    let (warn, crit) = (WARN, CRIT);
     let b_pid = docker.pid("internal-b");
-    fill_netns_of(b_pid, n);
-
-    let out = ctdoctor_in(
-        &ns,
-        &[
-            "check",
-            "--all-netns",
-            "--json",
-            "--warn",
-            warn,
-            "--crit",
-            crit,
-        ],
-    );
+    let (n, out) = fill_and_check(&ns, b_pid);
     let v = common::json(&out);
     assert_eq!(out.status.code(), Some(2), "CRITICAL: {v:#}");
     // Enablers from their real rules, in the namespace they act in.
@@ -510,11 +529,7 @@ fn keys(v: &Value) -> Vec<String> {
 fn the_container_filling_the_table_is_named_everywhere() {
     ctlab::require_root!();
     let _lock = containers::lock();
-    let ns = Netns::create("att").expect("netns");
-    let dir = TempDir::new("att");
-    let tar = containers::busybox_tar(&dir.0);
-    let docker = DockerHost::start(&ns, &dir.0);
-    docker.import(&tar);
+    let (ns, _dir, _tar, docker) = docker_node("att");
     docker.docker(&["network", "create", "--internal", "ctd-att"]);
     for name in ["filler", "quiet"] {
         docker.docker(&[
@@ -656,21 +671,7 @@ fn the_container_filling_the_table_is_named_everywhere() {
 
     // check --all-netns: the filler's own table past --crit (a share of
     // the global max: no per-namespace max on this kernel, as above).
-    let max = common::global_max();
-    let n = max * 3 / 1000 + 1;
-    fill_netns_of(filler, n);
-    let out = ctdoctor_in(
-        &ns,
-        &[
-            "check",
-            "--all-netns",
-            "--json",
-            "--warn",
-            "0.1",
-            "--crit",
-            "0.2",
-        ],
-    );
+    let (_, out) = fill_and_check(&ns, filler);
     let v = common::json(&out);
     assert_eq!(out.status.code(), Some(2), "CRITICAL: {v:#}");
     let inode = netns_inode_of(filler);
