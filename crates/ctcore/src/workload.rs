@@ -93,8 +93,18 @@ impl AddressBook {
     }
 
     pub fn get(&self, ip: IpAddr) -> Option<&Workload> {
-        let i = (*self.by_addr.get(&ip)?)?;
-        self.workloads.get(i)
+        self.workloads.get(self.index(ip)?)
+    }
+
+    /// The position in [`AddressBook::workloads`] of the owner of `ip`
+    /// (for per-entry tallies that should not clone a workload each time).
+    pub fn index(&self, ip: IpAddr) -> Option<usize> {
+        *self.by_addr.get(&ip)?
+    }
+
+    /// Every workload added, in the order first added.
+    pub fn workloads(&self) -> &[Workload] {
+        &self.workloads
     }
 
     /// Addresses that map to a workload.

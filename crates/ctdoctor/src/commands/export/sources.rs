@@ -311,7 +311,7 @@ impl Shared {
                 let secs = previous
                     .as_ref()
                     .map(|(at, _)| t.duration_since(*at).as_secs_f64());
-                c.workloads = book.map(|_| w.view(secs, self.config.workloads));
+                c.workloads = book.map(|b| w.view(&b, secs, self.config.workloads));
                 c.breakdown_ok = Some(true);
                 let (classes, ids) = a.finish(previous.as_ref().map_or(&empty, |(_, ids)| ids));
                 // The dump's start: both ends are measured the same way.

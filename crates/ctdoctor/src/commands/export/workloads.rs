@@ -38,10 +38,11 @@ pub fn book(host: &cthost::Host, n: usize) -> Option<AddressBook> {
     Some(book)
 }
 
-/// One dump's entries and new ids per workload.
+/// One dump's entries and new ids per workload (by its index in the
+/// book: nothing is cloned per entry).
 #[derive(Debug, Default)]
 pub struct Tally {
-    per: BTreeMap<Workload, (u64, u64)>,
+    per: BTreeMap<usize, (u64, u64)>,
     unowned: (u64, u64),
 }
 
@@ -51,22 +52,27 @@ impl Tally {
     pub fn add(&mut self, book: &AddressBook, previous: &Ids, e: &Entry) {
         let src = Keys::of(e).src;
         let new = u64::from(flow_id(e).is_some_and(|id| !previous.contains(id)));
-        let slot = match book.get(src) {
-            Some(w) => self.per.entry(w.clone()).or_default(),
+        let slot = match book.index(src) {
+            Some(i) => self.per.entry(i).or_default(),
             None => &mut self.unowned,
         };
         slot.0 += 1;
         slot.1 += new;
     }
 
-    /// The ranked view; `seconds` between this dump and the previous one
-    /// (None on the first dump: no rate yet).
-    pub fn view(self, seconds: Option<f64>, n: usize) -> View {
+    /// The ranked view of the workloads of `book` (the one the entries
+    /// were counted with); `seconds` between this dump and the previous
+    /// one (None on the first dump: no rate yet).
+    pub fn view(self, book: &AddressBook, seconds: Option<f64>, n: usize) -> View {
         let fig = |(entries, new): (u64, u64)| Figures {
             entries,
             new_per_s: seconds.filter(|s| *s > 0.0).map(|s| new as f64 / s),
         };
-        let rows = self.per.into_iter().map(|(w, c)| (w, fig(c))).collect();
+        let rows: BTreeMap<Workload, Figures> = self
+            .per
+            .into_iter()
+            .filter_map(|(i, c)| Some((book.workloads().get(i)?.clone(), fig(c))))
+            .collect();
         let (rows, other) = rank(rows, fig(self.unowned), n);
         View { rows, other }
     }
@@ -169,7 +175,7 @@ mod tests {
             t.add(&book, &previous, &udp(i, 2));
         }
         t.add(&book, &previous, &udp(9, 7));
-        let v = t.view(Some(2.0), 20);
+        let v = t.view(&book, Some(2.0), 20);
         assert_eq!(v.rows.len(), 1);
         assert_eq!(v.rows[0].0, w);
         assert_eq!(v.rows[0].1.entries, 5);
@@ -192,7 +198,7 @@ mod tests {
         // --workloads 0: everything in other.
         let mut t = Tally::default();
         t.add(&book, &previous, &udp(1, 2));
-        let v = t.view(None, 0);
+        let v = t.view(&book, None, 0);
         assert!(v.rows.is_empty());
         assert_eq!((v.other.entries, v.other.new_per_s), (1, None));
     }
