@@ -726,6 +726,41 @@ mod tests {
     }
 
     #[test]
+    fn owned_sources_show_as_name_ip_and_by_container_ranks_workloads() {
+        let w = ctcore::workload::Workload {
+            name: "filler".into(),
+            runtime: "docker".into(),
+            image: None,
+            pod: None,
+            pod_namespace: None,
+        };
+        let mut src = rank("172.18.0.2", 300.0, 0.75);
+        src.workload = Some(w.clone());
+        let mut s = snapshot(1000, vec![src, rank("172.18.0.1", 100.0, 0.25)]);
+        let mut row = rank("filler", 300.0, 0.75);
+        row.workload = Some(w);
+        s.top_container = vec![row, rank("172.18.0.1", 100.0, 0.25)];
+        let mut app = App::new(10, None);
+        app.push(s.clone());
+        let text = screen(&app, 100, 30);
+        assert!(text.contains("filler (172.18.0.2)"), "{text}");
+        assert!(text.contains("top sources"), "{text}");
+        // Over the 60 s window the owner stays with its key.
+        app.key(key(KeyCode::Char('s')));
+        let text = screen(&app, 100, 30);
+        assert!(text.contains("filler (172.18.0.2)"), "{text}");
+        let mut app = App::new(10, None);
+        app.by = super::super::By::Container;
+        app.push(s);
+        let text = screen(&app, 100, 30);
+        assert!(text.contains("top containers"), "{text}");
+        assert!(
+            text.contains("filler ") && !text.contains("filler ("),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn filter_input_is_returned_as_clauses() {
         let mut app = App::new(10, None);
         app.push(busy());
