@@ -25,6 +25,8 @@
 //! - [`timeouts`]: the timeout sysctls, their defaults, floors and classes
 //! - [`version`]: the kernel version every version-dependent rule takes
 //! - [`watch`]: what `watch` shows for one interval (rates, ranks, status)
+//! - [`workload`]: address to container/pod, `name (ip)`, per-workload rows
+//!   and the exporter's bounded top-N-plus-other ranking
 
 pub mod bpf;
 pub mod counters;
@@ -46,3 +48,4 @@ pub mod time;
 pub mod timeouts;
 pub mod version;
 pub mod watch;
+pub mod workload;

@@ -4,8 +4,10 @@
 //! Pure: no I/O, the wall-clock time is passed in.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use crate::counters::CpuStats;
+use crate::workload::{AddressBook, GroupRow, Grouping, Workload, group};
 use ctmodel::flows::{ClassKey, Interval};
 use serde::Serialize;
 
@@ -99,6 +101,23 @@ pub struct Rank {
     pub key: String,
     pub new_per_s: f64,
     pub share: f64,
+    /// The container owning the address `key` (top_src, top_dst) or behind
+    /// the workload `key` (top_container, top_pod); absent for an address
+    /// no workload owns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
+}
+
+impl Rank {
+    /// What a person reads: `name (ip)` for an owned address, else the key.
+    pub fn label(&self) -> String {
+        match &self.workload {
+            Some(w) if self.key.parse::<std::net::IpAddr>().is_ok() => {
+                format!("{} ({})", w.name, self.key)
+            }
+            _ => self.key.clone(),
+        }
+    }
 }
 
 /// One interval of `watch`. Field names are the `--json-lines` contract.
@@ -128,6 +147,10 @@ pub struct Snapshot {
     pub top_src: Vec<Rank>,
     pub top_dst: Vec<Rank>,
     pub top_dport: Vec<Rank>,
+    /// New entries per second per container / pod owning the source
+    /// address (`ctcore::workload::group`); unowned addresses as themselves.
+    pub top_container: Vec<Rank>,
+    pub top_pod: Vec<Rank>,
     pub events: EventStatus,
     /// Why this interval's event counts are incomplete ("events lost
     /// (ENOBUFS)", "events just enabled"); null when complete. A partial
@@ -148,17 +171,35 @@ fn per_s(n: u64, seconds: f64) -> f64 {
     }
 }
 
+fn rank(key: String, c: u64, total: u64, seconds: f64, workload: Option<Workload>) -> Rank {
+    Rank {
+        key,
+        new_per_s: per_s(c, seconds),
+        share: if total > 0 {
+            c as f64 / total as f64
+        } else {
+            0.0
+        },
+        workload,
+    }
+}
+
 fn ranks<K: ToString>(rows: Vec<(K, u64)>, total: u64, seconds: f64) -> Vec<Rank> {
     rows.into_iter()
-        .map(|(k, c)| Rank {
-            key: k.to_string(),
-            new_per_s: per_s(c, seconds),
-            share: if total > 0 {
-                c as f64 / total as f64
-            } else {
-                0.0
-            },
-        })
+        .map(|(k, c)| rank(k.to_string(), c, total, seconds, None))
+        .collect()
+}
+
+/// Address rows with their owners.
+fn owned(rows: Vec<(IpAddr, u64)>, book: &AddressBook, total: u64, seconds: f64) -> Vec<Rank> {
+    rows.into_iter()
+        .map(|(ip, c)| rank(ip.to_string(), c, total, seconds, book.get(ip).cloned()))
+        .collect()
+}
+
+fn grouped(rows: Vec<GroupRow>, total: u64, seconds: f64) -> Vec<Rank> {
+    rows.into_iter()
+        .map(|r| rank(r.key, r.count, total, seconds, r.workload))
         .collect()
 }
 
@@ -171,6 +212,7 @@ impl Snapshot {
         events: &EventStatus,
         filter: &[String],
         top: usize,
+        book: &AddressBook,
     ) -> Self {
         let s = iv.seconds;
         let on = events.enabled && iv.partial.is_none();
@@ -184,12 +226,27 @@ impl Snapshot {
         let created = &iv.created;
         let (top_src, top_dst, top_dport) = if on {
             (
-                ranks(created.top_src(top), iv.new, s),
-                ranks(created.top_dst(top), iv.new, s),
+                owned(created.top_src(top), book, iv.new, s),
+                owned(created.top_dst(top), book, iv.new, s),
                 ranks(created.top_dport(top), iv.new, s),
             )
         } else {
             (Vec::new(), Vec::new(), Vec::new())
+        };
+        // From every source the interval's counter holds (at most its
+        // capacity: exact below it, the heaviest above).
+        let (top_container, top_pod) = if on {
+            let all = created.top_src(0);
+            (
+                grouped(
+                    group(all.iter().copied(), book, Grouping::Container, top),
+                    iv.new,
+                    s,
+                ),
+                grouped(group(all, book, Grouping::Pod, top), iv.new, s),
+            )
+        } else {
+            (Vec::new(), Vec::new())
         };
         Self {
             time: crate::time::rfc3339(r.unix_time),
@@ -209,6 +266,8 @@ impl Snapshot {
             top_src,
             top_dst,
             top_dport,
+            top_container,
+            top_pod,
             events: events.clone(),
             partial: iv.partial.clone(),
             table_full: r.table_full,
@@ -316,7 +375,7 @@ mod tests {
                 last: Some(1_700_000_000),
             }),
         };
-        let s = Snapshot::new(&interval(), &r, &on(), &[], 10);
+        let s = Snapshot::new(&interval(), &r, &on(), &[], 10, &AddressBook::default());
         let json = serde_json::to_value(&s).expect("json");
         assert_eq!(
             json["table_full"],
@@ -339,19 +398,45 @@ mod tests {
                 Rank {
                     key: "10.0.0.2".into(),
                     new_per_s: 3.0,
-                    share: 0.75
+                    share: 0.75,
+                    workload: None,
                 },
                 Rank {
                     key: "10.0.0.3".into(),
                     new_per_s: 1.0,
-                    share: 0.25
+                    share: 0.25,
+                    workload: None,
                 },
             ]
         );
         assert_eq!(s.top_dport[0].key, "udp/53");
         assert_eq!(s.top_dst[0].share, 1.0);
-        let one = Snapshot::new(&interval(), &r, &on(), &[], 1);
+        let one = Snapshot::new(&interval(), &r, &on(), &[], 1, &AddressBook::default());
         assert_eq!(one.top_src.len(), 1);
+        // With an address book: the owner next to the address, and the
+        // per-container ranking folds its addresses.
+        let mut book = AddressBook::default();
+        let w = Workload {
+            name: "web".into(),
+            runtime: "docker".into(),
+            image: None,
+            pod: Some("web-0".into()),
+            pod_namespace: Some("shop".into()),
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        book.add(w.clone(), [ip("10.0.0.2"), ip("10.0.0.3")]);
+        let a = Snapshot::new(&interval(), &r, &on(), &[], 10, &book);
+        assert_eq!(a.top_src[0].workload.as_ref(), Some(&w));
+        assert_eq!(a.top_src[0].label(), "web (10.0.0.2)");
+        assert_eq!(a.top_container.len(), 1);
+        assert_eq!(a.top_container[0].key, "web");
+        assert_eq!(a.top_container[0].label(), "web");
+        assert_eq!(a.top_container[0].new_per_s, 4.0);
+        assert_eq!(a.top_container[0].share, 1.0);
+        assert_eq!(a.top_pod[0].key, "shop/web-0");
+        let v = serde_json::to_value(&a).expect("json");
+        assert_eq!(v["top_src"][0]["workload"]["name"], "web");
+        assert!(v["top_dport"][0].get("workload").is_none());
     }
 
     #[test]
@@ -365,7 +450,7 @@ mod tests {
             max: Some(0),
             ..Reading::default()
         };
-        let s = Snapshot::new(&interval(), &r, &off, &[], 10);
+        let s = Snapshot::new(&interval(), &r, &off, &[], 10, &AddressBook::default());
         assert_eq!((s.new_per_s, s.destroyed_per_s), (None, None));
         assert!(s.top_src.is_empty());
         // max 0 means unlimited: no fill; no earlier counters: no rates.
@@ -383,13 +468,27 @@ mod tests {
         tr.event(0.5, EventKind::New, &udp(1, 2, 53));
         tr.mark_partial("events lost (ENOBUFS)");
         let iv = tr.take_interval(1.0);
-        let s = Snapshot::new(&iv, &Reading::default(), &on(), &[], 10);
+        let s = Snapshot::new(
+            &iv,
+            &Reading::default(),
+            &on(),
+            &[],
+            10,
+            &AddressBook::default(),
+        );
         assert_eq!(s.partial.as_deref(), Some("events lost (ENOBUFS)"));
         assert_eq!((s.new_per_s, s.destroyed_per_s), (None, None));
         assert!(s.top_src.is_empty());
         // The next interval is complete again.
         tr.event(1.5, EventKind::New, &udp(2, 2, 53));
-        let s = Snapshot::new(&tr.take_interval(2.0), &Reading::default(), &on(), &[], 10);
+        let s = Snapshot::new(
+            &tr.take_interval(2.0),
+            &Reading::default(),
+            &on(),
+            &[],
+            10,
+            &AddressBook::default(),
+        );
         assert_eq!((s.partial, s.new_per_s), (None, Some(1.0)));
     }
 
@@ -400,7 +499,7 @@ mod tests {
             counters: Some(Counters::default()),
             ..Reading::default()
         };
-        let s = Snapshot::new(&iv, &r, &on(), &[], 10);
+        let s = Snapshot::new(&iv, &r, &on(), &[], 10, &AddressBook::default());
         assert_eq!(s.new_per_s, Some(0.0));
         // A zero-length interval gives no counter rate (no division by zero).
         assert_eq!(s.drop_per_s, None);

@@ -42,6 +42,7 @@ fn bounded_exit(cmd: &[&str], flag: &str, above: &str, at: &str, bound: &str, co
 #[test]
 fn export_top_is_at_most_100() {
     bounded(&["export"], "--top", "101", "100", "0..=100");
+    bounded(&["export"], "--workloads", "1001", "1000", "0..=1000");
 }
 
 #[test]

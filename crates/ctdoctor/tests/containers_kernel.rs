@@ -47,6 +47,45 @@ fn fill_netns_of(pid: u32, n: usize) {
     assert_eq!(report.failures(), 0, "{:?}", report.failed);
 }
 
+/// The "node": a namespace, a state directory, the busybox image tar and
+/// a dockerd confined to the namespace with the image imported. (Drop the
+/// dockerd first: it lives in the namespace and the directory.)
+fn docker_node(name: &str) -> (Netns, TempDir, std::path::PathBuf, DockerHost) {
+    let ns = Netns::create(name).expect("netns");
+    let dir = TempDir::new(name);
+    let tar = containers::busybox_tar(&dir.0);
+    let docker = DockerHost::start(&ns, &dir.0);
+    docker.import(&tar);
+    (ns, dir, tar, docker)
+}
+
+/// `check`'s thresholds (percent) in these tests: low enough that a few
+/// hundred entries of the shared max cross them, high enough that a
+/// container with a handful stays OK.
+const WARN: &str = "0.1";
+const CRIT: &str = "0.2";
+
+/// Fill the table of `pid`'s namespace past [`CRIT`] (a share of the
+/// global max: this kernel has no per-namespace max), then run `check
+/// --all-netns --json` in `ns`; the entries inserted and its output.
+fn fill_and_check(ns: &Netns, pid: u32) -> (usize, std::process::Output) {
+    let n = common::global_max() * 3 / 1000 + 1;
+    fill_netns_of(pid, n);
+    let out = ctdoctor_in(
+        ns,
+        &[
+            "check",
+            "--all-netns",
+            "--json",
+            "--warn",
+            WARN,
+            "--crit",
+            CRIT,
+        ],
+    );
+    (n, out)
+}
+
 fn row(rows: &[Value], inode: u64) -> &Value {
     rows.iter()
         .find(|r| r["inode"] == inode)
@@ -57,12 +96,7 @@ fn row(rows: &[Value], inode: u64) -> &Value {
 fn docker_and_podman_containers_are_named_and_judged() {
     ctlab::require_root!();
     let _lock = containers::lock();
-    let ns = Netns::create("ctr").expect("netns");
-    let dir = TempDir::new("ctr");
-    let tar = containers::busybox_tar(&dir.0);
-
-    let docker = DockerHost::start(&ns, &dir.0);
-    docker.import(&tar);
+    let (ns, dir, tar, docker) = docker_node("ctr");
     // Default bridge, a published port (DNAT), CRI labels.
     docker.docker(&[
         "run",
@@ -141,24 +175,9 @@ fn docker_and_podman_containers_are_named_and_judged() {
     // (the kernel here has no per-namespace max), thresholds low enough
     // that a few thousand entries cross them, high enough that the other
     // containers (a handful of entries each) stay OK.
-    let max = common::global_max();
-    let (warn, crit) = ("0.1", "0.2");
-    let n = max * 3 / 1000 + 1;
+    let (warn, crit) = (WARN, CRIT);
     let b_pid = docker.pid("internal-b");
-    fill_netns_of(b_pid, n);
-
-    let out = ctdoctor_in(
-        &ns,
-        &[
-            "check",
-            "--all-netns",
-            "--json",
-            "--warn",
-            warn,
-            "--crit",
-            crit,
-        ],
-    );
+    let (n, out) = fill_and_check(&ns, b_pid);
     let v = common::json(&out);
     assert_eq!(out.status.code(), Some(2), "CRITICAL: {v:#}");
     // Enablers from their real rules, in the namespace they act in.
@@ -462,4 +481,203 @@ fn the_image_runs_as_the_daemonset_and_serves_the_namespaces_metrics() {
     );
     assert!(body.contains("ctdoctor_up"), "{body}");
     drop(podman);
+}
+
+/// Send `flows` UDP datagrams, each from a new socket (a new source port:
+/// a new conntrack entry), from the network namespace of `pid` to `to`,
+/// until `stop` is set when `flows` is 0. Returns how many were sent.
+fn udp_flows_from(pid: u32, to: &str, flows: usize, stop: &std::sync::atomic::AtomicBool) -> usize {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ctnetlink::netns::enter(&pid.to_string()).expect("enter the container's netns");
+            let to: std::net::SocketAddr = to.parse().expect("address");
+            let mut sent = 0;
+            while (flows > 0 && sent < flows)
+                || (flows == 0 && !stop.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+                s.send_to(b"x", to).expect("send");
+                sent += 1;
+                if flows == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+            sent
+        })
+        .join()
+        .expect("sender thread")
+    })
+}
+
+/// The workload rows' keys of a ranking, largest first.
+fn keys(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["key"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 18's "Done when": one container fills the table (many UDP flows
+/// from inside it to its bridge's host-side address, on an --internal
+/// network) and `top --by container`, `watch --json-lines` and the
+/// exporter's per-workload series name it first; with its own table
+/// filled, `check --all-netns` names it CRITICAL.
+#[test]
+fn the_container_filling_the_table_is_named_everywhere() {
+    ctlab::require_root!();
+    let _lock = containers::lock();
+    let (ns, _dir, _tar, docker) = docker_node("att");
+    docker.docker(&["network", "create", "--internal", "ctd-att"]);
+    for name in ["filler", "quiet"] {
+        docker.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "ctd-att",
+            IMAGE,
+            "sleep",
+            "600",
+        ]);
+    }
+    let gw = stdout(&docker.docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        "ctd-att",
+    ]));
+    let to = format!("{gw}:9");
+    let filler = docker.pid("filler");
+    let filler_ip = docker.ip("filler", "ctd-att");
+    let idle = std::sync::atomic::AtomicBool::new(false);
+    assert_eq!(udp_flows_from(filler, &to, 2000, &idle), 2000);
+    assert_eq!(udp_flows_from(docker.pid("quiet"), &to, 20, &idle), 20);
+
+    // top --by container: the filler's row first, with its image.
+    let out = ctdoctor_in(&ns, &["top", "--by", "container", "--json"]);
+    let v = common::json(&out);
+    let rows = &v["top_container"];
+    assert_eq!(rows[0]["key"], "filler", "{rows:#}");
+    assert_eq!(rows[0]["workload"]["runtime"], "docker");
+    assert_eq!(rows[0]["workload"]["image"], IMAGE);
+    let first = rows[0]["count"].as_u64().expect("count");
+    assert!(first >= 1500, "{rows:#}");
+    assert!(keys(rows).contains(&"quiet".to_string()), "{rows:#}");
+    // The address next to its owner in the sources ranking.
+    assert_eq!(v["top_src"][0]["key"], filler_ip.as_str(), "{v:#}");
+    assert_eq!(v["top_src"][0]["workload"]["name"], "filler");
+    let text = ctdoctor_in(&ns, &["top", "--by", "container,src", "-n", "5"]);
+    let text = common::text(&text);
+    assert!(text.contains(&format!("filler ({filler_ip})")), "{text}");
+    eprintln!("top --by container,src -n 5:\n{text}");
+
+    // watch --json-lines and the exporter while the filler keeps sending.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut export = Command::new("ip")
+        .args(["netns", "exec", ns.name(), common::BIN])
+        .args([
+            "export",
+            "--listen",
+            "127.0.0.1:19467",
+            "--breakdown-interval",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ctdoctor export");
+    let (watch, metrics) = std::thread::scope(|s| {
+        let sender = s.spawn(|| udp_flows_from(filler, &to, 0, &stop));
+        let watch = ctdoctor_in(
+            &ns,
+            &["watch", "--json-lines", "--interval", "1s", "--count", "3"],
+        );
+        // Two breakdown dumps: entries and new flows per workload.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let metrics = loop {
+            let o = ns
+                .exec(
+                    "/bin/busybox",
+                    &["wget", "-qO-", "http://127.0.0.1:19467/metrics"],
+                )
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            if o.contains("ctdoctor_workload_new_flows_per_second{workload=\"filler\"") {
+                break o;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no workload series in 20 s:\n{o}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(sender.join().expect("sender") > 0);
+        (watch, metrics)
+    });
+    let _ = export.kill();
+    let _ = export.wait();
+    assert!(watch.status.success(), "{}", common::text(&watch));
+    let lines: Vec<Value> = String::from_utf8_lossy(&watch.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    // Every complete interval with new flows ranks the filler first.
+    let ranked: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["partial"].is_null() && !keys(&l["top_container"]).is_empty())
+        .collect();
+    assert!(!ranked.is_empty(), "{lines:#?}");
+    for l in ranked {
+        assert_eq!(l["top_container"][0]["key"], "filler", "{l:#}");
+        assert_eq!(l["top_container"][0]["workload"]["image"], IMAGE);
+        assert_eq!(l["top_src"][0]["workload"]["name"], "filler", "{l:#}");
+    }
+    // The exporter: the filler's series is the largest workload's.
+    let series = |name: &str| -> Vec<(String, f64)> {
+        metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix("{workload=\""))
+            .filter_map(|rest| {
+                let (w, tail) = rest.split_once('"')?;
+                Some((w.to_string(), tail.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    for name in [
+        "ctdoctor_workload_entries",
+        "ctdoctor_workload_new_flows_per_second",
+    ] {
+        let s = series(name);
+        let top = s
+            .iter()
+            .filter(|(w, _)| w != "other")
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or_else(|| panic!("no {name}:\n{metrics}"));
+        assert_eq!(top.0, "filler", "{name}: {s:?}");
+        assert!(top.1 > 0.0, "{name}: {s:?}");
+        assert!(s.iter().any(|(w, _)| w == "other"), "{name}: {s:?}");
+    }
+    assert!(
+        metrics.contains("ctdoctor_workload_entries{workload=\"filler\",runtime=\"docker\",pod=\"\",namespace=\"\"}"),
+        "{metrics}"
+    );
+
+    // check --all-netns: the filler's own table past --crit (a share of
+    // the global max: no per-namespace max on this kernel, as above).
+    let (_, out) = fill_and_check(&ns, filler);
+    let v = common::json(&out);
+    assert_eq!(out.status.code(), Some(2), "CRITICAL: {v:#}");
+    let inode = netns_inode_of(filler);
+    let f = must_find(&v, &format!("netns.{inode}"));
+    assert_eq!(f["severity"], "critical", "{f:#}");
+    let t = f["title"].as_str().expect("title");
+    assert!(t.contains(&format!("owner filler [docker {IMAGE}]")), "{t}");
+    drop(docker);
 }

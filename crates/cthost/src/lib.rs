@@ -13,6 +13,7 @@
 //! - [`apply`]: the only code that writes to the system (journal, rollback)
 //! - the pure parsers, facts, rules and policy are ctcore's, re-exported.
 
+pub mod addresses;
 pub mod apply;
 // The pure parsers, facts, rules and policy live in ctcore; re-exported so
 // `cthost::plan` and friends keep naming them.

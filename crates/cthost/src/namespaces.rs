@@ -91,3 +91,24 @@ pub fn pids(root: &Root) -> Vec<u32> {
     pids.sort_unstable();
     pids
 }
+
+/// The processes of each namespace in `wanted` (by inode), lowest PID
+/// first, and how many processes' namespace links could not be read for
+/// want of permission (another user's processes when not root).
+pub fn pids_by_inode(
+    root: &Root,
+    pids: &[u32],
+    wanted: &std::collections::BTreeSet<u64>,
+) -> (BTreeMap<u64, Vec<u32>>, usize) {
+    let mut inside: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    let mut denied = 0;
+    for &pid in pids {
+        match std::fs::metadata(root.path(&format!("/proc/{pid}/ns/net"))) {
+            Ok(m) if wanted.contains(&m.ino()) => inside.entry(m.ino()).or_default().push(pid),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => denied += 1,
+            Err(_) => {}
+        }
+    }
+    (inside, denied)
+}

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 
 pub use crate::facts::ContainerOwner;
 use crate::facts::Namespace;
@@ -513,21 +512,13 @@ pub fn owners(
     init_inode: Option<u64>,
 ) -> BTreeMap<u64, Owner> {
     let pids = crate::namespaces::pids(root);
-    let wanted: BTreeMap<u64, ()> = namespaces
+    let wanted: std::collections::BTreeSet<u64> = namespaces
         .iter()
         .filter(|n| Some(n.inode) != init_inode)
-        .map(|n| (n.inode, ()))
+        .map(|n| n.inode)
         .collect();
     // Processes of each wanted namespace, lowest PID first.
-    let mut inside: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
-    for &pid in &pids {
-        let Ok(m) = std::fs::metadata(root.path(&format!("/proc/{pid}/ns/net"))) else {
-            continue;
-        };
-        if wanted.contains_key(&m.ino()) {
-            inside.entry(m.ino()).or_default().push(pid);
-        }
-    }
+    let (inside, _) = crate::namespaces::pids_by_inode(root, &pids, &wanted);
     let pods = pod_names(root);
     let rt = runtimes(root, &pids);
     let rank = |c: &Container| match c {

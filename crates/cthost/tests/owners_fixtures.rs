@@ -148,3 +148,31 @@ proptest! {
         let _ = parse_docker_config(&format!("{{\"Name\": {s}}}"));
     }
 }
+
+/// The address book over the fixture tree: each container's addresses
+/// (fib_trie LOCAL leaves, global if_inet6 lines) map to its workload;
+/// loopback, link-local and the host's addresses map to nothing; the
+/// Docker container whose metadata is missing (250) is said once.
+#[test]
+fn address_book_of_the_fixture_tree() {
+    use std::net::IpAddr;
+    let (book, note) = cthost::addresses::book(&fixture());
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    let web = book.get(ip("172.17.0.2")).expect("web's address");
+    assert_eq!(web.name, "web");
+    assert_eq!(web.runtime, "docker");
+    assert_eq!(web.image.as_deref(), Some("ctdoctor-test/busybox:1"));
+    assert_eq!(web.pod_key(), "shop/web-0");
+    assert_eq!(book.get(ip("fd00::2")), Some(web));
+    assert_eq!(book.label(ip("10.88.0.5")), "pweb (10.88.0.5)");
+    for other in ["127.0.0.1", "::1", "fe80::fc00:ff:fe00:1", "172.17.0.1"] {
+        assert_eq!(book.get(ip(other)), None, "{other}");
+    }
+    assert_eq!(book.len(), 3);
+    let note = note.expect("the missing config.v2.json is said");
+    assert_eq!(note.lines().count(), 1, "{note}");
+    assert!(
+        note.contains("5d41402abc4b") || note.contains("config.v2.json"),
+        "{note}"
+    );
+}

@@ -69,6 +69,8 @@ pub struct Snapshot {
     /// Seconds since the maps were counted (refreshed with the breakdown);
     /// `None` where no map is pinned (no series).
     pub bpf_age: Option<f64>,
+    /// Per-workload series (`--workloads N`, `super::workloads`).
+    pub workloads: Option<super::workloads::View>,
 }
 
 fn gauge(reg: &mut Registry, name: &str, help: &str, v: f64) {
@@ -250,6 +252,9 @@ pub fn registry(s: &Snapshot) -> Registry {
                 f,
             );
         }
+    }
+    if let Some(w) = &s.workloads {
+        super::workloads::register(&mut reg, w);
     }
     gauge(
         &mut reg,
@@ -592,6 +597,7 @@ mod tests {
                 max_entries: 524288,
             }],
             bpf_age: Some(4.0),
+            workloads: None,
         }
     }
 

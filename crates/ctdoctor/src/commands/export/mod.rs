@@ -7,6 +7,7 @@ pub mod connections;
 pub mod metrics;
 pub mod server;
 pub mod sources;
+pub mod workloads;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,6 +42,13 @@ pub struct ExportArgs {
     #[arg(long, default_value_t = 0, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_TOP as u64))]
     pub top: usize,
+
+    /// Per-workload series (ctdoctor_workload_entries,
+    /// ctdoctor_workload_new_flows_per_second) for the N containers with
+    /// the most entries plus one workload="other"; 0 turns them off.
+    #[arg(long, default_value_t = workloads::DEFAULT, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=workloads::MAX as u64))]
+    pub workloads: usize,
 
     /// Window of count samples (one every 10 s) for time to full.
     #[arg(long, default_value = "10m", value_name = "DURATION",
@@ -94,6 +102,7 @@ pub fn run(args: &ExportArgs, quiet: bool, host: &cthost::Host) -> Result<()> {
         all_netns: args.all_netns,
         kernel_log: !args.no_kernel_log,
         node_exporter_compat: args.node_exporter_compat,
+        workloads: args.workloads,
         entry_bytes: sources::entry_bytes(host.root()),
         host: host.clone(),
     });

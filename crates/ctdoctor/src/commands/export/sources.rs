@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ctcore::workload::AddressBook;
 use cthost::Host;
 use cthost::source::Root;
 use ctmodel::{Breakdown, Filter};
@@ -33,6 +34,8 @@ pub struct Config {
     pub all_netns: bool,
     pub kernel_log: bool,
     pub node_exporter_compat: bool,
+    /// Per-workload series: the top N (`--workloads`; 0: none).
+    pub workloads: usize,
     /// Bytes of one entry's slab object (read once at start).
     pub entry_bytes: u64,
     /// The system the numbers come from (a fake tree in the golden test).
@@ -58,6 +61,8 @@ struct Cached {
     /// the count took. Refreshed with the breakdown (walking 500,000 keys
     /// takes a fraction of a second: never once per scrape).
     bpf: Option<BpfCache>,
+    /// The per-workload series of the last breakdown dump.
+    workloads: Option<super::workloads::View>,
 }
 
 #[derive(Debug)]
@@ -155,15 +160,20 @@ fn breakdown_and_arrivals(
     host: &Host,
     top: usize,
     previous: &dumps::Ids,
-) -> Result<(BreakdownView, dumps::Arrivals), String> {
+    book: Option<&AddressBook>,
+) -> Result<(BreakdownView, dumps::Arrivals, super::workloads::Tally), String> {
     let mut b = Breakdown::new(Filter::default());
     let mut a = dumps::Arrivals::default();
+    let mut w = super::workloads::Tally::default();
     cthost::table::for_each_entry(host, |e| {
         b.add(e);
         a.add(previous, e);
+        if let Some(book) = book {
+            w.add(book, previous, e);
+        }
     })
     .map_err(|e| e.to_string())?;
-    Ok((view(&b, top), a))
+    Ok((view(&b, top), a, w))
 }
 
 /// Every namespace's count (cthost's one reader); a namespace that cannot
@@ -279,22 +289,29 @@ impl Shared {
             c.breakdown_ok = Some(count.is_some());
             c.dump_ids = None;
             c.arrivals = None;
+            c.workloads = None;
             return;
         }
         let previous = self.lock().dump_ids.take();
+        let book = super::workloads::book(&self.config.host, self.config.workloads);
         let t = Instant::now();
         let empty = dumps::Ids::default();
         let r = breakdown_and_arrivals(
             &self.config.host,
             self.config.top,
             previous.as_ref().map_or(&empty, |(_, ids)| ids),
+            book.as_ref(),
         );
         let secs = t.elapsed().as_secs_f64();
         let mut c = self.lock();
         c.breakdown_seconds = Some(secs);
         match r {
-            Ok((v, a)) => {
+            Ok((v, a, w)) => {
                 c.breakdown = Some((Instant::now(), v));
+                let secs = previous
+                    .as_ref()
+                    .map(|(at, _)| t.duration_since(*at).as_secs_f64());
+                c.workloads = book.map(|b| w.view(&b, secs, self.config.workloads));
                 c.breakdown_ok = Some(true);
                 let (classes, ids) = a.finish(previous.as_ref().map_or(&empty, |(_, ids)| ids));
                 // The dump's start: both ends are measured the same way.
@@ -305,6 +322,7 @@ impl Shared {
                 c.breakdown = None;
                 c.breakdown_ok = Some(false);
                 c.arrivals = None;
+                c.workloads = None;
             }
         }
     }
@@ -433,6 +451,7 @@ impl Shared {
             node_exporter_compat: self.config.node_exporter_compat,
             bpf_maps: bpf.map(|b| b.maps.clone()).unwrap_or_default(),
             bpf_age: bpf.map(|b| b.at.elapsed().as_secs_f64()),
+            workloads: c.workloads.clone(),
         }
     }
 }

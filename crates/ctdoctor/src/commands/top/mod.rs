@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use ctcore::workload::{AddressBook, GroupRow, Grouping, Workload, group};
 use cthost::Host;
 use ctmodel::scan::{self, ScanReport};
 use ctmodel::{Breakdown, Filter};
@@ -68,10 +69,16 @@ pub enum Group {
     Dst,
     Dport,
     Timeout,
+    /// Entries per container owning the original source address (unowned
+    /// addresses as themselves).
+    Container,
+    /// Entries per pod (`namespace/pod`; a container in no pod as itself).
+    Pod,
 }
 
 impl Group {
-    pub const ALL: [Group; 11] = [
+    /// Every grouping, in the table's order (`--by` empty).
+    pub const ALL: [Group; 13] = [
         Group::L3,
         Group::L4,
         Group::State,
@@ -83,6 +90,8 @@ impl Group {
         Group::Dst,
         Group::Dport,
         Group::Timeout,
+        Group::Container,
+        Group::Pod,
     ];
 }
 
@@ -90,6 +99,10 @@ impl Group {
 pub struct KeyCount {
     pub key: String,
     pub count: u64,
+    /// The container owning the address `key` (top_src, top_dst), absent
+    /// when no workload owns it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,6 +127,11 @@ pub struct TopReport {
     pub top_dst: Vec<KeyCount>,
     pub top_dport: Vec<KeyCount>,
     pub timeout: Map<String, Value>,
+    /// Entries per container / pod owning the original-direction source
+    /// (a MASQUERADEd flow's original source is the container); addresses
+    /// no workload owns are rows of their own, keyed by the address.
+    pub top_container: Vec<GroupRow>,
+    pub top_pod: Vec<GroupRow>,
     pub skipped_lines: u64,
     /// Entries rejected by --filter.
     pub filtered_out: u64,
@@ -176,6 +194,7 @@ fn list<K: ToString>(rows: impl IntoIterator<Item = (K, u64)>) -> Vec<KeyCount> 
         .map(|(k, c)| KeyCount {
             key: k.to_string(),
             count: c,
+            workload: None,
         })
         .collect()
 }
@@ -201,6 +220,8 @@ impl TopReport {
             top_dst: list(b.top_dst(n)),
             top_dport: list(b.top_dport(n)),
             timeout: map(b.timeout_histogram()),
+            top_container: Vec::new(),
+            top_pod: Vec::new(),
             skipped_lines: 0,
             filtered_out: b.filtered_out,
             distinct_src,
@@ -212,6 +233,27 @@ impl TopReport {
             notes: Vec::new(),
             by: Vec::new(),
         }
+    }
+
+    /// Name the workloads behind the addresses: top_src and top_dst rows
+    /// get their owner, and the per-container and per-pod rankings are
+    /// folded from every source address.
+    pub fn attribute(mut self, b: &Breakdown, book: &AddressBook, n: usize) -> Self {
+        let owned = |rows: Vec<(std::net::IpAddr, u64)>| -> Vec<KeyCount> {
+            rows.into_iter()
+                .map(|(ip, c)| KeyCount {
+                    key: ip.to_string(),
+                    count: c,
+                    workload: book.get(ip).cloned(),
+                })
+                .collect()
+        };
+        self.top_src = owned(b.top_src(n));
+        self.top_dst = owned(b.top_dst(n));
+        let all = b.top_src(0);
+        self.top_container = group(all.iter().copied(), book, Grouping::Container, n);
+        self.top_pod = group(all, book, Grouping::Pod, n);
+        self
     }
 
     fn with_scan(mut self, r: &ScanReport) -> Self {
@@ -276,12 +318,15 @@ fn scan_text<R: Read>(
     args: &TopArgs,
     filter: &Filter,
     source: String,
+    book: &AddressBook,
 ) -> Result<TopReport> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let (threads, note) = threads(args.threads, cpus);
     let (b, r) = scan::scan(reader, threads, || Breakdown::new(filter.clone()))
         .with_context(|| format!("reading {source}"))?;
-    let mut report = TopReport::new(source, &b, args.top).with_scan(&r);
+    let mut report = TopReport::new(source, &b, args.top)
+        .attribute(&b, book, args.top)
+        .with_scan(&r);
     if r.entries == 0 && r.skipped > 0 {
         return Err(NothingParsed {
             source: report.source,
@@ -297,7 +342,12 @@ fn scan_text<R: Read>(
 /// Dump attempts when the kernel flags the dump as interrupted or overrun.
 const DUMP_ATTEMPTS: usize = 3;
 
-fn from_netlink(args: &TopArgs, filter: &Filter, host: &Host) -> Result<TopReport> {
+fn from_netlink(
+    args: &TopArgs,
+    filter: &Filter,
+    host: &Host,
+    book: &AddressBook,
+) -> Result<TopReport> {
     let mut ct = host.conntrack()?;
     let mut attempt = 0;
     loop {
@@ -305,7 +355,8 @@ fn from_netlink(args: &TopArgs, filter: &Filter, host: &Host) -> Result<TopRepor
         let mut b = Breakdown::new(filter.clone());
         match ct.dump(Family::Any, |e| b.add(e)) {
             Ok(summary) if !summary.interrupted || attempt == DUMP_ATTEMPTS => {
-                let mut report = TopReport::new("netlink".into(), &b, args.top);
+                let mut report =
+                    TopReport::new("netlink".into(), &b, args.top).attribute(&b, book, args.top);
                 report.skipped_lines = summary.malformed;
                 if let Some(e) = summary.first_malformed {
                     report.errors.push(LineErrorOut {
@@ -325,7 +376,15 @@ fn from_netlink(args: &TopArgs, filter: &Filter, host: &Host) -> Result<TopRepor
 
 /// The breakdown `args` ask for, from the source they name.
 pub fn run(args: &TopArgs, host: &Host) -> Result<TopReport> {
-    let mut report = breakdown(args, host)?;
+    // The live table's addresses are this host's containers'; a saved
+    // dump's may be another host's (or gone): not attributed.
+    let (book, note) = if args.file.is_none() {
+        cthost::addresses::book(host.root())
+    } else {
+        (AddressBook::default(), None)
+    };
+    let mut report = breakdown(args, host, &book)?;
+    report.notes.extend(note);
     report.by.clone_from(&args.by);
     if args.file.is_none() {
         let (maps, errors) = cthost::bpf::conntrack_maps(host);
@@ -335,7 +394,7 @@ pub fn run(args: &TopArgs, host: &Host) -> Result<TopReport> {
     Ok(report)
 }
 
-fn breakdown(args: &TopArgs, host: &Host) -> Result<TopReport> {
+fn breakdown(args: &TopArgs, host: &Host, book: &AddressBook) -> Result<TopReport> {
     let mut filter = Filter::parse(&args.filter).map_err(crate::exit::Usage::from)?;
     if filter.uses_idle() {
         // idle is the configured timeout minus the remaining one: the
@@ -352,13 +411,13 @@ fn breakdown(args: &TopArgs, host: &Host) -> Result<TopReport> {
     }
     if let Some(path) = &args.file {
         if is_stdin(path) {
-            return scan_text(io::stdin().lock(), args, &filter, "stdin".into());
+            return scan_text(io::stdin().lock(), args, &filter, "stdin".into(), book);
         }
         let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        return scan_text(f, args, &filter, format!("file:{}", path.display()));
+        return scan_text(f, args, &filter, format!("file:{}", path.display()), book);
     }
     match args.source {
-        Source::Netlink if host.has_kernel() => from_netlink(args, &filter, host),
+        Source::Netlink if host.has_kernel() => from_netlink(args, &filter, host, book),
         // A fake --root tree has no kernel to ask: its /proc file is the table.
         Source::Netlink | Source::Proc => {
             if !host.has_kernel() {
@@ -367,7 +426,7 @@ fn breakdown(args: &TopArgs, host: &Host) -> Result<TopReport> {
                     .root()
                     .open(PROC_CONNTRACK, "root")
                     .map_err(|e| anyhow::anyhow!("cannot open {e}"))?;
-                return scan_text(f, args, &filter, "proc".into());
+                return scan_text(f, args, &filter, "proc".into(), book);
             }
             let f = match File::open(host.root().path(PROC_CONNTRACK)) {
                 Ok(f) => f,
@@ -377,7 +436,7 @@ fn breakdown(args: &TopArgs, host: &Host) -> Result<TopReport> {
                 ),
                 Err(e) => return Err(e).with_context(|| format!("cannot open {PROC_CONNTRACK}")),
             };
-            scan_text(f, args, &filter, "proc".into())
+            scan_text(f, args, &filter, "proc".into(), book)
         }
     }
 }

@@ -5,6 +5,8 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
+use ctcore::workload::GroupRow;
+
 use super::{Group, KeyCount, TopReport};
 
 fn rows_of_map(m: &Map<String, Value>) -> Vec<(String, u64)> {
@@ -13,8 +15,18 @@ fn rows_of_map(m: &Map<String, Value>) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Rows of addresses: an owned one as `name (ip)`.
 fn rows_of_list(v: &[KeyCount]) -> Vec<(String, u64)> {
-    v.iter().map(|kc| (kc.key.clone(), kc.count)).collect()
+    v.iter()
+        .map(|kc| match &kc.workload {
+            Some(w) => (format!("{} ({})", w.name, kc.key), kc.count),
+            None => (kc.key.clone(), kc.count),
+        })
+        .collect()
+}
+
+fn rows_of_groups(v: &[GroupRow]) -> Vec<(String, u64)> {
+    v.iter().map(|r| (r.key.clone(), r.count)).collect()
 }
 
 /// The rows of one grouping, with its title.
@@ -31,6 +43,8 @@ pub fn group_rows(r: &TopReport, g: Group) -> (&'static str, Vec<(String, u64)>)
         Group::Dst => ("top_dst", rows_of_list(&r.top_dst)),
         Group::Dport => ("top_dport", rows_of_list(&r.top_dport)),
         Group::Timeout => ("timeout", rows_of_map(&r.timeout)),
+        Group::Container => ("top_container", rows_of_groups(&r.top_container)),
+        Group::Pod => ("top_pod", rows_of_groups(&r.top_pod)),
     }
 }
 
@@ -48,11 +62,23 @@ fn title(g: Group) -> &'static str {
         Group::Dst => "TOP DESTINATIONS",
         Group::Dport => "TOP DESTINATION PORTS",
         Group::Timeout => "TIMEOUT LEFT",
+        Group::Container => "TOP CONTAINERS (by source)",
+        Group::Pod => "TOP PODS (by source)",
     }
 }
 
-fn selected(by: &[Group]) -> &[Group] {
-    if by.is_empty() { &Group::ALL } else { by }
+/// The groupings shown: `--by`'s, else all of them but the per-container
+/// and per-pod ones when no container owns an address (they would repeat
+/// the top sources).
+fn selected(r: &TopReport, by: &[Group]) -> Vec<Group> {
+    if !by.is_empty() {
+        return by.to_vec();
+    }
+    let owned = r.top_container.iter().any(|g| g.workload.is_some());
+    Group::ALL
+        .into_iter()
+        .filter(|g| owned || !matches!(g, Group::Container | Group::Pod))
+        .collect()
 }
 
 pub fn table(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()> {
@@ -81,11 +107,11 @@ pub fn table(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()
         )?;
     }
     let total = r.entries.max(1) as f64;
-    for g in selected(by) {
-        let (_, mut rows) = group_rows(r, *g);
+    for g in selected(r, by) {
+        let (_, mut rows) = group_rows(r, g);
         rows.retain(|(_, c)| *c > 0);
         writeln!(out)?;
-        writeln!(out, "{:<40} {:>10} {:>7}", title(*g), "COUNT", "%")?;
+        writeln!(out, "{:<40} {:>10} {:>7}", title(g), "COUNT", "%")?;
         if rows.is_empty() {
             writeln!(out, "  (none)")?;
         }
@@ -108,8 +134,8 @@ fn csv_field(s: &str) -> String {
 pub fn csv(r: &TopReport, by: &[Group], out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "group,key,count")?;
     writeln!(out, "entries,all,{}", r.entries)?;
-    for g in selected(by) {
-        let (title, rows) = group_rows(r, *g);
+    for g in selected(r, by) {
+        let (title, rows) = group_rows(r, g);
         for (k, c) in rows {
             writeln!(out, "{title},{},{c}", csv_field(&k))?;
         }

@@ -16,6 +16,7 @@ use ctmodel::flows::Tracker;
 use ctnetlink::{Conntrack, CpuStats, Events, Family, Groups};
 
 use ctcore::watch::{EventStatus, Reading, Snapshot, TableFull, counter_delta};
+use ctcore::workload::AddressBook;
 
 /// Table-full lines in /dev/kmsg from now on: a thread reads records
 /// written after the start (it seeks past the ring buffer's old ones) and
@@ -72,7 +73,16 @@ pub struct Feed {
     last_dump: f64,
     cpu: Option<Vec<CpuStats>>,
     kernel_log: Option<KernelLog>,
+    /// Address to container ([`cthost::addresses`]), re-read every
+    /// [`BOOK_EVERY_S`] (containers come and go), and when.
+    book: AddressBook,
+    book_at: f64,
+    /// What the first read of the book could not read (said once).
+    pub book_note: Option<String>,
 }
+
+/// Seconds between two reads of the address book.
+const BOOK_EVERY_S: f64 = 10.0;
 
 impl Feed {
     /// Subscribe, dump once, and start the first interval.
@@ -96,7 +106,13 @@ impl Feed {
             last_dump: 0.0,
             cpu: None,
             kernel_log: KernelLog::follow(host),
+            book: AddressBook::default(),
+            book_at: 0.0,
+            book_note: None,
         };
+        let (book, note) = cthost::addresses::book(host.root());
+        feed.book = book;
+        feed.book_note = note;
         feed.dump()?;
         feed.status.resyncs = 0;
         feed.status.last_resync = None;
@@ -220,7 +236,11 @@ impl Feed {
             states: self.tracker.states(),
             table_full: self.kernel_log.as_ref().map(KernelLog::read),
         };
-        let snap = Snapshot::new(&iv, &reading, &self.status, &self.clauses, top);
+        if t - self.book_at >= BOOK_EVERY_S {
+            self.book = cthost::addresses::book(self.host.root()).0;
+            self.book_at = t;
+        }
+        let snap = Snapshot::new(&iv, &reading, &self.status, &self.clauses, top, &self.book);
         let why = if self.status.enabled && !was_on {
             Some(Why::EventsOn)
         } else {

@@ -47,10 +47,40 @@ pub struct WatchArgs {
     #[arg(long)]
     pub json_lines: bool,
 
+    /// What the TUI's sources ranking groups by: `src` (addresses, an
+    /// owned one as `name (ip)`), `container` or `pod` (new entries per
+    /// workload owning the source; unowned addresses as themselves).
+    /// --json-lines carries every ranking.
+    #[arg(long, value_enum, default_value_t = By::Src)]
+    pub by: By,
+
     /// Stop after N intervals (default: until q, Ctrl-C or SIGTERM).
     #[arg(long, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
     pub count: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    Src,
+    Container,
+    Pod,
+}
+
+impl By {
+    /// The ranking's title and where a snapshot holds it.
+    pub fn ranking(
+        self,
+    ) -> (
+        &'static str,
+        fn(&ctcore::watch::Snapshot) -> &Vec<ctcore::watch::Rank>,
+    ) {
+        match self {
+            By::Src => ("top sources", |s| &s.top_src),
+            By::Container => ("top containers", |s| &s.top_container),
+            By::Pod => ("top pods", |s| &s.top_pod),
+        }
+    }
 }
 
 /// What to tell a user whose kernel sends no events.
@@ -78,6 +108,11 @@ pub fn run(
     // SIGTERM then must still end the run cleanly, not kill it mid-way.
     let stop = terminal::stop_flag()?;
     let feed = feed::Feed::open(host, filter, args.filter.clone())?;
+    if let Some(note) = &feed.book_note
+        && !quiet
+    {
+        eprintln!("ctdoctor: note: {note}");
+    }
     if lines {
         json_lines(args, feed, quiet, &stop)
     } else {

@@ -50,6 +50,7 @@ const KEY_LATENCY: Duration = Duration::from_millis(50);
 
 pub fn run(args: &WatchArgs, mut feed: Feed, netns: Option<&str>, stop: &AtomicBool) -> Result<u8> {
     let mut app = App::new(args.top, netns.map(String::from));
+    app.by = args.by;
     let mut screen = Screen::enter()?;
     let mut next = Instant::now() + args.interval;
     let mut done = 0u64;

@@ -80,6 +80,8 @@ pub struct App {
     /// The resync count seen last and when it last changed (snapshot time).
     resyncs_seen: u64,
     last_resync_at: Option<String>,
+    /// The sources ranking's grouping (`--by`).
+    pub by: super::By,
 }
 
 fn rate(r: Option<f64>) -> String {
@@ -100,6 +102,7 @@ impl App {
             netns,
             resyncs_seen: 0,
             last_resync_at: None,
+            by: super::By::Src,
         }
     }
 
@@ -196,23 +199,25 @@ impl App {
             return pick(last).iter().take(self.top).cloned().collect();
         }
         let mut seconds = 0.0;
-        let mut sums: HashMap<&str, f64> = HashMap::new();
+        let mut sums: HashMap<&str, (f64, Option<&ctcore::workload::Workload>)> = HashMap::new();
         for s in self.history.iter().rev() {
             if seconds >= WINDOW_S {
                 break;
             }
             seconds += s.interval_s;
             for r in pick(s) {
-                *sums.entry(&r.key).or_insert(0.0) += r.new_per_s * s.interval_s;
+                let e = sums.entry(&r.key).or_insert((0.0, r.workload.as_ref()));
+                e.0 += r.new_per_s * s.interval_s;
             }
         }
-        let total: f64 = sums.values().sum();
+        let total: f64 = sums.values().map(|v| v.0).sum();
         let mut rows: Vec<Rank> = sums
             .into_iter()
-            .map(|(k, n)| Rank {
+            .map(|(k, (n, w))| Rank {
                 key: k.to_string(),
                 new_per_s: if seconds > 0.0 { n / seconds } else { 0.0 },
                 share: if total > 0.0 { n / total } else { 0.0 },
+                workload: w.cloned(),
             })
             .collect();
         rows.sort_by(|a, b| {
@@ -375,7 +380,8 @@ impl App {
             Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)])
                 .areas(lower);
         draw_states(f, states, s, usize::from(states.height.saturating_sub(3)));
-        self.draw_ranking(f, src, "top sources", |s| &s.top_src);
+        let (what, pick) = self.by.ranking();
+        self.draw_ranking(f, src, what, pick);
     }
 
     fn draw_rankings(&self, f: &mut Frame, area: Rect) {
@@ -385,7 +391,8 @@ impl App {
             Constraint::Ratio(1, 3),
         ])
         .areas(area);
-        self.draw_ranking(f, a, "top sources", |s| &s.top_src);
+        let (what, pick) = self.by.ranking();
+        self.draw_ranking(f, a, what, pick);
         self.draw_ranking(f, b, "top destinations", |s| &s.top_dst);
         self.draw_ranking(f, c, "top destination ports", |s| &s.top_dport);
     }
@@ -412,7 +419,7 @@ impl App {
         }
         let rows = self.ranking(pick).into_iter().map(|r| {
             Row::new(vec![
-                Cell::from(r.key),
+                Cell::from(r.label()),
                 Cell::from(format!("{:.1}/s", r.new_per_s)),
                 Cell::from(format!("{:.1}%", r.share * 100.0)),
             ])
@@ -542,6 +549,7 @@ mod tests {
             key: key.into(),
             new_per_s,
             share,
+            workload: None,
         }
     }
 
@@ -573,6 +581,8 @@ mod tests {
             top_src,
             top_dst: vec![rank("127.0.0.1", 400.0, 1.0)],
             top_dport: vec![rank("udp/5353", 400.0, 1.0)],
+            top_container: Vec::new(),
+            top_pod: Vec::new(),
             events: EventStatus {
                 setting: Some(2),
                 enabled: true,
@@ -713,6 +723,41 @@ mod tests {
         assert!((w[1].new_per_s - 100.0 / 60.0).abs() < 1e-9, "{w:?}");
         let s = screen(&app, 100, 30);
         assert!(s.contains("by new/s, last 60 s"), "{s}");
+    }
+
+    #[test]
+    fn owned_sources_show_as_name_ip_and_by_container_ranks_workloads() {
+        let w = ctcore::workload::Workload {
+            name: "filler".into(),
+            runtime: "docker".into(),
+            image: None,
+            pod: None,
+            pod_namespace: None,
+        };
+        let mut src = rank("172.18.0.2", 300.0, 0.75);
+        src.workload = Some(w.clone());
+        let mut s = snapshot(1000, vec![src, rank("172.18.0.1", 100.0, 0.25)]);
+        let mut row = rank("filler", 300.0, 0.75);
+        row.workload = Some(w);
+        s.top_container = vec![row, rank("172.18.0.1", 100.0, 0.25)];
+        let mut app = App::new(10, None);
+        app.push(s.clone());
+        let text = screen(&app, 100, 30);
+        assert!(text.contains("filler (172.18.0.2)"), "{text}");
+        assert!(text.contains("top sources"), "{text}");
+        // Over the 60 s window the owner stays with its key.
+        app.key(key(KeyCode::Char('s')));
+        let text = screen(&app, 100, 30);
+        assert!(text.contains("filler (172.18.0.2)"), "{text}");
+        let mut app = App::new(10, None);
+        app.by = super::super::By::Container;
+        app.push(s);
+        let text = screen(&app, 100, 30);
+        assert!(text.contains("top containers"), "{text}");
+        assert!(
+            text.contains("filler ") && !text.contains("filler ("),
+            "{text}"
+        );
     }
 
     #[test]
