@@ -430,16 +430,21 @@ fn silent_departures_are_resynchronised() {
 /// The classes workload b holds and the namespace's per-class counts.
 const MIX_CLASSES: [&str; 3] = ["tcp/TIME_WAIT", "udp/REPLIED", "tcp/ESTABLISHED"];
 
+/// (seconds since the start, count, entries in each of [`MIX_CLASSES`]).
+type Look = (f64, u64, [u64; 3]);
+
 /// One look at the namespace: seconds since `t0`, the count (GET_STATS:
-/// what max is compared with, expired entries not yet reaped included),
-/// and a dump's entries in each of [`MIX_CLASSES`]. The dump reaps the
-/// expired entries it passes (KERNEL.md section 13), so with a look every
-/// quarter second an expired entry counts at most that long after its
-/// timeout: the count and the per-class figures agree, whatever the GC's
-/// sleep (other namespaces' long-lived entries stretch it to 60 s).
-fn look(ns: &Netns, t0: Instant) -> (f64, u64, [u64; 3]) {
+/// what max is compared with) and a dump's entries in each of
+/// [`MIX_CLASSES`]. The dump reaps the expired entries it passes (KERNEL.md
+/// section 13), so with a look every quarter second an expired entry
+/// counts at most that long after its timeout, whatever the GC's sleep
+/// (other namespaces' long-lived entries stretch it to 60 s): the count is
+/// a fine saw tooth, its top read before the dump, its foot (what the
+/// per-class figures are) after it; the count "reached" is the middle.
+fn look(ns: &Netns, t0: Instant) -> Look {
     ns.run(|| {
         let mut ct = ctnetlink::Conntrack::open()?;
+        let top = u64::from(ct.stats()?.entries);
         let mut by = [0u64; 3];
         ct.dump(ctnetlink::Family::Any, |e| {
             let key = ctmodel::flows::ClassKey::of(e);
@@ -447,8 +452,8 @@ fn look(ns: &Netns, t0: Instant) -> (f64, u64, [u64; 3]) {
                 by[i] += 1;
             }
         })?;
-        let n = u64::from(ct.stats()?.entries);
-        Ok::<_, ctnetlink::Error>((t0.elapsed().as_secs_f64(), n, by))
+        let foot = u64::from(ct.stats()?.entries);
+        Ok::<_, ctnetlink::Error>((t0.elapsed().as_secs_f64(), (top + foot) / 2, by))
     })
     .expect("thread in netns")
     .expect("dump")
@@ -534,7 +539,7 @@ fn mix_settles_where_the_forecast_says() {
     });
     let end = looks.last().map_or(0.0, |l| l.0);
     let settled: Vec<_> = looks.iter().filter(|l| l.0 >= end - 20.0).collect();
-    let mean = |pick: &dyn Fn(&(f64, u64, [u64; 3])) -> u64, from: f64, to: f64| {
+    let mean = |pick: &dyn Fn(&Look) -> u64, from: f64, to: f64| {
         let xs: Vec<f64> = settled
             .iter()
             .filter(|l| l.0 >= from && l.0 < to)
@@ -561,6 +566,13 @@ fn mix_settles_where_the_forecast_says() {
         v["basis"],
         v["trend_per_s"],
         settled.len()
+    );
+    // The long-lived class really is rate x lifetime (2,000 held).
+    let held = mean(&|l| l.2[2], end - 20.0, end + 1.0);
+    let by_lifetime = rates[2] * lifetime;
+    assert!(
+        (held - by_lifetime).abs() / by_lifetime < 0.05,
+        "ESTABLISHED {held:.0} vs rate x lifetime {by_lifetime:.0}"
     );
     let mut errors = Vec::new();
     for (i, name) in MIX_CLASSES.iter().enumerate() {
