@@ -7,8 +7,13 @@
 //! keep-alive TCP connections opened at a constant rate and held (nothing
 //! leaves ESTABLISHED: workload a), that the class is "unknown", its floor
 //! the live count, and the time to full the time the namespace actually
-//! fills; the two-dump fallback, and bad usage. nf_conntrack_max is never
-//! changed: a pre-fill brings the namespace's count close to it.
+//! fills; for a mix of short TCP, UDP query/answer and 20 s connections
+//! (workload b), each class's steady state and the total against what the
+//! namespace settles at; for a SYN flood into a table with nothing ASSURED
+//! (workload c), the time to full against the actual fill; the two-dump
+//! fallback, and bad usage. nf_conntrack_max is never changed (global,
+//! read-only in a namespace): a pre-fill brings the namespace's count
+//! close to it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
