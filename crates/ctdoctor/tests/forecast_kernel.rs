@@ -7,8 +7,13 @@
 //! keep-alive TCP connections opened at a constant rate and held (nothing
 //! leaves ESTABLISHED: workload a), that the class is "unknown", its floor
 //! the live count, and the time to full the time the namespace actually
-//! fills; the two-dump fallback, and bad usage. nf_conntrack_max is never
-//! changed: a pre-fill brings the namespace's count close to it.
+//! fills; for a mix of short TCP, UDP query/answer and 20 s connections
+//! (workload b), each class's steady state and the total against what the
+//! namespace settles at; for a SYN flood into a table with nothing ASSURED
+//! (workload c), the time to full against the actual fill; the two-dump
+//! fallback, and bad usage. nf_conntrack_max is never changed (global,
+//! read-only in a namespace): a pre-fill brings the namespace's count
+//! close to it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,29 +62,50 @@ fn with_flows<T: Send>(
     max_flows: u64,
     during: impl FnOnce() -> T + Send,
 ) -> (Report, T) {
+    let (mut reports, out) = with_mix(ns, &[(kind.clone(), rate, max_flows)], during);
+    (reports.remove(0), out)
+}
+
+/// Several generators side by side in `ns`, each (kind, rate/s, most
+/// flows) on its own thread, while `during` runs; all stop after it.
+fn with_mix<T: Send>(
+    ns: &Netns,
+    load: &[(Kind, f64, u64)],
+    during: impl FnOnce() -> T + Send,
+) -> (Vec<Report>, T) {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let generator = s.spawn(|| {
-            ns.run(|| {
-                traffic::run(
-                    kind,
-                    &Limits {
-                        rate,
-                        duration: Duration::from_secs(600),
-                        max_flows,
-                    },
-                    &stop,
-                )
+        let generators: Vec<_> = load
+            .iter()
+            .map(|(kind, rate, max_flows)| {
+                let stop = &stop;
+                s.spawn(move || {
+                    ns.run(|| {
+                        traffic::run(
+                            kind,
+                            &Limits {
+                                rate: *rate,
+                                duration: Duration::from_secs(600),
+                                max_flows: *max_flows,
+                            },
+                            stop,
+                        )
+                    })
+                })
             })
-        });
+            .collect();
         let out = during();
         stop.store(true, Ordering::Relaxed);
-        let report = generator
-            .join()
-            .expect("generator thread")
-            .expect("netns")
-            .expect("traffic");
-        (report, out)
+        let reports = generators
+            .into_iter()
+            .map(|g| {
+                g.join()
+                    .expect("generator thread")
+                    .expect("netns")
+                    .expect("traffic")
+            })
+            .collect();
+        (reports, out)
     })
 }
 
@@ -91,12 +117,16 @@ fn forecast(ns: &Netns, args: &[&str]) -> (Value, i32) {
 }
 
 fn udp_class(v: &Value) -> &Value {
+    class(v, "udp/UNREPLIED")
+}
+
+fn class<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["classes"]
         .as_array()
         .expect("classes")
         .iter()
-        .find(|c| c["class"] == "udp/UNREPLIED")
-        .unwrap_or_else(|| panic!("no udp/UNREPLIED class: {v:#}"))
+        .find(|c| c["class"] == name)
+        .unwrap_or_else(|| panic!("no {name} class: {v:#}"))
 }
 
 fn f(v: &Value) -> f64 {
@@ -254,12 +284,7 @@ fn held_connections_fill_when_the_trend_says() {
             v["explanation"]
         )
     });
-    let est = v["classes"]
-        .as_array()
-        .expect("classes")
-        .iter()
-        .find(|c| c["class"] == "tcp/ESTABLISHED")
-        .unwrap_or_else(|| panic!("no tcp/ESTABLISHED: {v:#}"));
+    let est = class(&v, "tcp/ESTABLISHED");
     eprintln!(
         "generated {achieved:.1}/s; forecast count {} ({count_at_end} a moment later), new flows {:.1}/s, trend {:.1}/s, time to full {ttf:.1} s; (max - count) / rate = {by_rate:.1} s; actually full after {full_at:.1} s; ESTABLISHED {} (floor {}, live {}), steady state {}{:.0}",
         v["count"],
@@ -405,4 +430,314 @@ fn silent_departures_are_resynchronised() {
         .filter_map(|c| c["live"].as_u64())
         .sum();
     assert_eq!(live, 0, "{v:#}");
+}
+
+/// The classes workload b holds and the namespace's per-class counts.
+const MIX_CLASSES: [&str; 3] = ["tcp/TIME_WAIT", "udp/REPLIED", "tcp/ESTABLISHED"];
+
+/// (seconds since the start, count, entries in each of [`MIX_CLASSES`]).
+type Look = (f64, u64, [u64; 3]);
+
+/// One look at the namespace: seconds since `t0`, the count (GET_STATS:
+/// what max is compared with) and a dump's entries in each of
+/// [`MIX_CLASSES`]. The dump reaps the expired entries it passes (KERNEL.md
+/// section 13), so with a look every quarter second an expired entry
+/// counts at most that long after its timeout, whatever the GC's sleep
+/// (other namespaces' long-lived entries stretch it to 60 s): the count is
+/// a fine saw tooth, its top read before the dump, its foot (what the
+/// per-class figures are) after it; the count "reached" is the middle.
+fn look(ns: &Netns, t0: Instant) -> Look {
+    ns.run(|| {
+        let mut ct = ctnetlink::Conntrack::open()?;
+        let top = u64::from(ct.stats()?.entries);
+        let mut by = [0u64; 3];
+        ct.dump(ctnetlink::Family::Any, |e| {
+            let key = ctmodel::flows::ClassKey::of(e);
+            if let Some(i) = MIX_CLASSES.iter().position(|c| key == *c) {
+                by[i] += 1;
+            }
+        })?;
+        let foot = u64::from(ct.stats()?.entries);
+        Ok::<_, ctnetlink::Error>((t0.elapsed().as_secs_f64(), (top + foot) / 2, by))
+    })
+    .expect("thread in netns")
+    .expect("dump")
+}
+
+/// Workload b: short HTTP-like connections (closed at once: TIME_WAIT),
+/// UDP query/answer (replied, not assured) and long-lived TCP connections
+/// (held 20 s, then closed: a real steady state, rate x lifetime) at
+/// constant rates in one namespace, with per-namespace timeouts short
+/// enough that it settles within half a minute. The forecast, taken once
+/// the long-lived connections leave at the rate they come, gives each
+/// class's steady state and the total within 10% of what the namespace
+/// settles at, each class measured from its exits.
+#[test]
+fn mix_settles_where_the_forecast_says() {
+    ctlab::require_root!();
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Netns::create("fc-mix").expect("netns");
+    ns.track_loopback().expect("nft");
+    let (time_wait, udp_timeout, lifetime) = (8.0, 8.0, 20.0);
+    for (key, value) in [
+        ("net.netfilter.nf_conntrack_events", "1"),
+        ("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "8"),
+        ("net.netfilter.nf_conntrack_udp_timeout", "8"),
+        ("net.netfilter.nf_conntrack_udp_timeout_stream", "8"),
+        // Above the 20 s lifetime (the connections are silent), and low so
+        // the GC's mean remaining timeout stays short.
+        ("net.netfilter.nf_conntrack_tcp_timeout_established", "40"),
+    ] {
+        ns.sysctl(key, value).expect("sysctl in the test namespace");
+    }
+    let (short, udp, lived) = (300.0, 300.0, 100.0);
+    // Two descriptors a held connection: 2,000 held, room for twice that.
+    let fds = ctlab::abuse::raise_nofile(2 * 4000 + 1024).expect("RLIMIT_NOFILE");
+    assert!(fds >= 2 * 4000 + 256, "RLIMIT_NOFILE {fds}");
+    let many = Sources::Many;
+    let load = [
+        (Kind::Short { sources: many }, short, u64::MAX),
+        (
+            Kind::Udp {
+                sources: many,
+                unreplied: 0.0,
+            },
+            udp,
+            u64::MAX,
+        ),
+        (
+            Kind::Lived {
+                sources: many,
+                lifetime: Duration::from_secs_f64(lifetime),
+            },
+            lived,
+            u64::MAX,
+        ),
+    ];
+    let window = 30.0;
+    let t0 = Instant::now();
+    let (reports, (v, code, looks, forecast_end)) = with_mix(&ns, &load, || {
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let sampler = s.spawn(|| {
+                let mut looks = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    looks.push(look(&ns, t0));
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                looks
+            });
+            // The long-lived connections leave at the rate they come from
+            // here on: every class's arrivals are at their constant rate
+            // through the window, which sees exits of all three.
+            std::thread::sleep(Duration::from_secs_f64(lifetime + 2.0));
+            let (v, code) = forecast(&ns, &["--window", "30s"]);
+            let forecast_end = t0.elapsed().as_secs_f64();
+            // Keep the load on: what the namespace settles at is the
+            // mean over the last 20 s (the count settles by
+            // lifetime + time_wait + a look, about 30 s in).
+            std::thread::sleep(Duration::from_secs(12));
+            done.store(true, Ordering::Relaxed);
+            let looks = sampler.join().expect("sampler");
+            (v, code, looks, forecast_end)
+        })
+    });
+    let end = looks.last().map_or(0.0, |l| l.0);
+    let settled: Vec<_> = looks.iter().filter(|l| l.0 >= end - 20.0).collect();
+    let mean = |pick: &dyn Fn(&Look) -> u64, from: f64, to: f64| {
+        let xs: Vec<f64> = settled
+            .iter()
+            .filter(|l| l.0 >= from && l.0 < to)
+            .map(|l| pick(l) as f64)
+            .collect();
+        xs.iter().sum::<f64>() / xs.len().max(1) as f64
+    };
+    let reached = mean(&|l| l.1, end - 20.0, end + 1.0);
+    // Settled: the two halves of the last 20 s agree.
+    let (first, second) = (
+        mean(&|l| l.1, end - 20.0, end - 10.0),
+        mean(&|l| l.1, end - 10.0, end + 1.0),
+    );
+    let rates: Vec<f64> = reports.iter().map(Report::rate).collect();
+    eprintln!(
+        "generated {:.1}/s short, {:.1}/s udp, {:.1}/s lived ({} failed); forecast over {:.0}..{forecast_end:.0} s: new flows {:.1}/s, steady state {:.0} ({}), trend {}; count settled at {reached:.0} (halves {first:.0}, {second:.0}; {} looks)",
+        rates[0],
+        rates[1],
+        rates[2],
+        reports.iter().map(|r| r.failed).sum::<u64>(),
+        forecast_end - window,
+        f(&v["arrivals_per_s"]),
+        f(&v["steady_state"]),
+        v["basis"],
+        v["trend_per_s"],
+        settled.len()
+    );
+    // The long-lived class really is rate x lifetime (2,000 held).
+    let held = mean(&|l| l.2[2], end - 20.0, end + 1.0);
+    let by_lifetime = rates[2] * lifetime;
+    assert!(
+        (held - by_lifetime).abs() / by_lifetime < 0.05,
+        "ESTABLISHED {held:.0} vs rate x lifetime {by_lifetime:.0}"
+    );
+    let mut errors = Vec::new();
+    for (i, name) in MIX_CLASSES.iter().enumerate() {
+        let c = class(&v, name);
+        let truth = mean(&|l| l.2[i], end - 20.0, end + 1.0);
+        let err = (f(&c["steady_state"]) - truth).abs() / truth;
+        eprintln!(
+            "{name}: rate {:.1}/s x mean time {:.2} s ({}, {}, {} exits) = {:.0}; settled at {truth:.0}: {:.1}%",
+            f(&c["rate"]),
+            f(&c["dwell_s"]),
+            c["dwell_basis"],
+            c["evidence"],
+            c["exited"],
+            f(&c["steady_state"]),
+            err * 100.0
+        );
+        errors.push((*name, err, c["evidence"].clone()));
+    }
+    let total_err = (f(&v["steady_state"]) - reached).abs() / reached;
+    eprintln!("total: {:.1}%", total_err * 100.0);
+    assert_eq!(v["source"], "events", "{v:#}");
+    assert_eq!(v["partial"], false, "{v:#}");
+    assert!(
+        (first - second).abs() / second < 0.03,
+        "not settled: {first:.0} then {second:.0}"
+    );
+    // Arrivals are new flows, whatever the classes they pass through.
+    let made: f64 = rates.iter().sum();
+    let new_err = (f(&v["arrivals_per_s"]) - made).abs() / made;
+    assert!(
+        new_err < 0.05,
+        "new flows {} vs {made}",
+        v["arrivals_per_s"]
+    );
+    for (name, err, evidence) in errors {
+        assert_eq!(evidence, "measured", "{name}: {:#}", class(&v, name));
+        assert!(err < 0.10, "{name}: {:.1}% off", err * 100.0);
+    }
+    assert_eq!(v["steady_state_is_floor"], false, "{v:#}");
+    assert!(total_err < 0.10, "total: {:.1}% off", total_err * 100.0);
+    // Far below max: it levels off, no time to full, no alert.
+    assert_eq!(v["basis"], "levels_off", "{v:#}");
+    assert!(v["time_to_full_s"].is_null());
+    assert_eq!(code, 0, "{v:#}");
+    // The kernel's timeouts bound the measured times from below.
+    assert!(f(&class(&v, "tcp/TIME_WAIT")["dwell_s"]) >= time_wait * 0.98);
+    assert!(f(&class(&v, "udp/REPLIED")["dwell_s"]) >= udp_timeout * 0.98);
+}
+
+/// Workload c: a SYN flood (spoofed SYNs from many addresses to a closed
+/// port whose RSTs are dropped before conntrack: tcp/SYN_SENT, never
+/// ASSURED) into a table that holds nothing ASSURED (the pre-fill is
+/// SYN_SENT too). nf_conntrack_max is global and read-only in a namespace
+/// (KERNEL.md section 2) while the count is the namespace's own, so "full"
+/// is the namespace's count reaching the real max, as the kernel sees it:
+/// an unassured pre-fill leaves 40,000 entries of room. Nothing leaves
+/// SYN_SENT within the window (120 s timeout): unknown, the live count its
+/// floor, and the time to full the trend's, within 20% of when the
+/// namespace is actually full.
+#[test]
+fn syn_flood_fills_an_unassured_table_when_the_trend_says() {
+    ctlab::require_root!();
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Netns::create("fc-syn").expect("netns");
+    ns.track_loopback().expect("nft");
+    let kind = Kind::SynFlood;
+    ns.nft(&kind.nft_rules().expect("the flood's rules"))
+        .expect("nft");
+    ns.sysctl("net.netfilter.nf_conntrack_events", "1")
+        .expect("sysctl in the test namespace");
+    ns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_syn_sent", "120")
+        .expect("sysctl in the test namespace");
+    let max = global_max() as u64;
+    let rate = 2000.0;
+    // 20 s of fill left at 2,000/s; the forecast window takes 10 of them.
+    let room = 40_000;
+    for chunk in ctlab::fill((max - room) as usize, false).chunks(50_000) {
+        ns.insert(chunk).expect("pre-fill");
+    }
+    let (report, (v, code, full_at, assured)) = with_flows(&ns, &kind, rate, room + 20_000, || {
+        std::thread::sleep(Duration::from_secs(2));
+        let (v, code) = forecast(&ns, &["--window", "10s"]);
+        let predicted_at = Instant::now();
+        let mut full_at = None;
+        while predicted_at.elapsed() < Duration::from_secs(60) {
+            if count(&ns) >= max {
+                full_at = Some(predicted_at.elapsed().as_secs_f64());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Nothing in the table is ASSURED (early_drop may take any entry).
+        let assured = ns
+            .run(|| {
+                let mut n = 0u64;
+                ctnetlink::Conntrack::open()
+                    .and_then(|mut c| {
+                        c.dump(ctnetlink::Family::Any, |e| n += u64::from(e.assured()))
+                    })
+                    .map(|_| n)
+            })
+            .expect("thread in netns")
+            .expect("dump");
+        (v, code, full_at, assured)
+    });
+    let achieved = report.rate();
+    let ttf = f(&v["time_to_full_s"]);
+    let by_rate = (max as f64 - f(&v["count"])) / achieved;
+    let full_at = full_at.unwrap_or_else(|| {
+        panic!(
+            "never full within 60 s (count now {}, sent {}, failed {}): {}",
+            count(&ns),
+            report.started,
+            report.failed,
+            v["explanation"]
+        )
+    });
+    let syn = class(&v, "tcp/SYN_SENT");
+    eprintln!(
+        "generated {achieved:.1}/s; forecast count {}, new flows {:.1}/s, trend {:.1}/s, time to full {ttf:.1} s; (max - count) / rate = {by_rate:.1} s; actually full after {full_at:.1} s ({:.1}% off); SYN_SENT {} (live {}), ASSURED entries {assured}",
+        v["count"],
+        f(&v["arrivals_per_s"]),
+        f(&v["trend_per_s"]),
+        (ttf - full_at) / full_at * 100.0,
+        syn["evidence"],
+        syn["live"],
+    );
+    assert_eq!(v["source"], "events", "{v:#}");
+    assert_eq!(v["partial"], false, "{v:#}");
+    assert_eq!(assured, 0, "a table with nothing ASSURED");
+    assert!(
+        v["classes"]
+            .as_array()
+            .expect("classes")
+            .iter()
+            .all(|c| c["class"] == "tcp/SYN_SENT"),
+        "{v:#}"
+    );
+    assert_eq!(syn["evidence"], "unknown", "{syn:#}");
+    assert_eq!(syn["floor"], true);
+    assert!(syn["dwell_s"].is_null(), "never the 120 s timeout: {syn:#}");
+    assert_eq!(f(&syn["steady_state"]), f(&syn["live"]));
+    assert_eq!(v["basis"], "trend", "{v:#}");
+    let new_err = (f(&v["arrivals_per_s"]) - achieved).abs() / achieved;
+    assert!(
+        new_err < 0.05,
+        "new flows {} vs {achieved}",
+        v["arrivals_per_s"]
+    );
+    // Full in about 10 s: CRITICAL.
+    assert_eq!(code, 2, "{v:#}");
+    for (what, truth) in [
+        ("(max - count) / rate", by_rate),
+        ("the actual fill", full_at),
+    ] {
+        let err = (ttf - truth).abs() / truth;
+        assert!(
+            err < 0.20,
+            "time to full {ttf:.1} s vs {what} {truth:.1} s: {:.1}%",
+            err * 100.0
+        );
+    }
 }

@@ -862,6 +862,32 @@ mod tests {
     }
 
     #[test]
+    fn a_class_two_kinds_of_flows_pass_through_is_measured_as_their_mix() {
+        // Workload b's tcp/ESTABLISHED over a 30 s window: 300/s for 5 ms
+        // (short connections on their way to TIME_WAIT) and 100/s held
+        // 20 s; survivors: the last 10 s of held ones, the last 5 ms of
+        // short ones. Mean (300 x 0.005 + 100 x 20) / 400 = 5.004 s,
+        // steady state 400/s x that = 2,001.5 (what the namespace held:
+        // 2,000).
+        let mut held: Vec<(f64, u64)> = (0..10).map(|a| (f64::from(a) + 0.5, 100)).collect();
+        held.push((0.0025, 1));
+        let s = events(12_000, 12_000, &[(0.005, 8_999), (20.0, 2_000)], &held);
+        let (d, basis, evidence) =
+            dwell_events(&s, timeout("tcp_timeout_established", 40.0, None).as_ref());
+        assert_eq!(
+            (basis, evidence),
+            (DwellBasis::KaplanMeier, Evidence::Measured)
+        );
+        let d = d.expect("dwell");
+        assert!((d - 5.0).abs() < 0.1, "{d}");
+        let mut i = inputs(vec![("tcp/ESTABLISHED", s.into(), None)], 2000, 262_144);
+        i.window = 30.0;
+        let f = estimate(&i);
+        assert!((f.steady_state - 2000.0).abs() < 40.0, "{}", f.steady_state);
+        assert_eq!(f.basis, Basis::LevelsOff);
+    }
+
+    #[test]
     fn kaplan_meier_by_hand() {
         let mut exits = Lifetimes::default();
         let mut survivors = Lifetimes::default();

@@ -1,6 +1,7 @@
 //! Non-blocking TCP connects shared by the TCP generators: bind the client
 //! address, start the handshake, and later ask whether it finished.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -21,13 +22,18 @@ pub enum Connect {
 
 /// Start connection number `i` to the in-namespace server.
 pub fn start(sources: Sources, i: u64) -> std::io::Result<Socket> {
+    start_to(sources, i, server_addr())
+}
+
+/// Start connection number `i` to `server`.
+pub fn start_to(sources: Sources, i: u64, server: SocketAddr) -> std::io::Result<Socket> {
     let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     s.set_nonblocking(true)?;
     if sources == Sources::Many {
         let a = std::net::SocketAddrV4::new(source_addr(i), 0);
         s.bind(&SockAddr::from(a))?;
     }
-    match s.connect(&server_addr().into()) {
+    match s.connect(&server.into()) {
         Ok(()) => Ok(s),
         Err(e) if e.raw_os_error() == Some(libc_einprogress()) => Ok(s),
         Err(e) => Err(e),

@@ -68,6 +68,15 @@ pub enum Kind {
     KeepAlive { sources: Sources, ping: Duration },
     /// TCP connections held open in silence after the handshake.
     Idle { sources: Sources },
+    /// TCP connections held open in silence for `lifetime` after the
+    /// handshake, then closed by the client (ESTABLISHED for `lifetime`,
+    /// then TIME_WAIT): long-lived connections with a real steady state,
+    /// rate x lifetime. Their server listens on [`LIVED_PORT`], so this
+    /// runs beside [`Kind::Short`] in one namespace.
+    Lived {
+        sources: Sources,
+        lifetime: Duration,
+    },
     /// UDP query/answer; the server leaves `unreplied` of the queries
     /// unanswered (UNREPLIED entries, udp timeout instead of udp_stream).
     Udp { sources: Sources, unreplied: f64 },
@@ -81,6 +90,8 @@ pub enum Kind {
 
 /// The TCP port of the in-namespace server and of the SYN flood target.
 pub const SERVER_PORT: u16 = 8080;
+/// The TCP port of [`Kind::Lived`]'s server.
+pub const LIVED_PORT: u16 = 8081;
 pub const UDP_PORT: u16 = 5353;
 pub const FLOOD_PORT: u16 = 9;
 
@@ -240,6 +251,7 @@ pub fn run_notify(
         Kind::Short { sources } => Box::new(short::Short::new(*sources)?),
         Kind::KeepAlive { sources, ping } => Box::new(hold::Hold::new(*sources, Some(*ping))?),
         Kind::Idle { sources } => Box::new(hold::Hold::new(*sources, None)?),
+        Kind::Lived { sources, lifetime } => Box::new(hold::Hold::lived(*sources, *lifetime)?),
         Kind::Udp { sources, unreplied } => Box::new(udp::Udp::new(*sources, *unreplied)?),
         Kind::Icmp => Box::new(icmp::Icmp::new()?),
         Kind::SynFlood => Box::new(synflood::SynFlood::new()?),

@@ -1,5 +1,5 @@
 //! The in-namespace servers the generators talk to: a TCP server on
-//! 127.0.0.1:SERVER_PORT (closes when the client closes, optionally echoes)
+//! 127.0.0.1:SERVER_PORT (or another port, to run beside it; closes when the client closes, optionally echoes)
 //! and a UDP server on 127.0.0.1:UDP_PORT answering all but a fraction of
 //! queries. Each runs on its own thread until dropped.
 
@@ -30,19 +30,24 @@ impl Drop for Server {
 }
 
 pub fn server_addr() -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, SERVER_PORT))
+    addr(SERVER_PORT)
+}
+
+/// 127.0.0.1:`port`.
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
 }
 
 pub fn udp_addr() -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, UDP_PORT))
 }
 
-fn listener() -> Result<TcpListener, TrafficError> {
+fn listener(port: u16) -> Result<TcpListener, TrafficError> {
     let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
         .map_err(io("server socket"))?;
     s.set_reuse_address(true).map_err(io("SO_REUSEADDR"))?;
-    s.bind(&server_addr().into())
-        .map_err(io("binding 127.0.0.1:8080"))?;
+    s.bind(&addr(port).into())
+        .map_err(io("binding the TCP server's 127.0.0.1 port"))?;
     s.listen(4096).map_err(io("listen"))?;
     s.set_nonblocking(true).map_err(io("O_NONBLOCK"))?;
     Ok(s.into())
@@ -54,7 +59,12 @@ impl Server {
     /// scanned every `scan` (short for short connections, long for many
     /// held ones).
     pub fn tcp(echo: bool, scan: Duration) -> Result<Self, TrafficError> {
-        let l = listener()?;
+        Self::tcp_on(SERVER_PORT, echo, scan)
+    }
+
+    /// [`Server::tcp`] on 127.0.0.1:`port`.
+    pub fn tcp_on(port: u16, echo: bool, scan: Duration) -> Result<Self, TrafficError> {
+        let l = listener(port)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::Builder::new()

@@ -142,6 +142,15 @@ pub fn lab_scenario(
             Some(*sources),
         ),
         Kind::Idle { sources } => (ctsim::Lifecycle::Idle { rtt_s }, Some(*sources)),
+        Kind::Lived { sources, lifetime } => (
+            ctsim::Lifecycle::Keepalive {
+                rtt_s,
+                lifetime_s: lifetime.as_secs_f64(),
+                // Silent: no request refreshes the timeout within the lifetime.
+                request_gap_s: lifetime.as_secs_f64() * 2.0 + 1.0,
+            },
+            Some(*sources),
+        ),
         Kind::Udp { sources, unreplied } => (
             ctsim::Lifecycle::Dns {
                 rtt_s,
