@@ -39,6 +39,63 @@ pub struct BreakdownView {
     pub top_sources: Vec<(usize, String, u64)>,
 }
 
+/// Top creators by new flows per second: at most this many sources, the
+/// rest summed under `source="other"`.
+pub const TOP_CREATORS: usize = 10;
+
+/// What the exporter publishes of one forecast window on events: forecast's
+/// own figures (`ctcore::forecast::estimate`, the `forecast` command's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ForecastView {
+    /// Seconds the window covered.
+    pub window_s: f64,
+    /// The verdict's time to full; +Inf when the count levels off below
+    /// max, max is 0 (unlimited), or no rate fills it.
+    pub time_to_full: f64,
+    pub steady_state: f64,
+    /// (class, steady-state entries, evidence) per `proto/STATE` class.
+    pub classes: Vec<(String, f64, &'static str)>,
+    /// New flows per second (class changes excluded).
+    pub new_per_s: f64,
+    /// (source address or "other", new flows/s); None when the window's
+    /// events were incomplete (lost, just enabled): no rate is taken then.
+    pub creators: Option<Vec<(String, f64)>>,
+}
+
+impl ForecastView {
+    /// The view of forecast's verdict; `created`: the window's top
+    /// sources of new flows (as many as [`TOP_CREATORS`]), all its new
+    /// flows and its seconds, or None for a partial window.
+    pub fn of(
+        f: &ctcore::forecast::estimate::Forecast,
+        created: Option<(Vec<(String, u64)>, u64, f64)>,
+    ) -> Self {
+        let creators = created.map(|(top, total, secs)| {
+            let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+            let shown: u64 = top.iter().map(|(_, n)| n).sum();
+            let mut rows: Vec<(String, f64)> = top
+                .into_iter()
+                .take(TOP_CREATORS)
+                .map(|(a, n)| (a, per_s(n)))
+                .collect();
+            rows.push(("other".into(), per_s(total.saturating_sub(shown))));
+            rows
+        });
+        Self {
+            window_s: f.window_s,
+            time_to_full: f.time_to_full_s.unwrap_or(f64::INFINITY),
+            steady_state: f.steady_state,
+            classes: f
+                .classes
+                .iter()
+                .map(|c| (c.class.to_string(), c.steady_state, c.evidence.as_str()))
+                .collect(),
+            new_per_s: f.arrivals_per_s,
+            creators,
+        }
+    }
+}
+
 /// Everything one scrape shows; each source may be missing on its own.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
@@ -52,8 +109,16 @@ pub struct Snapshot {
     /// Per-namespace counts (`--all-netns`); an unreadable one has no
     /// series (the sampler says why on stderr, once).
     pub netns: Option<Vec<NetnsCount>>,
+    /// Where the forecast comes from: "events" (the live feed) or "dumps"
+    /// (the fallback when events cannot be subscribed); None over a tree.
+    pub forecast_source: Option<&'static str>,
+    /// With events: the last complete forecast window (None before the
+    /// first one ends, or when events went off: the families are absent).
+    pub forecast: Option<ForecastView>,
+    /// With dumps: the count's trend (the verdict needs events).
     pub time_to_full: Option<f64>,
-    /// forecast's steady-state entries from the last two breakdown dumps.
+    /// With dumps: forecast's steady-state entries from the last two
+    /// breakdown dumps.
     pub steady_state: Option<f64>,
     /// (key, live differs from the persisted/applied value) for the keys
     /// of `ctcore::drift::keys` that have one (issue 20).
@@ -324,22 +389,7 @@ pub fn registry(s: &Snapshot) -> Registry {
             fam,
         );
     }
-    if let Some(ttf) = s.time_to_full {
-        gauge(
-            &mut reg,
-            "ctdoctor_time_to_full_seconds",
-            "Seconds until entries reach entries_limit at the least-squares trend of the count over --trend-window; +Inf when flat or falling",
-            ttf,
-        );
-    }
-    if let Some(n) = s.steady_state {
-        gauge(
-            &mut reg,
-            "ctdoctor_forecast_steady_state_entries",
-            "Entries once arrivals and expiries balance (Little's law per protocol/state: arrivals between the last two breakdown dumps x the state's timeout)",
-            n,
-        );
-    }
+    forecast_families(&mut reg, s);
     if !s.bpf_maps.is_empty() {
         let entries = Family::<Labels, G>::default();
         let max = Family::<Labels, G>::default();
@@ -380,6 +430,89 @@ pub fn registry(s: &Snapshot) -> Registry {
         f,
     );
     reg
+}
+
+const TTF_HELP: &str = "Seconds until entries reach entries_limit: with events (ctdoctor_forecast_source{source=\"events\"}) forecast's verdict over the last --forecast-window, +Inf when the count levels off or max is 0; with dumps the least-squares trend of the count over --trend-window, +Inf when flat or falling";
+const STEADY_HELP: &str = "Entries once arrivals and departures balance (Little's law per protocol/state): with events forecast's estimate over the last --forecast-window, with dumps from the last two breakdown dumps; a floor when some class's evidence is unknown";
+
+/// The forecast's families: the source in use, then its figures.
+fn forecast_families(reg: &mut Registry, s: &Snapshot) {
+    if let Some(source) = s.forecast_source {
+        let f = Family::<Labels, G>::default();
+        f.get_or_create(&labels(&[("source", source)])).set(1.0);
+        reg.register(
+            "ctdoctor_forecast_source",
+            "Where the forecast comes from: events (ctnetlink events into the tracker watch and forecast use) or dumps (two breakdown dumps: events cannot be subscribed)",
+            f,
+        );
+    }
+    if let Some(v) = &s.forecast {
+        gauge(
+            reg,
+            "ctdoctor_time_to_full_seconds",
+            TTF_HELP,
+            v.time_to_full,
+        );
+        gauge(
+            reg,
+            "ctdoctor_forecast_steady_state_entries",
+            STEADY_HELP,
+            v.steady_state,
+        );
+        gauge(
+            reg,
+            "ctdoctor_forecast_window_seconds",
+            "Seconds of events the published forecast covers (the last complete --forecast-window, less any part before lost events)",
+            v.window_s,
+        );
+        let steady = Family::<Labels, G>::default();
+        let evidence = Family::<Labels, G>::default();
+        for (class, n, ev) in &v.classes {
+            steady.get_or_create(&labels(&[("class", class)])).set(*n);
+            evidence
+                .get_or_create(&labels(&[("class", class), ("evidence", ev)]))
+                .set(1.0);
+        }
+        reg.register(
+            "ctdoctor_forecast_class_steady_state_entries",
+            "Steady-state entries of one protocol/state class (forecast's estimate; its live count when the evidence is unknown)",
+            steady,
+        );
+        reg.register(
+            "ctdoctor_forecast_evidence",
+            "1 for the evidence behind a class's time in state: measured, bounded (few exits, a tail beyond the window, capped by the timeout) or unknown (nothing left the class: its live count is the floor)",
+            evidence,
+        );
+        gauge(
+            reg,
+            "ctdoctor_new_flows_per_second",
+            "New flows per second over the last --forecast-window (NEW events; class changes excluded)",
+            v.new_per_s,
+        );
+        if let Some(rows) = &v.creators {
+            let f = Family::<Labels, G>::default();
+            for (source, rate) in rows {
+                f.get_or_create(&labels(&[("source", source)])).set(*rate);
+            }
+            reg.register(
+                "ctdoctor_top_creator_new_flows_per_second",
+                "New flows per second of the 10 sources that created the most over the last --forecast-window; the rest under source=\"other\"",
+                f,
+            );
+        }
+        return;
+    }
+    if let Some(ttf) = s.time_to_full {
+        gauge(reg, "ctdoctor_time_to_full_seconds", TTF_HELP, ttf);
+    }
+    if let Some(n) = s.steady_state {
+        gauge(
+            reg,
+            "ctdoctor_forecast_steady_state_entries",
+            STEADY_HELP,
+            n,
+        );
+    }
 }
 
 /// node_exporter's conntrack collector: same names, gauges, CPU sums.

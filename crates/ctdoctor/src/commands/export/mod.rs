@@ -1,9 +1,11 @@
 //! `ctdoctor export`: a Prometheus exporter. Owns the command-line flags
 //! and the start-up checks (netlink permission, port); [`sources`] reads,
-//! [`metrics`] maps and encodes, [`server`] serves; the prediction is
-//! `ctcore::forecast::estimate`'s, the same as `ctdoctor forecast`.
+//! [`live`] runs the event feed, [`metrics`] maps and encodes, [`server`]
+//! serves; the prediction is `ctcore::forecast::estimate`'s over the same
+//! feed and windows as `ctdoctor forecast` ([`live`]).
 
 pub mod connections;
+pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod sources;
@@ -46,6 +48,18 @@ pub struct ExportArgs {
     #[arg(long, default_value = "10m", value_name = "DURATION",
           value_parser = duration::flag(sources::SAMPLE_EVERY * 2, duration::DAY))]
     pub trend_window: Duration,
+
+    /// Length of one forecast window on events: the published verdict is
+    /// the last complete window's, as `forecast --window` (5s to 1h).
+    #[arg(long, default_value = "60s", value_name = "DURATION",
+          value_parser = duration::flag(Duration::from_secs(5), duration::HOUR))]
+    pub forecast_window: Duration,
+
+    /// Where the forecast and the breakdown come from: auto (events when
+    /// they can be subscribed, else dumps), events (fail without them),
+    /// dumps (two breakdown dumps, every --breakdown-interval).
+    #[arg(long, value_enum, default_value_t = crate::commands::forecast::SourceArg::Auto)]
+    pub source: crate::commands::forecast::SourceArg,
 
     /// Per-namespace entries and drops for every network namespace.
     #[arg(long)]
@@ -96,6 +110,8 @@ pub fn run(args: &ExportArgs, quiet: bool, host: &cthost::Host) -> Result<()> {
         node_exporter_compat: args.node_exporter_compat,
         entry_bytes: sources::entry_bytes(host.root()),
         host: host.clone(),
+        forecast_window: args.forecast_window,
+        source: args.source,
     });
     let (max_connections, note) = server::fit_open_files(args.max_connections);
     if let Some(note) = note
