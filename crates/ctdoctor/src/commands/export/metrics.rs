@@ -709,6 +709,8 @@ mod tests {
                 max: Some(4000),
                 error: None,
             }]),
+            forecast_source: Some("dumps"),
+            forecast: None,
             time_to_full: Some(f64::INFINITY),
             steady_state: Some(1234.5),
             drift: vec![
@@ -856,6 +858,180 @@ mod tests {
         assert!(t.contains("ctdoctor_up{source=\"stats\"} 0"));
         assert!(!t.contains("ctdoctor_entries "));
         assert!(line(&t, "ctdoctor_breakdown_age_seconds").ends_with("+Inf"));
+    }
+
+    fn view() -> ForecastView {
+        ForecastView {
+            window_s: 60.0,
+            time_to_full: 1800.0,
+            steady_state: 5200.0,
+            classes: vec![
+                ("tcp/ESTABLISHED".into(), 4000.0, "unknown"),
+                ("udp/UNREPLIED".into(), 1200.0, "measured"),
+            ],
+            new_per_s: 120.0,
+            creators: Some(vec![("10.0.0.1".into(), 100.0), ("other".into(), 20.0)]),
+        }
+    }
+
+    /// The forecast's samples of one scrape, sorted (a family's series
+    /// come in hash order), HELP and TYPE left out.
+    fn forecast_lines(s: &Snapshot) -> String {
+        let t = encode(s, Format::Prometheus).expect("encodes");
+        let mut lines: Vec<&str> = t
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                [
+                    "ctdoctor_forecast",
+                    "ctdoctor_time_to_full",
+                    "ctdoctor_new_flows",
+                    "ctdoctor_top_creator",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+            })
+            .collect();
+        lines.sort_unstable();
+        lines.join("\n")
+    }
+
+    #[test]
+    fn forecast_on_events_maps_the_verdict() {
+        let s = Snapshot {
+            forecast_source: Some("events"),
+            forecast: Some(view()),
+            // Ignored with a verdict: the trend is the dumps' fallback only.
+            time_to_full: Some(5.0),
+            steady_state: Some(7.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            forecast_lines(&s),
+            "ctdoctor_forecast_class_steady_state_entries{class=\"tcp/ESTABLISHED\"} 4000.0
+ctdoctor_forecast_class_steady_state_entries{class=\"udp/UNREPLIED\"} 1200.0
+ctdoctor_forecast_evidence{class=\"tcp/ESTABLISHED\",evidence=\"unknown\"} 1.0
+ctdoctor_forecast_evidence{class=\"udp/UNREPLIED\",evidence=\"measured\"} 1.0
+ctdoctor_forecast_source{source=\"events\"} 1.0
+ctdoctor_forecast_steady_state_entries 5200.0
+ctdoctor_forecast_window_seconds 60.0
+ctdoctor_new_flows_per_second 120.0
+ctdoctor_time_to_full_seconds 1800.0
+ctdoctor_top_creator_new_flows_per_second{source=\"10.0.0.1\"} 100.0
+ctdoctor_top_creator_new_flows_per_second{source=\"other\"} 20.0"
+        );
+        // Levels off: +Inf, in both formats; a partial window: no creators.
+        let mut v = view();
+        v.time_to_full = f64::INFINITY;
+        v.creators = None;
+        let s = Snapshot {
+            forecast_source: Some("events"),
+            forecast: Some(v),
+            ..Default::default()
+        };
+        let t = encode(&s, Format::OpenMetrics).expect("encodes");
+        assert!(t.contains("ctdoctor_time_to_full_seconds +Inf\n"), "{t}");
+        assert!(!t.contains("ctdoctor_top_creator"), "{t}");
+        // Before the first window ends: the source, no verdict (unknown).
+        let s = Snapshot {
+            forecast_source: Some("events"),
+            ..Default::default()
+        };
+        assert_eq!(
+            forecast_lines(&s),
+            "ctdoctor_forecast_source{source=\"events\"} 1.0"
+        );
+    }
+
+    #[test]
+    fn forecast_on_dumps_is_labelled_and_keeps_the_trend() {
+        let s = Snapshot {
+            forecast_source: Some("dumps"),
+            time_to_full: Some(f64::INFINITY),
+            steady_state: Some(1234.5),
+            ..Default::default()
+        };
+        assert_eq!(
+            forecast_lines(&s),
+            "ctdoctor_forecast_source{source=\"dumps\"} 1.0
+ctdoctor_forecast_steady_state_entries 1234.5
+ctdoctor_time_to_full_seconds +Inf"
+        );
+    }
+
+    #[test]
+    fn the_view_of_a_verdict() {
+        use ctcore::forecast::estimate::{self, Inputs};
+        use ctmodel::flows::{ClassKey, ClassStats};
+        // udp/UNREPLIED: 100 new/s over 60 s, each gone after 10 s
+        // (measured); tcp/ESTABLISHED: 5 new/s, none left (unknown).
+        let mut udp = ClassStats {
+            new: 6000,
+            entered: 6000,
+            exited: 5000,
+            dwell_sum: 50_000.0,
+            still_in: 1000,
+            still_in_age_sum: 5000.0,
+            live: 1000,
+            ..ClassStats::default()
+        };
+        udp.exit_times.add_n(10.0, 5000);
+        udp.survivor_ages.add_n(5.0, 1000);
+        let mut tcp = ClassStats {
+            new: 300,
+            entered: 300,
+            still_in: 300,
+            still_in_age_sum: 9000.0,
+            live: 300,
+            ..ClassStats::default()
+        };
+        tcp.survivor_ages.add_n(30.0, 300);
+        let classes: std::collections::BTreeMap<ClassKey, estimate::Observed> =
+            [("udp/UNREPLIED", udp), ("tcp/ESTABLISHED", tcp)]
+                .into_iter()
+                .map(|(k, c)| (ClassKey::parse(k).expect("key"), c.into()))
+                .collect();
+        let timeouts = std::collections::BTreeMap::new();
+        let f = estimate::estimate(&Inputs {
+            window: 60.0,
+            classes: estimate::class_inputs(classes, &timeouts, cthost::plan::Profile::Web),
+            count: 1300,
+            max: 262_144,
+            samples: (0..=60)
+                .map(|t| (f64::from(t), 1000.0 + 5.0 * f64::from(t)))
+                .collect(),
+            target_share: estimate::DEFAULT_TARGET_SHARE,
+        });
+        let top = vec![
+            ("10.0.0.1".to_string(), 4000),
+            ("10.0.0.2".to_string(), 1000),
+        ];
+        let v = ForecastView::of(&f, Some((top, 6300, 60.0)));
+        assert_eq!(v.steady_state, f.steady_state);
+        assert_eq!(v.new_per_s, f.arrivals_per_s);
+        assert_eq!(v.time_to_full, f.time_to_full_s.unwrap_or(f64::INFINITY));
+        let mut evidence: Vec<(&str, f64, &str)> = v
+            .classes
+            .iter()
+            .map(|(c, n, e)| (c.as_str(), *n, *e))
+            .collect();
+        evidence.sort_by(|a, b| a.0.cmp(b.0));
+        // The unknown class: its live count, never its timeout.
+        assert_eq!(evidence[0], ("tcp/ESTABLISHED", 300.0, "unknown"));
+        assert_eq!(
+            (evidence[1].0, evidence[1].2),
+            ("udp/UNREPLIED", "measured")
+        );
+        assert_eq!(
+            v.creators,
+            Some(vec![
+                ("10.0.0.1".to_string(), 4000.0 / 60.0),
+                ("10.0.0.2".to_string(), 1000.0 / 60.0),
+                ("other".to_string(), 1300.0 / 60.0),
+            ])
+        );
+        // A rising count with an unknown class: the trend gives the time to full.
+        assert!(v.time_to_full.is_finite(), "{f:#?}");
     }
 
     #[test]
