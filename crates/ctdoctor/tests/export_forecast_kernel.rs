@@ -189,6 +189,14 @@ fn namespace(name: &str) -> Netns {
     ns.track_loopback().expect("nft");
     ns.sysctl("net.netfilter.nf_conntrack_events", "1")
         .expect("sysctl in the test namespace");
+    // The scrapes themselves are flows: untracked, so both see the same load.
+    ns.nft(&format!(
+        "table inet xfscrape {{\n\
+         chain pre {{ type filter hook prerouting priority -300; tcp dport {PORT} notrack; tcp sport {PORT} notrack; }}\n\
+         chain out {{ type filter hook output priority -300; tcp dport {PORT} notrack; tcp sport {PORT} notrack; }}\n\
+         }}\n"
+    ))
+    .expect("nft in the test namespace");
     ns
 }
 
