@@ -744,6 +744,37 @@ mod tests {
     }
 
     #[test]
+    fn flags_follow_events_and_dumps() {
+        let mut tr = Tracker::new(Filter::default());
+        let mut syn = tcp(1, 2, 1);
+        syn.status = Status::CONFIRMED;
+        tr.event(0.0, EventKind::New, &syn);
+        assert_eq!(tr.flags(), (0, 1), "no reply yet");
+        let mut est = tcp(1, 2, ESTABLISHED);
+        est.status = Status::CONFIRMED | Status::SEEN_REPLY | Status::ASSURED;
+        tr.event(0.1, EventKind::Update, &est);
+        assert_eq!(tr.flags(), (1, 0));
+        // Same class, bits changed: a dump sees the entry again.
+        tr.resync_begin(0.2);
+        let mut replied = est.clone();
+        replied.status = Status::CONFIRMED | Status::SEEN_REPLY;
+        tr.resync_add(0.2, &replied);
+        tr.resync_add(0.2, &est_of(2));
+        tr.resync_end(0.3);
+        assert_eq!(tr.flags(), (1, 0));
+        tr.event(0.4, EventKind::Destroy, &est_of(2));
+        tr.event(0.5, EventKind::Destroy, &replied);
+        assert_eq!(tr.flags(), (0, 0));
+        assert_eq!(tr.live(), 0);
+    }
+
+    fn est_of(id: u32) -> Entry {
+        let mut e = tcp(id, 3, ESTABLISHED);
+        e.status = Status::CONFIRMED | Status::SEEN_REPLY | Status::ASSURED;
+        e
+    }
+
+    #[test]
     fn events_move_entries_between_classes_and_measure_dwell() {
         let mut tr = Tracker::new(Filter::default());
         tr.event(0.0, EventKind::New, &tcp(1, 2, ESTABLISHED));
