@@ -150,6 +150,8 @@ mod tests {
             &["--trend-window", "19s"],
             &["--max-connections", "15"],
             &["--max-connections", "65537"],
+            &["--forecast-window", "4s"],
+            &["--forecast-window", "61m"],
         ] {
             let e = parse(bad)
                 .err()
@@ -163,6 +165,9 @@ mod tests {
             &["--trend-window", "20s"],
             &["--max-connections", "16"],
             &["--max-connections", "65536"],
+            &["--forecast-window", "5s"],
+            &["--forecast-window", "1h"],
+            &["--source", "dumps"],
         ] {
             assert!(parse(good).is_ok(), "{good:?}");
         }
