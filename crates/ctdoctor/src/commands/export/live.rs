@@ -25,7 +25,7 @@ use ctmodel::Filter;
 use ctmodel::flows::Tracker;
 use ctnetlink::Events;
 
-use super::metrics::{BreakdownView, ForecastView, TOP_CREATORS};
+use super::metrics::{BreakdownView, Created, ForecastView, TOP_CREATORS};
 use super::sources::Shared;
 use crate::commands::forecast;
 use crate::feed::Feed;
@@ -149,7 +149,11 @@ fn feed(shared: &Shared, events: Events) -> Result<()> {
                         .into_iter()
                         .map(|(a, n)| (a.to_string(), n))
                         .collect();
-                    (top, iv.new, iv.seconds)
+                    Created {
+                        top,
+                        total: iv.new,
+                        seconds: iv.seconds,
+                    }
                 });
                 Some(ForecastView::of(&f, created))
             }

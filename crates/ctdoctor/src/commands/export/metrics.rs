@@ -62,25 +62,37 @@ pub struct ForecastView {
     pub creators: Option<Vec<(String, f64)>>,
 }
 
+/// The new flows of one window, for the top creators.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Created {
+    /// (source, new flows), most first, as many as [`TOP_CREATORS`].
+    pub top: Vec<(String, u64)>,
+    /// All the window's new flows.
+    pub total: u64,
+    pub seconds: f64,
+}
+
 impl ForecastView {
-    /// The view of forecast's verdict; `created`: the window's top
-    /// sources of new flows (as many as [`TOP_CREATORS`]), all its new
-    /// flows and its seconds, or None for a partial window.
-    pub fn of(
-        f: &ctcore::forecast::estimate::Forecast,
-        created: Option<(Vec<(String, u64)>, u64, f64)>,
-    ) -> Self {
-        let creators = created.map(|(top, total, secs)| {
-            let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-            let shown: u64 = top.iter().map(|(_, n)| n).sum();
-            let mut rows: Vec<(String, f64)> = top
-                .into_iter()
-                .take(TOP_CREATORS)
-                .map(|(a, n)| (a, per_s(n)))
-                .collect();
-            rows.push(("other".into(), per_s(total.saturating_sub(shown))));
-            rows
-        });
+    /// The view of forecast's verdict; `created`: the window's new flows,
+    /// or None for a partial window.
+    pub fn of(f: &ctcore::forecast::estimate::Forecast, created: Option<Created>) -> Self {
+        let creators = created.map(
+            |Created {
+                 top,
+                 total,
+                 seconds: secs,
+             }| {
+                let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+                let shown: u64 = top.iter().map(|(_, n)| n).sum();
+                let mut rows: Vec<(String, f64)> = top
+                    .into_iter()
+                    .take(TOP_CREATORS)
+                    .map(|(a, n)| (a, per_s(n)))
+                    .collect();
+                rows.push(("other".into(), per_s(total.saturating_sub(shown))));
+                rows
+            },
+        );
         Self {
             window_s: f.window_s,
             time_to_full: f.time_to_full_s.unwrap_or(f64::INFINITY),
@@ -1006,7 +1018,14 @@ ctdoctor_time_to_full_seconds +Inf"
             ("10.0.0.1".to_string(), 4000),
             ("10.0.0.2".to_string(), 1000),
         ];
-        let v = ForecastView::of(&f, Some((top, 6300, 60.0)));
+        let v = ForecastView::of(
+            &f,
+            Some(Created {
+                top,
+                total: 6300,
+                seconds: 60.0,
+            }),
+        );
         assert_eq!(v.steady_state, f.steady_state);
         assert_eq!(v.new_per_s, f.arrivals_per_s);
         assert_eq!(v.time_to_full, f.time_to_full_s.unwrap_or(f64::INFINITY));
