@@ -11,15 +11,14 @@
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ctlab::Netns;
-use ctlab::traffic::{self, Kind, Limits, Report, Sources};
+use ctlab::traffic::{Kind, Report, Sources};
 use serde_json::Value;
 
 mod common;
-use common::{BIN, global_max, json, run};
+use common::{BIN, global_max, json, run, with_flows};
 
 /// One traffic test at a time: two cores, and each test times its rates.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -138,33 +137,10 @@ fn with_held<T: Send>(
     flows: u64,
     during: impl FnOnce() -> T + Send,
 ) -> (Report, T) {
-    let stop = AtomicBool::new(false);
     let kind = Kind::Idle {
         sources: Sources::Many,
     };
-    std::thread::scope(|s| {
-        let generator = s.spawn(|| {
-            ns.run(|| {
-                traffic::run(
-                    &kind,
-                    &Limits {
-                        rate,
-                        duration: Duration::from_secs(600),
-                        max_flows: flows,
-                    },
-                    &stop,
-                )
-            })
-        });
-        let out = during();
-        stop.store(true, Ordering::Relaxed);
-        let report = generator
-            .join()
-            .expect("generator thread")
-            .expect("netns")
-            .expect("traffic");
-        (report, out)
-    })
+    with_flows(ns, &kind, rate, flows, during)
 }
 
 /// The exporter and `forecast --window 10s`, started together; returns

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ctlab::Netns;
-use ctlab::traffic::{self, Kind, Limits, Report, Sources};
+use ctlab::traffic::{Kind, Report, Sources};
 use serde_json::Value;
 
 mod common;
-use common::{global_max, json, run, text};
+use common::{global_max, json, run, text, with_flows};
 
 /// One traffic test at a time: two cores, and each test times its rates.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -47,40 +47,6 @@ fn with_udp_flows<T: Send>(
         unreplied: 1.0,
     };
     with_flows(ns, &udp, rate, max_flows, during)
-}
-
-/// `kind` flows at `rate`/s in `ns` while `during` runs; stops after it.
-fn with_flows<T: Send>(
-    ns: &Netns,
-    kind: &Kind,
-    rate: f64,
-    max_flows: u64,
-    during: impl FnOnce() -> T + Send,
-) -> (Report, T) {
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let generator = s.spawn(|| {
-            ns.run(|| {
-                traffic::run(
-                    kind,
-                    &Limits {
-                        rate,
-                        duration: Duration::from_secs(600),
-                        max_flows,
-                    },
-                    &stop,
-                )
-            })
-        });
-        let out = during();
-        stop.store(true, Ordering::Relaxed);
-        let report = generator
-            .join()
-            .expect("generator thread")
-            .expect("netns")
-            .expect("traffic");
-        (report, out)
-    })
 }
 
 fn forecast(ns: &Netns, args: &[&str]) -> (Value, i32) {

@@ -327,3 +327,40 @@ impl Drop for StrayNetnsEntry {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// `kind` flows at `rate`/s (at most `max_flows`) from ctlab's paced
+/// generator in `ns` while `during` runs; stopped after it (held
+/// connections are closed then).
+pub fn with_flows<T: Send>(
+    ns: &Netns,
+    kind: &ctlab::traffic::Kind,
+    rate: f64,
+    max_flows: u64,
+    during: impl FnOnce() -> T + Send,
+) -> (ctlab::traffic::Report, T) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let generator = s.spawn(|| {
+            ns.run(|| {
+                ctlab::traffic::run(
+                    kind,
+                    &ctlab::traffic::Limits {
+                        rate,
+                        duration: std::time::Duration::from_secs(600),
+                        max_flows,
+                    },
+                    &stop,
+                )
+            })
+        });
+        let out = during();
+        stop.store(true, Ordering::Relaxed);
+        let report = generator
+            .join()
+            .expect("generator thread")
+            .expect("netns")
+            .expect("traffic");
+        (report, out)
+    })
+}

@@ -6,6 +6,9 @@
 //!   ctlab listen SECONDS      count ctnetlink events (NEW/UPDATE/DESTROY,
 //!                             lost) for SECONDS; print them as JSON with the
 //!                             listener's CPU time (for scripts/bench-events)
+//!   ctlab udp RATE SECONDS    new UDP flows at RATE/s (each from its own
+//!                             127.a.b.c, unanswered) for SECONDS; print the
+//!                             rate achieved (for scripts/bench-export)
 //!   ctlab abuse ADDR [--seconds N] [--idle N] [--burst N] [--reopen N]
 //!               [--slowloris N] [--oversized N] [--sources N] [--pid PID]
 //!                             flood an exporter at ADDR while scraping it
@@ -66,9 +69,25 @@ fn main() -> Result<()> {
         }
         Some("flush") => ct.flush()?,
         Some("listen") => listen(args.get(1).context("listen SECONDS")?.parse()?)?,
+        Some("udp") => {
+            let rate: f64 = args.get(1).context("udp RATE SECONDS")?.parse()?;
+            let secs: f64 = args.get(2).context("udp RATE SECONDS")?.parse()?;
+            let kind = ctlab::traffic::Kind::Udp {
+                sources: ctlab::traffic::Sources::Many,
+                unreplied: 1.0,
+            };
+            let limits = ctlab::traffic::Limits {
+                rate,
+                duration: std::time::Duration::from_secs_f64(secs),
+                max_flows: u64::MAX,
+            };
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let r = ctlab::traffic::run(&kind, &limits, &stop)?;
+            println!("{{\"rate\":{:.1},\"started\":{}}}", r.rate(), r.started);
+        }
         _ => {
             bail!(
-                "usage: ctlab populate N [SEED] | fill N [assured|unassured] | bare-dump | flush | listen SECONDS"
+                "usage: ctlab populate N [SEED] | fill N [assured|unassured] | bare-dump | flush | listen SECONDS | udp RATE SECONDS"
             )
         }
     }
