@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ctlab::Netns;
-use ctlab::traffic::{Kind, Report, Sources};
+use ctlab::traffic::{Kind, Sources};
 use serde_json::Value;
 
 mod common;
@@ -129,19 +129,10 @@ fn status(ttf: f64) -> &'static str {
     }
 }
 
-/// Held TCP connections (silent after the handshake) at `rate`/s, at most
-/// `flows`, in `ns` while `during` runs; closed after it.
-fn with_held<T: Send>(
-    ns: &Netns,
-    rate: f64,
-    flows: u64,
-    during: impl FnOnce() -> T + Send,
-) -> (Report, T) {
-    let kind = Kind::Idle {
-        sources: Sources::Many,
-    };
-    with_flows(ns, &kind, rate, flows, during)
-}
+/// Held TCP connections, silent after the handshake (closed at the end).
+const HELD: Kind = Kind::Idle {
+    sources: Sources::Many,
+};
 
 /// The exporter and `forecast --window 10s`, started together; returns
 /// the exporter's first complete window and forecast's report.
@@ -191,7 +182,7 @@ fn exporter_and_forecast_agree_on_a_fill() {
     for chunk in ctlab::fill((max - room) as usize, true).chunks(50_000) {
         ns.insert(chunk).expect("pre-fill");
     }
-    let (report, (m, v, code)) = with_held(&ns, rate, room + 500, || {
+    let (report, (m, v, code)) = with_flows(&ns, &HELD, rate, room + 500, || {
         std::thread::sleep(Duration::from_secs(1));
         side_by_side(&ns)
     });
@@ -275,7 +266,7 @@ fn exporter_and_forecast_agree_on_a_flat_load() {
     let flows = 2_000;
     let fds = ctlab::abuse::raise_nofile(2 * flows + 512).expect("RLIMIT_NOFILE");
     assert!(fds >= 2 * flows + 256, "RLIMIT_NOFILE {fds}");
-    let (report, (m, v, code)) = with_held(&ns, 1000.0, flows, || {
+    let (report, (m, v, code)) = with_flows(&ns, &HELD, 1000.0, flows, || {
         // All open (2 s at 1,000/s), then held: nothing arrives or leaves.
         std::thread::sleep(Duration::from_secs(3));
         side_by_side(&ns)

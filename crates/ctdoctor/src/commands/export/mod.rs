@@ -100,6 +100,14 @@ pub fn run(args: &ExportArgs, quiet: bool, host: &cthost::Host) -> Result<()> {
         }
         bail!("cannot read conntrack stats over ctnetlink: {e}");
     }
+    if args.source == crate::commands::forecast::SourceArg::Events
+        && host.has_kernel()
+        && cthost::gather::events_setting(host.root()) == Some(0)
+    {
+        bail!(
+            "--source events: net.netfilter.nf_conntrack_events is 0 in this namespace, so the kernel sends no events (enable: sysctl -w net.netfilter.nf_conntrack_events=1, or use --source auto)"
+        );
+    }
     let shared = sources::Shared::new(sources::Config {
         breakdown_interval: args.breakdown_interval,
         breakdown_max_entries: args.breakdown_max_entries,
