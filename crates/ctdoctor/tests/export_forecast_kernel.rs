@@ -45,7 +45,7 @@ fn scrape(ns: &Netns) -> std::io::Result<String> {
 /// Start the exporter on events with 10 s forecast windows; returns once
 /// it serves (its feed has started: background threads start before the
 /// first answer).
-fn exporter(ns: &Netns) -> Exporter {
+fn exporter(ns: &Netns, source: &str) -> Exporter {
     let listen = format!("127.0.0.1:{PORT}");
     let child = Command::new(BIN)
         .args([
@@ -58,7 +58,7 @@ fn exporter(ns: &Netns) -> Exporter {
             "--forecast-window",
             "10s",
             "--source",
-            "events",
+            source,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -137,7 +137,7 @@ const HELD: Kind = Kind::Idle {
 /// The exporter and `forecast --window 10s`, started together; returns
 /// the exporter's first complete window and forecast's report.
 fn side_by_side(ns: &Netns) -> (BTreeMap<(String, String), f64>, Value, i32) {
-    let _exporter = exporter(ns);
+    let _exporter = exporter(ns, "events");
     let o = run(&[
         "--netns",
         ns.name(),
@@ -293,4 +293,59 @@ fn exporter_and_forecast_agree_on_a_flat_load() {
     let steady = get(&m, "ctdoctor_forecast_steady_state_entries", "");
     let err = (steady - f(&v["steady_state"])).abs() / f(&v["steady_state"]);
     assert!(err < 0.05, "steady state {steady} vs {}", v["steady_state"]);
+}
+
+/// Events off: the exporter falls back to the dumps and says so; the
+/// verdict's families (per class, evidence, new flows) are absent, and
+/// `--source events` refuses to start.
+#[test]
+fn without_events_the_exporter_says_dumps() {
+    ctlab::require_root!();
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = namespace("xf-dumps");
+    ns.sysctl("net.netfilter.nf_conntrack_events", "0")
+        .expect("sysctl in the test namespace");
+    ns.insert(&ctlab::fill(500, true)).expect("insert");
+    {
+        let _exporter = exporter(&ns, "auto");
+        // The first breakdown dump runs right after start.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (t, m) = loop {
+            let t = scrape(&ns).expect("scrape");
+            let m = samples(&t);
+            if m.keys().any(|(n, _)| n == "ctdoctor_entries_by_l4") || Instant::now() > deadline {
+                break (t, m);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(
+            get(&m, "ctdoctor_forecast_source", "source=dumps"),
+            1.0,
+            "{t}"
+        );
+        assert!(
+            !m.contains_key(&("ctdoctor_forecast_source".into(), "source=events".into())),
+            "{t}"
+        );
+        for absent in [
+            "ctdoctor_forecast_evidence",
+            "ctdoctor_forecast_class_steady_state_entries",
+            "ctdoctor_new_flows_per_second",
+        ] {
+            assert!(!m.keys().any(|(n, _)| n == absent), "{absent} in {t}");
+        }
+        // The breakdown is the dump's.
+        assert_eq!(get(&m, "ctdoctor_entries_by_l4", "l4=tcp"), 500.0, "{t}");
+    }
+    let o = run(&[
+        "--netns",
+        ns.name(),
+        "export",
+        "--listen",
+        "127.0.0.1:19468",
+        "--source",
+        "events",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("nf_conntrack_events is 0"));
 }
