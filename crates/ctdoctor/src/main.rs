@@ -8,6 +8,7 @@ mod chart;
 mod cli;
 mod commands;
 mod exit;
+mod feed;
 mod output;
 
 use commands::{apply, assets, check, evict, export, forecast, lab, plan, simulate, top, watch};

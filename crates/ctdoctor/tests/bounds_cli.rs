@@ -51,6 +51,11 @@ fn export_trend_window_is_at_most_a_day() {
 }
 
 #[test]
+fn export_forecast_window_is_at_most_an_hour() {
+    bounded(&["export"], "--forecast-window", "3601", "1h", "1h");
+}
+
+#[test]
 fn export_breakdown_interval_is_at_most_a_day() {
     bounded(&["export"], "--breakdown-interval", "86401", "24h", "1day");
 }

@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ctlab::Netns;
-use ctlab::traffic::{self, Kind, Limits, Report, Sources};
+use ctlab::traffic::{Kind, Report, Sources};
 use serde_json::Value;
 
 mod common;
-use common::{global_max, json, run, text};
+use common::{global_max, json, run, text, with_flows, with_mix};
 
 /// One traffic test at a time: two cores, and each test times its rates.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -52,61 +52,6 @@ fn with_udp_flows<T: Send>(
         unreplied: 1.0,
     };
     with_flows(ns, &udp, rate, max_flows, during)
-}
-
-/// `kind` flows at `rate`/s in `ns` while `during` runs; stops after it.
-fn with_flows<T: Send>(
-    ns: &Netns,
-    kind: &Kind,
-    rate: f64,
-    max_flows: u64,
-    during: impl FnOnce() -> T + Send,
-) -> (Report, T) {
-    let (mut reports, out) = with_mix(ns, &[(kind.clone(), rate, max_flows)], during);
-    (reports.remove(0), out)
-}
-
-/// Several generators side by side in `ns`, each (kind, rate/s, most
-/// flows) on its own thread, while `during` runs; all stop after it.
-fn with_mix<T: Send>(
-    ns: &Netns,
-    load: &[(Kind, f64, u64)],
-    during: impl FnOnce() -> T + Send,
-) -> (Vec<Report>, T) {
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let generators: Vec<_> = load
-            .iter()
-            .map(|(kind, rate, max_flows)| {
-                let stop = &stop;
-                s.spawn(move || {
-                    ns.run(|| {
-                        traffic::run(
-                            kind,
-                            &Limits {
-                                rate: *rate,
-                                duration: Duration::from_secs(600),
-                                max_flows: *max_flows,
-                            },
-                            stop,
-                        )
-                    })
-                })
-            })
-            .collect();
-        let out = during();
-        stop.store(true, Ordering::Relaxed);
-        let reports = generators
-            .into_iter()
-            .map(|g| {
-                g.join()
-                    .expect("generator thread")
-                    .expect("netns")
-                    .expect("traffic")
-            })
-            .collect();
-        (reports, out)
-    })
 }
 
 fn forecast(ns: &Netns, args: &[&str]) -> (Value, i32) {

@@ -200,6 +200,18 @@ struct Live {
     class: u16,
     /// The resync generation that last saw it.
     generation: u8,
+    /// Its ASSURED / UNREPLIED status bits as last seen ([`flags`]; in
+    /// the struct's padding: no extra memory).
+    flags: u8,
+}
+
+const ASSURED: u8 = 1;
+const UNREPLIED: u8 = 2;
+
+/// The status bits the tracker keeps per live entry.
+fn flags(e: &Entry) -> u8 {
+    let k = Keys::of(e);
+    (if k.assured { ASSURED } else { 0 }) | (if k.unreplied { UNREPLIED } else { 0 })
 }
 
 /// Per class, since observation started (or since [`Tracker::restart`]).
@@ -325,6 +337,9 @@ pub struct Tracker {
     /// When the per-class statistics started (the first time given, or
     /// the last [`Tracker::restart`]).
     stats_since: Option<f64>,
+    /// Live entries with the ASSURED, and with the UNREPLIED, status bit.
+    assured: u64,
+    unreplied: u64,
 }
 
 /// Classes beyond this share one overflow class (hostile or exotic states
@@ -344,6 +359,8 @@ impl Tracker {
             interval_start: None,
             interval: Interval::default(),
             stats_since: None,
+            assured: 0,
+            unreplied: 0,
         }
     }
 
@@ -379,6 +396,7 @@ impl Tracker {
 
     /// An entry leaves its class at `now` (relative): count the exit when its arrival was seen.
     fn leave(&mut self, l: Live, now: f32) {
+        self.unflag(l.flags);
         let f = &mut self.flows[usize::from(l.class)];
         f.live -= 1;
         if !l.entered.is_nan() {
@@ -392,10 +410,36 @@ impl Tracker {
     /// An entry leaves without a time we can trust (it went while events
     /// were lost): live drops, no exit is counted.
     fn vanish(&mut self, l: Live) {
+        self.unflag(l.flags);
         self.flows[usize::from(l.class)].live -= 1;
     }
 
-    fn arrive(&mut self, id: u64, class: u16, entered: f32, new: bool) {
+    fn unflag(&mut self, flags: u8) {
+        self.assured -= u64::from(flags & ASSURED != 0);
+        self.unreplied -= u64::from(flags & UNREPLIED != 0);
+    }
+
+    fn flag(&mut self, flags: u8) {
+        self.assured += u64::from(flags & ASSURED != 0);
+        self.unreplied += u64::from(flags & UNREPLIED != 0);
+    }
+
+    /// A live entry stays in its class; its status bits may have changed.
+    fn reflag(&mut self, id: u64, flags: u8) {
+        let Some(old) = self.live.get(&id).map(|l| l.flags) else {
+            return;
+        };
+        if old != flags {
+            self.unflag(old);
+            self.flag(flags);
+            if let Some(l) = self.live.get_mut(&id) {
+                l.flags = flags;
+            }
+        }
+    }
+
+    fn arrive(&mut self, id: u64, class: u16, entered: f32, new: bool, flags: u8) {
+        self.flag(flags);
         let f = &mut self.flows[usize::from(class)];
         f.live += 1;
         if !entered.is_nan() {
@@ -409,6 +453,7 @@ impl Tracker {
                 entered,
                 class,
                 generation,
+                flags,
             },
         );
     }
@@ -430,10 +475,11 @@ impl Tracker {
                     if let Some(l) = self.live.get_mut(&id) {
                         l.generation = self.generation;
                     }
+                    self.reflag(id, flags(e));
                 } else {
                     // Changed class without an event we saw: the change time is unknown.
                     self.leave(l, now);
-                    self.arrive(id, class, f32::NAN, false);
+                    self.arrive(id, class, f32::NAN, false, flags(e));
                 }
             }
             Some(l) => {
@@ -442,7 +488,7 @@ impl Tracker {
             }
             None if wanted => {
                 let class = self.class(e);
-                self.arrive(id, class, f32::NAN, false);
+                self.arrive(id, class, f32::NAN, false, flags(e));
             }
             None => {}
         }
@@ -544,18 +590,19 @@ impl Tracker {
                 // arriving (an UPDATE of an unknown entry, or a class
                 // change, is an arrival into its class, not a new flow).
                 let new = kind == EventKind::New && known.is_none_or(|l| l.entered.is_nan());
+                let bits = flags(e);
                 match known {
-                    Some(l) if l.class == class && !arrival => {}
+                    Some(l) if l.class == class && !arrival => self.reflag(id, bits),
                     Some(l) if arrival => {
                         // Listed by the dump, NEW now: not an exit of the class.
                         self.vanish(l);
-                        self.arrive(id, class, now, new);
+                        self.arrive(id, class, now, new, bits);
                     }
                     Some(l) => {
                         self.leave(l, now);
-                        self.arrive(id, class, now, false);
+                        self.arrive(id, class, now, false, bits);
                     }
-                    None => self.arrive(id, class, now, new),
+                    None => self.arrive(id, class, now, new, bits),
                 }
             }
         }
@@ -564,6 +611,12 @@ impl Tracker {
     /// Entries believed live (matching the filter).
     pub fn live(&self) -> u64 {
         self.live.len() as u64
+    }
+
+    /// Live entries with the ASSURED status bit, and with UNREPLIED (no
+    /// reply seen), as the last event or dump showed them.
+    pub fn flags(&self) -> (u64, u64) {
+        (self.assured, self.unreplied)
     }
 
     /// Live entries per class, classes with none left out.
@@ -688,6 +741,37 @@ mod tests {
         ] {
             assert_eq!(ClassKey::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn flags_follow_events_and_dumps() {
+        let mut tr = Tracker::new(Filter::default());
+        let mut syn = tcp(1, 2, 1);
+        syn.status = Status::CONFIRMED;
+        tr.event(0.0, EventKind::New, &syn);
+        assert_eq!(tr.flags(), (0, 1), "no reply yet");
+        let mut est = tcp(1, 2, ESTABLISHED);
+        est.status = Status::CONFIRMED | Status::SEEN_REPLY | Status::ASSURED;
+        tr.event(0.1, EventKind::Update, &est);
+        assert_eq!(tr.flags(), (1, 0));
+        // Same class, bits changed: a dump sees the entry again.
+        tr.resync_begin(0.2);
+        let mut replied = est.clone();
+        replied.status = Status::CONFIRMED | Status::SEEN_REPLY;
+        tr.resync_add(0.2, &replied);
+        tr.resync_add(0.2, &est_of(2));
+        tr.resync_end(0.3);
+        assert_eq!(tr.flags(), (1, 0));
+        tr.event(0.4, EventKind::Destroy, &est_of(2));
+        tr.event(0.5, EventKind::Destroy, &replied);
+        assert_eq!(tr.flags(), (0, 0));
+        assert_eq!(tr.live(), 0);
+    }
+
+    fn est_of(id: u32) -> Entry {
+        let mut e = tcp(id, 3, ESTABLISHED);
+        e.status = Status::CONFIRMED | Status::SEEN_REPLY | Status::ASSURED;
+        e
     }
 
     #[test]

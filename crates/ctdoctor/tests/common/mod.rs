@@ -327,3 +327,61 @@ impl Drop for StrayNetnsEntry {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// `kind` flows at `rate`/s (at most `max_flows`) from ctlab's paced
+/// generator in `ns` while `during` runs; stopped after it (held
+/// connections are closed then).
+pub fn with_flows<T: Send>(
+    ns: &Netns,
+    kind: &ctlab::traffic::Kind,
+    rate: f64,
+    max_flows: u64,
+    during: impl FnOnce() -> T + Send,
+) -> (ctlab::traffic::Report, T) {
+    let (mut reports, out) = with_mix(ns, &[(kind.clone(), rate, max_flows)], during);
+    (reports.remove(0), out)
+}
+
+/// Several generators side by side in `ns`, each (kind, rate/s, most
+/// flows) on its own thread, while `during` runs; all stop after it.
+pub fn with_mix<T: Send>(
+    ns: &Netns,
+    load: &[(ctlab::traffic::Kind, f64, u64)],
+    during: impl FnOnce() -> T + Send,
+) -> (Vec<ctlab::traffic::Report>, T) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let generators: Vec<_> = load
+            .iter()
+            .map(|(kind, rate, max_flows)| {
+                let stop = &stop;
+                s.spawn(move || {
+                    ns.run(|| {
+                        ctlab::traffic::run(
+                            kind,
+                            &ctlab::traffic::Limits {
+                                rate: *rate,
+                                duration: std::time::Duration::from_secs(600),
+                                max_flows: *max_flows,
+                            },
+                            stop,
+                        )
+                    })
+                })
+            })
+            .collect();
+        let out = during();
+        stop.store(true, Ordering::Relaxed);
+        let reports = generators
+            .into_iter()
+            .map(|g| {
+                g.join()
+                    .expect("generator thread")
+                    .expect("netns")
+                    .expect("traffic")
+            })
+            .collect();
+        (reports, out)
+    })
+}

@@ -39,6 +39,75 @@ pub struct BreakdownView {
     pub top_sources: Vec<(usize, String, u64)>,
 }
 
+/// Top creators by new flows per second: at most this many sources, the
+/// rest summed under `source="other"`.
+pub const TOP_CREATORS: usize = 10;
+
+/// What the exporter publishes of one forecast window on events: forecast's
+/// own figures (`ctcore::forecast::estimate`, the `forecast` command's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ForecastView {
+    /// Seconds the window covered.
+    pub window_s: f64,
+    /// The verdict's time to full; +Inf when the count levels off below
+    /// max, max is 0 (unlimited), or no rate fills it.
+    pub time_to_full: f64,
+    pub steady_state: f64,
+    /// (class, steady-state entries, evidence) per `proto/STATE` class.
+    pub classes: Vec<(String, f64, &'static str)>,
+    /// New flows per second (class changes excluded).
+    pub new_per_s: f64,
+    /// (source address or "other", new flows/s); None when the window's
+    /// events were incomplete (lost, just enabled): no rate is taken then.
+    pub creators: Option<Vec<(String, f64)>>,
+}
+
+/// The new flows of one window, for the top creators.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Created {
+    /// (source, new flows), most first, as many as [`TOP_CREATORS`].
+    pub top: Vec<(String, u64)>,
+    /// All the window's new flows.
+    pub total: u64,
+    pub seconds: f64,
+}
+
+impl ForecastView {
+    /// The view of forecast's verdict; `created`: the window's new flows,
+    /// or None for a partial window.
+    pub fn of(f: &ctcore::forecast::estimate::Forecast, created: Option<Created>) -> Self {
+        let creators = created.map(
+            |Created {
+                 top,
+                 total,
+                 seconds: secs,
+             }| {
+                let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+                let shown: u64 = top.iter().map(|(_, n)| n).sum();
+                let mut rows: Vec<(String, f64)> = top
+                    .into_iter()
+                    .take(TOP_CREATORS)
+                    .map(|(a, n)| (a, per_s(n)))
+                    .collect();
+                rows.push(("other".into(), per_s(total.saturating_sub(shown))));
+                rows
+            },
+        );
+        Self {
+            window_s: f.window_s,
+            time_to_full: f.time_to_full_s.unwrap_or(f64::INFINITY),
+            steady_state: f.steady_state,
+            classes: f
+                .classes
+                .iter()
+                .map(|c| (c.class.to_string(), c.steady_state, c.evidence.as_str()))
+                .collect(),
+            new_per_s: f.arrivals_per_s,
+            creators,
+        }
+    }
+}
+
 /// Everything one scrape shows; each source may be missing on its own.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
@@ -52,8 +121,16 @@ pub struct Snapshot {
     /// Per-namespace counts (`--all-netns`); an unreadable one has no
     /// series (the sampler says why on stderr, once).
     pub netns: Option<Vec<NetnsCount>>,
+    /// Where the forecast comes from: "events" (the live feed) or "dumps"
+    /// (the fallback when events cannot be subscribed); None over a tree.
+    pub forecast_source: Option<&'static str>,
+    /// With events: the last complete forecast window (None before the
+    /// first one ends, or when events went off: the families are absent).
+    pub forecast: Option<ForecastView>,
+    /// With dumps: the count's trend (the verdict needs events).
     pub time_to_full: Option<f64>,
-    /// forecast's steady-state entries from the last two breakdown dumps.
+    /// With dumps: forecast's steady-state entries from the last two
+    /// breakdown dumps.
     pub steady_state: Option<f64>,
     /// (key, live differs from the persisted/applied value) for the keys
     /// of `ctcore::drift::keys` that have one (issue 20).
@@ -329,22 +406,7 @@ pub fn registry(s: &Snapshot) -> Registry {
             fam,
         );
     }
-    if let Some(ttf) = s.time_to_full {
-        gauge(
-            &mut reg,
-            "ctdoctor_time_to_full_seconds",
-            "Seconds until entries reach entries_limit at the least-squares trend of the count over --trend-window; +Inf when flat or falling",
-            ttf,
-        );
-    }
-    if let Some(n) = s.steady_state {
-        gauge(
-            &mut reg,
-            "ctdoctor_forecast_steady_state_entries",
-            "Entries once arrivals and expiries balance (Little's law per protocol/state: arrivals between the last two breakdown dumps x the state's timeout)",
-            n,
-        );
-    }
+    forecast_families(&mut reg, s);
     if !s.bpf_maps.is_empty() {
         let entries = Family::<Labels, G>::default();
         let max = Family::<Labels, G>::default();
@@ -385,6 +447,89 @@ pub fn registry(s: &Snapshot) -> Registry {
         f,
     );
     reg
+}
+
+const TTF_HELP: &str = "Seconds until entries reach entries_limit: with events (ctdoctor_forecast_source{source=\"events\"}) forecast's verdict over the last --forecast-window, +Inf when the count levels off or max is 0; with dumps the least-squares trend of the count over --trend-window, +Inf when flat or falling";
+const STEADY_HELP: &str = "Entries once arrivals and departures balance (Little's law per protocol/state): with events forecast's estimate over the last --forecast-window, with dumps from the last two breakdown dumps; a floor when some class's evidence is unknown";
+
+/// The forecast's families: the source in use, then its figures.
+fn forecast_families(reg: &mut Registry, s: &Snapshot) {
+    if let Some(source) = s.forecast_source {
+        let f = Family::<Labels, G>::default();
+        f.get_or_create(&labels(&[("source", source)])).set(1.0);
+        reg.register(
+            "ctdoctor_forecast_source",
+            "Where the forecast comes from: events (ctnetlink events into the tracker watch and forecast use) or dumps (two breakdown dumps: events cannot be subscribed)",
+            f,
+        );
+    }
+    if let Some(v) = &s.forecast {
+        gauge(
+            reg,
+            "ctdoctor_time_to_full_seconds",
+            TTF_HELP,
+            v.time_to_full,
+        );
+        gauge(
+            reg,
+            "ctdoctor_forecast_steady_state_entries",
+            STEADY_HELP,
+            v.steady_state,
+        );
+        gauge(
+            reg,
+            "ctdoctor_forecast_window_seconds",
+            "Seconds of events the published forecast covers (the last complete --forecast-window, less any part before lost events)",
+            v.window_s,
+        );
+        let steady = Family::<Labels, G>::default();
+        let evidence = Family::<Labels, G>::default();
+        for (class, n, ev) in &v.classes {
+            steady.get_or_create(&labels(&[("class", class)])).set(*n);
+            evidence
+                .get_or_create(&labels(&[("class", class), ("evidence", ev)]))
+                .set(1.0);
+        }
+        reg.register(
+            "ctdoctor_forecast_class_steady_state_entries",
+            "Steady-state entries of one protocol/state class (forecast's estimate; its live count when the evidence is unknown)",
+            steady,
+        );
+        reg.register(
+            "ctdoctor_forecast_evidence",
+            "1 for the evidence behind a class's time in state: measured, bounded (few exits, a tail beyond the window, capped by the timeout) or unknown (nothing left the class: its live count is the floor)",
+            evidence,
+        );
+        gauge(
+            reg,
+            "ctdoctor_new_flows_per_second",
+            "New flows per second over the last --forecast-window (NEW events; class changes excluded)",
+            v.new_per_s,
+        );
+        if let Some(rows) = &v.creators {
+            let f = Family::<Labels, G>::default();
+            for (source, rate) in rows {
+                f.get_or_create(&labels(&[("source", source)])).set(*rate);
+            }
+            reg.register(
+                "ctdoctor_top_creator_new_flows_per_second",
+                "New flows per second of the 10 sources that created the most over the last --forecast-window; the rest under source=\"other\"",
+                f,
+            );
+        }
+        return;
+    }
+    if let Some(ttf) = s.time_to_full {
+        gauge(reg, "ctdoctor_time_to_full_seconds", TTF_HELP, ttf);
+    }
+    if let Some(n) = s.steady_state {
+        gauge(
+            reg,
+            "ctdoctor_forecast_steady_state_entries",
+            STEADY_HELP,
+            n,
+        );
+    }
 }
 
 /// node_exporter's conntrack collector: same names, gauges, CPU sums.
@@ -581,6 +726,8 @@ mod tests {
                 max: Some(4000),
                 error: None,
             }]),
+            forecast_source: Some("dumps"),
+            forecast: None,
             time_to_full: Some(f64::INFINITY),
             steady_state: Some(1234.5),
             drift: vec![
@@ -729,6 +876,187 @@ mod tests {
         assert!(t.contains("ctdoctor_up{source=\"stats\"} 0"));
         assert!(!t.contains("ctdoctor_entries "));
         assert!(line(&t, "ctdoctor_breakdown_age_seconds").ends_with("+Inf"));
+    }
+
+    fn view() -> ForecastView {
+        ForecastView {
+            window_s: 60.0,
+            time_to_full: 1800.0,
+            steady_state: 5200.0,
+            classes: vec![
+                ("tcp/ESTABLISHED".into(), 4000.0, "unknown"),
+                ("udp/UNREPLIED".into(), 1200.0, "measured"),
+            ],
+            new_per_s: 120.0,
+            creators: Some(vec![("10.0.0.1".into(), 100.0), ("other".into(), 20.0)]),
+        }
+    }
+
+    /// The forecast's samples of one scrape, sorted (a family's series
+    /// come in hash order), HELP and TYPE left out.
+    fn forecast_lines(s: &Snapshot) -> String {
+        let t = encode(s, Format::Prometheus).expect("encodes");
+        let mut lines: Vec<&str> = t
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                [
+                    "ctdoctor_forecast",
+                    "ctdoctor_time_to_full",
+                    "ctdoctor_new_flows",
+                    "ctdoctor_top_creator",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+            })
+            .collect();
+        lines.sort_unstable();
+        lines.join("\n")
+    }
+
+    #[test]
+    fn forecast_on_events_maps_the_verdict() {
+        let s = Snapshot {
+            forecast_source: Some("events"),
+            forecast: Some(view()),
+            // Ignored with a verdict: the trend is the dumps' fallback only.
+            time_to_full: Some(5.0),
+            steady_state: Some(7.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            forecast_lines(&s),
+            "ctdoctor_forecast_class_steady_state_entries{class=\"tcp/ESTABLISHED\"} 4000.0
+ctdoctor_forecast_class_steady_state_entries{class=\"udp/UNREPLIED\"} 1200.0
+ctdoctor_forecast_evidence{class=\"tcp/ESTABLISHED\",evidence=\"unknown\"} 1.0
+ctdoctor_forecast_evidence{class=\"udp/UNREPLIED\",evidence=\"measured\"} 1.0
+ctdoctor_forecast_source{source=\"events\"} 1.0
+ctdoctor_forecast_steady_state_entries 5200.0
+ctdoctor_forecast_window_seconds 60.0
+ctdoctor_new_flows_per_second 120.0
+ctdoctor_time_to_full_seconds 1800.0
+ctdoctor_top_creator_new_flows_per_second{source=\"10.0.0.1\"} 100.0
+ctdoctor_top_creator_new_flows_per_second{source=\"other\"} 20.0"
+        );
+        // Levels off: +Inf, in both formats; a partial window: no creators.
+        let mut v = view();
+        v.time_to_full = f64::INFINITY;
+        v.creators = None;
+        let s = Snapshot {
+            forecast_source: Some("events"),
+            forecast: Some(v),
+            ..Default::default()
+        };
+        let t = encode(&s, Format::OpenMetrics).expect("encodes");
+        assert!(t.contains("ctdoctor_time_to_full_seconds +Inf\n"), "{t}");
+        assert!(!t.contains("ctdoctor_top_creator"), "{t}");
+        // Before the first window ends: the source, no verdict (unknown).
+        let s = Snapshot {
+            forecast_source: Some("events"),
+            ..Default::default()
+        };
+        assert_eq!(
+            forecast_lines(&s),
+            "ctdoctor_forecast_source{source=\"events\"} 1.0"
+        );
+    }
+
+    #[test]
+    fn forecast_on_dumps_is_labelled_and_keeps_the_trend() {
+        let s = Snapshot {
+            forecast_source: Some("dumps"),
+            time_to_full: Some(f64::INFINITY),
+            steady_state: Some(1234.5),
+            ..Default::default()
+        };
+        assert_eq!(
+            forecast_lines(&s),
+            "ctdoctor_forecast_source{source=\"dumps\"} 1.0
+ctdoctor_forecast_steady_state_entries 1234.5
+ctdoctor_time_to_full_seconds +Inf"
+        );
+    }
+
+    #[test]
+    fn the_view_of_a_verdict() {
+        use ctcore::forecast::estimate::{self, Inputs};
+        use ctmodel::flows::{ClassKey, ClassStats};
+        // udp/UNREPLIED: 100 new/s over 60 s, each gone after 10 s
+        // (measured); tcp/ESTABLISHED: 5 new/s, none left (unknown).
+        let mut udp = ClassStats {
+            new: 6000,
+            entered: 6000,
+            exited: 5000,
+            dwell_sum: 50_000.0,
+            still_in: 1000,
+            still_in_age_sum: 5000.0,
+            live: 1000,
+            ..ClassStats::default()
+        };
+        udp.exit_times.add_n(10.0, 5000);
+        udp.survivor_ages.add_n(5.0, 1000);
+        let mut tcp = ClassStats {
+            new: 300,
+            entered: 300,
+            still_in: 300,
+            still_in_age_sum: 9000.0,
+            live: 300,
+            ..ClassStats::default()
+        };
+        tcp.survivor_ages.add_n(30.0, 300);
+        let classes: std::collections::BTreeMap<ClassKey, estimate::Observed> =
+            [("udp/UNREPLIED", udp), ("tcp/ESTABLISHED", tcp)]
+                .into_iter()
+                .map(|(k, c)| (ClassKey::parse(k).expect("key"), c.into()))
+                .collect();
+        let timeouts = std::collections::BTreeMap::new();
+        let f = estimate::estimate(&Inputs {
+            window: 60.0,
+            classes: estimate::class_inputs(classes, &timeouts, cthost::plan::Profile::Web),
+            count: 1300,
+            max: 262_144,
+            samples: (0..=60)
+                .map(|t| (f64::from(t), 1000.0 + 5.0 * f64::from(t)))
+                .collect(),
+            target_share: estimate::DEFAULT_TARGET_SHARE,
+        });
+        let top = vec![
+            ("10.0.0.1".to_string(), 4000),
+            ("10.0.0.2".to_string(), 1000),
+        ];
+        let v = ForecastView::of(
+            &f,
+            Some(Created {
+                top,
+                total: 6300,
+                seconds: 60.0,
+            }),
+        );
+        assert_eq!(v.steady_state, f.steady_state);
+        assert_eq!(v.new_per_s, f.arrivals_per_s);
+        assert_eq!(v.time_to_full, f.time_to_full_s.unwrap_or(f64::INFINITY));
+        let mut evidence: Vec<(&str, f64, &str)> = v
+            .classes
+            .iter()
+            .map(|(c, n, e)| (c.as_str(), *n, *e))
+            .collect();
+        evidence.sort_by(|a, b| a.0.cmp(b.0));
+        // The unknown class: its live count, never its timeout.
+        assert_eq!(evidence[0], ("tcp/ESTABLISHED", 300.0, "unknown"));
+        assert_eq!(
+            (evidence[1].0, evidence[1].2),
+            ("udp/UNREPLIED", "measured")
+        );
+        assert_eq!(
+            v.creators,
+            Some(vec![
+                ("10.0.0.1".to_string(), 4000.0 / 60.0),
+                ("10.0.0.2".to_string(), 1000.0 / 60.0),
+                ("other".to_string(), 1300.0 / 60.0),
+            ])
+        );
+        // A rising count with an unknown class: the trend gives the time to full.
+        assert!(v.time_to_full.is_finite(), "{f:#?}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! `ctdoctor export`: a Prometheus exporter. Owns the command-line flags
 //! and the start-up checks (netlink permission, port); [`sources`] reads,
-//! [`metrics`] maps and encodes, [`server`] serves; the prediction is
-//! `ctcore::forecast::estimate`'s, the same as `ctdoctor forecast`.
+//! [`live`] runs the event feed, [`metrics`] maps and encodes, [`server`]
+//! serves; the prediction is `ctcore::forecast::estimate`'s over the same
+//! feed and windows as `ctdoctor forecast` ([`live`]).
 
 pub mod connections;
+pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod sources;
@@ -55,6 +57,18 @@ pub struct ExportArgs {
           value_parser = duration::flag(sources::SAMPLE_EVERY * 2, duration::DAY))]
     pub trend_window: Duration,
 
+    /// Length of one forecast window on events: the published verdict is
+    /// the last complete window's, as `forecast --window` (5s to 1h).
+    #[arg(long, default_value = "60s", value_name = "DURATION",
+          value_parser = duration::flag(Duration::from_secs(5), duration::HOUR))]
+    pub forecast_window: Duration,
+
+    /// Where the forecast and the breakdown come from: auto (events when
+    /// they can be subscribed, else dumps), events (fail without them),
+    /// dumps (two breakdown dumps, every --breakdown-interval).
+    #[arg(long, value_enum, default_value_t = crate::commands::forecast::SourceArg::Auto)]
+    pub source: crate::commands::forecast::SourceArg,
+
     /// Per-namespace entries and drops for every network namespace.
     #[arg(long)]
     pub all_netns: bool,
@@ -94,6 +108,14 @@ pub fn run(args: &ExportArgs, quiet: bool, host: &cthost::Host) -> Result<()> {
         }
         bail!("cannot read conntrack stats over ctnetlink: {e}");
     }
+    if args.source == crate::commands::forecast::SourceArg::Events
+        && host.has_kernel()
+        && cthost::gather::events_setting(host.root()) == Some(0)
+    {
+        bail!(
+            "--source events: net.netfilter.nf_conntrack_events is 0 in this namespace, so the kernel sends no events (enable: sysctl -w net.netfilter.nf_conntrack_events=1, or use --source auto)"
+        );
+    }
     let shared = sources::Shared::new(sources::Config {
         breakdown_interval: args.breakdown_interval,
         breakdown_max_entries: args.breakdown_max_entries,
@@ -105,6 +127,8 @@ pub fn run(args: &ExportArgs, quiet: bool, host: &cthost::Host) -> Result<()> {
         workloads: args.workloads,
         entry_bytes: sources::entry_bytes(host.root()),
         host: host.clone(),
+        forecast_window: args.forecast_window,
+        source: args.source,
     });
     let (max_connections, note) = server::fit_open_files(args.max_connections);
     if let Some(note) = note
@@ -143,6 +167,8 @@ mod tests {
             &["--trend-window", "19s"],
             &["--max-connections", "15"],
             &["--max-connections", "65537"],
+            &["--forecast-window", "4s"],
+            &["--forecast-window", "61m"],
         ] {
             let e = parse(bad)
                 .err()
@@ -156,6 +182,9 @@ mod tests {
             &["--trend-window", "20s"],
             &["--max-connections", "16"],
             &["--max-connections", "65536"],
+            &["--forecast-window", "5s"],
+            &["--forecast-window", "1h"],
+            &["--source", "dumps"],
         ] {
             assert!(parse(good).is_ok(), "{good:?}");
         }

@@ -2,9 +2,11 @@
 //! (ctnetlink GET_STATS + GET_STATS_CPU, /proc/sys), and the background
 //! threads (count samples for the trend, the rate-limited breakdown dump,
 //! per-namespace counts, the /dev/kmsg follower) whose results scrapes read
-//! from [`Shared`]. Each source fails on its own. Consecutive breakdown
-//! dumps also give the forecast's arrivals (ids new in the second dump,
-//! `ctcore::forecast::dumps`).
+//! from [`Shared`]. Each source fails on its own. With ctnetlink events
+//! the breakdown and the forecast come from the event feed ([`live`]);
+//! without them (nf_conntrack_events=0, or the subscription fails)
+//! consecutive breakdown dumps give the forecast's arrivals (ids new in the
+//! second dump, `ctcore::forecast::dumps`): [`ForecastSource`] says which.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +19,7 @@ use ctmodel::{Breakdown, Filter};
 
 use ctcore::counters::Counters;
 
+use super::live;
 use super::metrics::{BreakdownView, Snapshot, Table};
 use crate::commands::forecast;
 use ctcore::facts::NetnsCount;
@@ -40,6 +43,27 @@ pub struct Config {
     pub entry_bytes: u64,
     /// The system the numbers come from (a fake tree in the golden test).
     pub host: Host,
+    /// Length of one forecast window on events (see [`live`]).
+    pub forecast_window: Duration,
+    /// Events when they can be subscribed (auto), never (dumps), or only
+    /// (events: no fallback).
+    pub source: forecast::SourceArg,
+}
+
+/// Where the forecast comes from, chosen at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForecastSource {
+    Events,
+    Dumps,
+}
+
+impl ForecastSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            ForecastSource::Events => "events",
+            ForecastSource::Dumps => "dumps",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +87,8 @@ struct Cached {
     bpf: Option<BpfCache>,
     /// The per-workload series of the last breakdown dump.
     workloads: Option<super::workloads::View>,
+    /// What the event feed publishes (with events).
+    live: live::Published,
 }
 
 #[derive(Debug)]
@@ -78,6 +104,8 @@ struct BpfCache {
 pub struct Shared {
     pub config: Config,
     cached: Mutex<Cached>,
+    /// Set once by [`Shared::start`] (None over a tree, or before it).
+    source: std::sync::OnceLock<ForecastSource>,
 }
 
 /// Bytes of one conntrack entry: the slab object (/proc/slabinfo, needs
@@ -204,6 +232,7 @@ impl Shared {
         Arc::new(Self {
             config,
             cached: Mutex::new(Cached::default()),
+            source: std::sync::OnceLock::new(),
         })
     }
 
@@ -212,8 +241,59 @@ impl Shared {
         self.cached.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Let the event feed publish (its thread's only way in).
+    pub fn publish(&self, f: impl FnOnce(&mut live::Published)) {
+        f(&mut self.lock().live);
+    }
+
+    fn events_on(&self) -> bool {
+        self.source.get() == Some(&ForecastSource::Events)
+    }
+
+    /// Choose the forecast's source: subscribe to events (auto or events)
+    /// unless nf_conntrack_events is 0; the reason for dumps is returned.
+    fn choose_source(&self) -> Result<Option<ctnetlink::Events>, String> {
+        use forecast::SourceArg;
+        let host = &self.config.host;
+        if !host.has_kernel() {
+            return Ok(None);
+        }
+        let events = match (
+            self.config.source,
+            cthost::gather::events_setting(host.root()),
+        ) {
+            (SourceArg::Dumps, _) => Err("--source dumps".to_string()),
+            (_, Some(0)) => Err("net.netfilter.nf_conntrack_events is 0".to_string()),
+            _ => crate::feed::Feed::subscribe(host)
+                .map_err(|e| format!("subscribing to ctnetlink events failed: {e}")),
+        };
+        match events {
+            Ok(ev) => {
+                let _ = self.source.set(ForecastSource::Events);
+                Ok(Some(ev))
+            }
+            Err(why) if self.config.source == SourceArg::Events => Err(why),
+            Err(why) => {
+                let _ = self.source.set(ForecastSource::Dumps);
+                eprintln!(
+                    "ctdoctor: forecast and breakdown from dumps every --breakdown-interval ({why})"
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// Start the background threads (detached: they end with the process).
     pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
+        let events = self
+            .choose_source()
+            .map_err(|why| std::io::Error::other(format!("--source events: {why}")))?;
+        if let Some(ev) = events {
+            let me = Arc::clone(self);
+            std::thread::Builder::new()
+                .name("ctdoctor-events".into())
+                .spawn(move || live::run(me, ev))?;
+        }
         let me = Arc::clone(self);
         std::thread::Builder::new()
             .name("ctdoctor-sampler".into())
@@ -252,7 +332,14 @@ impl Shared {
                 last_breakdown = Some(now);
                 // The maps first: a quick count, not behind a long dump.
                 self.refresh_bpf();
-                self.refresh_breakdown(count);
+                // With events the tracker gives the breakdown; a dump
+                // only for the top sources by entries (--top) and the
+                // per-workload series on a host with containers.
+                let book = super::workloads::book(&self.config.host, self.config.workloads);
+                let containers = book.as_ref().is_some_and(|b| !b.is_empty());
+                if !self.events_on() || self.config.top > 0 || containers {
+                    self.refresh_breakdown(count, book);
+                }
                 if self.config.all_netns {
                     let t = Instant::now();
                     let rows = netns_rows(&self.config.host, &mut warned);
@@ -282,7 +369,7 @@ impl Shared {
     /// Refresh the cached breakdown; above the entry cap it is dropped
     /// (its age becomes +Inf) so a scrape never adds a full dump to a
     /// full table.
-    pub fn refresh_breakdown(&self, count: Option<u64>) {
+    pub fn refresh_breakdown(&self, count: Option<u64>, book: Option<AddressBook>) {
         if count.is_none_or(|n| n > self.config.breakdown_max_entries) {
             let mut c = self.lock();
             c.breakdown = None;
@@ -293,7 +380,6 @@ impl Shared {
             return;
         }
         let previous = self.lock().dump_ids.take();
-        let book = super::workloads::book(&self.config.host, self.config.workloads);
         let t = Instant::now();
         let empty = dumps::Ids::default();
         let r = breakdown_and_arrivals(
@@ -379,6 +465,10 @@ impl Shared {
         if let Some(ok) = c.breakdown_ok {
             up.push(("breakdown".into(), ok));
         }
+        let events = self.events_on();
+        if events {
+            up.push(("events".into(), c.live.up));
+        }
         if let Some(s) = c.breakdown_seconds {
             durations.push(("breakdown".into(), s));
         }
@@ -431,20 +521,34 @@ impl Shared {
         // millions; as the verdict it fired false critical alerts (review
         // of issue 12). It is published for what it is, never as a verdict.
         let time_to_full = prediction.map(|(_, max)| estimate::time_to_full(&samples, max as f64));
+        // With events: the tracker's breakdown (the dump's top sources
+        // beside it with --top), and forecast's verdict of the last window.
+        let breakdown = if events {
+            c.live.breakdown.as_ref().map(|(at, v)| {
+                let mut v = v.clone();
+                if let Some((_, dumped)) = &c.breakdown {
+                    v.top_sources.clone_from(&dumped.top_sources);
+                }
+                (*at, v)
+            })
+        } else {
+            c.breakdown.clone()
+        };
         Snapshot {
             table: table.ok(),
-            breakdown: c.breakdown.as_ref().map(|(_, v)| v.clone()),
-            breakdown_age: c
-                .breakdown
+            breakdown_age: breakdown
                 .as_ref()
                 .map_or(f64::INFINITY, |(at, _)| at.elapsed().as_secs_f64()),
+            breakdown: breakdown.map(|(_, v)| v),
             kernel_log: c
                 .kmsg
                 .as_ref()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()),
             netns: c.netns.clone(),
-            time_to_full,
-            steady_state: forecast.map(|f| f.steady_state),
+            forecast_source: self.source.get().map(|s| s.label()),
+            forecast: c.live.forecast.clone().filter(|_| events),
+            time_to_full: time_to_full.filter(|_| !events),
+            steady_state: forecast.map(|f| f.steady_state).filter(|_| !events),
             drift,
             durations,
             up,

@@ -1,5 +1,6 @@
 //! `ctdoctor forecast`: watch this namespace's table for a window (ctnetlink
-//! events into a `ctmodel::flows::Tracker`, or two dumps when events are
+//! events into a `ctmodel::flows::Tracker` through the shared
+//! [`crate::feed`], or two dumps when events are
 //! off or cannot be subscribed), sample the count every second, read the
 //! namespace's timeouts, and hand everything to `ctcore::forecast`'s
 //! [`estimate`]; render the result as text or JSON with a Nagios status
@@ -21,10 +22,10 @@ use cthost::Host;
 use cthost::plan::Profile;
 use cthost::source::Root;
 use ctmodel::Filter;
-use ctmodel::flows::Tracker;
-use ctnetlink::{Conntrack, Events, Family, Groups};
+use ctnetlink::{Conntrack, Events, Family};
 use serde::Serialize;
 
+use crate::feed::Feed;
 use estimate::{Forecast, Inputs, Status, human};
 
 const NF: &str = "/proc/sys/net/netfilter";
@@ -114,7 +115,7 @@ pub fn timeouts(root: &Root) -> BTreeMap<String, f64> {
 
 /// What one observation window gave.
 struct Observed {
-    classes: BTreeMap<ctmodel::flows::ClassKey, estimate::Observed>,
+    classes: Classes,
     window: f64,
     samples: Vec<(f64, f64)>,
     resyncs: u64,
@@ -130,41 +131,16 @@ fn count(ct: &mut Conntrack) -> Result<u32> {
         .entries)
 }
 
-/// Read what the socket holds, until empty or [`resync::DRAIN_BOUND_S`].
-fn drain(ev: &mut Events, tracker: &mut Tracker, now: &dyn Fn() -> f64) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let p = ev
-            .poll(Duration::ZERO, |kind, e| tracker.event(now(), kind, e))
-            .context("reading ctnetlink events")?;
-        if resync::drained(p.events, p.lost, start.elapsed().as_secs_f64()) {
-            return Ok(());
-        }
-    }
-}
-
-/// Events into a tracker: a dump first (entries already there count as
-/// live, without an arrival time), then every event. A loss (ENOBUFS):
-/// the old backlog is drained, a dump resynchronises the live set, and the
-/// per-class statistics restart after it (the interval before is partial:
-/// its exits and arrivals are incomplete, so it is left out of the rates).
-fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Result<Observed> {
+/// Events into a tracker through the shared live feed ([`Feed`]): a dump
+/// first (entries already there count as live, without an arrival time),
+/// then every event. A loss (ENOBUFS): the feed drains the old backlog and
+/// a dump resynchronises the live set, and the per-class statistics
+/// restart after it (the time before is partial: its exits and arrivals
+/// are incomplete, so it is left out of the rates).
+fn observe_events(host: &Host, ev: Events, window: Duration) -> Result<Observed> {
     let t0 = Instant::now();
-    let now = || t0.elapsed().as_secs_f64();
-    let mut tracker = Tracker::new(Filter::default());
-    let resync = |tracker: &mut Tracker, ct: &mut Conntrack, lost: bool| -> Result<()> {
-        tracker.resync_begin(now());
-        ct.dump(Family::Any, |e| tracker.resync_add(now(), e))
-            .context("dumping the table (ctnetlink)")?;
-        if lost {
-            tracker.resync_end_after_loss(now());
-        } else {
-            tracker.resync_end(now());
-        }
-        Ok(())
-    };
-    resync(&mut tracker, ct, false)?;
-    let mut samples = vec![(now(), f64::from(count(ct)?))];
+    let mut feed = Feed::start(host, ev, Filter::default(), Vec::new(), false)?;
+    let mut samples = vec![(feed.now(), feed.count()? as f64)];
     let mut resyncs = 0;
     let mut excluded_s = 0.0;
     let mut next_sample = Duration::from_secs(1);
@@ -174,47 +150,75 @@ fn observe_events(ev: &mut Events, ct: &mut Conntrack, window: Duration) -> Resu
             break;
         }
         if elapsed >= next_sample {
-            samples.push((now(), f64::from(count(ct)?)));
+            samples.push((feed.now(), feed.count()? as f64));
             next_sample += Duration::from_secs(1);
             continue;
         }
-        let wait = next_sample.min(window) - elapsed;
-        let p = ev
-            .poll(wait, |kind, e| tracker.event(now(), kind, e))
-            .context("reading ctnetlink events")?;
-        if p.lost {
+        feed.pump(next_sample.min(window) - elapsed)?;
+        if feed.lost() {
             resyncs += 1;
-            drain(ev, &mut tracker, &now)?;
-            resync(&mut tracker, ct, true)?;
-            excluded_s = now();
-            tracker.restart(excluded_s);
+            feed.resync(resync::Why::Lost)?;
+            excluded_s = feed.restart();
         }
     }
-    // What the kernel queued before the window closed belongs to it (a
-    // large initial dump leaves a backlog); bounded so a flood cannot hold
-    // the command.
-    drain(ev, &mut tracker, &now)?;
-    let last = count(ct)?;
-    // Entries that left without a DESTROY event (made while nobody
-    // listened: no event extension) still sit in the tracker: when its live
-    // set and the count disagree, one more dump brings the classes' live
-    // figures back to the truth (arrivals and dwell are not touched).
-    // (Not counted in `resyncs`: those are event losses.)
-    if ctcore::resync::drifted(u64::from(last), tracker.live()) {
-        resync(&mut tracker, ct, false)?;
-    }
-    let end = now();
-    samples.push((end, f64::from(last)));
+    let (classes, window, last) = close_window(&mut feed)?;
+    samples.push((feed.now(), last as f64));
     Ok(Observed {
-        classes: tracker
-            .classes(end)
-            .into_iter()
-            .map(|(k, s)| (k, s.into()))
-            .collect(),
-        window: tracker.observed(end),
+        classes,
+        window,
         samples,
         resyncs,
         excluded_s,
+    })
+}
+
+/// End an observation window on the feed: what the kernel queued before
+/// it closed belongs to it (drained, bounded); entries that left without a
+/// DESTROY event (made while nobody listened: no event extension) still
+/// sit in the tracker, so when its live set and the count disagree one
+/// more dump brings the classes' live figures back to the truth (arrivals
+/// and dwell are not touched; not counted as a loss). Returns the classes,
+/// the seconds they cover and the count. `export` closes its windows so too.
+pub fn close_window(feed: &mut Feed) -> Result<(Classes, f64, u64)> {
+    feed.drain()?;
+    let last = feed.count()?;
+    if resync::drifted(last, feed.tracker().live()) {
+        feed.resync(resync::Why::Drift {
+            count: last,
+            live: feed.tracker().live(),
+        })?;
+    }
+    let end = feed.now();
+    let classes = feed
+        .tracker()
+        .classes(end)
+        .into_iter()
+        .map(|(k, s)| (k, s.into()))
+        .collect();
+    Ok((classes, feed.tracker().observed(end), last))
+}
+
+/// Per class, what a window showed (events or dumps).
+pub type Classes = BTreeMap<ctmodel::flows::ClassKey, estimate::Observed>;
+
+/// forecast's estimate of one window (the one mapping `forecast` and
+/// `export` share): the namespace's timeouts per class, `profile`'s floors.
+pub fn verdict(
+    root: &Root,
+    classes: Classes,
+    window: f64,
+    samples: Vec<(f64, f64)>,
+    (count, max): (u64, u64),
+    profile: Profile,
+    target_share: f64,
+) -> Forecast {
+    estimate::estimate(&Inputs {
+        window,
+        classes: estimate::class_inputs(classes, &timeouts(root), profile),
+        count,
+        max,
+        samples,
+        target_share,
     })
 }
 
@@ -287,15 +291,14 @@ pub fn run(args: &ForecastArgs, host: &Host) -> Result<Report> {
         (_, Some(0)) => Err(
             "net.netfilter.nf_conntrack_events is 0 in this namespace, so the kernel sends no events (enable: sysctl -w net.netfilter.nf_conntrack_events=1)".to_string(),
         ),
-        _ => host
-            .events(Groups::ALL)
+        _ => Feed::subscribe(host)
             .map_err(|e| format!("subscribing to ctnetlink events failed: {e}")),
     };
     let (source, source_note, observed) = match events {
-        Ok(mut ev) => (
+        Ok(ev) => (
             "events",
             String::new(),
-            observe_events(&mut ev, &mut ct, args.window)?,
+            observe_events(host, ev, args.window)?,
         ),
         Err(why) if args.source == SourceArg::Events => anyhow::bail!("{why}"),
         Err(why) => (
@@ -307,19 +310,19 @@ pub fn run(args: &ForecastArgs, host: &Host) -> Result<Report> {
             observe_dumps(&mut ct, args.window)?,
         ),
     };
-    let timeouts = timeouts(host.root());
     let count = observed
         .samples
         .last()
         .map_or(u64::from(g.entries), |s| s.1 as u64);
-    let forecast = estimate::estimate(&Inputs {
-        window: observed.window,
-        classes: estimate::class_inputs(observed.classes, &timeouts, args.profile),
-        count,
-        max,
-        samples: observed.samples,
-        target_share: args.target / 100.0,
-    });
+    let forecast = verdict(
+        host.root(),
+        observed.classes,
+        observed.window,
+        observed.samples,
+        (count, max),
+        args.profile,
+        args.target / 100.0,
+    );
     let status = estimate::status(&forecast, crit, warn);
     Ok(Report {
         status,

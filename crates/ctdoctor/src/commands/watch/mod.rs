@@ -4,11 +4,10 @@
 //! [`ctcore::watch::Snapshot`] that goes to the full-screen TUI ([`tui`], [`terminal`]) or,
 //! with `--json-lines`, to stdout as one JSON object per line.
 //!
-//! - [`feed`]: events + stats + dumps (the only netlink use)
+//! - [`crate::feed`]: events + stats + dumps (shared with forecast and export)
 //! - [`tui`]: drawing a snapshot history (pure, tested on TestBackend)
 //! - [`terminal`]: raw mode, keys, signals, restore on every exit
 
-pub mod feed;
 pub mod terminal;
 pub mod tui;
 
@@ -22,6 +21,7 @@ use ctcore::duration;
 use ctmodel::Filter;
 
 use crate::exit::Usage;
+use crate::feed;
 
 /// Most rows per ranking (`--top`).
 pub const MAX_TOP: usize = 1000;

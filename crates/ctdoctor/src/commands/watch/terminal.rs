@@ -15,8 +15,8 @@ use ctmodel::Filter;
 use ratatui::DefaultTerminal;
 
 use super::WatchArgs;
-use super::feed::Feed;
 use super::tui::{Action, App, TUI_RANK_ROWS};
+use crate::feed::Feed;
 
 /// A flag set by SIGINT or SIGTERM (the handlers only store to it).
 pub fn stop_flag() -> Result<Arc<AtomicBool>> {

@@ -1,8 +1,12 @@
-//! The live side of `watch`: the ctnetlink event subscription feeding a
-//! [`Tracker`], the stats requests, and the resync dumps. Owns the order
+//! The live feed of `watch`, `forecast` and `export` (one implementation):
+//! the ctnetlink event subscription feeding a [`Tracker`], the stats
+//! requests, and the resync dumps ([`ctcore::resync`]). Owns the order
 //! that keeps nothing between the cracks: subscribe first, then dump, so
-//! every entry created during or after the dump arrives as an event.
-//! Everything here runs in the calling thread's network namespace.
+//! every entry created during or after the dump arrives as an event; after
+//! lost events, the old backlog is drained before the dump. Everything
+//! here runs in the calling thread's network namespace (the exporter runs
+//! it in a background thread, which inherits the namespace `--netns`
+//! entered before any thread existed).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,9 +89,27 @@ pub struct Feed {
 const BOOK_EVERY_S: f64 = 10.0;
 
 impl Feed {
-    /// Subscribe, dump once, and start the first interval.
+    /// Subscribe to every event group (the first step: before any dump).
+    pub fn subscribe(host: &Host) -> Result<Events, ctnetlink::Error> {
+        host.events(Groups::ALL)
+    }
+
+    /// Subscribe, dump once, and start the first interval; table-full
+    /// lines of /dev/kmsg are followed (watch shows them).
     pub fn open(host: &Host, filter: Filter, clauses: Vec<String>) -> Result<Self> {
-        let events = host.events(Groups::ALL)?;
+        let events = Self::subscribe(host)?;
+        Self::start(host, events, filter, clauses, true)
+    }
+
+    /// Dump once over an existing subscription and start the first
+    /// interval; `kernel_log`: follow /dev/kmsg's table-full lines.
+    pub fn start(
+        host: &Host,
+        events: Events,
+        filter: Filter,
+        clauses: Vec<String>,
+        kernel_log: bool,
+    ) -> Result<Self> {
         let ct = host.conntrack()?;
         let setting = cthost::gather::events_setting(host.root());
         let mut feed = Self {
@@ -105,7 +127,7 @@ impl Feed {
             lost: false,
             last_dump: 0.0,
             cpu: None,
-            kernel_log: KernelLog::follow(host),
+            kernel_log: kernel_log.then(|| KernelLog::follow(host)).flatten(),
             book: AddressBook::default(),
             book_at: 0.0,
             book_note: None,
@@ -125,8 +147,61 @@ impl Feed {
         Ok(feed)
     }
 
-    fn now(&self) -> f64 {
+    /// Seconds on the feed's clock (the tracker's times).
+    pub fn now(&self) -> f64 {
         self.clock.elapsed().as_secs_f64()
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    pub fn status(&self) -> &EventStatus {
+        &self.status
+    }
+
+    /// Whether events were lost (ENOBUFS) since the last dump.
+    pub fn lost(&self) -> bool {
+        self.lost
+    }
+
+    /// The table's count (ctnetlink GET_STATS).
+    pub fn count(&mut self) -> Result<u64> {
+        Ok(u64::from(
+            self.ct
+                .stats()
+                .context("reading the count (ctnetlink GET_STATS)")?
+                .entries,
+        ))
+    }
+
+    /// Read what the socket holds, until empty or [`resync::DRAIN_BOUND_S`]
+    /// (a large dump leaves a backlog; bounded so a flood cannot hold it).
+    pub fn drain(&mut self) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let p = self.poll_events(Duration::ZERO)?;
+            if p.lost {
+                self.note_lost();
+            }
+            if resync::drained(p.events, p.lost, start.elapsed().as_secs_f64()) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Forget the per-class statistics and start them again now, keeping
+    /// the live set (`Tracker::restart`); returns the time.
+    pub fn restart(&mut self) -> f64 {
+        let t = self.now();
+        self.tracker.restart(t);
+        t
+    }
+
+    /// Close the current interval (what the tracker saw since the last).
+    pub fn take_interval(&mut self) -> ctmodel::flows::Interval {
+        let t = self.now();
+        self.tracker.take_interval(t)
     }
 
     /// Replace the live set with a dump (retried when interrupted). After
@@ -136,13 +211,7 @@ impl Feed {
     fn dump(&mut self) -> Result<()> {
         let after_loss = self.lost;
         if after_loss {
-            let start = Instant::now();
-            loop {
-                let p = self.poll_events(Duration::ZERO)?;
-                if resync::drained(p.events, p.lost, start.elapsed().as_secs_f64()) {
-                    break;
-                }
-            }
+            self.drain()?;
         }
         let Self {
             ct, tracker, clock, ..
@@ -168,7 +237,8 @@ impl Feed {
         Ok(())
     }
 
-    fn resync(&mut self, why: Why) -> Result<()> {
+    /// Dump now for `why` (counted in the status's resyncs).
+    pub fn resync(&mut self, why: Why) -> Result<()> {
         self.dump()?;
         self.status.resyncs += 1;
         self.status.last_resync = Some(why.to_string());
@@ -179,11 +249,60 @@ impl Feed {
     pub fn pump(&mut self, timeout: Duration) -> Result<()> {
         let p = self.poll_events(timeout)?;
         if p.lost {
-            self.lost = true;
-            self.status.lost += 1;
-            self.tracker.mark_partial("events lost (ENOBUFS)");
+            self.note_lost();
         }
         Ok(())
+    }
+
+    fn note_lost(&mut self) {
+        self.lost = true;
+        self.status.lost += 1;
+        self.tracker.mark_partial("events lost (ENOBUFS)");
+    }
+
+    /// Re-read nf_conntrack_events; true when it was just turned on (the
+    /// interval is then partial and a resync is due).
+    fn refresh_setting(&mut self) -> bool {
+        let setting = cthost::gather::events_setting(self.host.root());
+        let was_on = self.status.enabled;
+        self.status.setting = setting;
+        self.status.enabled = setting != Some(0);
+        let turned_on = self.status.enabled && !was_on;
+        if turned_on {
+            // Events were off for part of the interval.
+            self.tracker.mark_partial("events just enabled");
+        }
+        turned_on
+    }
+
+    /// Resync when the live set cannot be trusted (events just turned on,
+    /// lost, or drifted from `count`); returns why it did.
+    fn resync_when_due(&mut self, turned_on: bool, count: u64) -> Result<Option<Why>> {
+        let why = if turned_on {
+            Some(Why::EventsOn)
+        } else {
+            resync::due(
+                self.lost,
+                count,
+                self.tracker.live(),
+                !self.clauses.is_empty(),
+                self.now() - self.last_dump,
+            )
+        };
+        if let Some(why) = &why {
+            self.resync(*why)?;
+        }
+        Ok(why)
+    }
+
+    /// The exporter's once-a-second step: read the count, notice events
+    /// turned on, resync when due (as [`Self::sample`] does, without
+    /// closing the interval). Returns the count and why it resynced.
+    pub fn tick(&mut self) -> Result<(u64, Option<Why>)> {
+        let count = self.count()?;
+        let turned_on = self.refresh_setting();
+        let why = self.resync_when_due(turned_on, count)?;
+        Ok((count, why))
     }
 
     /// One poll of the event socket into the tracker (malformed counted).
@@ -208,14 +327,7 @@ impl Feed {
     pub fn sample(&mut self, top: usize) -> Result<Snapshot> {
         let stats = self.ct.stats().context("reading the conntrack count")?;
         let cpu = self.ct.stats_cpu().ok();
-        let setting = cthost::gather::events_setting(self.host.root());
-        let was_on = self.status.enabled;
-        self.status.setting = setting;
-        self.status.enabled = setting != Some(0);
-        if self.status.enabled && !was_on {
-            // Events were off for part of the interval.
-            self.tracker.mark_partial("events just enabled");
-        }
+        let turned_on = self.refresh_setting();
         let t = self.now();
         let iv = self.tracker.take_interval(t);
         let counters = match (&self.cpu, &cpu) {
@@ -241,20 +353,7 @@ impl Feed {
             self.book_at = t;
         }
         let snap = Snapshot::new(&iv, &reading, &self.status, &self.clauses, top, &self.book);
-        let why = if self.status.enabled && !was_on {
-            Some(Why::EventsOn)
-        } else {
-            resync::due(
-                self.lost,
-                reading.count,
-                reading.live,
-                !self.clauses.is_empty(),
-                t - self.last_dump,
-            )
-        };
-        if let Some(why) = why {
-            self.resync(why)?;
-        }
+        self.resync_when_due(turned_on, reading.count)?;
         Ok(snap)
     }
 
