@@ -106,7 +106,14 @@ pub struct Shared {
     cached: Mutex<Cached>,
     /// Set once by [`Shared::start`] (None over a tree, or before it).
     source: std::sync::OnceLock<ForecastSource>,
+    /// The drift status and when it was read: persisted files change
+    /// rarely, and reading them (about 140 opens) on every scrape made 100
+    /// concurrent scrapes queue behind each other's file reads.
+    drift: Mutex<Option<(Instant, Vec<(String, bool)>)>>,
 }
+
+/// How long one read of the drift status serves scrapes.
+const DRIFT_TTL: Duration = Duration::from_secs(5);
 
 /// Bytes of one conntrack entry: the slab object (/proc/slabinfo, needs
 /// root) or cthost's estimate.
@@ -233,6 +240,7 @@ impl Shared {
             config,
             cached: Mutex::new(Cached::default()),
             source: std::sync::OnceLock::new(),
+            drift: Mutex::new(None),
         })
     }
 
@@ -438,18 +446,32 @@ impl Shared {
         }
     }
 
-    /// Everything one scrape shows: the cheap read now, the rest cached.
-    pub fn snapshot(&self) -> Snapshot {
-        let t = Instant::now();
-        let table = read_table(&self.config.host, self.config.entry_bytes);
-        let stats_seconds = t.elapsed().as_secs_f64();
-        // Files and /proc only, read before the lock is taken.
-        let drift = cthost::drift::read_here(self.config.host.root())
+    /// The drift status, read at most once per [`DRIFT_TTL`] (files and
+    /// /proc only, outside the main lock; concurrent scrapes wait for one
+    /// read instead of each reading).
+    fn drift(&self) -> Vec<(String, bool)> {
+        let mut d = self.drift.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, v)) = d.as_ref()
+            && at.elapsed() < DRIFT_TTL
+        {
+            return v.clone();
+        }
+        let v: Vec<(String, bool)> = cthost::drift::read_here(self.config.host.root())
             .0
             .status()
             .into_iter()
             .map(|(k, d)| (k.to_string(), d))
             .collect();
+        *d = Some((Instant::now(), v.clone()));
+        v
+    }
+
+    /// Everything one scrape shows: the cheap read now, the rest cached.
+    pub fn snapshot(&self) -> Snapshot {
+        let t = Instant::now();
+        let table = read_table(&self.config.host, self.config.entry_bytes);
+        let stats_seconds = t.elapsed().as_secs_f64();
+        let drift = self.drift();
         let c = self.lock();
         let mut up = vec![("stats".to_string(), table.is_ok())];
         let mut durations = vec![("stats".to_string(), stats_seconds)];
