@@ -109,8 +109,11 @@ pub struct Shared {
     /// The drift status and when it was read: persisted files change
     /// rarely, and reading them (about 140 opens) on every scrape made 100
     /// concurrent scrapes queue behind each other's file reads.
-    drift: Mutex<Option<(Instant, Vec<(String, bool)>)>>,
+    drift: Mutex<Option<(Instant, DriftStatus)>>,
 }
+
+/// Each drift key and whether its live value differs from the persisted one.
+type DriftStatus = Vec<(String, bool)>;
 
 /// How long one read of the drift status serves scrapes.
 const DRIFT_TTL: Duration = Duration::from_secs(5);
@@ -449,14 +452,14 @@ impl Shared {
     /// The drift status, read at most once per [`DRIFT_TTL`] (files and
     /// /proc only, outside the main lock; concurrent scrapes wait for one
     /// read instead of each reading).
-    fn drift(&self) -> Vec<(String, bool)> {
+    fn drift(&self) -> DriftStatus {
         let mut d = self.drift.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, v)) = d.as_ref()
             && at.elapsed() < DRIFT_TTL
         {
             return v.clone();
         }
-        let v: Vec<(String, bool)> = cthost::drift::read_here(self.config.host.root())
+        let v: DriftStatus = cthost::drift::read_here(self.config.host.root())
             .0
             .status()
             .into_iter()
