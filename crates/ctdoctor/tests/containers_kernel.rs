@@ -586,6 +586,10 @@ fn the_container_filling_the_table_is_named_everywhere() {
             "127.0.0.1:19467",
             "--breakdown-interval",
             "1s",
+            "--top",
+            "5",
+            "--forecast-window",
+            "5s",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -607,12 +611,23 @@ fn the_container_filling_the_table_is_named_everywhere() {
                 )
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default();
-            if o.contains("ctdoctor_workload_new_flows_per_second{workload=\"filler\"") {
+            // The top-N series name the owner too: by entries (the dump)
+            // and by new flows (the first complete events window).
+            let top_source = format!(
+                "ctdoctor_top_source_entries{{rank=\"1\",address=\"{filler_ip}\",workload=\"filler\"}}"
+            );
+            let creator = format!(
+                "ctdoctor_top_creator_new_flows_per_second{{source=\"{filler_ip}\",workload=\"filler\"}}"
+            );
+            if o.contains("ctdoctor_workload_new_flows_per_second{workload=\"filler\"")
+                && o.contains(&top_source)
+                && o.contains(&creator)
+            {
                 break o;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no workload series in 20 s:\n{o}"
+                "no workload, top source and top creator series naming the filler in 20 s:\n{o}"
             );
             std::thread::sleep(std::time::Duration::from_millis(200));
         };

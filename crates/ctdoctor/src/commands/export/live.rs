@@ -25,7 +25,7 @@ use ctmodel::Filter;
 use ctmodel::flows::Tracker;
 use ctnetlink::Events;
 
-use super::metrics::{BreakdownView, Created, ForecastView, TOP_CREATORS};
+use super::metrics::{BreakdownView, Created, ForecastView, Source, TOP_CREATORS};
 use super::sources::Shared;
 use crate::commands::forecast;
 use crate::feed::Feed;
@@ -143,11 +143,12 @@ fn feed(shared: &Shared, events: Events) -> Result<()> {
                     ctcore::forecast::estimate::DEFAULT_TARGET_SHARE,
                 );
                 let created = iv.partial.is_none().then(|| {
+                    let book = super::workloads::book(host, shared.config.workloads);
                     let top = iv
                         .created
                         .top_src(TOP_CREATORS)
                         .into_iter()
-                        .map(|(a, n)| (a.to_string(), n))
+                        .map(|(a, n)| (Source::new(a.to_string(), book.as_ref()), n))
                         .collect();
                     Created {
                         top,

@@ -35,8 +35,38 @@ pub struct BreakdownView {
     pub by_l4: Vec<(String, u64)>,
     pub assured: u64,
     pub unreplied: u64,
-    /// (rank from 1, address, count), at most --top rows.
-    pub top_sources: Vec<(usize, String, u64)>,
+    /// (rank from 1, source, count), at most --top rows.
+    pub top_sources: Vec<(usize, Source, u64)>,
+}
+
+/// A ranked source address and the workload (container or pod) that owns
+/// it, when the address book names one: its series get a `workload` label.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Source {
+    pub address: String,
+    pub workload: Option<String>,
+}
+
+impl Source {
+    /// `address` (any text: "other" for the rest), owned by whoever the
+    /// book says.
+    pub fn new(address: String, book: Option<&ctcore::workload::AddressBook>) -> Self {
+        let workload = address
+            .parse()
+            .ok()
+            .and_then(|ip| book?.get(ip))
+            .map(|w| w.name.clone());
+        Self { address, workload }
+    }
+
+    /// The series' labels: `key` = the address, and `workload` when owned.
+    fn labels<'a>(&'a self, key: &'a str, mut first: Vec<(&'a str, &'a str)>) -> Labels {
+        first.push((key, &self.address));
+        if let Some(w) = &self.workload {
+            first.push(("workload", w));
+        }
+        labels(&first)
+    }
 }
 
 /// Top creators by new flows per second: at most this many sources, the
@@ -59,14 +89,14 @@ pub struct ForecastView {
     pub new_per_s: f64,
     /// (source address or "other", new flows/s); None when the window's
     /// events were incomplete (lost, just enabled): no rate is taken then.
-    pub creators: Option<Vec<(String, f64)>>,
+    pub creators: Option<Vec<(Source, f64)>>,
 }
 
 /// The new flows of one window, for the top creators.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Created {
     /// (source, new flows), most first, as many as [`TOP_CREATORS`].
-    pub top: Vec<(String, u64)>,
+    pub top: Vec<(Source, u64)>,
     /// All the window's new flows.
     pub total: u64,
     pub seconds: f64,
@@ -84,12 +114,15 @@ impl ForecastView {
              }| {
                 let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
                 let shown: u64 = top.iter().map(|(_, n)| n).sum();
-                let mut rows: Vec<(String, f64)> = top
+                let mut rows: Vec<(Source, f64)> = top
                     .into_iter()
                     .take(TOP_CREATORS)
                     .map(|(a, n)| (a, per_s(n)))
                     .collect();
-                rows.push(("other".into(), per_s(total.saturating_sub(shown))));
+                rows.push((
+                    Source::new("other".into(), None),
+                    per_s(total.saturating_sub(shown)),
+                ));
                 rows
             },
         );
@@ -319,8 +352,9 @@ pub fn registry(s: &Snapshot) -> Registry {
         );
         if !b.top_sources.is_empty() {
             let f = Family::<Labels, G>::default();
-            for (rank, addr, n) in &b.top_sources {
-                f.get_or_create(&labels(&[("rank", &rank.to_string()), ("address", addr)]))
+            for (rank, source, n) in &b.top_sources {
+                let rank = rank.to_string();
+                f.get_or_create(&source.labels("address", vec![("rank", &rank)]))
                     .set(*n as f64);
             }
             reg.register(
@@ -509,7 +543,8 @@ fn forecast_families(reg: &mut Registry, s: &Snapshot) {
         if let Some(rows) = &v.creators {
             let f = Family::<Labels, G>::default();
             for (source, rate) in rows {
-                f.get_or_create(&labels(&[("source", source)])).set(*rate);
+                f.get_or_create(&source.labels("source", Vec::new()))
+                    .set(*rate);
             }
             reg.register(
                 "ctdoctor_top_creator_new_flows_per_second",
@@ -703,7 +738,7 @@ mod tests {
                 by_l4: vec![("tcp".into(), 700), ("udp".into(), 300)],
                 assured: 650,
                 unreplied: 100,
-                top_sources: vec![(1, "10.0.0.1".into(), 500)],
+                top_sources: vec![(1, Source::new("10.0.0.1".into(), None), 500)],
             }),
             breakdown_age: 3.0,
             kernel_log: Some(vec![(String::new(), 2), ("4026531840".into(), 1)]),
@@ -888,7 +923,10 @@ mod tests {
                 ("udp/UNREPLIED".into(), 1200.0, "measured"),
             ],
             new_per_s: 120.0,
-            creators: Some(vec![("10.0.0.1".into(), 100.0), ("other".into(), 20.0)]),
+            creators: Some(vec![
+                (Source::new("10.0.0.1".into(), None), 100.0),
+                (Source::new("other".into(), None), 20.0),
+            ]),
         }
     }
 
@@ -1020,9 +1058,11 @@ ctdoctor_time_to_full_seconds +Inf"
                 .collect(),
             target_share: estimate::DEFAULT_TARGET_SHARE,
         });
+        let mut book = ctcore::workload::AddressBook::default();
+        book.add(filler(), ["10.0.0.1".parse().expect("ip")]);
         let top = vec![
-            ("10.0.0.1".to_string(), 4000),
-            ("10.0.0.2".to_string(), 1000),
+            (Source::new("10.0.0.1".into(), Some(&book)), 4000),
+            (Source::new("10.0.0.2".into(), Some(&book)), 1000),
         ];
         let v = ForecastView::of(
             &f,
@@ -1050,9 +1090,15 @@ ctdoctor_time_to_full_seconds +Inf"
         assert_eq!(
             v.creators,
             Some(vec![
-                ("10.0.0.1".to_string(), 4000.0 / 60.0),
-                ("10.0.0.2".to_string(), 1000.0 / 60.0),
-                ("other".to_string(), 1300.0 / 60.0),
+                (
+                    Source {
+                        address: "10.0.0.1".into(),
+                        workload: Some("filler".into())
+                    },
+                    4000.0 / 60.0
+                ),
+                (Source::new("10.0.0.2".into(), None), 1000.0 / 60.0),
+                (Source::new("other".into(), None), 1300.0 / 60.0),
             ])
         );
         // A rising count with an unknown class: the trend gives the time to full.
@@ -1070,5 +1116,30 @@ ctdoctor_time_to_full_seconds +Inf"
             Format::Prometheus
         );
         assert_eq!(Format::negotiate(Some("*/*")), Format::Prometheus);
+    }
+
+    fn filler() -> ctcore::workload::Workload {
+        ctcore::workload::Workload {
+            name: "filler".into(),
+            runtime: "docker".into(),
+            image: None,
+            pod: None,
+            pod_namespace: None,
+        }
+    }
+
+    /// An owned source gets a `workload` label; others (and "other") none.
+    #[test]
+    fn owned_sources_are_labelled_with_their_workload() {
+        let mut book = ctcore::workload::AddressBook::default();
+        book.add(filler(), ["172.18.0.2".parse().expect("ip")]);
+        let owned = Source::new("172.18.0.2".into(), Some(&book));
+        let plain = Source::new("10.9.9.9".into(), Some(&book));
+        assert_eq!(owned.workload.as_deref(), Some("filler"));
+        assert_eq!(plain.workload, None);
+        assert_eq!(Source::new("other".into(), Some(&book)).workload, None);
+        let l = |s: &Source| format!("{:?}", s.labels("source", vec![("rank", "1")]));
+        assert!(l(&owned).contains("filler"), "{}", l(&owned));
+        assert!(!l(&plain).contains("workload"), "{}", l(&plain));
     }
 }

@@ -20,7 +20,7 @@ use ctmodel::{Breakdown, Filter};
 use ctcore::counters::Counters;
 
 use super::live;
-use super::metrics::{BreakdownView, Snapshot, Table};
+use super::metrics::{BreakdownView, Snapshot, Source, Table};
 use crate::commands::forecast;
 use ctcore::facts::NetnsCount;
 use ctcore::forecast::{dumps, estimate};
@@ -170,7 +170,7 @@ fn read_count(host: &Host) -> Option<u64> {
     }
 }
 
-fn view(b: &Breakdown, top: usize) -> BreakdownView {
+fn view(b: &Breakdown, top: usize, book: Option<&AddressBook>) -> BreakdownView {
     BreakdownView {
         by_state: b
             .tcp_state()
@@ -186,7 +186,7 @@ fn view(b: &Breakdown, top: usize) -> BreakdownView {
             b.top_src(top)
                 .into_iter()
                 .enumerate()
-                .map(|(i, (a, n))| (i + 1, a.to_string(), n))
+                .map(|(i, (a, n))| (i + 1, Source::new(a.to_string(), book), n))
                 .collect()
         },
     }
@@ -211,7 +211,7 @@ fn breakdown_and_arrivals(
         }
     })
     .map_err(|e| e.to_string())?;
-    Ok((view(&b, top), a, w))
+    Ok((view(&b, top, book), a, w))
 }
 
 /// Every namespace's count (cthost's one reader); a namespace that cannot
