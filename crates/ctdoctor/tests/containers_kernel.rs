@@ -162,6 +162,25 @@ fn docker_and_podman_containers_are_named_and_judged() {
         .exec("sh", &["-c", &get(&p_ip, "80")])
         .expect("podman container");
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("HTTP/1.1 404"));
+    // Attribution of a podman container: 500 UDP flows from pweb to its
+    // network's gateway (the host side of podman's bridge, .1) rank pweb
+    // first by container in the namespace's table, with its image.
+    let p_gw = match p_ip.rsplit_once('.') {
+        Some((net, _)) => format!("{net}.1:9"),
+        None => panic!("podman address {p_ip}"),
+    };
+    let idle = std::sync::atomic::AtomicBool::new(false);
+    assert_eq!(udp_flows_from(podman.pid("pweb"), &p_gw, 500, &idle), 500);
+    let out = ctdoctor_in(&ns, &["top", "--by", "container", "--json"]);
+    let top = common::json(&out);
+    let ranked = &top["top_container"];
+    assert_eq!(ranked[0]["key"], "pweb", "{ranked:#}");
+    assert_eq!(ranked[0]["workload"]["runtime"], "podman");
+    assert_eq!(ranked[0]["workload"]["image"], format!("localhost/{IMAGE}"));
+    assert!(
+        ranked[0]["count"].as_u64().is_some_and(|c| c >= 450),
+        "{ranked:#}"
+    );
     // The DNAT of the published port is in the namespace's table.
     let list = ns.exec("conntrack", &["-L", "-p", "tcp", "--dport", "8080"]);
     let list = String::from_utf8_lossy(&list.expect("conntrack -L").stdout).into_owned();
