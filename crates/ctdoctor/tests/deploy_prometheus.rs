@@ -4,9 +4,9 @@
 //! `prometheus` binary) that scrapes the exporter inside a test namespace.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +15,8 @@ use ctlab::Netns;
 use serde_json::Value;
 
 mod common;
-use common::{BIN, TempDir};
+use common::exporter::{self, HELD, Killed};
+use common::{BIN, TempDir, with_flows};
 
 fn deploy(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -175,29 +176,6 @@ fn dashboard_is_importable_and_every_panel_has_queries() {
 }
 
 // ---- end to end: Prometheus in a namespace ----
-
-/// A child process killed and reaped on drop (also during a panic).
-struct Killed(Child, &'static str);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Killed {
-    /// Panic with the process's stderr if it has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.0.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = self.0.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("{} exited early ({status}):\n{err}", self.1);
-        }
-    }
-}
 
 const PROM: &str = "127.0.0.1:9090";
 const EXPORTER: &str = "127.0.0.1:9466";
@@ -529,9 +507,12 @@ fn real_prometheus_scrapes_the_exporter_on_a_known_table() {
             "--top",
             "5",
             "--all-netns",
-            // Two breakdown dumps soon: the steady-state estimate needs both.
+            // Top sources come from dumps (events give the rest): soon.
             "--breakdown-interval",
             "2s",
+            // The forecast's first window (events) in 5 s, not 60.
+            "--forecast-window",
+            "5s",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -710,6 +691,32 @@ fn rules_with_short_for(shipped: &str) -> String {
     out
 }
 
+/// `rules_with_short_for` of the shipped rules, written as rules.yml under
+/// `dir` and checked by `promtool check rules`; returns its path.
+fn short_rules(dir: &TempDir) -> PathBuf {
+    let shipped = std::fs::read_to_string(deploy("prometheus/ctdoctor-alerts.yml")).expect("rules");
+    dir.put("rules.yml", &rules_with_short_for(&shipped));
+    let path = dir.p("rules.yml");
+    let out = promtool(&["check", "rules", path.to_str().expect("utf8")]);
+    assert_ok("promtool check rules (short for:)", &out);
+    path
+}
+
+/// (alertname, state) of every active alert of `instance` in an
+/// /api/v1/alerts answer.
+fn active_alerts(alerts: &Value, instance: &str) -> Vec<(String, String)> {
+    alerts["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["labels"]["instance"] == instance)
+        .map(|a| {
+            let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+            (s(&a["labels"]["alertname"]), s(&a["state"]))
+        })
+        .collect()
+}
+
 const FILLING: &str = "127.0.0.1:9466";
 const FLAT: &str = "127.0.0.1:9467";
 
@@ -748,33 +755,17 @@ fn real_prometheus_fires_table_full_soon_on_a_fill_never_on_a_flat_load() {
     ctlab::require_root!();
     let ns = Netns::create("promdeploy-fcst").expect("netns");
     let dir = TempDir::new("promdeploy-fcst");
-    let shipped = std::fs::read_to_string(deploy("prometheus/ctdoctor-alerts.yml")).expect("rules");
-    dir.put("rules.yml", &rules_with_short_for(&shipped));
-    let out = promtool(&["check", "rules", dir.p("rules.yml").to_str().expect("utf8")]);
-    assert_ok("promtool check rules (short for:)", &out);
+    let rules = short_rules(&dir);
 
     let t0 = Instant::now();
     let _filling = FakeExporter::serve(&ns, FILLING, move || {
         filling_forecast(t0.elapsed().as_secs_f64())
     });
     let _flat = FakeExporter::serve(&ns, FLAT, || FLAT_FORECAST.to_string());
-    let mut prom = start_prometheus_with(&ns, &dir, &dir.p("rules.yml"), &[FILLING, FLAT]);
+    let mut prom = start_prometheus_with(&ns, &dir, &rules, &[FILLING, FLAT]);
     wait_for_scrapes(&ns, &mut prom, 2);
 
-    // (alertname, state) of every active alert of `instance`.
-    let active = |instance: &str| -> Vec<(String, String)> {
-        let alerts = api(&ns, "/api/v1/alerts");
-        alerts["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["labels"]["instance"] == instance)
-            .map(|a| {
-                let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-                (s(&a["labels"]["alertname"]), s(&a["state"]))
-            })
-            .collect()
-    };
+    let active = |instance: &str| active_alerts(&api(&ns, "/api/v1/alerts"), instance);
     let mut flat_seen = std::collections::BTreeSet::new();
     let mut ttf_at_fire = None;
     wait_for(
@@ -825,4 +816,270 @@ fn real_prometheus_fires_table_full_soon_on_a_fill_never_on_a_flat_load() {
     let (_, r) = query(&ns, "ctdoctor_time_to_full_seconds");
     assert_eq!(r.len(), 2, "both instances scraped: {r:?}");
     prom.assert_running();
+}
+
+// ---- the forecast alert on the real kernel ----
+
+/// A TCP relay: each connection accepted on `addr` in one namespace is
+/// joined to 127.0.0.1:`port` in another, bytes copied both ways until
+/// either side closes. Prometheus, in its own namespace, scrapes exporters
+/// in others over loopback alone (no veth, no route out of a namespace).
+struct Relay {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(from: &Netns, addr: &str, to: &Netns, port: u16) -> Self {
+        let listener = from
+            .run(|| TcpListener::bind(addr))
+            .expect("netns")
+            .unwrap_or_else(|e| panic!("bind relay {addr}: {e}"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let target = to.name().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((inbound, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let target = target.clone();
+                // Ends when either side closes (Prometheus and the
+                // exporter are killed before the relay is dropped).
+                std::thread::spawn(move || relay(inbound, &target, port));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Join `inbound` to 127.0.0.1:`port` in namespace `target` (this thread
+/// enters it; the socket opened there stays there) until either closes.
+fn relay(inbound: TcpStream, target: &str, port: u16) {
+    if ctnetlink::netns::enter(target).is_err() {
+        return;
+    }
+    let Ok(outbound) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = inbound.set_nonblocking(false);
+    let (Ok(mut from_prom), Ok(mut to_exporter)) = (inbound.try_clone(), outbound.try_clone())
+    else {
+        return;
+    };
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_prom, &mut to_exporter);
+        let _ = to_exporter.shutdown(Shutdown::Write);
+    });
+    let (mut from_exporter, mut to_prom) = (outbound, inbound);
+    let _ = std::io::copy(&mut from_exporter, &mut to_prom);
+    let _ = to_prom.shutdown(Shutdown::Write);
+    let _ = up.join();
+}
+
+/// The exporters' port inside the filling and the flat namespace (each
+/// namespace its own, untracked there); Prometheus reaches them through
+/// relays on FILLING and FLAT in its own namespace.
+const NS_EXPORTER_PORT: u16 = 19466;
+
+/// Room left below nf_conntrack_max after the pre-fill, and the fill's
+/// rate (held connections a second): about 70 s from start to full. With
+/// the flat load's connections, two descriptors each (both ends in this
+/// process), they fit this VM's hard RLIMIT_NOFILE of 20,000.
+const ROOM: u64 = 8_500;
+const FILL_RATE: f64 = 120.0;
+const FLAT_FLOWS: u64 = 1_000;
+
+/// The real exporter on events, 10 s forecast windows.
+fn forecast_exporter(ns: &Netns) -> Killed {
+    exporter::start(
+        ns,
+        NS_EXPORTER_PORT,
+        &["--forecast-window", "10s", "--source", "events"],
+    )
+}
+
+/// ConntrackTableFullSoon as the test saw it first firing for the fill.
+#[derive(Debug)]
+struct Fired {
+    /// Seconds since the fill began.
+    at: f64,
+    /// The namespace's count read right after that answer: the table was
+    /// at most this full while the alert fired.
+    count: u64,
+    /// The alert's value: the forecast's time to full at its last
+    /// evaluation.
+    left: f64,
+    /// When it became pending (Prometheus' activeAt).
+    active_at: String,
+}
+
+/// Poll /api/v1/alerts every 250 ms until the filling namespace is full
+/// (count = nf_conntrack_max; panics after 150 s): when
+/// ConntrackTableFullSoon first fires for FILLING, the count then, and
+/// every (alert, state) ever seen for FLAT. Returns (fired, seconds from
+/// the fill's start to full, flat's alerts).
+fn watch_the_fill(
+    ns: &Netns,
+    prom: &mut Killed,
+    fill: &Netns,
+    t0: Instant,
+) -> (
+    Option<Fired>,
+    f64,
+    std::collections::BTreeSet<(String, String)>,
+) {
+    let max = common::global_max() as u64;
+    let mut flat_seen = std::collections::BTreeSet::new();
+    let mut fired = None;
+    loop {
+        prom.assert_running();
+        let alerts = api(ns, "/api/v1/alerts");
+        let count = exporter::count(fill);
+        let at = t0.elapsed().as_secs_f64();
+        flat_seen.extend(active_alerts(&alerts, FLAT));
+        let soon = alerts["alerts"].as_array().into_iter().flatten().find(|a| {
+            a["labels"]["instance"] == FILLING
+                && a["labels"]["alertname"] == "ConntrackTableFullSoon"
+                && a["state"] == "firing"
+        });
+        if let Some(a) = soon.filter(|_| fired.is_none()) {
+            fired = Some(Fired {
+                at,
+                count,
+                left: a["value"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("alert value: {a}")),
+                active_at: a["activeAt"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        if count >= max {
+            return (fired, at, flat_seen);
+        }
+        assert!(
+            at < 150.0,
+            "the namespace did not fill within 150 s: {count} of {max}; {fired:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The Done-when of issue 19 on the real kernel: the real exporter on
+/// ctnetlink events (`--forecast-window 10s`) in a namespace that fills
+/// (pre-filled to ROOM below nf_conntrack_max, then held TCP connections
+/// at FILL_RATE/s until full) and a second one on a flat load (1,000 held
+/// connections, nothing opened or closed after), both scraped every 1 s by
+/// real Prometheus evaluating the shipped rules (`for:` shortened 60-fold,
+/// nothing else changed): ConntrackTableFullSoon fires for the filling
+/// instance while its count is below max, and no alert of any state ever
+/// appears for the flat one.
+#[test]
+fn real_prometheus_fires_table_full_soon_before_a_real_namespace_fills() {
+    ctlab::require_root!();
+    let max = common::global_max() as u64;
+    let fill = exporter::events_namespace("promfill", NS_EXPORTER_PORT);
+    let flat = exporter::events_namespace("promflat", NS_EXPORTER_PORT);
+    let ns = Netns::create("promreal").expect("netns");
+    let dir = TempDir::new("promreal");
+    let rules = short_rules(&dir);
+    exporter::fds_for(ROOM + FLAT_FLOWS);
+    exporter::prefill_leaving(&fill, ROOM);
+
+    let (flat_load, (fill_load, (fired, full_at, flat_seen))) =
+        with_flows(&flat, &HELD, 1000.0, FLAT_FLOWS, || {
+            // All open (1 s at 1,000/s), then held: arrivals = departures.
+            std::thread::sleep(Duration::from_secs(3));
+            let _flat_exporter = forecast_exporter(&flat);
+            with_flows(&fill, &HELD, FILL_RATE, ROOM, || {
+                let t0 = Instant::now();
+                std::thread::sleep(Duration::from_secs(1));
+                let _fill_exporter = forecast_exporter(&fill);
+                let _relays = [
+                    Relay::start(&ns, FILLING, &fill, NS_EXPORTER_PORT),
+                    Relay::start(&ns, FLAT, &flat, NS_EXPORTER_PORT),
+                ];
+                let mut prom = start_prometheus_with(&ns, &dir, &rules, &[FILLING, FLAT]);
+                wait_for_scrapes(&ns, &mut prom, 2);
+                let watched = watch_the_fill(&ns, &mut prom, &fill, t0);
+                // The flat instance was evaluated on the events forecast
+                // all along: every published time to full +Inf, no new flow.
+                let flat_q = |q: &str| single_value(&ns, &q.replace("FLAT", FLAT));
+                assert_eq!(
+                    flat_q(r#"ctdoctor_forecast_source{instance="FLAT",source="events"}"#),
+                    Some(1.0)
+                );
+                assert_eq!(
+                    flat_q(r#"min_over_time(ctdoctor_time_to_full_seconds{instance="FLAT"}[5m])"#),
+                    Some(f64::INFINITY)
+                );
+                assert_eq!(
+                    flat_q(r#"max_over_time(ctdoctor_new_flows_per_second{instance="FLAT"}[5m])"#),
+                    Some(0.0)
+                );
+                let samples = flat_q(
+                    r#"count_over_time(ctdoctor_time_to_full_seconds{instance="FLAT"}[5m])"#,
+                );
+                assert!(
+                    samples.is_some_and(|n| n >= 10.0),
+                    "flat time to full samples: {samples:?}"
+                );
+                assert_eq!(
+                    single_value(
+                        &ns,
+                        &format!(
+                            r#"ctdoctor_forecast_source{{instance="{FILLING}",source="events"}}"#
+                        )
+                    ),
+                    Some(1.0)
+                );
+                prom.assert_running();
+                watched
+            })
+        });
+    assert_eq!(flat_load.started, FLAT_FLOWS, "flat connections opened");
+    let fired = fired.unwrap_or_else(|| {
+        panic!("ConntrackTableFullSoon did not fire before the namespace was full ({full_at:.1} s)")
+    });
+    eprintln!(
+        "ConntrackTableFullSoon firing {:.1} s into the fill (pending since {}), count {} of {max} ({:.2}%), forecast time to full {:.1} s; full {full_at:.1} s into the fill: fired {:.1} s before full; fill {:.1} new/s ({} connections); flat: {} connections, no alert",
+        fired.at,
+        fired.active_at,
+        fired.count,
+        100.0 * fired.count as f64 / max as f64,
+        fired.left,
+        full_at - fired.at,
+        fill_load.rate(),
+        fill_load.started,
+        flat_load.started,
+    );
+    assert!(
+        fired.count < max,
+        "fired only once the namespace was full: {fired:?}"
+    );
+    // The events branch of the rule: its value is the forecast's time to
+    // full (the linear fit's would be a count at or above max).
+    assert!(
+        fired.left > 0.0 && fired.left < 3600.0,
+        "alert value {}",
+        fired.left
+    );
+    assert!(
+        flat_seen.is_empty(),
+        "alerts for the flat load: {flat_seen:?}"
+    );
 }

@@ -9,16 +9,15 @@
 //! none opened or closed: arrivals = departures) both say no time to full.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ctlab::Netns;
-use ctlab::traffic::{Kind, Sources};
 use serde_json::Value;
 
 mod common;
-use common::{BIN, global_max, json, run, with_flows};
+use common::exporter::{self, HELD, Killed};
+use common::{json, run, with_flows};
 
 /// One traffic test at a time: two cores, and each test times its rates.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -27,52 +26,13 @@ const PORT: u16 = 19467;
 const CRIT_S: f64 = 15.0 * 60.0;
 const WARN_S: f64 = 2.0 * 3600.0;
 
-/// The exporter as a child, killed on drop (also during a panic).
-struct Exporter(Child);
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The exporter on `source` with 10 s forecast windows, serving.
+fn exporter(ns: &Netns, source: &str) -> Killed {
+    exporter::start(ns, PORT, &["--forecast-window", "10s", "--source", source])
 }
 
 fn scrape(ns: &Netns) -> std::io::Result<String> {
-    ns.run(|| common::scrape(("127.0.0.1", PORT), "text/plain"))
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-}
-
-/// Start the exporter on events with 10 s forecast windows; returns once
-/// it serves (its feed has started: background threads start before the
-/// first answer).
-fn exporter(ns: &Netns, source: &str) -> Exporter {
-    let listen = format!("127.0.0.1:{PORT}");
-    let child = Command::new(BIN)
-        .args([
-            "--netns",
-            ns.name(),
-            "export",
-            "--listen",
-            &listen,
-            "--no-kernel-log",
-            "--forecast-window",
-            "10s",
-            "--source",
-            source,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn ctdoctor export");
-    let e = Exporter(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if scrape(ns).is_ok() {
-            return e;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("exporter did not serve within 20 s");
+    exporter::scrape(ns, PORT)
 }
 
 /// Samples by name with their labels as `k=v,...` (sorted).
@@ -129,11 +89,6 @@ fn status(ttf: f64) -> &'static str {
     }
 }
 
-/// Held TCP connections, silent after the handshake (closed at the end).
-const HELD: Kind = Kind::Idle {
-    sources: Sources::Many,
-};
-
 /// The exporter and `forecast --window 10s`, started together; returns
 /// the exporter's first complete window and forecast's report.
 fn side_by_side(ns: &Netns) -> (BTreeMap<(String, String), f64>, Value, i32) {
@@ -151,20 +106,9 @@ fn side_by_side(ns: &Netns) -> (BTreeMap<(String, String), f64>, Value, i32) {
     (first_window(ns), v, code)
 }
 
+/// The scrapes themselves are flows: untracked, so both see the same load.
 fn namespace(name: &str) -> Netns {
-    let ns = Netns::create(name).expect("netns");
-    ns.track_loopback().expect("nft");
-    ns.sysctl("net.netfilter.nf_conntrack_events", "1")
-        .expect("sysctl in the test namespace");
-    // The scrapes themselves are flows: untracked, so both see the same load.
-    ns.nft(&format!(
-        "table inet xfscrape {{\n\
-         chain pre {{ type filter hook prerouting priority -300; tcp dport {PORT} notrack; tcp sport {PORT} notrack; }}\n\
-         chain out {{ type filter hook output priority -300; tcp dport {PORT} notrack; tcp sport {PORT} notrack; }}\n\
-         }}\n"
-    ))
-    .expect("nft in the test namespace");
-    ns
+    exporter::events_namespace(name, PORT)
 }
 
 #[test]
@@ -172,16 +116,12 @@ fn exporter_and_forecast_agree_on_a_fill() {
     ctlab::require_root!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = namespace("xf-fill");
-    let max = global_max() as u64;
     // About 40 s of fill at 300/s after a pre-fill (as forecast_kernel's
     // held-connections test: two descriptors per connection).
     let rate = 300.0;
     let room = 9_000;
-    let fds = ctlab::abuse::raise_nofile(2 * (room + 500) + 512).expect("RLIMIT_NOFILE");
-    assert!(fds >= 2 * (room + 500) + 256, "RLIMIT_NOFILE {fds}");
-    for chunk in ctlab::fill((max - room) as usize, true).chunks(50_000) {
-        ns.insert(chunk).expect("pre-fill");
-    }
+    exporter::fds_for(room + 500);
+    exporter::prefill_leaving(&ns, room);
     let (report, (m, v, code)) = with_flows(&ns, &HELD, rate, room + 500, || {
         std::thread::sleep(Duration::from_secs(1));
         side_by_side(&ns)
@@ -264,8 +204,7 @@ fn exporter_and_forecast_agree_on_a_flat_load() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = namespace("xf-flat");
     let flows = 2_000;
-    let fds = ctlab::abuse::raise_nofile(2 * flows + 512).expect("RLIMIT_NOFILE");
-    assert!(fds >= 2 * flows + 256, "RLIMIT_NOFILE {fds}");
+    exporter::fds_for(flows);
     let (report, (m, v, code)) = with_flows(&ns, &HELD, 1000.0, flows, || {
         // All open (2 s at 1,000/s), then held: nothing arrives or leaves.
         std::thread::sleep(Duration::from_secs(3));

@@ -24,20 +24,11 @@ use ctlab::traffic::{Kind, Report, Sources};
 use serde_json::Value;
 
 mod common;
+use common::exporter::{self, count};
 use common::{global_max, json, run, text, with_flows, with_mix};
 
 /// One traffic test at a time: two cores, and each test times its rates.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn count(ns: &Netns) -> u64 {
-    ns.run(|| {
-        ctnetlink::Conntrack::open()
-            .and_then(|mut c| c.stats())
-            .map(|g| u64::from(g.entries))
-    })
-    .expect("thread in netns")
-    .expect("stats")
-}
 
 /// UDP flows at `rate`/s in `ns` (each from its own 127.a.b.c, none
 /// answered: udp/UNREPLIED entries) while `during` runs; stops after it.
@@ -239,12 +230,8 @@ fn held_connections_fill_when_the_trend_says() {
     // process): 9,500 need 19,000 (+ 256 spare), under this VM's hard limit
     // of 20,000, which root without CAP_SYS_RESOURCE cannot raise.
     let room = 9_000;
-    let fds = ctlab::abuse::raise_nofile(2 * (room + 500) + 512).expect("RLIMIT_NOFILE");
-    assert!(fds >= 2 * (room + 500) + 256, "RLIMIT_NOFILE {fds}");
-    let prefill = max - room;
-    for chunk in ctlab::fill(prefill as usize, true).chunks(50_000) {
-        ns.insert(chunk).expect("pre-fill");
-    }
+    exporter::fds_for(room + 500);
+    exporter::prefill_leaving(&ns, room);
     // Held in silence after the handshake: within the window the same as
     // keep-alive for conntrack (the 5-day timeout is never reached), and
     // the in-process keep-alive server falls behind echoing 10,000

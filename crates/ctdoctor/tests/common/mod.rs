@@ -1,7 +1,8 @@
 //! Helpers shared by the binary's end-to-end tests: run ctdoctor, read its
 //! output and JSON findings, facts of test namespaces, numbers read from
 //! /proc and /sys, self-deleting temporary files and trees (`--root`), and
-//! scrapes of the exporter's /metrics (chunked bodies decoded).
+//! scrapes of the exporter's /metrics (chunked bodies decoded); the real
+//! exporter on events in a test namespace is [`exporter`]'s.
 //! A test that needs root starts with `ctlab::require_root!()` (in ctlab,
 //! so ctlab's own tests share it).
 #![allow(dead_code)] // each test binary uses its own subset
@@ -13,6 +14,7 @@ use std::process::{Command, Output, Stdio};
 use ctlab::Netns;
 
 pub mod containers;
+pub mod exporter;
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ctdoctor");
@@ -343,7 +345,8 @@ pub fn with_flows<T: Send>(
 }
 
 /// Several generators side by side in `ns`, each (kind, rate/s, most
-/// flows) on its own thread, while `during` runs; all stop after it.
+/// flows) on its own thread, while `during` runs; all stop after it (also
+/// when it panics, so a failed assertion does not wait out the load).
 pub fn with_mix<T: Send>(
     ns: &Netns,
     load: &[(ctlab::traffic::Kind, f64, u64)],
@@ -371,8 +374,18 @@ pub fn with_mix<T: Send>(
                 })
             })
             .collect();
-        let out = during();
-        stop.store(true, Ordering::Relaxed);
+        // Stopped also when `during` panics: the scope joins the
+        // generators before the panic goes on, and they hold until stopped.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let out = {
+            let _stop = StopOnDrop(&stop);
+            during()
+        };
         let reports = generators
             .into_iter()
             .map(|g| {
