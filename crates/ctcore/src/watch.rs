@@ -112,7 +112,13 @@ impl Rank {
     /// What a person reads: `name (ip)` for an owned address, else the key.
     pub fn label(&self) -> String {
         match &self.workload {
-            Some(w) if self.key.parse::<std::net::IpAddr>().is_ok() => {
+            // An address row; not a workload row whose container happens
+            // to be named like an address (`--name 10.0.0.9`).
+            Some(w)
+                if self.key.parse::<std::net::IpAddr>().is_ok()
+                    && self.key != w.name
+                    && self.key != w.pod_key() =>
+            {
                 format!("{} ({})", w.name, self.key)
             }
             _ => self.key.clone(),
@@ -437,6 +443,25 @@ mod tests {
         let v = serde_json::to_value(&a).expect("json");
         assert_eq!(v["top_src"][0]["workload"]["name"], "web");
         assert!(v["top_dport"][0].get("workload").is_none());
+    }
+
+    #[test]
+    fn a_container_named_like_an_address_is_labelled_by_its_name() {
+        let w = Workload {
+            name: "10.0.0.9".into(),
+            runtime: "docker".into(),
+            image: None,
+            pod: None,
+            pod_namespace: None,
+        };
+        let row = |key: &str| Rank {
+            key: key.into(),
+            new_per_s: 1.0,
+            share: 1.0,
+            workload: Some(w.clone()),
+        };
+        assert_eq!(row("10.0.0.9").label(), "10.0.0.9");
+        assert_eq!(row("10.0.0.2").label(), "10.0.0.9 (10.0.0.2)");
     }
 
     #[test]

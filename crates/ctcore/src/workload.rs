@@ -155,7 +155,10 @@ pub fn group(
     by: Grouping,
     n: usize,
 ) -> Vec<GroupRow> {
-    let mut folded: BTreeMap<String, (u64, Option<Workload>)> = BTreeMap::new();
+    // Keyed by (owned, key): a container may be named like an address
+    // (`docker run --name 10.0.0.9` is valid), and its row must not absorb
+    // that address's when no workload owns it.
+    let mut folded: BTreeMap<(bool, String), (u64, Option<Workload>)> = BTreeMap::new();
     for (ip, c) in rows {
         let (key, w) = match book.get(ip) {
             Some(w) => (
@@ -167,12 +170,14 @@ pub fn group(
             ),
             None => (ip.to_string(), None),
         };
-        let e = folded.entry(key).or_insert_with(|| (0, w.cloned()));
+        let e = folded
+            .entry((w.is_some(), key))
+            .or_insert_with(|| (0, w.cloned()));
         e.0 += c;
     }
     let mut out: Vec<GroupRow> = folded
         .into_iter()
-        .map(|(key, (count, workload))| GroupRow {
+        .map(|((_, key), (count, workload))| GroupRow {
             key,
             count,
             workload,
@@ -222,7 +227,7 @@ pub fn rank(
 /// (127/8) left out, each once. Lines that are not of this form are
 /// skipped.
 pub fn parse_fib_trie(text: &str) -> Vec<IpAddr> {
-    let mut out = Vec::new();
+    let mut out = Once::default();
     let mut leaf: Option<Ipv4Addr> = None;
     for line in text.lines() {
         let t = line.trim();
@@ -243,13 +248,27 @@ pub fn parse_fib_trie(text: &str) -> Vec<IpAddr> {
             && kind == "LOCAL"
             && !a.is_loopback()
         {
-            let ip = IpAddr::V4(a);
-            if !out.contains(&ip) {
-                out.push(ip);
-            }
+            out.push(IpAddr::V4(a));
         }
     }
-    out
+    out.list
+}
+
+/// Addresses in the order first seen, each once: a set beside the list,
+/// as a namespace may hold tens of thousands (a 4 MiB fib_trie took 4.5 s
+/// with a linear search per address).
+#[derive(Default)]
+struct Once {
+    list: Vec<IpAddr>,
+    seen: std::collections::BTreeSet<IpAddr>,
+}
+
+impl Once {
+    fn push(&mut self, ip: IpAddr) {
+        if self.seen.insert(ip) {
+            self.list.push(ip);
+        }
+    }
 }
 
 /// The IPv6 addresses of a namespace from its /proc/net/if_inet6 (`ADDR32HEX
@@ -257,7 +276,7 @@ pub fn parse_fib_trie(text: &str) -> Vec<IpAddr> {
 /// and link-local addresses repeat across namespaces). Malformed lines are
 /// skipped.
 pub fn parse_if_inet6(text: &str) -> Vec<IpAddr> {
-    let mut out = Vec::new();
+    let mut out = Once::default();
     for line in text.lines() {
         let mut f = line.split_whitespace();
         let (Some(hex), Some(_), Some(_), Some(scope)) = (f.next(), f.next(), f.next(), f.next())
@@ -271,11 +290,11 @@ pub fn parse_if_inet6(text: &str) -> Vec<IpAddr> {
             continue;
         };
         let ip = IpAddr::V6(Ipv6Addr::from(v));
-        if !ip.is_loopback() && !out.contains(&ip) {
+        if !ip.is_loopback() {
             out.push(ip);
         }
     }
-    out
+    out.list
 }
 
 #[cfg(test)]
@@ -332,6 +351,32 @@ Local:
     }
 
     #[test]
+    fn many_addresses_each_once_in_order() {
+        // 60,000 addresses, each twice (Main and Local tables), as a
+        // namespace with that many can print: all kept once, in order.
+        let leaves: String = (0..60_000u32)
+            .map(|i| {
+                format!(
+                    "|-- 10.{}.{}.{}\n /32 host LOCAL\n",
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                )
+            })
+            .collect();
+        let got = parse_fib_trie(&format!("Main:\n{leaves}Local:\n{leaves}"));
+        assert_eq!(got.len(), 60_000);
+        assert_eq!(got[0], ip("10.0.0.0"));
+        assert_eq!(got[59_999], ip("10.0.234.95"));
+        let v6: String = (0..60_000u128)
+            .map(|i| format!("{:032x} 04 40 00 80 eth0\n", (0xfd00u128 << 112) | i))
+            .collect();
+        let got = parse_if_inet6(&format!("{v6}{v6}"));
+        assert_eq!(got.len(), 60_000);
+        assert_eq!(got[1], ip("fd00::1"));
+    }
+
+    #[test]
     fn if_inet6_global_only() {
         let t = "fd000000000000000000000000000002 04 40 00 82     eth0
 00000000000000000000000000000001 01 80 10 80       lo
@@ -377,6 +422,19 @@ zz 1 2 00 3 x
         let p = group(rows, &b, Grouping::Pod, 2);
         let keys: Vec<(&str, u64)> = p.iter().map(|r| (r.key.as_str(), r.count)).collect();
         assert_eq!(keys, [("shop/web-0", 8), ("db", 6)]);
+    }
+
+    #[test]
+    fn a_container_named_like_an_address_keeps_its_own_row() {
+        let mut b = AddressBook::default();
+        b.add(w("10.0.0.9", None), [ip("10.0.0.2")]);
+        let rows = vec![(ip("10.0.0.2"), 5), (ip("10.0.0.9"), 3)];
+        let got = group(rows, &b, Grouping::Container, 0);
+        let keys: Vec<(&str, u64, bool)> = got
+            .iter()
+            .map(|r| (r.key.as_str(), r.count, r.workload.is_some()))
+            .collect();
+        assert_eq!(keys, [("10.0.0.9", 5, true), ("10.0.0.9", 3, false)]);
     }
 
     #[test]

@@ -246,3 +246,37 @@ fn metrics_page_on_a_fake_tree() {
     });
     eprintln!("export_golden: {:.2} s", t.elapsed().as_secs_f64());
 }
+
+/// nf_conntrack_max 0 is no limit: the dump fallback's time to full is
+/// +Inf (it once published 0, "full now", for any non-empty table) and
+/// there is no memory limit to publish.
+#[test]
+fn unlimited_max_is_never_full() {
+    let dir = common::TempDir::new("export-max0");
+    let root = dir.0.join("root");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(fixture())
+        .arg(&root)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    std::fs::write(root.join("proc/sys/net/netfilter/nf_conntrack_max"), "0\n").expect("max");
+    let exporter = Exporter::start(&root);
+    let deadline = Instant::now() + WAIT;
+    let page = loop {
+        let page = exporter.scrape("text/plain");
+        if page.contains("\nctdoctor_time_to_full_seconds ") {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "no time to full:\n{page}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(page.contains("\nctdoctor_entries_limit 0.0\n"), "{page}");
+    assert!(page.contains("\nctdoctor_entries 5000.0\n"), "{page}");
+    assert!(
+        page.contains("\nctdoctor_time_to_full_seconds +Inf\n"),
+        "{page}"
+    );
+    assert!(!page.contains("ctdoctor_memory_limit_bytes"), "{page}");
+}

@@ -24,10 +24,17 @@ pub fn init_inode(root: &Root) -> Option<u64> {
             .ok()
             .map(|m| m.ino())
     };
-    ino(1).or_else(|| {
-        let comm = std::fs::read_to_string(root.path("/proc/2/comm")).ok()?;
-        (comm.trim() == "kthreadd").then(|| ino(2)).flatten()
-    })
+    ino(1).or_else(|| (comm(root, 2) == "kthreadd").then(|| ino(2)).flatten())
+}
+
+/// A process's name (/proc/PID/comm: at most 16 bytes in the kernel, 64
+/// read), trimmed and [printable](crate::source::printable) (any user can
+/// set their own); "" when unreadable. Through [`Root::open`]: a fake
+/// tree's FIFO or link to /dev/zero is not read.
+pub fn comm(root: &Root, pid: u32) -> String {
+    root.read_prefix(&format!("/proc/{pid}/comm"), "root", 64)
+        .map(|b| crate::source::printable(String::from_utf8_lossy(&b).trim()))
+        .unwrap_or_default()
 }
 
 /// Every distinct network namespace, named where possible; the initial
@@ -39,7 +46,7 @@ pub fn list(root: &Root) -> Vec<Namespace> {
             if let Ok(m) = std::fs::metadata(e.path()) {
                 by_inode.entry(m.ino()).or_insert_with(|| Namespace {
                     inode: m.ino(),
-                    name: e.file_name().to_string_lossy().into_owned(),
+                    name: crate::source::printable(&e.file_name().to_string_lossy()),
                     path: e.path(),
                 });
             }
@@ -58,14 +65,10 @@ pub fn list(root: &Root) -> Vec<Namespace> {
         let Ok(m) = std::fs::metadata(&path) else {
             continue;
         };
-        by_inode.entry(m.ino()).or_insert_with(|| {
-            let comm = std::fs::read_to_string(root.path(&format!("/proc/{pid}/comm")))
-                .unwrap_or_default();
-            Namespace {
-                inode: m.ino(),
-                name: format!("pid {pid} ({})", comm.trim()),
-                path,
-            }
+        by_inode.entry(m.ino()).or_insert_with(|| Namespace {
+            inode: m.ino(),
+            name: format!("pid {pid} ({})", comm(root, pid)),
+            path,
         });
     }
     by_inode.into_values().collect()

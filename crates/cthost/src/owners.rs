@@ -280,15 +280,24 @@ fn short(id: &str) -> &str {
 /// config.v2.json is a few KiB; anything far larger is not one.
 const MAX_CONFIG: u64 = 4 << 20;
 
+/// At most `cap` bytes of a regular file: a FIFO (which would block the
+/// open) or a device (/dev/zero never ends) in a fake tree is an error.
 fn read_capped(root: &Root, path: &str, cap: u64) -> std::io::Result<String> {
-    let f = std::fs::File::open(root.path(path))?;
+    let Some((f, _)) = crate::source::open_regular(&root.path(path))? else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    };
     let mut s = String::new();
     f.take(cap).read_to_string(&mut s)?;
     Ok(s)
 }
 
+/// A process's arguments (the kernel's ARG_MAX-bounded /proc/PID/cmdline:
+/// the first MiB is plenty for dockerd's and conmon's flags).
 fn cmdline(root: &Root, pid: u32) -> Vec<String> {
-    std::fs::read(root.path(&format!("/proc/{pid}/cmdline")))
+    root.read_prefix(&format!("/proc/{pid}/cmdline"), "root", 1 << 20)
         .map(|b| {
             b.split(|&c| c == 0)
                 .filter(|a| !a.is_empty())
@@ -314,7 +323,7 @@ const STORAGE_ROOT: &str = "/var/lib/containers/storage";
 pub fn runtimes(root: &Root, pids: &[u32]) -> Runtimes {
     let mut r = Runtimes::default();
     for &pid in pids {
-        match comm(root, pid).as_str() {
+        match crate::namespaces::comm(root, pid).as_str() {
             "dockerd" => {
                 let dr = parse_dockerd_args(&cmdline(root, pid))
                     .unwrap_or_else(|| DOCKER_ROOT.to_string());
@@ -479,6 +488,16 @@ pub fn container_owner(
             ..ContainerOwner::default()
         },
     };
+    // Labels and names are whatever their writer chose (a docker user's
+    // --label io.kubernetes.pod.name=$'\e[2J'): never raw to a terminal.
+    let p = |o: Option<String>| o.map(|s| crate::source::printable(&s));
+    let meta = ContainerOwner {
+        name: p(meta.name),
+        image: p(meta.image),
+        pod: p(meta.pod),
+        pod_namespace: p(meta.pod_namespace),
+        ..meta
+    };
     let name = match (&meta.pod_namespace, &meta.pod, c) {
         (Some(ns), Some(pod), _) => format!("{ns}/{pod}"),
         (_, _, Container::Pod { uid, .. }) => format!("pod {uid}"),
@@ -494,12 +513,6 @@ pub fn container_owner(
         name,
         container: Some(meta),
     }
-}
-
-fn comm(root: &Root, pid: u32) -> String {
-    read_capped(root, &format!("/proc/{pid}/comm"), 64)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// The owner of every namespace in `namespaces`, by inode: "host" for the
@@ -551,7 +564,12 @@ pub fn owners(
         }
         let owner = match container {
             Some(c) => container_owner(root, &rt, &pods, &c),
-            None => Owner::named(procs.first().map(|&p| comm(root, p)).unwrap_or_default()),
+            None => Owner::named(
+                procs
+                    .first()
+                    .map(|&p| crate::namespaces::comm(root, p))
+                    .unwrap_or_default(),
+            ),
         };
         out.insert(ns.inode, owner);
     }

@@ -82,10 +82,11 @@ pub fn detect(root: &Root) -> Vec<Service> {
             else {
                 continue;
             };
-            let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) else {
+            let Ok(pid) = pid.parse::<u32>() else {
                 continue;
             };
-            let comm = comm.trim();
+            let comm = crate::namespaces::comm(root, pid);
+            let comm = comm.as_str();
             if let Some((_, _, display, why)) = KNOWN.iter().find(|k| k.0 == comm) {
                 let netns_inode = std::fs::metadata(e.path().join("ns/net"))
                     .ok()
@@ -122,7 +123,7 @@ pub fn detect(root: &Root) -> Vec<Service> {
             }
         }
     }
-    if let Ok(conf) = std::fs::read_to_string(root.path("/etc/ufw/ufw.conf"))
+    if let Ok(conf) = root.read_lossy("/etc/ufw/ufw.conf", "root")
         && conf.lines().any(|l| l.trim() == "ENABLED=yes")
     {
         found.insert(

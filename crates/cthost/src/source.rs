@@ -72,6 +72,24 @@ impl Root {
         Ok(String::from_utf8_lossy(&self.read_bytes(path, needs)?).into_owned())
     }
 
+    /// The first `cap` bytes of a regular file (the rest is not read): a
+    /// process's comm or cmdline, where a fake tree's FIFO must not block
+    /// and a link to /dev/zero must not fill memory.
+    pub fn read_prefix(
+        &self,
+        path: &str,
+        needs: &'static str,
+        cap: u64,
+    ) -> Result<Vec<u8>, Unreadable> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        self.open(path, needs)?
+            .take(cap)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_unreadable(path, needs, &e))?;
+        Ok(bytes)
+    }
+
     /// The bytes of a small file: at most [`READ_MAX`], refused past that.
     fn read_bytes(&self, path: &str, needs: &'static str) -> Result<Vec<u8>, Unreadable> {
         use std::io::Read;
@@ -112,6 +130,29 @@ impl Root {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Text read from the system made safe to print on a terminal: control
+/// characters (an escape sequence in a container label or a process name
+/// any user can set) and the invisible bidirectional and zero-width marks
+/// are shown escaped (`\u{1b}`), everything else as it is.
+pub fn printable(s: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(hidden) {
+        return s.to_string();
+    }
+    s.chars()
+        .fold(String::with_capacity(s.len() + 8), |mut out, c| {
+            if hidden(c) {
+                out.extend(c.escape_unicode());
+            } else {
+                out.push(c);
+            }
+            out
+        })
 }
 
 /// Open `path` for reading if it is a regular file, with its metadata;
@@ -196,6 +237,15 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_obey() {
+        assert_eq!(printable("web-0"), "web-0");
+        assert_eq!(printable("caf\u{e9} \u{4e2d}"), "caf\u{e9} \u{4e2d}");
+        assert_eq!(printable("a\u{1b}[2J\nb\u{7}"), "a\\u{1b}[2J\\u{a}b\\u{7}");
+        // Right-to-left override: "exe.txt" would read "txt.exe".
+        assert_eq!(printable("x\u{202e}txt"), "x\\u{202e}txt");
     }
 
     #[test]

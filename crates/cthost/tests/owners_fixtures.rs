@@ -176,3 +176,116 @@ fn address_book_of_the_fixture_tree() {
         "{note}"
     );
 }
+
+/// What a fake tree (`--root DIR`) can hold where /proc has a plain file:
+/// a FIFO (whose open waited forever for a writer: `top --root` hung) and
+/// a link to /dev/zero (read to the end: 1 GiB and more of memory), at a
+/// process's comm and cmdline and at a container's config.v2.json; and a
+/// pod label and a process name carrying terminal escapes. Each is read
+/// as unreadable or escaped, and the rest of the tree is still named.
+#[test]
+fn fifos_endless_files_and_escapes_in_a_fake_tree() {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+    struct Tree(PathBuf);
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("ctd-owners-abuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let tree = Tree(dir.clone());
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/owners"
+        ))
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    let fifo = |p: &str| {
+        let p = dir.join(p);
+        let _ = std::fs::remove_file(&p);
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        p
+    };
+    let zero = |p: &str| {
+        let p = dir.join(p);
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink("/dev/zero", &p).expect("symlink");
+    };
+    let fifos = [
+        fifo("proc/300/comm"),
+        fifo(
+            "var/lib/docker/containers/fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210/config.v2.json",
+        ),
+    ];
+    zero("proc/250/comm");
+    // A second dockerd whose arguments never end.
+    std::fs::create_dir_all(dir.join("proc/400/ns")).expect("mkdir");
+    std::fs::write(dir.join("proc/400/comm"), "dockerd\n").expect("comm");
+    std::fs::write(dir.join("proc/400/ns/net"), "").expect("ns");
+    zero("proc/400/cmdline");
+    std::fs::write(dir.join("proc/290/comm"), "sl\u{1b}]0;x\u{7}eep\n").expect("comm");
+    let web = dir.join(
+        "srv/ctd/data/containers/21d3fd565d25a70e2d1236929544b26187f9a8e50ad44fa30fd786749926bcdc/config.v2.json",
+    );
+    let cfg = std::fs::read_to_string(&web).expect("web config");
+    std::fs::write(&web, cfg.replace("\"web-0\"", "\"web-0\\u001b[2J\"")).expect("web config");
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let root = Root::under(&dir);
+    std::thread::spawn(move || {
+        let all = namespaces::list(&root);
+        let init = namespaces::init_inode(&root);
+        let owners = owners::owners(&root, &all, init);
+        let (book, _) = cthost::addresses::book(&root);
+        let _ = cthost::services::detect(&root);
+        let _ = tx.send((all, owners, book));
+    });
+    // A reader blocked on a FIFO is released by a writer: on failure the
+    // test says so instead of hanging the suite.
+    let Ok((all, owners, book)) = rx.recv_timeout(Duration::from_secs(120)) else {
+        for f in &fifos {
+            let _ = std::fs::OpenOptions::new().read(true).write(true).open(f);
+        }
+        panic!("reading the tree blocked on a FIFO");
+    };
+    let name_of = |pid: u32| {
+        let ns = all
+            .iter()
+            .find(|n| n.name.starts_with(&format!("pid {pid} ")))
+            .unwrap_or_else(|| panic!("pid {pid}: {all:?}"));
+        (ns.name.clone(), owners[&ns.inode].name.clone())
+    };
+    assert_eq!(name_of(300), ("pid 300 ()".to_string(), String::new()));
+    assert_eq!(name_of(250).0, "pid 250 ()");
+    assert_eq!(name_of(290).0, "pid 290 (sl\\u{1b}]0;x\\u{7}eep)");
+    assert_eq!(name_of(290).1, "sl\\u{1b}]0;x\\u{7}eep");
+    // The FIFO config: the id, and why.
+    let node = &owners[&all
+        .iter()
+        .find(|n| n.name.starts_with("pid 280 "))
+        .expect("280")
+        .inode];
+    assert_eq!(node.name, "fedcba987654");
+    let err = node
+        .container
+        .as_ref()
+        .and_then(|c| c.metadata_error.clone());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("not a regular file")),
+        "{err:?}"
+    );
+    // The rest still named, the escape shown, not sent.
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+    let w = book.get(ip("172.17.0.2")).expect("web's address");
+    assert_eq!(w.name, "web");
+    assert_eq!(w.pod_key(), "shop/web-0\\u{1b}[2J");
+    assert_eq!(book.label(ip("10.88.0.5")), "pweb (10.88.0.5)");
+    assert!(Path::new(&tree.0).exists());
+}

@@ -339,11 +339,16 @@ pub fn fit(samples: &[(f64, f64)]) -> Option<(f64, f64)> {
 
 /// Seconds from the last sample until the fitted count reaches `max`.
 /// +Inf when the trend is flat or falling, or fewer than two samples span
-/// time; 0 when the table is already at or above `max`.
+/// time, or `max` is 0 (nf_conntrack_max 0: no limit, nothing to fill);
+/// 0 when the table is already at or above a non-zero `max`.
 pub fn time_to_full(samples: &[(f64, f64)], max: f64) -> f64 {
     let Some(&(_, c_last)) = samples.last() else {
         return f64::INFINITY;
     };
+    // A NaN max must not read as "full now" either.
+    if max.is_nan() || max <= 0.0 {
+        return f64::INFINITY;
+    }
     if c_last >= max {
         return 0.0;
     }
@@ -510,11 +515,7 @@ pub fn estimate(i: &Inputs) -> Forecast {
     let max = i.max as f64;
     let count = i.count as f64;
     let trend = fit(&i.samples).map(|(slope, _)| slope);
-    let ttf_trend = if i.max == 0 {
-        f64::INFINITY
-    } else {
-        time_to_full(&i.samples, max)
-    };
+    let ttf_trend = time_to_full(&i.samples, max);
     let trend_time_to_full_s = ttf_trend.is_finite().then_some(ttf_trend);
     let pct = |x: f64| 100.0 * x / max.max(1.0);
     let rising = trend.filter(|s| *s > 0.0).map_or(String::new(), |s| {
@@ -1297,6 +1298,16 @@ mod tests {
     #[test]
     fn trend_full_is_zero() {
         assert_eq!(time_to_full(&[(0.0, 10.0), (10.0, 100.0)], 100.0), 0.0);
+    }
+
+    #[test]
+    fn trend_unlimited_max_is_infinite() {
+        // nf_conntrack_max 0 is no limit: a rising count never fills it
+        // (the exporter's dump fallback once published 0, "full now").
+        let rising = [(0.0, 10.0), (10.0, 100.0)];
+        assert_eq!(time_to_full(&rising, 0.0), f64::INFINITY);
+        assert_eq!(time_to_full(&[(0.0, 5000.0)], 0.0), f64::INFINITY);
+        assert_eq!(time_to_full(&rising, f64::NAN), f64::INFINITY);
     }
 
     #[test]

@@ -295,7 +295,8 @@ pub fn registry(s: &Snapshot) -> Registry {
                 "Table memory now: slab object size x entries + buckets x 8",
                 mem(t.entries),
             );
-            if let Some(max) = t.max {
+            // nf_conntrack_max 0 is no limit: no memory bound either.
+            if let Some(max) = t.max.filter(|&m| m > 0) {
                 gauge(
                     &mut reg,
                     "ctdoctor_memory_limit_bytes",
