@@ -350,6 +350,10 @@ impl Shared {
                 let containers = book.as_ref().is_some_and(|b| !b.is_empty());
                 if !self.events_on() || self.config.top > 0 || containers {
                     self.refresh_breakdown(count, book);
+                } else {
+                    // No dump now: a view from an older one (before the
+                    // feed was on, or while containers ran) would stay.
+                    self.lock().workloads = None;
                 }
                 if self.config.all_netns {
                     let t = Instant::now();
