@@ -111,11 +111,14 @@ pub fn register(reg: &mut Registry, v: &View) {
         .iter()
         .map(|(w, f)| (Some(w), f))
         .chain(std::iter::once((None, &v.other)));
+    // Added, not set: two workloads with the same labels (a `web` under
+    // each of two dockerds, a container named "other") share one series,
+    // and the series still add up to the table.
     for (w, f) in rows {
         let l = labels(w);
-        entries.get_or_create(&l).set(f.entries as f64);
+        entries.get_or_create(&l).inc_by(f.entries as f64);
         if let Some(r) = f.new_per_s {
-            new.get_or_create(&l).set(r);
+            new.get_or_create(&l).inc_by(r);
         }
     }
     reg.register(
@@ -201,5 +204,55 @@ mod tests {
         let v = t.view(&book, None, 0);
         assert!(v.rows.is_empty());
         assert_eq!((v.other.entries, v.other.new_per_s), (1, None));
+    }
+
+    /// Two workloads with the same labels (a `web` under each of two
+    /// dockerds) and a container named "other": one series each, summed.
+    #[test]
+    fn same_labels_share_one_summed_series() {
+        let web = Workload {
+            name: "web".into(),
+            runtime: "docker".into(),
+            image: Some("a".into()),
+            pod: None,
+            pod_namespace: None,
+        };
+        let other = Workload {
+            name: "other".into(),
+            runtime: String::new(),
+            image: None,
+            pod: None,
+            pod_namespace: None,
+        };
+        let fig = |entries| Figures {
+            entries,
+            new_per_s: Some(1.0),
+        };
+        let v = View {
+            rows: vec![
+                (web.clone(), fig(3)),
+                (
+                    Workload {
+                        image: Some("b".into()),
+                        ..web
+                    },
+                    fig(4),
+                ),
+                (other, fig(5)),
+            ],
+            other: fig(6),
+        };
+        let mut reg = Registry::default();
+        register(&mut reg, &v);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).expect("encode");
+        let series = |w: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("ctdoctor_workload_entries{{workload=\"{w}\"")))
+                .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(series("web"), ["7.0"], "{text}");
+        assert_eq!(series("other"), ["11.0"], "{text}");
     }
 }
