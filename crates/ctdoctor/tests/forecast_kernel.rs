@@ -73,6 +73,18 @@ fn f(v: &Value) -> f64 {
 /// a GC pass). The time in state is measured from exits and survivors,
 /// the steady state is the count the namespace holds, and there is no time
 /// to full and no alert.
+/// Seconds from `since` until the namespace's count reaches `max`,
+/// polled every 100 ms; None when it is not full within 60 s of `since`.
+fn seconds_until_full(ns: &Netns, max: u64, since: Instant) -> Option<f64> {
+    while since.elapsed() < Duration::from_secs(60) {
+        if count(ns) >= max {
+            return Some(since.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
 /// The forecast's time to full within 20% of both truths: the
 /// arithmetic (max - count) / rate and when the namespace really filled.
 fn time_to_full_within_20_percent(ttf: f64, by_rate: f64, full_at: f64) {
@@ -245,14 +257,7 @@ fn held_connections_fill_when_the_trend_says() {
             let (v, code) = forecast(&ns, &["--window", "10s"]);
             let predicted_at = Instant::now();
             let count_at_end = count(&ns);
-            let mut full_at = None;
-            while predicted_at.elapsed() < Duration::from_secs(60) {
-                if count(&ns) >= max {
-                    full_at = Some(predicted_at.elapsed().as_secs_f64());
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let full_at = seconds_until_full(&ns, max, predicted_at);
             (v, code, full_at, count_at_end)
         });
     let achieved = report.rate();
@@ -629,15 +634,7 @@ fn syn_flood_fills_an_unassured_table_when_the_trend_says() {
     let (report, (v, code, full_at, assured)) = with_flows(&ns, &kind, rate, room + 20_000, || {
         std::thread::sleep(Duration::from_secs(2));
         let (v, code) = forecast(&ns, &["--window", "10s"]);
-        let predicted_at = Instant::now();
-        let mut full_at = None;
-        while predicted_at.elapsed() < Duration::from_secs(60) {
-            if count(&ns) >= max {
-                full_at = Some(predicted_at.elapsed().as_secs_f64());
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let full_at = seconds_until_full(&ns, max, Instant::now());
         // Nothing in the table is ASSURED (early_drop may take any entry).
         let assured = ns
             .run(|| {
