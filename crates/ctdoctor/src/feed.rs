@@ -95,10 +95,14 @@ impl Feed {
     }
 
     /// Subscribe, dump once, and start the first interval; table-full
-    /// lines of /dev/kmsg are followed (watch shows them).
+    /// lines of /dev/kmsg are followed and the address book is read (watch
+    /// shows both; forecast and the exporter, which [`Feed::start`] alone,
+    /// use neither).
     pub fn open(host: &Host, filter: Filter, clauses: Vec<String>) -> Result<Self> {
         let events = Self::subscribe(host)?;
-        Self::start(host, events, filter, clauses, true)
+        let mut feed = Self::start(host, events, filter, clauses, true)?;
+        (feed.book, feed.book_note) = cthost::addresses::book(host.root());
+        Ok(feed)
     }
 
     /// Dump once over an existing subscription and start the first
@@ -132,9 +136,6 @@ impl Feed {
             book_at: 0.0,
             book_note: None,
         };
-        let (book, note) = cthost::addresses::book(host.root());
-        feed.book = book;
-        feed.book_note = note;
         feed.dump()?;
         feed.status.resyncs = 0;
         feed.status.last_resync = None;
