@@ -521,10 +521,14 @@ impl Shared {
             .iter()
             .map(|(at, n)| (-now.duration_since(*at).as_secs_f64(), *n))
             .collect();
+        // The dump-based figures are published only without events (with
+        // them, the feed publishes forecast's verdict): not computed at all
+        // then, since they read the timeouts from /proc under the lock.
         let prediction = table
             .as_ref()
             .ok()
-            .and_then(|t| t.max.map(|m| (t.entries, m)));
+            .and_then(|t| t.max.map(|m| (t.entries, m)))
+            .filter(|_| !events);
         // With two breakdown dumps: forecast's estimate (the steady state
         // decides whether the table fills at all, the trend when); before
         // them, or above --breakdown-max-entries: the trend alone.
@@ -576,8 +580,8 @@ impl Shared {
             netns: c.netns.clone(),
             forecast_source: self.source.get().map(|s| s.label()),
             forecast: c.live.forecast.clone().filter(|_| events),
-            time_to_full: time_to_full.filter(|_| !events),
-            steady_state: forecast.map(|f| f.steady_state).filter(|_| !events),
+            time_to_full,
+            steady_state: forecast.map(|f| f.steady_state),
             drift,
             durations,
             up,
